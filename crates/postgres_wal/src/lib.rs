@@ -7,5 +7,7 @@
 //! every function here can be property-tested and fuzzed on plain bytes.
 
 pub mod lsn;
+pub mod record;
+pub mod rmgr;
 
 pub use lsn::{Lsn, LsnParseError};

@@ -1,0 +1,98 @@
+//! Resource managers: their ids and the typed bodies of their records.
+//!
+//! Each submodule parses the records of one resource manager (PG15 layouts)
+//! from a [`crate::record::DecodedRecord`]'s main data and block data.
+
+pub mod btree;
+pub mod heap;
+pub mod heap2;
+pub mod sequence;
+
+/// Resource manager ids of PostgreSQL 15 (`rmgrlist.h` order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum RmgrId {
+    Xlog = 0,
+    Transaction = 1,
+    Storage = 2,
+    Clog = 3,
+    Database = 4,
+    Tablespace = 5,
+    MultiXact = 6,
+    RelMap = 7,
+    Standby = 8,
+    Heap2 = 9,
+    Heap = 10,
+    Btree = 11,
+    Hash = 12,
+    Gin = 13,
+    Gist = 14,
+    Sequence = 15,
+    SpGist = 16,
+    Brin = 17,
+    CommitTs = 18,
+    ReplicationOrigin = 19,
+    Generic = 20,
+    LogicalMessage = 21,
+}
+
+impl RmgrId {
+    /// All built-in resource managers, in id order.
+    pub const ALL: [RmgrId; 22] = [
+        RmgrId::Xlog,
+        RmgrId::Transaction,
+        RmgrId::Storage,
+        RmgrId::Clog,
+        RmgrId::Database,
+        RmgrId::Tablespace,
+        RmgrId::MultiXact,
+        RmgrId::RelMap,
+        RmgrId::Standby,
+        RmgrId::Heap2,
+        RmgrId::Heap,
+        RmgrId::Btree,
+        RmgrId::Hash,
+        RmgrId::Gin,
+        RmgrId::Gist,
+        RmgrId::Sequence,
+        RmgrId::SpGist,
+        RmgrId::Brin,
+        RmgrId::CommitTs,
+        RmgrId::ReplicationOrigin,
+        RmgrId::Generic,
+        RmgrId::LogicalMessage,
+    ];
+
+    /// The manager for a raw `xl_rmid`, or `None` for custom/unknown ids.
+    pub fn from_u8(value: u8) -> Option<RmgrId> {
+        RmgrId::ALL.get(usize::from(value)).copied()
+    }
+
+    /// The name `pg_waldump` prints for this manager.
+    pub fn name(self) -> &'static str {
+        match self {
+            RmgrId::Xlog => "XLOG",
+            RmgrId::Transaction => "Transaction",
+            RmgrId::Storage => "Storage",
+            RmgrId::Clog => "CLOG",
+            RmgrId::Database => "Database",
+            RmgrId::Tablespace => "Tablespace",
+            RmgrId::MultiXact => "MultiXact",
+            RmgrId::RelMap => "RelMap",
+            RmgrId::Standby => "Standby",
+            RmgrId::Heap2 => "Heap2",
+            RmgrId::Heap => "Heap",
+            RmgrId::Btree => "Btree",
+            RmgrId::Hash => "Hash",
+            RmgrId::Gin => "Gin",
+            RmgrId::Gist => "Gist",
+            RmgrId::Sequence => "Sequence",
+            RmgrId::SpGist => "SPGist",
+            RmgrId::Brin => "BRIN",
+            RmgrId::CommitTs => "CommitTs",
+            RmgrId::ReplicationOrigin => "ReplicationOrigin",
+            RmgrId::Generic => "Generic",
+            RmgrId::LogicalMessage => "LogicalMessage",
+        }
+    }
+}
