@@ -1,0 +1,1 @@
+//! The Postgres wire-protocol service of the pageserver.
