@@ -1,2 +1,25 @@
 //! Test harness: throwaway real PostgreSQL 15 clusters in temp directories,
 //! run as an unprivileged OS user when the tests run as root.
+//!
+//! - [`PgInstall`] finds the PG15 binaries (`SEDIMENT_PG_BIN` or Debian's
+//!   path) and the OS user to run them as (`postgres`, `SEDIMENT_PG_OS_USER`).
+//! - [`PgCluster`] is one initdb'd cluster: start/stop, `psql`, `pgbench`,
+//!   WAL positions and [`PgCluster::collect_wal`]. Dropping it stops the
+//!   server and deletes the directory (`SEDIMENT_KEEP_TMP=1` keeps it).
+//! - [`workload`] drives a cluster through WAL-rich workloads shared by the
+//!   decoder, redo and pageserver tests.
+//! - [`PgTempDir`] and [`free_port`] help tests that manage other processes.
+
+pub mod cluster;
+pub mod error;
+pub mod install;
+pub mod pgbench;
+pub mod tempdir;
+pub mod wal;
+pub mod workload;
+
+pub use cluster::{PgCluster, PgClusterBuilder, SUPERUSER};
+pub use error::{Error, Result};
+pub use install::{OsUser, PgInstall};
+pub use tempdir::{free_port, keep_tmp, PgTempDir};
+pub use wal::CollectedWal;

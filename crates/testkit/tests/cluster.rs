@@ -1,0 +1,199 @@
+//! The harness against a real PostgreSQL 15: start, SQL, pgbench, WAL
+//! collection, cleanup on drop (also during a panic), parallel clusters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use testkit::{PgCluster, PgInstall};
+
+#[test]
+fn starts_runs_sql_and_restarts() {
+    let mut cluster = PgCluster::builder()
+        .setting("wal_compression", "lz4")
+        .start()
+        .unwrap();
+    assert!(cluster.port() > 0);
+    assert!(cluster
+        .socket_dir()
+        .join(format!(".s.PGSQL.{}", cluster.port()))
+        .exists());
+    let version: String = cluster.query_scalar("SHOW server_version_num").unwrap();
+    assert!(version.starts_with("15"), "{version}");
+    let compression: String = cluster.query_scalar("SHOW wal_compression").unwrap();
+    assert_eq!(compression, "lz4");
+
+    // Several statements incl. one that refuses a transaction block.
+    cluster
+        .psql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10); CREATE DATABASE other;")
+        .unwrap();
+    let rows = cluster
+        .psql("SELECT x FROM t WHERE x <= 3 ORDER BY x")
+        .unwrap();
+    assert_eq!(rows, "1\n2\n3\n");
+    cluster.psql_db("other", "CREATE TABLE o (y text)").unwrap();
+    let n: i64 = cluster
+        .query_scalar_db("other", "SELECT count(*) FROM o")
+        .unwrap();
+    assert_eq!(n, 0);
+
+    // Data survives a crash-like stop.
+    cluster.stop_immediate().unwrap();
+    assert!(!cluster.is_running());
+    assert!(matches!(
+        cluster.psql("SELECT 1"),
+        Err(testkit::Error::NotRunning { .. })
+    ));
+    cluster.start().unwrap();
+    let sum: i64 = cluster.query_scalar("SELECT sum(x) FROM t").unwrap();
+    assert_eq!(sum, 55);
+    cluster.restart().unwrap();
+    let sum: i64 = cluster.query_scalar("SELECT sum(x) FROM t").unwrap();
+    assert_eq!(sum, 55);
+}
+
+#[test]
+fn sql_errors_name_the_command_and_server_message() {
+    let cluster = PgCluster::start_default().unwrap();
+    let error = cluster.psql("SELECT * FROM no_such_table").unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("psql"), "{text}");
+    assert!(text.contains("no_such_table"), "{text}");
+    // ON_ERROR_STOP: nothing after the failing statement runs.
+    let _ = cluster.psql("SELECT 1/0; CREATE TABLE after_error (x int);");
+    let exists: bool = cluster
+        .query_scalar("SELECT to_regclass('after_error') IS NOT NULL")
+        .unwrap();
+    assert!(!exists);
+    let not_a_number = cluster.query_scalar::<i64>("SELECT 'abc'");
+    assert!(not_a_number.is_err());
+}
+
+#[test]
+fn pgbench_reports_tps() {
+    let cluster = PgCluster::start_default().unwrap();
+    cluster.pgbench(&["-i", "-s", "1", "-q"]).unwrap();
+    let accounts: i64 = cluster
+        .query_scalar("SELECT count(*) FROM pgbench_accounts")
+        .unwrap();
+    assert_eq!(accounts, 100_000);
+    let tps = cluster
+        .pgbench_tps(&["-c", "2", "-j", "2", "-t", "50"])
+        .unwrap();
+    assert!(tps > 0.0, "{tps}");
+    let history: i64 = cluster
+        .query_scalar("SELECT count(*) FROM pgbench_history")
+        .unwrap();
+    assert_eq!(history, 100);
+}
+
+#[test]
+fn collects_complete_wal_segments() {
+    let cluster = PgCluster::builder()
+        .initdb_arg("--wal-segsize=1")
+        .retain_all_wal()
+        .start()
+        .unwrap();
+    let before = cluster.current_wal_lsn().unwrap();
+    cluster
+        .psql(
+            "CREATE TABLE w AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
+        )
+        .unwrap();
+    assert!(cluster.current_wal_lsn().unwrap() > before);
+    let dest = tempfile::tempdir().unwrap();
+    let wal = cluster.collect_wal(dest.path()).unwrap();
+    assert_eq!(wal.segment_size, 1024 * 1024);
+    // A 4+ MB table in 1 MB segments: several complete files from the first.
+    assert!(wal.segments.len() >= 4, "{:?}", wal.segments);
+    // initdb's own checkpoints recycle its early segments; from the start of
+    // the server on, nothing may be missing.
+    let segno = |name: &str| u64::from_str_radix(&name[16..], 16).unwrap();
+    let first = segno(wal.first_segment().unwrap());
+    assert!(first <= before.0 / wal.segment_size, "{:?}", wal.segments);
+    for (i, name) in wal.segments.iter().enumerate() {
+        assert_eq!(segno(name), first + i as u64, "gap in {:?}", wal.segments);
+    }
+    for path in wal.paths() {
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), wal.segment_size);
+    }
+    // The last copied segment holds the switch record's end.
+    let last_segno = (wal.end_lsn.0 - 1) / wal.segment_size;
+    let last = wal.last_segment().unwrap();
+    assert_eq!(segno(last), last_segno);
+    // pg_waldump agrees that the copied range decodes to the end.
+    let dump = std::process::Command::new(cluster.bin("pg_waldump"))
+        .arg("-p")
+        .arg(dest.path())
+        .args([wal.first_segment().unwrap(), last, "--stats"])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+}
+
+#[test]
+fn drop_stops_server_and_removes_dir_even_on_panic() {
+    let install = PgInstall::detect().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, u16)>();
+    let result = std::panic::catch_unwind(move || {
+        let cluster = PgCluster::start_default().unwrap();
+        tx.send((cluster.root_dir().to_path_buf(), cluster.port()))
+            .unwrap();
+        panic!("test body fails while the cluster runs");
+    });
+    assert!(result.is_err());
+    let (root, port) = rx.recv().unwrap();
+    if testkit::keep_tmp() {
+        return; // The developer asked to keep it.
+    }
+    assert!(!root.exists(), "{} left behind", root.display());
+    let ready = std::process::Command::new(install.bin("pg_isready"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
+        .status()
+        .unwrap();
+    assert!(!ready.success(), "server still answering on port {port}");
+}
+
+#[test]
+fn parallel_clusters_get_different_ports() {
+    let handles: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(|| PgCluster::start_default().unwrap()))
+        .collect();
+    let clusters: Vec<PgCluster> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_ne!(clusters[0].port(), clusters[1].port());
+    assert_ne!(clusters[0].data_dir(), clusters[1].data_dir());
+    for cluster in &clusters {
+        let port: u16 = cluster.query_scalar("SHOW port").unwrap();
+        assert_eq!(port, cluster.port());
+    }
+}
+
+#[test]
+fn temp_dir_is_owned_by_the_postgres_user() {
+    let install = PgInstall::detect().unwrap();
+    let dir = testkit::PgTempDir::new().unwrap();
+    let nested = dir.subdir(&install, "a/b").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    if let Some(user) = install.run_as() {
+        for path in [dir.path(), &dir.path().join("a"), &nested] {
+            assert_eq!(
+                std::fs::metadata(path).unwrap().uid(),
+                user.uid,
+                "{}",
+                path.display()
+            );
+        }
+    }
+    let path = dir.path().to_path_buf();
+    drop(dir);
+    assert!(testkit::keep_tmp() || !path.exists());
+}
+
+#[test]
+fn free_ports_are_bindable() {
+    let port = testkit::free_port().unwrap();
+    std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+}
