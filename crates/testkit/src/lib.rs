@@ -16,6 +16,7 @@ pub mod install;
 pub mod pgbench;
 pub mod tempdir;
 pub mod wal;
+pub mod waldump;
 pub mod workload;
 
 pub use cluster::{PgCluster, PgClusterBuilder, SUPERUSER};
