@@ -1,0 +1,245 @@
+//! All file I/O of the store goes through [`FileIo`], so tests can inject
+//! torn writes and failed fsyncs ([`FaultyIo`]) and the commit protocol is in
+//! one place ([`write_atomic`]).
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Suffix of files and directories being written; anything with it is
+/// garbage from an interrupted write and is deleted on open.
+pub const TEMP_SUFFIX: &str = ".___temp";
+
+/// A file opened for positioned reads.
+pub trait ReadAt: Send + Sync {
+    /// Fills `buf` from `offset`, or fails (short files included).
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// File name (not a path).
+    pub name: String,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// The file operations the store uses.
+pub trait FileIo: Send + Sync + fmt::Debug {
+    /// Creates or truncates `path`, writes all of `data` and fsyncs the file.
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Reads a whole file.
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens a file for positioned reads.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>>;
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Fsyncs a directory so renames and creations in it are durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Lists a directory.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory tree.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// [`FileIo`] on the local file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFileIo;
+
+struct StdReadFile(fs::File);
+
+impl ReadAt for StdReadFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl FileIo for StdFileIo {
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut file = fs::File::create(path)?;
+        file.write_all(data)?;
+        file.sync_all()
+    }
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
+        Ok(Arc::new(StdReadFile(fs::File::open(path)?)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::File::open(dir)?.sync_all()
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                is_dir: entry.file_type()?.is_dir(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir_all(dir)
+    }
+}
+
+/// The commit protocol for every file the store writes: write to
+/// `<name>.___temp`, fsync it, rename over `<name>`, fsync the directory.
+/// A crash at any point leaves either the old file or the new one, plus
+/// possibly a temp file that the next open deletes.
+pub fn write_atomic(io: &dyn FileIo, dir: &Path, name: &str, data: &[u8]) -> io::Result<PathBuf> {
+    let final_path = dir.join(name);
+    let temp_path = dir.join(format!("{name}{TEMP_SUFFIX}"));
+    io.write_file(&temp_path, data)?;
+    io.rename(&temp_path, &final_path)?;
+    io.sync_dir(dir)?;
+    Ok(final_path)
+}
+
+/// A fault [`FaultyIo`] injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Write only the first `keep_bytes` bytes, then fail (a crash mid-write).
+    TornWrite { keep_bytes: usize },
+    /// Write everything, then report the fsync as failed.
+    FailFsync,
+    /// Fail the rename.
+    FailRename,
+    /// Fail the directory fsync.
+    FailSyncDir,
+}
+
+/// Wraps another [`FileIo`] and injects one [`Fault`] at the N-th write-side
+/// call, for crash-safety tests. Reads pass through.
+#[derive(Debug)]
+pub struct FaultyIo {
+    inner: Arc<dyn FileIo>,
+    armed: Mutex<Option<(u64, Fault)>>,
+    write_calls: AtomicU64,
+}
+
+impl FaultyIo {
+    /// A pass-through wrapper with no fault armed.
+    pub fn new(inner: Arc<dyn FileIo>) -> FaultyIo {
+        FaultyIo {
+            inner,
+            armed: Mutex::new(None),
+            write_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Injects `fault` at the `after`-th (0-based) future call of the kind
+    /// the fault concerns (write_file for torn writes and fsyncs, rename,
+    /// sync_dir). Replaces any armed fault.
+    pub fn arm(&self, after: u64, fault: Fault) {
+        self.write_calls.store(0, Ordering::SeqCst);
+        *self.armed.lock() = Some((after, fault));
+    }
+
+    /// Removes any armed fault.
+    pub fn disarm(&self) {
+        *self.armed.lock() = None;
+    }
+
+    /// Whether the armed fault has fired (or none was armed).
+    pub fn fired(&self) -> bool {
+        self.armed.lock().is_none()
+    }
+
+    /// Returns the fault to inject now for a call of kind `matches`, if any.
+    fn take(&self, matches: impl Fn(Fault) -> bool) -> Option<Fault> {
+        let mut armed = self.armed.lock();
+        let (after, fault) = (*armed)?;
+        if !matches(fault) {
+            return None;
+        }
+        if self.write_calls.fetch_add(1, Ordering::SeqCst) == after {
+            *armed = None;
+            return Some(fault);
+        }
+        None
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected fault: {what}"))
+}
+
+impl FileIo for FaultyIo {
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        match self.take(|f| matches!(f, Fault::TornWrite { .. } | Fault::FailFsync)) {
+            Some(Fault::TornWrite { keep_bytes }) => {
+                let keep = keep_bytes.min(data.len());
+                fs::write(path, &data[..keep])?;
+                Err(injected("torn write"))
+            }
+            Some(_) => {
+                self.inner.write_file(path, data)?;
+                Err(injected("fsync failed"))
+            }
+            None => self.inner.write_file(path, data),
+        }
+    }
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read_file(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
+        self.inner.open_read(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.take(|f| f == Fault::FailRename).is_some() {
+            return Err(injected("rename failed"));
+        }
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.take(|f| f == Fault::FailSyncDir).is_some() {
+            return Err(injected("directory fsync failed"));
+        }
+        self.inner.sync_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        self.inner.list_dir(dir)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(dir)
+    }
+}

@@ -1,0 +1,467 @@
+//! The layer file format (delta and image share it), version 1.
+//!
+//! ```text
+//! 0    header, 128 bytes, CRC-32C over bytes 0..124 stored at 124
+//! 128  blobs: per version, len u32 | crc32c(payload) u32 | payload (encoded Value)
+//! ...  index: entry_count × (key [18] | lsn u64 | blob offset u64), sorted by (key, lsn),
+//!      CRC-32C of the whole index stored in the header
+//! ```
+//! The file ends exactly at the end of the index. All integers are
+//! little-endian. Full byte layout and invariants: `docs/storage-format.md`.
+//! The whole index is loaded and verified on open; each blob is verified
+//! when read, so a flipped byte anywhere is an error naming the file.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use postgres_wal::Lsn;
+
+use crate::cache::PageCache;
+use crate::error::LayerFileError;
+use crate::io::{FileIo, ReadAt};
+use crate::key::{Key, KEY_SIZE};
+use crate::layer::{LayerDesc, LayerKind};
+use crate::value::Value;
+
+/// First 8 bytes of every layer file.
+pub const LAYER_MAGIC: [u8; 8] = *b"SEDLAYER";
+/// Current layer format version.
+pub const LAYER_FORMAT_VERSION: u16 = 1;
+/// Size of the fixed header.
+pub const HEADER_SIZE: usize = 128;
+/// Size of one index entry.
+pub const INDEX_ENTRY_SIZE: usize = KEY_SIZE + 8 + 8;
+const BLOB_HEADER_SIZE: u64 = 8;
+const HEADER_CRC_OFFSET: usize = HEADER_SIZE - 4;
+const KIND_DELTA: u8 = 1;
+const KIND_IMAGE: u8 = 2;
+
+/// One index entry: which version, and where its blob starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The key.
+    pub key: Key,
+    /// The version's LSN.
+    pub lsn: Lsn,
+    /// Offset of the blob in the file.
+    pub offset: u64,
+}
+
+/// The decoded header of a layer file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerHeader {
+    /// Format version.
+    pub format_version: u16,
+    /// Kind and ranges.
+    pub desc: LayerDesc,
+    /// Number of versions.
+    pub entry_count: u64,
+    /// Where the index starts.
+    pub index_offset: u64,
+    /// CRC-32C of the index.
+    pub index_crc: u32,
+}
+
+/// Encodes a layer file from versions sorted by (key, lsn), each inside
+/// `desc`'s ranges. Returns an error string if the input breaks those
+/// invariants (a bug in the caller; nothing is written).
+pub fn encode_layer<'a>(
+    desc: &LayerDesc,
+    versions: impl IntoIterator<Item = (Key, Lsn, &'a Value)>,
+) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; HEADER_SIZE];
+    let mut index = Vec::new();
+    let mut previous: Option<(Key, Lsn)> = None;
+    let mut payload = Vec::new();
+    for (key, lsn, value) in versions {
+        if previous.is_some_and(|p| p >= (key, lsn)) {
+            return Err(format!("versions out of order at {key} {lsn}"));
+        }
+        if !desc.key_range.contains(&key) || !desc.lsn_range.contains(&lsn) {
+            return Err(format!("version {key} {lsn} outside {desc}"));
+        }
+        if desc.kind == LayerKind::Image && !matches!(value, Value::Image(_)) {
+            return Err(format!("image layer given a non-image value for {key}"));
+        }
+        previous = Some((key, lsn));
+        payload.clear();
+        value.encode_into(&mut payload);
+        let len = u32::try_from(payload.len()).map_err(|_| format!("value too large at {key}"))?;
+        index.extend_from_slice(key.as_bytes());
+        index.extend_from_slice(&lsn.0.to_le_bytes());
+        index.extend_from_slice(&(out.len() as u64).to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+    let header = LayerHeader {
+        format_version: LAYER_FORMAT_VERSION,
+        desc: desc.clone(),
+        entry_count: (index.len() / INDEX_ENTRY_SIZE) as u64,
+        index_offset: out.len() as u64,
+        index_crc: crc32c::crc32c(&index),
+    };
+    out.extend_from_slice(&index);
+    out[..HEADER_SIZE].copy_from_slice(&header.encode());
+    Ok(out)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+fn key_at(b: &[u8], at: usize) -> Key {
+    let mut k = [0u8; KEY_SIZE];
+    k.copy_from_slice(&b[at..at + KEY_SIZE]);
+    Key::from_bytes(k)
+}
+
+impl LayerHeader {
+    /// The 128-byte encoded header.
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(&LAYER_MAGIC);
+        b[8..10].copy_from_slice(&self.format_version.to_le_bytes());
+        b[10] = match self.desc.kind {
+            LayerKind::Delta => KIND_DELTA,
+            LayerKind::Image => KIND_IMAGE,
+        };
+        b[12..30].copy_from_slice(self.desc.key_range.start.as_bytes());
+        b[30..48].copy_from_slice(self.desc.key_range.end.as_bytes());
+        b[48..56].copy_from_slice(&self.desc.lsn_range.start.0.to_le_bytes());
+        b[56..64].copy_from_slice(&self.desc.lsn_range.end.0.to_le_bytes());
+        b[64..72].copy_from_slice(&self.entry_count.to_le_bytes());
+        b[72..80].copy_from_slice(&self.index_offset.to_le_bytes());
+        b[80..84].copy_from_slice(&self.index_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
+        b[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates a header.
+    pub fn decode(b: &[u8]) -> Result<LayerHeader, String> {
+        if b.len() < HEADER_SIZE {
+            return Err(format!("{} bytes, shorter than the header", b.len()));
+        }
+        let b = &b[..HEADER_SIZE];
+        if b[0..8] != LAYER_MAGIC {
+            return Err("bad magic".into());
+        }
+        let crc = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
+        if crc32c::crc32c(&b[..HEADER_CRC_OFFSET]) != crc {
+            return Err("header checksum mismatch".into());
+        }
+        let format_version = u16::from_le_bytes([b[8], b[9]]);
+        if format_version != LAYER_FORMAT_VERSION {
+            return Err(format!("unsupported format version {format_version}"));
+        }
+        let kind = match b[10] {
+            KIND_DELTA => LayerKind::Delta,
+            KIND_IMAGE => LayerKind::Image,
+            other => return Err(format!("unknown layer kind {other}")),
+        };
+        let desc = LayerDesc {
+            kind,
+            key_range: key_at(b, 12)..key_at(b, 30),
+            lsn_range: Lsn(u64_at(b, 48))..Lsn(u64_at(b, 56)),
+        };
+        if !desc.is_well_formed() {
+            return Err("empty key or LSN range".into());
+        }
+        Ok(LayerHeader {
+            format_version,
+            desc,
+            entry_count: u64_at(b, 64),
+            index_offset: u64_at(b, 72),
+            index_crc: u32::from_le_bytes([b[80], b[81], b[82], b[83]]),
+        })
+    }
+}
+
+/// An open, verified layer file.
+pub struct LayerFile {
+    path: PathBuf,
+    header: LayerHeader,
+    file: Arc<dyn ReadAt>,
+    index: Vec<IndexEntry>,
+}
+
+impl LayerFile {
+    /// Opens `path`, verifying header, index and (if given) that the header
+    /// matches the ranges the file name claims.
+    pub fn open(
+        io: &dyn FileIo,
+        path: &Path,
+        expected: Option<&LayerDesc>,
+    ) -> Result<LayerFile, LayerFileError> {
+        let corrupt = |reason: String| LayerFileError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let io_err = |source| LayerFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = io.open_read(path).map_err(io_err)?;
+        let file_len = file.len().map_err(io_err)?;
+        if file_len < HEADER_SIZE as u64 {
+            return Err(corrupt(format!(
+                "{file_len} bytes, shorter than the header"
+            )));
+        }
+        let mut header_bytes = [0u8; HEADER_SIZE];
+        file.read_exact_at(&mut header_bytes, 0).map_err(io_err)?;
+        let header = LayerHeader::decode(&header_bytes).map_err(corrupt)?;
+        if let Some(expected) = expected {
+            if *expected != header.desc {
+                return Err(corrupt(format!("header says {}", header.desc)));
+            }
+        }
+        let index_len = header
+            .entry_count
+            .checked_mul(INDEX_ENTRY_SIZE as u64)
+            .filter(|len| header.index_offset.checked_add(*len) == Some(file_len))
+            .filter(|_| header.index_offset >= HEADER_SIZE as u64)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "length {file_len} does not match {} entries indexed at {}",
+                    header.entry_count, header.index_offset
+                ))
+            })?;
+        let mut index_bytes = vec![0u8; index_len as usize];
+        file.read_exact_at(&mut index_bytes, header.index_offset)
+            .map_err(io_err)?;
+        if crc32c::crc32c(&index_bytes) != header.index_crc {
+            return Err(corrupt("index checksum mismatch".into()));
+        }
+        let index = decode_index(&index_bytes, &header).map_err(corrupt)?;
+        Ok(LayerFile {
+            path: path.to_owned(),
+            header,
+            file,
+            index,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &LayerHeader {
+        &self.header
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All index entries, sorted by (key, lsn).
+    pub fn index(&self) -> &[IndexEntry] {
+        &self.index
+    }
+
+    /// Index positions of the versions of `key` with LSN in `lsns`.
+    pub fn versions(&self, key: Key, lsns: Range<Lsn>) -> Range<usize> {
+        let start = self
+            .index
+            .partition_point(|e| (e.key, e.lsn) < (key, lsns.start));
+        let end = self
+            .index
+            .partition_point(|e| (e.key, e.lsn) < (key, lsns.end));
+        start..end.max(start)
+    }
+
+    /// Reads and verifies the value of index entry `position`, through the
+    /// cache (keyed by `cache_uid`).
+    pub fn read_value(
+        &self,
+        position: usize,
+        cache: Option<(&PageCache, u64)>,
+    ) -> Result<Value, LayerFileError> {
+        let entry = self
+            .index
+            .get(position)
+            .ok_or_else(|| LayerFileError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("index position {position} out of range"),
+            })?;
+        if let Some((cache, uid)) = cache {
+            if let Some(value) = cache.get((uid, entry.offset)) {
+                return Ok(value);
+            }
+        }
+        let end = self
+            .index
+            .get(position + 1)
+            .map_or(self.header.index_offset, |next| next.offset);
+        let value = self.read_blob(entry, end)?;
+        if let Some((cache, uid)) = cache {
+            cache.insert((uid, entry.offset), value.clone());
+        }
+        Ok(value)
+    }
+
+    fn read_blob(&self, entry: &IndexEntry, end: u64) -> Result<Value, LayerFileError> {
+        let corrupt = |reason: String| LayerFileError::Corrupt {
+            path: self.path.clone(),
+            reason: format!("value of {} at {}: {reason}", entry.key, entry.lsn),
+        };
+        // The index decoder guarantees offsets increase and stay below the
+        // index, so this cannot underflow.
+        let mut blob = vec![0u8; (end - entry.offset) as usize];
+        self.file
+            .read_exact_at(&mut blob, entry.offset)
+            .map_err(|source| LayerFileError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        let len = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as u64;
+        let crc = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]);
+        if len + BLOB_HEADER_SIZE != blob.len() as u64 {
+            return Err(corrupt(format!(
+                "length field {len} does not match the index"
+            )));
+        }
+        let payload = Bytes::from(blob).slice(BLOB_HEADER_SIZE as usize..);
+        if crc32c::crc32c(&payload) != crc {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let value = Value::decode(payload).map_err(|e| corrupt(e.to_string()))?;
+        if self.header.desc.kind == LayerKind::Image && !matches!(value, Value::Image(_)) {
+            return Err(corrupt("non-image value in an image layer".into()));
+        }
+        Ok(value)
+    }
+}
+
+/// Decodes the index and checks the invariants readers rely on: sorted
+/// unique (key, lsn) inside the header's ranges, blob offsets strictly
+/// increasing with room for a blob header, all before the index.
+fn decode_index(bytes: &[u8], header: &LayerHeader) -> Result<Vec<IndexEntry>, String> {
+    let mut index = Vec::with_capacity(bytes.len() / INDEX_ENTRY_SIZE);
+    let mut min_offset = HEADER_SIZE as u64;
+    for chunk in bytes.chunks_exact(INDEX_ENTRY_SIZE) {
+        let entry = IndexEntry {
+            key: key_at(chunk, 0),
+            lsn: Lsn(u64_at(chunk, KEY_SIZE)),
+            offset: u64_at(chunk, KEY_SIZE + 8),
+        };
+        if let Some(prev) = index.last().map(|p: &IndexEntry| (p.key, p.lsn)) {
+            if prev >= (entry.key, entry.lsn) {
+                return Err(format!("index out of order at {} {}", entry.key, entry.lsn));
+            }
+        }
+        if !header.desc.key_range.contains(&entry.key)
+            || !header.desc.lsn_range.contains(&entry.lsn)
+        {
+            return Err(format!(
+                "index entry {} {} outside the header's ranges",
+                entry.key, entry.lsn
+            ));
+        }
+        if entry.offset < min_offset {
+            return Err(format!("blob offset {} out of order", entry.offset));
+        }
+        min_offset = entry.offset + BLOB_HEADER_SIZE;
+        index.push(entry);
+    }
+    if min_offset > header.index_offset {
+        return Err("last blob overlaps the index".into());
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::StdFileIo;
+    use std::fs;
+
+    fn desc() -> LayerDesc {
+        LayerDesc {
+            kind: LayerKind::Delta,
+            key_range: Key::MIN..Key::MAX,
+            lsn_range: Lsn(10)..Lsn(20),
+        }
+    }
+
+    fn sample_file(dir: &Path) -> (PathBuf, Vec<(Key, Lsn, Value)>) {
+        let versions: Vec<_> = (0..5u8)
+            .flat_map(|k| {
+                (0..3u64).map(move |l| {
+                    let key = Key::from_bytes([k; KEY_SIZE]);
+                    (
+                        key,
+                        Lsn(10 + l),
+                        Value::Image(Bytes::from(vec![k; 10 + l as usize])),
+                    )
+                })
+            })
+            .collect();
+        let bytes = encode_layer(&desc(), versions.iter().map(|(k, l, v)| (*k, *l, v))).unwrap();
+        let path = dir.join(desc().file_name());
+        fs::write(&path, bytes).unwrap();
+        (path, versions)
+    }
+
+    #[test]
+    fn reads_back_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, versions) = sample_file(dir.path());
+        let file = LayerFile::open(&StdFileIo, &path, Some(&desc())).unwrap();
+        assert_eq!(file.index().len(), versions.len());
+        for (key, lsn, value) in &versions {
+            let positions = file.versions(*key, *lsn..Lsn(lsn.0 + 1));
+            assert_eq!(positions.len(), 1);
+            assert_eq!(&file.read_value(positions.start, None).unwrap(), value);
+        }
+        let key = versions[3].0;
+        assert_eq!(file.versions(key, Lsn(0)..Lsn(100)).len(), 3);
+        assert_eq!(file.versions(key, Lsn(11)..Lsn(12)).len(), 1);
+        assert!(file.versions(key, Lsn(13)..Lsn(100)).is_empty());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, versions) = sample_file(dir.path());
+        let good = fs::read(&path).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            fs::write(&path, &bad).unwrap();
+            let result = LayerFile::open(&StdFileIo, &path, Some(&desc())).and_then(|file| {
+                (0..versions.len())
+                    .map(|p| file.read_value(p, None))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let err = result.expect_err(&format!("flip at byte {i} went unnoticed"));
+            assert!(err.to_string().contains(&desc().file_name()), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = sample_file(dir.path());
+        let good = fs::read(&path).unwrap();
+        for len in 0..good.len() {
+            fs::write(&path, &good[..len]).unwrap();
+            assert!(
+                LayerFile::open(&StdFileIo, &path, None).is_err(),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsorted_input_is_refused() {
+        let v = Value::Image(Bytes::new());
+        let versions = [(Key::MAX, Lsn(10), &v), (Key::MIN, Lsn(10), &v)];
+        assert!(encode_layer(&desc(), versions).is_err());
+        let outside = [(Key::MIN, Lsn(30), &v)];
+        assert!(encode_layer(&desc(), outside).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Everything that writes files for a timeline: freezing the open layer,
+//! flushing frozen layers to delta files, metadata updates, image layer
+//! creation and garbage collection. All of it runs under the timeline's
+//! write lock, so there is one writer of files and metadata at a time.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres_wal::Lsn;
+
+use super::Timeline;
+use crate::error::WriteError;
+use crate::io::write_atomic;
+use crate::key::Key;
+use crate::layer::file::encode_layer;
+use crate::layer::memory::InMemoryLayer;
+use crate::layer::{LayerDesc, LayerHandle, LayerKind};
+use crate::metadata::{TimelineMetadata, METADATA_FILE_NAME};
+use crate::policy::{self, GcLayer, OpenLayerState};
+
+/// What one GC run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcResult {
+    /// Layer files deleted.
+    pub layers_removed: Vec<LayerDesc>,
+    /// Layer files kept.
+    pub layers_kept: usize,
+}
+
+impl Timeline {
+    /// Freezes the open layer (if it holds anything up to the last record)
+    /// and writes every frozen layer to a delta file, advancing
+    /// `disk_consistent_lsn` to `last_record_lsn`.
+    pub fn freeze_and_flush(&self) -> Result<(), WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        self.freeze_locked();
+        self.flush_frozen_locked()
+    }
+
+    /// Freezes the open layer without flushing it (the frozen layer stays
+    /// readable in memory until [`Timeline::flush_frozen`]).
+    pub fn freeze(&self) -> Result<(), WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        self.freeze_locked();
+        Ok(())
+    }
+
+    /// Writes every frozen layer to a delta file.
+    pub fn flush_frozen(&self) -> Result<(), WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        self.flush_frozen_locked()
+    }
+
+    pub(super) fn freeze_policy_says_freeze(&self) -> bool {
+        let last_record_lsn = self.last_record_lsn();
+        let map = self.layers.read();
+        let state = OpenLayerState {
+            size_bytes: map.open.size_bytes(),
+            start_lsn: map.open.start_lsn(),
+            last_record_lsn,
+            age: map.open.first_put().map_or(Duration::ZERO, |t| t.elapsed()),
+            is_empty: map.open.is_empty(),
+        };
+        policy::should_freeze(&self.shared.config.freeze, &state)
+    }
+
+    /// Ends the open layer at `last_record_lsn`. Caller holds the write lock.
+    /// A no-op when no LSN has passed since the open layer started.
+    pub(super) fn freeze_locked(&self) {
+        let (last, prev) = {
+            let state = self.lsns.lock();
+            (state.last_record, state.prev_record)
+        };
+        let end_lsn = Lsn(last.0 + 1);
+        let mut map = self.layers.write();
+        if map.open.start_lsn() >= end_lsn {
+            return;
+        }
+        let mut frozen = std::mem::replace(&mut map.open, InMemoryLayer::new(end_lsn));
+        frozen.freeze(end_lsn, prev);
+        map.frozen.push(Arc::new(frozen));
+    }
+
+    /// Flushes frozen layers oldest first. Caller holds the write lock.
+    pub(super) fn flush_frozen_locked(&self) -> Result<(), WriteError> {
+        loop {
+            let Some(frozen) = self.layers.read().frozen.first().cloned() else {
+                return Ok(());
+            };
+            let handle = self.write_delta(&frozen)?;
+            {
+                let mut map = self.layers.write();
+                map.frozen.remove(0);
+                if let Some(handle) = handle {
+                    map.insert_delta(handle);
+                }
+            }
+            {
+                let mut state = self.lsns.lock();
+                state.disk_consistent = Lsn(frozen.end_lsn().0 - 1);
+                state.disk_prev_record = frozen.prev_record_lsn();
+            }
+            self.persist_metadata()?;
+        }
+    }
+
+    /// Writes one frozen layer as a delta file (nothing for an empty layer).
+    fn write_delta(&self, frozen: &InMemoryLayer) -> Result<Option<Arc<LayerHandle>>, WriteError> {
+        let Some((first_key, last_key)) = frozen.key_bounds() else {
+            return Ok(None);
+        };
+        // A layer's key range is half-open, so a frozen layer holding
+        // Key::MAX cannot express it; refuse rather than write a lie.
+        if last_key == Key::MAX {
+            return Err(self.fail(
+                self.dir.clone(),
+                std::io::Error::other("key FFFF..FF cannot be stored in a layer file"),
+            ));
+        }
+        let desc = LayerDesc {
+            kind: LayerKind::Delta,
+            key_range: first_key..last_key.next(),
+            lsn_range: frozen.start_lsn()..frozen.end_lsn(),
+        };
+        let bytes = encode_layer(&desc, frozen.iter()).map_err(|reason| {
+            self.fail(
+                self.dir.join(desc.file_name()),
+                std::io::Error::other(reason),
+            )
+        })?;
+        let path = self.write_file(&desc.file_name(), &bytes)?;
+        Ok(Some(Arc::new(LayerHandle::new(desc, path))))
+    }
+
+    /// Commits a file with the atomic protocol; a failure breaks the timeline.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, WriteError> {
+        write_atomic(self.shared.io.as_ref(), &self.dir, name, bytes)
+            .map_err(|source| self.fail(self.dir.join(name), source))
+    }
+
+    /// The metadata as it should be on disk now.
+    pub(crate) fn metadata(&self) -> TimelineMetadata {
+        let state = self.lsns.lock();
+        TimelineMetadata {
+            disk_consistent_lsn: state.disk_consistent,
+            prev_record_lsn: state.disk_prev_record,
+            ancestor: self.ancestor(),
+            gc_cutoff: state.gc_cutoff,
+            initdb_lsn: self.initdb_lsn,
+            pg_version: self.pg_version,
+        }
+    }
+
+    /// Replaces the metadata file. Caller holds the write lock.
+    fn persist_metadata(&self) -> Result<(), WriteError> {
+        let bytes = self.metadata().encode();
+        self.write_file(METADATA_FILE_NAME, &bytes).map(|_| ())
+    }
+
+    /// Moves the GC cutoff forward to `lsn` (at most `last_record_lsn`) and
+    /// persists it. Reads and branches below it are refused from now on;
+    /// [`crate::Repository::gc_timeline`] then deletes what no longer matters.
+    pub fn set_gc_cutoff(&self, lsn: Lsn) -> Result<(), WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        {
+            let mut state = self.lsns.lock();
+            if lsn < state.gc_cutoff || lsn > state.last_record {
+                return Err(WriteError::GcCutoffOutOfRange {
+                    timeline: self.id,
+                    requested: lsn,
+                    current: state.gc_cutoff,
+                    last_record_lsn: state.last_record,
+                });
+            }
+            state.gc_cutoff = lsn;
+        }
+        self.persist_metadata()
+    }
+
+    /// Writes an image layer holding the value at `lsn` of every key in
+    /// `keys` that exists there, so reads at or above `lsn` need no older
+    /// history. Returns the new layer (or `None` if an identical one exists).
+    pub fn create_image_layer(
+        &self,
+        keys: Range<Key>,
+        lsn: Lsn,
+    ) -> Result<Option<LayerDesc>, WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        self.check_readable(lsn)?;
+        let desc = LayerDesc {
+            kind: LayerKind::Image,
+            key_range: keys.clone(),
+            lsn_range: lsn..Lsn(lsn.0 + 1),
+        };
+        if !desc.is_well_formed() || self.layers.read().images.iter().any(|i| *i.desc() == desc) {
+            return Ok(None);
+        }
+        let mut values = Vec::new();
+        for key in self.list_keys_unchecked(&keys, lsn)? {
+            let bytes = self.reconstruct_value(key, lsn)?;
+            values.push((key, crate::value::Value::Image(bytes)));
+        }
+        let encoded =
+            encode_layer(&desc, values.iter().map(|(k, v)| (*k, lsn, v))).map_err(|reason| {
+                self.fail(
+                    self.dir.join(desc.file_name()),
+                    std::io::Error::other(reason),
+                )
+            })?;
+        let path = self.write_file(&desc.file_name(), &encoded)?;
+        self.layers
+            .write()
+            .insert_image(Arc::new(LayerHandle::new(desc.clone(), path)));
+        Ok(Some(desc))
+    }
+
+    /// Deletes layer files that no read at or above the GC cutoff, nor at
+    /// any of `retain_lsns` (children's branch points), can reach.
+    pub(crate) fn gc(&self, retain_lsns: &[Lsn]) -> Result<GcResult, WriteError> {
+        let _guard = self.write_lock.lock();
+        self.check_writable()?;
+        let (cutoff, disk_consistent) = {
+            let state = self.lsns.lock();
+            (state.gc_cutoff, state.disk_consistent)
+        };
+        let removed = {
+            let mut map = self.layers.write();
+            let files: Vec<Arc<LayerHandle>> = map.files().cloned().collect();
+            let descs: Vec<GcLayer> = files
+                .iter()
+                .map(|h| GcLayer {
+                    is_image: h.desc().kind == LayerKind::Image,
+                    key_range: h.desc().key_range.clone(),
+                    lsn_range: h.desc().lsn_range.clone(),
+                })
+                .collect();
+            let garbage = policy::gc_garbage(&descs, cutoff, disk_consistent, retain_lsns);
+            let removed: Vec<Arc<LayerHandle>> =
+                garbage.iter().map(|&i| files[i].clone()).collect();
+            map.deltas
+                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
+            map.images
+                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
+            removed
+        };
+        // Readers hold the layer map lock for a whole read, so none is using
+        // the removed files once the map no longer lists them.
+        for handle in &removed {
+            self.shared
+                .io
+                .remove_file(handle.path())
+                .map_err(|source| self.fail(handle.path().clone(), source))?;
+        }
+        if !removed.is_empty() {
+            self.shared
+                .io
+                .sync_dir(&self.dir)
+                .map_err(|source| self.fail(self.dir.clone(), source))?;
+        }
+        Ok(GcResult {
+            layers_removed: removed.iter().map(|h| h.desc().clone()).collect(),
+            layers_kept: self.layers.read().files().count(),
+        })
+    }
+}

@@ -1,0 +1,349 @@
+//! A timeline: one line of history of a Postgres cluster, optionally
+//! branched from an ancestor timeline at an LSN.
+//!
+//! Writes arrive in batches through [`TimelineWriter`] and land in the open
+//! in-memory layer; the freeze policy turns it into a frozen layer that is
+//! flushed to a delta file, after which the metadata's
+//! `disk_consistent_lsn` moves forward. Reads ([`Timeline::get`]) search the
+//! layer map, then the ancestor below the branch point.
+//!
+//! # Durability contract
+//!
+//! Only data at or below [`Timeline::disk_consistent_lsn`] survives a
+//! restart. After reopening, `last_record_lsn == disk_consistent_lsn`, and
+//! the caller (the pageserver's WAL receiver) must re-feed WAL from there:
+//! anything it had put above that LSN is gone. Files above the
+//! disk-consistent LSN found at open (written before a crash but never
+//! committed by a metadata update) are deleted for the same reason.
+//!
+//! # Failure
+//!
+//! After a failed write, fsync or rename the timeline is *broken*: it keeps
+//! serving reads from what it holds, but every later write returns
+//! [`WriteError::Broken`] until the repository is reopened (STYLE §4: never
+//! retry an fsync and carry on as if the data were safe).
+
+mod flush;
+pub(crate) mod load;
+mod read;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use postgres_wal::Lsn;
+
+use crate::error::{WaitLsnError, WriteError};
+use crate::id::TimelineId;
+use crate::key::Key;
+use crate::layer::LayerDesc;
+use crate::layer_map::LayerMap;
+use crate::metadata::TimelineMetadata;
+use crate::repository::Shared;
+use crate::value::Value;
+
+pub use flush::GcResult;
+
+/// LSNs that move as the timeline is written, flushed and garbage-collected.
+struct LsnState {
+    last_record: Lsn,
+    prev_record: Lsn,
+    disk_consistent: Lsn,
+    /// `prev_record` as of `disk_consistent` (what the metadata stores).
+    disk_prev_record: Lsn,
+    gc_cutoff: Lsn,
+    shutting_down: bool,
+}
+
+/// One timeline of a repository. Shared as `Arc<Timeline>`; every method
+/// takes `&self` and is safe to call from many threads.
+pub struct Timeline {
+    id: TimelineId,
+    dir: PathBuf,
+    pg_version: u32,
+    initdb_lsn: Lsn,
+    ancestor: Option<Arc<Timeline>>,
+    ancestor_lsn: Lsn,
+    shared: Arc<Shared>,
+    layers: RwLock<LayerMap>,
+    lsns: Mutex<LsnState>,
+    lsn_advanced: Condvar,
+    /// Serialises writers, freezes, flushes and every metadata update.
+    write_lock: Mutex<()>,
+    broken: Mutex<Option<String>>,
+}
+
+impl Timeline {
+    fn from_parts(
+        id: TimelineId,
+        dir: PathBuf,
+        metadata: &TimelineMetadata,
+        ancestor: Option<Arc<Timeline>>,
+        shared: Arc<Shared>,
+        layers: LayerMap,
+    ) -> Timeline {
+        Timeline {
+            id,
+            dir,
+            pg_version: metadata.pg_version,
+            initdb_lsn: metadata.initdb_lsn,
+            ancestor,
+            ancestor_lsn: metadata.ancestor.map_or(Lsn::INVALID, |(_, lsn)| lsn),
+            shared,
+            layers: RwLock::new(layers),
+            lsns: Mutex::new(LsnState {
+                last_record: metadata.disk_consistent_lsn,
+                prev_record: metadata.prev_record_lsn,
+                disk_consistent: metadata.disk_consistent_lsn,
+                disk_prev_record: metadata.prev_record_lsn,
+                gc_cutoff: metadata.gc_cutoff,
+                shutting_down: false,
+            }),
+            lsn_advanced: Condvar::new(),
+            write_lock: Mutex::new(()),
+            broken: Mutex::new(None),
+        }
+    }
+
+    /// The timeline's id.
+    pub fn id(&self) -> TimelineId {
+        self.id
+    }
+
+    /// Directory holding the metadata and layer files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// PostgreSQL major version of the data.
+    pub fn pg_version(&self) -> u32 {
+        self.pg_version
+    }
+
+    /// LSN of the initdb import.
+    pub fn initdb_lsn(&self) -> Lsn {
+        self.initdb_lsn
+    }
+
+    /// The ancestor timeline's id and the branch point, if any.
+    pub fn ancestor(&self) -> Option<(TimelineId, Lsn)> {
+        self.ancestor.as_ref().map(|a| (a.id, self.ancestor_lsn))
+    }
+
+    /// The ancestor timeline itself.
+    pub fn ancestor_timeline(&self) -> Option<&Arc<Timeline>> {
+        self.ancestor.as_ref()
+    }
+
+    /// End of the last complete batch of writes; reads up to here are served.
+    pub fn last_record_lsn(&self) -> Lsn {
+        self.lsns.lock().last_record
+    }
+
+    /// The `last_record_lsn` before the latest batch (the start of the last
+    /// record when batches are WAL records).
+    pub fn prev_record_lsn(&self) -> Lsn {
+        self.lsns.lock().prev_record
+    }
+
+    /// Everything at or below this LSN survives a restart.
+    pub fn disk_consistent_lsn(&self) -> Lsn {
+        self.lsns.lock().disk_consistent
+    }
+
+    /// Reads and branches below this LSN are refused.
+    pub fn gc_cutoff(&self) -> Lsn {
+        self.lsns.lock().gc_cutoff
+    }
+
+    /// Why the timeline stopped accepting writes, if it did.
+    pub fn broken_reason(&self) -> Option<String> {
+        self.broken.lock().clone()
+    }
+
+    /// The layer files the timeline reads from now (deltas, then images).
+    pub fn layer_files(&self) -> Vec<LayerDesc> {
+        self.layers.read().file_descs()
+    }
+
+    /// Number of in-memory layers (open one included) and bytes they hold.
+    pub fn in_memory_size(&self) -> (usize, u64) {
+        let map = self.layers.read();
+        let frozen: u64 = map.frozen.iter().map(|f| f.size_bytes()).sum();
+        (1 + map.frozen.len(), map.open.size_bytes() + frozen)
+    }
+
+    /// Starts a batch of writes. Blocks while another batch, a flush or a
+    /// metadata update is in progress.
+    ///
+    /// ```no_run
+    /// # fn demo(t: &storage::Timeline) -> Result<(), storage::WriteError> {
+    /// use storage::{Key, Value};
+    /// use postgres_wal::Lsn;
+    /// let mut writer = t.writer();
+    /// writer.put(Key::checkpoint(), Lsn(0x100), Value::Image(vec![1, 2].into()))?;
+    /// writer.finish(Lsn(0x100))?; // now visible to readers at 0/100
+    /// # Ok(()) }
+    /// ```
+    pub fn writer(&self) -> TimelineWriter<'_> {
+        TimelineWriter {
+            timeline: self,
+            _guard: self.write_lock.lock(),
+            batch: Vec::new(),
+            max_put_lsn: Lsn::INVALID,
+        }
+    }
+
+    /// Waits until `last_record_lsn >= lsn`, at most `timeout`. Blocking: call
+    /// it from a thread that may block (e.g. tokio's `spawn_blocking`).
+    pub fn wait_lsn(&self, lsn: Lsn, timeout: Duration) -> Result<(), WaitLsnError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut state = self.lsns.lock();
+        loop {
+            if state.shutting_down {
+                return Err(WaitLsnError::ShuttingDown);
+            }
+            if state.last_record >= lsn {
+                return Ok(());
+            }
+            if self
+                .lsn_advanced
+                .wait_until(&mut state, deadline)
+                .timed_out()
+                && state.last_record < lsn
+            {
+                return Err(WaitLsnError::Timeout {
+                    timeline: self.id,
+                    lsn,
+                    last_record_lsn: state.last_record,
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Wakes waiters and refuses further reads and writes.
+    pub(crate) fn shutdown(&self) {
+        self.lsns.lock().shutting_down = true;
+        self.lsn_advanced.notify_all();
+    }
+
+    fn check_writable(&self) -> Result<(), WriteError> {
+        if self.lsns.lock().shutting_down {
+            return Err(WriteError::ShuttingDown);
+        }
+        match self.broken.lock().as_ref() {
+            Some(reason) => Err(WriteError::Broken {
+                timeline: self.id,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the timeline broken after an I/O failure on `path`.
+    fn fail(&self, path: PathBuf, source: std::io::Error) -> WriteError {
+        let reason = format!("{}: {source}", path.display());
+        self.broken.lock().get_or_insert(reason);
+        WriteError::Io { path, source }
+    }
+
+    /// Applies a finished batch and advances `last_record_lsn`.
+    fn apply_batch(&self, batch: Vec<(Key, Lsn, Value)>, lsn: Lsn) {
+        {
+            let mut map = self.layers.write();
+            for (key, value_lsn, value) in batch {
+                map.open.put(key, value_lsn, value);
+            }
+        }
+        let mut state = self.lsns.lock();
+        if lsn > state.last_record {
+            state.prev_record = state.last_record;
+            state.last_record = lsn;
+        }
+        drop(state);
+        self.lsn_advanced.notify_all();
+    }
+}
+
+/// A batch of writes to one timeline, made visible atomically by
+/// [`TimelineWriter::finish`]. Dropping it without `finish` discards the batch.
+pub struct TimelineWriter<'a> {
+    timeline: &'a Timeline,
+    _guard: MutexGuard<'a, ()>,
+    batch: Vec<(Key, Lsn, Value)>,
+    max_put_lsn: Lsn,
+}
+
+impl TimelineWriter<'_> {
+    /// Adds a version of `key` at `lsn`, which must be above the timeline's
+    /// `last_record_lsn`. A second put of the same (key, lsn) replaces the first.
+    pub fn put(&mut self, key: Key, lsn: Lsn, value: Value) -> Result<(), WriteError> {
+        let timeline = self.timeline;
+        if lsn == Lsn::MAX {
+            return Err(WriteError::InvalidLsn {
+                timeline: timeline.id,
+                lsn,
+            });
+        }
+        let last_record_lsn = timeline.last_record_lsn();
+        if lsn <= last_record_lsn {
+            return Err(WriteError::LsnNotAdvancing {
+                timeline: timeline.id,
+                lsn,
+                last_record_lsn,
+            });
+        }
+        self.max_put_lsn = self.max_put_lsn.max(lsn);
+        self.batch.push((key, lsn, value));
+        Ok(())
+    }
+
+    /// Number of versions in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Makes the batch visible and sets `last_record_lsn` to `lsn` (at least
+    /// every put LSN, never backwards). May freeze and flush the open layer
+    /// when the freeze policy says so; a flush failure is returned (the batch
+    /// itself is applied and readable either way).
+    pub fn finish(self, lsn: Lsn) -> Result<(), WriteError> {
+        let timeline = self.timeline;
+        timeline.check_writable()?;
+        if lsn == Lsn::MAX {
+            return Err(WriteError::InvalidLsn {
+                timeline: timeline.id,
+                lsn,
+            });
+        }
+        let last_record_lsn = timeline.last_record_lsn();
+        if lsn < last_record_lsn {
+            return Err(WriteError::LsnNotAdvancing {
+                timeline: timeline.id,
+                lsn,
+                last_record_lsn,
+            });
+        }
+        if lsn < self.max_put_lsn {
+            return Err(WriteError::FinishBelowPut {
+                timeline: timeline.id,
+                lsn,
+                max_put_lsn: self.max_put_lsn,
+            });
+        }
+        timeline.apply_batch(self.batch, lsn);
+        if timeline.freeze_policy_says_freeze() {
+            timeline.freeze_locked();
+            timeline.flush_frozen_locked()?;
+        }
+        Ok(())
+    }
+}

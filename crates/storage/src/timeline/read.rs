@@ -1,0 +1,290 @@
+//! The read path: find the newest image or will-init version of a key at or
+//! below an LSN, collect every later version, and hand them to the redo
+//! implementation. Walks this timeline's layers newest first, then the
+//! ancestor's below the branch point.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use bytes::Bytes;
+use postgres_wal::record::{ForkNumber, RelFileNode};
+use postgres_wal::Lsn;
+
+use super::Timeline;
+use crate::error::GetError;
+use crate::key::Key;
+use crate::layer::LayerHandle;
+use crate::layer_map::DeltaSource;
+use crate::value::Value;
+
+/// How far collecting versions in one timeline got.
+enum Step {
+    /// Found an image or will-init version: nothing older is needed.
+    Done,
+    /// An image layer covering the key does not hold it: the key had no
+    /// value at that image's LSN, so nothing older matters either.
+    AbsentBelow,
+    /// This timeline has nothing older; continue in the ancestor.
+    Exhausted,
+}
+
+impl Timeline {
+    /// The value of `key` at `lsn`. `lsn` must be within
+    /// `gc_cutoff..=last_record_lsn` (use [`Timeline::wait_lsn`] first when
+    /// ingest may be behind).
+    pub fn get(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
+        self.check_readable(lsn)?;
+        self.reconstruct_value(key, lsn)
+    }
+
+    /// Number of blocks of a relation fork at `lsn`, or `None` if the
+    /// relation has no size key there (never created, or not yet).
+    pub fn get_rel_size(
+        &self,
+        rel: RelFileNode,
+        fork: ForkNumber,
+        lsn: Lsn,
+    ) -> Result<Option<u32>, GetError> {
+        let key = Key::rel_size(rel, fork);
+        match self.get(key, lsn) {
+            Ok(bytes) => {
+                Value::decode_rel_size(&bytes)
+                    .map(Some)
+                    .ok_or_else(|| GetError::BadValue {
+                        key,
+                        lsn,
+                        reason: format!("relation size of {} bytes, expected 4", bytes.len()),
+                    })
+            }
+            Err(GetError::KeyNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key in `keys` that has a version at or below `lsn` (on this
+    /// timeline or, below the branch point, its ancestors), sorted. Keys are
+    /// never deleted, so callers that need "does it still exist" keep a
+    /// directory value (e.g. [`Key::rel_dir`]) and consult it.
+    pub fn list_keys(&self, keys: Range<Key>, lsn: Lsn) -> Result<Vec<Key>, GetError> {
+        self.check_readable(lsn)?;
+        self.list_keys_unchecked(&keys, lsn)
+    }
+
+    pub(super) fn check_readable(&self, lsn: Lsn) -> Result<(), GetError> {
+        let state = self.lsns.lock();
+        if state.shutting_down {
+            return Err(GetError::ShuttingDown);
+        }
+        if lsn < state.gc_cutoff {
+            return Err(GetError::BelowGcCutoff {
+                timeline: self.id,
+                lsn,
+                gc_cutoff: state.gc_cutoff,
+            });
+        }
+        if lsn > state.last_record {
+            return Err(GetError::LsnAhead {
+                timeline: self.id,
+                lsn,
+                last_record_lsn: state.last_record,
+            });
+        }
+        Ok(())
+    }
+
+    /// The read path proper, without the LSN bounds checks (used for the
+    /// ancestor's data below a branch point and by image creation).
+    pub(super) fn reconstruct_value(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
+        let mut records = self.collect_versions(key, lsn)?;
+        // Oldest first from here on.
+        records.reverse();
+        let base = match records.first() {
+            Some((_, Value::Image(bytes))) => {
+                let bytes = bytes.clone();
+                records.remove(0);
+                Some(bytes)
+            }
+            _ => None,
+        };
+        match (base, records.is_empty()) {
+            (Some(bytes), true) => Ok(bytes),
+            (None, true) => Err(GetError::KeyNotFound { key, lsn }),
+            (base, false) => self
+                .shared
+                .redo
+                .reconstruct(key, lsn, base, &records)
+                .map_err(|source| GetError::Redo { key, lsn, source }),
+        }
+    }
+
+    /// Versions of `key` at or below `lsn`, newest first, down to and
+    /// including the first will-init one.
+    fn collect_versions(&self, key: Key, lsn: Lsn) -> Result<Vec<(Lsn, Value)>, GetError> {
+        let mut records = Vec::new();
+        let mut cont_lsn = Lsn(lsn.0.saturating_add(1));
+        let mut timeline = self;
+        loop {
+            match timeline.collect_own(key, &mut cont_lsn, &mut records)? {
+                Step::Done | Step::AbsentBelow => return Ok(records),
+                Step::Exhausted => match &timeline.ancestor {
+                    Some(ancestor) => {
+                        cont_lsn = cont_lsn.min(Lsn(timeline.ancestor_lsn.0.saturating_add(1)));
+                        timeline = ancestor;
+                    }
+                    None => return Ok(records),
+                },
+            }
+        }
+    }
+
+    /// Collects versions below `cont_lsn` from this timeline's own layers,
+    /// lowering `cont_lsn` as it goes.
+    fn collect_own(
+        &self,
+        key: Key,
+        cont_lsn: &mut Lsn,
+        out: &mut Vec<(Lsn, Value)>,
+    ) -> Result<Step, GetError> {
+        let map = self.layers.read();
+        loop {
+            let delta = map.find_delta(key, *cont_lsn);
+            let image = map.find_image(key, *cont_lsn);
+            let Some(image) = image else {
+                // Only deltas (or nothing) below cont_lsn.
+                let Some(delta) = delta else {
+                    return Ok(Step::Exhausted);
+                };
+                let start = delta.start_lsn();
+                if self.collect_from(&delta, key, start..*cont_lsn, out)? {
+                    return Ok(Step::Done);
+                }
+                *cont_lsn = start;
+                continue;
+            };
+            let image_lsn = image.desc().image_lsn();
+            match delta {
+                Some(delta) if delta.start_lsn() > image_lsn => {
+                    let start = delta.start_lsn();
+                    if self.collect_from(&delta, key, start..*cont_lsn, out)? {
+                        return Ok(Step::Done);
+                    }
+                    *cont_lsn = start;
+                }
+                other => {
+                    // The image sits inside (or below) the delta's range: only
+                    // versions newer than the image are needed from the delta.
+                    if let Some(delta) = other {
+                        let newer = Lsn(image_lsn.0 + 1)..*cont_lsn;
+                        if self.collect_from(&delta, key, newer, out)? {
+                            return Ok(Step::Done);
+                        }
+                    }
+                    return match self.image_value(image, key)? {
+                        Some(value) => {
+                            out.push((image_lsn, value));
+                            Ok(Step::Done)
+                        }
+                        None => Ok(Step::AbsentBelow),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Pushes versions of `key` in `lsns` from one delta source, newest
+    /// first; true if it reached a will-init version.
+    fn collect_from(
+        &self,
+        source: &DeltaSource<'_>,
+        key: Key,
+        lsns: Range<Lsn>,
+        out: &mut Vec<(Lsn, Value)>,
+    ) -> Result<bool, GetError> {
+        if lsns.start >= lsns.end {
+            return Ok(false);
+        }
+        match source {
+            DeltaSource::Memory(layer) => Ok(layer.collect(key, lsns, out)),
+            DeltaSource::File(handle) => {
+                let file = handle.load(self.shared.io.as_ref())?;
+                for position in file.versions(key, lsns).rev() {
+                    let value =
+                        file.read_value(position, Some((&self.shared.cache, handle.uid())))?;
+                    let will_init = value.will_init();
+                    out.push((file.index()[position].lsn, value));
+                    if will_init {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The value of `key` in an image layer, if the image holds it.
+    fn image_value(&self, handle: &LayerHandle, key: Key) -> Result<Option<Value>, GetError> {
+        let file = handle.load(self.shared.io.as_ref())?;
+        let lsn = handle.desc().image_lsn();
+        let positions = file.versions(key, lsn..Lsn(lsn.0 + 1));
+        if positions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(file.read_value(
+            positions.start,
+            Some((&self.shared.cache, handle.uid())),
+        )?))
+    }
+
+    pub(super) fn list_keys_unchecked(
+        &self,
+        keys: &Range<Key>,
+        lsn: Lsn,
+    ) -> Result<Vec<Key>, GetError> {
+        let mut found = BTreeSet::new();
+        let mut timeline = self;
+        let mut max_lsn = lsn;
+        loop {
+            timeline.own_keys(keys, max_lsn, &mut found)?;
+            match &timeline.ancestor {
+                Some(ancestor) => {
+                    max_lsn = max_lsn.min(timeline.ancestor_lsn);
+                    timeline = ancestor;
+                }
+                None => return Ok(found.into_iter().collect()),
+            }
+        }
+    }
+
+    fn own_keys(
+        &self,
+        keys: &Range<Key>,
+        max_lsn: Lsn,
+        found: &mut BTreeSet<Key>,
+    ) -> Result<(), GetError> {
+        let map = self.layers.read();
+        let mut from_memory = Vec::new();
+        map.open.keys_at(keys, max_lsn, &mut from_memory);
+        for frozen in &map.frozen {
+            frozen.keys_at(keys, max_lsn, &mut from_memory);
+        }
+        found.extend(from_memory);
+        for handle in map.files() {
+            let desc = handle.desc();
+            if desc.lsn_range.start > max_lsn
+                || desc.key_range.end <= keys.start
+                || desc.key_range.start >= keys.end
+            {
+                continue;
+            }
+            let file = handle.load(self.shared.io.as_ref())?;
+            let index = file.index();
+            let first = index.partition_point(|e| e.key < keys.start);
+            for entry in index[first..].iter().take_while(|e| e.key < keys.end) {
+                if entry.lsn <= max_lsn {
+                    found.insert(entry.key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
