@@ -61,6 +61,18 @@ pub struct Repository {
     structure_lock: Mutex<()>,
 }
 
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("dir", &self.dir)
+            .field(
+                "timelines",
+                &self.timelines.read().keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RepositoryError + '_ {
     move |source| RepositoryError::Io {
         path: path.to_owned(),

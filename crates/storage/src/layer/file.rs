@@ -303,6 +303,13 @@ impl LayerFile {
         Ok(value)
     }
 
+    /// Reads and verifies every value (a scrub); the first failure is
+    /// returned. Reads only verify what they touch, so values shadowed by
+    /// newer images are checked here.
+    pub fn verify_all(&self) -> Result<(), LayerFileError> {
+        (0..self.index.len()).try_for_each(|p| self.read_value(p, None).map(|_| ()))
+    }
+
     fn read_blob(&self, entry: &IndexEntry, end: u64) -> Result<Value, LayerFileError> {
         let corrupt = |reason: String| LayerFileError::Corrupt {
             path: self.path.clone(),

@@ -195,11 +195,33 @@ impl Timeline {
         }
     }
 
-    /// Waits until `last_record_lsn >= lsn`, at most `timeout`. Blocking: call
-    /// it from a thread that may block (e.g. tokio's `spawn_blocking`).
+    /// Waits until `last_record_lsn >= lsn`, at most `timeout`, and until
+    /// every ancestor holds the history up to its branch point (after a
+    /// restart an ancestor may still be catching up). Blocking: call it from
+    /// a thread that may block (e.g. tokio's `spawn_blocking`).
     pub fn wait_lsn(&self, lsn: Lsn, timeout: Duration) -> Result<(), WaitLsnError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let mut timeline = self;
+        let mut target = lsn;
+        loop {
+            timeline.wait_own_lsn(target, started, deadline)?;
+            match &timeline.ancestor {
+                Some(ancestor) => {
+                    target = timeline.ancestor_lsn;
+                    timeline = ancestor;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn wait_own_lsn(
+        &self,
+        lsn: Lsn,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(), WaitLsnError> {
         let mut state = self.lsns.lock();
         loop {
             if state.shutting_down {
@@ -265,6 +287,19 @@ impl Timeline {
         }
         drop(state);
         self.lsn_advanced.notify_all();
+    }
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lsns.lock();
+        f.debug_struct("Timeline")
+            .field("id", &self.id)
+            .field("ancestor", &self.ancestor())
+            .field("last_record_lsn", &state.last_record)
+            .field("disk_consistent_lsn", &state.disk_consistent)
+            .field("gc_cutoff", &state.gc_cutoff)
+            .finish_non_exhaustive()
     }
 }
 

@@ -70,6 +70,21 @@ impl Timeline {
         self.list_keys_unchecked(&keys, lsn)
     }
 
+    /// Reads of a branch below its branch point need the ancestor to hold
+    /// everything up to that point; after a restart the ancestor may still
+    /// be waiting for its WAL to be re-fed.
+    fn check_caught_up(&self, lsn: Lsn) -> Result<(), GetError> {
+        let last_record_lsn = self.last_record_lsn();
+        if lsn > last_record_lsn {
+            return Err(GetError::LsnAhead {
+                timeline: self.id,
+                lsn,
+                last_record_lsn,
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn check_readable(&self, lsn: Lsn) -> Result<(), GetError> {
         let state = self.lsns.lock();
         if state.shutting_down {
@@ -88,6 +103,12 @@ impl Timeline {
                 lsn,
                 last_record_lsn: state.last_record,
             });
+        }
+        drop(state);
+        let mut timeline = self;
+        while let Some(ancestor) = &timeline.ancestor {
+            ancestor.check_caught_up(timeline.ancestor_lsn)?;
+            timeline = ancestor;
         }
         Ok(())
     }
@@ -233,6 +254,16 @@ impl Timeline {
             positions.start,
             Some((&self.shared.cache, handle.uid())),
         )?))
+    }
+
+    /// Opens and fully verifies every layer file of this timeline (not its
+    /// ancestors); returns how many were checked or the first corrupt one.
+    pub fn verify_layers(&self) -> Result<usize, crate::error::LayerFileError> {
+        let files: Vec<_> = self.layers.read().files().cloned().collect();
+        for handle in &files {
+            handle.load(self.shared.io.as_ref())?.verify_all()?;
+        }
+        Ok(files.len())
     }
 
     pub(super) fn list_keys_unchecked(

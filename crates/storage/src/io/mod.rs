@@ -1,16 +1,20 @@
 //! All file I/O of the store goes through [`FileIo`], so tests can inject
-//! torn writes and failed fsyncs ([`FaultyIo`]) and the commit protocol is in
-//! one place ([`write_atomic`]).
+//! torn writes and failed fsyncs ([`FaultyIo`]), run on a simulated disk
+//! that can lose everything not yet fsynced ([`MemoryFileIo`]), and the
+//! commit protocol is in one place ([`write_atomic`]).
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+mod faulty;
+mod memory;
+
+pub use faulty::{Fault, FaultyIo};
+pub use memory::MemoryFileIo;
 
 /// Suffix of files and directories being written; anything with it is
 /// garbage from an interrupted write and is deleted on open.
@@ -126,120 +130,4 @@ pub fn write_atomic(io: &dyn FileIo, dir: &Path, name: &str, data: &[u8]) -> io:
     io.rename(&temp_path, &final_path)?;
     io.sync_dir(dir)?;
     Ok(final_path)
-}
-
-/// A fault [`FaultyIo`] injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Write only the first `keep_bytes` bytes, then fail (a crash mid-write).
-    TornWrite { keep_bytes: usize },
-    /// Write everything, then report the fsync as failed.
-    FailFsync,
-    /// Fail the rename.
-    FailRename,
-    /// Fail the directory fsync.
-    FailSyncDir,
-}
-
-/// Wraps another [`FileIo`] and injects one [`Fault`] at the N-th write-side
-/// call, for crash-safety tests. Reads pass through.
-#[derive(Debug)]
-pub struct FaultyIo {
-    inner: Arc<dyn FileIo>,
-    armed: Mutex<Option<(u64, Fault)>>,
-    write_calls: AtomicU64,
-}
-
-impl FaultyIo {
-    /// A pass-through wrapper with no fault armed.
-    pub fn new(inner: Arc<dyn FileIo>) -> FaultyIo {
-        FaultyIo {
-            inner,
-            armed: Mutex::new(None),
-            write_calls: AtomicU64::new(0),
-        }
-    }
-
-    /// Injects `fault` at the `after`-th (0-based) future call of the kind
-    /// the fault concerns (write_file for torn writes and fsyncs, rename,
-    /// sync_dir). Replaces any armed fault.
-    pub fn arm(&self, after: u64, fault: Fault) {
-        self.write_calls.store(0, Ordering::SeqCst);
-        *self.armed.lock() = Some((after, fault));
-    }
-
-    /// Removes any armed fault.
-    pub fn disarm(&self) {
-        *self.armed.lock() = None;
-    }
-
-    /// Whether the armed fault has fired (or none was armed).
-    pub fn fired(&self) -> bool {
-        self.armed.lock().is_none()
-    }
-
-    /// Returns the fault to inject now for a call of kind `matches`, if any.
-    fn take(&self, matches: impl Fn(Fault) -> bool) -> Option<Fault> {
-        let mut armed = self.armed.lock();
-        let (after, fault) = (*armed)?;
-        if !matches(fault) {
-            return None;
-        }
-        if self.write_calls.fetch_add(1, Ordering::SeqCst) == after {
-            *armed = None;
-            return Some(fault);
-        }
-        None
-    }
-}
-
-fn injected(what: &str) -> io::Error {
-    io::Error::other(format!("injected fault: {what}"))
-}
-
-impl FileIo for FaultyIo {
-    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        match self.take(|f| matches!(f, Fault::TornWrite { .. } | Fault::FailFsync)) {
-            Some(Fault::TornWrite { keep_bytes }) => {
-                let keep = keep_bytes.min(data.len());
-                fs::write(path, &data[..keep])?;
-                Err(injected("torn write"))
-            }
-            Some(_) => {
-                self.inner.write_file(path, data)?;
-                Err(injected("fsync failed"))
-            }
-            None => self.inner.write_file(path, data),
-        }
-    }
-    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.inner.read_file(path)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
-        self.inner.open_read(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        if self.take(|f| f == Fault::FailRename).is_some() {
-            return Err(injected("rename failed"));
-        }
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.take(|f| f == Fault::FailSyncDir).is_some() {
-            return Err(injected("directory fsync failed"));
-        }
-        self.inner.sync_dir(dir)
-    }
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
-        self.inner.list_dir(dir)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(dir)
-    }
 }
