@@ -14,6 +14,7 @@
 //! ```
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ const PG_CTL_TIMEOUT_SECS: &str = "120";
 pub struct PgClusterBuilder {
     settings: Vec<(String, String)>,
     initdb_args: Vec<String>,
+    port: Option<u16>,
 }
 
 impl PgClusterBuilder {
@@ -65,6 +67,13 @@ impl PgClusterBuilder {
         self
     }
 
+    /// Asks for a specific port; if it is taken at start, another free one
+    /// is used instead (check [`PgCluster::port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Keeps every WAL segment since initdb (huge `wal_keep_size`), so that
     /// [`PgCluster::collect_wal`] returns the complete history.
     pub fn retain_all_wal(self) -> Self {
@@ -86,6 +95,34 @@ impl PgClusterBuilder {
             .args(["--locale=C"])
             .args(&self.initdb_args);
         run_capture(&mut initdb, None)?;
+        self.configure(install, root, data_dir, socket_dir)
+    }
+
+    /// Takes over an existing data directory instead of running initdb — a
+    /// `pg_basebackup` or a base backup a pageserver produced — placed at
+    /// `root/data_dir_name`. Gives the whole tree to the Postgres user (mode
+    /// 0700 on the data dir, as the server demands) and appends the
+    /// harness's settings to its postgresql.conf. Not started.
+    pub fn adopt(self, root: PgTempDir, data_dir_name: &str) -> Result<PgCluster> {
+        let install = PgInstall::detect()?;
+        let data_dir = root.path().join(data_dir_name);
+        install.chown_recursive(&data_dir)?;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod 0700", &data_dir, e))?;
+        let socket_dir = root.subdir(&install, "sock")?;
+        check_socket_path_length(&socket_dir)?;
+        // A standby.signal or recovery settings from the source stay as they
+        // are: the caller decides what kind of server this is.
+        self.configure(install, root, data_dir, socket_dir)
+    }
+
+    fn configure(
+        self,
+        install: PgInstall,
+        root: PgTempDir,
+        data_dir: PathBuf,
+        socket_dir: PathBuf,
+    ) -> Result<PgCluster> {
         let mut cluster = PgCluster {
             log_file: root.path().join("postgres.log"),
             install,
@@ -96,6 +133,9 @@ impl PgClusterBuilder {
             root,
         };
         cluster.write_base_config(&self.settings)?;
+        if let Some(port) = self.port {
+            cluster.set_port(port)?;
+        }
         Ok(cluster)
     }
 
@@ -224,12 +264,15 @@ impl PgCluster {
         }
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
+            // Only this attempt's log lines count: an earlier attempt's
+            // "could not bind" must not hide a different failure now.
+            let log_offset = self.log_len();
             match self.pg_ctl_start() {
                 Ok(()) => {
                     self.running = true;
                     return Ok(());
                 }
-                Err(error) if self.log_says_port_taken() => {
+                Err(error) if self.log_says_port_taken(log_offset) => {
                     last = Some(error);
                     self.set_port(free_port()?)?;
                 }
@@ -252,6 +295,21 @@ impl PgCluster {
     /// Immediate shutdown: no checkpoint, like a crash (recovery on restart).
     pub fn stop_immediate(&mut self) -> Result<()> {
         self.pg_ctl_stop("immediate")
+    }
+
+    /// `pg_basebackup -X stream --checkpoint=fast` of this cluster into
+    /// `root/name` (a plain-format data directory); pair with
+    /// [`PgClusterBuilder::adopt`] to start a copy.
+    pub fn basebackup(&self, root: &PgTempDir, name: &str) -> Result<PathBuf> {
+        self.ensure_running()?;
+        let target = root.path().join(name);
+        let mut command = self.command("pg_basebackup");
+        command
+            .arg("-D")
+            .arg(&target)
+            .args(["-X", "stream", "--checkpoint=fast", "--no-sync"]);
+        run_capture(&mut command, None)?;
+        Ok(target)
     }
 
     /// Fast stop, then start (same port unless it was taken meanwhile).
@@ -426,9 +484,15 @@ impl PgCluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    fn log_says_port_taken(&self) -> bool {
-        let tail = self.log_tail(20);
-        tail.contains("could not bind") || tail.contains("could not create any TCP/IP sockets")
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log_file).map_or(0, |m| m.len())
+    }
+
+    fn log_says_port_taken(&self, since: u64) -> bool {
+        let text = std::fs::read(&self.log_file).unwrap_or_default();
+        let start = usize::try_from(since).unwrap_or(usize::MAX).min(text.len());
+        let new = String::from_utf8_lossy(&text[start..]);
+        new.contains("could not bind") || new.contains("could not create any TCP/IP sockets")
     }
 
     /// Last resort when `pg_ctl stop` fails in drop: SIGKILL the postmaster

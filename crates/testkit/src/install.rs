@@ -136,6 +136,25 @@ impl PgInstall {
         }
     }
 
+    /// Gives `path` and everything below it to the Postgres user (no-op when
+    /// not root). Symbolic links are changed themselves, never followed.
+    pub fn chown_recursive(&self, path: &Path) -> Result<()> {
+        let Some(user) = &self.run_as else {
+            return Ok(());
+        };
+        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
+            .map_err(|e| Error::io("chown", path, e))?;
+        let metadata = std::fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
+        if metadata.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| Error::io("list", path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("list", path, e))?;
+                self.chown_recursive(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// A `Command` for binary `name`, already set to run as the Postgres user,
     /// with a working directory that user can enter.
     pub fn command(&self, name: &str) -> Command {

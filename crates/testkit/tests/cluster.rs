@@ -151,7 +151,7 @@ fn drop_stops_server_and_removes_dir_even_on_panic() {
     }
     assert!(!root.exists(), "{} left behind", root.display());
     let ready = std::process::Command::new(install.bin("pg_isready"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
         .status()
         .unwrap();
     assert!(!ready.success(), "server still answering on port {port}");
@@ -196,4 +196,36 @@ fn temp_dir_is_owned_by_the_postgres_user() {
 fn free_ports_are_bindable() {
     let port = testkit::free_port().unwrap();
     std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn taken_port_is_replaced_at_start() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let cluster = PgCluster::builder().port(taken).start().unwrap();
+    assert_ne!(cluster.port(), taken);
+    let port: u16 = cluster.query_scalar("SHOW port").unwrap();
+    assert_eq!(port, cluster.port());
+}
+
+#[test]
+fn basebackup_copy_starts_with_the_data() {
+    let source = PgCluster::start_default().unwrap();
+    source
+        .psql("CREATE TABLE kept AS SELECT generate_series(1, 1000) AS x")
+        .unwrap();
+    let root = testkit::PgTempDir::new().unwrap();
+    source.basebackup(&root, "copy").unwrap();
+    let mut copy = PgCluster::builder()
+        .setting("log_min_messages", "warning")
+        .adopt(root, "copy")
+        .unwrap();
+    copy.start().unwrap();
+    assert_ne!(copy.port(), source.port());
+    let sum: i64 = copy.query_scalar("SELECT sum(x) FROM kept").unwrap();
+    assert_eq!(sum, 500_500);
+    // Independent from the source from here on.
+    copy.psql("INSERT INTO kept VALUES (0)").unwrap();
+    let rows: i64 = source.query_scalar("SELECT count(*) FROM kept").unwrap();
+    assert_eq!(rows, 1000);
 }
