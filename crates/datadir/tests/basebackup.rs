@@ -1,0 +1,177 @@
+//! initdb → import → base backup tar → stock postgres starts without redo.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{postgres_dir, scratch, untar, Postgres};
+use datadir::{import_datadir, run_initdb, Basebackup};
+use postgres_wal::Lsn;
+use storage::{Repository, RepositoryConfig, TimelineId};
+
+#[test]
+fn imported_initdb_cluster_starts_from_its_base_backup_without_redo() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    let stats = import_datadir(&timeline, &orig).unwrap();
+    assert!(stats.relation_pages > 100, "{stats:?}");
+    assert_eq!(stats.databases, 3);
+
+    let backup = Basebackup::prepare(&timeline, Some(stats.lsn)).unwrap();
+    assert!(backup.checkpoint_lsn() >= stats.lsn);
+    let mut tar_bytes = Vec::new();
+    backup.write_tar(&mut tar_bytes).unwrap();
+
+    let sockets = postgres_dir(&root.path().join("sock-orig"));
+    let original = Postgres::start(&orig, &sockets, 5432);
+    let original_dump = original.dump("postgres");
+    let original_digest = original.catalog_digest("template1");
+    original.stop();
+
+    let restored_dir = root.path().join("restored");
+    untar(&tar_bytes, &restored_dir);
+    let sockets = postgres_dir(&root.path().join("sock-restored"));
+    let restored = Postgres::start(&restored_dir, &sockets, 5432);
+    let log = restored.log_text();
+    assert!(!log.contains("redo starts"), "WAL replayed:\n{log}");
+    assert!(
+        !log.contains("database system was not properly shut down"),
+        "{log}"
+    );
+    assert_eq!(restored.databases(), ["postgres", "template0", "template1"]);
+    assert_eq!(restored.dump("postgres"), original_dump);
+    assert_eq!(restored.catalog_digest("template1"), original_digest);
+    // The started cluster is writable: new WAL goes after our checkpoint.
+    restored.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT generate_series(1, 1000) AS i",
+    );
+    assert_eq!(
+        restored.psql("postgres", "SELECT count(*) FROM t").trim(),
+        "1000"
+    );
+}
+
+/// Files of a tar archive by path.
+fn tar_files(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(bytes).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        out.insert(path, data);
+    }
+    out
+}
+
+#[test]
+fn base_backup_is_identical_after_reopening_the_store() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let repo_dir = root.path().join("repo");
+    let id = TimelineId::generate();
+    let (lsn, before) = {
+        let repo = Repository::open(&repo_dir, RepositoryConfig::default()).unwrap();
+        let timeline = repo.create_timeline(id, 15, Lsn::INVALID).unwrap();
+        let lsn = import_datadir(&timeline, &orig).unwrap().lsn;
+        let mut tar_bytes = Vec::new();
+        Basebackup::prepare(&timeline, Some(lsn))
+            .unwrap()
+            .write_tar(&mut tar_bytes)
+            .unwrap();
+        repo.shutdown();
+        (lsn, tar_files(&tar_bytes))
+    };
+    let repo = Repository::open(&repo_dir, RepositoryConfig::default()).unwrap();
+    let timeline = repo.timeline(id).unwrap();
+    let mut tar_bytes = Vec::new();
+    Basebackup::prepare(&timeline, Some(lsn))
+        .unwrap()
+        .write_tar(&mut tar_bytes)
+        .unwrap();
+    let after = tar_files(&tar_bytes);
+
+    // Everything but the two files stamped with the backup time is equal.
+    let stable = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .iter()
+            .filter(|(path, _)| {
+                path.as_str() != "global/pg_control" && !path.starts_with("pg_wal/")
+            })
+            .map(|(p, d)| (p.clone(), d.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stable(&before), stable(&after));
+    // And every relation file equals the one initdb wrote.
+    let original = common::relation_files(&orig);
+    for (path, data) in &original {
+        let name = path.rsplit('/').next().unwrap();
+        if name == "pg_control" || name == "pg_internal.init" {
+            continue;
+        }
+        assert_eq!(after.get(path), Some(data), "{path} differs from initdb's");
+    }
+}
+
+#[test]
+fn pg_control_round_trips_and_backup_control_reads_as_shut_down() {
+    use postgres_wal::control::{ControlFile, DbState, CATALOG_VERSION_NO};
+
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let bytes = std::fs::read(orig.join("global/pg_control")).unwrap();
+    let control = ControlFile::parse(&bytes).unwrap();
+    assert_eq!(control.serialize(), bytes, "serialize(parse(x)) != x");
+    assert_eq!(control.catalog_version_no, CATALOG_VERSION_NO);
+    assert_eq!(control.state, DbState::Shutdowned);
+    assert_eq!(control.xlog_seg_size, 16 * 1024 * 1024);
+    let original_data = controldata(&orig);
+    assert!(original_data.contains(&format!(
+        "Database system identifier:           {}",
+        control.system_identifier
+    )));
+    assert!(original_data.contains(&format!(
+        "Latest checkpoint location:           {}",
+        Lsn(control.checkpoint)
+    )));
+
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    let lsn = import_datadir(&timeline, &orig).unwrap().lsn;
+    let backup = Basebackup::prepare(&timeline, Some(lsn)).unwrap();
+    let mut tar_bytes = Vec::new();
+    backup.write_tar(&mut tar_bytes).unwrap();
+    let restored = root.path().join("restored");
+    untar(&tar_bytes, &restored);
+    let restored_data = controldata(&restored);
+    assert!(restored_data.contains("Database cluster state:               shut down"));
+    assert!(restored_data.contains(&format!(
+        "Latest checkpoint location:           {}",
+        backup.checkpoint_lsn()
+    )));
+    assert!(restored_data.contains(&format!(
+        "Latest checkpoint's REDO location:    {}",
+        backup.checkpoint_lsn()
+    )));
+
+    // Reading before the import or beyond the last record is a clear error.
+    let err = Basebackup::prepare(&timeline, Some(Lsn(lsn.0 + 0x1000))).unwrap_err();
+    assert!(err.to_string().contains("not readable"), "{err}");
+}
+
+fn controldata(pgdata: &std::path::Path) -> String {
+    let mut command = datadir::bootstrap::postgres_command(&common::bin("pg_controldata"));
+    command.arg("-D").arg(pgdata);
+    common::run(command)
+}
