@@ -1,5 +1,29 @@
-//! `pagectl` (placeholder until its issue lands).
+//! `pagectl`: offline tools over PostgreSQL and Sediment files.
+//!
+//! Each subcommand lives in its own module with its own clap `Args`; adding
+//! one means adding a module and one variant here.
+
+use clap::{Parser, Subcommand};
+
+mod waldump;
+
+/// Offline tools: WAL dump and statistics, layer inspection, redo checks.
+#[derive(Parser, Debug)]
+#[command(name = "pagectl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Decode WAL segment files (or directories of them), like pg_waldump.
+    Waldump(waldump::Args),
+}
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("pagectl is not implemented yet")
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Waldump(args) => waldump::run(&args),
+    }
 }

@@ -81,7 +81,10 @@ pub struct DecodedBlock {
 pub struct DecodedRecord {
     /// Where the record starts (its `ReadRecPtr`).
     pub start_lsn: Lsn,
-    /// The first byte after the record (its `EndRecPtr`, not aligned).
+    /// The record's `EndRecPtr`: the first byte after it rounded up to 8
+    /// bytes, i.e. where the next record starts (PG15 `EndRecPtr` is
+    /// MAXALIGNed) and the LSN the server stamped on the pages it changed.
+    /// For `XLOG_SWITCH` it is the start of the next segment.
     pub end_lsn: Lsn,
     /// `xl_tot_len`.
     pub total_len: u32,

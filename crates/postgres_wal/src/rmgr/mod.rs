@@ -4,9 +4,12 @@
 //! from a [`crate::record::DecodedRecord`]'s main data and block data.
 
 pub mod btree;
+pub mod cursor;
 pub mod heap;
 pub mod heap2;
+pub mod identify;
 pub mod sequence;
+pub mod xlog;
 
 /// Resource manager ids of PostgreSQL 15 (`rmgrlist.h` order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
