@@ -1,6 +1,6 @@
 //! WAL positions of a test cluster and copying its WAL segment files out.
 //!
-//! `collect_wal` ends the current segment first (CHECKPOINT, then
+//! `seal_wal` (in place) and `collect_wal` (a copy) end the current segment first (CHECKPOINT, then
 //! `pg_switch_wal()`), so every record written so far lies in *complete*
 //! segment files, and copies only the segments up to that switch: files with
 //! higher numbers in `pg_wal` are recycled old segments full of stale bytes
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// What [`PgCluster::collect_wal`] copied.
 #[derive(Debug, Clone)]
 pub struct CollectedWal {
-    /// Directory the segments were copied into.
+    /// Directory holding the segments (the copy, or `pg_wal` itself).
     pub dir: PathBuf,
     /// Segment file names (24 hex digits), ascending.
     pub segments: Vec<String>,
@@ -78,29 +78,43 @@ impl PgCluster {
     }
 
     /// Makes all WAL so far land in complete segments (CHECKPOINT +
-    /// `pg_switch_wal()`), then copies the segment files of the current
-    /// timeline up to the switched one into `dest` (created if missing).
-    /// Use [`crate::PgClusterBuilder::retain_all_wal`] to get every segment
-    /// since initdb; otherwise checkpoints may already have removed old ones.
-    pub fn collect_wal(&self, dest: &Path) -> Result<CollectedWal> {
+    /// `pg_switch_wal()`) and lists those segment files of the current
+    /// timeline *in place* in `pg_wal`, without copying. The files stay
+    /// valid as long as the server does not recycle them: stop the server
+    /// next, or start it with [`crate::PgClusterBuilder::retain_all_wal`].
+    /// Saves copying gigabytes when the WAL is only read once.
+    pub fn seal_wal(&self) -> Result<CollectedWal> {
         // The checkpoint guarantees the segment is not empty, so the switch
         // really writes a switch record and returns its end.
         self.checkpoint()?;
         let last: String = self.query_scalar("SELECT pg_walfile_name(pg_switch_wal())")?;
         let end_lsn = self.current_wal_lsn()?;
         let segment_size = self.wal_segment_size()?;
-        let segments = list_segments(&self.wal_dir(), &last)?;
+        let dir = self.wal_dir();
+        let segments = list_segments(&dir, &last)?;
+        Ok(CollectedWal {
+            dir,
+            segments,
+            end_lsn,
+            segment_size,
+        })
+    }
+
+    /// [`PgCluster::seal_wal`], then copies the segments into `dest`
+    /// (created if missing). Use [`crate::PgClusterBuilder::retain_all_wal`]
+    /// to get every segment since the server started; otherwise checkpoints
+    /// may already have removed old ones.
+    pub fn collect_wal(&self, dest: &Path) -> Result<CollectedWal> {
+        let sealed = self.seal_wal()?;
         std::fs::create_dir_all(dest).map_err(|e| Error::io("create dir", dest, e))?;
-        for name in &segments {
-            let from = self.wal_dir().join(name);
+        for name in &sealed.segments {
+            let from = sealed.dir.join(name);
             let to = dest.join(name);
             std::fs::copy(&from, &to).map_err(|e| Error::io("copy", &from, e))?;
         }
         Ok(CollectedWal {
             dir: dest.to_path_buf(),
-            segments,
-            end_lsn,
-            segment_size,
+            ..sealed
         })
     }
 }
