@@ -90,5 +90,5 @@ pub use layer::{LayerDesc, LayerKind};
 pub use policy::FreezePolicy;
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
-pub use timeline::{GcResult, Timeline, TimelineWriter};
+pub use timeline::{GcResult, Timeline, TimelineWriter, WaitLsnFuture};
 pub use value::{DerivedOp, Value};

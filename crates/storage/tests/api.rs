@@ -304,3 +304,51 @@ fn freeze_policy_flushes_automatically() {
     assert!(main.layer_files().len() >= 3, "{:?}", main.layer_files());
     assert!(main.disk_consistent_lsn() >= Lsn(0x10 * 30));
 }
+
+/// Minimal executor: polls a future on this thread, parking between wakes.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct ThreadWaker(std::thread::Thread);
+    impl std::task::Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(ThreadWaker(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn async_wait_lsn_resolves_on_ingest_and_on_shutdown() {
+    let (_dir, repo) = repo();
+    let main = repo.create_timeline(id(1), 15, Lsn(0x10)).unwrap();
+    let writer_side = main.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        put(&writer_side, Key::checkpoint(), 0x10, image(1));
+        put(&writer_side, Key::checkpoint(), 0x20, image(2));
+    });
+    assert_eq!(block_on(main.wait_lsn_async(Lsn(0x20))), Ok(()));
+    handle.join().unwrap();
+    assert_eq!(
+        main.get(Key::checkpoint(), Lsn(0x20)).unwrap(),
+        Bytes::from(vec![2; 8])
+    );
+    let repo = Arc::new(repo);
+    let stopper = repo.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        stopper.shutdown();
+    });
+    assert_eq!(
+        block_on(main.wait_lsn_async(Lsn(0x99))),
+        Err(WaitLsnError::ShuttingDown)
+    );
+    handle.join().unwrap();
+}

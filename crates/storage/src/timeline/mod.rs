@@ -26,15 +26,15 @@
 mod flush;
 pub(crate) mod load;
 mod read;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use postgres_wal::Lsn;
 
-use crate::error::{WaitLsnError, WriteError};
+use crate::error::WriteError;
 use crate::id::TimelineId;
 use crate::key::Key;
 use crate::layer::LayerDesc;
@@ -44,6 +44,7 @@ use crate::repository::Shared;
 use crate::value::Value;
 
 pub use flush::GcResult;
+pub use wait::WaitLsnFuture;
 
 /// LSNs that move as the timeline is written, flushed and garbage-collected.
 struct LsnState {
@@ -54,6 +55,8 @@ struct LsnState {
     disk_prev_record: Lsn,
     gc_cutoff: Lsn,
     shutting_down: bool,
+    /// Async waiters (see `wait.rs`): woken once `last_record` reaches the LSN.
+    waiters: Vec<(Lsn, std::task::Waker)>,
 }
 
 /// One timeline of a repository. Shared as `Arc<Timeline>`; every method
@@ -99,6 +102,7 @@ impl Timeline {
                 disk_prev_record: metadata.prev_record_lsn,
                 gc_cutoff: metadata.gc_cutoff,
                 shutting_down: false,
+                waiters: Vec::new(),
             }),
             lsn_advanced: Condvar::new(),
             write_lock: Mutex::new(()),
@@ -195,61 +199,15 @@ impl Timeline {
         }
     }
 
-    /// Waits until `last_record_lsn >= lsn`, at most `timeout`, and until
-    /// every ancestor holds the history up to its branch point (after a
-    /// restart an ancestor may still be catching up). Blocking: call it from
-    /// a thread that may block (e.g. tokio's `spawn_blocking`).
-    pub fn wait_lsn(&self, lsn: Lsn, timeout: Duration) -> Result<(), WaitLsnError> {
-        let started = Instant::now();
-        let deadline = started + timeout;
-        let mut timeline = self;
-        let mut target = lsn;
-        loop {
-            timeline.wait_own_lsn(target, started, deadline)?;
-            match &timeline.ancestor {
-                Some(ancestor) => {
-                    target = timeline.ancestor_lsn;
-                    timeline = ancestor;
-                }
-                None => return Ok(()),
-            }
-        }
-    }
-
-    fn wait_own_lsn(
-        &self,
-        lsn: Lsn,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<(), WaitLsnError> {
-        let mut state = self.lsns.lock();
-        loop {
-            if state.shutting_down {
-                return Err(WaitLsnError::ShuttingDown);
-            }
-            if state.last_record >= lsn {
-                return Ok(());
-            }
-            if self
-                .lsn_advanced
-                .wait_until(&mut state, deadline)
-                .timed_out()
-                && state.last_record < lsn
-            {
-                return Err(WaitLsnError::Timeout {
-                    timeline: self.id,
-                    lsn,
-                    last_record_lsn: state.last_record,
-                    waited: started.elapsed(),
-                });
-            }
-        }
-    }
-
     /// Wakes waiters and refuses further reads and writes.
     pub(crate) fn shutdown(&self) {
-        self.lsns.lock().shutting_down = true;
+        let waiters = {
+            let mut state = self.lsns.lock();
+            state.shutting_down = true;
+            std::mem::take(&mut state.waiters)
+        };
         self.lsn_advanced.notify_all();
+        waiters.into_iter().for_each(|(_, waker)| waker.wake());
     }
 
     fn check_writable(&self) -> Result<(), WriteError> {
@@ -285,8 +243,15 @@ impl Timeline {
             state.prev_record = state.last_record;
             state.last_record = lsn;
         }
+        let (ready, waiting) = std::mem::take(&mut state.waiters)
+            .into_iter()
+            .partition(|(target, _)| *target <= lsn);
+        state.waiters = waiting;
         drop(state);
         self.lsn_advanced.notify_all();
+        for (_, waker) in ready {
+            waker.wake();
+        }
     }
 }
 
