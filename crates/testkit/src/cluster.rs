@@ -531,7 +531,9 @@ impl Drop for PgCluster {
 }
 
 fn append_setting(text: &mut String, name: &str, value: &str) {
-    let _ = writeln!(text, "{name} = '{}'", value.replace('\'', "''"));
+    // postgresql.conf strings treat backslash as an escape and '' as a quote.
+    let quoted = value.replace('\\', "\\\\").replace('\'', "''");
+    let _ = writeln!(text, "{name} = '{quoted}'");
 }
 
 /// Unix socket paths are limited to 107 bytes; a long `$TMPDIR` would give

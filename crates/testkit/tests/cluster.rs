@@ -229,3 +229,25 @@ fn basebackup_copy_starts_with_the_data() {
     let rows: i64 = source.query_scalar("SELECT count(*) FROM kept").unwrap();
     assert_eq!(rows, 1000);
 }
+
+#[test]
+fn start_failure_shows_the_server_log() {
+    let error = PgCluster::builder()
+        .setting("shared_buffers", "not a size")
+        .start()
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("pg_ctl"), "{text}");
+    assert!(text.contains("shared_buffers"), "{text}");
+}
+
+#[test]
+fn settings_with_quotes_and_backslashes_round_trip() {
+    let value = r"it's a \path";
+    let cluster = PgCluster::builder()
+        .setting("cluster_name", value)
+        .start()
+        .unwrap();
+    let got: String = cluster.query_scalar("SHOW cluster_name").unwrap();
+    assert_eq!(got, value);
+}
