@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod redo_check;
 mod waldump;
 
 /// Offline tools: WAL dump and statistics, layer inspection, redo checks.
@@ -19,11 +20,14 @@ struct Cli {
 enum Command {
     /// Decode WAL segment files (or directories of them), like pg_waldump.
     Waldump(waldump::Args),
+    /// Check native redo against wal_consistency_checking after-images.
+    RedoCheck(redo_check::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Waldump(args) => waldump::run(&args),
+        Command::RedoCheck(args) => redo_check::run(&args),
     }
 }

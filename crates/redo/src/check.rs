@@ -1,0 +1,235 @@
+//! The after-image oracle as a pure state machine: feed it decoded records
+//! in WAL order; it keeps the latest known version of every block and, for
+//! every block a record carries a consistency-check image for (an image not
+//! marked for apply), redoes the record natively on the previous version,
+//! masks both pages and compares them.
+//!
+//! After each record the block's version becomes the record's own image (or
+//! our result when there is none), so one mismatch never cascades. `pagectl
+//! redo-check` and the oracle tests are thin drivers around [`Checker`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use postgres_wal::record::{DecodedBlock, DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
+use postgres_wal::rmgr::RmgrId;
+
+use crate::{apply, mask, Page, RedoError};
+
+/// Per resource manager counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RmgrStats {
+    /// Records with at least one block compared.
+    pub records_checked: u64,
+    /// Blocks compared (consistency images redone natively).
+    pub checked: u64,
+    pub matched: u64,
+    pub mismatched: u64,
+    /// Blocks whose record has no native redo here.
+    pub unsupported: u64,
+    /// Blocks with a check image but no known previous version.
+    pub no_base: u64,
+    /// Blocks restored from an image marked for apply (full-page writes).
+    pub restored: u64,
+}
+
+/// One block whose native redo differs from the after-image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub start_lsn: u64,
+    pub rmid: u8,
+    pub rmgr: String,
+    pub info: u8,
+    pub block_id: u8,
+    pub rel: RelFileNode,
+    pub fork: ForkNumber,
+    pub blkno: u32,
+    /// First differing byte offsets after masking (empty when redo failed).
+    pub first_diffs: Vec<usize>,
+    /// Redo's error, when it failed instead of producing a page.
+    pub error: Option<String>,
+}
+
+type BlockKey = (RelFileNode, ForkNumber, u32);
+
+/// Keeps block versions and statistics across fed records.
+#[derive(Default)]
+pub struct Checker {
+    versions: HashMap<BlockKey, Vec<u8>>,
+    stats: BTreeMap<u8, RmgrStats>,
+    mismatches: Vec<Mismatch>,
+    /// How many mismatches to keep in detail.
+    pub keep_mismatches: usize,
+}
+
+/// The name of a resource manager id (or `rmgr N` for custom ones).
+pub fn rmgr_name(rmid: u8) -> String {
+    RmgrId::from_u8(rmid).map_or_else(|| format!("rmgr {rmid}"), |id| id.name().to_string())
+}
+
+impl Checker {
+    /// An empty checker that keeps the first 20 mismatches in detail.
+    pub fn new() -> Checker {
+        Checker {
+            keep_mismatches: 20,
+            ..Checker::default()
+        }
+    }
+
+    /// Counts per resource manager id, in id order.
+    pub fn stats(&self) -> &BTreeMap<u8, RmgrStats> {
+        &self.stats
+    }
+
+    /// The kept mismatches, in WAL order.
+    pub fn mismatches(&self) -> &[Mismatch] {
+        &self.mismatches
+    }
+
+    /// Total mismatched blocks over all managers.
+    pub fn total_mismatched(&self) -> u64 {
+        self.stats.values().map(|s| s.mismatched).sum()
+    }
+
+    /// Processes one record.
+    pub fn feed(&mut self, record: &DecodedRecord) {
+        let mut compared_any = false;
+        for block in &record.blocks {
+            compared_any |= self.feed_block(record, block);
+        }
+        if compared_any {
+            self.stats.entry(record.rmid).or_default().records_checked += 1;
+        }
+    }
+
+    /// Handles one block; true when it was compared.
+    fn feed_block(&mut self, record: &DecodedRecord, block: &DecodedBlock) -> bool {
+        let key = (block.rel, block.fork, block.blkno);
+        let rmid = record.rmid;
+        match &block.image {
+            Some(image) if image.apply => {
+                self.stats.entry(rmid).or_default().restored += 1;
+                self.store_image(key, &image.page, record.end_lsn.0);
+                false
+            }
+            Some(image) => {
+                let base = if block.will_init {
+                    Some(vec![0u8; BLCKSZ])
+                } else {
+                    self.versions.get(&key).cloned()
+                };
+                let compared = match base {
+                    Some(base) => {
+                        self.compare(record, block, base, &image.page);
+                        true
+                    }
+                    None => {
+                        self.stats.entry(rmid).or_default().no_base += 1;
+                        false
+                    }
+                };
+                self.store_image(key, &image.page, record.end_lsn.0);
+                compared
+            }
+            None => {
+                // No image: advance our version natively if we can, else
+                // forget it (its content is unknown from here on).
+                let next = self.versions.get(&key).cloned().and_then(|mut page| {
+                    apply(&mut page, record, block.block_id).ok().map(|()| page)
+                });
+                match next {
+                    Some(page) => self.versions.insert(key, page),
+                    None => self.versions.remove(&key),
+                };
+                false
+            }
+        }
+    }
+
+    fn store_image(&mut self, key: BlockKey, image: &[u8], end_lsn: u64) {
+        let mut page = image.to_vec();
+        if let Ok(mut view) = Page::new(&mut page) {
+            if !view.is_new() {
+                view.set_lsn(end_lsn);
+            }
+        }
+        self.versions.insert(key, page);
+    }
+
+    fn compare(
+        &mut self,
+        record: &DecodedRecord,
+        block: &DecodedBlock,
+        base: Vec<u8>,
+        image: &[u8],
+    ) {
+        let stats = self.stats.entry(record.rmid).or_default();
+        let mut page = base;
+        let outcome = apply(&mut page, record, block.block_id);
+        if let Err(RedoError::Unsupported { .. }) = outcome {
+            stats.unsupported += 1;
+            return;
+        }
+        stats.checked += 1;
+        let result = outcome.and_then(|()| masked_diffs(record.rmid, &page, image, block.blkno));
+        match result {
+            Ok(diffs) if diffs.is_empty() => stats.matched += 1,
+            Ok(diffs) => {
+                stats.mismatched += 1;
+                self.keep(record, block, diffs, None);
+            }
+            Err(error) => {
+                stats.mismatched += 1;
+                self.keep(record, block, Vec::new(), Some(error.to_string()));
+            }
+        }
+    }
+
+    fn keep(
+        &mut self,
+        record: &DecodedRecord,
+        block: &DecodedBlock,
+        first_diffs: Vec<usize>,
+        error: Option<String>,
+    ) {
+        if self.mismatches.len() >= self.keep_mismatches {
+            return;
+        }
+        self.mismatches.push(Mismatch {
+            start_lsn: record.start_lsn.0,
+            rmid: record.rmid,
+            rmgr: rmgr_name(record.rmid),
+            info: record.info,
+            block_id: block.block_id,
+            rel: block.rel,
+            fork: block.fork,
+            blkno: block.blkno,
+            first_diffs,
+            error,
+        });
+    }
+}
+
+/// Masks copies of both pages for `rmid` and returns the first (up to 8)
+/// differing offsets.
+pub fn masked_diffs(
+    rmid: u8,
+    ours: &[u8],
+    theirs: &[u8],
+    blkno: u32,
+) -> Result<Vec<usize>, RedoError> {
+    let rmgr = RmgrId::from_u8(rmid).ok_or(RedoError::Unsupported {
+        rmgr: "unknown",
+        info: 0,
+    })?;
+    let mut a = ours.to_vec();
+    let mut b = theirs.to_vec();
+    mask(rmgr, &mut a, blkno)?;
+    mask(rmgr, &mut b, blkno)?;
+    Ok(a.iter()
+        .zip(b.iter())
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(i, _)| i)
+        .take(8)
+        .collect())
+}

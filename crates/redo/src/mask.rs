@@ -1,0 +1,134 @@
+//! Page masking as Postgres does it before comparing a replayed page with a
+//! record's consistency-check image (`bufmask.c` and each manager's
+//! `*_mask`): page LSN and checksum, header hint bits, the hole between
+//! `pd_lower` and `pd_upper`, and per access method the fields that change
+//! without WAL (tuple hint bits, command ids, speculative tokens, index
+//! line-pointer dead flags, btree garbage/split-end flags and cycle ids).
+//!
+//! Masking writes `MASK_MARKER` (0) over what it hides, so two pages are
+//! equivalent exactly when their masked bytes are equal.
+
+use postgres_wal::rmgr::RmgrId;
+
+use crate::btree::{BTP_HAS_GARBAGE, BTP_LEAF, BTP_SPLIT_END, SIZE_OF_BT_OPAQUE};
+use crate::page::{
+    maxalign, Page, PageError, LP_NORMAL, LP_UNUSED, PD_ALL_VISIBLE, PD_HAS_FREE_LINES,
+    PD_PAGE_FULL, SIZE_OF_PAGE_HEADER,
+};
+use crate::tuple::{
+    write_ctid, HEAP_XACT_MASK, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID, HEAP_XMIN_FROZEN,
+    SIZEOF_HEAP_TUPLE_HEADER, SPEC_TOKEN_OFFSET_NUMBER, T_CTID, T_FIELD3, T_INFOMASK,
+};
+use crate::RedoError;
+
+/// Masks `page` (block `blkno`) the way resource manager `rmgr`'s mask
+/// function does. XLOG has no mask function: its pages are left as they are.
+pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> {
+    let mut page = Page::new(page)?;
+    match rmgr {
+        RmgrId::Xlog => {}
+        RmgrId::Heap | RmgrId::Heap2 => heap_mask(&mut page, blkno)?,
+        RmgrId::Btree => btree_mask(&mut page)?,
+        RmgrId::Sequence => {
+            mask_lsn_and_checksum(&mut page);
+            mask_unused_space(&mut page)?;
+        }
+        other => {
+            return Err(RedoError::Unsupported {
+                rmgr: other.name(),
+                info: 0,
+            })
+        }
+    }
+    Ok(())
+}
+
+/// `mask_page_lsn_and_checksum`.
+fn mask_lsn_and_checksum(page: &mut Page<'_>) {
+    page.bytes_mut()[0..10].fill(0);
+}
+
+/// `mask_page_hint_bits`.
+fn mask_hint_bits(page: &mut Page<'_>) {
+    page.set_prune_xid(0);
+    let flags = page.flags() & !(PD_PAGE_FULL | PD_HAS_FREE_LINES | PD_ALL_VISIBLE);
+    page.set_flags(flags);
+}
+
+/// `mask_unused_space`; an invalid header is an error, as in Postgres.
+fn mask_unused_space(page: &mut Page<'_>) -> Result<(), PageError> {
+    let (lower, upper, special) = (page.lower(), page.upper(), page.special());
+    if lower > upper
+        || special < upper
+        || usize::from(lower) < SIZE_OF_PAGE_HEADER
+        || usize::from(special) > postgres_wal::record::BLCKSZ
+    {
+        return Err(PageError::Pointers {
+            lower,
+            upper,
+            special,
+        });
+    }
+    page.bytes_mut()[usize::from(lower)..usize::from(upper)].fill(0);
+    Ok(())
+}
+
+fn heap_mask(page: &mut Page<'_>, blkno: u32) -> Result<(), PageError> {
+    mask_lsn_and_checksum(page);
+    mask_hint_bits(page);
+    mask_unused_space(page)?;
+    for offnum in 1..=page.max_offset() {
+        let id = page.item_id(offnum)?;
+        let at = usize::from(id.off);
+        let len = usize::from(id.len);
+        if id.flags == LP_NORMAL && at + SIZEOF_HEAP_TUPLE_HEADER <= page.bytes().len() {
+            let mut infomask = page.u16_at(at + T_INFOMASK);
+            if infomask & HEAP_XMIN_FROZEN != HEAP_XMIN_FROZEN {
+                infomask &= !HEAP_XACT_MASK;
+            } else {
+                infomask &= !(HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED);
+            }
+            page.set_u16_at(at + T_INFOMASK, infomask);
+            page.set_u32_at(at + T_FIELD3, 0);
+            if page.u16_at(at + T_CTID + 4) == SPEC_TOKEN_OFFSET_NUMBER {
+                write_ctid(page.bytes_mut(), at + T_CTID, blkno, offnum);
+            }
+        }
+        if id.has_storage() {
+            let end = (at + maxalign(len)).min(page.bytes().len());
+            if at + len < end {
+                page.bytes_mut()[at + len..end].fill(0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn btree_mask(page: &mut Page<'_>) -> Result<(), PageError> {
+    mask_lsn_and_checksum(page);
+    mask_hint_bits(page);
+    mask_unused_space(page)?;
+    let special = usize::from(page.special());
+    if special + SIZE_OF_BT_OPAQUE > page.bytes().len() {
+        return Err(PageError::Pointers {
+            lower: page.lower(),
+            upper: page.upper(),
+            special: page.special(),
+        });
+    }
+    let flags_at = special + 12;
+    let flags = page.u16_at(flags_at);
+    if flags & BTP_LEAF != 0 {
+        // mask_lp_flags: LP_DEAD hints are set without WAL on leaf pages.
+        for offnum in 1..=page.max_offset() {
+            let mut id = page.item_id(offnum)?;
+            if id.is_used() {
+                id.flags = LP_UNUSED;
+                page.set_item_id(offnum, id)?;
+            }
+        }
+    }
+    page.set_u16_at(flags_at, flags & !(BTP_HAS_GARBAGE | BTP_SPLIT_END));
+    page.set_u16_at(special + 14, 0);
+    Ok(())
+}
