@@ -212,3 +212,79 @@ fn new_tuple_body(new: &UpdateNewTuple<'_>, old_tuple: &[u8]) -> Result<Vec<u8>,
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use postgres_wal::record::{DecodedBlock, DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
+    use postgres_wal::rmgr::heap::{XLOG_HEAP_DELETE, XLOG_HEAP_INSERT};
+    use postgres_wal::rmgr::RmgrId;
+    use postgres_wal::Lsn;
+
+    use crate::page::Page;
+    use crate::tuple::{HEAP_XMAX_INVALID, T_CTID, T_INFOMASK, T_XMAX, T_XMIN};
+
+    fn record(info: u8, xid: u32, main_data: Vec<u8>, data: Vec<u8>) -> DecodedRecord {
+        DecodedRecord {
+            start_lsn: Lsn(0x100_0000),
+            end_lsn: Lsn(0x100_0040),
+            total_len: 64,
+            xid,
+            prev: Lsn(0),
+            info,
+            rmid: RmgrId::Heap as u8,
+            origin: None,
+            toplevel_xid: None,
+            blocks: vec![DecodedBlock {
+                block_id: 0,
+                rel: RelFileNode::default(),
+                fork: ForkNumber::Main,
+                blkno: 7,
+                fork_flags: 0,
+                will_init: false,
+                image: None,
+                data,
+            }],
+            main_data,
+        }
+    }
+
+    #[test]
+    fn insert_on_init_page_then_delete() {
+        // xl_heap_insert { offnum 1, flags 0 }; xl_heap_header + 4 data bytes.
+        let mut data = vec![2, 0, 0x02, 0x08, 24];
+        data.extend_from_slice(&[0, 0xAA, 0xBB, 0xCC, 0xDD]);
+        let insert = record(XLOG_HEAP_INSERT | 0x80, 900, vec![1, 0, 0], data);
+        let mut bytes = vec![0xEEu8; BLCKSZ];
+        crate::apply(&mut bytes, &insert, 0).unwrap();
+        let page = Page::new(&mut bytes).unwrap();
+        assert_eq!(page.max_offset(), 1);
+        assert_eq!(page.lsn(), 0x100_0040);
+        let range = page.item_range(1).unwrap();
+        assert_eq!(range.len(), 23 + 5);
+        let at = range.start;
+        assert_eq!(page.u32_at(at + T_XMIN), 900);
+        assert_eq!(page.u16_at(at + T_CTID + 4), 1);
+        assert_eq!(&page.bytes()[at + 24..at + 28], &[0xAA, 0xBB, 0xCC, 0xDD]);
+
+        // xl_heap_delete { xmax 901, offnum 1, infobits 0, flags 0 }.
+        let delete = record(
+            XLOG_HEAP_DELETE,
+            901,
+            vec![0x85, 3, 0, 0, 1, 0, 0, 0],
+            vec![],
+        );
+        crate::apply(&mut bytes, &delete, 0).unwrap();
+        let page = Page::new(&mut bytes).unwrap();
+        assert_eq!(page.u32_at(at + T_XMAX), 901);
+        assert_eq!(page.u16_at(at + T_INFOMASK) & HEAP_XMAX_INVALID, 0);
+        assert_eq!(page.prune_xid(), 901);
+    }
+
+    #[test]
+    fn insert_past_the_line_pointer_array_is_an_error() {
+        let data = vec![2, 0, 0x02, 0x08, 24, 0];
+        let insert = record(XLOG_HEAP_INSERT | 0x80, 900, vec![5, 0, 0], data);
+        let mut bytes = vec![0u8; BLCKSZ];
+        assert!(crate::apply(&mut bytes, &insert, 0).is_err());
+    }
+}
