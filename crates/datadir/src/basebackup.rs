@@ -18,7 +18,6 @@
 //! [`Basebackup::write_tar`] streams the archive page by page.
 
 use std::io::{Read, Write};
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -32,6 +31,7 @@ use storage::{GetError, Key, SlruKind, Timeline, Value};
 
 use crate::error::BasebackupError;
 use crate::layout::{self, GLOBAL_TABLESPACE_OID, RELSEG_SIZE_BLOCKS};
+use crate::manifest::ManifestBuilder;
 
 /// Directories a PostgreSQL 15 data directory must contain, in tar order.
 pub const EXPECTED_DIRECTORIES: &[&str] = &[
@@ -233,6 +233,26 @@ impl<'a> Basebackup<'a> {
 
     /// Streams the tar archive (terminated with the two zero blocks) to `out`.
     pub fn write_tar<W: Write>(&self, out: W) -> Result<(), BasebackupError> {
+        self.write_archive(out, None)
+    }
+
+    /// Streams the archive like [`Basebackup::write_tar`] and returns the
+    /// `backup_manifest` describing it (see [`crate::manifest`]).
+    pub fn write_tar_with_manifest<W: Write>(&self, out: W) -> Result<Vec<u8>, BasebackupError> {
+        let mut manifest = ManifestBuilder::default();
+        self.write_archive(out, Some(&mut manifest))?;
+        Ok(manifest.finish(
+            self.pg_timeline_id(),
+            self.synthesized.record_lsn,
+            self.synthesized.end_lsn,
+        ))
+    }
+
+    fn write_archive<W: Write>(
+        &self,
+        out: W,
+        mut manifest: Option<&mut ManifestBuilder>,
+    ) -> Result<(), BasebackupError> {
         let mut builder = tar::Builder::new(out);
         for dir in &self.directories {
             let mut header = self.header(tar::EntryType::Directory, 0o700, 0);
@@ -241,7 +261,10 @@ impl<'a> Basebackup<'a> {
                 .map_err(BasebackupError::Write)?;
         }
         for file in &self.files {
-            self.append_file(&mut builder, file)?;
+            let crc = self.append_file(&mut builder, file)?;
+            if let Some(manifest) = manifest.as_deref_mut() {
+                manifest.add_file(&file.path, file.size_bytes, self.mtime, crc);
+            }
         }
         builder
             .into_inner()
@@ -260,34 +283,34 @@ impl<'a> Basebackup<'a> {
         header
     }
 
+    /// Appends one file; returns the CRC-32C of its contents.
     fn append_file<W: Write>(
         &self,
         builder: &mut tar::Builder<W>,
         file: &PlannedFile,
-    ) -> Result<(), BasebackupError> {
+    ) -> Result<u32, BasebackupError> {
         let mut header = self.header(tar::EntryType::Regular, 0o600, file.size_bytes);
-        let failure = Mutex::new(None);
-        let result = match &file.source {
-            Source::Bytes(bytes) => builder.append_data(&mut header, &file.path, &bytes[..]),
-            Source::Relation { .. } | Source::Slru { .. } => {
-                let reader = PageReader {
-                    store: StoreReader {
-                        timeline: self.timeline,
-                        lsn: self.lsn,
-                    },
-                    source: &file.source,
-                    next: 0,
-                    page: Vec::new(),
-                    offset: 0,
-                    failure: &failure,
-                };
-                builder.append_data(&mut header, &file.path, reader)
-            }
+        if let Source::Bytes(bytes) = &file.source {
+            builder
+                .append_data(&mut header, &file.path, &bytes[..])
+                .map_err(BasebackupError::Write)?;
+            return Ok(crc32c::crc32c(bytes));
+        }
+        let mut reader = PageReader {
+            store: StoreReader {
+                timeline: self.timeline,
+                lsn: self.lsn,
+            },
+            source: &file.source,
+            next: 0,
+            page: Vec::new(),
+            offset: 0,
+            crc: 0,
+            failure: None,
         };
-        match (result, failure.into_inner().ok().flatten()) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(typed)) => Err(typed),
-            (Err(e), None) => Err(BasebackupError::Write(e)),
+        match builder.append_data(&mut header, &file.path, &mut reader) {
+            Ok(()) => Ok(reader.crc),
+            Err(e) => Err(reader.failure.take().unwrap_or(BasebackupError::Write(e))),
         }
     }
 }
@@ -591,15 +614,17 @@ impl Planner<'_> {
     }
 }
 
-/// Streams the pages of a relation segment or SLRU segment; a store error
-/// is parked in `failure` (tar only carries `io::Error`) and surfaced typed.
+/// Streams the pages of a relation segment or SLRU segment, checksumming
+/// them; a store error is parked in `failure` (tar only carries
+/// `io::Error`) and surfaced typed.
 struct PageReader<'a> {
     store: StoreReader<'a>,
     source: &'a Source,
     next: u32,
     page: Vec<u8>,
     offset: usize,
-    failure: &'a Mutex<Option<BasebackupError>>,
+    crc: u32,
+    failure: Option<BasebackupError>,
 }
 
 impl PageReader<'_> {
@@ -645,15 +670,15 @@ impl Read for PageReader<'_> {
                 Ok(None) => return Ok(0),
                 Err(e) => {
                     let message = e.to_string();
-                    if let Ok(mut slot) = self.failure.lock() {
-                        *slot = Some(e);
-                    }
+                    self.failure = Some(e);
                     return Err(std::io::Error::other(message));
                 }
             }
         }
         let n = buf.len().min(self.page.len() - self.offset);
-        buf[..n].copy_from_slice(&self.page[self.offset..self.offset + n]);
+        let bytes = &self.page[self.offset..self.offset + n];
+        buf[..n].copy_from_slice(bytes);
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.offset += n;
         Ok(n)
     }

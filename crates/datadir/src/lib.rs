@@ -28,6 +28,7 @@ pub mod bootstrap;
 pub mod error;
 pub mod import;
 pub mod layout;
+pub mod manifest;
 
 pub use basebackup::Basebackup;
 pub use bootstrap::{bootstrap, run_initdb};

@@ -175,3 +175,60 @@ fn controldata(pgdata: &std::path::Path) -> String {
     command.arg("-D").arg(pgdata);
     common::run(command)
 }
+
+#[test]
+fn user_data_survives_and_unlogged_tables_start_empty() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let sockets = postgres_dir(&root.path().join("sock-orig"));
+    let original = Postgres::start(&orig, &sockets, 5432);
+    original.psql("postgres", "CREATE DATABASE app");
+    original.psql(
+        "app",
+        "CREATE TABLE kept AS SELECT i, md5(i::text) AS t FROM generate_series(1, 20000) i; \
+         CREATE INDEX ON kept (t); \
+         CREATE UNLOGGED TABLE scratch AS SELECT i FROM generate_series(1, 5000) i; \
+         CREATE INDEX ON scratch (i)",
+    );
+    original.psql("app", "VACUUM ANALYZE");
+    let expected = original.psql("app", "SELECT sum(i), count(DISTINCT t) FROM kept");
+    original.stop();
+    drop(original);
+
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    let stats = import_datadir(&timeline, &orig).unwrap();
+    assert_eq!(stats.databases, 4);
+    let backup = Basebackup::prepare(&timeline, None).unwrap();
+    let mut tar_bytes = Vec::new();
+    backup.write_tar(&mut tar_bytes).unwrap();
+    let files = tar_files(&tar_bytes);
+    assert!(files.keys().any(|p| p.ends_with("_init")), "no init forks");
+
+    let restored_dir = root.path().join("restored");
+    untar(&tar_bytes, &restored_dir);
+    let sockets = postgres_dir(&root.path().join("sock-restored"));
+    let restored = Postgres::start(&restored_dir, &sockets, 5432);
+    assert!(!restored.log_text().contains("redo starts"));
+    assert_eq!(
+        restored.psql("app", "SELECT sum(i), count(DISTINCT t) FROM kept"),
+        expected
+    );
+    let check = "SET enable_seqscan = off; SELECT count(*) FROM kept WHERE t = md5('77')";
+    assert_eq!(restored.psql("app", check).trim().lines().last(), Some("1"));
+    assert_eq!(
+        restored.psql("app", "SELECT count(*) FROM scratch").trim(),
+        "0"
+    );
+    restored.psql(
+        "app",
+        "INSERT INTO scratch VALUES (1); INSERT INTO kept VALUES (0, 'x')",
+    );
+    assert_eq!(
+        restored.psql("app", "SELECT count(*) FROM scratch").trim(),
+        "1"
+    );
+}

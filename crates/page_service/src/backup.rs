@@ -6,6 +6,8 @@
 //!    its size in kB);
 //! 3. one CopyOut stream of typed CopyData messages: `n` (new archive
 //!    `base.tar`), `d` (tar bytes), `p` (progress, when asked for);
+//!    then, if asked for, `m` (manifest follows) and the manifest in `d`
+//!    messages;
 //! 4. CopyDone, a result set with the end LSN, and CommandComplete.
 //!
 //! The tar is produced by [`datadir::Basebackup`] on a blocking thread and
@@ -49,20 +51,15 @@ pub(crate) async fn send_base_backup(
     lsn: Option<Lsn>,
     options: BaseBackupOptions,
 ) -> Result<Outcome, ClientError> {
-    if options.manifest {
-        return Err(ClientError::new(
-            "0A000",
-            "backup manifests are not supported by the Sediment page service; \
-             run pg_basebackup with --no-manifest (and -X none or -X fetch)",
-        ));
-    }
     if let Some(lsn) = lsn {
         wait_for_lsn(conn, &timeline, lsn).await?;
     }
     let (planned_tx, planned_rx) = oneshot::channel();
     let (data_tx, mut data_rx) = mpsc::channel::<Vec<u8>>(CHANNEL_CHUNKS);
-    let producer =
-        tokio::task::spawn_blocking(move || produce(&timeline, lsn, planned_tx, data_tx));
+    let with_manifest = options.manifest;
+    let producer = tokio::task::spawn_blocking(move || {
+        produce(&timeline, lsn, with_manifest, planned_tx, data_tx)
+    });
     let planned = match planned_rx.await {
         Ok(Ok(planned)) => planned,
         Ok(Err(error)) => return Err(backup_error(&error)),
@@ -74,8 +71,14 @@ pub(crate) async fn send_base_backup(
         return Ok(io_failure(error));
     }
     match producer.await {
-        Ok(Ok(())) => {
+        Ok(Ok(manifest)) => {
             let out = &mut conn.out;
+            if let Some(manifest) = manifest {
+                out.copy_data(b'm', &[]);
+                for chunk in manifest.chunks(CHUNK_BYTES) {
+                    out.copy_data(b'd', chunk);
+                }
+            }
             out.copy_done();
             lsn_result(out, planned.end, planned.pg_timeline_id);
             out.command_complete("BASE_BACKUP");
@@ -112,18 +115,20 @@ pub(crate) async fn wait_for_lsn(
         .map_err(|e| ClientError::new("22023", format!("LSN {lsn} is not in this timeline: {e}")))
 }
 
-/// The blocking half: plan, report, then write the tar into the channel.
+/// The blocking half: plan, report, then write the tar into the channel;
+/// returns the manifest when one was asked for.
 fn produce(
     timeline: &Timeline,
     lsn: Option<Lsn>,
+    with_manifest: bool,
     planned_tx: oneshot::Sender<Result<Planned, BasebackupError>>,
     data_tx: mpsc::Sender<Vec<u8>>,
-) -> Result<(), BasebackupError> {
+) -> Result<Option<Vec<u8>>, BasebackupError> {
     let backup = match Basebackup::prepare(timeline, lsn) {
         Ok(backup) => backup,
         Err(error) => {
             let _ = planned_tx.send(Err(error));
-            return Ok(());
+            return Ok(None);
         }
     };
     let planned = Planned {
@@ -139,7 +144,11 @@ fn produce(
         tx: data_tx,
         buf: Vec::with_capacity(CHUNK_BYTES),
     };
-    backup.write_tar(&mut writer)
+    if with_manifest {
+        backup.write_tar_with_manifest(&mut writer).map(Some)
+    } else {
+        backup.write_tar(&mut writer).map(|()| None)
+    }
 }
 
 /// Sends the result sets and the COPY stream; returns when the producer
@@ -201,12 +210,12 @@ fn backup_error(error: &BasebackupError) -> ClientError {
     ClientError::new(code, error.to_string())
 }
 
-fn producer_failed(
-    join: Result<Result<(), BasebackupError>, tokio::task::JoinError>,
-) -> ClientError {
+type ProducerResult = Result<Result<Option<Vec<u8>>, BasebackupError>, tokio::task::JoinError>;
+
+fn producer_failed(join: ProducerResult) -> ClientError {
     match join {
         Ok(Err(error)) => backup_error(&error),
-        Ok(Ok(())) => ClientError::new("XX000", "base backup ended before it was planned"),
+        Ok(Ok(_)) => ClientError::new("XX000", "base backup ended before it was planned"),
         Err(join) => ClientError::new("XX000", format!("base backup task failed: {join}")),
     }
 }

@@ -19,14 +19,14 @@
 //! where the names go (see [`naming`]):
 //!
 //! ```text
-//! pg_basebackup -h 127.0.0.1 -p 64000 -D /tmp/branch -X none --no-manifest \
+//! pg_basebackup -h 127.0.0.1 -p 64000 -D /tmp/branch -X none \
 //!   -d "options='-c sediment.tenant=<tenant hex> -c sediment.timeline=<timeline hex> -c sediment.lsn=0/16B9188'"
 //! ```
 //!
 //! `sediment.lsn` is optional (default: the last record LSN). Use `-X none`
 //! or `-X fetch` (the archive already holds the one WAL segment needed;
-//! there is no WAL to stream) and `--no-manifest` (manifests are refused
-//! with a clear error). Both `-Fp` and `-Ft` work. An unknown tenant or
+//! there is no WAL to stream). Both `-Fp` and `-Ft` work, with or without
+//! a backup manifest (`pg_verifybackup` accepts it). An unknown tenant or
 //! timeline fails at connect time with SQLSTATE 3D000; an LSN the timeline
 //! cannot serve fails the command with 22023.
 //!

@@ -17,6 +17,8 @@ use storage::{Repository, RepositoryConfig, TenantId, Timeline, TimelineId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+const NO_WAL: &[&str] = &["-X", "none"];
+
 struct Fixture {
     root: tempfile::TempDir,
     tenant: TenantId,
@@ -88,6 +90,7 @@ impl Fixture {
         target: &std::path::Path,
         connstr: String,
         format: &str,
+        extra: &[&str],
     ) -> (bool, String) {
         let mut command = postgres_command(&common::bin("pg_basebackup"));
         command
@@ -101,16 +104,8 @@ impl Fixture {
             ])
             .arg("-D")
             .arg(target)
-            .args([
-                "-X",
-                "none",
-                "--no-manifest",
-                "-F",
-                format,
-                "-P",
-                "-d",
-                &connstr,
-            ]);
+            .args(["-F", format, "-P", "-d", &connstr])
+            .args(extra);
         let output = tokio::time::timeout(
             Duration::from_secs(120),
             tokio::task::spawn_blocking(move || command.output().unwrap()),
@@ -146,14 +141,27 @@ async fn pg_basebackup_fetches_a_branch_that_starts_without_redo() {
             &plain,
             fx.options(&format!(" -c sediment.lsn={}", fx.lsn)),
             "p",
+            &["-X", "none"],
         )
         .await;
     assert!(ok, "pg_basebackup -Fp failed: {stderr}");
+    // The manifest it received checks out, WAL range included.
+    let mut verify = postgres_command(&common::bin("pg_verifybackup"));
+    verify.arg(&plain);
+    let verified = common::run(verify);
+    assert!(verified.contains("successfully verified"), "{verified}");
     fx.check_starts_cleanly(&plain, "plain");
 
     // Tar format, default LSN (the last record).
     let tar_dir = postgres_dir(&fx.root.path().join("tar"));
-    let (ok, stderr) = fx.pg_basebackup(&tar_dir, fx.options(""), "t").await;
+    let (ok, stderr) = fx
+        .pg_basebackup(
+            &tar_dir,
+            fx.options(""),
+            "t",
+            &["-X", "fetch", "--no-manifest"],
+        )
+        .await;
     assert!(ok, "pg_basebackup -Ft failed: {stderr}");
     let tar_bytes = std::fs::read(tar_dir.join("base.tar")).unwrap();
     let unpacked = fx.root.path().join("from-tar");
@@ -177,7 +185,7 @@ async fn bad_names_lsns_and_commands_get_clear_errors() {
         TenantId::generate(),
         fx.timeline.id()
     );
-    let (ok, stderr) = fx.pg_basebackup(&target, unknown_tenant, "p").await;
+    let (ok, stderr) = fx.pg_basebackup(&target, unknown_tenant, "p", NO_WAL).await;
     assert!(!ok && stderr.contains("not found"), "{stderr}");
 
     let unknown_timeline = format!(
@@ -185,16 +193,18 @@ async fn bad_names_lsns_and_commands_get_clear_errors() {
         fx.tenant,
         TimelineId::generate()
     );
-    let (ok, stderr) = fx.pg_basebackup(&target, unknown_timeline, "p").await;
+    let (ok, stderr) = fx
+        .pg_basebackup(&target, unknown_timeline, "p", NO_WAL)
+        .await;
     assert!(!ok && stderr.contains("not found in tenant"), "{stderr}");
 
     let (ok, stderr) = fx
-        .pg_basebackup(&target, fx.options(" -c sediment.lsn=FF/0"), "p")
+        .pg_basebackup(&target, fx.options(" -c sediment.lsn=FF/0"), "p", NO_WAL)
         .await;
     assert!(!ok && stderr.contains("not in this timeline"), "{stderr}");
 
     let (ok, stderr) = fx
-        .pg_basebackup(&target, "options='-c work_mem=1MB'".into(), "p")
+        .pg_basebackup(&target, "options='-c work_mem=1MB'".into(), "p", NO_WAL)
         .await;
     assert!(!ok && stderr.contains("must name a timeline"), "{stderr}");
 
@@ -215,7 +225,7 @@ async fn bad_names_lsns_and_commands_get_clear_errors() {
     for bad in [
         "BASE_BACKUP (BOGUS)",
         "BASE_BACKUP (LABEL 'unterminated",
-        "BASE_BACKUP (MANIFEST 'yes')",
+        "BASE_BACKUP (MANIFEST 'maybe')",
         "SELECT 1",
         "SHOW no_such_setting",
         "pagestream_get 1 2 3",

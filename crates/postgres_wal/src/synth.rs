@@ -9,7 +9,10 @@
 //! at it with state "shut down", so the postmaster finds a clean shutdown and
 //! replays nothing. The segment around it is zeros except for a long page
 //! header on its first page (PostgreSQL validates that page whenever it opens
-//! a segment) and a short header on the record's page.
+//! a segment), a short header on the record's page and, when the record is
+//! not the first on its page, one `XLOG_NOOP` record filling the gap: tools
+//! that scan a page from its start (`pg_waldump`, `pg_verifybackup`, our own
+//! decoder) then walk a valid chain of records to the checkpoint.
 
 use crate::control::{CheckPoint, CHECKPOINT_SIZE};
 use crate::lsn::WAL_PAGE_SIZE;
@@ -31,8 +34,15 @@ pub const RECORD_HEADER_SIZE: usize = 24;
 pub const RECORD_CRC_OFFSET: usize = 20;
 /// `XLR_BLOCK_ID_DATA_SHORT`: main data of at most 255 bytes follows.
 pub const XLR_BLOCK_ID_DATA_SHORT: u8 = 255;
+/// `XLR_BLOCK_ID_DATA_LONG`: a 4-byte main data length follows.
+pub const XLR_BLOCK_ID_DATA_LONG: u8 = 254;
 /// `XLOG_CHECKPOINT_SHUTDOWN` (info of the XLOG resource manager).
 pub const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
+/// `XLOG_NOOP` (info of the XLOG resource manager).
+pub const XLOG_NOOP: u8 = 0x20;
+/// Smallest gap a filler `XLOG_NOOP` record can fill: its 24-byte header and
+/// a 2-byte short data header, rounded up to the 8-byte record alignment.
+pub const MIN_FILLER_SIZE: u64 = 32;
 /// Length of a checkpoint record: header + short data header + body.
 pub const CHECKPOINT_RECORD_SIZE: usize = RECORD_HEADER_SIZE + 2 + CHECKPOINT_SIZE;
 
@@ -52,7 +62,8 @@ pub struct SynthesizedCheckpoint {
     /// Where the record starts; `pg_control.checkPoint` and the record's
     /// `redo` both equal this.
     pub record_lsn: Lsn,
-    /// First byte after the record: where the started server writes next.
+    /// The record's end rounded up to the 8-byte record alignment
+    /// (`EndRecPtr`): where the started server writes its next record.
     pub end_lsn: Lsn,
     /// The checkpoint body as written (with `redo` set).
     pub checkpoint: CheckPoint,
@@ -72,13 +83,18 @@ pub fn page_header_size(page_start: Lsn, segment_size: u64) -> u64 {
 }
 
 /// The first position at or after `at` where a whole checkpoint record can
-/// start without crossing a page boundary.
+/// start without crossing a page boundary, and either first on its page or
+/// at least [`MIN_FILLER_SIZE`] bytes after the page header.
 pub fn checkpoint_position(at: Lsn, segment_size: u64) -> Result<Lsn, SynthError> {
     let overflow = || SynthError::LsnOverflow(at);
     let mut pos = at.align_up(8).ok_or_else(overflow)?;
     let header = page_header_size(pos.page_start(), segment_size);
     if pos.page_offset() < header {
         pos = pos.page_start().checked_add(header).ok_or_else(overflow)?;
+    }
+    let gap = pos.page_offset() - header;
+    if gap > 0 && gap < MIN_FILLER_SIZE {
+        pos = Lsn(pos.page_start().0 + header + MIN_FILLER_SIZE);
     }
     if pos.page_offset() + CHECKPOINT_RECORD_SIZE as u64 > WAL_PAGE_SIZE {
         let next_page = pos
@@ -105,6 +121,28 @@ pub fn checkpoint_record(checkpoint: &CheckPoint, prev: Lsn) -> Vec<u8> {
     record.push(XLR_BLOCK_ID_DATA_SHORT);
     record.push(CHECKPOINT_SIZE as u8);
     record.extend_from_slice(&checkpoint.serialize());
+    let crc = record_crc(&record);
+    record[RECORD_CRC_OFFSET..RECORD_HEADER_SIZE].copy_from_slice(&crc.to_le_bytes());
+    record
+}
+
+/// An `XLOG_NOOP` record of exactly `total_len` bytes (at least
+/// [`MIN_FILLER_SIZE`] - 6), its main data zeros.
+pub fn noop_record(total_len: usize, prev: Lsn) -> Vec<u8> {
+    let short_data = total_len.saturating_sub(RECORD_HEADER_SIZE + 2);
+    let mut record = Vec::with_capacity(total_len);
+    record.extend_from_slice(&(total_len as u32).to_le_bytes());
+    record.extend_from_slice(&0u32.to_le_bytes());
+    record.extend_from_slice(&prev.0.to_le_bytes());
+    record.extend_from_slice(&[XLOG_NOOP, 0, 0, 0, 0, 0, 0, 0]);
+    if short_data <= usize::from(u8::MAX) {
+        record.extend_from_slice(&[XLR_BLOCK_ID_DATA_SHORT, short_data as u8]);
+    } else {
+        let long_data = total_len.saturating_sub(RECORD_HEADER_SIZE + 5) as u32;
+        record.push(XLR_BLOCK_ID_DATA_LONG);
+        record.extend_from_slice(&long_data.to_le_bytes());
+    }
+    record.resize(total_len, 0);
     let crc = record_crc(&record);
     record[RECORD_CRC_OFFSET..RECORD_HEADER_SIZE].copy_from_slice(&crc.to_le_bytes());
     record
@@ -163,9 +201,19 @@ pub fn shutdown_checkpoint_segment(
     let record_lsn = checkpoint_position(at, segment_size)?;
     let mut checkpoint = checkpoint.clone();
     checkpoint.redo = record_lsn.0;
-    // The reader only checks that a randomly accessed record's prev link
-    // points backwards; the requested position does when the record moved.
-    let prev = if at < record_lsn { at } else { Lsn::INVALID };
+    let first_on_page = record_lsn
+        .page_start()
+        .checked_add(page_header_size(record_lsn.page_start(), segment_size))
+        .ok_or(SynthError::LsnOverflow(at))?;
+    let filler = (record_lsn > first_on_page)
+        .then(|| noop_record((record_lsn - first_on_page) as usize, Lsn::INVALID));
+    // A record read at random only needs its prev link to point backwards;
+    // one read right after the filler must point at the filler.
+    let prev = match filler {
+        Some(_) => first_on_page,
+        None if at < record_lsn => at,
+        None => Lsn::INVALID,
+    };
     let record = checkpoint_record(&checkpoint, prev);
 
     let timeline_id = checkpoint.this_timeline_id;
@@ -189,10 +237,14 @@ pub fn shutdown_checkpoint_segment(
     );
     let in_page = record_lsn.page_offset() as usize;
     page[in_page..in_page + record.len()].copy_from_slice(&record);
+    if let Some(filler) = filler {
+        let at = first_on_page.page_offset() as usize;
+        page[at..at + filler.len()].copy_from_slice(&filler);
+    }
 
     Ok(SynthesizedCheckpoint {
         record_lsn,
-        end_lsn: record_lsn + CHECKPOINT_RECORD_SIZE as u64,
+        end_lsn: record_lsn + (CHECKPOINT_RECORD_SIZE as u64).next_multiple_of(8),
         file_name: record_lsn.wal_file_name(timeline_id, segment_size),
         checkpoint,
         segment,
@@ -223,6 +275,61 @@ mod tests {
             newest_commit_ts_xid: 0,
             oldest_active_xid: 0,
         }
+    }
+
+    /// Our own stream decoder, started at the record's page like
+    /// pg_waldump's `XLogFindNextRecord`, walks filler then checkpoint.
+    fn decode_from_page_start(synth: &SynthesizedCheckpoint) -> Vec<crate::record::DecodedRecord> {
+        use crate::reader::{WalConfig, WalStreamDecoder};
+        let page_start = synth.record_lsn.page_start();
+        let config = WalConfig {
+            segment_size: SEG,
+            system_id: Some(42),
+        };
+        let mut decoder = WalStreamDecoder::new(page_start, config);
+        let offset = page_start.segment_offset(SEG) as usize;
+        decoder.feed_bytes(&synth.segment[offset..offset + 2 * WAL_PAGE_SIZE as usize]);
+        let mut records = Vec::new();
+        loop {
+            match decoder.poll_decode() {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => break,
+                Err(e) if e.is_end_of_wal() => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn project_decoder_reads_the_synthesised_wal() {
+        for at in [
+            0x0100_0000u64,
+            0x0152_3A81,
+            0x0152_2018,
+            0x0152_2020,
+            0x0152_3FA8,
+        ] {
+            let synth = shutdown_checkpoint_segment(Lsn(at), &checkpoint(), 42, SEG).unwrap();
+            let records = decode_from_page_start(&synth);
+            let last = records.last().unwrap();
+            assert_eq!(last.start_lsn, synth.record_lsn, "at {at:X}");
+            assert_eq!(last.end_lsn, synth.end_lsn);
+            assert_eq!((last.rmid, last.rmgr_info()), (0, XLOG_CHECKPOINT_SHUTDOWN));
+            assert_eq!(last.total_len, 114);
+            assert_eq!(
+                CheckPoint::parse(&last.main_data).unwrap(),
+                synth.checkpoint
+            );
+            assert!(records.len() <= 2);
+            if let [filler, _] = records.as_slice() {
+                assert_eq!(filler.rmgr_info(), XLOG_NOOP);
+                assert_eq!(last.prev, filler.start_lsn);
+            }
+        }
+        let record = checkpoint_record(&checkpoint(), Lsn(0x100));
+        let decoded = crate::decode_record(&record, Lsn(0x1000), Lsn(0x1000 + 114)).unwrap();
+        assert_eq!(decoded.main_data.len(), CHECKPOINT_SIZE);
     }
 
     fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -278,7 +385,7 @@ mod tests {
         let synth = shutdown_checkpoint_segment(at, &checkpoint(), 42, SEG).unwrap();
         assert_eq!(synth.record_lsn, Lsn(0x0152_3A88));
         assert_eq!(synth.checkpoint.redo, synth.record_lsn.0);
-        assert_eq!(synth.end_lsn, Lsn(0x0152_3A88 + 114));
+        assert_eq!(synth.end_lsn, Lsn(0x0152_3A88 + 120));
         assert_eq!(synth.file_name, "000000010000000000000001");
         let seg = &synth.segment;
         assert_eq!(seg.len(), SEG as usize);
@@ -292,7 +399,13 @@ mod tests {
         assert_eq!(&seg[page + 8..page + 16], &0x0152_2000u64.to_le_bytes());
         let rec = &seg[0x52_3A88..0x52_3A88 + 114];
         assert!(record_crc_is_valid(rec));
-        assert_eq!(&rec[8..16], &at.0.to_le_bytes());
+        // The filler NOOP starts right after the page header and the
+        // checkpoint's prev link points at it.
+        assert_eq!(&rec[8..16], &0x0152_2018u64.to_le_bytes());
+        let filler = &seg[page + 24..0x52_3A88];
+        assert_eq!(&filler[0..4], &((0x1A88 - 24) as u32).to_le_bytes());
+        assert_eq!(filler[16], XLOG_NOOP);
+        assert!(record_crc_is_valid(filler));
         assert!(seg[0x52_3A88 + 114..].iter().all(|&b| b == 0));
         assert!(shutdown_checkpoint_segment(at, &checkpoint(), 42, 12345).is_err());
     }
