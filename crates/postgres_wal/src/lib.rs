@@ -18,6 +18,8 @@ pub mod rmgr;
 pub mod slru;
 pub mod stats;
 pub mod synth;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testwal;
 
 pub use decode::{decode_record, RecordError, RecordLayout, XLogRecordHeader};
 pub use lsn::{Lsn, LsnParseError};

@@ -672,3 +672,7 @@ pub fn decode_segments<'a>(
     }
     (records, None)
 }
+
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;

@@ -99,3 +99,25 @@ impl RmgrId {
         }
     }
 }
+
+/// A typed record body, for the managers whose bodies this module parses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordBody {
+    Xlog(xlog::XlogRecord),
+    /// A manager without a typed parser here: use the header, block
+    /// references and raw main data.
+    Raw,
+}
+
+/// Parses the typed body of `record` according to its resource manager.
+/// Managers without a parser here yield [`RecordBody::Raw`]; a short or
+/// garbage body yields an error, never a panic.
+pub fn parse_body(
+    record: &crate::record::DecodedRecord,
+) -> Result<RecordBody, cursor::BodyError> {
+    Ok(match RmgrId::from_u8(record.rmid) {
+        Some(RmgrId::Xlog) => RecordBody::Xlog(xlog::parse(record)?),
+        _ => RecordBody::Raw,
+    })
+}
