@@ -232,3 +232,52 @@ fn user_data_survives_and_unlogged_tables_start_empty() {
         "1"
     );
 }
+
+#[test]
+fn prepared_transactions_survive_the_round_trip() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let sockets = postgres_dir(&root.path().join("sock-orig"));
+    let settings = "-c max_prepared_transactions=4";
+    let original = Postgres::start_with(&orig, &sockets, 5432, settings);
+    original.psql("postgres", "CREATE TABLE t (i int)");
+    original.psql(
+        "postgres",
+        "BEGIN; INSERT INTO t VALUES (42); PREPARE TRANSACTION 'held'",
+    );
+    original.stop();
+    drop(original);
+    assert!(std::fs::read_dir(orig.join("pg_twophase")).unwrap().count() > 0);
+
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    import_datadir(&timeline, &orig).unwrap();
+    let mut tar_bytes = Vec::new();
+    Basebackup::prepare(&timeline, None)
+        .unwrap()
+        .write_tar(&mut tar_bytes)
+        .unwrap();
+    let restored_dir = root.path().join("restored");
+    untar(&tar_bytes, &restored_dir);
+    let sockets = postgres_dir(&root.path().join("sock-restored"));
+    let restored = Postgres::start_with(&restored_dir, &sockets, 5432, settings);
+    assert!(!restored.log_text().contains("redo starts"));
+    assert_eq!(
+        restored
+            .psql("postgres", "SELECT gid FROM pg_prepared_xacts")
+            .trim(),
+        "held"
+    );
+    assert_eq!(
+        restored.psql("postgres", "SELECT count(*) FROM t").trim(),
+        "0"
+    );
+    restored.psql("postgres", "COMMIT PREPARED 'held'");
+    assert_eq!(
+        restored.psql("postgres", "SELECT sum(i) FROM t").trim(),
+        "42"
+    );
+}

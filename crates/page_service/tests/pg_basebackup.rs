@@ -32,6 +32,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(8).await
+}
+
+async fn fixture_with(max_connections: usize) -> Fixture {
     let root = scratch();
     let orig = postgres_dir(&root.path().join("orig"));
     datadir::run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
@@ -52,7 +56,7 @@ async fn fixture() -> Fixture {
     let port = listener.local_addr().unwrap().port();
     let shutdown = CancellationToken::new();
     let config = PageServiceConfig {
-        max_connections: 8,
+        max_connections,
         wait_lsn_timeout: Duration::from_millis(200),
         ..PageServiceConfig::default()
     };
@@ -333,16 +337,7 @@ impl RawClient {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let mut body = 196_608u32.to_be_bytes().to_vec();
-        for (k, v) in params {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
+        let packet = startup_packet(params);
         stream.write_all(&packet).await.unwrap();
         let mut client = RawClient { stream };
         let reply = client.read_until_ready().await;
@@ -404,4 +399,58 @@ fn parse_row(body: &[u8]) -> Vec<Option<String>> {
         }
     }
     row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_then_admitted_again() {
+    let fx = fixture_with(1).await;
+    let params = [("user", "postgres".to_owned())];
+    let first = RawClient::connect(fx.port, &params).await;
+
+    let mut second = tokio::net::TcpStream::connect(("127.0.0.1", fx.port))
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut reply))
+        .await
+        .expect("refused connection left open")
+        .unwrap();
+    assert_eq!(reply.first(), Some(&b'E'));
+    assert!(String::from_utf8_lossy(&reply).contains("53300"));
+
+    drop(first);
+    // The permit is released when the first connection's task ends.
+    let mut admitted = false;
+    for _ in 0..50 {
+        let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", fx.port))
+            .await
+            .unwrap();
+        probe.write_all(&startup_packet(&params)).await.unwrap();
+        let tag = probe.read_u8().await.unwrap();
+        if tag == b'R' {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the freed slot was never reused");
+    fx.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), fx.server)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn startup_packet(params: &[(&str, String)]) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
 }

@@ -71,6 +71,11 @@ pub struct Postgres {
 impl Postgres {
     /// Starts a postmaster listening only on a Unix socket in `socket_dir`.
     pub fn start(pgdata: &Path, socket_dir: &Path, port: u16) -> Postgres {
+        Postgres::start_with(pgdata, socket_dir, port, "")
+    }
+
+    /// Starts with extra server options (`-c name=value ...`).
+    pub fn start_with(pgdata: &Path, socket_dir: &Path, port: u16, extra: &str) -> Postgres {
         let log = socket_dir.join("postmaster.log");
         let mut command = postgres_command(&bin("pg_ctl"));
         command
@@ -81,7 +86,7 @@ impl Postgres {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses='' -c fsync=off",
+                "-p {port} -k {} -c listen_addresses='' -c fsync=off {extra}",
                 socket_dir.display()
             ))
             .arg("start");
