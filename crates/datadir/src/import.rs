@@ -40,7 +40,10 @@ pub struct ImportStats {
 
 /// Reads `pgdata` and stores it on `timeline` at the checkpoint LSN of its
 /// `pg_control`, then flushes so it survives a restart. The timeline must
-/// have no data at or above that LSN (a fresh root timeline).
+/// have no data at or above that LSN: normally a fresh root timeline, but a
+/// later clean shutdown of a cluster started from one of its base backups
+/// also imports, as a new version of every file (WAL ingest is the normal
+/// way to add versions; this one serves tests and repairs).
 pub fn import_datadir(timeline: &Timeline, pgdata: &Path) -> Result<ImportStats, ImportError> {
     let control_path = pgdata.join("global/pg_control");
     let control_bytes = read_file(&control_path)?;

@@ -281,3 +281,57 @@ fn prepared_transactions_survive_the_round_trip() {
         "42"
     );
 }
+
+/// Backs up `timeline` at `lsn`, starts it and returns the running server.
+fn start_backup(
+    root: &std::path::Path,
+    timeline: &storage::Timeline,
+    lsn: Lsn,
+    name: &str,
+) -> Postgres {
+    let mut tar_bytes = Vec::new();
+    Basebackup::prepare(timeline, Some(lsn))
+        .unwrap()
+        .write_tar(&mut tar_bytes)
+        .unwrap();
+    let dir = root.join(name);
+    untar(&tar_bytes, &dir);
+    let sockets = postgres_dir(&root.join(format!("sock-{name}")));
+    let pg = Postgres::start(&dir, &sockets, 5432);
+    assert!(!pg.log_text().contains("redo starts"), "{}", pg.log_text());
+    pg
+}
+
+#[test]
+fn every_stored_lsn_serves_its_own_version_of_the_cluster() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    let first = import_datadir(&timeline, &orig).unwrap().lsn;
+
+    // Work on a cluster started from the backup, shut it down cleanly and
+    // store its files as the next version: its WAL continued after our
+    // synthesised checkpoint, so the new checkpoint LSN is higher.
+    let worked = start_backup(root.path(), &timeline, first, "worked");
+    worked.psql(
+        "postgres",
+        "CREATE TABLE later AS SELECT generate_series(1, 3000) AS i",
+    );
+    worked.stop();
+    let second = import_datadir(&timeline, &worked.pgdata).unwrap().lsn;
+    drop(worked);
+    assert!(second > first, "{second} <= {first}");
+
+    let old = start_backup(root.path(), &timeline, first, "at-first");
+    let missing = "SELECT count(*) FROM pg_class WHERE relname = 'later'";
+    assert_eq!(old.psql("postgres", missing).trim(), "0");
+    let new = start_backup(root.path(), &timeline, second, "at-second");
+    assert_eq!(
+        new.psql("postgres", "SELECT sum(i) FROM later").trim(),
+        "4501500"
+    );
+}
