@@ -45,6 +45,17 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A child process ran longer than the command timeout and was killed.
+    #[error(
+        "{command} did not finish within {secs} s and was killed (SEDIMENT_COMMAND_TIMEOUT_SECS)"
+    )]
+    Timeout {
+        /// The command line.
+        command: String,
+        /// The timeout that expired.
+        secs: u64,
+    },
+
     /// A file-system operation on the harness's own files failed.
     #[error("{action} {path}: {source}")]
     Io {

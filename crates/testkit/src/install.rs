@@ -11,8 +11,12 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 
@@ -178,6 +182,16 @@ pub fn run_capture(command: &mut Command, stdin: Option<&[u8]>) -> Result<String
 
 /// Like [`run_capture`] but returns `(stdout, stderr)`.
 pub fn run_capture_both(command: &mut Command, stdin: Option<&[u8]>) -> Result<(String, String)> {
+    run_capture_within(command, stdin, command_timeout())
+}
+
+/// Like [`run_capture_both`] with an explicit timeout instead of
+/// `SEDIMENT_COMMAND_TIMEOUT_SECS`.
+pub fn run_capture_within(
+    command: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(String, String)> {
     let description = describe(command);
     command
         .stdin(if stdin.is_some() {
@@ -200,10 +214,7 @@ pub fn run_capture_both(command: &mut Command, stdin: Option<&[u8]>) -> Result<(
         }
         _ => None,
     };
-    let output = child.wait_with_output().map_err(|source| Error::Spawn {
-        command: description.clone(),
-        source,
-    })?;
+    let output = wait_with_deadline(child, &description, timeout)?;
     // A write error (EPIPE) only matters if the child also failed, and then
     // its stderr says why; so the writer's own result is not reported.
     if let Some(handle) = writer {
@@ -219,6 +230,46 @@ pub fn run_capture_both(command: &mut Command, stdin: Option<&[u8]>) -> Result<(
         });
     }
     Ok((stdout, stderr))
+}
+
+/// Environment variable: seconds any single harness command (psql,
+/// pgbench, pg_ctl, …) may run before it is killed; default 900.
+pub const COMMAND_TIMEOUT_ENV: &str = "SEDIMENT_COMMAND_TIMEOUT_SECS";
+const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 900;
+
+fn command_timeout() -> Duration {
+    let secs = std::env::var(COMMAND_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_COMMAND_TIMEOUT_SECS);
+    Duration::from_secs(secs)
+}
+
+/// Waits for the child and collects its output; kills it after the command
+/// timeout, so a statement stuck on a lock fails the test instead of
+/// hanging CI forever.
+fn wait_with_deadline(child: Child, description: &str, timeout: Duration) -> Result<Output> {
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    let result = match receiver.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            let pid = i32::try_from(pid).unwrap_or(i32::MAX);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            return Err(Error::Timeout {
+                command: description.to_owned(),
+                secs: timeout.as_secs(),
+            });
+        }
+    };
+    let _ = waiter.join();
+    result.map_err(|source| Error::Spawn {
+        command: description.to_owned(),
+        source,
+    })
 }
 
 /// `program arg1 arg2 …` for error messages.

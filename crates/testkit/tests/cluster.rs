@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use testkit::{PgCluster, PgInstall};
 
@@ -250,4 +251,22 @@ fn settings_with_quotes_and_backslashes_round_trip() {
         .unwrap();
     let got: String = cluster.query_scalar("SHOW cluster_name").unwrap();
     assert_eq!(got, value);
+}
+
+#[test]
+fn hung_commands_are_killed_after_the_timeout() {
+    let cluster = PgCluster::start_default().unwrap();
+    let mut psql = cluster.command("psql");
+    psql.args(["-X", "-c", "SELECT pg_sleep(60)"]);
+    let started = std::time::Instant::now();
+    let error =
+        testkit::install::run_capture_within(&mut psql, None, Duration::from_secs(1)).unwrap_err();
+    assert!(
+        matches!(error, testkit::Error::Timeout { secs: 1, .. }),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The killed client's backend goes away; the server is still usable.
+    let one: i32 = cluster.query_scalar("SELECT 1").unwrap();
+    assert_eq!(one, 1);
 }
