@@ -1,0 +1,240 @@
+//! The daemon's configuration: `<workdir>/pageserver.toml` plus `-c key=value`
+//! overrides from the command line.
+//!
+//! Every key is known in advance: an unknown key (a typo, or a setting from a
+//! newer version) is an error at startup rather than a silently ignored line.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenant_config::TenantConfig;
+
+/// Name of the config file inside the work directory.
+pub const CONFIG_FILE_NAME: &str = "pageserver.toml";
+/// Default management API address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9898";
+/// Default page service (Postgres wire protocol) address.
+pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:64000";
+/// Where Debian installs the PostgreSQL 15 binaries.
+pub const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of one pageserver process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PageServerConf {
+    /// This node's id, reported by `GET /v1/status`.
+    pub id: u64,
+    /// Address of the management API (`host:port`; port 0 picks a free one).
+    pub listen_http_addr: String,
+    /// Address of the page service (`host:port`; port 0 picks a free one).
+    pub listen_pg_addr: String,
+    /// Directory holding `initdb` and friends (PostgreSQL 15).
+    pub pg_bin_dir: PathBuf,
+    /// OS user that runs `initdb` when the pageserver runs as root (Postgres
+    /// refuses to run as root).
+    pub pg_os_user: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Defaults for every tenant; a tenant's own settings override these.
+    pub tenant_config: TenantConfig,
+}
+
+impl Default for PageServerConf {
+    fn default() -> Self {
+        PageServerConf {
+            id: 1,
+            listen_http_addr: DEFAULT_HTTP_ADDR.to_owned(),
+            listen_pg_addr: DEFAULT_PG_ADDR.to_owned(),
+            pg_bin_dir: PathBuf::from(DEFAULT_PG_BIN_DIR),
+            pg_os_user: "postgres".to_owned(),
+            log_format: LogFormat::Plain,
+            tenant_config: TenantConfig::default(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file exists but could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("{path} is not valid TOML: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A `-c` override is not of the form `key=value`.
+    #[error("override {0:?} is not of the form key=value")]
+    MalformedOverride(String),
+    /// A dotted override key walks into something that is not a table.
+    #[error("override key {0:?} does not name a setting")]
+    BadOverrideKey(String),
+    /// The merged settings are invalid (unknown key, wrong type, bad value).
+    #[error("invalid pageserver configuration: {0}")]
+    Invalid(String),
+}
+
+impl PageServerConf {
+    /// Loads `<workdir>/pageserver.toml` (if present) and applies `overrides`
+    /// (`key=value`, the value in TOML syntax or a bare string).
+    pub fn load(workdir: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let path = workdir.join(CONFIG_FILE_NAME);
+        let mut table = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        Self::from_table(table)
+    }
+
+    /// Builds the settings from an already merged TOML table.
+    pub fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let conf: PageServerConf = toml::Value::Table(table)
+            .try_into()
+            .map_err(|error: toml::de::Error| ConfigError::Invalid(error.message().to_owned()))?;
+        conf.tenant_config
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("tenant_config: {error}")))?;
+        Ok(conf)
+    }
+
+    /// The settings as TOML text (what `sediment init` writes).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Applies one `key=value` override; `a.b=v` sets key `b` of table `a`.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let (key, raw_value) = item
+        .split_once('=')
+        .ok_or_else(|| ConfigError::MalformedOverride(item.to_owned()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ConfigError::MalformedOverride(item.to_owned()));
+    }
+    let value = parse_override_value(raw_value.trim());
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::BadOverrideKey(key.to_owned()))?;
+    }
+    current.insert(last.to_owned(), value);
+    Ok(())
+}
+
+/// A value in TOML syntax (`5`, `true`, `"x"`), else the text itself as a
+/// string so that `-c listen_http_addr=127.0.0.1:0` needs no quoting.
+fn parse_override_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = PageServerConf::load(dir.path(), &[]).unwrap();
+        assert_eq!(conf, PageServerConf::default());
+        assert_eq!(conf.listen_http_addr, "127.0.0.1:9898");
+        assert_eq!(conf.listen_pg_addr, "127.0.0.1:64000");
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "id = 7\nlisten_http_addr = '127.0.0.1:1'\n",
+        )
+        .unwrap();
+        let overrides = [
+            "listen_http_addr=127.0.0.1:0".to_owned(),
+            "tenant_config.gc_horizon=1024".to_owned(),
+            "log_format=\"json\"".to_owned(),
+        ];
+        let conf = PageServerConf::load(dir.path(), &overrides).unwrap();
+        assert_eq!(conf.id, 7);
+        assert_eq!(conf.listen_http_addr, "127.0.0.1:0");
+        assert_eq!(conf.tenant_config.gc_horizon, Some(1024));
+        assert_eq!(conf.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = PageServerConf::load(dir.path(), &["no_such_key=1".to_owned()]).unwrap_err();
+        assert!(error.to_string().contains("no_such_key"), "{error}");
+        let error =
+            PageServerConf::load(dir.path(), &["tenant_config.bogus=1".to_owned()]).unwrap_err();
+        assert!(error.to_string().contains("bogus"), "{error}");
+        std::fs::write(dir.path().join(CONFIG_FILE_NAME), "typo_key = 1\n").unwrap();
+        assert!(PageServerConf::load(dir.path(), &[]).is_err());
+    }
+
+    #[test]
+    fn malformed_overrides_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["novalue", "=5", "id.x=1"] {
+            assert!(
+                PageServerConf::load(dir.path(), &[bad.to_owned()]).is_err(),
+                "{bad}"
+            );
+        }
+        // Wrong type for a known key.
+        assert!(PageServerConf::load(dir.path(), &["id=abc".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn written_config_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = PageServerConf {
+            id: 3,
+            ..PageServerConf::default()
+        };
+        std::fs::write(dir.path().join(CONFIG_FILE_NAME), conf.to_toml()).unwrap();
+        assert_eq!(PageServerConf::load(dir.path(), &[]).unwrap(), conf);
+    }
+}

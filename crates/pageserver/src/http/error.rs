@@ -1,0 +1,114 @@
+//! The API's error type: a status code and a `{"msg": ...}` body, the shape
+//! every error response of the spec has. Library errors convert into it here,
+//! in one place, so each status code decision is visible side by side.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::tenant::{CreateTimelineError, DeleteTimelineError};
+use crate::tenant_manager::TenantError;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message.
+    pub msg: String,
+}
+
+impl ApiError {
+    /// Any status with a message.
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            msg: msg.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    /// 404.
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, msg)
+    }
+
+    /// 409.
+    pub fn conflict(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, msg)
+    }
+
+    /// 500, logged: it means something on our side failed.
+    pub fn internal(msg: impl Into<String>) -> ApiError {
+        let msg = msg.into();
+        tracing::error!(%msg, "internal error answering a request");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+    }
+
+    /// 501, for endpoints of the spec this pageserver does not offer yet.
+    pub fn not_implemented(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_IMPLEMENTED, msg)
+    }
+
+    /// 503.
+    pub fn unavailable(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "msg": self.msg }))).into_response()
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(error: TenantError) -> ApiError {
+        let msg = error.to_string();
+        match error {
+            TenantError::NotFound(_) => ApiError::not_found(msg),
+            TenantError::AlreadyExists(_) | TenantError::Deleting(_) => ApiError::conflict(msg),
+            TenantError::Broken { .. } | TenantError::ShuttingDown => ApiError::unavailable(msg),
+            TenantError::Io(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<CreateTimelineError> for ApiError {
+    fn from(error: CreateTimelineError) -> ApiError {
+        let msg = error.to_string();
+        match error {
+            CreateTimelineError::InvalidRequest(_) => ApiError::bad_request(msg),
+            CreateTimelineError::Conflict(_) | CreateTimelineError::AlreadyCreating(_) => {
+                ApiError::conflict(msg)
+            }
+            CreateTimelineError::AncestorNotFound(_) => ApiError::not_found(msg),
+            // The spec's "permanently unsatisfiable request, don't retry".
+            CreateTimelineError::AncestorLsn(_) => ApiError::new(StatusCode::NOT_ACCEPTABLE, msg),
+            CreateTimelineError::AncestorNotActive(_)
+            | CreateTimelineError::TenantNotActive(_)
+            | CreateTimelineError::ShuttingDown => ApiError::unavailable(msg),
+            CreateTimelineError::Bootstrap(_) | CreateTimelineError::Io(_) => {
+                ApiError::internal(msg)
+            }
+        }
+    }
+}
+
+impl From<DeleteTimelineError> for ApiError {
+    fn from(error: DeleteTimelineError) -> ApiError {
+        let msg = error.to_string();
+        match error {
+            DeleteTimelineError::NotFound(_) => ApiError::not_found(msg),
+            DeleteTimelineError::HasChildren { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, msg)
+            }
+            DeleteTimelineError::InProgress(_) => ApiError::conflict(msg),
+            DeleteTimelineError::Io(_) => ApiError::internal(msg),
+        }
+    }
+}

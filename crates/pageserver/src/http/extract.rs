@@ -1,0 +1,100 @@
+//! Request extractors whose failures are spec-shaped errors.
+//!
+//! Axum's own `Json`, `Path` and `Query` reject with plain-text bodies and
+//! statuses such as 415 or 422; the spec promises `{"msg"}` bodies and 400
+//! for malformed requests, so these wrappers translate every rejection.
+//! The JSON extractor also ignores `Content-Type`: a body is parsed as JSON
+//! whatever the client labelled it, which is what `curl -d` users expect.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::ids::{TenantId, TimelineId};
+
+/// A JSON request body that must be present.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+/// A JSON request body that may be absent (empty body means `None`).
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request("request body is required"));
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        parse_json(&bytes).map(|value| OptionalJsonBody(Some(value)))
+    }
+}
+
+/// Path parameters, rejected with 400 and a `{"msg"}` body.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// Query parameters, rejected with 400 and a `{"msg"}` body.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// Parses a tenant id from a path segment or body field (400 when malformed).
+pub fn parse_tenant_id(text: &str) -> Result<TenantId, ApiError> {
+    text.parse()
+        .map_err(|error: crate::ids::IdParseError| ApiError::bad_request(error.to_string()))
+}
+
+/// Parses a timeline id from a path segment or body field (400 when malformed).
+pub fn parse_timeline_id(text: &str) -> Result<TimelineId, ApiError> {
+    text.parse()
+        .map_err(|error: crate::ids::IdParseError| ApiError::bad_request(error.to_string()))
+}

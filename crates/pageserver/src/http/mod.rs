@@ -1,0 +1,121 @@
+//! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
+//!
+//! One file per resource: `status` (health, spec, metrics), `tenant`,
+//! `timeline`, and `unimplemented` for the spec's endpoints that belong to
+//! later features and answer with a clear error instead of a router 404.
+//! Every error, including axum's own rejections, unknown routes and wrong
+//! methods, is a `{"msg": ...}` body.
+
+pub mod error;
+pub mod extract;
+mod status;
+mod tenant;
+mod timeline;
+mod unimplemented;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::metrics::Metrics;
+use crate::tenant_manager::TenantManager;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The tenants.
+    pub manager: Arc<TenantManager>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+}
+
+/// The API's routes. Trailing slashes are normalised away by the caller
+/// (`server::serve_http`), so each path is registered once, without one.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status::status))
+        .route("/v1/openapi.yml", get(status::openapi_spec))
+        .route("/metrics", get(status::metrics))
+        .route("/v1/tenant", get(tenant::list).post(tenant::create))
+        .route("/v1/tenant/config", put(tenant::update_config))
+        .route(
+            "/v1/tenant/{tenant_id}",
+            get(tenant::get).delete(tenant::delete),
+        )
+        .route("/v1/tenant/{tenant_id}/config", get(tenant::get_config))
+        .route(
+            "/v1/tenant/{tenant_id}/timeline",
+            get(timeline::list).post(timeline::create),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
+            get(timeline::get).delete(timeline::delete),
+        )
+        .merge(unimplemented::routes())
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn route_not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// A panicking handler is a bug; the client still gets a spec-shaped body.
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("internal error: the request handler panicked").into_response()
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    // The route template, not the raw path: ids would explode cardinality.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_request_seconds
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// Answers with the status and a JSON body.
+pub(crate) fn json_response<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    body: T,
+) -> Response {
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,120 @@
+//! Tenant endpoints: create, list, get, delete, and tenant settings.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::extract::{parse_tenant_id, ApiPath, JsonBody};
+use super::{json_response, AppState};
+use crate::tenant_config::TenantConfig;
+use crate::tenant_manager::{TenantInfo, TenantManager};
+
+/// `GET /v1/tenant`.
+pub async fn list(State(state): State<AppState>) -> Json<Vec<TenantInfo>> {
+    let tenants = state.manager.list();
+    Json(
+        tenants
+            .iter()
+            .map(|t| TenantManager::tenant_info(t))
+            .collect(),
+    )
+}
+
+/// `POST /v1/tenant`: 201 with the new id as a JSON string.
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    let tenant_id = match fields.remove("new_tenant_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_tenant_id(&text)?),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "new_tenant_id must be a string, got {other}"
+            )))
+        }
+    };
+    let generation = take_generation(&mut fields)?;
+    let config = parse_config(fields)?;
+    let tenant = state.manager.create_tenant(tenant_id, config, generation)?;
+    Ok(json_response(StatusCode::CREATED, tenant.id().to_string()))
+}
+
+fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    match fields.remove("generation") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value::<u32>(value.clone())
+            .map(Some)
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "generation must be a 32-bit unsigned integer, got {value}"
+                ))
+            }),
+    }
+}
+
+fn parse_config(fields: Map<String, Value>) -> Result<TenantConfig, ApiError> {
+    TenantConfig::from_json(Value::Object(fields))
+        .map_err(|error| ApiError::bad_request(format!("invalid tenant config: {error}")))
+}
+
+/// `GET /v1/tenant/{tenant_id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<TenantInfo>, ApiError> {
+    let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
+    Ok(Json(TenantManager::tenant_info(&tenant)))
+}
+
+/// `DELETE /v1/tenant/{tenant_id}`: 202 when deletion starts; then 409
+/// while it runs and 404 once it is done (the spec's polling contract).
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    state.manager.start_delete(id)?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        Value::Object(Map::new()),
+    ))
+}
+
+/// `GET /v1/tenant/{tenant_id}/config`.
+pub async fn get_config(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
+    Ok(Json(serde_json::json!({
+        "tenant_specific_overrides": tenant.config(),
+        "effective_config": tenant.effective_config(),
+    })))
+}
+
+/// `PUT /v1/tenant/config`: replaces a tenant's overrides.
+pub async fn update_config(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Vec<TenantInfo>>, ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    let tenant_id = match fields.remove("tenant_id") {
+        Some(Value::String(text)) => parse_tenant_id(&text)?,
+        _ => return Err(ApiError::bad_request("tenant_id (a string) is required")),
+    };
+    let config = parse_config(fields)?;
+    let tenant = state.manager.get_active(tenant_id)?;
+    tenant
+        .set_config(config)
+        .map_err(|error| ApiError::internal(format!("cannot save tenant config: {error}")))?;
+    Ok(Json(vec![TenantManager::tenant_info(&tenant)]))
+}

@@ -1,0 +1,136 @@
+//! Timeline endpoints: create (bootstrap or branch), list, get, delete.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use postgres_wal::Lsn;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{parse_tenant_id, parse_timeline_id, ApiPath, JsonBody};
+use super::{json_response, AppState};
+use crate::tenant::CreateTimelineRequest;
+use crate::tenant_manager::TenantError;
+use crate::timeline::TimelineInfo;
+
+/// The body of `POST /v1/tenant/{tenant_id}/timeline`. Ids and LSNs are kept
+/// as text here and parsed afterwards, so a malformed one gets a message
+/// naming the field rather than a generic deserialisation error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    new_timeline_id: String,
+    #[serde(default)]
+    ancestor_timeline_id: Option<String>,
+    #[serde(default)]
+    ancestor_start_lsn: Option<String>,
+    #[serde(default)]
+    pg_version: Option<u32>,
+    #[serde(default)]
+    existing_initdb_timeline_id: Option<String>,
+}
+
+impl CreateBody {
+    fn parse(self) -> Result<CreateTimelineRequest, ApiError> {
+        if self.existing_initdb_timeline_id.is_some() {
+            return Err(ApiError::bad_request(
+                "existing_initdb_timeline_id is not supported: every root timeline runs its own initdb",
+            ));
+        }
+        let ancestor_start_lsn = self
+            .ancestor_start_lsn
+            .map(|text| {
+                text.parse::<Lsn>()
+                    .map_err(|error| ApiError::bad_request(format!("ancestor_start_lsn: {error}")))
+            })
+            .transpose()?;
+        Ok(CreateTimelineRequest {
+            new_timeline_id: parse_timeline_id(&self.new_timeline_id)?,
+            ancestor_timeline_id: self
+                .ancestor_timeline_id
+                .as_deref()
+                .map(parse_timeline_id)
+                .transpose()?,
+            ancestor_start_lsn,
+            pg_version: self.pg_version,
+        })
+    }
+}
+
+/// `POST /v1/tenant/{tenant_id}/timeline`: 201 with the `TimelineInfo`,
+/// also when an identical creation already happened.
+pub async fn create(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ApiError> {
+    let tenant_id = parse_tenant_id(&tenant_id)?;
+    let request = body.parse()?;
+    let tenant = state.manager.get_active(tenant_id)?;
+    let kind = if request.ancestor_timeline_id.is_some() {
+        "branch"
+    } else {
+        "bootstrap"
+    };
+    let result = tenant.create_timeline(request).await;
+    let outcome = match &result {
+        Ok((_, true)) => "created",
+        Ok((_, false)) => "existing",
+        Err(_) => "failed",
+    };
+    state
+        .metrics
+        .timeline_creations
+        .with_label_values(&[kind, outcome])
+        .inc();
+    let (timeline, _) = result?;
+    Ok(json_response(StatusCode::CREATED, timeline.info()))
+}
+
+/// `GET /v1/tenant/{tenant_id}/timeline`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<Vec<TimelineInfo>>, ApiError> {
+    let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
+    Ok(Json(tenant.timelines().iter().map(|t| t.info()).collect()))
+}
+
+/// `GET /v1/tenant/{tenant_id}/timeline/{timeline_id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
+) -> Result<Json<TimelineInfo>, ApiError> {
+    let tenant_id = parse_tenant_id(&tenant_id)?;
+    let timeline_id = parse_timeline_id(&timeline_id)?;
+    let tenant = state.manager.get(tenant_id)?;
+    let timeline = tenant
+        .timeline(timeline_id)
+        .ok_or_else(|| ApiError::not_found(format!("timeline {timeline_id} not found")))?;
+    Ok(Json(timeline.info()))
+}
+
+/// `DELETE /v1/tenant/{tenant_id}/timeline/{timeline_id}`: done when it
+/// answers 200; 412 while the timeline has children.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant_id = parse_tenant_id(&tenant_id)?;
+    let timeline_id = parse_timeline_id(&timeline_id)?;
+    // The spec answers 412 "tenant is missing" for this endpoint only.
+    let tenant = state
+        .manager
+        .get_active(tenant_id)
+        .map_err(|error| match error {
+            TenantError::NotFound(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string())
+            }
+            other => ApiError::from(other),
+        })?;
+    let work = tokio::task::spawn_blocking(move || tenant.delete_timeline(timeline_id));
+    work.await
+        .map_err(|error| ApiError::internal(format!("deletion task failed: {error}")))??;
+    Ok(json_response(StatusCode::OK, serde_json::json!({})))
+}

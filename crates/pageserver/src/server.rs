@@ -1,0 +1,137 @@
+//! Wiring the pieces into a running server: load tenants, bind the listeners,
+//! serve until the shutdown token is cancelled, then drain.
+//!
+//! Every task gets the same `CancellationToken`; cancelling it is the one
+//! shutdown signal (the binary cancels it on SIGTERM/SIGINT, tests cancel it
+//! directly).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::ServiceExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::config::PageServerConf;
+use crate::http::{self, AppState};
+use crate::metrics::{Metrics, MetricsError};
+use crate::tenant_manager::TenantManager;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The work directory or tenants could not be read.
+    #[error("cannot load tenants from {path}: {source}")]
+    Load {
+        /// The work directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Metrics could not be set up.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// A started pageserver.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where the management API listens.
+    pub http_addr: SocketAddr,
+    /// The tenants.
+    pub manager: Arc<TenantManager>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until every task has finished (after `shutdown` is cancelled).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "server task failed");
+            }
+        }
+    }
+}
+
+/// Loads the work directory and starts serving.
+pub async fn start(
+    workdir: PathBuf,
+    conf: PageServerConf,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    let conf = Arc::new(conf);
+    let load_conf = Arc::clone(&conf);
+    let load_dir = workdir.clone();
+    let load_token = shutdown.clone();
+    let manager =
+        tokio::task::spawn_blocking(move || TenantManager::load(load_conf, &load_dir, load_token))
+            .await
+            .map_err(|error| ServerError::Load {
+                path: workdir.clone(),
+                source: std::io::Error::other(error),
+            })?
+            .map_err(|source| ServerError::Load {
+                path: workdir.clone(),
+                source,
+            })?;
+    let manager = Arc::new(manager);
+    let metrics = Metrics::new()?;
+
+    let http_listener = bind(&conf.listen_http_addr).await?;
+    let http_addr = local_addr(&http_listener, &conf.listen_http_addr)?;
+    tracing::info!(%http_addr, "management API listening");
+    let state = AppState {
+        manager: Arc::clone(&manager),
+        metrics,
+    };
+    let http_task = tokio::spawn(serve_http(http_listener, state, shutdown.clone()));
+
+    Ok(RunningServer {
+        http_addr,
+        manager,
+        tasks: vec![http_task],
+    })
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) {
+    // `/v1/tenant/` and `/v1/tenant` are the same resource in the spec;
+    // trimming the slash before routing keeps one route per resource.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
+    let service = ServiceExt::<axum::extract::Request>::into_make_service(app);
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "management API server failed");
+    }
+}

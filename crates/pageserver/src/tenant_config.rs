@@ -1,0 +1,266 @@
+//! Per-tenant settings (`TenantConfig` of the management API).
+//!
+//! Every field is optional: a tenant stores only the settings it overrides,
+//! and the effective value falls back to the pageserver-wide default and then
+//! to the built-in one. Unknown fields are rejected, so a typo in a request is
+//! a 400 rather than a silently ignored setting.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Tenant settings; `None` means "not set here".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// How often garbage collection runs (duration, e.g. `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_period: Option<String>,
+    /// Bytes of WAL history kept for reads below the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_horizon: Option<u64>,
+    /// Time of history kept for point-in-time branches (duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_interval: Option<String>,
+    /// Bytes of WAL after which the in-memory layer is frozen and written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_distance: Option<u64>,
+    /// Time after which the in-memory layer is frozen and written (duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_timeout: Option<String>,
+    /// Target size of a compacted layer file in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction_target_size: Option<u64>,
+    /// How often compaction runs (duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction_period: Option<String>,
+    /// Number of L0 layers that triggers compaction. The spec types it as a
+    /// string; both a number and a numeric string are accepted.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_numeric_string"
+    )]
+    pub compaction_threshold: Option<u64>,
+    /// Number of deltas over an image that triggers a new image layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_creation_threshold: Option<u64>,
+    /// Timeout for the WAL receiver's connection attempt (duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walreceiver_connect_timeout: Option<String>,
+    /// Time without WAL after which the WAL source is considered lagging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lagging_wal_timeout: Option<String>,
+    /// Bytes of lag after which the WAL receiver switches source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lsn_wal_lag: Option<u64>,
+    /// Whether page reads are traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_read_requests: Option<bool>,
+    /// Seconds between heatmap uploads (0 disables them).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_numeric_string"
+    )]
+    pub heatmap_period: Option<u64>,
+}
+
+/// Why a tenant config is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantConfigError {
+    /// A duration field does not parse (`1h`, `30s`, `7days` do).
+    #[error("{field}: {value:?} is not a duration (like 30s, 10m, 1h, 7days)")]
+    BadDuration {
+        /// The field.
+        field: &'static str,
+        /// The rejected text.
+        value: String,
+    },
+    /// A size or count field must be positive.
+    #[error("{field} must be greater than zero")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// The JSON does not describe a tenant config (unknown field, wrong type).
+    #[error("{0}")]
+    Malformed(String),
+}
+
+fn number_or_numeric_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => Ok(Some(n)),
+        Some(Raw::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not a non-negative integer"))
+        }),
+    }
+}
+
+/// Parses a duration the way the config files write them.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim()).ok()
+}
+
+impl TenantConfig {
+    /// Built-in defaults for every field.
+    pub fn builtin_defaults() -> TenantConfig {
+        TenantConfig {
+            gc_period: Some("1h".to_owned()),
+            gc_horizon: Some(64 * 1024 * 1024),
+            pitr_interval: Some("7days".to_owned()),
+            checkpoint_distance: Some(256 * 1024 * 1024),
+            checkpoint_timeout: Some("10m".to_owned()),
+            compaction_target_size: Some(128 * 1024 * 1024),
+            compaction_period: Some("20s".to_owned()),
+            compaction_threshold: Some(10),
+            image_creation_threshold: Some(3),
+            walreceiver_connect_timeout: Some("10s".to_owned()),
+            lagging_wal_timeout: Some("10s".to_owned()),
+            max_lsn_wal_lag: Some(1024 * 1024 * 1024),
+            trace_read_requests: Some(false),
+            heatmap_period: Some(0),
+        }
+    }
+
+    /// Parses a JSON object, rejecting unknown fields and invalid values.
+    pub fn from_json(value: serde_json::Value) -> Result<TenantConfig, TenantConfigError> {
+        let config: TenantConfig = serde_json::from_value(value)
+            .map_err(|error| TenantConfigError::Malformed(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot (durations, non-zero sizes).
+    pub fn validate(&self) -> Result<(), TenantConfigError> {
+        let durations = [
+            ("gc_period", &self.gc_period),
+            ("pitr_interval", &self.pitr_interval),
+            ("checkpoint_timeout", &self.checkpoint_timeout),
+            ("compaction_period", &self.compaction_period),
+            (
+                "walreceiver_connect_timeout",
+                &self.walreceiver_connect_timeout,
+            ),
+            ("lagging_wal_timeout", &self.lagging_wal_timeout),
+        ];
+        for (field, value) in durations {
+            if let Some(text) = value {
+                if parse_duration(text).is_none() {
+                    return Err(TenantConfigError::BadDuration {
+                        field,
+                        value: text.clone(),
+                    });
+                }
+            }
+        }
+        let positive = [
+            ("checkpoint_distance", self.checkpoint_distance),
+            ("compaction_target_size", self.compaction_target_size),
+            ("compaction_threshold", self.compaction_threshold),
+            ("image_creation_threshold", self.image_creation_threshold),
+            ("max_lsn_wal_lag", self.max_lsn_wal_lag),
+        ];
+        for (field, value) in positive {
+            if value == Some(0) {
+                return Err(TenantConfigError::Zero { field });
+            }
+        }
+        Ok(())
+    }
+
+    /// `self`'s settings, each missing one taken from `fallback`.
+    pub fn or(&self, fallback: &TenantConfig) -> TenantConfig {
+        TenantConfig {
+            gc_period: self.gc_period.clone().or(fallback.gc_period.clone()),
+            gc_horizon: self.gc_horizon.or(fallback.gc_horizon),
+            pitr_interval: self
+                .pitr_interval
+                .clone()
+                .or(fallback.pitr_interval.clone()),
+            checkpoint_distance: self.checkpoint_distance.or(fallback.checkpoint_distance),
+            checkpoint_timeout: self
+                .checkpoint_timeout
+                .clone()
+                .or(fallback.checkpoint_timeout.clone()),
+            compaction_target_size: self
+                .compaction_target_size
+                .or(fallback.compaction_target_size),
+            compaction_period: self
+                .compaction_period
+                .clone()
+                .or(fallback.compaction_period.clone()),
+            compaction_threshold: self.compaction_threshold.or(fallback.compaction_threshold),
+            image_creation_threshold: self
+                .image_creation_threshold
+                .or(fallback.image_creation_threshold),
+            walreceiver_connect_timeout: self
+                .walreceiver_connect_timeout
+                .clone()
+                .or(fallback.walreceiver_connect_timeout.clone()),
+            lagging_wal_timeout: self
+                .lagging_wal_timeout
+                .clone()
+                .or(fallback.lagging_wal_timeout.clone()),
+            max_lsn_wal_lag: self.max_lsn_wal_lag.or(fallback.max_lsn_wal_lag),
+            trace_read_requests: self.trace_read_requests.or(fallback.trace_read_requests),
+            heatmap_period: self.heatmap_period.or(fallback.heatmap_period),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_known_fields() {
+        let config = TenantConfig::from_json(json!({
+            "gc_horizon": 1000, "pitr_interval": "1h", "compaction_threshold": "4",
+            "trace_read_requests": true
+        }))
+        .unwrap();
+        assert_eq!(config.gc_horizon, Some(1000));
+        assert_eq!(config.compaction_threshold, Some(4));
+        assert_eq!(config.trace_read_requests, Some(true));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_bad_types_and_values() {
+        let cases = [
+            json!({"no_such_setting": 1}),
+            json!({"gc_horizon": "lots"}),
+            json!({"gc_horizon": -1}),
+            json!({"pitr_interval": "forever"}),
+            json!({"max_lsn_wal_lag": 0}),
+            json!({"compaction_threshold": "x"}),
+            json!([1, 2]),
+        ];
+        for case in cases {
+            assert!(TenantConfig::from_json(case.clone()).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn effective_config_prefers_own_settings() {
+        let own = TenantConfig {
+            gc_horizon: Some(5),
+            ..TenantConfig::default()
+        };
+        let effective = own.or(&TenantConfig::builtin_defaults());
+        assert_eq!(effective.gc_horizon, Some(5));
+        assert_eq!(effective.pitr_interval.as_deref(), Some("7days"));
+        TenantConfig::builtin_defaults().validate().unwrap();
+    }
+}

@@ -1,0 +1,305 @@
+//! The set of tenants this pageserver holds: creating, finding, listing and
+//! deleting them, and loading them all back from `<workdir>/tenants/` after a
+//! restart.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PageServerConf;
+use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
+use crate::ids::TenantId;
+use crate::tenant::{self, Tenant, TenantFile, TenantState, TIMELINES_DIR};
+use crate::tenant_config::TenantConfig;
+
+/// Subdirectory of the work directory holding the tenants.
+pub const TENANTS_DIR: &str = "tenants";
+
+/// Why a tenant operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantError {
+    /// No such tenant.
+    #[error("tenant {0} not found")]
+    NotFound(TenantId),
+    /// The tenant id is taken.
+    #[error("tenant {0} already exists")]
+    AlreadyExists(TenantId),
+    /// The tenant is being deleted.
+    #[error("tenant {0} is being deleted; poll until it is gone")]
+    Deleting(TenantId),
+    /// The tenant failed to load.
+    #[error("tenant {id} is broken: {reason}")]
+    Broken {
+        /// The tenant.
+        id: TenantId,
+        /// Why.
+        reason: String,
+    },
+    /// The pageserver is shutting down.
+    #[error("the pageserver is shutting down")]
+    ShuttingDown,
+    /// A file operation failed.
+    #[error("tenant storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `attachment_status` of `TenantInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatus {
+    /// `maybe`, `attached` or `failed`.
+    pub slug: String,
+    /// Details; `reason` is set when `failed`.
+    pub data: AttachmentStatusData,
+}
+
+/// The `data` of an attachment status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatusData {
+    /// Why the attachment failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `TenantInfo` of the management API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    /// The tenant id.
+    pub id: TenantId,
+    /// `Active`, `Stopping` or `Broken`.
+    pub state: String,
+    /// Bytes on local disk.
+    pub current_physical_size: u64,
+    /// Attachment state.
+    pub attachment_status: AttachmentStatus,
+    /// Attachment generation, if given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
+}
+
+/// All tenants of this pageserver.
+#[derive(Debug)]
+pub struct TenantManager {
+    conf: Arc<PageServerConf>,
+    tenants_dir: PathBuf,
+    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    shutdown: CancellationToken,
+}
+
+impl TenantManager {
+    /// Loads every tenant under `<workdir>/tenants/`. A tenant that fails to
+    /// load is kept as broken (and reported), not dropped.
+    pub fn load(
+        conf: Arc<PageServerConf>,
+        workdir: &Path,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<TenantManager> {
+        let tenants_dir = workdir.join(TENANTS_DIR);
+        std::fs::create_dir_all(&tenants_dir)?;
+        let mut tenants = HashMap::new();
+        for entry in std::fs::read_dir(&tenants_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(TEMP_SUFFIX) || name.ends_with(DELETED_SUFFIX) {
+                tracing::info!(leftover = %name, "removing leftover tenant directory");
+                std::fs::remove_dir_all(entry.path())?;
+                continue;
+            }
+            let Ok(id) = name.parse::<TenantId>() else {
+                tracing::warn!(entry = %name, "ignoring unexpected entry in tenants directory");
+                continue;
+            };
+            let tenant = load_tenant(&conf, id, entry.path(), shutdown.child_token());
+            tenants.insert(id, Arc::new(tenant));
+        }
+        tracing::info!(count = tenants.len(), "tenants loaded");
+        Ok(TenantManager {
+            conf,
+            tenants_dir,
+            tenants: RwLock::new(tenants),
+            shutdown,
+        })
+    }
+
+    /// The pageserver configuration.
+    pub fn conf(&self) -> &Arc<PageServerConf> {
+        &self.conf
+    }
+
+    /// Creates a tenant with a fresh id unless one is given.
+    pub fn create_tenant(
+        &self,
+        id: Option<TenantId>,
+        config: TenantConfig,
+        generation: Option<u32>,
+    ) -> Result<Arc<Tenant>, TenantError> {
+        if self.shutdown.is_cancelled() {
+            return Err(TenantError::ShuttingDown);
+        }
+        let id = id.unwrap_or_else(TenantId::generate);
+        let mut tenants = self.tenants.write();
+        if tenants.contains_key(&id) {
+            return Err(TenantError::AlreadyExists(id));
+        }
+        let final_dir = self.tenants_dir.join(id.to_string());
+        let temp_dir = self.tenants_dir.join(format!("{id}.{TEMP_SUFFIX}"));
+        if temp_dir.exists() {
+            std::fs::remove_dir_all(&temp_dir)?;
+        }
+        std::fs::create_dir_all(temp_dir.join(TIMELINES_DIR))?;
+        let file = TenantFile { config, generation };
+        tenant::write_tenant_file(&temp_dir, &file)?;
+        std::fs::rename(&temp_dir, &final_dir)?;
+        durable::sync_dir(&self.tenants_dir)?;
+        let tenant = Arc::new(Tenant::new(
+            id,
+            final_dir,
+            Arc::clone(&self.conf),
+            file,
+            self.shutdown.child_token(),
+        ));
+        tenants.insert(id, Arc::clone(&tenant));
+        tracing::info!(tenant_id = %id, "tenant created");
+        Ok(tenant)
+    }
+
+    /// The tenant, whatever its state.
+    pub fn get(&self, id: TenantId) -> Result<Arc<Tenant>, TenantError> {
+        self.tenants
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(TenantError::NotFound(id))
+    }
+
+    /// The tenant, only if it is serving.
+    pub fn get_active(&self, id: TenantId) -> Result<Arc<Tenant>, TenantError> {
+        let tenant = self.get(id)?;
+        match tenant.state() {
+            TenantState::Active => Ok(tenant),
+            TenantState::Stopping => Err(TenantError::Deleting(id)),
+            TenantState::Broken { reason } => Err(TenantError::Broken { id, reason }),
+        }
+    }
+
+    /// All tenants, ordered by id.
+    pub fn list(&self) -> Vec<Arc<Tenant>> {
+        let mut tenants: Vec<_> = self.tenants.read().values().cloned().collect();
+        tenants.sort_by_key(|tenant| tenant.id());
+        tenants
+    }
+
+    /// Starts deleting a tenant. Returns at once; the tenant stays visible
+    /// (state `Stopping`, and a repeated delete answers `Deleting`) until its
+    /// files are gone, after which it is not found.
+    pub fn start_delete(self: &Arc<Self>, id: TenantId) -> Result<(), TenantError> {
+        let tenant = self.get(id)?;
+        {
+            // The state check and change happen under the map lock so two
+            // concurrent deletes cannot both start.
+            let _tenants = self.tenants.write();
+            if tenant.state() == TenantState::Stopping {
+                return Err(TenantError::Deleting(id));
+            }
+            tenant.set_state(TenantState::Stopping);
+        }
+        tenant.cancel_token().cancel();
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = manager.finish_delete(&tenant).await {
+                tracing::error!(tenant_id = %id, %error, "tenant deletion failed");
+                tenant.set_state(TenantState::Broken {
+                    reason: format!("deletion failed: {error}"),
+                });
+            }
+        });
+        Ok(())
+    }
+
+    async fn finish_delete(&self, tenant: &Tenant) -> std::io::Result<()> {
+        // Creations observe the cancelled token and stop; wait for them so
+        // none writes into a directory being removed.
+        while tenant.creations_in_progress() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let id = tenant.id();
+        let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
+        let source = tenant.dir().to_path_buf();
+        let tenants_dir = self.tenants_dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::rename(&source, &doomed)?;
+            durable::sync_dir(&tenants_dir)?;
+            std::fs::remove_dir_all(&doomed)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.tenants.write().remove(&id);
+        tracing::info!(tenant_id = %id, "tenant deleted");
+        Ok(())
+    }
+
+    /// `TenantInfo` of one tenant.
+    pub fn tenant_info(tenant: &Tenant) -> TenantInfo {
+        let state = tenant.state();
+        let (state_name, attachment_status) = match &state {
+            TenantState::Active => ("Active", attached()),
+            TenantState::Stopping => ("Stopping", attached()),
+            TenantState::Broken { reason } => (
+                "Broken",
+                AttachmentStatus {
+                    slug: "failed".to_owned(),
+                    data: AttachmentStatusData {
+                        reason: Some(reason.clone()),
+                    },
+                },
+            ),
+        };
+        TenantInfo {
+            id: tenant.id(),
+            state: state_name.to_owned(),
+            current_physical_size: tenant.physical_size_bytes(),
+            attachment_status,
+            generation: tenant.generation(),
+        }
+    }
+}
+
+fn attached() -> AttachmentStatus {
+    AttachmentStatus {
+        slug: "attached".to_owned(),
+        data: AttachmentStatusData::default(),
+    }
+}
+
+fn load_tenant(
+    conf: &Arc<PageServerConf>,
+    id: TenantId,
+    dir: PathBuf,
+    cancel: CancellationToken,
+) -> Tenant {
+    let file = match tenant::read_tenant_file(&dir) {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::error!(tenant_id = %id, %error, "cannot read tenant settings");
+            return Tenant::broken(
+                id,
+                dir,
+                Arc::clone(conf),
+                format!("cannot read settings: {error}"),
+            );
+        }
+    };
+    let tenant = Tenant::new(id, dir, Arc::clone(conf), file, cancel);
+    if let Err(error) = tenant.load_timelines() {
+        tracing::error!(tenant_id = %id, %error, "cannot load timelines");
+        tenant.set_state(TenantState::Broken {
+            reason: format!("cannot load timelines: {error}"),
+        });
+    }
+    tenant
+}

@@ -1,0 +1,452 @@
+//! Management API against a real server on a free port: status, tenants,
+//! tenant settings, routing errors, and the endpoints not offered yet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_error, hex_id, TestServer};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_spec_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+
+    let (status, body) = server.call("GET", "/v1/status", None).await;
+    assert_eq!((status, body), (200, json!({"id": 1})));
+
+    let spec = server
+        .client
+        .get(server.url("/v1/openapi.yml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spec.status(), 200);
+    let text = spec.text().await.unwrap();
+    assert_eq!(text, include_str!("../openapi.yml"));
+    assert!(text.contains("/v1/tenant/{tenant_id}/timeline/{timeline_id}"));
+
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            "pageserver_http_requests_total{method=\"GET\",route=\"/v1/status\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("pageserver_tenants 0"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_create_list_get_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+
+    // Generated id.
+    let generated = server.create_tenant().await;
+    assert_eq!(generated.len(), 32);
+    assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    // Given id, with settings and a generation.
+    let id = hex_id();
+    let (status, body) = server
+        .call("POST", "/v1/tenant", Some(json!({"new_tenant_id": id, "gc_horizon": 4096, "pitr_interval": "1h", "generation": 3})))
+        .await;
+    assert_eq!((status, body), (201, json!(id)));
+
+    // Duplicate.
+    let msg = assert_error(
+        server
+            .call("POST", "/v1/tenant/", Some(json!({"new_tenant_id": id})))
+            .await,
+        409,
+    );
+    assert!(msg.contains(&id), "{msg}");
+
+    // Malformed ids and bodies.
+    for bad_id in ["xyz", "0123", &"g".repeat(32), &"a".repeat(33)] {
+        assert_error(
+            server
+                .call(
+                    "POST",
+                    "/v1/tenant/",
+                    Some(json!({"new_tenant_id": bad_id})),
+                )
+                .await,
+            400,
+        );
+    }
+    assert_error(
+        server
+            .call("POST", "/v1/tenant/", Some(json!({"new_tenant_id": 5})))
+            .await,
+        400,
+    );
+    let msg = assert_error(
+        server
+            .call("POST", "/v1/tenant/", Some(json!({"no_such_setting": 1})))
+            .await,
+        400,
+    );
+    assert!(msg.contains("no_such_setting"), "{msg}");
+    assert_error(
+        server
+            .call("POST", "/v1/tenant/", Some(json!({"gc_horizon": "big"})))
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call(
+                "POST",
+                "/v1/tenant/",
+                Some(json!({"pitr_interval": "someday"})),
+            )
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call("POST", "/v1/tenant/", Some(json!({"generation": -1})))
+            .await,
+        400,
+    );
+    assert_error(
+        server.call("POST", "/v1/tenant/", Some(json!([1]))).await,
+        400,
+    );
+    assert_error(
+        server.call_raw("POST", "/v1/tenant/", "{not json").await,
+        400,
+    );
+    assert_error(server.call_raw("POST", "/v1/tenant/", "").await, 400);
+
+    // List and get.
+    let (status, list) = server.call("GET", "/v1/tenant/", None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&id.as_str()) && ids.contains(&generated.as_str()));
+
+    let (status, info) = server.call("GET", &format!("/v1/tenant/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["id"], json!(id));
+    assert_eq!(info["attachment_status"]["slug"], json!("attached"));
+    assert!(info["attachment_status"]["data"].is_object());
+    assert!(info["current_physical_size"].as_u64().unwrap() > 0);
+    assert_eq!(info["generation"], json!(3));
+
+    assert_error(
+        server
+            .call("GET", &format!("/v1/tenant/{}", hex_id()), None)
+            .await,
+        404,
+    );
+    assert_error(server.call("GET", "/v1/tenant/not-an-id", None).await, 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_delete_follows_the_polling_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let id = server.create_tenant().await;
+    let path = format!("/v1/tenant/{id}");
+
+    let (status, _) = server.call("DELETE", &path, None).await;
+    assert_eq!(status, 202);
+    // Poll: 409 while running, then 404 when done.
+    let mut done = false;
+    for _ in 0..200 {
+        let (status, body) = server.call("DELETE", &path, None).await;
+        assert!(status == 409 || status == 404, "{status} {body}");
+        assert!(body["msg"].is_string());
+        if status == 404 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(done, "deletion never finished");
+    assert_error(server.call("GET", &path, None).await, 404);
+    assert!(!dir.path().join("tenants").join(&id).exists());
+    let (_, list) = server.call("GET", "/v1/tenant", None).await;
+    assert_eq!(list, json!([]));
+
+    assert_error(server.call("DELETE", "/v1/tenant/zz", None).await, 400);
+    assert_error(
+        server
+            .call("DELETE", &format!("/v1/tenant/{}", hex_id()), None)
+            .await,
+        404,
+    );
+
+    // The id can be used again.
+    let (status, _) = server
+        .call("POST", "/v1/tenant", Some(json!({"new_tenant_id": id})))
+        .await;
+    assert_eq!(status, 201);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_config_get_and_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let id = server.create_tenant().await;
+
+    let (status, body) = server
+        .call("GET", &format!("/v1/tenant/{id}/config/"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["tenant_specific_overrides"], json!({}));
+    assert_eq!(body["effective_config"]["pitr_interval"], json!("7days"));
+
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/tenant/config",
+            Some(json!({"tenant_id": id, "pitr_interval": "2h", "gc_horizon": 10})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["id"], json!(id));
+    let (_, body) = server
+        .call("GET", &format!("/v1/tenant/{id}/config"), None)
+        .await;
+    assert_eq!(
+        body["tenant_specific_overrides"],
+        json!({"pitr_interval": "2h", "gc_horizon": 10})
+    );
+    assert_eq!(body["effective_config"]["gc_horizon"], json!(10));
+
+    assert_error(
+        server
+            .call(
+                "PUT",
+                "/v1/tenant/config",
+                Some(json!({"tenant_id": id, "bogus": 1})),
+            )
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call(
+                "PUT",
+                "/v1/tenant/config",
+                Some(json!({"pitr_interval": "1h"})),
+            )
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call(
+                "PUT",
+                "/v1/tenant/config",
+                Some(json!({"tenant_id": "nope"})),
+            )
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call(
+                "PUT",
+                "/v1/tenant/config",
+                Some(json!({"tenant_id": hex_id()})),
+            )
+            .await,
+        404,
+    );
+    assert_error(
+        server
+            .call("GET", &format!("/v1/tenant/{}/config", hex_id()), None)
+            .await,
+        404,
+    );
+    assert_error(server.call("GET", "/v1/tenant/x/config", None).await, 400);
+    server.stop().await;
+
+    // Settings survive a restart.
+    let server = TestServer::start(dir.path()).await;
+    let (_, body) = server
+        .call("GET", &format!("/v1/tenant/{id}/config"), None)
+        .await;
+    assert_eq!(
+        body["tenant_specific_overrides"]["pitr_interval"],
+        json!("2h")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_errors_are_json_and_never_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let tenant = server.create_tenant().await;
+
+    assert_error(server.call("GET", "/v1/nothing-here", None).await, 404);
+    assert_error(server.call("GET", "/", None).await, 404);
+    assert_error(server.call("PATCH", "/v1/tenant", None).await, 405);
+    assert_error(server.call("POST", "/v1/status", None).await, 405);
+
+    let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(3 * 1024 * 1024));
+    let (status, body) = server.call_raw("POST", "/v1/tenant", &huge).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["msg"].is_string());
+
+    let bad_requests: Vec<(&str, String, String)> = vec![
+        ("POST", "/v1/tenant".into(), "null".into()),
+        ("POST", "/v1/tenant".into(), "\"str\"".into()),
+        (
+            "POST",
+            "/v1/tenant".into(),
+            "{\"new_tenant_id\": null, \"gc_horizon\": 1e99}".into(),
+        ),
+        ("POST", format!("/v1/tenant/{tenant}/timeline"), "{}".into()),
+        ("POST", format!("/v1/tenant/{tenant}/timeline"), "[]".into()),
+        (
+            "POST",
+            format!("/v1/tenant/{tenant}/timeline"),
+            "{\"new_timeline_id\": 7}".into(),
+        ),
+        (
+            "POST",
+            format!("/v1/tenant/{tenant}/timeline"),
+            "\u{0}".into(),
+        ),
+        ("GET", "/v1/tenant/%ZZ".into(), String::new()),
+        ("GET", "/v1/tenant/%F0%9F%92%A9".into(), String::new()),
+        (
+            "GET",
+            format!("/v1/tenant/{tenant}/timeline/%00"),
+            String::new(),
+        ),
+        (
+            "DELETE",
+            format!("/v1/tenant/{tenant}/timeline/{}", "f".repeat(500)),
+            String::new(),
+        ),
+        (
+            "PUT",
+            "/v1/tenant/config".into(),
+            "{\"tenant_id\": [1]}".into(),
+        ),
+    ];
+    for (method, path, body) in bad_requests {
+        let (status, response) = server.call_raw(method, &path, &body).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {body:?} -> {status} {response}"
+        );
+        assert!(response["msg"].is_string(), "{method} {path} -> {response}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_of_later_features_answer_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let tenant = server.create_tenant().await;
+    let unknown = hex_id();
+
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{tenant}/attach"), None)
+            .await,
+        409,
+    );
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{unknown}/attach"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server.call("POST", "/v1/tenant/bad/attach", None).await,
+        400,
+    );
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{tenant}/detach"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{unknown}/detach"), None)
+            .await,
+        404,
+    );
+    assert_error(
+        server
+            .call("PUT", &format!("/v1/tenant/{tenant}/location_config"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{tenant}/ignore"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("POST", &format!("/v1/tenant/{tenant}/load"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("GET", &format!("/v1/tenant/{tenant}/size"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("GET", &format!("/v1/tenant/{tenant}/synthetic_size"), None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("PUT", "/v1/disk_usage_eviction/run", None)
+            .await,
+        501,
+    );
+    assert_error(
+        server
+            .call("POST", "/v1/reload_auth_validation_keys", None)
+            .await,
+        501,
+    );
+    let missing_timeline = format!("/v1/tenant/{tenant}/timeline/{unknown}/get_lsn_by_timestamp");
+    assert_error(server.call("GET", &missing_timeline, None).await, 404);
+    assert_error(
+        server
+            .call(
+                "PUT",
+                &format!("/v1/tenant/{tenant}/timeline/zz/do_gc"),
+                None,
+            )
+            .await,
+        400,
+    );
+    server.stop().await;
+}
