@@ -166,6 +166,56 @@ pub fn decode_u32_list(bytes: &[u8]) -> Option<Vec<u32>> {
     Some(bytes.chunks_exact(4).map(le_u32).collect())
 }
 
+/// Edits of directory values for WAL ingest: each takes the current value
+/// (`None` when the key has none yet) and returns the new one, or `None`
+/// when the stored value is malformed. Re-adding or removing an absent
+/// entry is not an error (WAL replay is idempotent).
+pub mod edit {
+    use super::*;
+
+    /// Adds a relation fork to a `rel_dir` value (smgr create).
+    pub fn rel_dir_add(value: Option<&[u8]>, rel_node: u32, fork: ForkNumber) -> Option<Vec<u8>> {
+        let mut rels = decode_rel_dir(value.unwrap_or_default())?;
+        rels.push((rel_node, fork));
+        Some(encode_rel_dir(&rels))
+    }
+
+    /// Removes every fork of a relation from a `rel_dir` value (drop).
+    pub fn rel_dir_remove(value: Option<&[u8]>, rel_node: u32) -> Option<Vec<u8>> {
+        let mut rels = decode_rel_dir(value.unwrap_or_default())?;
+        rels.retain(|(rel, _)| *rel != rel_node);
+        Some(encode_rel_dir(&rels))
+    }
+
+    /// Adds a database to the `db_dir` value (database create).
+    pub fn db_dir_add(value: Option<&[u8]>, spc_node: u32, db_node: u32) -> Option<Vec<u8>> {
+        let mut dbs = decode_db_dir(value.unwrap_or_default())?;
+        dbs.push((spc_node, db_node));
+        Some(encode_db_dir(&dbs))
+    }
+
+    /// Removes a database from the `db_dir` value (database drop).
+    pub fn db_dir_remove(value: Option<&[u8]>, spc_node: u32, db_node: u32) -> Option<Vec<u8>> {
+        let mut dbs = decode_db_dir(value.unwrap_or_default())?;
+        dbs.retain(|d| *d != (spc_node, db_node));
+        Some(encode_db_dir(&dbs))
+    }
+
+    /// Adds a number to a `slru_dir` / `twophase_dir` value.
+    pub fn u32_list_add(value: Option<&[u8]>, item: u32) -> Option<Vec<u8>> {
+        let mut items = decode_u32_list(value.unwrap_or_default())?;
+        items.push(item);
+        Some(encode_u32_list(&items))
+    }
+
+    /// Removes a number from a `slru_dir` / `twophase_dir` value.
+    pub fn u32_list_remove(value: Option<&[u8]>, item: u32) -> Option<Vec<u8>> {
+        let mut items = decode_u32_list(value.unwrap_or_default())?;
+        items.retain(|i| *i != item);
+        Some(encode_u32_list(&items))
+    }
+}
+
 fn le_u32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(b);
@@ -242,6 +292,29 @@ mod tests {
             vec![1, 3]
         );
         assert_eq!(decode_u32_list(&[1]), None);
+    }
+
+    #[test]
+    fn edits_are_idempotent_and_reject_malformed_values() {
+        let v = edit::rel_dir_add(None, 10, ForkNumber::Main).unwrap();
+        let v = edit::rel_dir_add(Some(&v), 10, ForkNumber::Main).unwrap();
+        let v = edit::rel_dir_add(Some(&v), 10, ForkNumber::Fsm).unwrap();
+        let v = edit::rel_dir_add(Some(&v), 11, ForkNumber::Main).unwrap();
+        assert_eq!(decode_rel_dir(&v).unwrap().len(), 3);
+        let v = edit::rel_dir_remove(Some(&v), 10).unwrap();
+        assert_eq!(decode_rel_dir(&v).unwrap(), vec![(11, ForkNumber::Main)]);
+        assert_eq!(edit::rel_dir_add(Some(&[1, 2]), 1, ForkNumber::Main), None);
+        let d = edit::db_dir_add(None, 1663, 5).unwrap();
+        assert_eq!(
+            edit::db_dir_remove(Some(&d), 1663, 5).unwrap(),
+            Vec::<u8>::new()
+        );
+        let l = edit::u32_list_add(Some(&encode_u32_list(&[3])), 1).unwrap();
+        assert_eq!(decode_u32_list(&l).unwrap(), vec![1, 3]);
+        assert_eq!(
+            edit::u32_list_remove(Some(&l), 3).unwrap(),
+            encode_u32_list(&[1])
+        );
     }
 
     #[test]
