@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::install::{run_capture, PgInstall};
+use crate::reaper::Reaper;
 use crate::tempdir::{free_port, PgTempDir};
 
 /// The database superuser initdb creates (independent of the OS user).
@@ -123,7 +124,13 @@ impl PgClusterBuilder {
         data_dir: PathBuf,
         socket_dir: PathBuf,
     ) -> Result<PgCluster> {
+        let reaper = Reaper::spawn(
+            &data_dir.join("postmaster.pid"),
+            root.path(),
+            crate::tempdir::keep_tmp(),
+        )?;
         let mut cluster = PgCluster {
+            reaper,
             log_file: root.path().join("postgres.log"),
             install,
             data_dir,
@@ -157,6 +164,7 @@ pub struct PgCluster {
     log_file: PathBuf,
     port: u16,
     running: bool,
+    reaper: Reaper,
     // Last field: dropped after the server is stopped in `Drop`.
     root: PgTempDir,
 }
@@ -517,6 +525,7 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        self.reaper.disarm();
         if self.running && self.stop_immediate().is_err() {
             self.kill_postmaster();
         }

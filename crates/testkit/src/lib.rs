@@ -5,7 +5,8 @@
 //!   path) and the OS user to run them as (`postgres`, `SEDIMENT_PG_OS_USER`).
 //! - [`PgCluster`] is one initdb'd cluster: start/stop, `psql`, `pgbench`,
 //!   WAL positions and [`PgCluster::collect_wal`]. Dropping it stops the
-//!   server and deletes the directory (`SEDIMENT_KEEP_TMP=1` keeps it).
+//!   server and deletes the directory (`SEDIMENT_KEEP_TMP=1` keeps it); a
+//!   [`reaper`] does the same if the test process is killed outright.
 //! - [`workload`] drives a cluster through WAL-rich workloads shared by the
 //!   decoder, redo and pageserver tests.
 //! - [`PgTempDir`] and [`free_port`] help tests that manage other processes.
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod error;
 pub mod install;
 pub mod pgbench;
+pub mod reaper;
 pub mod tempdir;
 pub mod wal;
 pub mod waldump;

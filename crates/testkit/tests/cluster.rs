@@ -270,3 +270,66 @@ fn hung_commands_are_killed_after_the_timeout() {
     let one: i32 = cluster.query_scalar("SELECT 1").unwrap();
     assert_eq!(one, 1);
 }
+
+/// Not a test by itself: the body of the child process that
+/// `killed_test_process_leaves_no_server_behind` starts and SIGKILLs.
+#[test]
+#[ignore = "helper process for killed_test_process_leaves_no_server_behind"]
+fn reaper_helper_process() {
+    if std::env::var_os("SEDIMENT_REAPER_HELPER").is_none() {
+        return;
+    }
+    let cluster = PgCluster::start_default().unwrap();
+    println!("READY {} {}", cluster.port(), cluster.root_dir().display());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn killed_test_process_leaves_no_server_behind() {
+    use std::io::BufRead;
+    if testkit::keep_tmp() {
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "reaper_helper_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SEDIMENT_REAPER_HELPER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ready = stdout
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.starts_with("READY "))
+        .expect("helper printed READY");
+    let mut fields = ready.split_whitespace().skip(1);
+    let port: u16 = fields.next().unwrap().parse().unwrap();
+    let root = PathBuf::from(fields.next().unwrap());
+    assert!(root.exists());
+    child.kill().unwrap(); // SIGKILL: no unwinding, no Drop.
+    child.wait().unwrap();
+
+    let install = PgInstall::detect().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening = std::process::Command::new(install.bin("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+            .status()
+            .unwrap()
+            .success();
+        if !listening && !root.exists() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server on {port} or {} outlived its killed test process",
+            root.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
