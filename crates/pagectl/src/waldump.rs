@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use postgres_wal::decode::{RecordLayout, BKPIMAGE_APPLY};
 use postgres_wal::page::{is_valid_segment_size, XLogPageHeader};
 use postgres_wal::rmgr::identify::{identify, rmgr_name};
+use postgres_wal::rmgr::{parse_body, RecordBody};
 use postgres_wal::stats::{StatsRow, WalStats};
 use postgres_wal::{Lsn, RawRecord, SegmentDecoder, WalConfig, WalError};
 
@@ -180,14 +181,15 @@ pub fn record_line(raw: &RawRecord<'_>, layout: &RecordLayout) -> String {
         None => format!("UNKNOWN ({:x})", h.info & 0xF0),
     };
     let mut line = format!(
-        "rmgr: {:<11} len (rec/tot): {:>6}/{:>6}, tx: {:>10}, lsn: {}, prev {}, desc: {} ",
+        "rmgr: {:<11} len (rec/tot): {:>6}/{:>6}, tx: {:>10}, lsn: {}, prev {}, desc: {} {}",
         rmgr_name(h.rmid),
         h.total_len.saturating_sub(fpi),
         h.total_len,
         h.xid,
         lsn_08(raw.start_lsn),
         lsn_08(h.prev),
-        id
+        id,
+        describe(raw)
     );
     for b in &layout.blocks {
         let r = b.rel;
@@ -209,6 +211,26 @@ pub fn record_line(raw: &RawRecord<'_>, layout: &RecordLayout) -> String {
         }
     }
     line
+}
+
+/// Longest body description printed; typed bodies can carry long arrays.
+const MAX_DESC_CHARS: usize = 300;
+
+/// A short description of the typed body for the managers the decoder
+/// parses (Rust debug form, cut at [`MAX_DESC_CHARS`]); empty for others.
+fn describe(raw: &RawRecord<'_>) -> String {
+    let text = match raw.decode() {
+        Err(e) => format!("<undecodable: {e}>"),
+        Ok(record) => match parse_body(&record) {
+            Ok(RecordBody::Raw) => String::new(),
+            Ok(body) => format!("{body:?}"),
+            Err(e) => format!("<body error: {e}>"),
+        },
+    };
+    match text.char_indices().nth(MAX_DESC_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
 }
 
 /// An LSN the way `pg_waldump` prints record positions (`%X/%08X`).

@@ -4,11 +4,20 @@
 //! from a [`crate::record::DecodedRecord`]'s main data and block data.
 
 pub mod btree;
+pub mod clog;
 pub mod cursor;
+pub mod dbase;
 pub mod heap;
 pub mod heap2;
 pub mod identify;
+pub mod logicalmsg;
+pub mod multixact;
+pub mod relmap;
 pub mod sequence;
+pub mod smgr;
+pub mod standby;
+pub mod tblspc;
+pub mod xact;
 pub mod xlog;
 
 /// Resource manager ids of PostgreSQL 15 (`rmgrlist.h` order).
@@ -105,6 +114,15 @@ impl RmgrId {
 #[non_exhaustive]
 pub enum RecordBody {
     Xlog(xlog::XlogRecord),
+    Xact(xact::XactRecord),
+    Smgr(smgr::SmgrRecord),
+    Clog(clog::ClogRecord),
+    Dbase(dbase::DbaseRecord),
+    Tblspc(tblspc::TblspcRecord),
+    MultiXact(multixact::MultiXactRecord),
+    RelMap(relmap::RelmapUpdate),
+    Standby(standby::StandbyRecord),
+    LogicalMessage(logicalmsg::LogicalMessage),
     /// A manager without a typed parser here: use the header, block
     /// references and raw main data.
     Raw,
@@ -113,11 +131,18 @@ pub enum RecordBody {
 /// Parses the typed body of `record` according to its resource manager.
 /// Managers without a parser here yield [`RecordBody::Raw`]; a short or
 /// garbage body yields an error, never a panic.
-pub fn parse_body(
-    record: &crate::record::DecodedRecord,
-) -> Result<RecordBody, cursor::BodyError> {
+pub fn parse_body(record: &crate::record::DecodedRecord) -> Result<RecordBody, cursor::BodyError> {
     Ok(match RmgrId::from_u8(record.rmid) {
         Some(RmgrId::Xlog) => RecordBody::Xlog(xlog::parse(record)?),
+        Some(RmgrId::Transaction) => RecordBody::Xact(xact::parse(record)?),
+        Some(RmgrId::Storage) => RecordBody::Smgr(smgr::parse(record)?),
+        Some(RmgrId::Clog) => RecordBody::Clog(clog::parse(record)?),
+        Some(RmgrId::Database) => RecordBody::Dbase(dbase::parse(record)?),
+        Some(RmgrId::Tablespace) => RecordBody::Tblspc(tblspc::parse(record)?),
+        Some(RmgrId::MultiXact) => RecordBody::MultiXact(multixact::parse(record)?),
+        Some(RmgrId::RelMap) => RecordBody::RelMap(relmap::parse(record)?),
+        Some(RmgrId::Standby) => RecordBody::Standby(standby::parse(record)?),
+        Some(RmgrId::LogicalMessage) => RecordBody::LogicalMessage(logicalmsg::parse(record)?),
         _ => RecordBody::Raw,
     })
 }
