@@ -348,3 +348,35 @@ pub fn misc_resource_managers(cluster: &PgCluster) -> Result<()> {
     }
     Ok(())
 }
+
+/// A content hash of every permanent user table in `dbname`: table name
+/// (`schema.table`) → md5 of its rows as text, sorted. Two clusters (say, the
+/// original and an endpoint started from a pageserver at the same LSN) hold
+/// the same data exactly when their fingerprints are equal. Unlogged and
+/// temporary tables are left out: they are legitimately empty after a crash
+/// or in a base backup.
+pub fn table_fingerprints(
+    cluster: &PgCluster,
+    dbname: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let tables = cluster.psql_db(
+        dbname,
+        "SELECT format('%I.%I', n.nspname, c.relname)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'm') AND c.relpersistence = 'p'
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            AND n.nspname NOT LIKE 'pg_toast%'
+          ORDER BY 1",
+    )?;
+    let mut fingerprints = std::collections::BTreeMap::new();
+    for table in tables.lines().filter(|l| !l.is_empty()) {
+        let hash: String = cluster.query_scalar_db(
+            dbname,
+            &format!(
+                "SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM {table} r"
+            ),
+        )?;
+        fingerprints.insert(table.to_owned(), hash);
+    }
+    Ok(fingerprints)
+}

@@ -225,8 +225,18 @@ fn basebackup_copy_starts_with_the_data() {
     assert_ne!(copy.port(), source.port());
     let sum: i64 = copy.query_scalar("SELECT sum(x) FROM kept").unwrap();
     assert_eq!(sum, 500_500);
+    let fingerprints = testkit::workload::table_fingerprints(&source, "postgres").unwrap();
+    assert_eq!(fingerprints.keys().collect::<Vec<_>>(), ["public.kept"]);
+    assert_eq!(
+        testkit::workload::table_fingerprints(&copy, "postgres").unwrap(),
+        fingerprints
+    );
     // Independent from the source from here on.
     copy.psql("INSERT INTO kept VALUES (0)").unwrap();
+    assert_ne!(
+        testkit::workload::table_fingerprints(&copy, "postgres").unwrap(),
+        fingerprints
+    );
     let rows: i64 = source.query_scalar("SELECT count(*) FROM kept").unwrap();
     assert_eq!(rows, 1000);
 }

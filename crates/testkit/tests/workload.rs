@@ -50,6 +50,10 @@ fn full_coverage_runs_and_writes_every_index_kind() {
         .unwrap();
     assert_eq!(databases, 0);
 
+    let fingerprints = workload::table_fingerprints(&cluster, "postgres").unwrap();
+    assert!(fingerprints.contains_key("public.cov_toast"));
+    assert!(fingerprints.contains_key("public.pgbench_accounts"));
+    assert!(!fingerprints.contains_key("public.cov_unlogged"));
     let dest = tempfile::tempdir().unwrap();
     let wal = cluster.collect_wal(dest.path()).unwrap();
     let stats = waldump::pg_waldump_stats(cluster.install(), &wal).unwrap();
