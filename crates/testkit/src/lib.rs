@@ -9,6 +9,8 @@
 //!   [`reaper`] does the same if the test process is killed outright.
 //! - [`workload`] drives a cluster through WAL-rich workloads shared by the
 //!   decoder, redo and pageserver tests.
+//! - [`waldump`] runs `pg_waldump --stats=record`, parses its table and
+//!   compares per-record-type statistics with our decoder's.
 //! - [`PgTempDir`] and [`free_port`] help tests that manage other processes.
 
 pub mod cluster;
