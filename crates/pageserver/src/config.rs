@@ -42,9 +42,6 @@ pub struct PageServerConf {
     pub listen_pg_addr: String,
     /// Directory holding `initdb` and friends (PostgreSQL 15).
     pub pg_bin_dir: PathBuf,
-    /// OS user that runs `initdb` when the pageserver runs as root (Postgres
-    /// refuses to run as root).
-    pub pg_os_user: String,
     /// Log line format.
     pub log_format: LogFormat,
     /// Defaults for every tenant; a tenant's own settings override these.
@@ -58,7 +55,6 @@ impl Default for PageServerConf {
             listen_http_addr: DEFAULT_HTTP_ADDR.to_owned(),
             listen_pg_addr: DEFAULT_PG_ADDR.to_owned(),
             pg_bin_dir: PathBuf::from(DEFAULT_PG_BIN_DIR),
-            pg_os_user: "postgres".to_owned(),
             log_format: LogFormat::Plain,
             tenant_config: TenantConfig::default(),
         }

@@ -6,15 +6,15 @@
 //! - [`tenant_config`]: per-tenant settings of the API;
 //! - [`ids`]: tenant and timeline ids;
 //! - [`tenant_manager`]: the set of tenants, persisted under `<workdir>/tenants/`;
-//! - [`tenant`] / [`timeline`]: one tenant, one timeline;
-//! - [`bootstrap`]: running stock `initdb` for root timelines;
+//! - [`tenant`] / [`timeline`]: one tenant (a `storage::Repository` plus
+//!   settings), one timeline (bootstrapped by `datadir::bootstrap`);
 //! - [`http`]: the management API (axum), one file per resource;
 //! - [`metrics`]: Prometheus metrics;
-//! - [`server`]: binds listeners and runs everything until shutdown.
+//! - [`server`]: binds the management API and the page service
+//!   (`page_service` crate) and runs them until shutdown.
 //!
 //! The `pageserver` binary is a thin shell over [`server::start`].
 
-pub mod bootstrap;
 pub mod config;
 pub mod durable;
 pub mod http;

@@ -18,8 +18,11 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::PageServerConf;
 use crate::http::{self, AppState};
+use crate::ids::{TenantId, TimelineId};
 use crate::metrics::{Metrics, MetricsError};
+use crate::tenant::TenantState;
 use crate::tenant_manager::TenantManager;
+use page_service::ResolveError;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,8 @@ pub enum ServerError {
 pub struct RunningServer {
     /// Where the management API listens.
     pub http_addr: SocketAddr,
+    /// Where the page service (Postgres wire protocol) listens.
+    pub pg_addr: SocketAddr,
     /// The tenants.
     pub manager: Arc<TenantManager>,
     tasks: Vec<JoinHandle<()>>,
@@ -98,13 +103,77 @@ pub async fn start(
         manager: Arc::clone(&manager),
         metrics,
     };
+    let pg_listener = bind(&conf.listen_pg_addr).await?;
+    let pg_addr = local_addr(&pg_listener, &conf.listen_pg_addr)?;
+    tracing::info!(%pg_addr, "page service listening");
+
     let http_task = tokio::spawn(serve_http(http_listener, state, shutdown.clone()));
+    let resolver = Arc::new(TenantResolver {
+        manager: Arc::clone(&manager),
+    });
+    let pg_task = tokio::spawn(page_service::serve(
+        pg_listener,
+        resolver,
+        page_service::PageServiceConfig::default(),
+        shutdown.clone(),
+    ));
+    let stop_task = tokio::spawn(shutdown_tenants(Arc::clone(&manager), shutdown));
 
     Ok(RunningServer {
         http_addr,
+        pg_addr,
         manager,
-        tasks: vec![http_task],
+        tasks: vec![http_task, pg_task, stop_task],
     })
+}
+
+/// Once the shutdown signal fires, stops every tenant's storage so that
+/// readers waiting for an LSN are released.
+async fn shutdown_tenants(manager: Arc<TenantManager>, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    for tenant in manager.list() {
+        tenant.shutdown();
+    }
+}
+
+/// Lets the page service find timelines through the tenant manager.
+struct TenantResolver {
+    manager: Arc<TenantManager>,
+}
+
+impl page_service::TimelineResolver for TenantResolver {
+    fn resolve(
+        &self,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+    ) -> Result<Arc<storage::Timeline>, ResolveError> {
+        let tenant = self
+            .manager
+            .get(tenant_id)
+            .map_err(|_| ResolveError::TenantNotFound(tenant_id))?;
+        match tenant.state() {
+            TenantState::Active => {}
+            TenantState::Stopping => {
+                return Err(ResolveError::NotActive {
+                    tenant: tenant_id,
+                    reason: "being deleted".to_owned(),
+                })
+            }
+            TenantState::Broken { reason } => {
+                return Err(ResolveError::NotActive {
+                    tenant: tenant_id,
+                    reason,
+                })
+            }
+        }
+        tenant
+            .timeline(timeline_id)
+            .map(|timeline| Arc::clone(timeline.storage()))
+            .ok_or(ResolveError::TimelineNotFound {
+                tenant: tenant_id,
+                timeline: timeline_id,
+            })
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {

@@ -2,10 +2,11 @@
 //! (create by bootstrap or branch, delete, load after restart).
 //!
 //! On disk a tenant is `<workdir>/tenants/<tenant_id>/` holding
-//! `tenant.json` and `timelines/<timeline_id>/`. A timeline directory is
-//! built under a temporary name and renamed into place only when complete, so
-//! a crash mid-creation leaves nothing that a restart would mistake for a
-//! timeline.
+//! `tenant.json` (its settings) and the storage repository
+//! (`timelines/<timeline_id>/`, owned by the `storage` crate). Root
+//! timelines are bootstrapped by `datadir::bootstrap` (stock initdb, then
+//! import); a bootstrap interrupted by a crash leaves a timeline with nothing
+//! on disk, which the next load removes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,17 +17,14 @@ use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap;
 use crate::config::PageServerConf;
-use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
+use crate::durable;
 use crate::ids::{TenantId, TimelineId};
 use crate::tenant_config::TenantConfig;
-use crate::timeline::{Timeline, TimelineMetadata, TimelineState, PG_VERSION};
+use crate::timeline::{Timeline, PG_VERSION};
 
 /// Name of the tenant's persisted settings file.
 pub const TENANT_FILE: &str = "tenant.json";
-/// Subdirectory holding the timelines.
-pub const TIMELINES_DIR: &str = "timelines";
 
 /// What is persisted about a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,9 +94,9 @@ pub enum CreateTimelineError {
     /// Running initdb or importing its output failed.
     #[error("bootstrap failed: {0}")]
     Bootstrap(String),
-    /// Writing the timeline to disk failed.
-    #[error("cannot write timeline files: {0}")]
-    Io(#[from] std::io::Error),
+    /// The storage layer failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] storage::RepositoryError),
 }
 
 /// Why a timeline could not be deleted.
@@ -119,9 +117,9 @@ pub enum DeleteTimelineError {
     /// It is being created or already being deleted.
     #[error("timeline {0} is being created or deleted; retry later")]
     InProgress(TimelineId),
-    /// Removing its files failed.
-    #[error("cannot remove timeline files: {0}")]
-    Io(#[from] std::io::Error),
+    /// The storage layer failed.
+    #[error("storage error: {0}")]
+    Storage(storage::RepositoryError),
 }
 
 /// A tenant loaded in memory.
@@ -132,6 +130,8 @@ pub struct Tenant {
     conf: Arc<PageServerConf>,
     file: Mutex<TenantFile>,
     state: Mutex<TenantState>,
+    /// The storage repository; `None` until loaded (and for broken tenants).
+    repo: Mutex<Option<Arc<storage::Repository>>>,
     timelines: Mutex<BTreeMap<TimelineId, Arc<Timeline>>>,
     /// Creations under way, with their parameters, so that a repeated
     /// request can be told apart from a conflicting one.
@@ -167,6 +167,7 @@ impl Tenant {
             conf,
             file: Mutex::new(file),
             state: Mutex::new(TenantState::Active),
+            repo: Mutex::new(None),
             timelines: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(HashMap::new()),
             cancel,
@@ -260,44 +261,39 @@ impl Tenant {
         durable::directory_size_bytes(&self.dir)
     }
 
-    fn timelines_dir(&self) -> PathBuf {
-        self.dir.join(TIMELINES_DIR)
+    fn repo(&self) -> Result<Arc<storage::Repository>, CreateTimelineError> {
+        self.repo
+            .lock()
+            .clone()
+            .ok_or(CreateTimelineError::TenantNotActive(self.id))
     }
 
-    /// Loads every complete timeline from disk, dropping leftovers of
-    /// interrupted creations and deletions.
-    pub fn load_timelines(&self) -> std::io::Result<()> {
-        let dir = self.timelines_dir();
-        std::fs::create_dir_all(&dir)?;
-        let mut loaded = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(TEMP_SUFFIX) || name.ends_with(DELETED_SUFFIX) {
-                tracing::info!(tenant_id = %self.id, leftover = %name, "removing leftover directory");
-                std::fs::remove_dir_all(entry.path())?;
-                continue;
-            }
-            let Ok(timeline_id) = name.parse::<TimelineId>() else {
-                tracing::warn!(tenant_id = %self.id, entry = %name, "ignoring unexpected entry");
-                continue;
-            };
-            let metadata = TimelineMetadata::load(&entry.path())?;
-            let timeline = Timeline::new(self.id, entry.path(), metadata);
-            loaded.insert(timeline_id, Arc::new(timeline));
+    /// Stops every timeline (waiters get `ShuttingDown`).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+        if let Some(repo) = self.repo.lock().as_ref() {
+            repo.shutdown();
         }
-        // A branch whose parent is missing cannot serve reads below its
-        // branch point: keep it visible, but broken.
-        for timeline in loaded.values() {
-            if let Some(ancestor) = timeline.ancestor_timeline_id() {
-                if !loaded.contains_key(&ancestor) {
-                    timeline.set_state(TimelineState::Broken {
-                        reason: format!("ancestor timeline {ancestor} is missing"),
-                    });
-                }
+    }
+
+    /// Opens the tenant's storage repository and loads its timelines.
+    /// A root timeline whose bootstrap never completed (nothing on disk) is
+    /// removed: its creation was interrupted and never acknowledged.
+    pub fn load_timelines(&self) -> Result<(), storage::RepositoryError> {
+        let repo = storage::Repository::open(&self.dir, storage::RepositoryConfig::default())?;
+        for timeline in repo.list_timelines() {
+            if timeline.ancestor().is_none() && !timeline.disk_consistent_lsn().is_valid() {
+                tracing::info!(tenant_id = %self.id, timeline_id = %timeline.id(), "removing interrupted bootstrap");
+                repo.delete_timeline(timeline.id())?;
             }
         }
+        let loaded = repo
+            .list_timelines()
+            .into_iter()
+            .map(|t| (t.id(), Arc::new(Timeline::new(self.id, t))))
+            .collect();
         *self.timelines.lock() = loaded;
+        *self.repo.lock() = Some(Arc::new(repo));
         Ok(())
     }
 
@@ -352,7 +348,7 @@ impl Tenant {
         let mut creating = self.creating.lock();
         let id = request.new_timeline_id;
         if let Some(existing) = timelines.get(&id) {
-            return if same_parameters(existing.metadata(), request) {
+            return if same_parameters(existing, request) {
                 Ok(Begin::Existing(Arc::clone(existing)))
             } else {
                 Err(CreateTimelineError::Conflict(id))
@@ -365,7 +361,7 @@ impl Tenant {
             let ancestor = timelines
                 .get(&ancestor_id)
                 .ok_or(CreateTimelineError::AncestorNotFound(ancestor_id))?;
-            if ancestor.state() != TimelineState::Active {
+            if !ancestor.is_active() {
                 return Err(CreateTimelineError::AncestorNotActive(ancestor_id));
             }
             if let Some(lsn) = request.ancestor_start_lsn {
@@ -384,119 +380,144 @@ impl Tenant {
         self: &Arc<Self>,
         request: CreateTimelineRequest,
     ) -> Result<Arc<Timeline>, CreateTimelineError> {
-        let id = request.new_timeline_id;
-        let final_dir = self.timelines_dir().join(id.to_string());
-        let temp_dir = self.timelines_dir().join(format!("{id}.{TEMP_SUFFIX}"));
-        if temp_dir.exists() {
-            std::fs::remove_dir_all(&temp_dir)?;
-        }
-        std::fs::create_dir_all(&temp_dir)?;
-        let metadata = match request.ancestor_timeline_id {
-            Some(ancestor_id) => self.prepare_branch(&request, ancestor_id)?,
-            None => self.prepare_bootstrap(&request, &temp_dir).await?,
-        };
-        metadata.store(&temp_dir)?;
-        if self.cancel.is_cancelled() {
-            std::fs::remove_dir_all(&temp_dir)?;
+        let repo = self.repo()?;
+        let tenant = Arc::clone(self);
+        let cancel = self.cancel.clone();
+        // Storage and initdb are blocking: run them off the async workers.
+        let work = tokio::task::spawn_blocking(move || match request.ancestor_timeline_id {
+            Some(ancestor_id) => tenant.branch(&repo, &request, ancestor_id),
+            None => tenant.bootstrap(&repo, request.new_timeline_id),
+        });
+        // The blocking work cannot be interrupted; waiting for it keeps this
+        // creation counted as in progress, which tenant deletion waits out.
+        let storage_timeline = work.await.map_err(|error| {
+            CreateTimelineError::Bootstrap(format!("creation task failed: {error}"))
+        })??;
+        if cancel.is_cancelled() {
             return Err(CreateTimelineError::ShuttingDown);
         }
-        std::fs::rename(&temp_dir, &final_dir)?;
-        durable::sync_dir(&self.timelines_dir())?;
-        let timeline = Arc::new(Timeline::new(self.id, final_dir, metadata));
-        self.timelines.lock().insert(id, Arc::clone(&timeline));
-        tracing::info!(tenant_id = %self.id, timeline_id = %id, "timeline created");
+        let timeline = Arc::new(Timeline::new(self.id, storage_timeline));
+        self.timelines
+            .lock()
+            .insert(timeline.id(), Arc::clone(&timeline));
+        tracing::info!(tenant_id = %self.id, timeline_id = %timeline.id(), "timeline created");
         Ok(timeline)
     }
 
-    fn prepare_branch(
+    fn branch(
         &self,
+        repo: &storage::Repository,
         request: &CreateTimelineRequest,
         ancestor_id: TimelineId,
-    ) -> Result<TimelineMetadata, CreateTimelineError> {
+    ) -> Result<Arc<storage::Timeline>, CreateTimelineError> {
         let ancestor = self
             .timeline(ancestor_id)
             .ok_or(CreateTimelineError::AncestorNotFound(ancestor_id))?;
-        let branch_lsn = match request.ancestor_start_lsn {
+        let lsn = match request.ancestor_start_lsn {
             Some(lsn) => {
                 check_branch_point(&ancestor, lsn)?;
                 lsn
             }
             None => ancestor.last_record_lsn(),
         };
-        Ok(TimelineMetadata {
-            timeline_id: request.new_timeline_id,
-            ancestor_timeline_id: Some(ancestor_id),
-            ancestor_lsn: Some(branch_lsn),
-            pg_version: PG_VERSION,
-            initdb_lsn: branch_lsn,
-        })
+        repo.branch_timeline(request.new_timeline_id, ancestor_id, lsn)
+            .map_err(|error| match error {
+                storage::RepositoryError::BranchBelowGcCutoff { .. }
+                | storage::RepositoryError::BranchBeyondHead { .. } => {
+                    CreateTimelineError::AncestorLsn(error.to_string())
+                }
+                storage::RepositoryError::TimelineNotFound(id) => {
+                    CreateTimelineError::AncestorNotFound(id)
+                }
+                other => CreateTimelineError::Storage(other),
+            })
     }
 
-    async fn prepare_bootstrap(
+    /// Runs stock initdb, then imports its output as a new root timeline
+    /// whose `initdb_lsn` is the cluster's checkpoint. (`datadir::bootstrap`
+    /// does both in one call, but it needs the timeline before the LSN is
+    /// known, leaving `initdb_lsn` unset; branch-point checks need it.)
+    fn bootstrap(
         &self,
-        request: &CreateTimelineRequest,
-        _timeline_dir: &Path,
-    ) -> Result<TimelineMetadata, CreateTimelineError> {
-        let pg_bin_dir = self.conf.pg_bin_dir.clone();
-        let os_user = self.conf.pg_os_user.clone();
-        let cancel = self.cancel.clone();
-        let work =
-            tokio::task::spawn_blocking(move || bootstrap::run_initdb(&pg_bin_dir, &os_user));
-        let cluster = tokio::select! {
-            result = work => result
-                .map_err(|error| CreateTimelineError::Bootstrap(error.to_string()))?
-                .map_err(|error| CreateTimelineError::Bootstrap(error.to_string()))?,
-            () = cancel.cancelled() => return Err(CreateTimelineError::ShuttingDown),
+        repo: &storage::Repository,
+        id: TimelineId,
+    ) -> Result<Arc<storage::Timeline>, CreateTimelineError> {
+        let fail = |what: &str, error: &dyn std::fmt::Display| {
+            CreateTimelineError::Bootstrap(format!("{what}: {error}"))
         };
-        let initdb_lsn = read_checkpoint_lsn(&cluster.pgdata())?;
-        Ok(TimelineMetadata {
-            timeline_id: request.new_timeline_id,
-            ancestor_timeline_id: None,
-            ancestor_lsn: None,
-            pg_version: PG_VERSION,
-            initdb_lsn,
-        })
+        let scratch = tempfile::Builder::new()
+            .prefix("sediment-initdb-")
+            .tempdir()
+            .map_err(|error| fail("cannot create a scratch directory", &error))?;
+        datadir::bootstrap::give_to_postgres(scratch.path())
+            .map_err(|error| fail("cannot prepare the scratch directory", &error))?;
+        let pgdata = scratch.path().join("pgdata");
+        datadir::run_initdb(&self.conf.pg_bin_dir, &pgdata)
+            .map_err(|error| fail("initdb", &error))?;
+        let control = std::fs::read(pgdata.join("global/pg_control"))
+            .map_err(|error| fail("cannot read pg_control", &error))?;
+        let control = postgres_wal::control::ControlFile::parse(&control)
+            .map_err(|error| fail("bad pg_control", &error))?;
+        let initdb_lsn = Lsn(control.checkpoint);
+        let timeline = repo.create_timeline(id, PG_VERSION, initdb_lsn)?;
+        match datadir::import_datadir(&timeline, &pgdata) {
+            Ok(stats) => {
+                tracing::info!(tenant_id = %self.id, timeline_id = %id, lsn = %stats.lsn,
+                    pages = stats.relation_pages, "initdb imported");
+                Ok(timeline)
+            }
+            Err(error) => {
+                drop(timeline);
+                if let Err(cleanup) = repo.delete_timeline(id) {
+                    tracing::warn!(tenant_id = %self.id, timeline_id = %id, %cleanup,
+                        "cannot remove the failed bootstrap; the next restart will");
+                }
+                Err(fail("import", &error))
+            }
+        }
     }
 
     /// Deletes a timeline that has no children.
     pub fn delete_timeline(&self, id: TimelineId) -> Result<(), DeleteTimelineError> {
-        let timeline = {
-            let mut timelines = self.timelines.lock();
+        let repo = self
+            .repo
+            .lock()
+            .clone()
+            .ok_or(DeleteTimelineError::NotFound(id))?;
+        {
+            let timelines = self.timelines.lock();
             let creating = self.creating.lock();
-            let Some(timeline) = timelines.get(&id).cloned() else {
+            if !timelines.contains_key(&id) {
                 return Err(if creating.contains_key(&id) {
                     DeleteTimelineError::InProgress(id)
                 } else {
                     DeleteTimelineError::NotFound(id)
                 });
-            };
-            let mut children: Vec<TimelineId> = timelines
+            }
+            // A branch still being created counts as a child too.
+            let pending: Vec<TimelineId> = creating
                 .values()
-                .filter(|other| other.ancestor_timeline_id() == Some(id))
-                .map(|other| other.id())
+                .filter(|pending| pending.ancestor_timeline_id == Some(id))
+                .map(|pending| pending.new_timeline_id)
                 .collect();
-            children.extend(
-                creating
-                    .values()
-                    .filter(|pending| pending.ancestor_timeline_id == Some(id))
-                    .map(|pending| pending.new_timeline_id),
-            );
-            if !children.is_empty() {
+            if !pending.is_empty() {
                 return Err(DeleteTimelineError::HasChildren {
                     timeline_id: id,
-                    children,
+                    children: pending,
                 });
             }
-            timeline.set_state(TimelineState::Stopping);
-            timelines.remove(&id);
-            timeline
-        };
-        // Rename first so that a crash mid-removal leaves a directory that
-        // startup recognises as garbage rather than a half-deleted timeline.
-        let doomed = self.timelines_dir().join(format!("{id}.{DELETED_SUFFIX}"));
-        std::fs::rename(timeline.dir(), &doomed)?;
-        durable::sync_dir(&self.timelines_dir())?;
-        std::fs::remove_dir_all(&doomed)?;
+        }
+        repo.delete_timeline(id).map_err(|error| match error {
+            storage::RepositoryError::HasChildren { timeline, children } => {
+                DeleteTimelineError::HasChildren {
+                    timeline_id: timeline,
+                    children,
+                }
+            }
+            storage::RepositoryError::TimelineNotFound(id) => DeleteTimelineError::NotFound(id),
+            other => DeleteTimelineError::Storage(other),
+        })?;
+        self.timelines.lock().remove(&id);
         tracing::info!(tenant_id = %self.id, timeline_id = %id, "timeline deleted");
         Ok(())
     }
@@ -507,47 +528,41 @@ enum Begin {
     New(CreatingGuard),
 }
 
-fn same_parameters(existing: &TimelineMetadata, request: &CreateTimelineRequest) -> bool {
-    existing.ancestor_timeline_id == request.ancestor_timeline_id
+fn same_parameters(existing: &Timeline, request: &CreateTimelineRequest) -> bool {
+    let ancestor = existing.storage().ancestor();
+    ancestor.map(|(id, _)| id) == request.ancestor_timeline_id
         && request
             .ancestor_start_lsn
-            .is_none_or(|lsn| Some(lsn) == existing.ancestor_lsn)
-        && request.pg_version.unwrap_or(PG_VERSION) == existing.pg_version
+            .is_none_or(|lsn| Some(lsn) == ancestor.map(|(_, at)| at))
+        && request.pg_version.unwrap_or(PG_VERSION) == existing.storage().pg_version()
 }
 
 /// A branch point must lie within the parent's readable history.
 fn check_branch_point(ancestor: &Timeline, lsn: Lsn) -> Result<(), CreateTimelineError> {
-    let info = ancestor.info();
-    if lsn > info.last_record_lsn {
+    let storage = ancestor.storage();
+    let last_record_lsn = storage.last_record_lsn();
+    if lsn > last_record_lsn {
         return Err(CreateTimelineError::AncestorLsn(format!(
-            "{lsn} is beyond the ancestor's last record LSN {}",
-            info.last_record_lsn
+            "{lsn} is beyond the ancestor's last record LSN {last_record_lsn}"
         )));
     }
-    if lsn < info.latest_gc_cutoff_lsn {
+    let gc_cutoff = storage.gc_cutoff();
+    if lsn < gc_cutoff {
         return Err(CreateTimelineError::AncestorLsn(format!(
-            "{lsn} is below the ancestor's GC cutoff {}",
-            info.latest_gc_cutoff_lsn
+            "{lsn} is below the ancestor's GC cutoff {gc_cutoff}"
         )));
     }
-    if lsn < info.initdb_lsn {
+    // Storage would accept a branch point below a root's initdb LSN (its GC
+    // cutoff starts at 0/0), but there is no data there to read.
+    let history_start = storage
+        .ancestor()
+        .map_or(storage.initdb_lsn(), |(_, at)| at);
+    if lsn < history_start {
         return Err(CreateTimelineError::AncestorLsn(format!(
-            "{lsn} is before the ancestor's history starts at {}",
-            info.initdb_lsn
+            "{lsn} is before the ancestor's history starts at {history_start}"
         )));
     }
     Ok(())
-}
-
-/// Reads the latest checkpoint location from `global/pg_control` (the
-/// `checkPoint` field, bytes 32..40, little-endian on every platform we run).
-fn read_checkpoint_lsn(pgdata: &Path) -> Result<Lsn, CreateTimelineError> {
-    let bytes = std::fs::read(pgdata.join("global/pg_control"))?;
-    let field: [u8; 8] = bytes
-        .get(32..40)
-        .and_then(|slice| slice.try_into().ok())
-        .ok_or_else(|| CreateTimelineError::Bootstrap("pg_control is too short".to_owned()))?;
-    Ok(Lsn(u64::from_le_bytes(field)))
 }
 
 /// Writes `tenant.json` durably.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PageServerConf;
 use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::TenantId;
-use crate::tenant::{self, Tenant, TenantFile, TenantState, TIMELINES_DIR};
+use crate::tenant::{self, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
 
 /// Subdirectory of the work directory holding the tenants.
@@ -70,6 +70,7 @@ pub struct AttachmentStatusData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantInfo {
     /// The tenant id.
+    #[serde(with = "crate::ids::hex")]
     pub id: TenantId,
     /// `Active`, `Stopping` or `Broken`.
     pub state: String,
@@ -151,18 +152,26 @@ impl TenantManager {
         if temp_dir.exists() {
             std::fs::remove_dir_all(&temp_dir)?;
         }
-        std::fs::create_dir_all(temp_dir.join(TIMELINES_DIR))?;
+        std::fs::create_dir_all(&temp_dir)?;
         let file = TenantFile { config, generation };
         tenant::write_tenant_file(&temp_dir, &file)?;
         std::fs::rename(&temp_dir, &final_dir)?;
         durable::sync_dir(&self.tenants_dir)?;
         let tenant = Arc::new(Tenant::new(
             id,
-            final_dir,
+            final_dir.clone(),
             Arc::clone(&self.conf),
             file,
             self.shutdown.child_token(),
         ));
+        if let Err(error) = tenant.load_timelines() {
+            // Never leave a directory that a restart would load as a tenant
+            // the client was told does not exist.
+            let _ = std::fs::remove_dir_all(&final_dir);
+            return Err(TenantError::Io(std::io::Error::other(format!(
+                "cannot open tenant storage: {error}"
+            ))));
+        }
         tenants.insert(id, Arc::clone(&tenant));
         tracing::info!(tenant_id = %id, "tenant created");
         Ok(tenant)
@@ -227,6 +236,7 @@ impl TenantManager {
         while tenant.creations_in_progress() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tenant.shutdown();
         let id = tenant.id();
         let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
         let source = tenant.dir().to_path_buf();

@@ -1,100 +1,50 @@
-//! One timeline as the pageserver serves it: its identity and ancestry
-//! (persisted in `timeline.json` next to the storage files) and the live
-//! state the management API reports as `TimelineInfo`.
+//! One timeline as the management API shows it: a storage timeline plus the
+//! tenant it belongs to, reported as `TimelineInfo`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 
 use crate::durable;
-use crate::ids::{TenantId, TimelineId};
+use crate::ids::{self, TenantId, TimelineId};
 
-/// Name of the metadata file inside a timeline directory.
-pub const TIMELINE_METADATA_FILE: &str = "timeline.json";
 /// The only PostgreSQL major version this pageserver serves.
 pub const PG_VERSION: u32 = 15;
 
-/// What is persisted about a timeline: fixed at creation, never changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimelineMetadata {
-    /// The timeline.
-    pub timeline_id: TimelineId,
-    /// Parent timeline, if this is a branch.
-    pub ancestor_timeline_id: Option<TimelineId>,
-    /// Branch point on the parent.
-    pub ancestor_lsn: Option<Lsn>,
-    /// PostgreSQL major version of the data.
-    pub pg_version: u32,
-    /// End of the initdb checkpoint (bootstrap) or the branch point (branch).
-    pub initdb_lsn: Lsn,
-}
-
-impl TimelineMetadata {
-    /// Reads `timeline.json` from a timeline directory.
-    pub fn load(dir: &Path) -> std::io::Result<TimelineMetadata> {
-        let bytes = std::fs::read(dir.join(TIMELINE_METADATA_FILE))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
-    }
-
-    /// Writes `timeline.json` durably.
-    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        durable::write_file(&dir.join(TIMELINE_METADATA_FILE), &bytes)
-    }
-}
-
-/// Lifecycle of a timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum TimelineState {
-    /// Serving reads.
-    Active,
-    /// Being deleted.
-    Stopping,
-    /// Could not be loaded; the reason is kept for the API.
-    Broken {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl TimelineState {
-    /// The name the API reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TimelineState::Active => "Active",
-            TimelineState::Stopping => "Stopping",
-            TimelineState::Broken { .. } => "Broken",
-        }
-    }
-}
-
 /// A timeline loaded in memory.
-#[derive(Debug)]
 pub struct Timeline {
     tenant_id: TenantId,
-    dir: PathBuf,
-    metadata: TimelineMetadata,
-    state: Mutex<TimelineState>,
+    storage: Arc<storage::Timeline>,
+    /// Logical size at an LSN, computed on demand and reused while the head
+    /// does not move (computing it walks every relation).
+    logical_size: Mutex<Option<(Lsn, u64)>>,
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeline")
+            .field("tenant_id", &self.tenant_id)
+            .field("timeline_id", &self.id())
+            .finish()
+    }
 }
 
 impl Timeline {
-    /// Wraps a timeline whose directory and metadata exist.
-    pub fn new(tenant_id: TenantId, dir: PathBuf, metadata: TimelineMetadata) -> Timeline {
+    /// Wraps a storage timeline.
+    pub fn new(tenant_id: TenantId, storage: Arc<storage::Timeline>) -> Timeline {
         Timeline {
             tenant_id,
-            dir,
-            metadata,
-            state: Mutex::new(TimelineState::Active),
+            storage,
+            logical_size: Mutex::new(None),
         }
     }
 
     /// The timeline id.
     pub fn id(&self) -> TimelineId {
-        self.metadata.timeline_id
+        self.storage.id()
     }
 
     /// The tenant it belongs to.
@@ -102,63 +52,81 @@ impl Timeline {
         self.tenant_id
     }
 
-    /// Its directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The storage timeline (reads, writes, base backups).
+    pub fn storage(&self) -> &Arc<storage::Timeline> {
+        &self.storage
     }
 
-    /// Persisted identity and ancestry.
-    pub fn metadata(&self) -> &TimelineMetadata {
-        &self.metadata
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        self.storage.dir()
     }
 
     /// Parent timeline id, if this is a branch.
     pub fn ancestor_timeline_id(&self) -> Option<TimelineId> {
-        self.metadata.ancestor_timeline_id
+        self.storage.ancestor().map(|(id, _)| id)
     }
 
-    /// Current state.
-    pub fn state(&self) -> TimelineState {
-        self.state.lock().clone()
+    /// `Active`, or `Broken` after a failed write.
+    pub fn state_name(&self) -> &'static str {
+        if self.storage.broken_reason().is_some() {
+            "Broken"
+        } else {
+            "Active"
+        }
     }
 
-    /// Changes the state.
-    pub fn set_state(&self, state: TimelineState) {
-        *self.state.lock() = state;
-    }
-
-    /// Bytes of files under the timeline directory.
-    pub fn physical_size_bytes(&self) -> u64 {
-        durable::directory_size_bytes(&self.dir)
+    /// Whether it serves reads and branches.
+    pub fn is_active(&self) -> bool {
+        self.storage.broken_reason().is_none()
     }
 
     /// Last LSN that is fully ingested.
     pub fn last_record_lsn(&self) -> Lsn {
-        self.metadata.initdb_lsn
+        self.storage.last_record_lsn()
+    }
+
+    /// Sum of the sizes of the files a base backup at the head would hold.
+    fn logical_size_bytes(&self) -> Option<u64> {
+        let head = self.last_record_lsn();
+        if let Some((lsn, size)) = *self.logical_size.lock() {
+            if lsn == head {
+                return Some(size);
+            }
+        }
+        let size = datadir::Basebackup::prepare(&self.storage, Some(head))
+            .ok()?
+            .total_size_bytes();
+        *self.logical_size.lock() = Some((head, size));
+        Some(size)
     }
 
     /// The `TimelineInfo` the API returns.
     pub fn info(&self) -> TimelineInfo {
-        let last_record_lsn = self.last_record_lsn();
+        let ancestor = self.storage.ancestor();
+        let prev = self.storage.prev_record_lsn();
         TimelineInfo {
             tenant_id: self.tenant_id,
             timeline_id: self.id(),
-            ancestor_timeline_id: self.metadata.ancestor_timeline_id,
-            ancestor_lsn: self.metadata.ancestor_lsn,
-            last_record_lsn,
-            prev_record_lsn: None,
-            disk_consistent_lsn: last_record_lsn,
-            remote_consistent_lsn: last_record_lsn,
-            remote_consistent_lsn_visible: last_record_lsn,
-            latest_gc_cutoff_lsn: Lsn::INVALID,
-            initdb_lsn: self.metadata.initdb_lsn,
-            current_logical_size: None,
-            current_physical_size: Some(self.physical_size_bytes()),
+            ancestor_timeline_id: ancestor.map(|(id, _)| id),
+            ancestor_lsn: ancestor.map(|(_, lsn)| lsn),
+            last_record_lsn: self.last_record_lsn(),
+            prev_record_lsn: prev.is_valid().then_some(prev),
+            disk_consistent_lsn: self.storage.disk_consistent_lsn(),
+            // No remote storage is configured: nothing is uploaded, so
+            // there is no remote-consistent LSN to report.
+            remote_consistent_lsn: None,
+            remote_consistent_lsn_visible: None,
+            latest_gc_cutoff_lsn: self.storage.gc_cutoff(),
+            initdb_lsn: self.storage.initdb_lsn(),
+            current_logical_size: self.logical_size_bytes(),
+            current_physical_size: Some(durable::directory_size_bytes(self.dir())),
             wal_source_connstr: None,
             last_received_msg_lsn: None,
             last_received_msg_ts: None,
-            state: self.state().name().to_owned(),
-            pg_version: self.metadata.pg_version,
+            state: self.state_name().to_owned(),
+            broken_reason: self.storage.broken_reason(),
+            pg_version: self.storage.pg_version(),
         }
     }
 }
@@ -167,10 +135,13 @@ impl Timeline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineInfo {
     /// Owning tenant.
+    #[serde(with = "ids::hex")]
     pub tenant_id: TenantId,
     /// The timeline.
+    #[serde(with = "ids::hex")]
     pub timeline_id: TimelineId,
     /// Parent, for branches.
+    #[serde(with = "ids::optional_hex")]
     pub ancestor_timeline_id: Option<TimelineId>,
     /// Branch point on the parent.
     pub ancestor_lsn: Option<Lsn>,
@@ -180,17 +151,17 @@ pub struct TimelineInfo {
     pub prev_record_lsn: Option<Lsn>,
     /// Everything up to here is on local disk.
     pub disk_consistent_lsn: Lsn,
-    /// Everything up to here is in remote storage.
-    pub remote_consistent_lsn: Lsn,
-    /// Remote-consistent LSN as visible to readers of remote storage.
-    pub remote_consistent_lsn_visible: Lsn,
+    /// Everything up to here is in remote storage (none configured: null).
+    pub remote_consistent_lsn: Option<Lsn>,
+    /// Remote-consistent LSN visible to readers of remote storage.
+    pub remote_consistent_lsn_visible: Option<Lsn>,
     /// Reads and branches below this LSN are refused.
     pub latest_gc_cutoff_lsn: Lsn,
     /// Where the timeline's history starts.
     pub initdb_lsn: Lsn,
-    /// Sum of relation sizes at the head, in bytes.
+    /// Bytes of a base backup at the head.
     pub current_logical_size: Option<u64>,
-    /// Bytes of layer files on local disk.
+    /// Bytes of files on local disk.
     pub current_physical_size: Option<u64>,
     /// WAL receiver source, when streaming.
     pub wal_source_connstr: Option<String>,
@@ -198,8 +169,11 @@ pub struct TimelineInfo {
     pub last_received_msg_lsn: Option<Lsn>,
     /// Time (microseconds since the epoch) of the last WAL message received.
     pub last_received_msg_ts: Option<u64>,
-    /// `Active`, `Stopping` or `Broken`.
+    /// `Active` or `Broken`.
     pub state: String,
+    /// Why it is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_reason: Option<String>,
     /// PostgreSQL major version.
     pub pg_version: u32,
 }

@@ -72,13 +72,17 @@ async fn bootstrap_branch_recreate_and_delete() {
         head > 0x0100_0000,
         "initdb LSN {head:#x} is past the first segment"
     );
-    for field in [
-        "disk_consistent_lsn",
-        "latest_gc_cutoff_lsn",
-        "remote_consistent_lsn",
-    ] {
-        assert!(info[field].is_string(), "{field} in {info}");
-    }
+    assert_eq!(
+        info["disk_consistent_lsn"], info["last_record_lsn"],
+        "bootstrap is flushed"
+    );
+    assert_eq!(info["initdb_lsn"], info["last_record_lsn"]);
+    assert_eq!(info["latest_gc_cutoff_lsn"], json!("0/0"));
+    assert_eq!(info["pg_version"], json!(15));
+    // A fresh cluster's files add up to tens of megabytes.
+    let logical = info["current_logical_size"].as_u64().unwrap();
+    assert!(logical > 10_000_000, "logical size {logical}");
+    assert!(info["current_physical_size"].as_u64().unwrap() > 0);
 
     // Identical re-creation returns the existing timeline.
     let again = bootstrap(&server, &tenant, &main).await;

@@ -92,7 +92,10 @@ impl From<CreateTimelineError> for ApiError {
             CreateTimelineError::AncestorNotActive(_)
             | CreateTimelineError::TenantNotActive(_)
             | CreateTimelineError::ShuttingDown => ApiError::unavailable(msg),
-            CreateTimelineError::Bootstrap(_) | CreateTimelineError::Io(_) => {
+            CreateTimelineError::Storage(storage::RepositoryError::ShuttingDown) => {
+                ApiError::unavailable(msg)
+            }
+            CreateTimelineError::Bootstrap(_) | CreateTimelineError::Storage(_) => {
                 ApiError::internal(msg)
             }
         }
@@ -108,7 +111,10 @@ impl From<DeleteTimelineError> for ApiError {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, msg)
             }
             DeleteTimelineError::InProgress(_) => ApiError::conflict(msg),
-            DeleteTimelineError::Io(_) => ApiError::internal(msg),
+            DeleteTimelineError::Storage(storage::RepositoryError::ShuttingDown) => {
+                ApiError::unavailable(msg)
+            }
+            DeleteTimelineError::Storage(_) => ApiError::internal(msg),
         }
     }
 }

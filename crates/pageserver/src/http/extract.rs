@@ -89,12 +89,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
 
 /// Parses a tenant id from a path segment or body field (400 when malformed).
 pub fn parse_tenant_id(text: &str) -> Result<TenantId, ApiError> {
-    text.parse()
-        .map_err(|error: crate::ids::IdParseError| ApiError::bad_request(error.to_string()))
+    crate::ids::parse_tenant_id(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
 /// Parses a timeline id from a path segment or body field (400 when malformed).
 pub fn parse_timeline_id(text: &str) -> Result<TimelineId, ApiError> {
-    text.parse()
-        .map_err(|error: crate::ids::IdParseError| ApiError::bad_request(error.to_string()))
+    crate::ids::parse_timeline_id(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
