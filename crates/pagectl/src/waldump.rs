@@ -130,17 +130,12 @@ pub fn decode_files(
     segment_size: u64,
     mut on_record: impl FnMut(&RawRecord<'_>, &RecordLayout) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<WalError>> {
+    let starts = segment_starts(files, segment_size)?;
     let mut decoder = SegmentDecoder::new(WalConfig {
         segment_size,
         system_id: None,
     });
-    for file in files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (_, start) = Lsn::from_wal_file_name(&name, segment_size)
-            .with_context(|| format!("{file:?} is not named like a WAL segment"))?;
+    for (file, start) in files.iter().zip(starts) {
         let bytes = std::fs::read(file).with_context(|| format!("reading {file:?}"))?;
         if let Err(e) = decoder.add_segment(start, &bytes) {
             return match e {
@@ -167,6 +162,30 @@ pub fn decode_files(
         }
     }
     Ok(None)
+}
+
+/// The start LSN of each file, checking up front that they follow each
+/// other without a gap (a missing segment is a usage error, not an end of
+/// WAL).
+fn segment_starts(files: &[PathBuf], segment_size: u64) -> anyhow::Result<Vec<Lsn>> {
+    let mut starts: Vec<Lsn> = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (_, start) = Lsn::from_wal_file_name(&name, segment_size)
+            .with_context(|| format!("{file:?} is not named like a WAL segment"))?;
+        if let Some(prev) = starts.last() {
+            if prev.checked_add(segment_size) != Some(start) {
+                bail!(
+                    "{file:?} does not follow the previous segment (missing segment after {prev})"
+                );
+            }
+        }
+        starts.push(start);
+    }
+    Ok(starts)
 }
 
 const FORK_NAMES: [&str; 4] = ["main", "fsm", "vm", "init"];
