@@ -482,3 +482,157 @@ pub fn decode_record(
         main_data: record[main_start..main_end].to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testwal::{encode_record, TestBlock};
+
+    fn rel(n: u32) -> RelFileNode {
+        RelFileNode {
+            spc_node: 1663,
+            db_node: 5,
+            rel_node: n,
+        }
+    }
+
+    fn block(id: u8, rel_node: u32) -> TestBlock {
+        TestBlock {
+            block_id: id,
+            rel: rel(rel_node),
+            fork: 0,
+            blkno: 7,
+            will_init: false,
+            data: vec![id; 3],
+            image: None,
+        }
+    }
+
+    /// Recomputes the CRC after a test edits a record.
+    fn reseal(mut r: Vec<u8>) -> Vec<u8> {
+        let crc = compute_record_crc(&r);
+        r[20..24].copy_from_slice(&crc.to_le_bytes());
+        r
+    }
+
+    #[test]
+    fn decodes_blocks_origin_toplevel_xid_and_long_main_data() {
+        let mut with_image = block(2, 16385);
+        let page: Vec<u8> = (0..BLCKSZ).map(|i| (i % 7) as u8).collect();
+        with_image.image = Some((page.clone(), 0, 0));
+        let blocks = vec![block(0, 16384), block(1, 16384), with_image];
+        let main = vec![9u8; 300];
+        let raw = encode_record(10, 0x20, 5, Lsn(8), &blocks, Some(3), Some(77), &main);
+        verify_record_crc(&raw).unwrap();
+        let r = decode_record(&raw, Lsn(0x28), Lsn(0x100)).unwrap();
+        assert_eq!((r.origin, r.toplevel_xid), (Some(3), Some(77)));
+        assert_eq!(r.main_data, main);
+        assert_eq!(r.blocks.len(), 3);
+        assert_eq!(r.blocks[1].rel, rel(16384)); // via BKPBLOCK_SAME_REL
+        assert_eq!(r.blocks[2].rel, rel(16385));
+        assert_eq!(r.blocks[2].image.as_ref().unwrap().page, page);
+        assert_eq!(r.blocks[0].data, vec![0; 3]);
+        let layout = RecordLayout::parse(&raw).unwrap();
+        assert_eq!(layout.fpi_len(), BLCKSZ as u32);
+        assert_eq!(r.rmgr_info(), 0x20);
+    }
+
+    #[test]
+    fn crc_covers_body_and_header() {
+        let raw = encode_record(10, 0, 5, Lsn(8), &[block(0, 1)], None, None, b"abc");
+        for at in [0usize, 5, 16, 17, 24, raw.len() - 1] {
+            let mut bad = raw.clone();
+            bad[at] ^= 0x40;
+            assert!(
+                matches!(verify_record_crc(&bad), Err(RecordError::BadCrc { .. })),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_block_headers_are_typed_errors() {
+        let raw = encode_record(10, 0, 5, Lsn(8), &[block(0, 1)], None, None, b"abc");
+        // Header layout: 24 record header, then id, fork_flags, data_len.
+        let mut same_rel = raw.clone();
+        same_rel[25] |= BKPBLOCK_SAME_REL;
+        assert!(RecordLayout::parse(&reseal(same_rel)).is_err());
+        let mut no_data_flag = raw.clone();
+        no_data_flag[25] &= !BKPBLOCK_HAS_DATA;
+        assert_eq!(
+            RecordLayout::parse(&no_data_flag).unwrap_err(),
+            RecordError::DataWithoutFlag {
+                block_id: 0,
+                len: 3
+            }
+        );
+        let mut bad_fork = raw.clone();
+        bad_fork[25] |= 0x07;
+        assert!(matches!(
+            RecordLayout::parse(&bad_fork),
+            Err(RecordError::InvalidFork { .. })
+        ));
+        let mut bad_id = raw.clone();
+        bad_id[24] = 200;
+        assert_eq!(
+            RecordLayout::parse(&bad_id).unwrap_err(),
+            RecordError::InvalidBlockId(200)
+        );
+        let two = encode_record(
+            10,
+            0,
+            5,
+            Lsn(8),
+            &[block(3, 1), block(1, 2)],
+            None,
+            None,
+            b"",
+        );
+        assert_eq!(
+            RecordLayout::parse(&two).unwrap_err(),
+            RecordError::OutOfOrderBlock(1)
+        );
+        let mut short = raw.clone();
+        short.truncate(raw.len() - 1);
+        let len = short.len() as u32;
+        short[0..4].copy_from_slice(&len.to_le_bytes());
+        assert!(matches!(
+            RecordLayout::parse(&short),
+            Err(RecordError::DataLengthMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn inconsistent_image_headers_are_rejected() {
+        let mut b = block(0, 1);
+        b.image = Some((vec![1u8; BLCKSZ], 100, 50));
+        let raw = encode_record(10, 0, 5, Lsn(8), &[b], None, None, b"");
+        RecordLayout::parse(&raw).unwrap();
+        // Image header: after id(24), flags(25), data_len(26..28):
+        // bimg_len 28..30, hole_offset 30..32, bimg_info 32.
+        let mut no_hole_flag = raw.clone();
+        no_hole_flag[32] &= !BKPIMAGE_HAS_HOLE;
+        assert!(matches!(
+            RecordLayout::parse(&no_hole_flag),
+            Err(RecordError::BadImageHeader { .. })
+        ));
+        let mut compressed_full = raw.clone();
+        compressed_full[28..30].copy_from_slice(&8192u16.to_le_bytes());
+        compressed_full[32] = BKPIMAGE_COMPRESS_LZ4;
+        assert!(RecordLayout::parse(&compressed_full).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use proptest::prelude::*;
+        proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..600))| {
+            let mut r = bytes.clone();
+            if r.len() >= 4 {
+                let n = r.len() as u32;
+                r[0..4].copy_from_slice(&n.to_le_bytes());
+            }
+            let _ = decode_record(&r, Lsn(0), Lsn(0));
+            let _ = RecordLayout::parse(&bytes);
+        });
+    }
+}
