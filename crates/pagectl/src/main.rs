@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod layer;
 mod redo_check;
 mod waldump;
 
@@ -22,6 +23,8 @@ enum Command {
     Waldump(waldump::Args),
     /// Check native redo against wal_consistency_checking after-images.
     RedoCheck(redo_check::Args),
+    /// Inspect storage layer files: `layer ls DIR`, `layer dump FILE`.
+    Layer(layer::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Waldump(args) => waldump::run(&args),
         Command::RedoCheck(args) => redo_check::run(&args),
+        Command::Layer(args) => layer::run(&args),
     }
 }

@@ -77,7 +77,7 @@ fn bench_put(c: &mut Criterion) {
         let bytes = u64::from(count) * value.size_bytes() as u64;
         group.throughput(Throughput::Bytes(bytes));
         let timeline = repo.create_timeline(fresh_id(), 15, Lsn(1)).unwrap();
-        group.bench_function(name, |b| {
+        group.bench_function(BenchmarkId::new("with_flush", name), |b| {
             b.iter_custom(|iterations| {
                 let started = Instant::now();
                 for _ in 0..iterations {
@@ -85,6 +85,21 @@ fn bench_put(c: &mut Criterion) {
                     timeline.freeze_and_flush().unwrap();
                 }
                 started.elapsed()
+            })
+        });
+        // Into the open in-memory layer only (a fresh timeline per round,
+        // created and deleted outside the measurement).
+        group.bench_function(BenchmarkId::new("memory_only", name), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let scratch = repo.create_timeline(fresh_id(), 15, Lsn(1)).unwrap();
+                    let started = Instant::now();
+                    ingest(&scratch, count, &value, 8);
+                    total += started.elapsed();
+                    repo.delete_timeline(scratch.id()).unwrap();
+                }
+                total
             })
         });
     }

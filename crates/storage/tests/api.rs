@@ -352,3 +352,47 @@ fn async_wait_lsn_resolves_on_ingest_and_on_shutdown() {
     );
     handle.join().unwrap();
 }
+
+/// Regression (found by the model test): after a restart, a branch whose
+/// ancestor lost WAL above its disk-consistent LSN must not answer reads
+/// below the branch point until the ancestor is re-fed that far, even where
+/// the branch itself holds an image layer.
+#[test]
+fn branch_reads_wait_for_ancestor_refeed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::checkpoint();
+    {
+        let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+        let main = repo.create_timeline(id(1), 15, Lsn(0x10)).unwrap();
+        put(&main, key, 0x10, image(1));
+        main.freeze_and_flush().unwrap();
+        put(&main, key, 0x20, image(2)); // not flushed: lost on restart
+        let child = repo.branch_timeline(id(2), id(1), Lsn(0x20)).unwrap();
+        put(&child, Key::control_file(), 0x30, image(3));
+        child.freeze_and_flush().unwrap();
+    }
+    let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+    let (main, child) = (repo.timeline(id(1)).unwrap(), repo.timeline(id(2)).unwrap());
+    assert_eq!(main.last_record_lsn(), Lsn(0x10));
+    match child.get(key, Lsn(0x30)) {
+        Err(GetError::LsnAhead { timeline, .. }) => assert_eq!(timeline, id(1)),
+        other => panic!("read through a lagging ancestor: {other:?}"),
+    }
+    assert!(child
+        .create_image_layer(Key::MIN..Key::MAX, Lsn(0x20))
+        .is_err());
+    assert!(matches!(
+        child.wait_lsn(Lsn(0x30), Duration::from_millis(10)),
+        Err(WaitLsnError::Timeout { .. })
+    ));
+    // The WAL source re-feeds the ancestor; the branch becomes readable.
+    put(&main, key, 0x20, image(2));
+    child
+        .wait_lsn(Lsn(0x30), Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(child.get(key, Lsn(0x30)).unwrap(), Bytes::from(vec![2; 8]));
+    assert_eq!(
+        child.get(Key::control_file(), Lsn(0x30)).unwrap(),
+        Bytes::from(vec![3; 8])
+    );
+}

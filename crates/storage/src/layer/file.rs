@@ -74,7 +74,6 @@ pub fn encode_layer<'a>(
     let mut out = vec![0u8; HEADER_SIZE];
     let mut index = Vec::new();
     let mut previous: Option<(Key, Lsn)> = None;
-    let mut payload = Vec::new();
     for (key, lsn, value) in versions {
         if previous.is_some_and(|p| p >= (key, lsn)) {
             return Err(format!("versions out of order at {key} {lsn}"));
@@ -86,15 +85,18 @@ pub fn encode_layer<'a>(
             return Err(format!("image layer given a non-image value for {key}"));
         }
         previous = Some((key, lsn));
-        payload.clear();
-        value.encode_into(&mut payload);
-        let len = u32::try_from(payload.len()).map_err(|_| format!("value too large at {key}"))?;
+        let blob_start = out.len();
         index.extend_from_slice(key.as_bytes());
         index.extend_from_slice(&lsn.0.to_le_bytes());
-        index.extend_from_slice(&(out.len() as u64).to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
+        index.extend_from_slice(&(blob_start as u64).to_le_bytes());
+        // Encode in place, then fill in the blob header (no extra copy).
+        out.extend_from_slice(&[0u8; BLOB_HEADER_SIZE as usize]);
+        value.encode_into(&mut out);
+        let payload = &out[blob_start + BLOB_HEADER_SIZE as usize..];
+        let len = u32::try_from(payload.len()).map_err(|_| format!("value too large at {key}"))?;
+        let crc = crc32c::crc32c(payload);
+        out[blob_start..blob_start + 4].copy_from_slice(&len.to_le_bytes());
+        out[blob_start + 4..blob_start + 8].copy_from_slice(&crc.to_le_bytes());
     }
     let header = LayerHeader {
         format_version: LAYER_FORMAT_VERSION,
