@@ -54,6 +54,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # API at a glance
+//!
+//! [`Repository`] (one per tenant, `Send + Sync`):
+//! - [`Repository::open`] / [`Repository::open_with`] (choose file I/O and
+//!   redo), [`Repository::shutdown`], [`Repository::clear_page_cache`];
+//! - [`Repository::create_timeline`]`(id, pg_version, initdb_lsn)`,
+//!   [`Repository::branch_timeline`]`(new_id, ancestor_id, lsn)`,
+//!   [`Repository::timeline`], [`Repository::list_timelines`],
+//!   [`Repository::children`], [`Repository::delete_timeline`] (refused
+//!   with [`RepositoryError::HasChildren`]), [`Repository::gc_timeline`].
+//!
+//! [`Timeline`] (shared as `Arc<Timeline>`):
+//! - writes: [`Timeline::writer`] → [`TimelineWriter::put`]`(key, lsn,
+//!   value)`… → [`TimelineWriter::finish`]`(lsn)` (advances
+//!   `last_record_lsn`, may freeze and flush by [`FreezePolicy`]);
+//!   [`Timeline::freeze_and_flush`], [`Timeline::freeze`],
+//!   [`Timeline::flush_frozen`];
+//! - reads: [`Timeline::get`]`(key, lsn)`, [`Timeline::get_rel_size`],
+//!   [`Timeline::list_keys`]`(range, lsn)`, [`Timeline::wait_lsn`]`(lsn,
+//!   timeout)` and [`Timeline::wait_lsn_async`];
+//! - LSNs: [`Timeline::last_record_lsn`], [`Timeline::prev_record_lsn`],
+//!   [`Timeline::disk_consistent_lsn`], [`Timeline::gc_cutoff`] /
+//!   [`Timeline::set_gc_cutoff`], [`Timeline::ancestor`],
+//!   [`Timeline::initdb_lsn`], [`Timeline::pg_version`];
+//! - maintenance: [`Timeline::create_image_layer`],
+//!   [`Timeline::create_image_layer_if_due`], [`Timeline::verify_layers`],
+//!   [`Timeline::layer_files`], [`Timeline::broken_reason`].
+//!
+//! Errors are typed per kind of operation: [`RepositoryError`],
+//! [`GetError`], [`WriteError`], [`WaitLsnError`], [`LayerFileError`].
+//! Ids ([`TimelineId`], [`TenantId`]) are 16 bytes shown as 32 hex digits.
+//!
 //! # Durability
 //!
 //! Only data at or below [`Timeline::disk_consistent_lsn`] survives a

@@ -59,6 +59,13 @@ pub fn should_freeze(policy: &FreezePolicy, open: &OpenLayerState) -> bool {
         || open.age >= policy.max_age
 }
 
+/// Whether a new image layer is due: once `threshold` delta layers sit
+/// above the newest image layer, reads at the head walk that many files,
+/// and GC cannot free any of them. `threshold` 0 disables image creation.
+pub fn image_layer_due(deltas_above_newest_image: usize, threshold: usize) -> bool {
+    threshold > 0 && deltas_above_newest_image >= threshold
+}
+
 /// What GC knows about one layer file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcLayer {
@@ -189,6 +196,13 @@ mod tests {
             gc_garbage(&layers, Lsn(30), Lsn(30), &[Lsn(25)]),
             vec![0, 1]
         );
+    }
+
+    #[test]
+    fn image_layers_are_due_after_threshold_deltas() {
+        assert!(!image_layer_due(2, 3));
+        assert!(image_layer_due(3, 3));
+        assert!(!image_layer_due(100, 0));
     }
 
     #[test]

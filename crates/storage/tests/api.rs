@@ -396,3 +396,20 @@ fn branch_reads_wait_for_ancestor_refeed_after_restart() {
         Bytes::from(vec![3; 8])
     );
 }
+
+#[test]
+fn image_policy_creates_images_after_enough_deltas() {
+    let (_dir, repo) = repo();
+    let main = repo.create_timeline(id(1), 15, Lsn(0x10)).unwrap();
+    for i in 1..=3u64 {
+        put(&main, Key::checkpoint(), 0x10 * i, image(i as u8));
+        main.freeze_and_flush().unwrap();
+        assert_eq!(main.create_image_layer_if_due(3).unwrap().is_some(), i == 3);
+    }
+    assert_eq!(main.create_image_layer_if_due(3).unwrap(), None);
+    assert_eq!(main.create_image_layer_if_due(0).unwrap(), None);
+    assert_eq!(
+        main.get(Key::checkpoint(), Lsn(0x30)).unwrap(),
+        Bytes::from(vec![3; 8])
+    );
+}

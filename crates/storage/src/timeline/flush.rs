@@ -220,6 +220,34 @@ impl Timeline {
         Ok(Some(desc))
     }
 
+    /// Creates an image layer of the whole key space at
+    /// `disk_consistent_lsn` if the image policy says one is due (at least
+    /// `threshold` delta files above the newest whole-key-space image).
+    /// The background task of the pageserver calls this periodically.
+    pub fn create_image_layer_if_due(
+        &self,
+        threshold: usize,
+    ) -> Result<Option<LayerDesc>, WriteError> {
+        let deltas_above = {
+            let map = self.layers.read();
+            let newest_full_image = map
+                .images
+                .iter()
+                .filter(|i| i.desc().key_range == (Key::MIN..Key::MAX))
+                .map(|i| i.desc().image_lsn())
+                .max();
+            map.deltas
+                .iter()
+                .filter(|d| newest_full_image.is_none_or(|lsn| d.desc().lsn_range.start > lsn))
+                .count()
+        };
+        let lsn = self.disk_consistent_lsn();
+        if !policy::image_layer_due(deltas_above, threshold) || lsn < self.gc_cutoff() {
+            return Ok(None);
+        }
+        self.create_image_layer(Key::MIN..Key::MAX, lsn)
+    }
+
     /// Deletes layer files that no read at or above the GC cutoff, nor at
     /// any of `retain_lsns` (children's branch points), can reach.
     pub(crate) fn gc(&self, retain_lsns: &[Lsn]) -> Result<GcResult, WriteError> {
