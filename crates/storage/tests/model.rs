@@ -596,7 +596,7 @@ fn refeed(repo: &Repository, model: &mut Model, lost: Vec<Lost>) {
 proptest! {
     #![proptest_config(ProptestConfig {
         // PROPTEST_CASES overrides for long soak runs.
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2000),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(4000),
         max_shrink_iters: 2000,
         failure_persistence: None,
         ..ProptestConfig::default()
