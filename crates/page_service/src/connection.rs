@@ -93,7 +93,10 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> Result<(), ProtocolError> {
-        let params = proto::read_startup(&mut self.stream).await?;
+        let timeout = self.shared.config.startup_timeout;
+        let params = tokio::time::timeout(timeout, proto::read_startup(&mut self.stream))
+            .await
+            .map_err(|_| ProtocolError::Violation("no startup packet in time".into()))??;
         if let Err(error) = self.start_session(&params).await {
             self.out.error("FATAL", error.code, &error.message);
             self.out.flush_to(self.stream.get_mut()).await?;

@@ -97,6 +97,10 @@ pub struct PageServiceConfig {
     pub wait_lsn_timeout: Duration,
     /// Reported as `server_version`; pg_basebackup requires major 15.
     pub server_version: String,
+    /// How long a new connection may take to send its startup packet
+    /// (PostgreSQL's `authentication_timeout`), so silent clients cannot
+    /// hold connection slots.
+    pub startup_timeout: Duration,
 }
 
 impl Default for PageServiceConfig {
@@ -105,6 +109,7 @@ impl Default for PageServiceConfig {
             max_connections: 100,
             wait_lsn_timeout: Duration::from_secs(30),
             server_version: "15.18".to_owned(),
+            startup_timeout: Duration::from_secs(60),
         }
     }
 }

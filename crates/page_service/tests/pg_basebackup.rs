@@ -58,6 +58,7 @@ async fn fixture_with(max_connections: usize) -> Fixture {
     let config = PageServiceConfig {
         max_connections,
         wait_lsn_timeout: Duration::from_millis(200),
+        startup_timeout: Duration::from_secs(2),
         ..PageServiceConfig::default()
     };
     let server = tokio::spawn(page_service::serve(
@@ -418,7 +419,17 @@ async fn connections_beyond_the_limit_are_refused_then_admitted_again() {
     assert_eq!(reply.first(), Some(&b'E'));
     assert!(String::from_utf8_lossy(&reply).contains("53300"));
 
+    // A client that never sends a startup packet is dropped after the
+    // startup timeout, freeing its slot.
     drop(first);
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", fx.port))
+        .await
+        .unwrap();
+    let mut nothing = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut nothing))
+        .await
+        .expect("silent client kept its slot")
+        .unwrap();
     // The permit is released when the first connection's task ends.
     let mut admitted = false;
     for _ in 0..50 {
