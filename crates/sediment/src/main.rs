@@ -1,5 +1,86 @@
-//! `sediment` (placeholder until its issue lands).
+//! `sediment`: the local control plane. It writes a work directory, starts
+//! and stops the pageserver, creates tenants and branches through the
+//! management API, and runs read-only Postgres endpoints from base backups.
+//!
+//! Modules: [`workdir`] (config and layout), [`client`] (management API),
+//! [`daemon`] (the pageserver process), [`commands`] (tenant and timeline
+//! commands), [`endpoint`] (Postgres endpoints), [`output`] (text or JSON).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("sediment is not implemented yet")
+mod basebackup;
+mod client;
+mod commands;
+mod daemon;
+mod endpoint;
+mod output;
+mod workdir;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Local control plane for Sediment: pageserver, tenants, branches, endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "sediment", version, about)]
+pub struct Cli {
+    /// Work directory (default: $SEDIMENT_WORKDIR, else ./.sediment).
+    #[arg(long, global = true, env = "SEDIMENT_WORKDIR")]
+    workdir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the configuration into the work directory.
+    Init(commands::InitArgs),
+    /// Start the pageserver in the background.
+    Start,
+    /// Stop the pageserver gracefully.
+    Stop,
+    /// Show what runs and where.
+    Status,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(commands::TenantCommand),
+    /// Manage timelines (branches).
+    #[command(subcommand)]
+    Timeline(commands::TimelineCommand),
+    /// Manage Postgres endpoints.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output { json: cli.json };
+    let workdir = workdir::resolve(cli.workdir);
+    match run(cli.command, &workdir, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, workdir: &std::path::Path, out: &output::Output) -> anyhow::Result<()> {
+    match command {
+        Command::Init(args) => commands::init(workdir, args, out),
+        Command::Start => commands::start(&workdir::Workdir::open(workdir)?, out),
+        Command::Stop => commands::stop(&workdir::Workdir::open(workdir)?, out),
+        Command::Status => commands::status(&workdir::Workdir::open(workdir)?, out),
+        Command::Tenant(command) => {
+            commands::tenant(workdir::Workdir::open(workdir)?, command, out)
+        }
+        Command::Timeline(command) => {
+            commands::timeline(workdir::Workdir::open(workdir)?, command, out)
+        }
+        Command::Endpoint(command) => {
+            endpoint::run(&workdir::Workdir::open(workdir)?, command, out)
+        }
+    }
 }

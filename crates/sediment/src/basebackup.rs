@@ -1,0 +1,55 @@
+//! Fetching a base backup of a timeline at an LSN from the page service with
+//! stock `pg_basebackup`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+use crate::workdir::Workdir;
+
+/// Fetches the base backup into `pgdata` (which must not exist yet).
+pub fn fetch(
+    workdir: &Workdir,
+    tenant: &str,
+    timeline: &str,
+    lsn: &str,
+    pgdata: &Path,
+) -> anyhow::Result<()> {
+    let (host, port) = workdir
+        .config
+        .pageserver
+        .pg_addr
+        .rsplit_once(':')
+        .context("the page service address has no port")?;
+    let connstr = connection_string(host, port, tenant, timeline, lsn);
+    let output = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"))
+        .arg("-d")
+        .arg(&connstr)
+        .arg("-D")
+        .arg(pgdata)
+        .args(["-F", "p", "-X", "none", "--no-manifest", "--no-sync"])
+        .output()
+        .context("cannot run pg_basebackup")?;
+    if !output.status.success() {
+        bail!(
+            "pg_basebackup from the page service failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The libpq connection string that selects tenant, timeline and LSN on the
+/// page service.
+pub fn connection_string(
+    host: &str,
+    port: &str,
+    tenant: &str,
+    timeline: &str,
+    lsn: &str,
+) -> String {
+    format!(
+        "host={host} port={port} user=postgres dbname=postgres options='-c sediment.tenant={tenant} -c sediment.timeline={timeline} -c sediment.lsn={lsn}'"
+    )
+}

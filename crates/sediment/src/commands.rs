@@ -1,0 +1,448 @@
+//! `init`, `start`, `stop`, `status`, and the `tenant` and `timeline` commands.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use postgres_wal::Lsn;
+use serde_json::{json, Map, Value};
+
+use crate::client::ApiClient;
+use crate::daemon;
+use crate::output::Output;
+use crate::workdir::{self, CliConfig, PageserverSettings, Workdir};
+
+/// Where Debian installs PostgreSQL 15.
+const DEBIAN_PG15_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Arguments of `sediment init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory with the PostgreSQL 15 binaries (found automatically if omitted).
+    #[arg(long)]
+    pg_bin: Option<PathBuf>,
+    /// Port of the pageserver management API.
+    #[arg(long, default_value_t = 9898)]
+    http_port: u16,
+    /// Port of the pageserver page service.
+    #[arg(long, default_value_t = 64000)]
+    pg_port: u16,
+    /// OS user that runs Postgres when sediment runs as root.
+    #[arg(long, default_value = "postgres")]
+    pg_os_user: String,
+}
+
+/// `sediment tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first timeline (branch `main`, from initdb).
+    Create {
+        /// Tenant id (32 hex digits); generated when omitted.
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Make it the default tenant of later commands.
+        #[arg(long)]
+        set_default: bool,
+        /// Tenant setting, `key=value` (as in TenantConfig); repeatable.
+        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
+    /// List tenants with their attachment status.
+    List,
+}
+
+/// `sediment timeline ...`
+#[derive(Debug, Subcommand)]
+pub enum TimelineCommand {
+    /// Show the branch tree of a tenant.
+    List {
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+    /// Create a branch.
+    Branch {
+        /// Name of the new branch.
+        #[arg(long)]
+        branch_name: String,
+        /// Branch to fork from.
+        #[arg(long, default_value = "main")]
+        ancestor_branch_name: String,
+        /// Branch point (like 0/16B9188); default: the ancestor's head.
+        #[arg(long)]
+        ancestor_start_lsn: Option<String>,
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+}
+
+/// `sediment init`.
+pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
+    if path.join(workdir::CONFIG_FILE).exists() {
+        bail!("{} is already initialised", path.display());
+    }
+    let pg_bin_dir = find_pg_bin(args.pg_bin)?;
+    let config = CliConfig {
+        pg_bin_dir: pg_bin_dir.clone(),
+        pg_os_user: args.pg_os_user.clone(),
+        pageserver: PageserverSettings {
+            http_addr: format!("127.0.0.1:{}", args.http_port),
+            pg_addr: format!("127.0.0.1:{}", args.pg_port),
+        },
+        default_tenant: None,
+        branches: BTreeMap::new(),
+    };
+    let pageserver_dir = path.join("pageserver");
+    std::fs::create_dir_all(&pageserver_dir)
+        .with_context(|| format!("cannot create {}", pageserver_dir.display()))?;
+    std::fs::create_dir_all(path.join("endpoints"))
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut pageserver_toml = toml::Table::new();
+    pageserver_toml.insert(
+        "listen_http_addr".into(),
+        config.pageserver.http_addr.clone().into(),
+    );
+    pageserver_toml.insert(
+        "listen_pg_addr".into(),
+        config.pageserver.pg_addr.clone().into(),
+    );
+    pageserver_toml.insert("pg_bin_dir".into(), pg_bin_dir.display().to_string().into());
+    workdir::write_atomic(
+        &pageserver_dir.join("pageserver.toml"),
+        toml::to_string(&pageserver_toml)?.as_bytes(),
+    )?;
+    workdir::write_config(path, &config)?;
+    out.print(
+        &format!(
+            "initialised {} (PostgreSQL binaries: {}, pageserver http {}, page service {})",
+            path.display(),
+            pg_bin_dir.display(),
+            config.pageserver.http_addr,
+            config.pageserver.pg_addr
+        ),
+        &json!({"workdir": path, "pg_bin_dir": pg_bin_dir, "pageserver": config.pageserver.http_addr, "page_service": config.pageserver.pg_addr}),
+    );
+    Ok(())
+}
+
+fn find_pg_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let candidate = match given {
+        Some(dir) => dir,
+        None => {
+            let from_pg_config = std::process::Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+            [Some(PathBuf::from(DEBIAN_PG15_BIN)), from_pg_config]
+                .into_iter()
+                .flatten()
+                .find(|dir| is_pg15(dir))
+                .context("PostgreSQL 15 binaries not found; pass --pg-bin DIR")?
+        }
+    };
+    if !is_pg15(&candidate) {
+        bail!(
+            "{} does not hold PostgreSQL 15 binaries (initdb --version)",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+fn is_pg15(dir: &Path) -> bool {
+    std::process::Command::new(dir.join("initdb"))
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 15."))
+        .unwrap_or(false)
+}
+
+/// `sediment start`.
+pub fn start(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
+    let pid = daemon::start(workdir)?;
+    out.print(
+        &format!(
+            "pageserver started (pid {pid}): http {}, page service {}",
+            workdir.config.pageserver.http_addr, workdir.config.pageserver.pg_addr
+        ),
+        &json!({"pid": pid, "http": workdir.config.pageserver.http_addr, "page_service": workdir.config.pageserver.pg_addr}),
+    );
+    Ok(())
+}
+
+/// `sediment stop`.
+pub fn stop(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
+    match daemon::stop(workdir)? {
+        Some(pid) => out.print(
+            &format!("pageserver stopped (pid {pid})"),
+            &json!({"stopped": pid.as_raw()}),
+        ),
+        None => out.print("the pageserver is not running", &json!({"stopped": null})),
+    }
+    Ok(())
+}
+
+/// `sediment status`.
+pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
+    let pid = daemon::running_pid(workdir);
+    let client = ApiClient::new(workdir.api_base())?;
+    let answering = pid.is_some() && client.is_up();
+    let endpoints = crate::endpoint::list_states(workdir);
+    let mut text = match pid {
+        Some(pid) => format!(
+            "pageserver: running (pid {pid}{}), http {}, page service {}",
+            if answering { "" } else { ", not answering" },
+            workdir.config.pageserver.http_addr,
+            workdir.config.pageserver.pg_addr
+        ),
+        None => "pageserver: stopped".to_owned(),
+    };
+    if let Some(tenant) = &workdir.config.default_tenant {
+        text.push_str(&format!("\ndefault tenant: {tenant}"));
+    }
+    for endpoint in &endpoints {
+        text.push_str(&format!("\nendpoint {}", endpoint.summary()));
+    }
+    out.print(
+        &text,
+        &json!({
+            "pageserver": {"running": pid.is_some(), "pid": pid.map(|p| p.as_raw()), "answering": answering,
+                           "http": workdir.config.pageserver.http_addr, "page_service": workdir.config.pageserver.pg_addr},
+            "default_tenant": workdir.config.default_tenant,
+            "endpoints": endpoints.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        }),
+    );
+    Ok(())
+}
+
+/// `sediment tenant ...`.
+pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> anyhow::Result<()> {
+    let client = ApiClient::new(workdir.api_base())?;
+    match command {
+        TenantCommand::Create {
+            tenant_id,
+            set_default,
+            config,
+        } => {
+            let mut body = parse_settings(&config)?;
+            if let Some(id) = &tenant_id {
+                body.insert("new_tenant_id".into(), json!(id));
+            }
+            let created = client.post("/v1/tenant", &Value::Object(body))?;
+            let tenant = created
+                .as_str()
+                .context("the pageserver returned no tenant id")?
+                .to_owned();
+            let timeline = random_id();
+            let info = client
+                .post(
+                    &format!("/v1/tenant/{tenant}/timeline"),
+                    &json!({"new_timeline_id": timeline}),
+                )
+                .with_context(|| {
+                    format!("tenant {tenant} was created, but bootstrapping its main branch failed")
+                })?;
+            workdir
+                .config
+                .branches
+                .entry(tenant.clone())
+                .or_default()
+                .insert("main".into(), timeline.clone());
+            if set_default || workdir.config.default_tenant.is_none() {
+                workdir.config.default_tenant = Some(tenant.clone());
+            }
+            workdir.save()?;
+            out.print(
+                &format!(
+                    "tenant {tenant} created; branch main is timeline {timeline} at {}",
+                    info["last_record_lsn"].as_str().unwrap_or("?")
+                ),
+                &json!({"tenant_id": tenant, "timeline_id": timeline, "branch": "main", "timeline": info}),
+            );
+        }
+        TenantCommand::List => {
+            let tenants = client.get("/v1/tenant")?;
+            let rows: Vec<String> = tenants
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let id = t["id"].as_str().unwrap_or("?");
+                    let marker = if workdir.config.default_tenant.as_deref() == Some(id) {
+                        " (default)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{id}  {}{marker}",
+                        t["attachment_status"]["slug"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            out.print(&rows.join("\n"), &tenants);
+        }
+    }
+    Ok(())
+}
+
+/// Turns `key=value` settings into JSON: integers and booleans as such,
+/// anything else as a string (the pageserver validates the values).
+fn parse_settings(items: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for item in items {
+        let (key, value) = item
+            .split_once('=')
+            .with_context(|| format!("setting {item:?} is not of the form key=value"))?;
+        let value = if let Ok(n) = value.parse::<u64>() {
+            json!(n)
+        } else if let Ok(b) = value.parse::<bool>() {
+            json!(b)
+        } else {
+            json!(value)
+        };
+        map.insert(key.trim().to_owned(), value);
+    }
+    Ok(map)
+}
+
+/// A fresh 32-hex-digit id.
+pub fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// `sediment timeline ...`.
+pub fn timeline(
+    mut workdir: Workdir,
+    command: TimelineCommand,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let client = ApiClient::new(workdir.api_base())?;
+    match command {
+        TimelineCommand::List { tenant_id } => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            let timelines = client.get(&format!("/v1/tenant/{tenant}/timeline"))?;
+            let names = workdir
+                .config
+                .branches
+                .get(&tenant)
+                .cloned()
+                .unwrap_or_default();
+            let rows = branch_rows(
+                timelines.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &names,
+            );
+            let text = rows
+                .iter()
+                .map(|r| r.text.clone())
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.print(
+                &text,
+                &Value::Array(rows.into_iter().map(|r| r.json).collect()),
+            );
+        }
+        TimelineCommand::Branch {
+            branch_name,
+            ancestor_branch_name,
+            ancestor_start_lsn,
+            tenant_id,
+        } => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            if workdir.branch_timeline(&tenant, &branch_name).is_ok() {
+                bail!("branch {branch_name:?} already exists");
+            }
+            let ancestor = workdir.branch_timeline(&tenant, &ancestor_branch_name)?;
+            let timeline = random_id();
+            let mut body = json!({"new_timeline_id": timeline, "ancestor_timeline_id": ancestor});
+            if let Some(lsn) = &ancestor_start_lsn {
+                let lsn: Lsn = lsn
+                    .parse()
+                    .with_context(|| format!("--ancestor-start-lsn {lsn:?}"))?;
+                body["ancestor_start_lsn"] = json!(lsn.to_string());
+            }
+            let info = client.post(&format!("/v1/tenant/{tenant}/timeline"), &body)?;
+            workdir
+                .config
+                .branches
+                .entry(tenant.clone())
+                .or_default()
+                .insert(branch_name.clone(), timeline.clone());
+            workdir.save()?;
+            out.print(
+                &format!(
+                    "branch {branch_name} created: timeline {timeline}, from {ancestor_branch_name} at {}",
+                    info["ancestor_lsn"].as_str().unwrap_or("?")
+                ),
+                &json!({"branch": branch_name, "timeline_id": timeline, "timeline": info}),
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Row {
+    text: String,
+    json: Value,
+}
+
+/// Orders timelines as a tree (parents before children, depth-indented).
+fn branch_rows(timelines: &[Value], names: &BTreeMap<String, String>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    add_children(timelines, names, None, 0, &mut visited, &mut rows);
+    rows
+}
+
+fn name_of(names: &BTreeMap<String, String>, id: &str) -> String {
+    names
+        .iter()
+        .find(|(_, timeline)| timeline.as_str() == id)
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn add_children(
+    timelines: &[Value],
+    names: &BTreeMap<String, String>,
+    parent: Option<&str>,
+    depth: usize,
+    visited: &mut std::collections::HashSet<String>,
+    rows: &mut Vec<Row>,
+) {
+    let mut children: Vec<&Value> = timelines
+        .iter()
+        .filter(|t| t["ancestor_timeline_id"].as_str() == parent)
+        .collect();
+    children.sort_by_key(|t| name_of(names, t["timeline_id"].as_str().unwrap_or("")));
+    for t in children {
+        let id = t["timeline_id"].as_str().unwrap_or("?").to_owned();
+        // Guards against a malformed answer with a cycle.
+        if !visited.insert(id.clone()) {
+            continue;
+        }
+        let name = name_of(names, &id);
+        let ancestor = match t["ancestor_timeline_id"].as_str() {
+            Some(a) => format!(
+                "{}@{}",
+                name_of(names, a),
+                t["ancestor_lsn"].as_str().unwrap_or("?")
+            ),
+            None => "-".into(),
+        };
+        rows.push(Row {
+            text: format!(
+                "{}{name}  {id}  ancestor {ancestor}  last record {}",
+                "  ".repeat(depth),
+                t["last_record_lsn"].as_str().unwrap_or("?")
+            ),
+            json: json!({"branch": name, "timeline_id": id, "ancestor_timeline_id": t["ancestor_timeline_id"],
+                         "ancestor_lsn": t["ancestor_lsn"], "last_record_lsn": t["last_record_lsn"], "depth": depth}),
+        });
+        add_children(timelines, names, Some(&id), depth + 1, visited, rows);
+    }
+}

@@ -1,0 +1,139 @@
+//! Starting, stopping and inspecting the pageserver process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::ApiClient;
+use crate::workdir::Workdir;
+
+const PID_FILE: &str = "pageserver.pid";
+const LOG_FILE: &str = "pageserver.log";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The pageserver binary: `$SEDIMENT_PAGESERVER_BIN`, else next to this
+/// executable.
+pub fn pageserver_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SEDIMENT_PAGESERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("cannot locate the sediment executable")?;
+    let candidate = exe.with_file_name("pageserver");
+    if !candidate.exists() {
+        bail!(
+            "pageserver binary not found at {} (build it, or set SEDIMENT_PAGESERVER_BIN)",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+/// The pid of the running pageserver, if the pid file names a live process.
+pub fn running_pid(workdir: &Workdir) -> Option<Pid> {
+    let text = std::fs::read_to_string(workdir.pageserver_dir().join(PID_FILE)).ok()?;
+    let pid = Pid::from_raw(text.trim().parse().ok()?);
+    // Signal 0 checks existence without touching the process.
+    kill(pid, None).ok().map(|()| pid)
+}
+
+/// Starts the pageserver in the background and waits until it answers.
+pub fn start(workdir: &Workdir) -> anyhow::Result<u32> {
+    if let Some(pid) = running_pid(workdir) {
+        bail!("the pageserver is already running (pid {pid})");
+    }
+    let client = ApiClient::new(workdir.api_base())?;
+    if client.is_up() {
+        bail!(
+            "something already answers at {}; stop it or change the port in {}",
+            client.base(),
+            workdir.path.join(crate::workdir::CONFIG_FILE).display()
+        );
+    }
+    let binary = pageserver_binary()?;
+    let dir = workdir.pageserver_dir();
+    let log_path = dir.join(LOG_FILE);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .context("cannot duplicate the log file handle")?;
+    let mut child = spawn_detached(&binary, &dir, log, log_err)?;
+    let pid = child.id();
+    std::fs::write(dir.join(PID_FILE), pid.to_string()).context("cannot write the pid file")?;
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let Some(status) = child.try_wait().context("cannot watch the pageserver")? {
+            let _ = std::fs::remove_file(dir.join(PID_FILE));
+            bail!(
+                "the pageserver exited at startup ({status}); last log lines:\n{}",
+                log_tail(&log_path)
+            );
+        }
+        if client.is_up() {
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "the pageserver did not answer within {}s; see {}",
+        START_TIMEOUT.as_secs(),
+        log_path.display()
+    )
+}
+
+fn spawn_detached(
+    binary: &Path,
+    dir: &Path,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new(binary)
+        .arg("--workdir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own process group: a Ctrl-C in the terminal that ran
+        // `sediment start` must not reach the daemon.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+/// Stops the pageserver gracefully (SIGTERM) and waits for it to exit.
+pub fn stop(workdir: &Workdir) -> anyhow::Result<Option<Pid>> {
+    let Some(pid) = running_pid(workdir) else {
+        return Ok(None);
+    };
+    kill(pid, Signal::SIGTERM).with_context(|| format!("cannot signal pid {pid}"))?;
+    let started = Instant::now();
+    while started.elapsed() < STOP_TIMEOUT {
+        // Reap it if it is our child (it is not when started by another
+        // `sediment` process); then check whether it still exists.
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if kill(pid, None).is_err() {
+            let _ = std::fs::remove_file(workdir.pageserver_dir().join(PID_FILE));
+            return Ok(Some(pid));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "the pageserver (pid {pid}) did not stop within {}s",
+        STOP_TIMEOUT.as_secs()
+    )
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
