@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -289,9 +289,33 @@ fn init_start_tenant_basebackup_restart() {
         .unwrap()
         .to_owned();
 
+    // A branch is metadata only; the tree shows it under main.
+    let branch = sediment.json(&["timeline", "branch", "--branch-name", "dev"]);
+    assert_eq!(branch["timeline"]["ancestor_lsn"], json!(initdb_lsn));
+    let refused = sediment
+        .cmd(&[
+            "timeline",
+            "branch",
+            "--branch-name",
+            "x",
+            "--ancestor-start-lsn",
+            "FF/0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("406"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let tenants_before = sediment.json(&["tenant", "list"]);
     let timelines_before = sediment.json(&["timeline", "list"]);
     assert_eq!(timelines_before[0]["branch"], "main");
+    assert_eq!(timelines_before[1]["branch"], "dev");
+    assert_eq!(timelines_before[1]["depth"], 1);
+    assert_eq!(timelines_before[1]["ancestor_timeline_id"], json!(timeline));
 
     // Base backup at the initdb LSN starts a stock postmaster.
     let first = scratch.path().join("bb1");
@@ -340,7 +364,37 @@ fn init_start_tenant_basebackup_restart() {
         "SHOW default_transaction_read_only",
     ]));
     assert_eq!(read_only.trim(), "on");
+    // A second endpoint on the branch reads through to main.
+    let on_branch = sediment.json(&[
+        "endpoint",
+        "start",
+        "ro-dev",
+        "--branch-name",
+        "dev",
+        "--lsn",
+        &initdb_lsn,
+    ]);
+    let port = on_branch["port"].as_u64().unwrap().to_string();
+    let count = run_ok(Command::new(format!("{PG_BIN}/psql")).args([
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-p",
+        &port,
+        "-c",
+        "SELECT count(*) FROM pg_database",
+    ]));
+    assert_eq!(count.trim(), "3");
+    let listed = sediment.json(&["endpoint", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["running"], true);
     run_ok(&mut sediment.cmd(&["endpoint", "stop", "ro", "--destroy"]));
+    run_ok(&mut sediment.cmd(&["endpoint", "stop", "ro-dev", "--destroy"]));
+    assert_eq!(sediment.json(&["endpoint", "list"]), json!([]));
 
     // Restart: everything comes back, and the backup is byte-identical.
     run_ok(&mut sediment.cmd(&["stop"]));
