@@ -1,5 +1,131 @@
-//! `qluster` (placeholder until its issue lands).
+//! `qluster --config FILE`: the daemon. A thin shell over `qluster_core`: it opens the
+//! Raft core, runs the driver task, serves the REST API (and peer Raft messages) on the
+//! api port, and supervises the local PostgreSQL.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("qluster is not implemented yet")
+mod api;
+mod driver;
+mod postgres;
+mod settings;
+mod supervisor;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use qluster_core::node::bootstrap_snapshot_of;
+use qluster_core::{ClusterState, Core};
+
+use crate::settings::Settings;
+
+#[derive(Parser)]
+#[command(about = "Raft-based high availability manager for PostgreSQL")]
+struct Args {
+    /// YAML configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+fn open_core(settings: &Settings) -> anyhow::Result<Core> {
+    let bootstrap = if settings.peers.is_empty() {
+        None
+    } else {
+        let mut state = ClusterState::bootstrap(
+            settings.founding_nodes(),
+            settings.cluster.clone().unwrap_or_default(),
+        );
+        state.db_config.synchronous_standbys = settings.synchronous_standbys;
+        Some(bootstrap_snapshot_of(state)?)
+    };
+    let core = Core::open(
+        settings.node_id,
+        &settings.raft_dir(),
+        bootstrap,
+        qluster_core::discard_logger(),
+    )
+    .context("opening raft storage")?;
+    Ok(core)
+}
+
+fn local_db(settings: &Settings) -> supervisor::LocalDb {
+    if !settings.manage_postgres {
+        return supervisor::LocalDb { pg: None };
+    }
+    let os_user = match &settings.pg_os_user {
+        Some(u) => Some(u.clone()),
+        None if is_root() => Some("postgres".to_string()),
+        None => None,
+    };
+    supervisor::LocalDb {
+        pg: Some(postgres::Postgres {
+            bin_dir: settings.pg_bin_dir.clone(),
+            data_dir: settings.pg_data_dir(),
+            port: settings.db_port,
+            os_user,
+            application_name: format!("node{}", settings.node_id),
+        }),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = Arc::new(Settings::load(&args.config)?);
+    let core = open_core(&settings)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()
+        .context("http client")?;
+    let addr = qluster_core::state::join_host_port(&settings.ip, settings.api_port);
+    let transport = transport::Transport::new(
+        settings.node_id,
+        addr.clone(),
+        http.clone(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let peer_addrs = transport.addrs();
+    let (driver, handle) = driver::Driver::new(core, transport);
+    let db = Arc::new(local_db(&settings));
+    let app = api::router(api::AppState {
+        driver: handle.clone(),
+        settings: settings.clone(),
+        db: db.clone(),
+        http: http.clone(),
+        peer_addrs,
+    });
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!("node {} serving on {addr}", settings.node_id);
+    let sup = supervisor::Supervisor::new(
+        db.clone(),
+        handle.clone(),
+        http,
+        settings.readonly_scan_interval,
+    );
+    tokio::spawn(sup.run());
+    tokio::spawn(supervisor::fence(db, handle));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::select! {
+        r = driver.run() => {
+            // A storage failure: stop, never continue on a failed fsync (restart recovers).
+            r.context("raft driver stopped")?;
+        }
+        r = server => {
+            r.context("server task")?.context("http server")?;
+        }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }

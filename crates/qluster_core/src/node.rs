@@ -100,11 +100,15 @@ fn raft_config(id: NodeId, timing: RaftTiming, applied: u64) -> raft::Config {
 
 /// The snapshot every founding node installs: index 1, term 1, all peers voting.
 pub fn bootstrap_snapshot(peers: Vec<Node>, config: ClusterConfig) -> Result<Snapshot, CoreError> {
+    bootstrap_snapshot_of(ClusterState::bootstrap(peers, config))
+}
+
+/// The bootstrap snapshot for a given initial state (its replicas are the voters).
+pub fn bootstrap_snapshot_of(state: ClusterState) -> Result<Snapshot, CoreError> {
     let conf = ConfState {
-        voters: peers.iter().map(|n| n.id).collect(),
+        voters: state.voters(),
         ..Default::default()
     };
-    let state = ClusterState::bootstrap(peers, config);
     let data = serde_json::to_vec(&state).map_err(|e| CoreError::CorruptEntry {
         index: 1,
         reason: e.to_string(),

@@ -71,6 +71,10 @@ pub fn join_host_port(host: &str, port: u16) -> String {
 /// Database settings shared by every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DbConfig {
+    /// Set once the first primary has created the database: from then on a leader with
+    /// an empty data directory must clone, never `initdb` (that would lose the data).
+    #[serde(default)]
+    pub initialized: bool,
     /// Number of standbys that must confirm a commit (`ANY k`); 0 = asynchronous.
     pub synchronous_standbys: u32,
     /// postgresql.conf settings every node runs with.
@@ -91,6 +95,7 @@ impl Default for DbConfig {
             ("compute_query_id", "on"),
         ];
         Self {
+            initialized: false,
             synchronous_standbys: 0,
             parameters: parameters
                 .iter()
@@ -138,6 +143,8 @@ pub enum Command {
     SetConfig { patch: ConfigPatch },
     /// Change database settings (synchronous replication count).
     SetSynchronous { standbys: u32 },
+    /// The first primary created the database.
+    DbInitialized,
     /// Add query ids observed to never write WAL.
     AddReadonly { query_ids: Vec<String> },
     /// Forget query ids that were observed to write WAL.
@@ -211,7 +218,8 @@ impl ClusterState {
             Command::LeaderElected { .. }
             | Command::AddReadonly { .. }
             | Command::RemoveReadonly { .. }
-            | Command::SetSynchronous { .. } => Ok(None),
+            | Command::SetSynchronous { .. }
+            | Command::DbInitialized => Ok(None),
             Command::AddNode { ip, .. } => {
                 if ip.is_empty() {
                     return Err(StateError::Precondition("empty ip".into()));
@@ -358,6 +366,10 @@ impl ClusterState {
                     format!("synchronous standbys: ANY {standbys}"),
                     None,
                 )
+            }
+            Command::DbInitialized => {
+                self.db_config.initialized = true;
+                ("db-config", None, "database initialized".to_string(), None)
             }
             Command::AddReadonly { query_ids } => {
                 self.readonly.extend(query_ids.iter().cloned());

@@ -1,0 +1,328 @@
+//! Control of this node's PostgreSQL 15: initdb, start/stop, promote, base backup,
+//! pg_rewind, and the settings file qluster owns (`qluster.conf`, included from
+//! `postgresql.conf`).
+//!
+//! Postgres refuses to run as root, so when the daemon is root every program runs as the
+//! OS user `postgres` (or `pg-os-user`) through `runuser`, on directories it owns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// Name of the settings file qluster writes in the data directory.
+const CONF_FILE: &str = "qluster.conf";
+
+/// Failures of a Postgres program.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{program} timed out")]
+    Timeout { program: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("os user: {0}")]
+    User(String),
+    #[error("sql: {0}")]
+    Sql(#[from] tokio_postgres::Error),
+}
+
+/// One node's Postgres installation and data directory.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub bin_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    /// OS user to run as when we are root (`None`: run as ourselves).
+    pub os_user: Option<String>,
+    pub application_name: String,
+}
+
+/// What the settings file should say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    pub parameters: BTreeMap<String, String>,
+    /// `host:port` to stream from (standby) or `None` (primary).
+    pub primary: Option<(String, u16)>,
+    pub synchronous_standbys: u32,
+}
+
+impl Postgres {
+    fn program(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> Result<String, PgError> {
+        let program = self.program(name);
+        let mut cmd = match &self.os_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd.spawn()?;
+        let out = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .map_err(|_| PgError::Timeout {
+                program: name.to_string(),
+            })??;
+        if !out.status.success() {
+            return Err(PgError::Failed {
+                program: name.to_string(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    fn data(&self) -> &str {
+        self.data_dir.to_str().unwrap_or_default()
+    }
+
+    /// Whether the data directory holds a cluster.
+    pub fn has_data(&self) -> bool {
+        self.data_dir.join("PG_VERSION").exists()
+    }
+
+    pub fn is_standby_configured(&self) -> bool {
+        self.data_dir.join("standby.signal").exists()
+    }
+
+    /// Creates an empty data directory owned by the OS user, mode 0700.
+    pub fn prepare_dir(&self) -> Result<(), PgError> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        self.chown(&self.data_dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(())
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), PgError> {
+        let Some(user) = &self.os_user else {
+            return Ok(());
+        };
+        let u = nix::unistd::User::from_name(user)
+            .map_err(|e| PgError::User(e.to_string()))?
+            .ok_or_else(|| PgError::User(format!("no OS user {user}")))?;
+        nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| PgError::User(e.to_string()))
+    }
+
+    /// Removes the data directory entirely (before a re-clone).
+    pub fn wipe(&self) -> Result<(), PgError> {
+        match std::fs::remove_dir_all(&self.data_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `initdb` with checksums (pg_rewind needs them or wal_log_hints) and trust auth.
+    pub async fn initdb(&self) -> Result<(), PgError> {
+        self.prepare_dir()?;
+        self.run(
+            "initdb",
+            &[
+                "-D",
+                self.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--data-checksums",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            Duration::from_secs(120),
+        )
+        .await?;
+        self.install_conf_hooks()
+    }
+
+    /// Makes `postgresql.conf` include our file and lets peers connect for replication.
+    fn install_conf_hooks(&self) -> Result<(), PgError> {
+        let conf = self.data_dir.join("postgresql.conf");
+        let text = std::fs::read_to_string(&conf)?;
+        let include = format!("include_if_exists = '{CONF_FILE}'");
+        if !text.contains(&include) {
+            std::fs::write(&conf, format!("{text}\n{include}\n"))?;
+        }
+        let hba = self.data_dir.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba)?;
+        let marker = "# qluster";
+        if !text.contains(marker) {
+            let lines = "host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n\
+                         host replication all 0.0.0.0/0 trust\nhost replication all ::/0 trust\n";
+            std::fs::write(&hba, format!("{text}\n{marker}\n{lines}"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `qluster.conf` (and `standby.signal` for a standby). Returns whether the
+    /// file changed.
+    pub fn write_settings(&self, s: &PgSettings) -> Result<bool, PgError> {
+        self.install_conf_hooks()?;
+        let mut text = String::from("# Written by qluster; changes are overwritten.\n");
+        for (k, v) in &s.parameters {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        text.push_str(&format!("port = {}\n", self.port));
+        text.push_str("unix_socket_directories = ''\n");
+        text.push_str("recovery_target_timeline = 'latest'\n");
+        match &s.primary {
+            Some((host, port)) => {
+                text.push_str(&format!(
+                    "primary_conninfo = 'host={host} port={port} user=postgres application_name={} connect_timeout=2'\n",
+                    self.application_name
+                ));
+                text.push_str("synchronous_standby_names = ''\n");
+            }
+            None => {
+                text.push_str("primary_conninfo = ''\n");
+                let names = match s.synchronous_standbys {
+                    0 => String::new(),
+                    k => format!("ANY {k} (*)"),
+                };
+                text.push_str(&format!("synchronous_standby_names = '{names}'\n"));
+            }
+        }
+        let path = self.data_dir.join(CONF_FILE);
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let signal = self.data_dir.join("standby.signal");
+        if s.primary.is_some() && !signal.exists() {
+            std::fs::write(&signal, b"")?;
+            self.chown(&signal)?;
+        }
+        if old == text {
+            return Ok(false);
+        }
+        std::fs::write(&path, &text)?;
+        self.chown(&path)?;
+        Ok(true)
+    }
+
+    /// Marks the data directory as a standby (before starting a former primary).
+    pub fn mark_standby(&self) -> Result<(), PgError> {
+        let signal = self.data_dir.join("standby.signal");
+        std::fs::write(&signal, b"")?;
+        self.chown(&signal)
+    }
+
+    pub async fn start(&self) -> Result<(), PgError> {
+        let log = self.data_dir.join("postmaster.log");
+        let log = log.to_str().unwrap_or("postmaster.log").to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", self.data(), "-l", &log, "-w", "-t", "120", "start"],
+            Duration::from_secs(130),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Stops at once (`immediate`: no checkpoint) — used for fencing a former primary.
+    pub async fn stop_immediate(&self) -> Result<(), PgError> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ],
+            Duration::from_secs(35),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn reload(&self) -> Result<(), PgError> {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data(), "reload"],
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn promote(&self) -> Result<(), PgError> {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data(), "-w", "-t", "60", "promote"],
+            Duration::from_secs(65),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Clones the primary into an empty data directory.
+    pub async fn base_backup(&self, host: &str, port: u16) -> Result<(), PgError> {
+        self.wipe()?;
+        self.prepare_dir()?;
+        let port = port.to_string();
+        self.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                host,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                self.data(),
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            Duration::from_secs(600),
+        )
+        .await?;
+        self.install_conf_hooks()
+    }
+
+    /// Rewinds a former primary onto the current primary's timeline.
+    pub async fn rewind(&self, host: &str, port: u16) -> Result<(), PgError> {
+        let source = format!("host={host} port={port} user=postgres dbname=postgres");
+        self.run(
+            "pg_rewind",
+            &["-D", self.data(), "--source-server", &source],
+            Duration::from_secs(600),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A connection to the local database.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let conn_str = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+            self.port
+        );
+        let (client, conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+}

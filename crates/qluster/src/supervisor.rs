@@ -1,0 +1,495 @@
+//! The Postgres supervisor: makes this node's database follow the cluster.
+//!
+//! Every few hundred milliseconds (and on every status change) it observes the local
+//! database, asks the pure policy ([`qluster_core::db_policy::decide`]) what it should
+//! be, and carries that out: initdb or promote on the leader, base backup / pg_rewind /
+//! restart on followers, immediate stop when a primary loses leadership or its lease.
+//! On the leader it also collects read-only query ids from `pg_stat_statements`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qluster_core::db_policy::{decide, Decision, Observed, View};
+use qluster_core::{ClusterState, Command, NodeRole};
+use tokio::sync::oneshot;
+
+use crate::driver::{DriverHandle, Request, Status};
+use crate::postgres::{PgError, PgSettings, Postgres};
+
+/// A standby that has not streamed for this long is rewound or re-cloned.
+const STREAM_GRACE: Duration = Duration::from_secs(20);
+const LOOP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// WAL position of the local database.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct WalPosition {
+    pub lsn: u64,
+    pub in_recovery: bool,
+}
+
+/// The local database, when this daemon manages one.
+pub struct LocalDb {
+    pub pg: Option<Postgres>,
+}
+
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+impl LocalDb {
+    /// Current WAL position (received/replayed on a standby, written on a primary).
+    pub async fn wal_position(&self) -> Result<WalPosition, PgError> {
+        let Some(pg) = &self.pg else {
+            return Ok(WalPosition {
+                lsn: 0,
+                in_recovery: true,
+            });
+        };
+        let client = pg.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_is_in_recovery(), \
+                 CASE WHEN pg_is_in_recovery() THEN \
+                   greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text \
+                 ELSE pg_current_wal_lsn()::text END",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.get(0);
+        let lsn: Option<String> = row.get(1);
+        Ok(WalPosition {
+            lsn: lsn.as_deref().and_then(parse_lsn).unwrap_or(0),
+            in_recovery,
+        })
+    }
+
+    fn observe(&self) -> Observed {
+        let Some(pg) = &self.pg else {
+            return Observed::Stopped;
+        };
+        if !postmaster_alive(pg) {
+            Observed::Stopped
+        } else if pg.is_standby_configured() {
+            Observed::Standby
+        } else {
+            Observed::Primary
+        }
+    }
+}
+
+/// The live postmaster named in `postmaster.pid`, if any.
+fn postmaster_pid(pg: &Postgres) -> Option<nix::unistd::Pid> {
+    let text = std::fs::read_to_string(pg.data_dir.join("postmaster.pid")).ok()?;
+    let pid = text.lines().next()?.trim().parse::<i32>().ok()?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, None).ok().map(|_| pid)
+}
+
+fn postmaster_alive(pg: &Postgres) -> bool {
+    postmaster_pid(pg).is_some()
+}
+
+/// Fencing, separate from the supervisor so a slow action there never delays it: a
+/// postmaster running as primary on a node that may not write is sent SIGQUIT
+/// (immediate shutdown: every backend exits at once) within one poll interval.
+pub async fn fence(db: Arc<LocalDb>, driver: DriverHandle) {
+    let Some(pg) = db.pg.clone() else { return };
+    let rx = driver.status.clone();
+    loop {
+        let may_write = {
+            let s = rx.borrow();
+            s.is_leader && s.leadership_confirmed && s.holds_lease
+        };
+        if !may_write && !pg.is_standby_configured() {
+            if let Some(pid) = postmaster_pid(&pg) {
+                if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).is_ok() {
+                    tracing::warn!("fenced: sent SIGQUIT to primary postmaster {pid}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The supervisor task's state.
+pub struct Supervisor {
+    db: Arc<LocalDb>,
+    driver: DriverHandle,
+    http: reqwest::Client,
+    not_streaming_since: Option<Instant>,
+    failed_starts: u32,
+    last_readonly_scan: Instant,
+    readonly_interval: Duration,
+    writers: HashSet<String>,
+}
+
+fn split_addr(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+impl Supervisor {
+    pub fn new(
+        db: Arc<LocalDb>,
+        driver: DriverHandle,
+        http: reqwest::Client,
+        readonly_interval: Duration,
+    ) -> Self {
+        Supervisor {
+            db,
+            driver,
+            http,
+            not_streaming_since: None,
+            failed_starts: 0,
+            last_readonly_scan: Instant::now(),
+            readonly_interval,
+            writers: HashSet::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut rx = self.driver.status.clone();
+        loop {
+            let status = rx.borrow_and_update().clone();
+            if let Err(e) = self.reconcile(&status).await {
+                tracing::warn!("postgres supervisor: {e}");
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep(LOOP_INTERVAL) => {}
+            }
+        }
+    }
+
+    fn view(&self, status: &Status, state: &ClusterState) -> View {
+        let primary_addr = state
+            .leader
+            .filter(|(id, _)| *id != status.id)
+            .and_then(|(id, _)| state.nodes.get(&id))
+            .and_then(|n| n.db_addr());
+        View {
+            map_role: state.nodes.get(&status.id).map(|n| n.role),
+            is_raft_leader: status.is_leader,
+            leadership_confirmed: status.leadership_confirmed,
+            holds_lease: status.holds_lease,
+            primary_addr,
+            observed: self.db.observe(),
+        }
+    }
+
+    async fn reconcile(&mut self, status: &Status) -> Result<(), PgError> {
+        let Some(pg) = self.db.pg.clone() else {
+            return Ok(());
+        };
+        let Some(state) = status.state.as_ref() else {
+            return Ok(());
+        };
+        let view = self.view(status, state);
+        match decide(&view) {
+            Decision::Stop => {
+                if view.observed != Observed::Stopped {
+                    tracing::warn!(
+                        "stopping postgres (role {:?}, leader {})",
+                        view.map_role,
+                        status.is_leader
+                    );
+                    pg.stop_immediate().await?;
+                }
+                Ok(())
+            }
+            Decision::Hold => Ok(()),
+            Decision::BePrimary => self.be_primary(&pg, status, state, view.observed).await,
+            Decision::FollowPrimary(addr) => self.follow(&pg, state, &addr, view.observed).await,
+        }
+    }
+
+    fn settings(state: &ClusterState, primary: Option<(String, u16)>) -> PgSettings {
+        PgSettings {
+            parameters: state.db_config.parameters.clone(),
+            primary,
+            synchronous_standbys: state.db_config.synchronous_standbys,
+        }
+    }
+
+    async fn be_primary(
+        &mut self,
+        pg: &Postgres,
+        status: &Status,
+        state: &ClusterState,
+        observed: Observed,
+    ) -> Result<(), PgError> {
+        match observed {
+            Observed::Primary => {
+                if pg.write_settings(&Self::settings(state, None))? {
+                    pg.reload().await?;
+                }
+                self.scan_readonly(pg, state).await;
+                Ok(())
+            }
+            Observed::Stopped if !pg.has_data() => {
+                if state.db_config.initialized {
+                    tracing::error!(
+                        "leader has no data but the cluster database exists; handing over"
+                    );
+                    self.hand_over(status, state).await;
+                    return Ok(());
+                }
+                pg.initdb().await?;
+                pg.write_settings(&Self::settings(state, None))?;
+                pg.start().await?;
+                let client = pg.connect().await?;
+                client
+                    .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    .await?;
+                self.propose(Command::DbInitialized).await;
+                tracing::info!("initialized the cluster database as primary");
+                Ok(())
+            }
+            Observed::Stopped => {
+                // Start as a standby and promote, so the primary always opens a new
+                // timeline and any divergent standby is detected and rewound.
+                pg.mark_standby()?;
+                pg.write_settings(&Self::settings(state, None))?;
+                pg.mark_standby()?;
+                pg.start().await?;
+                self.promote_if_best(pg, status, state).await
+            }
+            Observed::Standby => self.promote_if_best(pg, status, state).await,
+        }
+    }
+
+    /// Promotes, unless another reachable standby holds more WAL: then hands leadership
+    /// to it, so a synchronously acknowledged commit is never lost in a failover.
+    async fn promote_if_best(
+        &mut self,
+        pg: &Postgres,
+        status: &Status,
+        state: &ClusterState,
+    ) -> Result<(), PgError> {
+        let mine = self.db.wal_position().await?.lsn;
+        for node in state.nodes.values() {
+            if node.id == status.id || node.role != NodeRole::Replica {
+                continue;
+            }
+            let Some(addr) = node.api_addr() else {
+                continue;
+            };
+            let pos = self
+                .http
+                .get(format!("http://{addr}/wal-lsn"))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            let Ok(resp) = pos else { continue };
+            let Ok(pos) = resp.json::<WalPosition>().await else {
+                continue;
+            };
+            if pos.in_recovery && pos.lsn > mine {
+                tracing::warn!(
+                    "node {} has more WAL ({} > {mine}); handing leadership over",
+                    node.id,
+                    pos.lsn
+                );
+                let _ = self
+                    .driver
+                    .requests
+                    .send(Request::TransferLeader { to: node.id })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(());
+            }
+        }
+        pg.promote().await?;
+        pg.write_settings(&Self::settings(state, None))?;
+        pg.reload().await?;
+        tracing::info!("promoted to primary in term {}", status.term);
+        Ok(())
+    }
+
+    async fn hand_over(&self, status: &Status, state: &ClusterState) {
+        let other = state
+            .nodes
+            .values()
+            .find(|n| n.id != status.id && n.role == NodeRole::Replica);
+        if let Some(n) = other {
+            let _ = self
+                .driver
+                .requests
+                .send(Request::TransferLeader { to: n.id })
+                .await;
+        }
+    }
+
+    async fn follow(
+        &mut self,
+        pg: &Postgres,
+        state: &ClusterState,
+        addr: &str,
+        observed: Observed,
+    ) -> Result<(), PgError> {
+        let Some((host, port)) = split_addr(addr) else {
+            return Ok(());
+        };
+        let settings = Self::settings(state, Some((host.clone(), port)));
+        match observed {
+            Observed::Standby => {
+                if pg.write_settings(&settings)? {
+                    pg.reload().await?;
+                    self.not_streaming_since = None;
+                }
+                self.check_streaming(pg, &host, port).await
+            }
+            Observed::Primary => Ok(()), // the policy stops a primary first
+            Observed::Stopped => {
+                if !pg.has_data() {
+                    tracing::info!("cloning from primary {addr}");
+                    pg.base_backup(&host, port).await?;
+                } else if !pg.is_standby_configured() || self.failed_starts >= 2 {
+                    self.rewind_or_clone(pg, &host, port).await?;
+                }
+                pg.write_settings(&settings)?;
+                pg.mark_standby()?;
+                match pg.start().await {
+                    Ok(()) => self.failed_starts = 0,
+                    Err(e) => {
+                        self.failed_starts += 1;
+                        return Err(e);
+                    }
+                }
+                self.not_streaming_since = None;
+                Ok(())
+            }
+        }
+    }
+
+    async fn rewind_or_clone(
+        &mut self,
+        pg: &Postgres,
+        host: &str,
+        port: u16,
+    ) -> Result<(), PgError> {
+        tracing::info!("rewinding from {host}:{port}");
+        if let Err(e) = pg.rewind(host, port).await {
+            tracing::warn!("pg_rewind failed ({e}); re-cloning");
+            pg.base_backup(host, port).await?;
+        }
+        self.failed_starts = 0;
+        Ok(())
+    }
+
+    /// A standby that cannot stream (diverged timeline, missing WAL) is rewound or
+    /// re-cloned after a grace period.
+    async fn check_streaming(
+        &mut self,
+        pg: &Postgres,
+        host: &str,
+        port: u16,
+    ) -> Result<(), PgError> {
+        let streaming = match pg.connect().await {
+            Ok(c) => c
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    &[],
+                )
+                .await
+                .ok()
+                .flatten()
+                .is_some(),
+            Err(_) => false,
+        };
+        if streaming {
+            self.not_streaming_since = None;
+            return Ok(());
+        }
+        let since = *self.not_streaming_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < STREAM_GRACE {
+            return Ok(());
+        }
+        tracing::warn!("standby not streaming for {:?}; repairing", since.elapsed());
+        pg.stop_immediate().await?;
+        self.rewind_or_clone(pg, host, port).await?;
+        self.not_streaming_since = None;
+        Ok(())
+    }
+
+    /// Collects statements that never wrote WAL from `pg_stat_statements` and shares them
+    /// through the cluster log.
+    async fn scan_readonly(&mut self, pg: &Postgres, state: &ClusterState) {
+        if self.last_readonly_scan.elapsed() < self.readonly_interval {
+            return;
+        }
+        self.last_readonly_scan = Instant::now();
+        let Ok(client) = pg.connect().await else {
+            return;
+        };
+        let rows = client
+            .query(
+                "SELECT queryid::text, wal_records FROM pg_stat_statements WHERE queryid IS NOT NULL",
+                &[],
+            )
+            .await;
+        let Ok(rows) = rows else { return };
+        let mut add = Vec::new();
+        for row in rows {
+            let id: String = row.get(0);
+            let wal: i64 = row.get(1);
+            if wal > 0 {
+                self.writers.insert(id);
+            } else if !state.readonly.contains(&id) && !self.writers.contains(&id) {
+                add.push(id);
+            }
+        }
+        let remove: Vec<String> = state
+            .readonly
+            .iter()
+            .filter(|id| self.writers.contains(*id))
+            .cloned()
+            .collect();
+        if !add.is_empty() {
+            self.propose(Command::AddReadonly { query_ids: add }).await;
+        }
+        if !remove.is_empty() {
+            self.propose(Command::RemoveReadonly { query_ids: remove })
+                .await;
+        }
+    }
+
+    async fn propose(&self, command: Command) {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .driver
+            .requests
+            .send(Request::Propose { command, reply: tx })
+            .await;
+        if sent.is_ok() {
+            if let Ok(Err(e)) = rx.await {
+                tracing::warn!("proposal failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_text_parses() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert_eq!(parse_lsn("garbage"), None);
+    }
+
+    #[test]
+    fn addresses_split() {
+        assert_eq!(
+            split_addr("127.0.0.1:5432"),
+            Some(("127.0.0.1".into(), 5432))
+        );
+        assert_eq!(split_addr("[::1]:5432"), Some(("::1".into(), 5432)));
+        assert_eq!(split_addr("nope"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The REST API against three real `qluster` processes (consensus only, no Postgres):
+//! one leader, identical maps, membership listener → voter → removed, error codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{free_port, wait_until, Cluster};
+
+#[test]
+fn api_membership_and_errors() {
+    let mut c = Cluster::new(3, false, "");
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+
+    // /map is the same on all nodes.
+    wait_until(Duration::from_secs(10), "identical maps", || {
+        let maps: Vec<_> = (0..3).map(|i| c.get(i, "/map").1).collect();
+        maps[0]["map"]["leader"].is_u64() && maps.iter().all(|m| *m == maps[0])
+    });
+    let (code, map) = c.get(follower, "/map");
+    assert_eq!(code, 200);
+    assert_eq!(map["map"]["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(map["config"]["node-timeout"], "1s 500ms");
+
+    // Unknown config field → 400; a write to a follower → 417 naming the leader.
+    let (code, body) = c.send("POST", leader, "/config", Some(r#"{"bogus": 1}"#));
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = c.send(
+        "POST",
+        follower,
+        "/config",
+        Some(r#"{"autoremove-minimum": 5}"#),
+    );
+    assert_eq!(code, 417, "{body}");
+    let leader_addr = format!("127.0.0.1:{}", c.nodes[leader].api_port);
+    assert_eq!(body["leader"], leader_addr.as_str());
+    let (code, _) = c.send("POST", follower, "/node?ip=127.0.0.1&role=listener", None);
+    assert_eq!(code, 417);
+
+    // A config change goes through the log and reaches every node.
+    let (code, body) = c.send(
+        "POST",
+        leader,
+        "/config",
+        Some(r#"{"autoremove-minimum": 5}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_until(Duration::from_secs(10), "config on all nodes", || {
+        (0..3).all(|i| c.get(i, "/config").1["autoremove-minimum"] == 5)
+    });
+
+    // Unknown node → 410; missing parameter → 400.
+    assert_eq!(c.send("DELETE", leader, "/node/99", None).0, 410);
+    assert_eq!(c.send("POST", leader, "/node-down/99", None).0, 410);
+    assert_eq!(
+        c.send("PATCH", leader, "/node/99?db-port=1&api-port=2", None)
+            .0,
+        410
+    );
+    assert_eq!(c.send("POST", leader, "/node?role=listener", None).0, 400);
+
+    // Listener: a fourth daemon joins, learns the map, then becomes a voter and is removed.
+    let (api4, db4) = (free_port(), free_port());
+    let path = format!("/node?ip=127.0.0.1&role=listener&api-port={api4}&db-port={db4}");
+    let (code, node) = c.send("POST", leader, &path, None);
+    assert_eq!(code, 200, "{node}");
+    assert_eq!(node["role"], "listener");
+    let id4 = node["id"].as_u64().unwrap();
+    add_joining_node(&mut c, id4, api4, db4);
+    wait_until(Duration::from_secs(20), "listener receives the map", || {
+        let m = c.get(3, "/map");
+        m.0 == 200 && m.1["map"]["nodes"].as_array().map(|n| n.len()) == Some(4)
+    });
+    let up = format!("/node/{id4}?db-port={db4}&api-port={api4}");
+    let (code, body) = c.send("PATCH", leader, &up, None);
+    assert_eq!(code, 200, "{body}");
+    let (_, map) = c.get(leader, "/map");
+    let n4 = map["map"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id4)
+        .cloned()
+        .unwrap();
+    assert_eq!(n4["role"], "replica");
+    let (code, body) = c.send("DELETE", leader, &format!("/node/{id4}"), None);
+    assert_eq!(code, 200, "{body}");
+    let (_, map) = c.get(leader, "/map");
+    assert_eq!(map["map"]["nodes"].as_array().unwrap().len(), 3);
+
+    // The leader cannot be removed before a switchover; switchover moves leadership.
+    let leader_id = c.nodes[leader].id;
+    assert_eq!(
+        c.send("DELETE", leader, &format!("/node/{leader_id}"), None)
+            .0,
+        412
+    );
+    let target = c.nodes[follower].id;
+    let (code, body) = c.send("POST", leader, &format!("/leader?node={target}"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(c.wait_leader(Duration::from_secs(20)), follower);
+
+    // Events record elections, membership and config changes.
+    let (_, events) = c.get(follower, "/events");
+    let kinds: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in ["election", "membership", "config"] {
+        assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
+    }
+
+    // 420: cut the leader off so its membership change cannot commit, then try another.
+    let leader = c.wait_leader(Duration::from_secs(20));
+    for i in (0..3).filter(|i| *i != leader) {
+        assert_eq!(c.send("POST", i, "/debug/isolate?on=true", None).0, 200);
+    }
+    let http = c.http.clone();
+    let url = c.url(leader, "/node?ip=127.0.0.9&role=listener");
+    let first = std::thread::spawn(move || http.post(url).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, body) = c.send("POST", leader, "/node?ip=127.0.0.8&role=listener", None);
+    assert!(
+        code == 420 || code == 417 || code == 530,
+        "second change: {code} {body}"
+    );
+    assert_eq!(code, 420, "{body}");
+    let first = first.join().unwrap().unwrap();
+    assert_eq!(first, 531, "the cut-off change has an unknown outcome");
+}
+
+fn add_joining_node(c: &mut Cluster, id: u64, api: u16, db: u16) {
+    let dir = c.root.path().join(format!("node{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("qluster.yaml");
+    let yaml = format!(
+        "node-id: {id}\nip: 127.0.0.1\napi-port: {api}\ndb-port: {db}\ndata-dir: {}\nmanage-postgres: false\n",
+        dir.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    c.nodes.push(common::NodeProc {
+        id,
+        api_port: api,
+        db_port: db,
+        dir,
+        config,
+        child: None,
+    });
+    let i = c.nodes.len() - 1;
+    c.start(i);
+}

@@ -1,0 +1,264 @@
+//! Test harness: real `qluster` processes on loopback with free ports in temp dirs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub api_port: u16,
+    pub db_port: u16,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub root: tempfile::TempDir,
+    pub http: reqwest::blocking::Client,
+}
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl Cluster {
+    /// `n` founding nodes; `extra` is appended to every node's YAML.
+    pub fn new(n: u64, manage_pg: bool, extra: &str) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        // Postgres runs as another OS user and must traverse the directories.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let peers: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (api, db))| {
+                format!(
+                    "  - {{id: {}, ip: 127.0.0.1, api-port: {api}, db-port: {db}}}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (api, db)) in ports.iter().enumerate() {
+            let id = i as u64 + 1;
+            let dir = root.path().join(format!("node{id}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("qluster.yaml");
+            let yaml = format!(
+                "node-id: {id}\nip: 127.0.0.1\napi-port: {api}\ndb-port: {db}\ndata-dir: {}\n\
+                 manage-postgres: {manage_pg}\nfault-injection: true\nreadonly-scan-interval: 1s\n\
+                 peers:\n{peers}{extra}",
+                dir.display()
+            );
+            std::fs::write(&config, yaml).unwrap();
+            nodes.push(NodeProc {
+                id,
+                api_port: *api,
+                db_port: *db,
+                dir,
+                config,
+                child: None,
+            });
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let mut c = Cluster { nodes, root, http };
+        for i in 0..n as usize {
+            c.start(i);
+        }
+        c
+    }
+
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("qluster.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qluster"))
+            .arg("--config")
+            .arg(&node.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    /// `kill -9` the node's qluster and its postmaster (and the postmaster's children).
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let pidfile = self.nodes[i].dir.join("pgdata").join("postmaster.pid");
+        if let Ok(text) = std::fs::read_to_string(pidfile) {
+            if let Some(pid) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<i32>().ok())
+            {
+                let children = children_of(pid);
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                for c in children {
+                    let _ = Command::new("kill").arg("-9").arg(c.to_string()).status();
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.nodes[i].api_port, path)
+    }
+
+    pub fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        match self.http.get(self.url(i, path)).send() {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                (code, r.json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub fn send(&self, method: &str, i: usize, path: &str, body: Option<&str>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, self.url(i, path));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        match req.send() {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                (code, r.json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Indices of nodes answering 200 on `/is-leader`.
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some() && self.get(*i, "/is-leader").0 == 200)
+            .collect()
+    }
+
+    pub fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let [l] = self.leaders()[..] {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no single leader within {timeout:?}; {}", self.dump());
+    }
+
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let rpc = self
+                .http
+                .get(self.url(i, "/rpc"))
+                .send()
+                .ok()
+                .and_then(|r| r.text().ok())
+                .unwrap_or_default();
+            let rpc: String = rpc.lines().take(1).collect();
+            let log = std::fs::read_to_string(n.dir.join("qluster.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            out.push_str(&format!(
+                "\n--- node {} rpc: {rpc}\n{}",
+                n.id,
+                tail.join("\n")
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // Field 4 (after the parenthesised command) is the parent pid.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<i32>().ok());
+            if ppid == Some(pid) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Runs SQL on a node's database over TCP; `Err` when it does not accept it.
+pub fn sql(port: u16, query: &str) -> Result<Vec<String>, String> {
+    let out = Command::new(format!("{PG_BIN}/psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query])
+        .env("PGCONNECT_TIMEOUT", "2")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+pub fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut f: F) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
