@@ -335,3 +335,42 @@ fn every_stored_lsn_serves_its_own_version_of_the_cluster() {
         "4501500"
     );
 }
+
+#[test]
+fn tablespaces_come_back_as_directories_under_pg_tblspc() {
+    let root = scratch();
+    let orig = postgres_dir(&root.path().join("orig"));
+    let location = postgres_dir(&root.path().join("spc"));
+    run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
+    let sockets = postgres_dir(&root.path().join("sock-orig"));
+    let original = Postgres::start(&orig, &sockets, 5432);
+    original.psql(
+        "postgres",
+        &format!("CREATE TABLESPACE extra LOCATION '{}'", location.display()),
+    );
+    original.psql(
+        "postgres",
+        "CREATE TABLE far TABLESPACE extra AS SELECT generate_series(1, 500) AS i",
+    );
+    original.stop();
+    drop(original);
+
+    let repo = Repository::open(&root.path().join("repo"), RepositoryConfig::default()).unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+        .unwrap();
+    import_datadir(&timeline, &orig).unwrap();
+    // The restored cluster must read its own copy, not the old location.
+    std::fs::remove_dir_all(&location).unwrap();
+    let restored = start_backup(
+        root.path(),
+        &timeline,
+        timeline.last_record_lsn(),
+        "restored",
+    );
+    assert_eq!(
+        restored.psql("postgres", "SELECT sum(i) FROM far").trim(),
+        "125250"
+    );
+    restored.psql("postgres", "INSERT INTO far VALUES (1)");
+}
