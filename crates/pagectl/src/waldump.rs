@@ -8,7 +8,7 @@
 //! zeroed header, a recycled page, a torn record) the way `pg_waldump` does.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -17,7 +17,7 @@ use postgres_wal::page::{is_valid_segment_size, XLogPageHeader};
 use postgres_wal::rmgr::identify::{identify, rmgr_name};
 use postgres_wal::rmgr::{parse_body, RecordBody};
 use postgres_wal::stats::{StatsRow, WalStats};
-use postgres_wal::{Lsn, RawRecord, SegmentDecoder, WalConfig, WalError};
+use postgres_wal::{Lsn, RawRecord, WalConfig, WalError, WalStreamDecoder};
 
 /// Arguments of `pagectl waldump`.
 #[derive(clap::Args, Debug)]
@@ -131,37 +131,74 @@ pub fn decode_files(
     mut on_record: impl FnMut(&RawRecord<'_>, &RecordLayout) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<WalError>> {
     let starts = segment_starts(files, segment_size)?;
-    let mut decoder = SegmentDecoder::new(WalConfig {
-        segment_size,
-        system_id: None,
-    });
+    let Some(&first) = starts.first() else {
+        return Ok(None);
+    };
+    let mut decoder = WalStreamDecoder::new(
+        first,
+        WalConfig {
+            segment_size,
+            system_id: None,
+        },
+    );
+    // Files are read in chunks, not whole: decoding usually ends in the
+    // last file long before its end (the rest is zeros or a recycled
+    // segment's stale bytes), and memory stays bounded.
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     for (file, start) in files.iter().zip(starts) {
-        let bytes = std::fs::read(file).with_context(|| format!("reading {file:?}"))?;
-        if let Err(e) = decoder.add_segment(start, &bytes) {
-            return match e {
-                WalError::NonContiguousSegment { .. } => Err(e.into()),
-                other => Ok(Some(other)),
-            };
+        let mut f = std::fs::File::open(file).with_context(|| format!("opening {file:?}"))?;
+        let len = f
+            .metadata()
+            .with_context(|| format!("stat {file:?}"))?
+            .len();
+        if len != segment_size {
+            return Ok(Some(WalError::WrongSegmentLength {
+                start,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                expected: segment_size,
+            }));
         }
         loop {
-            let raw = match decoder.next_raw() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => break,
-                Err(e) => return Ok(Some(e)),
-            };
-            let layout = match RecordLayout::parse(raw.bytes) {
-                Ok(layout) => layout,
-                Err(source) => {
-                    return Ok(Some(WalError::Record {
-                        lsn: raw.start_lsn,
-                        source,
-                    }))
-                }
-            };
-            on_record(&raw, &layout)?;
+            let n = f
+                .read(&mut chunk)
+                .with_context(|| format!("reading {file:?}"))?;
+            if n == 0 {
+                break;
+            }
+            decoder.feed_bytes(&chunk[..n]);
+            if let Some(stop) = drain_records(&mut decoder, &mut on_record)? {
+                return Ok(Some(stop));
+            }
         }
     }
     Ok(None)
+}
+
+/// Bytes read from a segment file at a time.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// Hands every complete record to `on_record`; returns the error that ends
+/// the WAL, if one is reached.
+fn drain_records(
+    decoder: &mut WalStreamDecoder,
+    on_record: &mut impl FnMut(&RawRecord<'_>, &RecordLayout) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<WalError>> {
+    loop {
+        let raw = match decoder.poll_raw() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(None),
+            Err(e) => return Ok(Some(e)),
+        };
+        match RecordLayout::parse(raw.bytes) {
+            Ok(layout) => on_record(&raw, &layout)?,
+            Err(source) => {
+                return Ok(Some(WalError::Record {
+                    lsn: raw.start_lsn,
+                    source,
+                }))
+            }
+        }
+    }
 }
 
 /// The start LSN of each file, checking up front that they follow each
