@@ -29,10 +29,11 @@ pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> 
         RmgrId::Xlog => {}
         RmgrId::Heap | RmgrId::Heap2 => heap_mask(&mut page, blkno)?,
         RmgrId::Btree => btree_mask(&mut page)?,
-        RmgrId::Sequence => {
+        RmgrId::Sequence | RmgrId::Generic => {
             mask_lsn_and_checksum(&mut page);
             mask_unused_space(&mut page)?;
         }
+        RmgrId::Brin => brin_mask(&mut page)?,
         other => {
             return Err(RedoError::Unsupported {
                 rmgr: other.name(),
@@ -130,5 +131,33 @@ fn btree_mask(page: &mut Page<'_>) -> Result<(), PageError> {
     }
     page.set_u16_at(flags_at, flags & !(BTP_HAS_GARBAGE | BTP_SPLIT_END));
     page.set_u16_at(special + 14, 0);
+    Ok(())
+}
+
+/// `brin_mask`: unused space only on regular pages and metapages with a
+/// valid `pd_lower`; the evacuate flag is set without WAL.
+fn brin_mask(page: &mut Page<'_>) -> Result<(), PageError> {
+    use crate::brin::{
+        BRIN_EVACUATE_PAGE, BRIN_PAGETYPE_META, BRIN_PAGETYPE_REGULAR, FLAGS_IN_SPECIAL,
+        TYPE_IN_SPECIAL,
+    };
+    mask_lsn_and_checksum(page);
+    mask_hint_bits(page);
+    let special = usize::from(page.special());
+    if special + 8 > page.bytes().len() {
+        return Err(PageError::Pointers {
+            lower: page.lower(),
+            upper: page.upper(),
+            special: page.special(),
+        });
+    }
+    let page_type = page.u16_at(special + TYPE_IN_SPECIAL);
+    if page_type == BRIN_PAGETYPE_REGULAR
+        || (page_type == BRIN_PAGETYPE_META && usize::from(page.lower()) > SIZE_OF_PAGE_HEADER)
+    {
+        mask_unused_space(page)?;
+    }
+    let flags = page.u16_at(special + FLAGS_IN_SPECIAL) & !BRIN_EVACUATE_PAGE;
+    page.set_u16_at(special + FLAGS_IN_SPECIAL, flags);
     Ok(())
 }

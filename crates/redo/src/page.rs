@@ -490,6 +490,40 @@ impl<'a> Page<'a> {
         Ok(())
     }
 
+    /// `PageIndexTupleDeleteNoCompact`: remove item `offnum`'s storage but
+    /// keep its line pointer (unused) unless it is the last one.
+    pub fn index_tuple_delete_no_compact(&mut self, offnum: u16) -> Result<(), PageError> {
+        self.check_pointers(true)?;
+        let (offset, size) = self.index_item(offnum)?;
+        let size = maxalign(size);
+        let nline = self.max_offset();
+        if offnum < nline {
+            self.set_item_id(
+                offnum,
+                ItemId {
+                    off: 0,
+                    flags: LP_UNUSED,
+                    len: 0,
+                },
+            )?;
+        } else {
+            self.set_lower(self.lower() - SIZE_OF_ITEM_ID as u16);
+        }
+        let upper = usize::from(self.upper());
+        if offset > upper {
+            self.bytes.copy_within(upper..offset, upper + size);
+        }
+        self.set_upper((upper + size) as u16);
+        for i in 1..=self.max_offset() {
+            let mut id = self.item_id(i)?;
+            if id.has_storage() && usize::from(id.off) <= offset {
+                id.off += size as u16;
+                self.set_item_id(i, id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `PageIndexMultiDelete`: remove the (ascending) `offnums` and compact.
     pub fn index_multi_delete(&mut self, offnums: &[u16]) -> Result<(), PageError> {
         if offnums.len() <= 2 {

@@ -153,3 +153,56 @@ mod tests {
         assert_eq!(get_bits(&bytes, 5), ALL_VISIBLE);
     }
 }
+
+#[cfg(test)]
+mod record_tests {
+    use postgres_wal::record::{DecodedBlock, DecodedRecord, ForkNumber, RelFileNode};
+    use postgres_wal::rmgr::heap::{XLH_DELETE_ALL_VISIBLE_CLEARED, XLOG_HEAP_DELETE};
+    use postgres_wal::rmgr::RmgrId;
+    use postgres_wal::Lsn;
+
+    use super::*;
+
+    #[test]
+    fn delete_that_cleared_all_visible_clears_both_vm_bits() {
+        let rel = RelFileNode {
+            spc_node: 1663,
+            db_node: 5,
+            rel_node: 16384,
+        };
+        let mut record = DecodedRecord {
+            start_lsn: Lsn(1),
+            end_lsn: Lsn(2),
+            total_len: 0,
+            xid: 7,
+            prev: Lsn(0),
+            info: XLOG_HEAP_DELETE,
+            rmid: RmgrId::Heap as u8,
+            origin: None,
+            toplevel_xid: None,
+            blocks: vec![DecodedBlock {
+                block_id: 0,
+                rel,
+                fork: ForkNumber::Main,
+                blkno: 40_000,
+                fork_flags: 0,
+                will_init: false,
+                image: None,
+                data: vec![],
+            }],
+            main_data: vec![7, 0, 0, 0, 1, 0, 0, XLH_DELETE_ALL_VISIBLE_CLEARED],
+        };
+        let changes = vm_changes(&record).unwrap();
+        assert_eq!(
+            changes,
+            vec![VmClear {
+                rel,
+                vm_block: 1,
+                heap_block: 40_000,
+                clear_bits: VALID_BITS
+            }]
+        );
+        record.main_data[7] = 0;
+        assert!(vm_changes(&record).unwrap().is_empty());
+    }
+}

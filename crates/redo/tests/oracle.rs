@@ -4,15 +4,17 @@
 //! the block's previous version must equal it after masking.
 //!
 //! Workload: pgbench (init + `REDO_ORACLE_PGBENCH_SECS` s, default 60, with
-//! 4 clients at 100 tps), bulk deletes + VACUUM + VACUUM FREEZE, HOT chains and
+//! 4 clients at 60 tps), bulk deletes + VACUUM + VACUUM FREEZE, HOT chains and
 //! pruning, btree splits / deduplication / page deletion, COPY, sequences,
-//! row locks and multixacts from concurrent sessions, TOAST. Run once with
+//! row locks and multixacts from concurrent sessions, TOAST, generic WAL
+//! (bloom), BRIN. Run once with
 //! `wal_compression = off` and once with `zstd`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::thread;
 
+use postgres_wal::rmgr::RmgrId;
 use postgres_wal::{Lsn, SegmentDecoder, WalConfig};
 use redo::check::{rmgr_name, Checker};
 use redo::NATIVE_RMGRS;
@@ -35,17 +37,18 @@ fn heap_and_btree_churn(cluster: &PgCluster) {
              UPDATE oracle_hot SET n = n + 1 WHERE id % 3 = 0;
              SELECT count(*) FROM oracle_hot WHERE n > 0;
              UPDATE oracle_hot SET pad = repeat('q', 60) WHERE id % 5 = 0;
-             CREATE TABLE oracle_bulk (id int, grp int, t text);
-             INSERT INTO oracle_bulk SELECT g, g % 10, md5(g::text) FROM generate_series(1, 8000) g;
+             CREATE TABLE oracle_bulk (id int, grp int GENERATED ALWAYS AS (id % 10) STORED,
+                                       t text DEFAULT 'bulk row');
+             COPY oracle_bulk (id) FROM PROGRAM 'seq 1 8000';
              CREATE INDEX oracle_bulk_id ON oracle_bulk (id);
              CREATE INDEX oracle_bulk_grp ON oracle_bulk (grp);
-             INSERT INTO oracle_bulk SELECT g, g % 10, md5(g::text) FROM generate_series(8001, 12000) g;
+             COPY oracle_bulk (id) FROM PROGRAM 'seq 8001 12000';
              DELETE FROM oracle_bulk WHERE id % 4 <> 0;
              VACUUM oracle_bulk;
              DELETE FROM oracle_bulk WHERE id < 10000;
              VACUUM oracle_bulk;
              VACUUM oracle_bulk;
-             INSERT INTO oracle_bulk SELECT g, 1, 'again' FROM generate_series(1, 3000) g;
+             COPY oracle_bulk (id) FROM PROGRAM 'seq 1 3000';
              VACUUM (FREEZE) oracle_bulk;
              VACUUM (FREEZE) oracle_hot;
              UPDATE oracle_hot SET n = -1 WHERE id < 100;
@@ -87,6 +90,41 @@ fn concurrent_share_locks(cluster: &PgCluster) {
         .unwrap();
 }
 
+/// Generic WAL (bloom index build, inserts, vacuum).
+fn generic_wal(cluster: &PgCluster) {
+    cluster
+        .psql(
+            "CREATE EXTENSION IF NOT EXISTS bloom;
+             CREATE TABLE oracle_bloom (a int, b int GENERATED ALWAYS AS (a % 13) STORED);
+             COPY oracle_bloom (a) FROM PROGRAM 'seq 1 3000';
+             CREATE INDEX oracle_bloom_idx ON oracle_bloom USING bloom (a, b);
+             INSERT INTO oracle_bloom (a) SELECT generate_series(3001, 3500);
+             DELETE FROM oracle_bloom WHERE a % 4 = 0;
+             VACUUM oracle_bloom;",
+        )
+        .unwrap();
+}
+
+/// BRIN: build, summarize new ranges, in-range updates, desummarize.
+fn brin_wal(cluster: &PgCluster) {
+    cluster
+        .psql(
+            "CREATE TABLE oracle_brin (id int, v int GENERATED ALWAYS AS (id * 2) STORED);
+             COPY oracle_brin (id) FROM PROGRAM 'seq 1 8000';
+             CREATE INDEX oracle_brin_idx ON oracle_brin USING brin (id, v)
+               WITH (pages_per_range = 2);
+             COPY oracle_brin (id) FROM PROGRAM 'seq 8001 12000';
+             INSERT INTO oracle_brin (id) SELECT generate_series(12001, 12300);
+             SELECT brin_summarize_new_values('oracle_brin_idx');
+             UPDATE oracle_brin SET id = -id WHERE id % 500 = 0;
+             SELECT brin_desummarize_range('oracle_brin_idx', 0);
+             SELECT brin_desummarize_range('oracle_brin_idx', 10);
+             VACUUM oracle_brin;
+             SELECT brin_summarize_range('oracle_brin_idx', 0);",
+        )
+        .unwrap();
+}
+
 fn run_oracle(compression: &str) -> Checker {
     let cluster = PgCluster::builder()
         .settings(workload::REQUIRED_SETTINGS)
@@ -103,7 +141,7 @@ fn run_oracle(compression: &str) -> Checker {
     // run writes gigabytes of WAL on a fast machine.
     let secs = pgbench_secs().to_string();
     cluster
-        .pgbench(&["-c", "4", "-j", "2", "-T", &secs, "-R", "100"])
+        .pgbench(&["-c", "4", "-j", "2", "-T", &secs, "-R", "60"])
         .unwrap();
     heap_and_btree_churn(&cluster);
     concurrent_share_locks(&cluster);
@@ -111,6 +149,8 @@ fn run_oracle(compression: &str) -> Checker {
     workload::sequences(&cluster).unwrap();
     workload::toast(&cluster).unwrap();
     workload::multixacts(&cluster).unwrap();
+    generic_wal(&cluster);
+    brin_wal(&cluster);
 
     let dir = tempfile::tempdir().unwrap();
     let wal = cluster.collect_wal(dir.path()).unwrap();
@@ -169,15 +209,10 @@ fn assert_native_clean(checker: &Checker) {
         assert_eq!(stats.mismatched, 0, "{} mismatched", rmgr.name());
         assert_eq!(stats.unsupported, 0, "{} unsupported", rmgr.name());
     }
-    for rmgr in [
-        postgres_wal::rmgr::RmgrId::Heap,
-        postgres_wal::rmgr::RmgrId::Heap2,
-        postgres_wal::rmgr::RmgrId::Btree,
-        postgres_wal::rmgr::RmgrId::Sequence,
-    ] {
+    for rmgr in NATIVE_RMGRS.iter().filter(|r| **r != RmgrId::Xlog) {
         let stats = checker
             .stats()
-            .get(&(rmgr as u8))
+            .get(&(*rmgr as u8))
             .copied()
             .unwrap_or_default();
         assert!(stats.matched > 0, "{} was never checked", rmgr.name());
