@@ -48,8 +48,9 @@ impl FaultyIo {
     }
 
     /// Injects `fault` at the `after`-th (0-based) future call of the kind
-    /// the fault concerns (write_file for torn writes and fsyncs, rename,
-    /// sync_dir). Replaces any armed fault.
+    /// the fault concerns: `write_file` for torn writes and failed fsyncs,
+    /// `rename`, `sync_dir`, or any write-side call for [`Fault::Crash`].
+    /// Replaces any armed fault.
     pub fn arm(&self, after: u64, fault: Fault) {
         self.write_calls.store(0, Ordering::SeqCst);
         *self.armed.lock() = Some((after, fault));
