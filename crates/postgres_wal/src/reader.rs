@@ -169,6 +169,11 @@ pub struct WalStreamDecoder {
     padding: u64,
     state: State,
     record: Vec<u8>,
+    /// Where the last completed record's bytes are: `None` in `record`,
+    /// `Some(offset)` in `input` (a record that lay inside one page and
+    /// was validated in place, saving a copy).
+    record_in_input: Option<usize>,
+    record_len: usize,
     record_start: Lsn,
     /// Start of the last record returned, to check the next `xl_prev`.
     prev_record: Option<Lsn>,
@@ -196,6 +201,8 @@ impl WalStreamDecoder {
             padding: 0,
             state,
             record: Vec::new(),
+            record_in_input: None,
+            record_len: 0,
             record_start: start,
             prev_record: None,
             last_timeline: None,
@@ -214,13 +221,42 @@ impl WalStreamDecoder {
 
     /// Appends the next bytes of the stream.
     pub fn feed_bytes(&mut self, bytes: &[u8]) {
+        self.compact_input();
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// Lets the caller read the next bytes straight into the decoder's
+    /// buffer, saving the copy [`WalStreamDecoder::feed_bytes`] makes:
+    /// `fill` gets `max_len` bytes of space and returns how many of them it
+    /// filled (more than `max_len` counts as `max_len`).
+    pub fn feed_with<E>(
+        &mut self,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        self.compact_input();
+        let old_len = self.input.len();
+        self.input.resize(old_len + max_len, 0);
+        match fill(&mut self.input[old_len..]) {
+            Ok(n) => {
+                let n = n.min(max_len);
+                self.input.truncate(old_len + n);
+                Ok(n)
+            }
+            Err(e) => {
+                self.input.truncate(old_len);
+                Err(e)
+            }
+        }
+    }
+
+    fn compact_input(&mut self) {
         // Drop consumed bytes once they dominate the buffer, so that feeding
         // a long stream in small chunks stays linear.
         if self.input_pos > 0 && self.input_pos >= self.input.len() / 2 {
             self.input.drain(..self.input_pos);
             self.input_pos = 0;
         }
-        self.input.extend_from_slice(bytes);
     }
 
     /// The WAL position up to which bytes have been fed.
@@ -251,11 +287,17 @@ impl WalStreamDecoder {
             return Err(e.clone());
         }
         match self.advance() {
-            Ok(Some(end_lsn)) => Ok(Some(RawRecord {
-                start_lsn: self.record_start,
-                end_lsn,
-                bytes: &self.record,
-            })),
+            Ok(Some(end_lsn)) => {
+                let bytes = match self.record_in_input {
+                    Some(offset) => &self.input[offset..offset + self.record_len],
+                    None => &self.record[..],
+                };
+                Ok(Some(RawRecord {
+                    start_lsn: self.record_start,
+                    end_lsn,
+                    bytes,
+                }))
+            }
             Ok(None) => Ok(None),
             Err(e) => {
                 self.failed = Some(e.clone());
@@ -341,7 +383,11 @@ impl WalStreamDecoder {
                     if self.available() == 0 {
                         return Ok(None);
                     }
+                    if let Some(end) = self.try_record_in_place(page_left)? {
+                        return Ok(Some(end));
+                    }
                     self.record.clear();
+                    self.record_in_input = None;
                     self.record_start = self.lsn;
                     self.state = State::InRecord { total_len: None };
                 }
@@ -527,9 +573,13 @@ impl WalStreamDecoder {
     }
 
     fn check_prev_link(&self) -> Result<(), WalError> {
-        let Some(header) = XLogRecordHeader::parse(&self.record) else {
-            return Ok(());
-        };
+        match XLogRecordHeader::parse(&self.record) {
+            Some(header) => self.check_prev_of(&header),
+            None => Ok(()),
+        }
+    }
+
+    fn check_prev_of(&self, header: &XLogRecordHeader) -> Result<(), WalError> {
         if let Some(expected) = self.prev_record {
             if header.prev != expected {
                 return Err(self.record_error(RecordError::BadPrevLink {
@@ -541,12 +591,50 @@ impl WalStreamDecoder {
         Ok(())
     }
 
-    /// Verifies the CRC of the complete record and sets up the state for the
-    /// next one; returns the record's end LSN.
+    /// The common case: a record that starts here and ends on this page
+    /// with all its bytes already fed is validated where it lies, without
+    /// copying it. Returns `None` to fall back to the copying path.
+    fn try_record_in_place(&mut self, page_left: usize) -> Result<Option<Lsn>, WalError> {
+        let input = &self.input[self.input_pos..];
+        let Some(len_bytes) = input.get(..4) else {
+            return Ok(None);
+        };
+        let total = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let total_len = total as usize;
+        if total_len < SIZE_OF_XLOG_RECORD || total_len > page_left || total_len > input.len() {
+            // Too short (the copying path reports it) or not all here.
+            return Ok(None);
+        }
+        let bytes = &input[..total_len];
+        let Some(header) = XLogRecordHeader::parse(bytes) else {
+            return Ok(None);
+        };
+        let computed = compute_record_crc(bytes);
+        self.record_start = self.lsn;
+        self.check_prev_of(&header)?;
+        self.record_in_input = Some(self.input_pos);
+        self.record_len = total_len;
+        self.consume(total_len)?;
+        self.complete_record(&header, computed).map(Some)
+    }
+
+    /// Verifies the CRC of the complete record collected in `record` and
+    /// sets up the state for the next one; returns the record's end LSN.
     fn finish_record(&mut self) -> Result<Lsn, WalError> {
         let header = XLogRecordHeader::parse(&self.record)
             .ok_or_else(|| self.record_error(RecordError::InvalidLength(0)))?;
         let computed = compute_record_crc(&self.record);
+        self.record_in_input = None;
+        self.complete_record(&header, computed)
+    }
+
+    /// Checks the CRC of the record just read and moves past it (and past
+    /// the rest of the segment after `XLOG_SWITCH`); returns its end LSN.
+    fn complete_record(
+        &mut self,
+        header: &XLogRecordHeader,
+        computed: u32,
+    ) -> Result<Lsn, WalError> {
         if computed != header.crc {
             return Err(self.record_error(RecordError::BadCrc {
                 stored: header.crc,

@@ -295,3 +295,35 @@ proptest! {
         let _ = decode_chunked(start, &bytes, &[777]);
     }
 }
+
+#[test]
+fn feed_with_reads_in_place_and_undoes_failed_reads() {
+    let specs: Vec<Spec> = (0..30).map(|i| (500 + i * 300, 1, i % 3 == 0)).collect();
+    let (w, placed) = write_stream(&specs);
+    let mut decoder = WalStreamDecoder::new(
+        START,
+        WalConfig {
+            segment_size: SEG,
+            system_id: None,
+        },
+    );
+    let mut got = Vec::new();
+    let mut pos = 0;
+    while pos < w.bytes().len() {
+        // A failing read must leave no bytes behind.
+        let failed: Result<usize, &str> = decoder.feed_with(100, |_| Err("boom"));
+        assert!(failed.is_err());
+        let n = decoder
+            .feed_with(3000, |buf| {
+                let n = buf.len().min(w.bytes().len() - pos);
+                buf[..n].copy_from_slice(&w.bytes()[pos..pos + n]);
+                Ok::<usize, ()>(n)
+            })
+            .unwrap();
+        pos += n;
+        while let Some(r) = decoder.poll_decode().unwrap() {
+            got.push(r);
+        }
+    }
+    check_matches(&got, &placed);
+}
