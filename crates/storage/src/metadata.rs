@@ -97,9 +97,14 @@ impl TimelineMetadata {
             id.copy_from_slice(&b[32..48]);
             (TimelineId(id), Lsn(u64_at(b, 48)))
         });
+        let disk_consistent_lsn = Lsn(u64_at(b, 16));
+        // The open layer starts right after it; Lsn::MAX leaves no room.
+        if disk_consistent_lsn == Lsn::MAX {
+            return err("disk_consistent_lsn out of range".into());
+        }
         Ok(TimelineMetadata {
             pg_version: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
-            disk_consistent_lsn: Lsn(u64_at(b, 16)),
+            disk_consistent_lsn,
             prev_record_lsn: Lsn(u64_at(b, 24)),
             ancestor,
             gc_cutoff: Lsn(u64_at(b, 56)),
@@ -132,6 +137,15 @@ mod tests {
             ..sample()
         };
         assert_eq!(TimelineMetadata::decode(&root.encode()).unwrap(), root);
+    }
+
+    #[test]
+    fn impossible_lsns_are_rejected() {
+        let m = TimelineMetadata {
+            disk_consistent_lsn: Lsn::MAX,
+            ..sample()
+        };
+        assert!(TimelineMetadata::decode(&m.encode()).is_err());
     }
 
     #[test]
