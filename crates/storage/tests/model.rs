@@ -196,6 +196,7 @@ enum Answer {
 
 struct Model {
     timelines: Vec<ModelTimeline>,
+    auto_freeze_bytes: u64,
 }
 
 impl Model {
@@ -339,11 +340,12 @@ fn answer_of(result: Result<Bytes, GetError>) -> Answer {
     }
 }
 
-fn open(io: &Arc<MemoryFileIo>) -> Repository {
+/// Opens the store; `auto_freeze_bytes` is the freeze policy's size
+/// threshold (`u64::MAX`: freezing is driven by the test's operations only).
+fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64) -> Repository {
     let config = RepositoryConfig {
-        // Freezing is driven by the test's operations only.
         freeze: FreezePolicy {
-            max_open_bytes: u64::MAX,
+            max_open_bytes: auto_freeze_bytes,
             max_lsn_distance: u64::MAX,
             max_age: std::time::Duration::MAX,
         },
@@ -352,9 +354,9 @@ fn open(io: &Arc<MemoryFileIo>) -> Repository {
     Repository::open_with(Path::new("/repo"), config, io.clone(), Arc::new(AppendRedo)).unwrap()
 }
 
-fn run(ops: Vec<Op>) {
+fn run(ops: Vec<Op>, auto_freeze_bytes: u64) {
     let io = Arc::new(MemoryFileIo::new());
-    let mut repo = open(&io);
+    let mut repo = open(&io, auto_freeze_bytes);
     let root = TimelineId([0; 16]);
     repo.create_timeline(root, 15, Lsn(1)).unwrap();
     let mut model = Model {
@@ -369,6 +371,7 @@ fn run(ops: Vec<Op>) {
             frozen_upto: None,
             deleted: false,
         }],
+        auto_freeze_bytes,
     };
     for op in ops {
         step(&io, &mut repo, &mut model, op);
@@ -416,6 +419,13 @@ fn step(io: &Arc<MemoryFileIo>, repo: &mut Repository, model: &mut Model, op: Op
             }
             writer.finish(end).unwrap();
             t.last = end;
+            // The freeze policy may have frozen and flushed everything.
+            let durable = timeline.disk_consistent_lsn();
+            if durable != t.disk_consistent {
+                assert!(model.auto_freeze_bytes != u64::MAX && durable == end);
+                model.freeze(tl);
+                model.flush(tl);
+            }
         }
         Op::Branch { from, lsn_pick } => {
             let Some(from) = model.live(from) else { return };
@@ -525,13 +535,13 @@ fn step(io: &Arc<MemoryFileIo>, repo: &mut Repository, model: &mut Model, op: Op
             }
         }
         Op::Reopen => {
-            *repo = open(io);
+            *repo = open(io, model.auto_freeze_bytes);
             let lost = model.restart();
             refeed(repo, model, lost);
         }
         Op::Crash => {
             io.crash();
-            *repo = open(io);
+            *repo = open(io, model.auto_freeze_bytes);
             let lost = model.restart();
             refeed(repo, model, lost);
         }
@@ -603,7 +613,10 @@ proptest! {
     })]
 
     #[test]
-    fn store_matches_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        run(ops);
+    fn store_matches_model(
+        ops in prop::collection::vec(op_strategy(), 1..60),
+        auto_freeze_bytes in prop_oneof![3 => Just(u64::MAX), 1 => 1u64..40],
+    ) {
+        run(ops, auto_freeze_bytes);
     }
 }
