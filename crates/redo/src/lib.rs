@@ -48,6 +48,12 @@ pub const NATIVE_RMGRS: &[RmgrId] = &[
     RmgrId::Generic,
 ];
 
+/// Whether records of raw resource manager id `rmid` can be redone natively
+/// (ingest may then drop their consistency-check images).
+pub fn is_native(rmid: u8) -> bool {
+    RmgrId::from_u8(rmid).is_some_and(|id| NATIVE_RMGRS.contains(&id))
+}
+
 /// Managers that have a mask function, i.e. those `wal_consistency_checking`
 /// accepts by name, with the name Postgres accepts.
 const CHECKABLE_RMGRS: &[(RmgrId, &str)] = &[
@@ -156,6 +162,8 @@ mod tests {
     #[test]
     fn consistency_value_lists_the_non_native_managers() {
         assert_eq!(wal_consistency_checking_value(), "hash,gin,gist,spgist");
+        assert!(is_native(RmgrId::Heap as u8) && !is_native(RmgrId::Hash as u8));
+        assert!(!is_native(200));
         assert_eq!(
             wal_consistency_checking_for(&[]),
             "heap2,heap,btree,hash,gin,gist,sequence,spgist,brin,generic"
