@@ -100,7 +100,7 @@ fn replication_and_kill9_failover() {
                 &format!("INSERT INTO acked VALUES ({acked})"),
             ) {
                 Ok(_) => acked += 1,
-                Err(e) => panic!("write on new primary failed: {e}"),
+                Err(e) => panic!("write on new primary failed: {e}{}", c.dump()),
             }
         }
         c.start(victim);

@@ -181,7 +181,7 @@ impl Cluster {
                 .unwrap_or_default();
             let rpc: String = rpc.lines().take(1).collect();
             let log = std::fs::read_to_string(n.dir.join("qluster.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
             out.push_str(&format!(
                 "\n--- node {} rpc: {rpc}\n{}",
                 n.id,
