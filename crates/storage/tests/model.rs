@@ -295,6 +295,18 @@ impl Model {
         true
     }
 
+    /// After a batch, the store's freeze policy may have frozen and flushed
+    /// everything (only when the test enabled it); mirror that.
+    fn follow_freeze_policy(&mut self, tl: usize, timeline: &storage::Timeline) {
+        let durable = timeline.disk_consistent_lsn();
+        if durable != self.timelines[tl].disk_consistent {
+            assert!(self.auto_freeze_bytes != u64::MAX);
+            assert_eq!(durable, self.timelines[tl].last);
+            self.freeze(tl);
+            self.flush(tl);
+        }
+    }
+
     fn freeze(&mut self, tl: usize) {
         let t = &mut self.timelines[tl];
         if t.open_start <= t.last {
@@ -419,13 +431,7 @@ fn step(io: &Arc<MemoryFileIo>, repo: &mut Repository, model: &mut Model, op: Op
             }
             writer.finish(end).unwrap();
             t.last = end;
-            // The freeze policy may have frozen and flushed everything.
-            let durable = timeline.disk_consistent_lsn();
-            if durable != t.disk_consistent {
-                assert!(model.auto_freeze_bytes != u64::MAX && durable == end);
-                model.freeze(tl);
-                model.flush(tl);
-            }
+            model.follow_freeze_policy(tl, &timeline);
         }
         Op::Branch { from, lsn_pick } => {
             let Some(from) = model.live(from) else { return };
@@ -597,9 +603,12 @@ fn refeed(repo: &Repository, model: &mut Model, lost: Vec<Lost>) {
                 model.timelines[tl].versions.insert((k, lsn), v);
             }
             writer.finish(lsn).unwrap();
+            model.timelines[tl].last = lsn;
+            model.follow_freeze_policy(tl, &timeline);
         }
         timeline.writer().finish(target).unwrap();
         model.timelines[tl].last = target;
+        model.follow_freeze_policy(tl, &timeline);
     }
 }
 

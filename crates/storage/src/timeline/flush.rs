@@ -257,6 +257,8 @@ impl Timeline {
             let state = self.lsns.lock();
             (state.gc_cutoff, state.disk_consistent)
         };
+        // Wait for reads that may be reading files outside the map lock.
+        let _gc = self.gc_guard.write();
         let removed = {
             let mut map = self.layers.write();
             let files: Vec<Arc<LayerHandle>> = map.files().cloned().collect();
@@ -277,7 +279,7 @@ impl Timeline {
                 .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
             removed
         };
-        // Readers hold the layer map lock for a whole read, so none is using
+        // Readers hold the GC guard while they use files, so none is using
         // the removed files once the map no longer lists them.
         for handle in &removed {
             self.shared

@@ -74,6 +74,9 @@ pub struct Timeline {
     lsn_advanced: Condvar,
     /// Serialises writers, freezes, flushes and every metadata update.
     write_lock: Mutex<()>,
+    /// Held (shared) by reads while they read files outside the layer map
+    /// lock, and exclusively by GC while it deletes files.
+    gc_guard: RwLock<()>,
     broken: Mutex<Option<String>>,
 }
 
@@ -106,6 +109,7 @@ impl Timeline {
             }),
             lsn_advanced: Condvar::new(),
             write_lock: Mutex::new(()),
+            gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
         }
     }

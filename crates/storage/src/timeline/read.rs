@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use postgres_wal::record::{ForkNumber, RelFileNode};
@@ -14,7 +15,7 @@ use super::Timeline;
 use crate::error::GetError;
 use crate::key::Key;
 use crate::layer::LayerHandle;
-use crate::layer_map::DeltaSource;
+use crate::layer_map::{DeltaSource, LayerMap};
 use crate::value::Value;
 
 /// How far collecting versions in one timeline got.
@@ -26,6 +27,80 @@ enum Step {
     AbsentBelow,
     /// This timeline has nothing older; continue in the ancestor.
     Exhausted,
+}
+
+/// The next file read of a lookup, planned under the layer map lock.
+enum Next {
+    /// Finished (in-memory layers answered, or nothing older here).
+    Done(Step),
+    /// Read versions in `lsns` from a delta file, then plan again.
+    Delta {
+        file: Arc<LayerHandle>,
+        lsns: Range<Lsn>,
+    },
+    /// Read versions newer than the image from a delta file (if any), then
+    /// the image itself; that ends the lookup.
+    Image {
+        delta: Option<(Arc<LayerHandle>, Range<Lsn>)>,
+        image: Arc<LayerHandle>,
+    },
+}
+
+/// Walks the layer map down from `cont_lsn`, reading in-memory layers on
+/// the way, until a file must be read (or nothing older exists). An image
+/// layer at least as new as the delta's start wins: only the delta's
+/// versions above the image are needed.
+fn plan(map: &LayerMap, key: Key, cont_lsn: &mut Lsn, out: &mut Vec<(Lsn, Value)>) -> Next {
+    loop {
+        let delta = map.find_delta(key, *cont_lsn);
+        let image = map.find_image(key, *cont_lsn);
+        let image_lsn = image.map(|i| i.desc().image_lsn());
+        let delta_wins = match (&delta, image_lsn) {
+            (Some(d), Some(image_lsn)) => d.start_lsn() > image_lsn,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if delta_wins {
+            let Some(delta) = delta else {
+                return Next::Done(Step::Exhausted);
+            };
+            let start = delta.start_lsn();
+            let lsns = start..*cont_lsn;
+            *cont_lsn = start;
+            match delta {
+                DeltaSource::Memory(layer) => {
+                    if layer.collect(key, lsns, out) {
+                        return Next::Done(Step::Done);
+                    }
+                }
+                DeltaSource::File(file) => {
+                    return Next::Delta {
+                        file: file.clone(),
+                        lsns,
+                    }
+                }
+            }
+            continue;
+        }
+        let Some(image) = image else {
+            return Next::Done(Step::Exhausted);
+        };
+        let newer = Lsn(image.desc().image_lsn().0 + 1)..*cont_lsn;
+        let delta = match delta {
+            Some(DeltaSource::Memory(layer)) => {
+                if layer.collect(key, newer, out) {
+                    return Next::Done(Step::Done);
+                }
+                None
+            }
+            Some(DeltaSource::File(file)) => Some((file.clone(), newer)),
+            None => None,
+        };
+        return Next::Image {
+            delta,
+            image: image.clone(),
+        };
+    }
 }
 
 impl Timeline {
@@ -159,50 +234,38 @@ impl Timeline {
     }
 
     /// Collects versions below `cont_lsn` from this timeline's own layers,
-    /// lowering `cont_lsn` as it goes.
+    /// lowering `cont_lsn` as it goes. The layer map lock is held only to
+    /// plan each step and to read in-memory layers; file reads happen
+    /// without it, so ingest never waits for a cold read. The GC guard keeps
+    /// the files planned here from being deleted meanwhile.
     fn collect_own(
         &self,
         key: Key,
         cont_lsn: &mut Lsn,
         out: &mut Vec<(Lsn, Value)>,
     ) -> Result<Step, GetError> {
-        let map = self.layers.read();
+        let _gc = self.gc_guard.read();
         loop {
-            let delta = map.find_delta(key, *cont_lsn);
-            let image = map.find_image(key, *cont_lsn);
-            let Some(image) = image else {
-                // Only deltas (or nothing) below cont_lsn.
-                let Some(delta) = delta else {
-                    return Ok(Step::Exhausted);
-                };
-                let start = delta.start_lsn();
-                if self.collect_from(&delta, key, start..*cont_lsn, out)? {
-                    return Ok(Step::Done);
-                }
-                *cont_lsn = start;
-                continue;
+            let next = {
+                let map = self.layers.read();
+                plan(&map, key, cont_lsn, out)
             };
-            let image_lsn = image.desc().image_lsn();
-            match delta {
-                Some(delta) if delta.start_lsn() > image_lsn => {
-                    let start = delta.start_lsn();
-                    if self.collect_from(&delta, key, start..*cont_lsn, out)? {
+            match next {
+                Next::Done(step) => return Ok(step),
+                Next::Delta { file, lsns } => {
+                    if self.collect_from_file(&file, key, lsns, out)? {
                         return Ok(Step::Done);
                     }
-                    *cont_lsn = start;
                 }
-                other => {
-                    // The image sits inside (or below) the delta's range: only
-                    // versions newer than the image are needed from the delta.
-                    if let Some(delta) = other {
-                        let newer = Lsn(image_lsn.0 + 1)..*cont_lsn;
-                        if self.collect_from(&delta, key, newer, out)? {
+                Next::Image { delta, image } => {
+                    if let Some((file, lsns)) = delta {
+                        if self.collect_from_file(&file, key, lsns, out)? {
                             return Ok(Step::Done);
                         }
                     }
-                    return match self.image_value(image, key)? {
+                    return match self.image_value(&image, key)? {
                         Some(value) => {
-                            out.push((image_lsn, value));
+                            out.push((image.desc().image_lsn(), value));
                             Ok(Step::Done)
                         }
                         None => Ok(Step::AbsentBelow),
@@ -212,11 +275,11 @@ impl Timeline {
         }
     }
 
-    /// Pushes versions of `key` in `lsns` from one delta source, newest
-    /// first; true if it reached a will-init version.
-    fn collect_from(
+    /// Pushes versions of `key` in `lsns` from a delta file, newest first;
+    /// true if it reached a will-init version.
+    fn collect_from_file(
         &self,
-        source: &DeltaSource<'_>,
+        handle: &LayerHandle,
         key: Key,
         lsns: Range<Lsn>,
         out: &mut Vec<(Lsn, Value)>,
@@ -224,22 +287,16 @@ impl Timeline {
         if lsns.start >= lsns.end {
             return Ok(false);
         }
-        match source {
-            DeltaSource::Memory(layer) => Ok(layer.collect(key, lsns, out)),
-            DeltaSource::File(handle) => {
-                let file = handle.load(self.shared.io.as_ref())?;
-                for position in file.versions(key, lsns).rev() {
-                    let value =
-                        file.read_value(position, Some((&self.shared.cache, handle.uid())))?;
-                    let will_init = value.will_init();
-                    out.push((file.index()[position].lsn, value));
-                    if will_init {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
+        let file = handle.load(self.shared.io.as_ref())?;
+        for position in file.versions(key, lsns).rev() {
+            let value = file.read_value(position, Some((&self.shared.cache, handle.uid())))?;
+            let will_init = value.will_init();
+            out.push((file.index()[position].lsn, value));
+            if will_init {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// The value of `key` in an image layer, if the image holds it.
