@@ -458,9 +458,46 @@ impl Tenant {
             .map_err(|error| fail("cannot read pg_control", &error))?;
         let control = postgres_wal::control::ControlFile::parse(&control)
             .map_err(|error| fail("bad pg_control", &error))?;
-        let initdb_lsn = Lsn(control.checkpoint);
+        self.import_into(repo, id, &pgdata, Lsn(control.checkpoint))
+    }
+
+    /// Imports a cleanly shut down PostgreSQL 15 data directory as a new
+    /// root timeline (what bootstrap does with initdb's output; tools and
+    /// benchmarks use it for larger clusters). The directory is only read.
+    pub fn import_root_timeline(
+        &self,
+        id: TimelineId,
+        pgdata: &Path,
+    ) -> Result<Arc<Timeline>, CreateTimelineError> {
+        let repo = self.repo()?;
+        if self.timeline(id).is_some() || self.creating.lock().contains_key(&id) {
+            return Err(CreateTimelineError::Conflict(id));
+        }
+        let control = std::fs::read(pgdata.join("global/pg_control")).map_err(|error| {
+            CreateTimelineError::Bootstrap(format!("cannot read pg_control: {error}"))
+        })?;
+        let control = postgres_wal::control::ControlFile::parse(&control)
+            .map_err(|error| CreateTimelineError::Bootstrap(format!("bad pg_control: {error}")))?;
+        let storage_timeline = self.import_into(&repo, id, pgdata, Lsn(control.checkpoint))?;
+        let timeline = Arc::new(Timeline::new(self.id, storage_timeline));
+        self.timelines.lock().insert(id, Arc::clone(&timeline));
+        Ok(timeline)
+    }
+
+    /// Creates root timeline `id` at `initdb_lsn` and imports `pgdata`;
+    /// removes the timeline again if the import fails.
+    fn import_into(
+        &self,
+        repo: &storage::Repository,
+        id: TimelineId,
+        pgdata: &Path,
+        initdb_lsn: Lsn,
+    ) -> Result<Arc<storage::Timeline>, CreateTimelineError> {
+        let fail = |what: &str, error: &dyn std::fmt::Display| {
+            CreateTimelineError::Bootstrap(format!("{what}: {error}"))
+        };
         let timeline = repo.create_timeline(id, PG_VERSION, initdb_lsn)?;
-        match datadir::import_datadir(&timeline, &pgdata) {
+        match datadir::import_datadir(&timeline, pgdata) {
             Ok(stats) => {
                 tracing::info!(tenant_id = %self.id, timeline_id = %id, lsn = %stats.lsn,
                     pages = stats.relation_pages, "initdb imported");
