@@ -160,10 +160,12 @@ enum State {
 #[derive(Debug)]
 pub struct WalStreamDecoder {
     config: WalConfig,
-    /// Bytes fed but not consumed yet start at `input[input_pos]`, which is
-    /// WAL position `lsn`.
+    /// Bytes fed but not consumed yet are `input[input_pos..input_end]`;
+    /// `input[input_pos]` is WAL position `lsn`. Bytes past `input_end` are
+    /// spare room kept initialised, so refilling it needs no zeroing.
     input: Vec<u8>,
     input_pos: usize,
+    input_end: usize,
     lsn: Lsn,
     /// Alignment padding still to be skipped before the next record.
     padding: u64,
@@ -197,6 +199,7 @@ impl WalStreamDecoder {
             config,
             input: Vec::new(),
             input_pos: 0,
+            input_end: 0,
             lsn: start,
             padding: 0,
             state,
@@ -222,7 +225,12 @@ impl WalStreamDecoder {
     /// Appends the next bytes of the stream.
     pub fn feed_bytes(&mut self, bytes: &[u8]) {
         self.compact_input();
-        self.input.extend_from_slice(bytes);
+        let end = self.input_end + bytes.len();
+        if self.input.len() < end {
+            self.input.resize(end, 0);
+        }
+        self.input[self.input_end..end].copy_from_slice(bytes);
+        self.input_end = end;
     }
 
     /// Lets the caller read the next bytes straight into the decoder's
@@ -235,26 +243,21 @@ impl WalStreamDecoder {
         fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
         self.compact_input();
-        let old_len = self.input.len();
-        self.input.resize(old_len + max_len, 0);
-        match fill(&mut self.input[old_len..]) {
-            Ok(n) => {
-                let n = n.min(max_len);
-                self.input.truncate(old_len + n);
-                Ok(n)
-            }
-            Err(e) => {
-                self.input.truncate(old_len);
-                Err(e)
-            }
+        let start = self.input_end;
+        if self.input.len() < start + max_len {
+            self.input.resize(start + max_len, 0);
         }
+        let n = fill(&mut self.input[start..start + max_len])?.min(max_len);
+        self.input_end = start + n;
+        Ok(n)
     }
 
     fn compact_input(&mut self) {
         // Drop consumed bytes once they dominate the buffer, so that feeding
         // a long stream in small chunks stays linear.
-        if self.input_pos > 0 && self.input_pos >= self.input.len() / 2 {
-            self.input.drain(..self.input_pos);
+        if self.input_pos > 0 && self.input_pos >= self.input_end / 2 {
+            self.input.copy_within(self.input_pos..self.input_end, 0);
+            self.input_end -= self.input_pos;
             self.input_pos = 0;
         }
     }
@@ -264,7 +267,7 @@ impl WalStreamDecoder {
         Lsn(self
             .lsn
             .0
-            .saturating_add((self.input.len() - self.input_pos) as u64))
+            .saturating_add((self.input_end - self.input_pos) as u64))
     }
 
     /// The position where the next record will start (once enough bytes
@@ -319,7 +322,7 @@ impl WalStreamDecoder {
     }
 
     fn available(&self) -> usize {
-        self.input.len() - self.input_pos
+        self.input_end - self.input_pos
     }
 
     fn consume(&mut self, n: usize) -> Result<(), WalError> {
@@ -432,7 +435,7 @@ impl WalStreamDecoder {
     /// Reads and validates the page header at `self.lsn`; false if not all
     /// of it has arrived yet.
     fn read_page_header(&mut self) -> Result<bool, WalError> {
-        let input = &self.input[self.input_pos..];
+        let input = &self.input[self.input_pos..self.input_end];
         let Some(size) = XLogPageHeader::size_hint(input) else {
             return Ok(false);
         };
@@ -595,7 +598,7 @@ impl WalStreamDecoder {
     /// with all its bytes already fed is validated where it lies, without
     /// copying it. Returns `None` to fall back to the copying path.
     fn try_record_in_place(&mut self, page_left: usize) -> Result<Option<Lsn>, WalError> {
-        let input = &self.input[self.input_pos..];
+        let input = &self.input[self.input_pos..self.input_end];
         let Some(len_bytes) = input.get(..4) else {
             return Ok(None);
         };
