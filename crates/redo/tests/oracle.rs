@@ -133,6 +133,9 @@ fn run_oracle(compression: &str) -> Checker {
         // WAL content does not depend on these; they only make it cheaper.
         .setting("fsync", "off")
         .setting("synchronous_commit", "off")
+        .setting("max_wal_size", "8GB")
+        .setting("checkpoint_timeout", "1h")
+        .setting("shared_buffers", "256MB")
         .retain_all_wal()
         .start()
         .unwrap();
