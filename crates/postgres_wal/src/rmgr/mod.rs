@@ -146,3 +146,7 @@ pub fn parse_body(record: &crate::record::DecodedRecord) -> Result<RecordBody, c
         _ => RecordBody::Raw,
     })
 }
+
+#[cfg(test)]
+#[path = "body_tests.rs"]
+mod body_tests;
