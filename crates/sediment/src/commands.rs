@@ -446,3 +446,54 @@ fn add_children(
         add_children(timelines, names, Some(&id), depth + 1, visited, rows);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_keep_numbers_and_booleans_typed() {
+        let parsed = parse_settings(&[
+            "gc_horizon=1024".into(),
+            "trace_read_requests=true".into(),
+            "pitr_interval=1h".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Object(parsed),
+            json!({"gc_horizon": 1024, "trace_read_requests": true, "pitr_interval": "1h"})
+        );
+        assert!(parse_settings(&["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn branch_tree_lists_parents_before_children() {
+        let timelines = vec![
+            json!({"timeline_id": "c", "ancestor_timeline_id": "b", "ancestor_lsn": "0/3", "last_record_lsn": "0/3"}),
+            json!({"timeline_id": "a", "ancestor_timeline_id": null, "last_record_lsn": "0/9"}),
+            json!({"timeline_id": "b", "ancestor_timeline_id": "a", "ancestor_lsn": "0/2", "last_record_lsn": "0/5"}),
+            json!({"timeline_id": "d", "ancestor_timeline_id": "a", "ancestor_lsn": "0/4", "last_record_lsn": "0/4"}),
+        ];
+        let names: BTreeMap<String, String> =
+            [("main", "a"), ("dev", "b"), ("feature", "c"), ("zzz", "d")]
+                .into_iter()
+                .map(|(n, id)| (n.to_owned(), id.to_owned()))
+                .collect();
+        let rows = branch_rows(&timelines, &names);
+        let order: Vec<(&str, u64)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.json["branch"].as_str().unwrap(),
+                    row.json["depth"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(order, [("main", 0), ("dev", 1), ("feature", 2), ("zzz", 1)]);
+        assert!(
+            rows[1].text.contains("ancestor main@0/2"),
+            "{}",
+            rows[1].text
+        );
+    }
+}

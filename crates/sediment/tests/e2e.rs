@@ -281,7 +281,26 @@ fn init_start_tenant_basebackup_restart() {
     assert!(!sediment.cmd(&["init"]).output().unwrap().status.success());
     run_ok(&mut sediment.cmd(&["start"]));
 
-    let created = sediment.json(&["tenant", "create", "--set-default"]);
+    // Bad settings and ids are refused by the pageserver with its message.
+    let refused = sediment
+        .cmd(&["tenant", "create", "-c", "no_such_setting=1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no_such_setting"));
+    let refused = sediment
+        .cmd(&["tenant", "create", "--tenant-id", "xyz"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("400"));
+
+    let created = sediment.json(&[
+        "tenant",
+        "create",
+        "--set-default",
+        "-c",
+        "gc_horizon=1048576",
+    ]);
     let tenant = created["tenant_id"].as_str().unwrap().to_owned();
     let timeline = created["timeline_id"].as_str().unwrap().to_owned();
     let initdb_lsn = created["timeline"]["last_record_lsn"]
