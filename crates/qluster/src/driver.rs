@@ -18,6 +18,7 @@ use raft::prelude::Message;
 use raft::StateRole;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::supervisor::LocalDb;
 use crate::transport::Transport;
 
 /// Local (not replicated) events kept for `/rpc`.
@@ -102,6 +103,7 @@ pub struct DriverHandle {
 
 pub struct Driver {
     core: Core,
+    db: Arc<LocalDb>,
     transport: Transport,
     requests: mpsc::Receiver<Request>,
     inbound: mpsc::Receiver<Vec<Message>>,
@@ -120,12 +122,13 @@ fn now_text() -> String {
 }
 
 impl Driver {
-    pub fn new(core: Core, transport: Transport) -> (Driver, DriverHandle) {
+    pub fn new(core: Core, transport: Transport, db: Arc<LocalDb>) -> (Driver, DriverHandle) {
         let (req_tx, requests) = mpsc::channel(256);
         let (in_tx, inbound) = mpsc::channel(4096);
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
         let driver = Driver {
             core,
+            db,
             transport,
             requests,
             inbound,
@@ -163,7 +166,12 @@ impl Driver {
     }
 
     fn on_tick(&mut self) {
-        self.core.tick();
+        // A follower whose database cannot serve as primary (no data, being rewound or
+        // cloned) lets its election timer stand still: it votes but never campaigns.
+        let can_lead = self.db.can_lead.load(std::sync::atomic::Ordering::SeqCst);
+        if can_lead || self.core.role() != StateRole::Follower {
+            self.core.tick();
+        }
         self.ticks_since_retry += 1;
         let retry = self
             .core

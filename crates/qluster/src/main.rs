@@ -55,7 +55,10 @@ fn open_core(settings: &Settings) -> anyhow::Result<Core> {
 
 fn local_db(settings: &Settings) -> supervisor::LocalDb {
     if !settings.manage_postgres {
-        return supervisor::LocalDb { pg: None };
+        return supervisor::LocalDb {
+            pg: None,
+            can_lead: AtomicBool::new(true),
+        };
     }
     let os_user = match &settings.pg_os_user {
         Some(u) => Some(u.clone()),
@@ -70,6 +73,7 @@ fn local_db(settings: &Settings) -> supervisor::LocalDb {
             os_user,
             application_name: format!("node{}", settings.node_id),
         }),
+        can_lead: AtomicBool::new(true),
     }
 }
 
@@ -79,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
         .init();
     let args = Args::parse();
     let settings = Arc::new(Settings::load(&args.config)?);
@@ -95,8 +101,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(AtomicBool::new(false)),
     );
     let peer_addrs = transport.addrs();
-    let (driver, handle) = driver::Driver::new(core, transport);
     let db = Arc::new(local_db(&settings));
+    let (driver, handle) = driver::Driver::new(core, transport, db.clone());
     let app = api::router(api::AppState {
         driver: handle.clone(),
         settings: settings.clone(),

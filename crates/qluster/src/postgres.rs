@@ -304,6 +304,14 @@ impl Postgres {
     /// Rewinds a former primary onto the current primary's timeline.
     pub async fn rewind(&self, host: &str, port: u16) -> Result<(), PgError> {
         let source = format!("host={host} port={port} user=postgres dbname=postgres");
+        // pg_rewind finishes crash recovery in single-user mode, which refuses standby
+        // mode: drop the signal file first (the caller writes it again).
+        for signal in ["standby.signal", "recovery.signal"] {
+            match std::fs::remove_file(self.data_dir.join(signal)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
         self.run(
             "pg_rewind",
             &["-D", self.data(), "--source-server", &source],

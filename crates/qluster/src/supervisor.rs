@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qluster_core::db_policy::{decide, Decision, Observed, View};
-use qluster_core::{ClusterState, Command, NodeRole};
+use qluster_core::{ClusterState, Command, NodeId, NodeRole};
 use tokio::sync::oneshot;
 
 use crate::driver::{DriverHandle, Request, Status};
@@ -31,6 +31,9 @@ pub struct WalPosition {
 /// The local database, when this daemon manages one.
 pub struct LocalDb {
     pub pg: Option<Postgres>,
+    /// False while the database could not serve as primary (no data, being rewound or
+    /// cloned): the driver then does not start elections.
+    pub can_lead: std::sync::atomic::AtomicBool,
 }
 
 fn parse_lsn(text: &str) -> Option<u64> {
@@ -188,6 +191,10 @@ impl Supervisor {
             return Ok(());
         };
         let view = self.view(status, state);
+        let ready = pg.has_data() || !state.db_config.initialized;
+        self.db
+            .can_lead
+            .store(ready, std::sync::atomic::Ordering::SeqCst);
         match decide(&view) {
             Decision::Stop => {
                 if view.observed != Observed::Stopped {
@@ -270,6 +277,32 @@ impl Supervisor {
         state: &ClusterState,
     ) -> Result<(), PgError> {
         let mine = self.db.wal_position().await?.lsn;
+        if let Some((id, lsn)) = self.best_other_standby(status, state).await {
+            if lsn > mine {
+                tracing::warn!("node {id} has more WAL ({lsn} > {mine}); handing leadership over");
+                let _ = self
+                    .driver
+                    .requests
+                    .send(Request::TransferLeader { to: id })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(());
+            }
+        }
+        pg.promote().await?;
+        pg.write_settings(&Self::settings(state, None))?;
+        pg.reload().await?;
+        tracing::info!("promoted to primary in term {}", status.term);
+        Ok(())
+    }
+
+    /// The reachable standby voter with the most WAL, if any.
+    async fn best_other_standby(
+        &self,
+        status: &Status,
+        state: &ClusterState,
+    ) -> Option<(NodeId, u64)> {
+        let mut best: Option<(NodeId, u64)> = None;
         for node in state.nodes.values() {
             if node.id == status.id || node.role != NodeRole::Replica {
                 continue;
@@ -287,39 +320,21 @@ impl Supervisor {
             let Ok(pos) = resp.json::<WalPosition>().await else {
                 continue;
             };
-            if pos.in_recovery && pos.lsn > mine {
-                tracing::warn!(
-                    "node {} has more WAL ({} > {mine}); handing leadership over",
-                    node.id,
-                    pos.lsn
-                );
-                let _ = self
-                    .driver
-                    .requests
-                    .send(Request::TransferLeader { to: node.id })
-                    .await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return Ok(());
+            if pos.in_recovery && pos.lsn > 0 && best.is_none_or(|(_, l)| pos.lsn > l) {
+                best = Some((node.id, pos.lsn));
             }
         }
-        pg.promote().await?;
-        pg.write_settings(&Self::settings(state, None))?;
-        pg.reload().await?;
-        tracing::info!("promoted to primary in term {}", status.term);
-        Ok(())
+        best
     }
 
     async fn hand_over(&self, status: &Status, state: &ClusterState) {
-        let other = state
-            .nodes
-            .values()
-            .find(|n| n.id != status.id && n.role == NodeRole::Replica);
-        if let Some(n) = other {
+        if let Some((id, _)) = self.best_other_standby(status, state).await {
             let _ = self
                 .driver
                 .requests
-                .send(Request::TransferLeader { to: n.id })
+                .send(Request::TransferLeader { to: id })
                 .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

@@ -87,6 +87,12 @@ fn replication_and_kill9_failover() {
         c.kill9(victim);
         leader = wait_writable_leader(&c, Duration::from_secs(60));
         times.push(t0.elapsed());
+        eprintln!(
+            "round {round}: killed node {} -> node {} writable after {:?}",
+            victim + 1,
+            leader + 1,
+            t0.elapsed()
+        );
         assert_ne!(leader, victim);
         // No acknowledged write is lost, and new writes are accepted.
         assert_eq!(

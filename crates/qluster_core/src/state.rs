@@ -93,6 +93,8 @@ impl Default for DbConfig {
             ("listen_addresses", "'*'"),
             ("shared_preload_libraries", "'pg_stat_statements'"),
             ("compute_query_id", "on"),
+            // A standby retries its primary quickly after a failover.
+            ("wal_retrieve_retry_interval", "'500ms'"),
         ];
         Self {
             initialized: false,

@@ -32,7 +32,12 @@ pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 impl Cluster {
     /// `n` founding nodes; `extra` is appended to every node's YAML.
     pub fn new(n: u64, manage_pg: bool, extra: &str) -> Cluster {
-        let root = tempfile::tempdir().unwrap();
+        let mut root = tempfile::tempdir().unwrap();
+        // QLUSTER_KEEP=1 keeps the node directories (logs, data) for post-mortems.
+        if std::env::var_os("QLUSTER_KEEP").is_some() {
+            root.disable_cleanup(true);
+            eprintln!("cluster dir: {}", root.path().display());
+        }
         // Postgres runs as another OS user and must traverse the directories.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
