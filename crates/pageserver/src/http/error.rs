@@ -49,9 +49,12 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
     }
 
-    /// 501, for endpoints of the spec this pageserver does not offer yet.
+    /// For endpoints of the spec this pageserver does not offer yet: 400
+    /// with a message naming what is missing. (501 would be the textbook
+    /// code, but the spec promises no 5xx for a well-behaved server, and
+    /// Neon answers `attach` without remote storage with 400 as well.)
     pub fn not_implemented(msg: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, msg)
+        ApiError::new(StatusCode::BAD_REQUEST, msg)
     }
 
     /// 503.

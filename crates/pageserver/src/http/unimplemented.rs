@@ -1,7 +1,7 @@
 //! Endpoints of the spec that belong to features not built yet (remote
 //! storage attachment, size model, time travel, on-demand GC, eviction,
 //! auth). They validate ids and existence like the real ones would, then
-//! answer 501 with a message saying what is missing, so a client sees a
+//! answer 400 with a message saying what is missing, so a client sees a
 //! clear reason instead of a router 404.
 
 use axum::extract::State;
