@@ -80,6 +80,8 @@ fn replication_and_kill9_failover() {
             .all(|i| is_standby(&c, i) && count(&c, i) == Some(acked))
     });
 
+    check_readonly_ids(&c, leader);
+
     let mut times = Vec::new();
     for round in 0..kill_loops() {
         let victim = leader;
@@ -127,6 +129,21 @@ fn replication_and_kill9_failover() {
             .count()
             > kill_loops()
     );
+
+    // node-down: the node stays in the map as `down` and its database stops streaming.
+    let down = (0..3).find(|i| *i != leader).unwrap();
+    let id = c.nodes[down].id;
+    let (code, body) = c.send("POST", leader, &format!("/node-down/{id}"), None);
+    assert_eq!(code, 200, "{body}");
+    wait_until(
+        Duration::from_secs(30),
+        "down node's database stopped",
+        || sql(c.nodes[down].db_port, "SELECT 1").is_err(),
+    );
+    let (_, map) = c.get(down, "/map");
+    let nodes = map["map"]["nodes"].as_array().unwrap();
+    let role = &nodes.iter().find(|n| n["id"] == id).unwrap()["role"];
+    assert_eq!(role, "down");
 }
 
 /// Partition the leader from the others: within node-timeout it stops answering as
@@ -189,4 +206,31 @@ fn partitioned_leader_is_fenced() {
         "old leader rejoins as standby",
         || is_standby(&c, old),
     );
+}
+
+/// `/sql/readonly` lists the pg_stat_statements query id of a SELECT run on the primary,
+/// and not that of an INSERT.
+fn check_readonly_ids(c: &Cluster, leader: usize) {
+    let port = c.nodes[leader].db_port;
+    for _ in 0..3 {
+        sql(port, "SELECT count(*) FROM acked WHERE v > 1000000").unwrap();
+    }
+    let id_of = |pattern: &str| {
+        let q = format!("SELECT queryid FROM pg_stat_statements WHERE query LIKE '{pattern}%'");
+        sql(port, &q).unwrap().first().cloned().expect("query id")
+    };
+    let select_id = id_of("SELECT count(*) FROM acked WHERE");
+    let insert_id = id_of("INSERT INTO acked");
+    wait_until(Duration::from_secs(30), "read-only query id shared", || {
+        let (_, ids) = c.get((leader + 1) % 3, "/sql/readonly");
+        ids.as_array()
+            .is_some_and(|a| a.iter().any(|v| v == select_id.as_str()))
+    });
+    let (_, ids) = c.get(leader, "/sql/readonly");
+    let listed = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == insert_id.as_str());
+    assert!(!listed, "a writing statement is listed read-only: {ids}");
 }

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 /// rounding error small without burning CPU.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// Cluster settings, replicated through the cluster log.
+/// Cluster settings, replicated through the cluster log. Fields left out of a config
+/// file take their default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// A follower that hears no leader for this long starts a pre-election; a leader that
     /// hears no quorum for this long stops leading (check-quorum + write lease).
@@ -238,6 +239,16 @@ mod opt_duration_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_config_takes_defaults() {
+        let c: ClusterConfig = serde_json::from_str(r#"{"node-timeout":"800ms"}"#).unwrap();
+        assert_eq!(c.node_timeout, Duration::from_millis(800));
+        assert_eq!(
+            c.heartbeat_interval,
+            ClusterConfig::default().heartbeat_interval
+        );
+    }
 
     #[test]
     fn patch_rejects_unknown_fields() {
