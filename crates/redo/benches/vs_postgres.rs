@@ -278,12 +278,14 @@ fn native_redo(run: &CrashRun) -> Result<NativeRun> {
             if record.start_lsn < start {
                 continue;
             }
-            if record.start_lsn > done {
-                break 'segments;
-            }
             stats.records += 1;
             for block in &record.blocks {
                 redo_block(&mut versions, &mut stats, &record, block);
+            }
+            // `done` is the last record replayed; what follows is the torn
+            // end of WAL, which would not decode.
+            if record.start_lsn >= done {
+                break 'segments;
             }
         }
     }
