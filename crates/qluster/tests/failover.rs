@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{sql, wait_until, Cluster};
 
+/// The two tests each run three Postgres servers; running them one at a time keeps the
+/// timing checks meaningful on a small machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn kill_loops() -> usize {
     std::env::var("QLUSTER_KILL_LOOPS")
         .ok()
@@ -61,6 +69,7 @@ fn setup(c: &Cluster) -> usize {
 /// as a standby, and no acknowledged write is lost.
 #[test]
 fn replication_and_kill9_failover() {
+    let _serial = serial();
     let mut c = Cluster::new(3, true, "synchronous-standbys: 1\n");
     let mut leader = setup(&c);
     let maps: Vec<_> = (0..3).map(|i| c.get(i, "/map").1).collect();
@@ -151,6 +160,7 @@ fn replication_and_kill9_failover() {
 /// do two databases accept writes (checked continuously).
 #[test]
 fn partitioned_leader_is_fenced() {
+    let _serial = serial();
     let c = Cluster::new(3, true, "");
     let old = setup(&c);
     wait_until(Duration::from_secs(120), "standbys streaming", || {
