@@ -490,7 +490,12 @@ async fn send(app: &AppState, req: Request) -> ApiResult<()> {
 /// Proposes a command and maps the outcome onto the spec's status codes.
 async fn propose(app: &AppState, command: Command) -> ApiResult<Option<Node>> {
     let s = status(app);
-    cluster(&s)?;
+    if !cluster(&s)?.nodes.contains_key(&s.id) {
+        return Err(ApiError::new(
+            410,
+            format!("node {} has been removed from the cluster", s.id),
+        ));
+    }
     if !s.is_leader {
         return Err(not_leader(&s));
     }
