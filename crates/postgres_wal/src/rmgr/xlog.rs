@@ -22,100 +22,20 @@ pub const XLOG_FPI_FOR_HINT: u8 = 0xA0;
 pub const XLOG_FPI: u8 = 0xB0;
 pub const XLOG_OVERWRITE_CONTRECORD: u8 = 0xD0;
 
+/// The checkpoint struct is shared with `pg_control`, which embeds a copy of
+/// the latest one; it is defined (parse and serialise) in [`crate::control`].
+pub use crate::control::CheckPoint;
 /// `sizeof(CheckPoint)` on 64-bit platforms.
-pub const SIZE_OF_CHECKPOINT: usize = 88;
+pub use crate::control::CHECKPOINT_SIZE as SIZE_OF_CHECKPOINT;
 /// `MAXFNAMELEN`, the size of a restore point's name field.
 const MAXFNAMELEN: usize = 64;
 
-/// `CheckPoint`: the body of both checkpoint records (and of `pg_control`'s
-/// copy of the latest one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CheckPoint {
-    pub redo: Lsn,
-    pub this_timeline: u32,
-    pub prev_timeline: u32,
-    pub full_page_writes: bool,
-    /// `nextXid` as a 64-bit FullTransactionId (epoch in the high half).
-    pub next_full_xid: u64,
-    pub next_oid: u32,
-    pub next_multi: u32,
-    pub next_multi_offset: u32,
-    pub oldest_xid: u32,
-    pub oldest_xid_db: u32,
-    pub oldest_multi: u32,
-    pub oldest_multi_db: u32,
-    /// `pg_time_t` seconds since the Unix epoch.
-    pub time: i64,
-    pub oldest_commit_ts_xid: u32,
-    pub newest_commit_ts_xid: u32,
-    pub oldest_active_xid: u32,
-}
-
-impl CheckPoint {
-    /// Parses a `CheckPoint` struct.
-    pub fn parse(bytes: &[u8]) -> Result<CheckPoint, BodyError> {
-        let mut c = BodyCursor::new(bytes, "CheckPoint");
-        let redo = c.lsn()?;
-        let this_timeline = c.u32()?;
-        let prev_timeline = c.u32()?;
-        let full_page_writes = c.bool()?;
-        c.align(8)?;
-        let next_full_xid = c.u64()?;
-        let next_oid = c.u32()?;
-        let next_multi = c.u32()?;
-        let next_multi_offset = c.u32()?;
-        let oldest_xid = c.u32()?;
-        let oldest_xid_db = c.u32()?;
-        let oldest_multi = c.u32()?;
-        let oldest_multi_db = c.u32()?;
-        c.align(8)?;
-        let time = c.i64()?;
-        Ok(CheckPoint {
-            redo,
-            this_timeline,
-            prev_timeline,
-            full_page_writes,
-            next_full_xid,
-            next_oid,
-            next_multi,
-            next_multi_offset,
-            oldest_xid,
-            oldest_xid_db,
-            oldest_multi,
-            oldest_multi_db,
-            time,
-            oldest_commit_ts_xid: c.u32()?,
-            newest_commit_ts_xid: c.u32()?,
-            oldest_active_xid: c.u32()?,
-        })
-    }
-
-    /// Serialises to the 88-byte C layout (padding zeroed).
-    pub fn to_bytes(&self) -> [u8; SIZE_OF_CHECKPOINT] {
-        let mut b = [0u8; SIZE_OF_CHECKPOINT];
-        b[0..8].copy_from_slice(&self.redo.0.to_le_bytes());
-        b[8..12].copy_from_slice(&self.this_timeline.to_le_bytes());
-        b[12..16].copy_from_slice(&self.prev_timeline.to_le_bytes());
-        b[16] = u8::from(self.full_page_writes);
-        b[24..32].copy_from_slice(&self.next_full_xid.to_le_bytes());
-        let u32s = [
-            self.next_oid,
-            self.next_multi,
-            self.next_multi_offset,
-            self.oldest_xid,
-            self.oldest_xid_db,
-            self.oldest_multi,
-            self.oldest_multi_db,
-        ];
-        for (i, v) in u32s.iter().enumerate() {
-            b[32 + 4 * i..36 + 4 * i].copy_from_slice(&v.to_le_bytes());
-        }
-        b[64..72].copy_from_slice(&self.time.to_le_bytes());
-        b[72..76].copy_from_slice(&self.oldest_commit_ts_xid.to_le_bytes());
-        b[76..80].copy_from_slice(&self.newest_commit_ts_xid.to_le_bytes());
-        b[80..84].copy_from_slice(&self.oldest_active_xid.to_le_bytes());
-        b
-    }
+/// Parses a checkpoint record's body (exactly one `CheckPoint`).
+fn parse_checkpoint(data: &[u8]) -> Result<CheckPoint, BodyError> {
+    CheckPoint::parse(data).map_err(|error| BodyError::Invalid {
+        what: "CheckPoint",
+        detail: error.to_string(),
+    })
 }
 
 /// `xl_parameter_change`: settings a standby must match.
@@ -172,8 +92,8 @@ pub fn parse(record: &DecodedRecord) -> Result<XlogRecord, BodyError> {
     let data = &record.main_data;
     let info = record.rmgr_info();
     Ok(match info {
-        XLOG_CHECKPOINT_SHUTDOWN => XlogRecord::CheckpointShutdown(CheckPoint::parse(data)?),
-        XLOG_CHECKPOINT_ONLINE => XlogRecord::CheckpointOnline(CheckPoint::parse(data)?),
+        XLOG_CHECKPOINT_SHUTDOWN => XlogRecord::CheckpointShutdown(parse_checkpoint(data)?),
+        XLOG_CHECKPOINT_ONLINE => XlogRecord::CheckpointOnline(parse_checkpoint(data)?),
         XLOG_NOOP => XlogRecord::Noop,
         XLOG_NEXTOID => XlogRecord::NextOid(BodyCursor::new(data, "nextOid").u32()?),
         XLOG_SWITCH => XlogRecord::Switch,
@@ -231,13 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoint_round_trips_through_its_c_layout() {
+    fn checkpoint_bodies_parse_and_reject_short_input() {
         let cp = CheckPoint {
-            redo: Lsn(0x1_0000_0028),
-            this_timeline: 3,
-            prev_timeline: 2,
+            redo: 0x1_0000_0028,
+            this_timeline_id: 3,
+            prev_timeline_id: 2,
             full_page_writes: true,
-            next_full_xid: (1 << 32) | 740,
+            next_xid: (1 << 32) | 740,
             next_oid: 24576,
             next_multi: 1,
             next_multi_offset: 0,
@@ -250,7 +170,14 @@ mod tests {
             newest_commit_ts_xid: 0,
             oldest_active_xid: 740,
         };
-        assert_eq!(CheckPoint::parse(&cp.to_bytes()).unwrap(), cp);
-        assert!(CheckPoint::parse(&cp.to_bytes()[..80]).is_err());
+        let bytes = cp.serialize();
+        assert_eq!(parse_checkpoint(&bytes).unwrap(), cp);
+        assert!(matches!(
+            parse_checkpoint(&bytes[..80]),
+            Err(BodyError::Invalid {
+                what: "CheckPoint",
+                ..
+            })
+        ));
     }
 }
