@@ -227,6 +227,13 @@ impl Timeline {
         }
     }
 
+    /// Marks the timeline broken for a reason found outside the store (for
+    /// instance WAL that ingest cannot apply): further writes are refused
+    /// with that reason, reads keep working. The first reason wins.
+    pub fn set_broken(&self, reason: impl Into<String>) {
+        self.broken.lock().get_or_insert_with(|| reason.into());
+    }
+
     /// Marks the timeline broken after an I/O failure on `path`.
     fn fail(&self, path: PathBuf, source: std::io::Error) -> WriteError {
         let reason = format!("{}: {source}", path.display());
