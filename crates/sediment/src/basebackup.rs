@@ -1,5 +1,5 @@
-//! Fetching a base backup of a timeline at an LSN from the page service with
-//! stock `pg_basebackup`.
+//! Fetching a base backup of a timeline at an LSN (or at its head) from the
+//! page service with stock `pg_basebackup`.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,12 +8,13 @@ use anyhow::{bail, Context};
 
 use crate::workdir::Workdir;
 
-/// Fetches the base backup into `pgdata` (which must not exist yet).
+/// Fetches the base backup into `pgdata` (which must not exist yet); at the
+/// timeline's head when `lsn` is `None`.
 pub fn fetch(
     workdir: &Workdir,
     tenant: &str,
     timeline: &str,
-    lsn: &str,
+    lsn: Option<&str>,
     pgdata: &Path,
 ) -> anyhow::Result<()> {
     let (host, port) = workdir
@@ -41,15 +42,18 @@ pub fn fetch(
 }
 
 /// The libpq connection string that selects tenant, timeline and LSN on the
-/// page service.
+/// page service (no LSN: the head).
 pub fn connection_string(
     host: &str,
     port: &str,
     tenant: &str,
     timeline: &str,
-    lsn: &str,
+    lsn: Option<&str>,
 ) -> String {
+    let lsn = lsn
+        .map(|lsn| format!(" -c sediment.lsn={lsn}"))
+        .unwrap_or_default();
     format!(
-        "host={host} port={port} user=postgres dbname=postgres options='-c sediment.tenant={tenant} -c sediment.timeline={timeline} -c sediment.lsn={lsn}'"
+        "host={host} port={port} user=postgres dbname=postgres options='-c sediment.tenant={tenant} -c sediment.timeline={timeline}{lsn}'"
     )
 }

@@ -38,6 +38,16 @@ impl ApiClient {
         self.send(self.http.post(self.url(path)).json(body), path)
     }
 
+    /// PUT a JSON body, expecting success and a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.put(self.url(path)).json(body), path)
+    }
+
+    /// DELETE, expecting success.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path)), path)
+    }
+
     /// Whether `/v1/status` answers.
     pub fn is_up(&self) -> bool {
         self.http

@@ -70,8 +70,12 @@ pub enum TimelineCommand {
         #[arg(long, default_value = "main")]
         ancestor_branch_name: String,
         /// Branch point (like 0/16B9188); default: the ancestor's head.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at")]
         ancestor_start_lsn: Option<String>,
+        /// Branch point as a time (like '2026-11-21 10:00:00+00'); not
+        /// supported yet.
+        #[arg(long, value_name = "TIMESTAMP")]
+        at: Option<String>,
         /// Tenant (default: the default tenant).
         #[arg(long)]
         tenant_id: Option<String>,
@@ -350,8 +354,12 @@ pub fn timeline(
             branch_name,
             ancestor_branch_name,
             ancestor_start_lsn,
+            at,
             tenant_id,
         } => {
+            if let Some(at) = at {
+                bail!("--at {at:?} is not supported yet: the pageserver cannot map a time to an LSN; pass --ancestor-start-lsn LSN instead");
+            }
             let tenant = workdir.tenant(tenant_id.as_deref())?;
             if workdir.branch_timeline(&tenant, &branch_name).is_ok() {
                 bail!("branch {branch_name:?} already exists");
@@ -365,7 +373,9 @@ pub fn timeline(
                     .with_context(|| format!("--ancestor-start-lsn {lsn:?}"))?;
                 body["ancestor_start_lsn"] = json!(lsn.to_string());
             }
-            let info = client.post(&format!("/v1/tenant/{tenant}/timeline"), &body)?;
+            let info = client
+                .post(&format!("/v1/tenant/{tenant}/timeline"), &body)
+                .with_context(|| format!("cannot create branch {branch_name:?}"))?;
             workdir
                 .config
                 .branches

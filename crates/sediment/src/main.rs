@@ -1,6 +1,8 @@
 //! `sediment`: the local control plane. It writes a work directory, starts
 //! and stops the pageserver, creates tenants and branches through the
-//! management API, and runs read-only Postgres endpoints from base backups.
+//! management API, and runs stock Postgres endpoints from base backups:
+//! read-only at an LSN, or writable at a branch head with their WAL streaming
+//! back into the branch.
 //!
 //! Modules: [`workdir`] (config and layout), [`client`] (management API),
 //! [`daemon`] (the pageserver process), [`commands`] (tenant and timeline

@@ -7,235 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-use serde_json::{json, Value};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn sediment_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sediment"))
-}
-
-/// `cargo test -p sediment` does not build other packages' binaries; build
-/// the pageserver next to sediment if it is missing.
-fn ensure_pageserver_built() {
-    let pageserver = sediment_exe().with_file_name("pageserver");
-    if pageserver.exists() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = sediment_exe()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let status = Command::new(cargo)
-        .args(["build", "-p", "pageserver", "--bin", "pageserver"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(pageserver.exists());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
-/// A command run as the `postgres` OS user when we are root.
-fn as_postgres(program: &str) -> Command {
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--", program]);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-fn give_to_postgres(path: &Path) {
-    if is_root() {
-        assert!(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success());
-    }
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-struct Sediment {
-    workdir: PathBuf,
-}
-
-impl Sediment {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(sediment_exe());
-        command.arg("--workdir").arg(&self.workdir).args(args);
-        command
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&run_ok(&mut self.cmd(&all))).unwrap()
-    }
-}
-
-/// A Postgres data directory started on a port; stopped on drop.
-struct Postgres {
-    pgdata: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start(pgdata: &Path, port: u16) -> Postgres {
-        let socket_dir = pgdata;
-        let mut conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap_or_default();
-        conf.push_str(&format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
-            socket_dir.display()
-        ));
-        std::fs::write(pgdata.join("postgresql.conf"), conf).unwrap();
-        std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
-        give_to_postgres(pgdata);
-        let log = pgdata.parent().unwrap().join(format!("pg-{port}.log"));
-        std::fs::write(&log, "").unwrap();
-        give_to_postgres(&log);
-        let output = as_postgres(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(pgdata)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "postgres did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Postgres {
-            pgdata: pgdata.to_path_buf(),
-            port,
-        }
-    }
-
-    fn psql(&self, sql: &str) -> String {
-        run_ok(Command::new(format!("{PG_BIN}/psql")).args([
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-p",
-            &self.port.to_string(),
-            "-c",
-            sql,
-        ]))
-    }
-
-    /// `pg_dump` of the `postgres` database, without the per-run random
-    /// `\restrict` key lines newer pg_dump releases emit.
-    fn dump(&self) -> String {
-        let dump = run_ok(Command::new(format!("{PG_BIN}/pg_dump")).args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-            &self.port.to_string(),
-            "postgres",
-        ]));
-        dump.lines()
-            .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// The catalog contents that pg_dump does not show for an empty database.
-    fn catalog(&self) -> String {
-        self.psql("SELECT relname, relkind, relpages, reltuples FROM pg_class ORDER BY relname")
-            + &self.psql("SELECT proname, count(*) FROM pg_proc GROUP BY proname ORDER BY proname")
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(&self.pgdata)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
-fn base_backup(pg_port: u16, tenant: &str, timeline: &str, lsn: &str, dest: &Path) {
-    let connstr = format!(
-        "host=127.0.0.1 port={pg_port} user=postgres dbname=postgres options='-c sediment.tenant={tenant} -c sediment.timeline={timeline} -c sediment.lsn={lsn}'"
-    );
-    run_ok(
-        Command::new(format!("{PG_BIN}/pg_basebackup"))
-            .arg("-d")
-            .arg(connstr)
-            .arg("-D")
-            .arg(dest)
-            .args(["-F", "p", "-X", "none", "--no-manifest", "--no-sync"]),
-    );
-}
-
-/// Every relation file (under base/ and global/) with its bytes.
-fn relation_files(pgdata: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for top in ["base", "global"] {
-        collect(pgdata, &pgdata.join(top), &mut files);
-    }
-    files.retain(|name, _| {
-        let file = name.rsplit('/').next().unwrap();
-        file.bytes().next().is_some_and(|b| b.is_ascii_digit())
-    });
-    files
-}
-
-fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            collect(root, &path, files);
-        } else {
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            files.insert(name, std::fs::read(&path).unwrap());
-        }
-    }
-}
+use common::{
+    as_postgres, base_backup, ensure_pageserver_built, free_port, give_to_postgres, relation_files,
+    run_ok, Postgres, Sediment, PG_BIN,
+};
+use serde_json::json;
 
 fn fresh_initdb_dump(scratch: &Path) -> (String, String) {
     let pgdata = scratch.join("fresh");
@@ -261,22 +42,12 @@ fn fresh_initdb_dump(scratch: &Path) -> (String, String) {
 
 #[test]
 fn init_start_tenant_basebackup_restart() {
+    let _serial = common::serial();
     ensure_pageserver_built();
-    let scratch = tempfile::tempdir().unwrap();
     // Postgres runs as another OS user and must reach the endpoint dirs.
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sediment = Sediment {
-        workdir: scratch.path().join("work"),
-    };
-    let (http_port, pg_port) = (free_port(), free_port());
-
-    run_ok(&mut sediment.cmd(&[
-        "init",
-        "--http-port",
-        &http_port.to_string(),
-        "--pg-port",
-        &pg_port.to_string(),
-    ]));
+    let scratch = common::scratch();
+    let sediment = Sediment::init(scratch.path());
+    let pg_port = sediment.pg_port;
     // A second init refuses to overwrite.
     assert!(!sediment.cmd(&["init"]).output().unwrap().status.success());
     run_ok(&mut sediment.cmd(&["start"]));
@@ -338,7 +109,7 @@ fn init_start_tenant_basebackup_restart() {
 
     // Base backup at the initdb LSN starts a stock postmaster.
     let first = scratch.path().join("bb1");
-    base_backup(pg_port, &tenant, &timeline, &initdb_lsn, &first);
+    base_backup(pg_port, &tenant, &timeline, Some(&initdb_lsn), &first);
     let first_files = relation_files(&first);
     assert!(
         first_files.len() > 100,
@@ -427,7 +198,7 @@ fn init_start_tenant_basebackup_restart() {
     assert_eq!(sediment.json(&["tenant", "list"]), tenants_before);
     assert_eq!(sediment.json(&["timeline", "list"]), timelines_before);
     let second = scratch.path().join("bb2");
-    base_backup(pg_port, &tenant, &timeline, &initdb_lsn, &second);
+    base_backup(pg_port, &tenant, &timeline, Some(&initdb_lsn), &second);
     let second_files = relation_files(&second);
     assert_eq!(
         first_files.keys().collect::<Vec<_>>(),

@@ -1,0 +1,454 @@
+//! Postgres endpoints: stock PostgreSQL 15 servers whose data directory is a
+//! base backup taken from the pageserver.
+//!
+//! - Read-only (`--lsn`): the base backup at that LSN, started with
+//!   `default_transaction_read_only=on`; nothing flows back.
+//! - Writable (no `--lsn`): the base backup at the branch head, started as a
+//!   primary that streams its WAL to the pageserver (which connects as the
+//!   synchronous standby `pageserver`), so every acknowledged commit is in
+//!   the branch. At most one runs per timeline. Stopping it waits until the
+//!   pageserver has ingested the shutdown checkpoint, then detaches the WAL
+//!   source; starting it again builds a fresh data directory from the
+//!   pageserver.
+//!
+//! Each endpoint lives in `<workdir>/endpoints/<name>/` (`pgdata/`,
+//! `postgres.log`, the Unix socket and `endpoint.json`). Submodules:
+//! [`config`] (settings written into the data directory), [`pg`] (running
+//! Postgres programs as the unprivileged OS user), [`wal_source`] (the
+//! pageserver's WAL receiver for a writable endpoint).
+
+mod config;
+mod pg;
+mod wal_source;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use postgres_wal::Lsn;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::client::ApiClient;
+use crate::output::Output;
+use crate::workdir::Workdir;
+
+const FIRST_PORT: u16 = 55432;
+const STATE_FILE: &str = "endpoint.json";
+
+/// `sediment endpoint ...`
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Start a Postgres endpoint on a branch: writable at the branch head, or
+    /// read-only at an LSN with `--lsn`.
+    Start {
+        /// Endpoint name (letters, digits, `-`, `_`).
+        name: String,
+        /// Branch to serve.
+        #[arg(long, default_value = "main")]
+        branch_name: String,
+        /// TCP port (default: the endpoint's previous port, else the first
+        /// free one from 55432).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Serve the branch as of this LSN, read-only (like 0/16B9188).
+        #[arg(long)]
+        lsn: Option<String>,
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+    /// Stop an endpoint (a writable one only after the pageserver has all
+    /// its WAL).
+    Stop {
+        /// Endpoint name.
+        name: String,
+        /// Also delete its data directory.
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// List endpoints.
+    List,
+}
+
+/// What `endpoint.json` records about an endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointState {
+    /// Its name.
+    pub name: String,
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Branch name.
+    pub branch: String,
+    /// Timeline id.
+    pub timeline_id: String,
+    /// LSN of its base backup: where a read-only endpoint is frozen, where a
+    /// writable one started writing.
+    pub lsn: String,
+    /// TCP port.
+    pub port: u16,
+    /// Data directory.
+    pub pgdata: PathBuf,
+    /// Whether it is a primary streaming WAL into its branch.
+    #[serde(default)]
+    pub writable: bool,
+    /// Whether the pageserver was told to stream from it (and not yet told
+    /// to stop).
+    #[serde(default)]
+    pub wal_source_attached: bool,
+    /// Whether its postmaster is running (computed, not stored).
+    #[serde(skip_deserializing, default)]
+    pub running: bool,
+}
+
+impl EndpointState {
+    /// Connection string for psql and friends.
+    pub fn connstr(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// One line for `status` and `list`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}  {}  {}  port {}  {}",
+            self.name,
+            if self.running { "running" } else { "stopped" },
+            self.kind(),
+            self.port,
+            self.connstr()
+        )
+    }
+
+    fn kind(&self) -> String {
+        if self.writable {
+            format!("read-write on branch {} (from {})", self.branch, self.lsn)
+        } else {
+            format!("read-only on branch {} at {}", self.branch, self.lsn)
+        }
+    }
+
+    /// JSON form.
+    pub fn to_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        value["connstr"] = json!(self.connstr());
+        value
+    }
+
+    fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        crate::workdir::write_atomic(&dir.join(STATE_FILE), &bytes)
+            .context("cannot write the endpoint state")
+    }
+}
+
+/// What `endpoint start` was asked for.
+struct StartRequest<'a> {
+    name: &'a str,
+    branch: &'a str,
+    port: Option<u16>,
+    lsn: Option<Lsn>,
+    tenant_id: Option<&'a str>,
+}
+
+/// Runs an endpoint command.
+pub fn run(workdir: &Workdir, command: EndpointCommand, out: &Output) -> anyhow::Result<()> {
+    match command {
+        EndpointCommand::Start {
+            name,
+            branch_name,
+            port,
+            lsn,
+            tenant_id,
+        } => {
+            let lsn = match &lsn {
+                Some(text) => Some(
+                    text.parse::<Lsn>()
+                        .with_context(|| format!("--lsn {text:?}"))?,
+                ),
+                None => None,
+            };
+            let state = start(
+                workdir,
+                &StartRequest {
+                    name: &name,
+                    branch: &branch_name,
+                    port,
+                    lsn,
+                    tenant_id: tenant_id.as_deref(),
+                },
+            )?;
+            out.print(
+                &format!(
+                    "endpoint {name} started ({}): {}",
+                    state.kind(),
+                    state.connstr()
+                ),
+                &state.to_json(),
+            );
+        }
+        EndpointCommand::Stop { name, destroy } => {
+            let ingested = stop(workdir, &name, destroy)?;
+            let caught_up = ingested
+                .map(|lsn| format!("; the pageserver has its WAL up to {lsn}"))
+                .unwrap_or_default();
+            out.print(
+                &format!(
+                    "endpoint {name} stopped{}{caught_up}",
+                    if destroy { " and destroyed" } else { "" }
+                ),
+                &json!({"name": name, "stopped": true, "destroyed": destroy,
+                        "last_record_lsn": ingested.map(|lsn| lsn.to_string())}),
+            );
+        }
+        EndpointCommand::List => {
+            let states = list_states(workdir);
+            let text = states
+                .iter()
+                .map(EndpointState::summary)
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.print(
+                &text,
+                &Value::Array(states.iter().map(EndpointState::to_json).collect()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        bail!("endpoint name {name:?} must be 1-63 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointState> {
+    let name = request.name;
+    validate_name(name)?;
+    let dir = workdir.endpoints_dir().join(name);
+    let previous = read_state(&dir).ok();
+    if let Some(previous) = &previous {
+        if previous.running {
+            bail!(
+                "endpoint {name} is already running on port {}",
+                previous.port
+            );
+        }
+        if previous.wal_source_attached {
+            bail!("endpoint {name} was not stopped cleanly; run `sediment endpoint stop {name}` first");
+        }
+    }
+    let tenant = workdir.tenant(request.tenant_id)?;
+    let timeline = workdir.branch_timeline(&tenant, request.branch)?;
+    let writable = request.lsn.is_none();
+    if writable {
+        refuse_second_writer(workdir, &timeline, name)?;
+    }
+    let port = match request.port.or(previous.as_ref().map(|p| p.port)) {
+        Some(port) => port,
+        None => free_port(workdir)?,
+    };
+    if dir.exists() {
+        // A stopped endpoint starts again from a fresh base backup: its old
+        // data directory may be behind (or, read-only, at another LSN).
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut state = EndpointState {
+        name: name.to_owned(),
+        tenant_id: tenant,
+        branch: request.branch.to_owned(),
+        timeline_id: timeline,
+        lsn: request.lsn.map(|l| l.to_string()).unwrap_or_default(),
+        port,
+        pgdata: dir.join("pgdata"),
+        writable,
+        wal_source_attached: false,
+        running: false,
+    };
+    let result = provision_and_start(workdir, &mut state, &dir);
+    if let Err(error) = result {
+        // Leave nothing half-made behind: a retry starts from scratch.
+        let stopped = cleanup_failed_start(workdir, &state, &dir);
+        return Err(match stopped {
+            Ok(()) => error,
+            Err(cleanup) => error.context(format!("cleaning up also failed: {cleanup:#}")),
+        });
+    }
+    state.running = true;
+    Ok(state)
+}
+
+/// One writable endpoint per timeline: two primaries would write diverging
+/// WAL into the same branch. (The pageserver's 409 for a second WAL source
+/// is the second line of defence.)
+fn refuse_second_writer(workdir: &Workdir, timeline: &str, name: &str) -> anyhow::Result<()> {
+    if let Some(other) = list_states(workdir)
+        .into_iter()
+        .find(|s| s.writable && s.running && s.timeline_id == timeline && s.name != name)
+    {
+        bail!(
+            "endpoint {} is already running read-write on branch {}; stop it first, or pass --lsn for a read-only endpoint",
+            other.name,
+            other.branch
+        );
+    }
+    Ok(())
+}
+
+fn provision_and_start(
+    workdir: &Workdir,
+    state: &mut EndpointState,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let pg = pg::PgUser::new(workdir)?;
+    let client = ApiClient::new(workdir.api_base())?;
+    let mode = if state.writable {
+        let status = client.get("/v1/status")?;
+        config::Mode::Writable {
+            wal_consistency_checking: config::wal_consistency_checking(&status),
+        }
+    } else {
+        config::Mode::ReadOnly
+    };
+    let lsn = (!state.lsn.is_empty()).then_some(state.lsn.as_str());
+    crate::basebackup::fetch(
+        workdir,
+        &state.tenant_id,
+        &state.timeline_id,
+        lsn,
+        &state.pgdata,
+    )?;
+    config::append_postgresql_conf(
+        &state.pgdata,
+        &config::postgresql_conf(&state.name, state.port, dir, &mode),
+    )?;
+    if state.writable {
+        config::ensure_replication_hba(&state.pgdata)?;
+    }
+    // Postgres insists its data directory is private to its owner.
+    set_mode(&state.pgdata, 0o700)?;
+    pg.give(dir)?;
+    if state.writable {
+        // The base backup's pg_control points at the checkpoint we start from.
+        state.lsn = pg::control_data(workdir, &pg, &state.pgdata)?
+            .checkpoint
+            .to_string();
+    }
+    state.save(dir)?;
+    pg::start(workdir, &pg, &state.pgdata, &dir.join("postgres.log"))?;
+    if state.writable {
+        wal_source::attach(&client, &state.tenant_id, &state.timeline_id, state.port).context(
+            "the pageserver cannot stream from the new endpoint, so it was stopped again",
+        )?;
+        state.wal_source_attached = true;
+        state.save(dir)?;
+    }
+    Ok(())
+}
+
+fn cleanup_failed_start(
+    workdir: &Workdir,
+    state: &EndpointState,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    if pg::is_running(&state.pgdata) {
+        pg::stop_fast(workdir, &pg::PgUser::new(workdir)?, &state.pgdata)?;
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+/// Stops an endpoint; for a writable one returns the pageserver's ingested
+/// head once it holds the endpoint's shutdown checkpoint.
+fn stop(workdir: &Workdir, name: &str, destroy: bool) -> anyhow::Result<Option<Lsn>> {
+    validate_name(name)?;
+    let dir = workdir.endpoints_dir().join(name);
+    let mut state = read_state(&dir).with_context(|| format!("no endpoint named {name}"))?;
+    let pg = pg::PgUser::new(workdir)?;
+    if state.running {
+        pg::stop_fast(workdir, &pg, &state.pgdata)?;
+    }
+    let mut ingested = None;
+    if state.wal_source_attached {
+        ingested = detach_after_catch_up(workdir, &pg, &state)?;
+        state.wal_source_attached = false;
+        state.save(&dir)?;
+    }
+    if destroy {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(ingested)
+}
+
+/// Waits until the pageserver has ingested the stopped endpoint's shutdown
+/// checkpoint, then detaches the WAL source.
+fn detach_after_catch_up(
+    workdir: &Workdir,
+    pg: &pg::PgUser,
+    state: &EndpointState,
+) -> anyhow::Result<Option<Lsn>> {
+    let client = ApiClient::new(workdir.api_base())?;
+    let control = pg::control_data(workdir, pg, &state.pgdata)?;
+    let ingested = if control.is_shut_down() {
+        Some(wal_source::wait_ingested(
+            &client,
+            &state.tenant_id,
+            &state.timeline_id,
+            control.checkpoint,
+        )?)
+    } else {
+        // Killed or crashed: there is no final checkpoint to wait for. Every
+        // acknowledged commit is in the pageserver already (synchronous
+        // standby); what was never acknowledged may be lost.
+        eprintln!(
+            "warning: endpoint {} did not shut down cleanly (cluster state {:?}); only acknowledged commits are guaranteed to be in branch {}",
+            state.name, control.state, state.branch
+        );
+        None
+    };
+    wal_source::detach(&client, &state.tenant_id, &state.timeline_id)?;
+    Ok(ingested)
+}
+
+fn read_state(dir: &Path) -> anyhow::Result<EndpointState> {
+    let bytes = std::fs::read(dir.join(STATE_FILE))?;
+    let mut state: EndpointState = serde_json::from_slice(&bytes)?;
+    state.running = pg::is_running(&state.pgdata);
+    Ok(state)
+}
+
+/// Every endpoint of the work directory, sorted by name.
+pub fn list_states(workdir: &Workdir) -> Vec<EndpointState> {
+    let Ok(entries) = std::fs::read_dir(workdir.endpoints_dir()) else {
+        return Vec::new();
+    };
+    let mut states: Vec<EndpointState> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| read_state(&entry.path()).ok())
+        .collect();
+    states.sort_by(|a, b| a.name.cmp(&b.name));
+    states
+}
+
+fn free_port(workdir: &Workdir) -> anyhow::Result<u16> {
+    let taken: Vec<u16> = list_states(workdir).iter().map(|s| s.port).collect();
+    (FIRST_PORT..FIRST_PORT + 1000)
+        .find(|port| {
+            !taken.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .context("no free port from 55432 on")
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}

@@ -1,0 +1,199 @@
+//! Running stock PostgreSQL programs for an endpoint: `pg_ctl` start/stop,
+//! `pg_controldata`, liveness of a postmaster — as the unprivileged OS user
+//! when we are root, because Postgres refuses to run as root.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use postgres_wal::Lsn;
+
+use crate::workdir::Workdir;
+
+/// `pg_ctl -t`: generous, the machine may be loaded.
+const PG_CTL_TIMEOUT_SECS: &str = "120";
+
+/// Runs Postgres programs as the configured OS user when we are root
+/// (Postgres refuses to run as root), directly otherwise.
+pub struct PgUser {
+    user: Option<nix::unistd::User>,
+}
+
+impl PgUser {
+    /// Resolves the OS user from the config.
+    pub fn new(workdir: &Workdir) -> anyhow::Result<PgUser> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Ok(PgUser { user: None });
+        }
+        let name = &workdir.config.pg_os_user;
+        let user = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .with_context(|| {
+                format!("OS user {name:?} does not exist (Postgres refuses to run as root)")
+            })?;
+        Ok(PgUser { user: Some(user) })
+    }
+
+    /// Hands `dir` (recursively) to the Postgres user.
+    pub fn give(&self, dir: &Path) -> anyhow::Result<()> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(dir)
+            .status()
+            .context("cannot run chown")?;
+        if !status.success() {
+            bail!("chown of {} failed", dir.display());
+        }
+        // The user must also be able to reach the directory.
+        let reachable = Command::new("runuser")
+            .args(["-u", &user.name, "--", "test", "-x"])
+            .arg(dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !reachable {
+            bail!(
+                "OS user {} cannot reach {}; make its parent directories traversable (chmod o+x)",
+                user.name,
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs `command` (as the Postgres user when root); fails with its
+    /// stderr, returns its stdout.
+    pub fn run(&self, command: &mut Command, what: &str) -> anyhow::Result<String> {
+        let mut actual = match &self.user {
+            Some(user) => {
+                let mut wrapped = Command::new("runuser");
+                wrapped
+                    .args(["-u", &user.name, "--"])
+                    .arg(command.get_program())
+                    .args(command.get_args());
+                wrapped
+            }
+            None => std::mem::replace(command, Command::new("true")),
+        };
+        let output = actual
+            .output()
+            .with_context(|| format!("cannot run {what}"))?;
+        if !output.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// `pg_ctl start` of `pgdata`, logging to `log`; waits until it accepts
+/// connections.
+pub fn start(workdir: &Workdir, pg: &PgUser, pgdata: &Path, log: &Path) -> anyhow::Result<()> {
+    pg.run(
+        Command::new(workdir.config.pg_bin_dir.join("pg_ctl"))
+            .arg("-D")
+            .arg(pgdata)
+            .arg("-l")
+            .arg(log)
+            .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "start"]),
+        "pg_ctl start",
+    )
+    .with_context(|| format!("see {}", log.display()))
+    .map(drop)
+}
+
+/// `pg_ctl stop -m fast`: a clean shutdown checkpoint (and, on a primary,
+/// its walsenders hand every WAL byte to their standbys before exiting).
+pub fn stop_fast(workdir: &Workdir, pg: &PgUser, pgdata: &Path) -> anyhow::Result<()> {
+    pg.run(
+        Command::new(workdir.config.pg_bin_dir.join("pg_ctl"))
+            .arg("-D")
+            .arg(pgdata)
+            .args(["-m", "fast", "-w", "-t", PG_CTL_TIMEOUT_SECS, "stop"]),
+        "pg_ctl stop",
+    )
+    .map(drop)
+}
+
+/// Whether `postmaster.pid` names a live process.
+pub fn is_running(pgdata: &Path) -> bool {
+    std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
+/// What `pg_controldata` says about a data directory that we rely on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    /// "Database cluster state", e.g. `shut down`, `in production`.
+    pub state: String,
+    /// "Latest checkpoint location".
+    pub checkpoint: Lsn,
+}
+
+impl ControlData {
+    /// Whether the server shut down cleanly (its last WAL record is the
+    /// shutdown checkpoint at [`ControlData::checkpoint`]).
+    pub fn is_shut_down(&self) -> bool {
+        self.state == "shut down"
+    }
+}
+
+/// Runs `pg_controldata` on `pgdata`.
+pub fn control_data(workdir: &Workdir, pg: &PgUser, pgdata: &Path) -> anyhow::Result<ControlData> {
+    let text = pg.run(
+        Command::new(workdir.config.pg_bin_dir.join("pg_controldata"))
+            .arg("-D")
+            .arg(pgdata)
+            .env("LC_ALL", "C"),
+        "pg_controldata",
+    )?;
+    parse_control_data(&text)
+}
+
+/// Parses the two fields of `pg_controldata`'s output we need.
+pub fn parse_control_data(text: &str) -> anyhow::Result<ControlData> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .with_context(|| format!("pg_controldata printed no {name:?}"))
+    };
+    let state = field("Database cluster state")?.to_owned();
+    let checkpoint = field("Latest checkpoint location")?;
+    let checkpoint = checkpoint
+        .parse()
+        .with_context(|| format!("pg_controldata printed a bad checkpoint LSN {checkpoint:?}"))?;
+    Ok(ControlData { state, checkpoint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_data_fields_are_found() {
+        let text = "pg_control version number:            1300\n\
+                    Database cluster state:               shut down\n\
+                    pg_control last modified:             Sun 22 Nov 2026\n\
+                    Latest checkpoint location:           0/16B9188\n\
+                    Latest checkpoint's REDO location:    0/16B9150\n";
+        let parsed = parse_control_data(text).unwrap();
+        assert!(parsed.is_shut_down());
+        assert_eq!(parsed.checkpoint, "0/16B9188".parse::<Lsn>().unwrap());
+        assert!(parse_control_data("Database cluster state: in production\n").is_err());
+        assert!(parse_control_data(
+            "Database cluster state: x\nLatest checkpoint location: nope\n"
+        )
+        .is_err());
+    }
+}

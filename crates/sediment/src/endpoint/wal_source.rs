@@ -1,0 +1,91 @@
+//! The pageserver side of a writable endpoint: pointing the timeline's WAL
+//! receiver at the endpoint (`PUT …/wal_source`), waiting until the
+//! pageserver has ingested everything the endpoint wrote, and detaching
+//! (`DELETE …/wal_source`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use postgres_wal::Lsn;
+use serde_json::{json, Value};
+
+use crate::client::ApiClient;
+
+/// How long `endpoint stop` waits for the pageserver to ingest the
+/// endpoint's last WAL. Overridable for slow machines.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+const CATCH_UP_TIMEOUT_ENV: &str = "SEDIMENT_CATCH_UP_TIMEOUT_SECS";
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+fn path(tenant: &str, timeline: &str) -> String {
+    format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source")
+}
+
+/// The libpq connection string the pageserver uses to stream from an
+/// endpoint listening on `port`.
+pub fn source_connstr(port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user=postgres dbname=postgres")
+}
+
+/// Makes the pageserver stream the timeline's WAL from the endpoint on
+/// `port`. The pageserver probes the source first and answers 400/404/409
+/// with a reason, which becomes the error.
+pub fn attach(client: &ApiClient, tenant: &str, timeline: &str, port: u16) -> anyhow::Result<()> {
+    client
+        .put(
+            &path(tenant, timeline),
+            &json!({"connstr": source_connstr(port)}),
+        )
+        .map(drop)
+}
+
+/// Stops the pageserver's WAL receiver for the timeline.
+pub fn detach(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::Result<()> {
+    client.delete(&path(tenant, timeline)).map(drop)
+}
+
+/// The timeline's ingested head.
+fn last_record_lsn(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::Result<Lsn> {
+    let info: Value = client.get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))?;
+    let text = info["last_record_lsn"]
+        .as_str()
+        .context("the pageserver's timeline info has no last_record_lsn")?;
+    text.parse()
+        .with_context(|| format!("the pageserver reported a bad last_record_lsn {text:?}"))
+}
+
+fn catch_up_timeout() -> Duration {
+    std::env::var(CATCH_UP_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(CATCH_UP_TIMEOUT, Duration::from_secs)
+}
+
+/// Waits until the pageserver has ingested the record that starts at
+/// `record_start` (the endpoint's shutdown checkpoint). `last_record_lsn` is
+/// the *end* of the last ingested record, and records do not overlap, so it
+/// is past `record_start` exactly when that record is in.
+pub fn wait_ingested(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    record_start: Lsn,
+) -> anyhow::Result<Lsn> {
+    let timeout = catch_up_timeout();
+    let started = Instant::now();
+    loop {
+        let head = last_record_lsn(client, tenant, timeline)?;
+        if head > record_start {
+            return Ok(head);
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "the pageserver has ingested WAL up to {head} but the endpoint's shutdown checkpoint is at {record_start}; \
+                 gave up after {} s (the WAL source stays attached: run `endpoint stop` again to keep waiting, \
+                 or raise {CATCH_UP_TIMEOUT_ENV})",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
