@@ -1,0 +1,584 @@
+//! The durable local WAL of one timeline: the bytes the receiver got from the
+//! endpoint, kept on local disk so that the flush position it reports to
+//! PostgreSQL survives a crash of the pageserver (kill -9, power loss).
+//!
+//! # Layout
+//!
+//! A directory of files, each named by the LSN of its first byte as 16
+//! upper-case hex digits plus `.wal` (`00000000016B3A28.wal`). The files hold
+//! consecutive, gap-free ranges: a file ends where the next one starts. A file
+//! is a sequence of *frames*, one per write (see [`frame`]): a 24-byte header
+//! (magic, payload length, LSN of the payload's first byte, CRC-32C over the
+//! header fields and the payload) followed by the payload, the WAL bytes
+//! themselves. Frames let recovery tell written bytes from whatever the file
+//! system left after a crash (zeros, stale blocks, a short tail) without a
+//! second fsync per sync for a separate "durable end" marker.
+//!
+//! # Write protocol
+//!
+//! [`WalStore::append`] only buffers. [`WalStore::sync`] writes the buffer as
+//! frames at the end of the newest file, then `fdatasync`s it (and the
+//! directory, if a file was created or removed since the last sync); only then
+//! does it return the durable end. A file is rolled over (a new one created)
+//! once it holds [`DEFAULT_FILE_SIZE_BYTES`]; the full file is `fdatasync`ed
+//! *before* its successor is created, so every file but the newest is
+//! complete and durable at all times. Large appends are written out early
+//! (without fsync) in frames of at most [`MAX_FRAME_PAYLOAD_BYTES`].
+//!
+//! After a failed write or fsync the store refuses all further work
+//! ([`StoreError::Poisoned`]): the kernel may have dropped the dirty pages, so
+//! retrying an fsync and carrying on would report data as safe that is not.
+//! Reopen the directory to continue from what is really on disk.
+//!
+//! # Recovery (the tail truncation rule)
+//!
+//! [`WalStore::open`] reads every frame of every file and checks magic, CRC
+//! and that each frame starts where the previous one ended. In the *newest*
+//! file the first frame that fails a check, and everything after it, is cut
+//! off (the file is truncated there and fsynced; a newest file left with no
+//! valid frame is removed). This is sound because a sync makes every frame
+//! before its end durable, so the cut point is never below a durable end that
+//! `sync` returned; and bytes past it were never reported to anyone. In any
+//! *older* file a bad frame means damage to data that was reported durable:
+//! `open` fails with [`StoreError::Corrupt`] instead of silently dropping it.
+//!
+//! [`WalStore::truncate_before`] removes whole files from the oldest one up,
+//! so a crash in the middle leaves a contiguous suffix; the newest file is
+//! never removed, so the store's end stays known.
+
+mod frame;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use postgres_wal::Lsn;
+
+use frame::{FrameHeader, FRAME_HEADER_BYTES};
+
+/// Size at which the newest file is closed and a new one started.
+pub const DEFAULT_FILE_SIZE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest payload of one frame; larger appends are split.
+pub const MAX_FRAME_PAYLOAD_BYTES: usize = 1024 * 1024;
+const FILE_SUFFIX: &str = ".wal";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file system call failed.
+    #[error("WAL store: {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `append` at an LSN other than the store's end.
+    #[error("WAL store: append at {got} is not contiguous with the end {expected}")]
+    NotContiguous {
+        /// The store's end.
+        expected: Lsn,
+        /// The LSN passed to `append`.
+        got: Lsn,
+    },
+    /// `read` outside the stored range.
+    #[error("WAL store: {from} is outside the stored range {start}..{end}")]
+    OutOfRange {
+        /// The requested position.
+        from: Lsn,
+        /// First stored byte (`Lsn::INVALID` when empty).
+        start: Lsn,
+        /// End of the stored bytes (`Lsn::INVALID` when empty).
+        end: Lsn,
+    },
+    /// Data that must be intact (it was reported durable) is damaged.
+    #[error("WAL store: {path} at byte {offset}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier write or fsync failed; the store must be reopened.
+    #[error("WAL store is unusable after an earlier failure ({0}); reopen it")]
+    Poisoned(String),
+}
+
+/// One frame's place: the WAL range it holds and where its payload is.
+#[derive(Debug, Clone, Copy)]
+struct FrameIndex {
+    lsn: Lsn,
+    payload_offset: u64,
+    len: u32,
+}
+
+impl FrameIndex {
+    fn end(&self) -> Lsn {
+        self.lsn + u64::from(self.len)
+    }
+}
+
+/// One file of the store and the frames found or written in it.
+#[derive(Debug)]
+struct StoreFile {
+    start: Lsn,
+    path: PathBuf,
+    frames: Vec<FrameIndex>,
+    size_bytes: u64,
+}
+
+impl StoreFile {
+    fn end(&self) -> Lsn {
+        self.frames.last().map_or(self.start, FrameIndex::end)
+    }
+}
+
+/// Durable local WAL for one timeline: contiguous bytes from
+/// [`WalStore::start_lsn`] to [`WalStore::end_lsn`]. See the module docs for
+/// the on-disk format and the crash rules.
+#[derive(Debug)]
+pub struct WalStore {
+    dir: PathBuf,
+    file_size_bytes: u64,
+    /// Oldest first; contiguous.
+    files: Vec<StoreFile>,
+    /// Open handle of the newest file, for appending.
+    active: Option<File>,
+    /// Appended bytes not yet written to a file, starting at `pending_lsn`.
+    pending: Vec<u8>,
+    pending_lsn: Lsn,
+    /// End of the appended bytes, `None` while the store is empty.
+    end: Option<Lsn>,
+    /// End of what the last successful sync (or open) made durable.
+    durable_end: Option<Lsn>,
+    /// Written but not yet fdatasync'ed bytes exist in the newest file.
+    active_dirty: bool,
+    /// A file was created or removed since the directory was last fsynced.
+    dir_dirty: bool,
+    poisoned: Option<String>,
+}
+
+impl WalStore {
+    /// Opens (creating if needed) the store in `dir`, recovering after a
+    /// crash by the tail truncation rule in the module docs.
+    pub fn open(dir: &Path) -> Result<WalStore, StoreError> {
+        Self::open_with_file_size(dir, DEFAULT_FILE_SIZE_BYTES)
+    }
+
+    /// Like [`WalStore::open`] with another roll-over size (tests use small
+    /// files to exercise roll-over and truncation).
+    pub fn open_with_file_size(dir: &Path, file_size_bytes: u64) -> Result<WalStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
+        let mut names = list_files(dir)?;
+        names.sort_by_key(|(start, _)| *start);
+        let mut files = Vec::with_capacity(names.len());
+        let count = names.len();
+        for (i, (start, path)) in names.into_iter().enumerate() {
+            let newest = i + 1 == count;
+            let expected_start = files.last().map(StoreFile::end);
+            if let Some(expected) = expected_start {
+                if expected != start {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: format!(
+                            "file starts at {start}, the previous one ends at {expected}"
+                        ),
+                    });
+                }
+            }
+            if let Some(file) = recover_file(start, path, newest)? {
+                files.push(file);
+            }
+        }
+        let end = files.last().map(StoreFile::end);
+        let active = match files.last() {
+            Some(file) => Some(open_for_append(&file.path)?),
+            None => None,
+        };
+        Ok(WalStore {
+            dir: dir.to_owned(),
+            file_size_bytes: file_size_bytes.max(1),
+            files,
+            active,
+            pending: Vec::new(),
+            pending_lsn: end.unwrap_or_default(),
+            end,
+            durable_end: end,
+            active_dirty: false,
+            dir_dirty: false,
+            poisoned: None,
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// First stored byte; `None` when the store is empty.
+    pub fn start_lsn(&self) -> Option<Lsn> {
+        match self.files.first() {
+            Some(file) => Some(file.start),
+            None => self.end.map(|_| self.pending_lsn),
+        }
+    }
+
+    /// End of the stored bytes (appended, durable or not); `None` when empty.
+    pub fn end_lsn(&self) -> Option<Lsn> {
+        self.end
+    }
+
+    /// End of the bytes the last `sync` (or `open`) made durable.
+    pub fn durable_end_lsn(&self) -> Option<Lsn> {
+        self.durable_end
+    }
+
+    /// Appends `bytes` at `lsn`: anywhere in an empty store, else exactly at
+    /// [`WalStore::end_lsn`]. Not durable until [`WalStore::sync`].
+    pub fn append(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<(), StoreError> {
+        self.check_usable()?;
+        match self.end {
+            Some(end) if end != lsn => {
+                return Err(StoreError::NotContiguous {
+                    expected: end,
+                    got: lsn,
+                })
+            }
+            Some(_) => {}
+            None => self.pending_lsn = lsn,
+        }
+        self.pending.extend_from_slice(bytes);
+        self.end = Some(lsn + bytes.len() as u64);
+        if self.pending.len() >= MAX_FRAME_PAYLOAD_BYTES {
+            self.guard(Self::write_pending)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what was appended and fsyncs it; returns the durable end
+    /// (`Lsn::INVALID` for an empty store).
+    pub fn sync(&mut self) -> Result<Lsn, StoreError> {
+        self.check_usable()?;
+        self.guard(Self::write_pending)?;
+        if self.active_dirty {
+            self.guard(Self::sync_active)?;
+        }
+        if self.dir_dirty {
+            self.guard(Self::sync_dir)?;
+        }
+        self.durable_end = self.end;
+        Ok(self.durable_end.unwrap_or(Lsn::INVALID))
+    }
+
+    /// Up to `max` bytes starting at `from` (which must lie in
+    /// `start_lsn()..=end_lsn()`); fewer only when the store ends sooner.
+    pub fn read(&self, from: Lsn, max: usize) -> Result<Vec<u8>, StoreError> {
+        let (Some(start), Some(end)) = (self.start_lsn(), self.end) else {
+            return Err(self.out_of_range(from));
+        };
+        if from < start || from > end {
+            return Err(self.out_of_range(from));
+        }
+        let wanted = usize::try_from(end - from).unwrap_or(usize::MAX).min(max);
+        let mut out = Vec::with_capacity(wanted);
+        let mut handle: Option<(usize, File)> = None;
+        while out.len() < wanted {
+            let at = from + out.len() as u64;
+            let before = out.len();
+            self.read_some(at, wanted - out.len(), &mut handle, &mut out)?;
+            if out.len() == before {
+                // Only possible if the index is inconsistent; never spin.
+                return Err(self.out_of_range(at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every file that lies wholly below `lsn`. The newest file is
+    /// always kept, so the store's end stays known.
+    pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), StoreError> {
+        self.check_usable()?;
+        while self.files.len() > 1 && self.files[1].start <= lsn {
+            let file = self.files.remove(0);
+            self.guard(|_| {
+                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            })?;
+            self.dir_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Deletes every file: the store becomes empty, and the next append may
+    /// be at any LSN. For a consumer that needs WAL this store cannot give
+    /// contiguously (it starts below our start or above our end).
+    pub fn reset(&mut self) -> Result<(), StoreError> {
+        self.check_usable()?;
+        self.active = None;
+        for file in std::mem::take(&mut self.files) {
+            self.guard(|_| {
+                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            })?;
+        }
+        self.pending.clear();
+        self.end = None;
+        self.durable_end = None;
+        self.active_dirty = false;
+        self.guard(Self::sync_dir)
+    }
+
+    fn check_usable(&self) -> Result<(), StoreError> {
+        match &self.poisoned {
+            Some(reason) => Err(StoreError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a file-system step; a failure poisons the store (see module docs).
+    fn guard<T>(
+        &mut self,
+        step: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = step(self);
+        if let Err(error) = &result {
+            self.poisoned = Some(error.to_string());
+        }
+        result
+    }
+
+    fn out_of_range(&self, from: Lsn) -> StoreError {
+        StoreError::OutOfRange {
+            from,
+            start: self.start_lsn().unwrap_or_default(),
+            end: self.end.unwrap_or_default(),
+        }
+    }
+
+    /// Appends to `out` some bytes (at most `max`) starting at `at`, from one
+    /// file frame or from the pending buffer. `handle` caches the open file.
+    fn read_some(
+        &self,
+        at: Lsn,
+        max: usize,
+        handle: &mut Option<(usize, File)>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let in_files = self.files.last().is_some_and(|file| at < file.end());
+        if !in_files {
+            let skip = at
+                .checked_sub(self.pending_lsn)
+                .and_then(|skip| usize::try_from(skip).ok())
+                .unwrap_or(usize::MAX);
+            let available = self.pending.get(skip..).unwrap_or_default();
+            out.extend_from_slice(&available[..available.len().min(max)]);
+            return Ok(());
+        }
+        let file_index = self.files.partition_point(|file| file.end() <= at);
+        let Some(file) = self.files.get(file_index) else {
+            return Ok(());
+        };
+        let frame_index = file.frames.partition_point(|frame| frame.end() <= at);
+        let Some(frame) = file.frames.get(frame_index) else {
+            return Ok(());
+        };
+        let skip = at - frame.lsn;
+        let take = (u64::from(frame.len) - skip).min(max as u64);
+        let mut buffer = vec![0u8; usize::try_from(take).unwrap_or(0)];
+        if handle.as_ref().map(|(index, _)| *index) != Some(file_index) {
+            let opened = File::open(&file.path).map_err(|e| io_error("open", &file.path, e))?;
+            *handle = Some((file_index, opened));
+        }
+        if let Some((_, opened)) = handle {
+            opened
+                .read_exact_at(&mut buffer, frame.payload_offset + skip)
+                .map_err(|e| io_error("read", &file.path, e))?;
+        }
+        out.extend_from_slice(&buffer);
+        Ok(())
+    }
+
+    /// Writes the pending buffer as frames, rolling over to new files.
+    fn write_pending(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut lsn = self.pending_lsn;
+        for chunk in pending.chunks(MAX_FRAME_PAYLOAD_BYTES) {
+            let needs_new_file = self
+                .files
+                .last()
+                .is_none_or(|file| file.size_bytes >= self.file_size_bytes);
+            if needs_new_file {
+                self.roll_over(lsn)?;
+            }
+            self.write_frame(lsn, chunk)?;
+            lsn = lsn + chunk.len() as u64;
+        }
+        self.pending_lsn = lsn;
+        Ok(())
+    }
+
+    /// `fdatasync` of the newest file.
+    fn sync_active(&mut self) -> Result<(), StoreError> {
+        if let (Some(active), Some(file)) = (&self.active, self.files.last()) {
+            active
+                .sync_data()
+                .map_err(|e| io_error("fdatasync", &file.path, e))?;
+        }
+        self.active_dirty = false;
+        Ok(())
+    }
+
+    /// Makes the newest file durable, then starts a new one at `lsn`.
+    fn roll_over(&mut self, lsn: Lsn) -> Result<(), StoreError> {
+        if self.active_dirty {
+            self.sync_active()?;
+        }
+        let path = self.dir.join(file_name(lsn));
+        let handle = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("create", &path, e))?;
+        self.files.push(StoreFile {
+            start: lsn,
+            path,
+            frames: Vec::new(),
+            size_bytes: 0,
+        });
+        self.active = Some(handle);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    fn write_frame(&mut self, lsn: Lsn, payload: &[u8]) -> Result<(), StoreError> {
+        let (Some(active), Some(file)) = (&mut self.active, self.files.last_mut()) else {
+            return Err(StoreError::Poisoned("no file to write to".to_owned()));
+        };
+        let header = FrameHeader::for_payload(lsn, payload);
+        let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+        frame.extend_from_slice(&header.encode());
+        frame.extend_from_slice(payload);
+        active
+            .write_all(&frame)
+            .map_err(|e| io_error("write", &file.path, e))?;
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        file.frames.push(FrameIndex {
+            lsn,
+            payload_offset: file.size_bytes + FRAME_HEADER_BYTES as u64,
+            len,
+        });
+        file.size_bytes += frame.len() as u64;
+        self.active_dirty = true;
+        Ok(())
+    }
+
+    fn sync_dir(&mut self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| io_error("fsync directory", &self.dir, e))?;
+        self.dir_dirty = false;
+        Ok(())
+    }
+}
+
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn file_name(start: Lsn) -> String {
+    format!("{:016X}{FILE_SUFFIX}", start.0)
+}
+
+fn parse_file_name(name: &str) -> Option<Lsn> {
+    let hex = name.strip_suffix(FILE_SUFFIX)?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(Lsn)
+}
+
+/// Store files in `dir` (other names are ignored), unsorted.
+fn list_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", dir, e))?;
+        let name = entry.file_name();
+        if let Some(start) = name.to_str().and_then(parse_file_name) {
+            files.push((start, entry.path()));
+        }
+    }
+    Ok(files)
+}
+
+fn open_for_append(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| io_error("open", path, e))
+}
+
+/// Reads and checks every frame of one file. The newest file is cut at its
+/// first bad frame (removed if none is good: `Ok(None)`); an older file with
+/// a bad frame is corrupt.
+fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreFile>, StoreError> {
+    let handle = File::open(&path).map_err(|e| io_error("open", &path, e))?;
+    let size_bytes = handle
+        .metadata()
+        .map_err(|e| io_error("stat", &path, e))?
+        .len();
+    let (frames, valid_bytes, problem) = frame::scan(&handle, &path, start, size_bytes)?;
+    if let Some(reason) = problem {
+        if !newest {
+            return Err(StoreError::Corrupt {
+                path,
+                offset: valid_bytes,
+                reason,
+            });
+        }
+        tracing::warn!(
+            path = %path.display(),
+            valid_bytes,
+            size_bytes,
+            %reason,
+            "WAL store: cutting the torn tail of the newest file"
+        );
+        drop(handle);
+        if frames.is_empty() {
+            std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
+            sync_parent(&path)?;
+            return Ok(None);
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
+        file.set_len(valid_bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error("truncate", &path, e))?;
+    }
+    Ok(Some(StoreFile {
+        start,
+        path,
+        frames,
+        size_bytes: valid_bytes,
+    }))
+}
+
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("fsync directory", dir, e))
+}

@@ -1,0 +1,341 @@
+//! Store tests: fixed cases, and a property test that runs random appends,
+//! syncs, reads, truncations and crashes (with torn or garbage tails past the
+//! durable end) against a model of what must be there.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const SMALL_FILE_BYTES: u64 = 4096;
+
+fn pattern(lsn: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| ((lsn + i) * 31 % 251) as u8)
+        .collect()
+}
+
+#[test]
+fn empty_store_then_append_anywhere_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    assert_eq!(store.start_lsn(), None);
+    assert_eq!(store.end_lsn(), None);
+    assert_eq!(store.sync().unwrap(), Lsn::INVALID);
+
+    let start = Lsn(0x0100_0028);
+    store.append(start, &pattern(start.0, 100)).unwrap();
+    assert_eq!(store.start_lsn(), Some(start));
+    assert_eq!(store.end_lsn(), Some(start + 100));
+    // Readable before sync, from the buffer.
+    assert_eq!(store.read(start + 10, 5).unwrap(), pattern(start.0 + 10, 5));
+    assert_eq!(store.sync().unwrap(), start + 100);
+    drop(store);
+
+    let store = WalStore::open(dir.path()).unwrap();
+    assert_eq!(store.start_lsn(), Some(start));
+    assert_eq!(store.end_lsn(), Some(start + 100));
+    assert_eq!(store.read(start, 1000).unwrap(), pattern(start.0, 100));
+    assert!(store.read(start + 100, 10).unwrap().is_empty());
+}
+
+#[test]
+fn rejects_gaps_overlaps_and_reads_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    store.append(Lsn(1000), &[1; 10]).unwrap();
+    assert!(matches!(
+        store.append(Lsn(1011), &[1]),
+        Err(StoreError::NotContiguous {
+            expected: Lsn(1010),
+            got: Lsn(1011)
+        })
+    ));
+    assert!(matches!(
+        store.append(Lsn(1005), &[1]),
+        Err(StoreError::NotContiguous { .. })
+    ));
+    assert!(matches!(
+        store.read(Lsn(999), 1),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.read(Lsn(1011), 1),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    // The refused appends changed nothing.
+    store.append(Lsn(1010), &[2; 5]).unwrap();
+    assert_eq!(store.end_lsn(), Some(Lsn(1015)));
+}
+
+#[test]
+fn unsynced_bytes_are_lost_on_crash_but_synced_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    store.append(Lsn(500), &pattern(500, 300)).unwrap();
+    assert_eq!(store.sync().unwrap(), Lsn(800));
+    store.append(Lsn(800), &pattern(800, 300)).unwrap();
+    drop(store); // a crash: the buffered 300 bytes never reached the file
+    let store = WalStore::open(dir.path()).unwrap();
+    assert_eq!(store.end_lsn(), Some(Lsn(800)));
+    assert_eq!(store.read(Lsn(500), 1000).unwrap(), pattern(500, 300));
+}
+
+#[test]
+fn large_appends_are_split_into_frames_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_with_file_size(dir.path(), 2 * 1024 * 1024).unwrap();
+    let len = 5 * MAX_FRAME_PAYLOAD_BYTES + 123;
+    let data = pattern(0x10, len);
+    store.append(Lsn(0x10), &data).unwrap();
+    store.sync().unwrap();
+    assert!(store.files.len() >= 2, "{} files", store.files.len());
+    drop(store);
+    let store = WalStore::open_with_file_size(dir.path(), 2 * 1024 * 1024).unwrap();
+    assert_eq!(store.read(Lsn(0x10), usize::MAX).unwrap(), data);
+}
+
+#[test]
+fn truncate_before_removes_whole_files_only_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    let mut lsn = Lsn(0);
+    for _ in 0..10 {
+        store.append(lsn, &pattern(lsn.0, 3000)).unwrap();
+        store.sync().unwrap();
+        lsn = lsn + 3000;
+    }
+    let starts: Vec<Lsn> = store.files.iter().map(|f| f.start).collect();
+    assert!(starts.len() >= 3);
+    // Just below the third file's start: only the first file goes.
+    store.truncate_before(Lsn(starts[2].0 - 1)).unwrap();
+    assert_eq!(store.start_lsn(), Some(starts[1]));
+    // Past the end: everything but the newest file goes.
+    store.truncate_before(Lsn(u64::MAX)).unwrap();
+    assert_eq!(store.start_lsn(), starts.last().copied());
+    assert_eq!(store.end_lsn(), Some(lsn));
+    drop(store);
+    let store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert_eq!(store.start_lsn(), starts.last().copied());
+    assert_eq!(store.end_lsn(), Some(lsn));
+}
+
+#[test]
+fn damage_in_an_older_file_is_an_error_not_a_silent_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    for i in 0..4u64 {
+        store
+            .append(Lsn(i * 3000), &pattern(i * 3000, 3000))
+            .unwrap();
+        store.sync().unwrap();
+    }
+    let first = store.files[0].path.clone();
+    drop(store);
+    let file = OpenOptions::new().write(true).open(&first).unwrap();
+    file.write_all_at(&[0xFF; 8], 100).unwrap();
+    assert!(matches!(
+        WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn reset_empties_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    store.append(Lsn(100), &[7; 50]).unwrap();
+    store.sync().unwrap();
+    store.reset().unwrap();
+    assert_eq!(store.end_lsn(), None);
+    store.append(Lsn(9000), &[8; 10]).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let store = WalStore::open(dir.path()).unwrap();
+    assert_eq!(store.start_lsn(), Some(Lsn(9000)));
+    assert_eq!(store.read(Lsn(9000), 100).unwrap(), vec![8; 10]);
+}
+
+/// How a simulated crash leaves the newest file.
+#[derive(Debug, Clone)]
+enum Crash {
+    /// Written frames stay (the page cache survived), buffered bytes go.
+    Drop,
+    /// The file is cut at a point between the durable end and its size.
+    CutTail(f64),
+    /// Bytes past the durable end are overwritten (zeros or junk).
+    GarbageTail(f64, u8),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize),
+    Sync,
+    /// Writes buffered bytes to the file without fsync (as a big append does).
+    WriteOut,
+    Read(f64, usize),
+    TruncateBefore(f64),
+    Reopen(Crash),
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let crash = prop_oneof![
+        Just(Crash::Drop),
+        (0.0..1.0f64).prop_map(Crash::CutTail),
+        ((0.0..1.0f64), any::<u8>()).prop_map(|(at, byte)| Crash::GarbageTail(at, byte)),
+    ];
+    prop_oneof![
+        6 => (1usize..3000).prop_map(Op::Append),
+        3 => Just(Op::Sync),
+        2 => Just(Op::WriteOut),
+        2 => ((0.0..1.0f64), 1usize..10_000).prop_map(|(at, max)| Op::Read(at, max)),
+        1 => (0.0..1.2f64).prop_map(Op::TruncateBefore),
+        2 => crash.prop_map(Op::Reopen),
+    ]
+}
+
+/// What must be in the store: `bytes` from `start`, of which the first
+/// `durable` are durable.
+struct Model {
+    start: u64,
+    bytes: Vec<u8>,
+    durable: usize,
+}
+
+impl Model {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    fn lsn_at(&self, fraction: f64) -> u64 {
+        self.start + (self.bytes.len() as f64 * fraction) as u64
+    }
+}
+
+/// Damages the newest file past its durable length, as a crash may.
+fn inflict(store: &WalStore, crash: &Crash) {
+    let Some(file) = store.files.last() else {
+        return;
+    };
+    let durable_end = store.durable_end.unwrap_or_default();
+    let durable_bytes = file
+        .frames
+        .iter()
+        .take_while(|frame| frame.end() <= durable_end)
+        .last()
+        .map_or(0, |frame| frame.payload_offset + u64::from(frame.len));
+    let size = file.size_bytes;
+    let at = |fraction: f64| durable_bytes + ((size - durable_bytes) as f64 * fraction) as u64;
+    let handle = OpenOptions::new().write(true).open(&file.path).unwrap();
+    match *crash {
+        Crash::Drop => {}
+        Crash::CutTail(fraction) => handle.set_len(at(fraction)).unwrap(),
+        Crash::GarbageTail(fraction, byte) => {
+            let from = at(fraction);
+            let junk = vec![byte; (size - from) as usize + 64];
+            handle.write_all_at(&junk, from).unwrap();
+        }
+    }
+}
+
+fn check_contents(store: &WalStore, model: &Model) {
+    assert_eq!(store.end_lsn().map(|l| l.0), Some(model.end()));
+    assert_eq!(store.start_lsn().map(|l| l.0), Some(model.start));
+    let all = store.read(Lsn(model.start), usize::MAX).unwrap();
+    assert!(all == model.bytes, "store contents differ from the model");
+}
+
+fn run(dir: &Path, ops: &[Op]) {
+    let mut store = WalStore::open_with_file_size(dir, SMALL_FILE_BYTES).unwrap();
+    let mut model: Option<Model> = None;
+    for op in ops {
+        match op {
+            Op::Append(len) => {
+                let lsn = model.as_ref().map_or(0x2000_0000, Model::end);
+                let data = pattern(lsn, *len);
+                store.append(Lsn(lsn), &data).unwrap();
+                let model = model.get_or_insert(Model {
+                    start: lsn,
+                    bytes: Vec::new(),
+                    durable: 0,
+                });
+                model.bytes.extend_from_slice(&data);
+            }
+            Op::Sync => {
+                let end = store.sync().unwrap();
+                if let Some(model) = &mut model {
+                    assert_eq!(end.0, model.end());
+                    model.durable = model.bytes.len();
+                }
+            }
+            Op::WriteOut => store.guard(WalStore::write_pending).unwrap(),
+            Op::Read(fraction, max) => {
+                if let Some(model) = &model {
+                    let from = model.lsn_at(*fraction);
+                    let got = store.read(Lsn(from), *max).unwrap();
+                    let offset = (from - model.start) as usize;
+                    let want = &model.bytes[offset..(offset + max).min(model.bytes.len())];
+                    assert!(got == want, "read at {from:#x} max {max}");
+                }
+            }
+            Op::TruncateBefore(fraction) => {
+                if let Some(model) = &mut model {
+                    let before = model.start + ((model.bytes.len() as f64) * fraction) as u64;
+                    store.truncate_before(Lsn(before)).unwrap();
+                    let new_start = store.start_lsn().unwrap().0;
+                    assert!(new_start >= model.start);
+                    assert!(new_start <= before.max(model.start) || new_start <= model.end());
+                    if before < model.end() {
+                        assert!(
+                            new_start <= before.max(model.start),
+                            "removed a file holding {before:#x}"
+                        );
+                    }
+                    let cut = (new_start - model.start) as usize;
+                    model.bytes.drain(..cut);
+                    model.durable = model.durable.saturating_sub(cut);
+                    model.start = new_start;
+                }
+            }
+            Op::Reopen(crash) => {
+                inflict(&store, crash);
+                drop(store);
+                store = WalStore::open_with_file_size(dir, SMALL_FILE_BYTES).unwrap();
+                if let Some(m) = &mut model {
+                    match store.end_lsn() {
+                        None => {
+                            assert_eq!(m.durable, 0, "durable bytes lost");
+                            model = None;
+                        }
+                        Some(end) => {
+                            let kept = (end.0 - m.start) as usize;
+                            assert!(
+                                kept >= m.durable,
+                                "durable end {:#x} lost",
+                                m.start + m.durable as u64
+                            );
+                            assert!(kept <= m.bytes.len(), "bytes that were never written");
+                            m.bytes.truncate(kept);
+                            m.durable = kept;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(model) = &model {
+            check_contents(&store, model);
+        } else {
+            assert_eq!(store.end_lsn(), None);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn store_matches_model_across_crashes(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), &ops);
+    }
+}
