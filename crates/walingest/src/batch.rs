@@ -1,0 +1,178 @@
+//! One record's worth of derived values, collected before anything is
+//! written so that a record is stored entirely or not at all.
+//!
+//! Storage keeps one version per (key, LSN): a second put at the same LSN
+//! replaces the first. Several changes a single record makes to one key
+//! (two VM bits on one VM page, subtransactions on one CLOG page) are
+//! therefore merged here into one value.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use postgres_wal::record::BLCKSZ;
+use postgres_wal::Lsn;
+use storage::{apply_derived, DerivedOp, GetError, Key, Timeline, Value};
+
+use crate::IngestError;
+
+/// Values derived from one record (the caller puts them at its end LSN).
+pub(crate) struct Batch<'t> {
+    pub timeline: &'t Timeline,
+    /// The timeline state the record applies to (`last_record_lsn`).
+    pub read_lsn: Lsn,
+    /// Where the record starts (for error messages).
+    pub start_lsn: Lsn,
+    puts: Vec<(Key, Value)>,
+    index: HashMap<Key, usize>,
+}
+
+impl<'t> Batch<'t> {
+    pub fn new(timeline: &'t Timeline, read_lsn: Lsn, start_lsn: Lsn) -> Batch<'t> {
+        Batch {
+            timeline,
+            read_lsn,
+            start_lsn,
+            puts: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The values, in the order first put.
+    pub fn into_puts(self) -> Vec<(Key, Value)> {
+        self.puts
+    }
+
+    pub fn malformed(&self, reason: impl Into<String>) -> IngestError {
+        IngestError::Malformed {
+            lsn: self.start_lsn,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unsupported(&self, reason: impl Into<String>) -> IngestError {
+        IngestError::Unsupported {
+            lsn: self.start_lsn,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn bad_stored(&self, key: Key, reason: impl Into<String>) -> IngestError {
+        IngestError::BadStoredValue {
+            key,
+            lsn: self.read_lsn,
+            reason: reason.into(),
+        }
+    }
+
+    /// The stored value of `key` before this record (`None` if it has none).
+    pub fn read(&self, key: Key) -> Result<Option<Bytes>, IngestError> {
+        match self.timeline.get(key, self.read_lsn) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(GetError::KeyNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds a version of `key`, merging it with one this record already put.
+    pub fn put(&mut self, key: Key, value: Value) -> Result<(), IngestError> {
+        let Some(&slot) = self.index.get(&key) else {
+            self.index.insert(key, self.puts.len());
+            self.puts.push((key, value));
+            return Ok(());
+        };
+        let merged = merge(&self.puts[slot].1, value)
+            .map_err(|reason| self.malformed(format!("{key}: {reason}")))?;
+        self.puts[slot].1 = merged;
+        Ok(())
+    }
+
+    /// Rewrites the page at `key` as of this record (the version this record
+    /// already put, else the stored one, else a zero page) and puts the result
+    /// as an image. Used for changes no [`DerivedOp`] expresses.
+    pub fn modify_page(
+        &mut self,
+        key: Key,
+        change: impl FnOnce(&mut [u8]),
+    ) -> Result<(), IngestError> {
+        let mut page = match self.index.get(&key).map(|&slot| &self.puts[slot].1) {
+            Some(Value::Image(bytes)) => bytes.to_vec(),
+            Some(_) => return Err(self.malformed(format!("{key}: page rewritten after a record"))),
+            None => match self.read(key)? {
+                Some(bytes) if bytes.len() == BLCKSZ => bytes.to_vec(),
+                Some(bytes) => {
+                    return Err(self.bad_stored(key, format!("{} bytes, not a page", bytes.len())))
+                }
+                None => vec![0u8; BLCKSZ],
+            },
+        };
+        change(&mut page);
+        self.put(key, Value::Image(Bytes::from(page)))
+    }
+}
+
+/// Combines two versions of one key put by the same record.
+fn merge(existing: &Value, new: Value) -> Result<Value, String> {
+    use DerivedOp::{ClogSetStatus, VmClearBits};
+    match (existing, new) {
+        // A whole new value wins (storage would do the same).
+        (_, new @ Value::Image(_)) => Ok(new),
+        (
+            _,
+            new @ Value::WalRecord {
+                will_init: true, ..
+            },
+        ) => Ok(new),
+        (Value::Image(bytes), Value::Derived(op)) => {
+            let mut page = bytes.to_vec();
+            apply_derived(&mut page, &op).map_err(|e| e.to_string())?;
+            Ok(Value::Image(Bytes::from(page)))
+        }
+        (
+            Value::Derived(ClogSetStatus { status, slots }),
+            Value::Derived(ClogSetStatus {
+                status: new_status,
+                slots: new_slots,
+            }),
+        ) if *status == new_status => Ok(Value::Derived(ClogSetStatus {
+            status: *status,
+            slots: slots.iter().copied().chain(new_slots).collect(),
+        })),
+        (
+            Value::Derived(VmClearBits { flags, slots }),
+            Value::Derived(VmClearBits {
+                flags: new_flags,
+                slots: new_slots,
+            }),
+        ) if *flags == new_flags => Ok(Value::Derived(VmClearBits {
+            flags: *flags,
+            slots: slots.iter().copied().chain(new_slots).collect(),
+        })),
+        (existing, new) => Err(format!(
+            "two changes in one record cannot be combined ({existing:?} then {new:?})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_bits_and_applies_derived_to_images() {
+        let clog = |slots: Vec<u16>| Value::Derived(DerivedOp::ClogSetStatus { status: 1, slots });
+        assert_eq!(
+            merge(&clog(vec![1]), clog(vec![2])).unwrap(),
+            clog(vec![1, 2])
+        );
+        let zero = Value::Image(Bytes::from(vec![0u8; BLCKSZ]));
+        let Value::Image(page) = merge(&zero, clog(vec![0])).unwrap() else {
+            panic!("image expected")
+        };
+        assert_eq!(page[0], 1);
+        let other = Value::Derived(DerivedOp::ClogSetStatus {
+            status: 2,
+            slots: vec![3],
+        });
+        assert!(merge(&clog(vec![1]), other).is_err());
+    }
+}

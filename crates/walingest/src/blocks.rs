@@ -1,0 +1,187 @@
+//! Block references: every page a record registers becomes a value, and
+//! relations grow to hold them.
+//!
+//! - An image (full-page write or consistency-check after-image) becomes
+//!   [`Value::Image`] of the page redo would produce ([`crate::images`]).
+//! - A block of a natively redone resource manager without an image becomes
+//!   [`Value::WalRecord`] ([`crate::stored_record`]); a block past the end
+//!   of its relation starts from a zero page, as in PostgreSQL's redo, so it
+//!   is stored as will-init.
+//! - Any other block without an image cannot be reproduced: the record is
+//!   refused with [`crate::IngestError::Unsupported`].
+//!
+//! Writing past the end of a fork extends it; the blocks skipped over are
+//! zero pages, as `XLogReadBufferExtended` writes them. Visibility-map bits
+//! that heap records clear without registering the VM page come from
+//! [`redo::vm::vm_changes`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
+use postgres_wal::rmgr::RmgrId;
+use postgres_wal::RawRecord;
+use storage::{DerivedOp, Key, Value};
+
+use crate::batch::Batch;
+use crate::known::Known;
+use crate::{images, stored_record, IngestError, IngestStats};
+
+/// `InvalidBlockNumber`: never a real block.
+const INVALID_BLOCK: u32 = u32::MAX;
+/// Most zero pages one record may add to fill a gap. PostgreSQL extends a
+/// relation a block at a time except hash indexes, whose split points skip
+/// ahead by up to a few thousand blocks; beyond this the gap is left to the
+/// readers, which treat a missing page as zeros (base backup and
+/// [`crate::NativeRedo`] both do).
+const MAX_GAP_FILL_BLOCKS: u32 = 131_072;
+
+static ZERO_PAGE: [u8; BLCKSZ] = [0u8; BLCKSZ];
+
+pub(crate) fn zero_page() -> Value {
+    Value::Image(Bytes::from_static(&ZERO_PAGE))
+}
+
+/// Stores a value for every block reference of `record`.
+pub(crate) fn ingest_blocks(
+    known: &mut Known,
+    b: &mut Batch<'_>,
+    record: &DecodedRecord,
+    raw: &RawRecord<'_>,
+    stats: &mut IngestStats,
+) -> Result<(), IngestError> {
+    if record.blocks.is_empty() {
+        return Ok(());
+    }
+    let past_end = extend_for_blocks(known, b, record)?;
+    let native = redo::is_native(record.rmid);
+    for block in &record.blocks {
+        let key = Key::rel_block(block.rel, block.fork, block.blkno);
+        let value = if let Some(image) = &block.image {
+            let page =
+                images::page_after_redo(record, block, &image.page).map_err(|e| b.malformed(e))?;
+            stats.images_stored += 1;
+            Value::Image(Bytes::from(page))
+        } else if native {
+            stats.native_records_stored += 1;
+            Value::WalRecord {
+                will_init: block.will_init
+                    || past_end.contains(&(block.rel, block.fork, block.blkno)),
+                rec: stored_record::encode(block.block_id, raw.start_lsn, raw.end_lsn, raw.bytes),
+            }
+        } else {
+            return Err(b.unsupported(format!(
+                "{} record (info {:#04x}) changes block {} of relation {}/{}/{} fork {:?} \
+                 without an image; the endpoint must run with wal_consistency_checking \
+                 covering {}",
+                rmgr_name(record.rmid),
+                record.rmgr_info(),
+                block.blkno,
+                block.rel.spc_node,
+                block.rel.db_node,
+                block.rel.rel_node,
+                block.fork,
+                rmgr_name(record.rmid),
+            )));
+        };
+        b.put(key, value)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn rmgr_name(rmid: u8) -> String {
+    RmgrId::from_u8(rmid).map_or_else(|| format!("rmgr {rmid}"), |id| id.name().to_owned())
+}
+
+/// Grows every fork the record writes past its end (creating forks PostgreSQL
+/// creates without WAL, such as the FSM and VM) and returns the record's own
+/// blocks that lie past the old end.
+fn extend_for_blocks(
+    known: &mut Known,
+    b: &mut Batch<'_>,
+    record: &DecodedRecord,
+) -> Result<BTreeSet<(RelFileNode, ForkNumber, u32)>, IngestError> {
+    let mut written: BTreeMap<(RelFileNode, ForkNumber), BTreeSet<u32>> = BTreeMap::new();
+    for block in &record.blocks {
+        if block.blkno == INVALID_BLOCK {
+            return Err(b.malformed("block reference to InvalidBlockNumber"));
+        }
+        written
+            .entry((block.rel, block.fork))
+            .or_default()
+            .insert(block.blkno);
+    }
+    let mut past_end = BTreeSet::new();
+    for ((rel, fork), blocks) in written {
+        known.create_rel(b, rel, fork)?;
+        let old_size = known.rel_size(b, rel, fork)?;
+        let Some(&last) = blocks.last() else { continue };
+        if last < old_size {
+            continue;
+        }
+        fill_gap(b, rel, fork, old_size, last, &blocks)?;
+        known.set_rel_size(rel, fork, last + 1);
+        past_end.extend(blocks.range(old_size..).map(|&blkno| (rel, fork, blkno)));
+    }
+    Ok(past_end)
+}
+
+/// Zero pages for blocks `from..upto` the record does not write itself.
+fn fill_gap(
+    b: &mut Batch<'_>,
+    rel: RelFileNode,
+    fork: ForkNumber,
+    from: u32,
+    upto: u32,
+    own: &BTreeSet<u32>,
+) -> Result<(), IngestError> {
+    let end = upto.min(from.saturating_add(MAX_GAP_FILL_BLOCKS));
+    for blkno in from..end {
+        if !own.contains(&blkno) {
+            b.put(Key::rel_block(rel, fork, blkno), zero_page())?;
+        }
+    }
+    Ok(())
+}
+
+/// Visibility-map bits heap records clear on VM pages they do not register.
+pub(crate) fn ingest_vm_clears(
+    known: &mut Known,
+    b: &mut Batch<'_>,
+    record: &DecodedRecord,
+) -> Result<(), IngestError> {
+    if !matches!(
+        RmgrId::from_u8(record.rmid),
+        Some(RmgrId::Heap | RmgrId::Heap2)
+    ) {
+        return Ok(());
+    }
+    let changes = redo::vm::vm_changes(record).map_err(|e| b.malformed(e.to_string()))?;
+    for change in changes {
+        let fork = ForkNumber::VisibilityMap;
+        let key = Key::rel_block(change.rel, fork, change.vm_block);
+        known.create_rel(b, change.rel, fork)?;
+        let size = known.rel_size(b, change.rel, fork)?;
+        if change.vm_block >= size {
+            // `visibilitymap_pin` extends the map with initialised pages;
+            // clearing bits on a fresh page leaves it just initialised.
+            let own = BTreeSet::from([change.vm_block]);
+            fill_gap(b, change.rel, fork, size, change.vm_block, &own)?;
+            known.set_rel_size(change.rel, fork, change.vm_block + 1);
+            let mut page = vec![0u8; BLCKSZ];
+            redo::vm::apply_clear(&mut page, &change).map_err(|e| b.malformed(e.to_string()))?;
+            b.put(key, Value::Image(Bytes::from(page)))?;
+        } else {
+            let slot = change.heap_block % redo::vm::HEAP_BLOCKS_PER_PAGE;
+            let slot = u16::try_from(slot).map_err(|_| b.malformed("VM slot out of range"))?;
+            b.put(
+                key,
+                Value::Derived(DerivedOp::VmClearBits {
+                    flags: change.clear_bits,
+                    slots: vec![slot],
+                }),
+            )?;
+        }
+    }
+    Ok(())
+}
