@@ -6,8 +6,35 @@
 //! pageserver holds it durably.
 //!
 //! - [`store`]: the durable local WAL (format, crash rules).
+//! - [`receiver`]: [`WalReceiver`] (the loop, status, stop) and [`probe`].
+//! - `pipeline`: the writer and sink threads (store and sink never run on
+//!   the async runtime).
+//! - `connection`, `protocol`, [`connstr`]: the replication connection, the
+//!   CopyBoth sub-protocol, connection strings.
+//!
+//! ```no_run
+//! # async fn example(sink: Box<dyn walreceiver::WalSink>) -> Result<(), Box<dyn std::error::Error>> {
+//! use walreceiver::{probe, ReceiverOptions, WalReceiver, WalStore};
+//! let connstr = "host=127.0.0.1 port=55432 user=postgres";
+//! let source = probe(connstr, None).await?;
+//! let mut options = ReceiverOptions::new(connstr, "pageserver");
+//! options.expected_system_id = Some(source.system_id);
+//! let store = WalStore::open(std::path::Path::new("/data/timeline/wal"))?;
+//! let receiver = WalReceiver::spawn(options, store, sink);
+//! println!("flush {}", receiver.status().flush_lsn);
+//! receiver.stop().await;
+//! # Ok(()) }
+//! ```
 
+mod connection;
+pub mod connstr;
+mod error;
+mod pipeline;
+mod protocol;
+pub mod receiver;
 pub mod store;
 
+pub use error::{ReceiverError, SinkError};
 pub use postgres_wal::Lsn;
+pub use receiver::{probe, ReceiverOptions, ReceiverStatus, SourceInfo, WalReceiver, WalSink};
 pub use store::{StoreError, WalStore};

@@ -1,0 +1,229 @@
+//! The blocking half of the receiver: a *writer* thread that appends received
+//! WAL to the [`WalStore`] and syncs it, and a *sink* thread that feeds the
+//! durable bytes to the [`WalSink`]. Two threads so that a slow consumer
+//! never delays the fsync that commits on the endpoint are waiting for; the
+//! bounded channel between them bounds how far ingest may lag.
+//!
+//! Both publish their progress in [`Progress`]; the streaming task turns it
+//! into standby status updates. A failure of either is recorded there too
+//! and stops the receiver.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use postgres_wal::Lsn;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{ReceiverError, SinkError};
+use crate::store::WalStore;
+use crate::WalSink;
+
+/// Received WAL messages queued for the writer.
+const WRITER_QUEUE_MESSAGES: usize = 1024;
+/// Durable chunks queued for the sink.
+const SINK_QUEUE_CHUNKS: usize = 256;
+/// The writer syncs at least this often while WAL keeps arriving.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Replay reads the store in pieces of this size.
+const REPLAY_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Durable and applied positions, as the threads advance them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Positions {
+    pub(crate) flush: Lsn,
+    pub(crate) apply: Lsn,
+}
+
+/// State shared between the blocking threads and the streaming task.
+pub(crate) struct Progress {
+    pub(crate) positions: watch::Sender<Positions>,
+    /// First fatal error of a thread (`Ok` once a clean sink shutdown was asked).
+    pub(crate) failure: Mutex<Option<Result<(), ReceiverError>>>,
+    pub(crate) failed: tokio_util::sync::CancellationToken,
+    /// `truncate_before` requests for the writer, applied after a sync.
+    pub(crate) truncate_before: Mutex<Option<Lsn>>,
+}
+
+impl Progress {
+    pub(crate) fn new(positions: Positions) -> Arc<Progress> {
+        Arc::new(Progress {
+            positions: watch::Sender::new(positions),
+            failure: Mutex::new(None),
+            failed: tokio_util::sync::CancellationToken::new(),
+            truncate_before: Mutex::new(None),
+        })
+    }
+
+    fn fail(&self, outcome: Result<(), ReceiverError>) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(outcome);
+        }
+        self.failed.cancel();
+    }
+}
+
+/// Where streaming starts, decided by [`prepare`].
+pub(crate) struct Prepared {
+    pub(crate) store: WalStore,
+    pub(crate) sink: Box<dyn WalSink>,
+    pub(crate) stream_from: Lsn,
+    pub(crate) positions: Positions,
+}
+
+/// Replays what the store holds from the sink's resume point, and decides
+/// where streaming continues. If the store cannot serve the sink
+/// contiguously (it starts after `resume_lsn`, or ends before it), the store
+/// is emptied and streaming starts at `resume_lsn`.
+pub(crate) fn prepare(
+    mut store: WalStore,
+    mut sink: Box<dyn WalSink>,
+) -> Result<Prepared, ReceiverError> {
+    let resume = sink.resume_lsn();
+    let (start, end) = (store.start_lsn(), store.end_lsn());
+    let replay_end = match (start, end) {
+        (Some(start), Some(end)) if start <= resume && resume <= end => Some(end),
+        (Some(start), Some(end)) => {
+            tracing::warn!(%resume, %start, %end, "WAL store cannot serve the consumer; starting it afresh");
+            store.reset()?;
+            None
+        }
+        _ => None,
+    };
+    let Some(end) = replay_end else {
+        let positions = Positions {
+            flush: resume,
+            apply: resume,
+        };
+        return Ok(Prepared {
+            store,
+            sink,
+            stream_from: resume,
+            positions,
+        });
+    };
+    let mut at = resume;
+    let mut applied = resume;
+    while at < end {
+        let chunk = store.read(at, REPLAY_CHUNK_BYTES)?;
+        applied = sink.consume(at, &chunk)?;
+        at = at + chunk.len() as u64;
+    }
+    tracing::info!(from = %resume, to = %end, "replayed WAL from the local store");
+    Ok(Prepared {
+        store,
+        sink,
+        stream_from: end,
+        positions: Positions {
+            flush: end,
+            apply: applied,
+        },
+    })
+}
+
+/// Handles of the two threads; dropping the sender ends them in order.
+pub(crate) struct Pipeline {
+    pub(crate) sender: mpsc::Sender<(Lsn, Bytes)>,
+    writer: JoinHandle<()>,
+    sink: JoinHandle<()>,
+}
+
+impl Pipeline {
+    pub(crate) fn start(
+        store: WalStore,
+        sink: Box<dyn WalSink>,
+        progress: Arc<Progress>,
+    ) -> std::io::Result<Pipeline> {
+        let (sender, received) = mpsc::channel(WRITER_QUEUE_MESSAGES);
+        let (durable_sender, durable) = mpsc::channel(SINK_QUEUE_CHUNKS);
+        let writer_progress = progress.clone();
+        let writer = std::thread::Builder::new()
+            .name("wal-writer".to_owned())
+            .spawn(move || run_writer(store, received, durable_sender, &writer_progress))?;
+        let sink = std::thread::Builder::new()
+            .name("wal-sink".to_owned())
+            .spawn(move || run_sink(sink, durable, &progress))?;
+        Ok(Pipeline {
+            sender,
+            writer,
+            sink,
+        })
+    }
+
+    /// Closes the queue and waits until both threads have finished what was
+    /// queued (blocking: call from a blocking context).
+    pub(crate) fn finish(self) {
+        drop(self.sender);
+        let _ = self.writer.join();
+        let _ = self.sink.join();
+    }
+}
+
+fn run_writer(
+    mut store: WalStore,
+    mut received: mpsc::Receiver<(Lsn, Bytes)>,
+    durable: mpsc::Sender<(Lsn, Bytes)>,
+    progress: &Progress,
+) {
+    while let Some(first) = received.blocking_recv() {
+        let mut batch = vec![first];
+        let mut batch_bytes = batch[0].1.len();
+        while batch_bytes < MAX_BATCH_BYTES {
+            match received.try_recv() {
+                Ok(more) => {
+                    batch_bytes += more.1.len();
+                    batch.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = write_batch(&mut store, &batch, progress) {
+            progress.fail(Err(error.into()));
+            return;
+        }
+        for item in batch {
+            if durable.blocking_send(item).is_err() {
+                return; // the sink thread stopped and said why
+            }
+        }
+    }
+}
+
+fn write_batch(
+    store: &mut WalStore,
+    batch: &[(Lsn, Bytes)],
+    progress: &Progress,
+) -> Result<(), crate::StoreError> {
+    for (lsn, bytes) in batch {
+        store.append(*lsn, bytes)?;
+    }
+    let flush = store.sync()?;
+    progress.positions.send_modify(|p| p.flush = flush);
+    let requested = progress.truncate_before.lock().take();
+    if let Some(lsn) = requested {
+        store.truncate_before(lsn)?;
+    }
+    Ok(())
+}
+
+fn run_sink(
+    mut sink: Box<dyn WalSink>,
+    mut durable: mpsc::Receiver<(Lsn, Bytes)>,
+    progress: &Progress,
+) {
+    while let Some((lsn, bytes)) = durable.blocking_recv() {
+        match sink.consume(lsn, &bytes) {
+            Ok(applied) => progress.positions.send_modify(|p| p.apply = applied),
+            Err(SinkError::ShuttingDown) => {
+                progress.fail(Ok(()));
+                return;
+            }
+            Err(error) => {
+                progress.fail(Err(error.into()));
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The receiver loop: replay the store into the sink, then connect, stream,
+//! hand WAL to the writer thread, report positions, and reconnect with
+//! exponential backoff until stopped.
+//!
+//! The async task owns only the connection; the store and the sink live on
+//! the blocking threads of [`crate::pipeline`]. The flush position reported
+//! to the server is what the writer thread has synced, never more.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use postgres_wal::Lsn;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::Connection;
+use crate::connstr::ConnectionConfig;
+use crate::error::{ReceiverError, SinkError};
+use crate::pipeline::{self, Pipeline, Positions, Progress};
+use crate::protocol::{self, ReplicationMessage, StandbyPositions};
+use crate::store::WalStore;
+
+/// After this long without any message, ask the server for a keepalive.
+const QUIET_BEFORE_PING: Duration = Duration::from_secs(30);
+/// After this long without any message, give up on the connection.
+const QUIET_BEFORE_RECONNECT: Duration = Duration::from_secs(60);
+
+/// What `IDENTIFY_SYSTEM` and the startup parameters said about a WAL source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The cluster's system identifier (from `pg_control`).
+    pub system_id: u64,
+    /// The server's current timeline.
+    pub timeline: u32,
+    /// The server's current WAL flush position.
+    pub xlogpos: Lsn,
+    /// `server_version`, e.g. `15.18 (Debian 15.18-1.pgdg120+1)`.
+    pub server_version: String,
+}
+
+/// Where received WAL goes. Called on a blocking thread (never on the async
+/// runtime), in LSN order, only with bytes already durable in the store.
+pub trait WalSink: Send + 'static {
+    /// Where the consumer needs WAL from (e.g. the timeline's last_record_lsn
+    /// / decoder position).
+    fn resume_lsn(&self) -> Lsn;
+    /// Consume durable bytes starting at `lsn` (contiguous with the previous
+    /// call). Returns the LSN applied so far (reported as the standby's apply
+    /// position). An Err stops the receiver (status shows it).
+    fn consume(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<Lsn, SinkError>;
+}
+
+/// How to reach the WAL source and how to behave on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverOptions {
+    /// libpq `key=value` string or `postgresql://` URL.
+    pub connstr: String,
+    /// Physical replication slot (created if missing).
+    pub slot_name: String,
+    /// Our `application_name`: what `synchronous_standby_names` must name.
+    pub application_name: String,
+    /// Refuse a source whose system id differs.
+    pub expected_system_id: Option<u64>,
+    /// Send a standby status update at least this often.
+    pub status_interval: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl ReceiverOptions {
+    /// Options with the defaults: application name `pageserver`, status every
+    /// second, reconnect after 100 ms doubling up to 10 s.
+    pub fn new(connstr: impl Into<String>, slot_name: impl Into<String>) -> ReceiverOptions {
+        ReceiverOptions {
+            connstr: connstr.into(),
+            slot_name: slot_name.into(),
+            application_name: "pageserver".to_owned(),
+            expected_system_id: None,
+            status_interval: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A snapshot of what the receiver is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverStatus {
+    /// The loop is still running (false after `stop` or a fatal error).
+    pub running: bool,
+    /// Streaming from the source right now.
+    pub connected: bool,
+    /// End of WAL of the last message received (data or keepalive).
+    pub last_received_msg_lsn: Option<Lsn>,
+    /// When that message arrived, in microseconds since the Unix epoch.
+    pub last_received_msg_ts: Option<u64>,
+    /// Received and queued for the store.
+    pub write_lsn: Lsn,
+    /// Durable in the store: what is reported as the standby's flush LSN.
+    pub flush_lsn: Lsn,
+    /// Consumed by the sink.
+    pub apply_lsn: Lsn,
+    /// The most recent error (cleared once streaming starts again).
+    pub last_error: Option<String>,
+    /// How many times a connection failed or ended and was retried.
+    pub reconnects: u64,
+    /// The source as of the last successful connection.
+    pub source: Option<SourceInfo>,
+}
+
+/// Handle of a running receiver loop.
+pub struct WalReceiver {
+    status: Arc<Mutex<ReceiverStatus>>,
+    progress: Arc<Mutex<Option<Arc<Progress>>>>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl WalReceiver {
+    /// Starts the loop on the current tokio runtime (call from within one):
+    /// first feeds the sink what the store holds from `sink.resume_lsn()` to
+    /// the store's end (replay after a restart), then connects and streams
+    /// from the store's end (or `resume_lsn()` if the store is empty),
+    /// appends + syncs each batch, feeds the sink, reports flush = durable
+    /// end. Reconnects with exponential backoff (min..max) on any connection
+    /// error; version/system-id mismatch also retried but visible in status.
+    pub fn spawn(opts: ReceiverOptions, store: WalStore, sink: Box<dyn WalSink>) -> WalReceiver {
+        let status = Arc::new(Mutex::new(ReceiverStatus {
+            running: true,
+            ..ReceiverStatus::default()
+        }));
+        let progress = Arc::new(Mutex::new(None));
+        let cancel = CancellationToken::new();
+        let state = LoopState {
+            opts,
+            status: status.clone(),
+            progress_slot: progress.clone(),
+            cancel: cancel.clone(),
+        };
+        let task = tokio::spawn(state.run(store, sink));
+        WalReceiver {
+            status,
+            progress,
+            cancel,
+            task,
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> ReceiverStatus {
+        let mut status = self.status.lock().clone();
+        if let Some(progress) = self.progress.lock().as_ref() {
+            let positions = *progress.positions.borrow();
+            status.flush_lsn = positions.flush;
+            status.apply_lsn = positions.apply;
+        }
+        status
+    }
+
+    /// Lets the store drop whole files below `lsn` (WAL the consumer has made
+    /// durable elsewhere). Applied by the writer after its next sync.
+    pub fn truncate_store_before(&self, lsn: Lsn) {
+        if let Some(progress) = self.progress.lock().as_ref() {
+            let mut request = progress.truncate_before.lock();
+            *request = Some(request.map_or(lsn, |old| old.max(lsn)));
+        }
+    }
+
+    /// Graceful stop: closes the connection, lets the writer and the sink
+    /// finish what was already received, returns when the loop has ended.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Connects once, checks the version (and the system id if given), and
+/// returns what `IDENTIFY_SYSTEM` said. Used to refuse a bad WAL source up
+/// front.
+pub async fn probe(
+    connstr: &str,
+    expected_system_id: Option<u64>,
+) -> Result<SourceInfo, ReceiverError> {
+    let config = ConnectionConfig::parse(connstr)?;
+    let application_name = config
+        .application_name
+        .clone()
+        .unwrap_or_else(|| "pageserver-probe".to_owned());
+    let mut connection = Connection::connect(&config, &application_name).await?;
+    let result = identify(&mut connection, expected_system_id).await;
+    connection.terminate().await;
+    result
+}
+
+/// Version check + `IDENTIFY_SYSTEM` + system id check.
+async fn identify(
+    connection: &mut Connection,
+    expected_system_id: Option<u64>,
+) -> Result<SourceInfo, ReceiverError> {
+    let server_version = connection.server_version().unwrap_or_default().to_owned();
+    let major = server_version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or_default();
+    if major != "15" {
+        return Err(ReceiverError::VersionMismatch {
+            address: connection.address().to_owned(),
+            version: if server_version.is_empty() {
+                "of unknown version".to_owned()
+            } else {
+                server_version
+            },
+        });
+    }
+    let identity = connection.identify_system().await?;
+    if let Some(expected) = expected_system_id {
+        if expected != identity.system_id {
+            return Err(ReceiverError::SystemIdMismatch {
+                address: connection.address().to_owned(),
+                expected,
+                actual: identity.system_id,
+            });
+        }
+    }
+    Ok(SourceInfo {
+        system_id: identity.system_id,
+        timeline: identity.timeline,
+        xlogpos: identity.xlogpos,
+        server_version,
+    })
+}
+
+/// Everything the loop task owns besides store and sink.
+struct LoopState {
+    opts: ReceiverOptions,
+    status: Arc<Mutex<ReceiverStatus>>,
+    progress_slot: Arc<Mutex<Option<Arc<Progress>>>>,
+    cancel: CancellationToken,
+}
+
+/// How a streaming session ended without an error.
+enum SessionEnd {
+    /// Stop was requested, or a thread failed.
+    Stopped,
+    /// The server ended the stream (CopyDone); reconnect.
+    ServerEnded,
+}
+
+impl LoopState {
+    async fn run(self, store: WalStore, sink: Box<dyn WalSink>) {
+        let prepared =
+            match tokio::task::spawn_blocking(move || pipeline::prepare(store, sink)).await {
+                Ok(Ok(prepared)) => prepared,
+                Ok(Err(ReceiverError::Sink(SinkError::ShuttingDown))) => return self.finish(None),
+                Ok(Err(error)) => return self.finish(Some(error.to_string())),
+                Err(join) => return self.finish(Some(format!("replay panicked: {join}"))),
+            };
+        let progress = Progress::new(prepared.positions);
+        *self.progress_slot.lock() = Some(progress.clone());
+        let pipeline = match Pipeline::start(prepared.store, prepared.sink, progress.clone()) {
+            Ok(pipeline) => pipeline,
+            Err(error) => return self.finish(Some(format!("cannot start WAL threads: {error}"))),
+        };
+        self.stream_until_stopped(&pipeline, &progress, prepared.stream_from)
+            .await;
+        self.status.lock().connected = false;
+        // Let the writer sync and the sink consume what was already received.
+        let _ = tokio::task::spawn_blocking(move || pipeline.finish()).await;
+        let failure = progress.failure.lock().take();
+        let error = match failure {
+            Some(Err(error)) => Some(error.to_string()),
+            _ => None,
+        };
+        self.finish(error);
+    }
+
+    fn finish(&self, error: Option<String>) {
+        let mut status = self.status.lock();
+        status.running = false;
+        status.connected = false;
+        if let Some(progress) = self.progress_slot.lock().as_ref() {
+            let positions = *progress.positions.borrow();
+            status.flush_lsn = positions.flush;
+            status.apply_lsn = positions.apply;
+        }
+        if let Some(error) = error {
+            tracing::error!("WAL receiver stopped: {error}");
+            status.last_error = Some(error);
+        }
+    }
+
+    async fn stream_until_stopped(
+        &self,
+        pipeline: &Pipeline,
+        progress: &Arc<Progress>,
+        start: Lsn,
+    ) {
+        let mut next_lsn = start;
+        self.status.lock().write_lsn = start;
+        let mut backoff = self.opts.backoff_min;
+        loop {
+            let before = next_lsn;
+            let outcome = self.session(pipeline, progress, &mut next_lsn).await;
+            self.status.lock().connected = false;
+            let reason = match outcome {
+                Ok(SessionEnd::Stopped) => return,
+                Ok(SessionEnd::ServerEnded) => "the server ended the stream".to_owned(),
+                Err(error) if error.is_fatal() => return,
+                Err(error) => error.to_string(),
+            };
+            if next_lsn > before {
+                backoff = self.opts.backoff_min;
+            }
+            tracing::warn!(retry_in = ?backoff, "WAL receiver: {reason}");
+            {
+                let mut status = self.status.lock();
+                status.last_error = Some(reason);
+                status.reconnects += 1;
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = progress.failed.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2)
+                .min(self.opts.backoff_max)
+                .max(self.opts.backoff_min);
+        }
+    }
+
+    /// One connection: identify, slot, START_REPLICATION, then stream.
+    async fn session(
+        &self,
+        pipeline: &Pipeline,
+        progress: &Arc<Progress>,
+        next_lsn: &mut Lsn,
+    ) -> Result<SessionEnd, ReceiverError> {
+        let config = ConnectionConfig::parse(&self.opts.connstr)?;
+        let connect = Connection::connect(&config, &self.opts.application_name);
+        let mut connection = tokio::select! {
+            _ = self.cancel.cancelled() => return Ok(SessionEnd::Stopped),
+            connection = connect => connection?,
+        };
+        let setup = async {
+            let source = identify(&mut connection, self.opts.expected_system_id).await?;
+            connection
+                .create_physical_slot(&self.opts.slot_name)
+                .await?;
+            connection
+                .start_replication(&self.opts.slot_name, *next_lsn, source.timeline)
+                .await?;
+            Ok::<_, ReceiverError>(source)
+        };
+        let source = tokio::select! {
+            _ = self.cancel.cancelled() => return Ok(SessionEnd::Stopped),
+            source = setup => source?,
+        };
+        tracing::info!(address = connection.address(), from = %next_lsn, timeline = source.timeline, "WAL receiver streaming");
+        {
+            let mut status = self.status.lock();
+            status.connected = true;
+            status.last_error = None;
+            status.source = Some(source);
+        }
+        let mut stream = Streaming {
+            state: self,
+            connection,
+            pipeline,
+            progress,
+            next_lsn,
+            last_message: Instant::now(),
+        };
+        let outcome = stream.run().await;
+        stream.connection.terminate().await;
+        outcome
+    }
+}
+
+/// The CopyBoth phase of one session.
+struct Streaming<'a> {
+    state: &'a LoopState,
+    connection: Connection,
+    pipeline: &'a Pipeline,
+    progress: &'a Arc<Progress>,
+    next_lsn: &'a mut Lsn,
+    last_message: Instant,
+}
+
+/// What woke the streaming loop.
+enum Event {
+    Stop,
+    PositionsChanged,
+    Tick,
+    Message(Result<Option<bytes::Bytes>, ReceiverError>),
+}
+
+impl Streaming<'_> {
+    async fn run(&mut self) -> Result<SessionEnd, ReceiverError> {
+        let mut positions: watch::Receiver<Positions> = self.progress.positions.subscribe();
+        let mut ticker = tokio::time::interval(
+            self.state
+                .opts
+                .status_interval
+                .max(Duration::from_millis(10)),
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A first report right away: a synchronous standby counts only once
+        // it has reported a flush position.
+        self.send_status(false).await?;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.state.cancel.cancelled() => Event::Stop,
+                _ = self.progress.failed.cancelled() => Event::Stop,
+                changed = positions.changed() => match changed {
+                    Ok(()) => Event::PositionsChanged,
+                    Err(_) => Event::Stop,
+                },
+                message = self.connection.read_copy_data() => Event::Message(message),
+                _ = ticker.tick() => Event::Tick,
+            };
+            match event {
+                Event::Stop => return Ok(SessionEnd::Stopped),
+                Event::PositionsChanged => {
+                    positions.borrow_and_update();
+                    self.send_status(false).await?;
+                }
+                Event::Tick => self.on_tick().await?,
+                Event::Message(message) => match message? {
+                    Some(payload) => self.on_message(payload).await?,
+                    None => return Ok(SessionEnd::ServerEnded),
+                },
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) -> Result<(), ReceiverError> {
+        let quiet = self.last_message.elapsed();
+        if quiet >= QUIET_BEFORE_RECONNECT {
+            return Err(ReceiverError::Timeout {
+                address: self.connection.address().to_owned(),
+                what: "any message from the walsender",
+            });
+        }
+        self.send_status(quiet >= QUIET_BEFORE_PING).await
+    }
+
+    async fn on_message(&mut self, payload: bytes::Bytes) -> Result<(), ReceiverError> {
+        let message = protocol::parse(payload).map_err(|reason| ReceiverError::Protocol {
+            address: self.connection.address().to_owned(),
+            reason,
+        })?;
+        self.last_message = Instant::now();
+        match message {
+            ReplicationMessage::XLogData { start, data, .. } => {
+                self.on_wal(start, data).await?;
+            }
+            ReplicationMessage::Keepalive {
+                wal_end,
+                reply_requested,
+            } => {
+                self.note_received(wal_end);
+                if reply_requested {
+                    self.send_status(false).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_wal(&mut self, start: Lsn, mut data: bytes::Bytes) -> Result<(), ReceiverError> {
+        let expected = *self.next_lsn;
+        if start > expected {
+            return Err(ReceiverError::Discontinuity {
+                address: self.connection.address().to_owned(),
+                expected,
+                got: start,
+            });
+        }
+        // A resend of bytes we already have: keep only the new part.
+        let overlap = usize::try_from(expected - start).unwrap_or(usize::MAX);
+        if overlap >= data.len() {
+            return Ok(());
+        }
+        let _ = data.split_to(overlap);
+        let end = expected + data.len() as u64;
+        if self.pipeline.sender.send((expected, data)).await.is_err() {
+            return Err(ReceiverError::ShuttingDown);
+        }
+        *self.next_lsn = end;
+        self.note_received(end);
+        self.state.status.lock().write_lsn = end;
+        Ok(())
+    }
+
+    fn note_received(&self, lsn: Lsn) {
+        let mut status = self.state.status.lock();
+        status.last_received_msg_lsn = Some(lsn);
+        status.last_received_msg_ts = Some(protocol::unix_micros(SystemTime::now()));
+    }
+
+    async fn send_status(&mut self, reply_requested: bool) -> Result<(), ReceiverError> {
+        let positions = *self.progress.positions.borrow();
+        let report = StandbyPositions {
+            write: (*self.next_lsn).max(positions.flush),
+            flush: positions.flush,
+            apply: positions.apply,
+        };
+        let payload = protocol::standby_status_update(report, SystemTime::now(), reply_requested);
+        self.connection.send_copy_data(payload).await
+    }
+}
