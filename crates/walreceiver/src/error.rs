@@ -136,3 +136,17 @@ impl SinkError {
         Self::Failed(error.into())
     }
 }
+
+impl From<String> for SinkError {
+    /// A message as [`SinkError::Failed`].
+    fn from(message: String) -> Self {
+        Self::failed(message)
+    }
+}
+
+impl From<&str> for SinkError {
+    /// A message as [`SinkError::Failed`].
+    fn from(message: &str) -> Self {
+        Self::failed(message)
+    }
+}
