@@ -1,0 +1,526 @@
+//! One test per derivation, on synthetic records fed to a real store: what
+//! each record kind must leave behind, read back through the store with
+//! native redo.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datadir::layout;
+use postgres_wal::control::CheckPoint;
+use postgres_wal::record::{ForkNumber, RelFileNode, BLCKSZ};
+use postgres_wal::rmgr::RmgrId;
+use postgres_wal::slru::{clog_status, CLOG_XACTS_PER_PAGE};
+use postgres_wal::testwal::{encode_record, TestBlock};
+use postgres_wal::{Lsn, RawRecord};
+use proptest::prelude::*;
+use storage::io::StdFileIo;
+use storage::{Key, Repository, RepositoryConfig, SlruKind, Timeline, TimelineId, Value};
+use walingest::{IngestError, NativeRedo, WalIngest};
+
+const DB: u32 = 5;
+const SPC: u32 = 1663;
+const REL: RelFileNode = RelFileNode {
+    spc_node: SPC,
+    db_node: DB,
+    rel_node: 16384,
+};
+
+/// A timeline seeded with a checkpoint, one empty database and one CLOG
+/// page, fed records one after the other.
+struct Fixture {
+    timeline: Arc<Timeline>,
+    ingest: WalIngest,
+    next: Lsn,
+    _repo: Repository,
+    _dir: tempfile::TempDir,
+}
+
+fn checkpoint() -> CheckPoint {
+    CheckPoint {
+        redo: 0x100,
+        this_timeline_id: 1,
+        prev_timeline_id: 1,
+        full_page_writes: true,
+        next_xid: 1000,
+        next_oid: 16384,
+        next_multi: 1,
+        next_multi_offset: 0,
+        oldest_xid: 3,
+        oldest_xid_db: 1,
+        oldest_multi: 1,
+        oldest_multi_db: 1,
+        time: 0,
+        oldest_commit_ts_xid: 0,
+        newest_commit_ts_xid: 0,
+        oldest_active_xid: 0,
+    }
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open_with(
+            dir.path(),
+            RepositoryConfig::default(),
+            Arc::new(StdFileIo),
+            Arc::new(NativeRedo),
+        )
+        .unwrap();
+        let timeline = repo
+            .create_timeline(TimelineId::generate(), 15, Lsn::INVALID)
+            .unwrap();
+        let seed = Lsn(0x100);
+        let mut w = timeline.writer();
+        let image = |b: Vec<u8>| Value::Image(Bytes::from(b));
+        w.put(
+            Key::checkpoint(),
+            seed,
+            image(checkpoint().serialize().to_vec()),
+        )
+        .unwrap();
+        w.put(
+            Key::db_dir(),
+            seed,
+            image(layout::encode_db_dir(&[(SPC, DB)])),
+        )
+        .unwrap();
+        w.put(Key::rel_dir(SPC, DB), seed, image(Vec::new()))
+            .unwrap();
+        w.put(
+            Key::slru_block(SlruKind::Clog, 0, 0),
+            seed,
+            image(vec![0; BLCKSZ]),
+        )
+        .unwrap();
+        w.put(
+            Key::slru_segment_size(SlruKind::Clog, 0),
+            seed,
+            Value::rel_size(1),
+        )
+        .unwrap();
+        w.put(
+            Key::slru_dir(SlruKind::Clog),
+            seed,
+            image(layout::encode_u32_list(&[0])),
+        )
+        .unwrap();
+        w.finish(seed).unwrap();
+        let ingest = WalIngest::new(&timeline).unwrap();
+        Fixture {
+            timeline,
+            ingest,
+            next: Lsn(0x1000),
+            _repo: repo,
+            _dir: dir,
+        }
+    }
+
+    fn feed(
+        &mut self,
+        rmid: RmgrId,
+        info: u8,
+        xid: u32,
+        blocks: &[TestBlock],
+        main: &[u8],
+    ) -> Result<Lsn, IngestError> {
+        self.feed_raw(rmid as u8, info, xid, blocks, main)
+    }
+
+    fn feed_raw(
+        &mut self,
+        rmid: u8,
+        info: u8,
+        xid: u32,
+        blocks: &[TestBlock],
+        main: &[u8],
+    ) -> Result<Lsn, IngestError> {
+        let bytes = encode_record(rmid, info, xid, Lsn(0), blocks, None, None, main);
+        let start = self.next;
+        let end = Lsn((start.0 + bytes.len() as u64).div_ceil(8) * 8);
+        let raw = RawRecord {
+            start_lsn: start,
+            end_lsn: end,
+            bytes: &bytes,
+        };
+        self.ingest.ingest_record(&self.timeline, &raw)?;
+        self.next = end;
+        Ok(end)
+    }
+
+    fn get(&self, key: Key) -> Option<Bytes> {
+        match self.timeline.get(key, self.timeline.last_record_lsn()) {
+            Ok(b) => Some(b),
+            Err(storage::GetError::KeyNotFound { .. }) => None,
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+
+    fn size(&self, fork: ForkNumber) -> Option<u32> {
+        self.timeline
+            .get_rel_size(REL, fork, self.timeline.last_record_lsn())
+            .unwrap()
+    }
+
+    fn rel_dir(&self) -> Vec<(u32, ForkNumber)> {
+        layout::decode_rel_dir(&self.get(Key::rel_dir(SPC, DB)).unwrap()).unwrap()
+    }
+
+    fn checkpoint(&self) -> CheckPoint {
+        CheckPoint::parse(&self.get(Key::checkpoint()).unwrap()).unwrap()
+    }
+}
+
+/// A page PostgreSQL would consider initialised (`pd_lower`/`pd_upper` set).
+fn page(fill: u8) -> Vec<u8> {
+    let mut p = vec![fill; BLCKSZ];
+    p[0..12].fill(0);
+    p[12..14].copy_from_slice(&24u16.to_le_bytes());
+    p[14..16].copy_from_slice(&(BLCKSZ as u16).to_le_bytes());
+    p[16..18].copy_from_slice(&(BLCKSZ as u16).to_le_bytes());
+    p[18..20].copy_from_slice(&0x2004u16.to_le_bytes());
+    p
+}
+
+fn image_block(block_id: u8, fork: ForkNumber, blkno: u32, image: Vec<u8>) -> TestBlock {
+    TestBlock {
+        block_id,
+        rel: REL,
+        fork: fork as u8,
+        blkno,
+        will_init: false,
+        data: Vec::new(),
+        image: Some((image, 0, 0)),
+    }
+}
+
+const XLOG_FPI: u8 = 0xB0;
+
+fn smgr_create(fork: ForkNumber) -> Vec<u8> {
+    let mut body = Vec::new();
+    for v in [REL.spc_node, REL.db_node, REL.rel_node, fork as u32] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body
+}
+
+fn commit_body(subxacts: &[u32], dropped: &[RelFileNode]) -> (u8, Vec<u8>) {
+    let mut body = 0i64.to_le_bytes().to_vec();
+    let xinfo = 0x2 | 0x4; // HAS_SUBXACTS | HAS_RELFILENODES
+    body.extend_from_slice(&(xinfo as u32).to_le_bytes());
+    body.extend_from_slice(&(subxacts.len() as i32).to_le_bytes());
+    subxacts
+        .iter()
+        .for_each(|x| body.extend_from_slice(&x.to_le_bytes()));
+    body.extend_from_slice(&(dropped.len() as i32).to_le_bytes());
+    for r in dropped {
+        for v in [r.spc_node, r.db_node, r.rel_node] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    (0x80, body) // XLOG_XACT_COMMIT | XLOG_XACT_HAS_INFO
+}
+
+#[test]
+fn writing_past_the_end_extends_with_zero_pages() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Storage,
+        0x10,
+        0,
+        &[],
+        &smgr_create(ForkNumber::Main),
+    )
+    .unwrap();
+    assert_eq!(f.size(ForkNumber::Main), Some(0));
+    assert_eq!(f.rel_dir(), vec![(REL.rel_node, ForkNumber::Main)]);
+    let end = f
+        .feed(
+            RmgrId::Xlog,
+            XLOG_FPI,
+            0,
+            &[image_block(0, ForkNumber::Main, 4, page(7))],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(f.size(ForkNumber::Main), Some(5));
+    for blkno in 0..4 {
+        let p = f.get(Key::rel_block(REL, ForkNumber::Main, blkno)).unwrap();
+        assert!(p.iter().all(|&b| b == 0), "gap block {blkno} is zeros");
+    }
+    let p = f.get(Key::rel_block(REL, ForkNumber::Main, 4)).unwrap();
+    assert_eq!(&p[24..], &page(7)[24..]);
+    // Redo stamps the record's end LSN on a restored image.
+    assert_eq!(&p[0..4], &((end.0 >> 32) as u32).to_le_bytes());
+    assert_eq!(&p[4..8], &(end.0 as u32).to_le_bytes());
+    // A fork PostgreSQL creates without WAL (the FSM) appears with its first page.
+    f.feed(
+        RmgrId::Xlog,
+        XLOG_FPI,
+        0,
+        &[image_block(0, ForkNumber::Fsm, 2, page(1))],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(f.size(ForkNumber::Fsm), Some(3));
+    assert!(f.rel_dir().contains(&(REL.rel_node, ForkNumber::Fsm)));
+}
+
+#[test]
+fn truncate_shrinks_main_and_vm_and_empties_fsm() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Storage,
+        0x10,
+        0,
+        &[],
+        &smgr_create(ForkNumber::Main),
+    )
+    .unwrap();
+    let blocks = [
+        image_block(0, ForkNumber::Main, 9, page(1)),
+        image_block(1, ForkNumber::Fsm, 2, page(2)),
+        image_block(2, ForkNumber::VisibilityMap, 1, page(0xff)),
+    ];
+    f.feed(RmgrId::Xlog, XLOG_FPI, 0, &blocks, &[]).unwrap();
+    assert_eq!(f.size(ForkNumber::VisibilityMap), Some(2));
+    // Keep 3 heap blocks: VM page 0 keeps only their bits.
+    let vm_page0 = f
+        .get(Key::rel_block(REL, ForkNumber::VisibilityMap, 0))
+        .unwrap();
+    assert!(
+        vm_page0.iter().all(|&b| b == 0),
+        "VM page 0 was never written"
+    );
+    let mut body = 3u32.to_le_bytes().to_vec();
+    for v in [REL.spc_node, REL.db_node, REL.rel_node, 0x7] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::Storage, 0x20, 0, &[], &body).unwrap();
+    assert_eq!(f.size(ForkNumber::Main), Some(3));
+    assert_eq!(f.size(ForkNumber::Fsm), Some(0));
+    assert_eq!(f.size(ForkNumber::VisibilityMap), Some(1));
+}
+
+#[test]
+fn vm_truncation_clears_the_bits_of_removed_heap_blocks() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Xlog,
+        XLOG_FPI,
+        0,
+        &[image_block(0, ForkNumber::VisibilityMap, 0, page(0xff))],
+        &[],
+    )
+    .unwrap();
+    let mut body = 6u32.to_le_bytes().to_vec();
+    for v in [REL.spc_node, REL.db_node, REL.rel_node, 0x2] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::Storage, 0x20, 0, &[], &body).unwrap();
+    let vm = f
+        .get(Key::rel_block(REL, ForkNumber::VisibilityMap, 0))
+        .unwrap();
+    assert_eq!(vm[24], 0xff, "heap blocks 0..4 keep their bits");
+    assert_eq!(vm[25], 0x0f, "blocks 4, 5 kept, 6, 7 cleared");
+    assert!(vm[26..].iter().all(|&b| b == 0));
+    assert_eq!(f.size(ForkNumber::VisibilityMap), Some(1));
+}
+
+#[test]
+fn commit_sets_clog_bits_for_subxacts_on_every_page_and_drops_relations() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Storage,
+        0x10,
+        0,
+        &[],
+        &smgr_create(ForkNumber::Main),
+    )
+    .unwrap();
+    let top = CLOG_XACTS_PER_PAGE - 1;
+    let subxacts = [CLOG_XACTS_PER_PAGE, 2 * CLOG_XACTS_PER_PAGE + 5];
+    let (info, body) = commit_body(&subxacts, &[REL]);
+    f.feed(RmgrId::Transaction, info, top, &[], &body).unwrap();
+    let page = |n: u32| f.get(Key::slru_block(SlruKind::Clog, 0, n)).unwrap();
+    assert_eq!(clog_status(&page(0), top), Some(1));
+    assert_eq!(clog_status(&page(1), subxacts[0]), Some(1));
+    assert_eq!(clog_status(&page(2), subxacts[1]), Some(1));
+    assert_eq!(clog_status(&page(2), subxacts[1] + 1), Some(0));
+    let size = f.get(Key::slru_segment_size(SlruKind::Clog, 0)).unwrap();
+    assert_eq!(Value::decode_rel_size(&size), Some(3));
+    assert!(
+        f.rel_dir().is_empty(),
+        "the committed drop removes the relation"
+    );
+    assert_eq!(f.checkpoint().next_xid, u64::from(subxacts[1]) + 1);
+
+    // An abort marks its xids aborted.
+    let (_, body) = commit_body(&[], &[]);
+    f.feed(RmgrId::Transaction, 0x20 | 0x80, 2000, &[], &body)
+        .unwrap();
+    let page0 = f.get(Key::slru_block(SlruKind::Clog, 0, 0)).unwrap();
+    assert_eq!(clog_status(&page0, 2000), Some(2));
+}
+
+#[test]
+fn checkpoint_counters_follow_xids_oids_and_multixacts() {
+    let mut f = Fixture::new();
+    // Any record's xid counts as used (here an XLOG NOOP).
+    f.feed(RmgrId::Xlog, 0x20, 5000, &[], &[]).unwrap();
+    assert_eq!(f.checkpoint().next_xid, 5001);
+    f.feed(RmgrId::Xlog, 0x30, 0, &[], &77777u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(f.checkpoint().next_oid, 77777);
+    // Multixact 1 with members at offsets 0..3.
+    let mut body = Vec::new();
+    for v in [1u32, 0, 3, 6001, 1, 6002, 3, 6003, 5] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::MultiXact, 0x20, 0, &[], &body).unwrap();
+    let c = f.checkpoint();
+    assert_eq!((c.next_multi, c.next_multi_offset), (2, 3));
+    assert_eq!(c.next_xid, 6004, "member xids count as used");
+    let offsets = f
+        .get(Key::slru_block(SlruKind::MultiXactOffsets, 0, 0))
+        .unwrap();
+    assert_eq!(&offsets[4..8], &0u32.to_le_bytes());
+    let members = f
+        .get(Key::slru_block(SlruKind::MultiXactMembers, 0, 0))
+        .unwrap();
+    assert_eq!(&members[0..4], &[1, 3, 5, 0], "one flag byte per member");
+    assert_eq!(&members[4..8], &6001u32.to_le_bytes());
+    assert_eq!(&members[12..16], &6003u32.to_le_bytes());
+    // An online checkpoint never moves counters back.
+    let mut online = checkpoint();
+    online.next_xid = 10;
+    online.oldest_xid = 500;
+    f.feed(RmgrId::Xlog, 0x10, 0, &[], &online.serialize())
+        .unwrap();
+    let c = f.checkpoint();
+    assert_eq!((c.next_xid, c.next_oid, c.oldest_xid), (6004, 77777, 500));
+}
+
+#[test]
+fn prepare_writes_the_state_file_and_commit_prepared_removes_it() {
+    let mut f = Fixture::new();
+    // xl_xact_prepare: magic, total_len, xid, database, prepared_at, owner,
+    // nsubxacts, ncommitrels, nabortrels, ncommitstats, nabortstats,
+    // ninvalmsgs, initfileinval, gidlen, origin_lsn, origin_timestamp.
+    let mut body = Vec::new();
+    for v in [0x57F94534u32, 0, 3000, DB] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.extend_from_slice(&0i64.to_le_bytes());
+    for v in [10u32, 0, 0, 0, 0, 0, 0] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.push(0); // initfileinval
+    body.push(0);
+    body.extend_from_slice(&2u16.to_le_bytes()); // gidlen
+    body.extend_from_slice(&[0u8; 16]); // origin lsn + timestamp
+    body.extend_from_slice(b"g\0");
+    body.resize(body.len().div_ceil(8) * 8, 0);
+    f.feed(RmgrId::Transaction, 0x10, 3000, &[], &body).unwrap();
+    let file = f.get(Key::twophase_file(3000)).unwrap();
+    assert_eq!(&file[..body.len()], &body[..]);
+    assert_eq!(&file[body.len()..], &crc32c::crc32c(&body).to_le_bytes());
+    let dir = f.get(Key::twophase_dir()).unwrap();
+    assert_eq!(layout::decode_u32_list(&dir).unwrap(), vec![3000]);
+
+    // COMMIT PREPARED: xinfo HAS_TWOPHASE, the prepared xid in the body.
+    let mut body = 0i64.to_le_bytes().to_vec();
+    body.extend_from_slice(&0x10u32.to_le_bytes());
+    body.extend_from_slice(&3000u32.to_le_bytes());
+    f.feed(RmgrId::Transaction, 0x30 | 0x80, 0, &[], &body)
+        .unwrap();
+    let dir = f.get(Key::twophase_dir()).unwrap();
+    assert!(layout::decode_u32_list(&dir).unwrap().is_empty());
+    let clog = f.get(Key::slru_block(SlruKind::Clog, 0, 0)).unwrap();
+    assert_eq!(clog_status(&clog, 3000), Some(1));
+}
+
+#[test]
+fn non_native_blocks_without_images_are_refused_and_nothing_is_stored() {
+    let mut f = Fixture::new();
+    let before = f.timeline.last_record_lsn();
+    let block = TestBlock {
+        block_id: 0,
+        rel: REL,
+        fork: 0,
+        blkno: 0,
+        will_init: false,
+        data: vec![1, 2, 3],
+        image: None,
+    };
+    let err = f
+        .feed(RmgrId::Gin, 0x10, 0, std::slice::from_ref(&block), &[0; 16])
+        .unwrap_err();
+    assert!(matches!(err, IngestError::Unsupported { .. }), "{err}");
+    assert!(err.is_wal_problem());
+    assert_eq!(f.timeline.last_record_lsn(), before);
+    assert!(f.get(Key::rel_dir(SPC, DB)).unwrap().is_empty());
+    // The same block of a natively redone manager is stored as a record.
+    f.feed(RmgrId::Heap, 0x00, 1500, &[block], &[0; 3]).unwrap();
+    assert_eq!(f.ingest.stats().native_records_stored, 1);
+}
+
+#[test]
+fn refeeding_a_record_is_skipped() {
+    let mut f = Fixture::new();
+    let create = smgr_create(ForkNumber::Main);
+    f.feed(RmgrId::Storage, 0x10, 0, &[], &create).unwrap();
+    let bytes = encode_record(
+        RmgrId::Storage as u8,
+        0x10,
+        0,
+        Lsn(0),
+        &[],
+        None,
+        None,
+        &create,
+    );
+    let raw = RawRecord {
+        start_lsn: Lsn(0x1000),
+        end_lsn: f.next,
+        bytes: &bytes,
+    };
+    f.ingest.ingest_record(&f.timeline, &raw).unwrap();
+    assert_eq!(f.ingest.stats().records_skipped, 1);
+    assert_eq!(f.ingest.stats().records_ingested, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever body a record of any manager carries, ingest answers with a
+    /// value or an error, never a panic.
+    #[test]
+    fn garbage_bodies_never_panic(
+        rmid in 0u8..24,
+        info in any::<u8>(),
+        xid in any::<u32>(),
+        main in proptest::collection::vec(any::<u8>(), 0..200),
+        block_data in proptest::collection::vec(any::<u8>(), 0..64),
+        blkno in 0u32..64,
+        with_block in any::<bool>(),
+    ) {
+        let mut f = Fixture::new();
+        let blocks = if with_block {
+            vec![TestBlock {
+                block_id: 0,
+                rel: REL,
+                fork: 0,
+                blkno,
+                will_init: false,
+                data: block_data,
+                image: None,
+            }]
+        } else {
+            Vec::new()
+        };
+        let _ = f.feed_raw(rmid, info & 0xF0, xid, &blocks, &main);
+        // Reads of whatever was stored do not panic either.
+        let _ = f.timeline.get(Key::rel_block(REL, ForkNumber::Main, blkno), f.timeline.last_record_lsn());
+    }
+}
