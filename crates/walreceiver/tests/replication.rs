@@ -82,3 +82,131 @@ fn streamed_wal_equals_the_servers_files_byte_for_byte() {
     let store = WalStore::open(&store_dir(dir.path())).unwrap();
     assert_eq!(store.read(start, usize::MAX).unwrap(), recorded.bytes);
 }
+
+/// Kills a spawned client if the test fails before it exits.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn commits_wait_for_the_receiver_and_a_restart_replays_the_store() {
+    let cluster = sync_cluster();
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let start = cluster.current_wal_lsn().unwrap();
+    let (sink, recorded) = RecordingSink::new(start);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let receiver = WalReceiver::spawn(options(&cluster), store, sink);
+    wait_until("connection", WAIT, || receiver.status().connected);
+    cluster
+        .psql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10000)")
+        .unwrap();
+    let committed = cluster.current_wal_lsn().unwrap();
+    // The server's view of our flush position is exactly what we reported.
+    wait_until("server sees our flush LSN", WAIT, || {
+        let ours = receiver.status().flush_lsn;
+        ours >= committed && server_flush_lsn(&cluster) == Some(ours)
+    });
+    runtime.block_on(receiver.stop());
+    let first_end = recorded.lock().end();
+    assert!(first_end >= committed);
+
+    // With no standby flushing, a commit does not return.
+    let insert = cluster
+        .command("psql")
+        .args(["-X", "-q", "-c", "INSERT INTO t VALUES (-1)"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut insert = ChildGuard(insert);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        insert.0.try_wait().unwrap().is_none(),
+        "commit returned without a standby"
+    );
+
+    // A new receiver over the reopened store, with a consumer that resumes
+    // in the middle of what the store holds: it gets the stored tail
+    // replayed, then new WAL, and the waiting commit completes.
+    let resume = start + (first_end - start) / 2;
+    let (sink, replayed) = RecordingSink::new(resume);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    assert_eq!(store.end_lsn(), Some(first_end));
+    let receiver = WalReceiver::spawn(options(&cluster), store, sink);
+    let deadline = std::time::Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(exit) = insert.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "commit still waiting");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success());
+    let end = cluster.switch_wal().unwrap();
+    wait_until("WAL up to the switch", WAIT, || {
+        replayed.lock().end() >= end
+    });
+    runtime.block_on(receiver.stop());
+
+    let replayed = replayed.lock();
+    assert!(replayed.violation.is_none(), "{:?}", replayed.violation);
+    assert_eq!(replayed.calls[0].0, resume);
+    assert_matches_server(&cluster, 1, &replayed, resume, end);
+}
+
+#[test]
+fn receiver_reconnects_across_server_restarts_without_gaps() {
+    let mut cluster = sync_cluster();
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let start = cluster.current_wal_lsn().unwrap();
+    let (sink, recorded) = RecordingSink::new(start);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let receiver = WalReceiver::spawn(options(&cluster), store, sink);
+    wait_until("connection", WAIT, || receiver.status().connected);
+    testkit::workload::pgbench_init(&cluster, 1).unwrap();
+
+    cluster.restart().unwrap();
+    wait_for_status(
+        &receiver,
+        "reconnect after a fast restart",
+        WAIT,
+        |status| status.connected && status.reconnects >= 1,
+    );
+    cluster.pgbench(&["-c", "2", "-T", "2", "-n"]).unwrap();
+
+    // A crash in the middle of a workload, then crash recovery.
+    let bench = cluster
+        .command("pgbench")
+        .args(["-c", "2", "-T", "30", "-n"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bench = ChildGuard(bench);
+    std::thread::sleep(Duration::from_secs(2));
+    let reconnects = receiver.status().reconnects;
+    cluster.stop_immediate().unwrap();
+    drop(bench);
+    cluster.start().unwrap();
+    wait_for_status(&receiver, "reconnect after a crash", WAIT, |status| {
+        status.connected && status.reconnects > reconnects
+    });
+    cluster.pgbench(&["-c", "2", "-T", "2", "-n"]).unwrap();
+    let end = cluster.switch_wal().unwrap();
+    wait_until("WAL up to the switch", WAIT, || {
+        recorded.lock().end() >= end
+    });
+    runtime.block_on(receiver.stop());
+
+    let recorded = recorded.lock();
+    assert!(recorded.violation.is_none(), "{:?}", recorded.violation);
+    assert_matches_server(&cluster, 1, &recorded, start, end);
+}

@@ -97,6 +97,27 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// Like [`wait_until`] on the receiver's status, showing it on timeout.
+pub fn wait_for_status(
+    receiver: &walreceiver::WalReceiver,
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut(&walreceiver::ReceiverStatus) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = receiver.status();
+        if condition(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The server's WAL bytes `from..to`, read from its `pg_wal` segment files.
 pub fn server_wal(cluster: &PgCluster, timeline: u32, from: Lsn, to: Lsn) -> Vec<u8> {
     let segment_size = cluster.wal_segment_size().unwrap();
