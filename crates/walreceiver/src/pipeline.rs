@@ -44,6 +44,10 @@ pub(crate) struct Progress {
     pub(crate) failed: tokio_util::sync::CancellationToken,
     /// `truncate_before` requests for the writer, applied after a sync.
     pub(crate) truncate_before: Mutex<Option<Lsn>>,
+    /// Set when the receiver stops: the threads finish their current step
+    /// and exit instead of working through their queues (what was queued
+    /// and not consumed is replayed from the store next time).
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Progress {
@@ -53,6 +57,7 @@ impl Progress {
             failure: Mutex::new(None),
             failed: tokio_util::sync::CancellationToken::new(),
             truncate_before: Mutex::new(None),
+            stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -152,9 +157,10 @@ impl Pipeline {
         })
     }
 
-    /// Closes the queue and waits until both threads have finished what was
-    /// queued (blocking: call from a blocking context).
-    pub(crate) fn finish(self) {
+    /// Tells both threads to stop after their current step, closes the queue
+    /// and waits for them (blocking: call from a blocking context).
+    pub(crate) fn finish(self, progress: &Progress) {
+        progress.stopping.cancel();
         drop(self.sender);
         let _ = self.writer.join();
         let _ = self.sink.join();
@@ -168,6 +174,9 @@ fn run_writer(
     progress: &Progress,
 ) {
     while let Some(first) = received.blocking_recv() {
+        if progress.stopping.is_cancelled() {
+            return;
+        }
         let mut batch = vec![first];
         let mut batch_bytes = batch[0].1.len();
         while batch_bytes < MAX_BATCH_BYTES {
@@ -214,6 +223,9 @@ fn run_sink(
     progress: &Progress,
 ) {
     while let Some((lsn, bytes)) = durable.blocking_recv() {
+        if progress.stopping.is_cancelled() {
+            return;
+        }
         match sink.consume(lsn, &bytes) {
             Ok(applied) => progress.positions.send_modify(|p| p.apply = applied),
             Err(SinkError::ShuttingDown) => {

@@ -202,20 +202,7 @@ async fn identify(
     expected_system_id: Option<u64>,
 ) -> Result<SourceInfo, ReceiverError> {
     let server_version = connection.server_version().unwrap_or_default().to_owned();
-    let major = server_version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap_or_default();
-    if major != "15" {
-        return Err(ReceiverError::VersionMismatch {
-            address: connection.address().to_owned(),
-            version: if server_version.is_empty() {
-                "of unknown version".to_owned()
-            } else {
-                server_version
-            },
-        });
-    }
+    check_version(connection.address(), &server_version)?;
     let identity = connection.identify_system().await?;
     if let Some(expected) = expected_system_id {
         if expected != identity.system_id {
@@ -231,6 +218,25 @@ async fn identify(
         timeline: identity.timeline,
         xlogpos: identity.xlogpos,
         server_version,
+    })
+}
+
+/// Accepts PostgreSQL 15.x only: WAL formats differ between major versions.
+fn check_version(address: &str, server_version: &str) -> Result<(), ReceiverError> {
+    let major = server_version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or_default();
+    if major == "15" {
+        return Ok(());
+    }
+    Err(ReceiverError::VersionMismatch {
+        address: address.to_owned(),
+        version: if server_version.is_empty() {
+            "of unknown version".to_owned()
+        } else {
+            server_version.to_owned()
+        },
     })
 }
 
@@ -268,8 +274,8 @@ impl LoopState {
         self.stream_until_stopped(&pipeline, &progress, prepared.stream_from)
             .await;
         self.status.lock().connected = false;
-        // Let the writer sync and the sink consume what was already received.
-        let _ = tokio::task::spawn_blocking(move || pipeline.finish()).await;
+        let finishing = progress.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.finish(&finishing)).await;
         let failure = progress.failure.lock().take();
         let error = match failure {
             Some(Err(error)) => Some(error.to_string()),
@@ -512,5 +518,32 @@ impl Streaming<'_> {
         };
         let payload = protocol::standby_status_update(report, SystemTime::now(), reply_requested);
         self.connection.send_copy_data(payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_postgres_15_is_accepted() {
+        for good in [
+            "15.18 (Debian 15.18-1.pgdg120+1)",
+            "15.0",
+            "15devel",
+            "15beta2",
+        ] {
+            assert!(check_version("h:1", good).is_ok(), "{good}");
+        }
+        for bad in ["16.2", "14.11", "150.1", "1.5", "", "PostgreSQL 15"] {
+            assert!(check_version("h:1", bad).is_err(), "{bad}");
+        }
+        let message = check_version("127.0.0.1:55432", "16.2")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "WAL source at 127.0.0.1:55432 is PostgreSQL 16.2, this pageserver needs 15"
+        );
     }
 }
