@@ -239,3 +239,90 @@ fn run_sink(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every consume call's LSN and bytes.
+    type Calls = Arc<Mutex<Vec<(Lsn, Vec<u8>)>>>;
+
+    struct VecSink {
+        resume: Lsn,
+        got: Calls,
+    }
+
+    impl WalSink for VecSink {
+        fn resume_lsn(&self) -> Lsn {
+            self.resume
+        }
+        fn consume(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<Lsn, SinkError> {
+            self.got.lock().push((lsn, bytes.to_vec()));
+            Ok(lsn + bytes.len() as u64)
+        }
+    }
+
+    fn store_with(dir: &std::path::Path, start: Lsn, bytes: &[u8]) -> WalStore {
+        let mut store = WalStore::open(dir).unwrap();
+        store.append(start, bytes).unwrap();
+        store.sync().unwrap();
+        store
+    }
+
+    #[test]
+    fn replays_from_the_resume_point_and_streams_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let store = store_with(dir.path(), Lsn(1000), &data);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(VecSink {
+            resume: Lsn(1500),
+            got: got.clone(),
+        });
+        let prepared = prepare(store, sink).unwrap();
+        let replayed: Vec<u8> = got.lock().iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(got.lock()[0].0, Lsn(1500));
+        assert_eq!(replayed, data[500..]);
+        assert_eq!(prepared.stream_from, Lsn(4000));
+        assert_eq!(
+            prepared.positions,
+            Positions {
+                flush: Lsn(4000),
+                apply: Lsn(4000)
+            }
+        );
+    }
+
+    #[test]
+    fn a_store_that_cannot_serve_the_consumer_is_emptied() {
+        for resume in [Lsn(500), Lsn(5000)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with(dir.path(), Lsn(1000), &[1; 100]);
+            let sink = Box::new(VecSink {
+                resume,
+                got: Arc::default(),
+            });
+            let prepared = prepare(store, sink).unwrap();
+            assert_eq!(prepared.stream_from, resume);
+            assert_eq!(prepared.store.end_lsn(), None);
+            assert_eq!(WalStore::open(dir.path()).unwrap().end_lsn(), None);
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_fails_the_replay() {
+        struct Failing;
+        impl WalSink for Failing {
+            fn resume_lsn(&self) -> Lsn {
+                Lsn(1000)
+            }
+            fn consume(&mut self, _: Lsn, _: &[u8]) -> Result<Lsn, SinkError> {
+                Err(SinkError::from("bad record"))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), Lsn(1000), &[1; 100]);
+        let error = prepare(store, Box::new(Failing)).err().unwrap();
+        assert_eq!(error.to_string(), "WAL consumer failed: bad record");
+    }
+}
