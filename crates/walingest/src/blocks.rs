@@ -49,6 +49,7 @@ pub(crate) fn ingest_blocks(
     record: &DecodedRecord,
     raw: &RawRecord<'_>,
     stats: &mut IngestStats,
+    check_native: bool,
 ) -> Result<(), IngestError> {
     if record.blocks.is_empty() {
         return Ok(());
@@ -58,6 +59,18 @@ pub(crate) fn ingest_blocks(
     for block in &record.blocks {
         let key = Key::rel_block(block.rel, block.fork, block.blkno);
         let value = if let Some(image) = &block.image {
+            if check_native && native && !image.apply {
+                let fresh =
+                    block.will_init || past_end.contains(&(block.rel, block.fork, block.blkno));
+                match native_redo_matches(b, record, block, &image.page, fresh)? {
+                    Some(true) => stats.native_checks += 1,
+                    Some(false) => {
+                        stats.native_checks += 1;
+                        stats.image_mismatches += 1;
+                    }
+                    None => {}
+                }
+            }
             let page =
                 images::page_after_redo(record, block, &image.page).map_err(|e| b.malformed(e))?;
             stats.images_stored += 1;
@@ -87,6 +100,35 @@ pub(crate) fn ingest_blocks(
         b.put(key, value)?;
     }
     Ok(())
+}
+
+/// Redoes `block` natively on its stored previous version and compares the
+/// result with the record's consistency-check after-image, masked as
+/// PostgreSQL masks it. `None` when there is nothing to compare with (no
+/// previous version) or no native routine for this record type.
+fn native_redo_matches(
+    b: &Batch<'_>,
+    record: &DecodedRecord,
+    block: &postgres_wal::record::DecodedBlock,
+    image: &[u8],
+    fresh: bool,
+) -> Result<Option<bool>, IngestError> {
+    let mut page = if fresh {
+        vec![0u8; BLCKSZ]
+    } else {
+        match b.read(Key::rel_block(block.rel, block.fork, block.blkno))? {
+            Some(bytes) if bytes.len() == BLCKSZ => bytes.to_vec(),
+            _ => return Ok(None),
+        }
+    };
+    match redo::apply(&mut page, record, block.block_id) {
+        Ok(()) => Ok(Some(
+            redo::check::masked_diffs(record.rmid, &page, image, block.blkno)
+                .is_ok_and(|diffs| diffs.is_empty()),
+        )),
+        Err(redo::RedoError::Unsupported { .. }) => Ok(None),
+        Err(_) => Ok(Some(false)),
+    }
 }
 
 pub(crate) fn rmgr_name(rmid: u8) -> String {

@@ -7,6 +7,7 @@ use postgres_wal::rmgr::relmap::{RelmapUpdate, RELMAPPER_FILESIZE};
 use postgres_wal::rmgr::smgr::{
     SmgrRecord, SMGR_TRUNCATE_FSM, SMGR_TRUNCATE_HEAP, SMGR_TRUNCATE_VM,
 };
+use postgres_wal::rmgr::tblspc::TblspcRecord;
 use storage::{Key, Value};
 
 use crate::batch::Batch;
@@ -186,6 +187,25 @@ fn copy_database(
         b.put(Key::relmap_file(spc, db), Value::Image(map))?;
     }
     known.add_db(b, spc, db)
+}
+
+/// `XLOG_TBLSPC_DROP`: PostgreSQL removes the tablespace's (by then empty)
+/// database directories. A database directory there appears with the first
+/// relation created in it and would otherwise outlive the tablespace. A
+/// tablespace create needs nothing: base backup makes `pg_tblspc/<oid>` for
+/// each database stored in it.
+pub(crate) fn tablespace(
+    known: &mut Known,
+    b: &mut Batch<'_>,
+    body: &TblspcRecord,
+) -> Result<(), IngestError> {
+    if let TblspcRecord::Drop { ts_id } = body {
+        for db in known.dbs_in_tablespace(b, *ts_id)? {
+            known.set_rels_of_db(*ts_id, db, []);
+            known.remove_db(b, *ts_id, db)?;
+        }
+    }
+    Ok(())
 }
 
 /// `XLOG_RELMAP_UPDATE`: the whole file.

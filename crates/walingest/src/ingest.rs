@@ -25,9 +25,11 @@ pub struct IngestStats {
     pub images_stored: u64,
     /// Blocks stored as WAL records for native redo.
     pub native_records_stored: u64,
-    /// Native redo disagreeing with a consistency-check image (reserved: the
-    /// check is not run at ingest yet, so this stays 0).
+    /// Native redo disagreeing with a consistency-check image (counted only
+    /// with [`WalIngest::set_check_native`]; the image is stored either way).
     pub image_mismatches: u64,
+    /// Blocks whose native redo was compared with an after-image.
+    pub native_checks: u64,
 }
 
 /// Per-timeline ingest state: the checkpoint counters and caches of sizes
@@ -36,6 +38,7 @@ pub struct WalIngest {
     checkpoint: Option<CheckpointState>,
     known: Known,
     stats: IngestStats,
+    check_native: bool,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -56,7 +59,18 @@ impl WalIngest {
             checkpoint: Some(CheckpointState::new(checkpoint)),
             known: Known::default(),
             stats: IngestStats::default(),
+            check_native: false,
         })
+    }
+
+    /// When on, every block of a natively redone manager that carries a
+    /// consistency-check after-image (an endpoint running with
+    /// `wal_consistency_checking` covering it) is also redone natively on
+    /// its stored previous version and compared, masked, with the image;
+    /// disagreements count in [`IngestStats::image_mismatches`]. The image
+    /// is what gets stored either way. Costs one page read per such block.
+    pub fn set_check_native(&mut self, on: bool) {
+        self.check_native = on;
     }
 
     /// Counters for `/metrics`.
@@ -118,7 +132,14 @@ impl WalIngest {
             None => CheckpointState::new(load_checkpoint(timeline, read_lsn)?),
         };
         let mut b = Batch::new(timeline, read_lsn, raw.start_lsn);
-        blocks::ingest_blocks(&mut self.known, &mut b, &record, raw, stats)?;
+        blocks::ingest_blocks(
+            &mut self.known,
+            &mut b,
+            &record,
+            raw,
+            stats,
+            self.check_native,
+        )?;
         blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
         self.ingest_body(&mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);
@@ -154,10 +175,9 @@ impl WalIngest {
             RecordBody::RelMap(r) => catalog::relmap(b, &r)?,
             RecordBody::Clog(c) => ingest_clog(known, b, &c)?,
             RecordBody::MultiXact(m) => ingest_multixact(known, checkpoint, b, &m)?,
-            // Tablespace directories are implied by the databases stored in
-            // them (base backup creates `pg_tblspc/<oid>` for each); hot
-            // standby information and logical messages change no file.
-            RecordBody::Tblspc(_) | RecordBody::Standby(_) | RecordBody::LogicalMessage(_) => {}
+            RecordBody::Tblspc(t) => catalog::tablespace(known, b, &t)?,
+            // Hot standby information and logical messages change no file.
+            RecordBody::Standby(_) | RecordBody::LogicalMessage(_) => {}
             RecordBody::Raw => check_known_rmgr(b, record)?,
             _ => {}
         }

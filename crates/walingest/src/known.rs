@@ -196,6 +196,16 @@ impl Known {
         Ok(())
     }
 
+    /// Every database stored in tablespace `spc`.
+    pub fn dbs_in_tablespace(&mut self, b: &Batch<'_>, spc: u32) -> Result<Vec<u32>, IngestError> {
+        Ok(self
+            .db_dir(b)?
+            .iter()
+            .filter(|(s, _)| *s == spc)
+            .map(|(_, db)| *db)
+            .collect())
+    }
+
     // ---- SLRUs -----------------------------------------------------------
 
     fn slru_dir(

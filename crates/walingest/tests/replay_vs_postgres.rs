@@ -170,6 +170,9 @@ fn replay_case(wcc: &str, full: bool) {
     source.stop().unwrap();
 
     let mut ingest = WalIngest::new(timeline).unwrap();
+    // With after-images on every block, native redo is checked against
+    // each one as it is ingested.
+    ingest.set_check_native(wcc == "all");
     let ingested = common::ingest_wal_dir(timeline, &mut ingest, &source.wal_dir());
     let stats = ingest.stats();
     eprintln!(
@@ -178,6 +181,10 @@ fn replay_case(wcc: &str, full: bool) {
         ingested.bytes / 1_000_000
     );
     assert!(stats.native_records_stored > 0 || wcc == "all");
+    if wcc == "all" {
+        assert!(stats.native_checks > 10_000, "{stats:?}");
+        assert_eq!(stats.image_mismatches, 0, "native redo disagrees with PostgreSQL");
+    }
     assert!(stats.images_stored > 0);
 
     for point in &points {

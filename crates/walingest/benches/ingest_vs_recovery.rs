@@ -1,0 +1,199 @@
+//! Ingest rate against PostgreSQL's own crash recovery of the same WAL
+//! (`cargo bench -p walingest --bench ingest_vs_recovery`).
+//!
+//! A server started from a base backup of a bootstrapped timeline (the way
+//! an endpoint starts, `wal_consistency_checking` = the managers without
+//! native redo) runs `pgbench -i`, a CHECKPOINT, then pgbench for
+//! `INGEST_BENCH_SECS` (default 20) and is killed. Postgres restarts and
+//! replays from that checkpoint; its log gives the range and the elapsed
+//! redo time. We ingest the WAL before the checkpoint untimed, then time
+//! ingesting the same range into the store (decode, derive, write the
+//! in-memory layer, flushes as the freeze policy decides).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use postgres_wal::lsn::DEFAULT_WAL_SEGMENT_SIZE;
+use postgres_wal::{Lsn, WalConfig, WalStreamDecoder};
+use storage::Timeline;
+use testkit::workload;
+use walingest::WalIngest;
+
+const SCALE: u32 = 5;
+
+fn bench_secs() -> u32 {
+    std::env::var("INGEST_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Postgres's redo pass, from its log.
+struct Recovery {
+    start: Lsn,
+    done: Lsn,
+    elapsed_secs: f64,
+}
+
+fn parse_recovery_log(log: &str) -> Result<Recovery> {
+    let after = |marker: &str| {
+        log.lines()
+            .rev()
+            .find_map(|line| line.split(marker).nth(1).map(str::to_owned))
+            .ok_or_else(|| anyhow!("server log has no {marker:?} line"))
+    };
+    let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_owned();
+    let starts = after("redo starts at ")?;
+    let done = after("redo done at ")?;
+    let elapsed = done
+        .split("elapsed: ")
+        .nth(1)
+        .map(first_word)
+        .ok_or_else(|| anyhow!("no elapsed time in {done:?}"))?;
+    Ok(Recovery {
+        start: first_word(&starts).parse().context("redo start")?,
+        done: first_word(&done).parse().context("redo done")?,
+        elapsed_secs: elapsed.parse().context("elapsed")?,
+    })
+}
+
+/// Every WAL segment of `dir`, in memory, ascending.
+fn read_segments(dir: &Path) -> Result<Vec<(Lsn, Vec<u8>)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some((_, start)) = Lsn::from_wal_file_name(name, DEFAULT_WAL_SEGMENT_SIZE) {
+            segments.push((start, std::fs::read(&path)?));
+        }
+    }
+    segments.sort_by_key(|(start, _)| *start);
+    Ok(segments)
+}
+
+/// The timed part of the ingest.
+struct Timed {
+    records: u64,
+    bytes: u64,
+    secs: f64,
+}
+
+/// Ingests everything; records starting at or after `timed_from` are timed.
+fn ingest(timeline: &Timeline, segments: &[(Lsn, Vec<u8>)], timed_from: Lsn) -> Result<Timed> {
+    let start = timeline.last_record_lsn();
+    let mut ingest = WalIngest::new(timeline)?;
+    let mut decoder = WalStreamDecoder::new(start, WalConfig::default());
+    let mut timed = Timed {
+        records: 0,
+        bytes: 0,
+        secs: 0.0,
+    };
+    let mut began: Option<Instant> = None;
+    'segments: for (segment_start, bytes) in segments {
+        if segment_start.0 + DEFAULT_WAL_SEGMENT_SIZE <= start.0 {
+            continue;
+        }
+        let from = start.0.saturating_sub(segment_start.0) as usize;
+        decoder.feed_bytes(&bytes[from..]);
+        loop {
+            match decoder.poll_raw() {
+                Ok(Some(raw)) => {
+                    if raw.start_lsn >= timed_from {
+                        began.get_or_insert_with(Instant::now);
+                        timed.records += 1;
+                        timed.bytes += raw.bytes.len() as u64;
+                    }
+                    ingest
+                        .ingest_record(timeline, &raw)
+                        .with_context(|| format!("record at {}", raw.start_lsn))?;
+                }
+                Ok(None) => break,
+                Err(e) if e.is_end_of_wal() => break 'segments,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    timed.secs = began.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    eprintln!("[ingest] {:?}", ingest.stats());
+    Ok(timed)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() {
+                        dir_size(&path)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> Result<()> {
+    let secs = bench_secs();
+    let store = common::bootstrap();
+    let timeline = &store.timeline;
+    let wcc = redo::wal_consistency_checking_value();
+    let settings = [
+        ("wal_consistency_checking", wcc.as_str()),
+        ("checkpoint_timeout", "1h"),
+        ("max_wal_size", "10GB"),
+        ("wal_keep_size", "1TB"),
+        ("shared_buffers", "256MB"),
+    ];
+    let mut cluster = common::cluster_at(timeline, store.initdb_lsn, &settings);
+    cluster.start()?;
+    eprintln!("[source] pgbench -i -s {SCALE}, CHECKPOINT, pgbench {secs}s, crash");
+    workload::pgbench_init(&cluster, SCALE)?;
+    cluster.checkpoint()?;
+    workload::pgbench_run(&cluster, secs, 4)?;
+    cluster.stop_immediate()?;
+    let segments = read_segments(&cluster.wal_dir())?;
+    cluster.start().context("crash recovery")?;
+    let log = std::fs::read_to_string(cluster.log_file())?;
+    let recovery = parse_recovery_log(&log)?;
+    cluster.stop()?;
+
+    let timed = ingest(timeline, &segments, recovery.start)?;
+    timeline.freeze_and_flush()?;
+    let stored = dir_size(timeline.dir());
+    let wal_mb = timed.bytes as f64 / 1e6;
+    let ours_rate = timed.records as f64 / timed.secs.max(1e-6);
+    let pg_rate = timed.records as f64 / recovery.elapsed_secs.max(0.01);
+    println!(
+        "replayed range {}..{}: {} records, {:.1} MB of record bytes",
+        recovery.start, recovery.done, timed.records, wal_mb
+    );
+    println!(
+        "{:<34} {:>8.2} s {:>10.0} rec/s {:>8.1} MB/s",
+        "sediment ingest (decode+derive+store)",
+        timed.secs,
+        ours_rate,
+        wal_mb / timed.secs.max(1e-6)
+    );
+    println!(
+        "{:<34} {:>8.2} s {:>10.0} rec/s {:>8.1} MB/s",
+        "postgres crash recovery (log)",
+        recovery.elapsed_secs,
+        pg_rate,
+        wal_mb / recovery.elapsed_secs.max(0.01)
+    );
+    println!("ratio ingest/recovery rate: {:.2}x", ours_rate / pg_rate);
+    println!(
+        "timeline files after ingesting everything since initdb: {:.1} MB",
+        stored as f64 / 1e6
+    );
+    Ok(())
+}
