@@ -43,7 +43,7 @@ pub(crate) struct Progress {
     pub(crate) failure: Mutex<Option<Result<(), ReceiverError>>>,
     pub(crate) failed: tokio_util::sync::CancellationToken,
     /// `truncate_before` requests for the writer, applied after a sync.
-    pub(crate) truncate_before: Mutex<Option<Lsn>>,
+    pub(crate) truncate_before: Arc<Mutex<Option<Lsn>>>,
     /// Set when the receiver stops: the threads finish their current step
     /// and exit instead of working through their queues (what was queued
     /// and not consumed is replayed from the store next time).
@@ -51,12 +51,15 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(positions: Positions) -> Arc<Progress> {
+    pub(crate) fn new(
+        positions: Positions,
+        truncate_before: Arc<Mutex<Option<Lsn>>>,
+    ) -> Arc<Progress> {
         Arc::new(Progress {
             positions: watch::Sender::new(positions),
             failure: Mutex::new(None),
             failed: tokio_util::sync::CancellationToken::new(),
-            truncate_before: Mutex::new(None),
+            truncate_before,
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -210,7 +213,8 @@ fn write_batch(
     }
     let flush = store.sync()?;
     progress.positions.send_modify(|p| p.flush = flush);
-    let requested = progress.truncate_before.lock().take();
+    // Kept, not taken: files below it may only be complete after later syncs.
+    let requested = *progress.truncate_before.lock();
     if let Some(lsn) = requested {
         store.truncate_before(lsn)?;
     }
@@ -226,7 +230,17 @@ fn run_sink(
         if progress.stopping.is_cancelled() {
             return;
         }
-        match sink.consume(lsn, &bytes) {
+        // A panicking consumer must stop the receiver with a visible reason,
+        // not silently take the thread down.
+        let consumed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.consume(lsn, &bytes)))
+                .unwrap_or_else(|panic| {
+                    Err(SinkError::failed(format!(
+                        "panicked: {}",
+                        panic_message(&panic)
+                    )))
+                });
+        match consumed {
             Ok(applied) => progress.positions.send_modify(|p| p.apply = applied),
             Err(SinkError::ShuttingDown) => {
                 progress.fail(Ok(()));
@@ -237,6 +251,16 @@ fn run_sink(
                 return;
             }
         }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "without a message".to_owned()
     }
 }
 

@@ -116,6 +116,7 @@ pub struct ReceiverStatus {
 pub struct WalReceiver {
     status: Arc<Mutex<ReceiverStatus>>,
     progress: Arc<Mutex<Option<Arc<Progress>>>>,
+    truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -134,17 +135,20 @@ impl WalReceiver {
             ..ReceiverStatus::default()
         }));
         let progress = Arc::new(Mutex::new(None));
+        let truncate_before = Arc::new(Mutex::new(None));
         let cancel = CancellationToken::new();
         let state = LoopState {
             opts,
             status: status.clone(),
             progress_slot: progress.clone(),
+            truncate_before: truncate_before.clone(),
             cancel: cancel.clone(),
         };
         let task = tokio::spawn(state.run(store, sink));
         WalReceiver {
             status,
             progress,
+            truncate_before,
             cancel,
             task,
         }
@@ -164,10 +168,8 @@ impl WalReceiver {
     /// Lets the store drop whole files below `lsn` (WAL the consumer has made
     /// durable elsewhere). Applied by the writer after its next sync.
     pub fn truncate_store_before(&self, lsn: Lsn) {
-        if let Some(progress) = self.progress.lock().as_ref() {
-            let mut request = progress.truncate_before.lock();
-            *request = Some(request.map_or(lsn, |old| old.max(lsn)));
-        }
+        let mut request = self.truncate_before.lock();
+        *request = Some(request.map_or(lsn, |old| old.max(lsn)));
     }
 
     /// Graceful stop: closes the connection, lets the writer and the sink
@@ -245,6 +247,7 @@ struct LoopState {
     opts: ReceiverOptions,
     status: Arc<Mutex<ReceiverStatus>>,
     progress_slot: Arc<Mutex<Option<Arc<Progress>>>>,
+    truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
 }
 
@@ -265,7 +268,7 @@ impl LoopState {
                 Ok(Err(error)) => return self.finish(Some(error.to_string())),
                 Err(join) => return self.finish(Some(format!("replay panicked: {join}"))),
             };
-        let progress = Progress::new(prepared.positions);
+        let progress = Progress::new(prepared.positions, self.truncate_before.clone());
         *self.progress_slot.lock() = Some(progress.clone());
         let pipeline = match Pipeline::start(prepared.store, prepared.sink, progress.clone()) {
             Ok(pipeline) => pipeline,

@@ -210,3 +210,99 @@ fn receiver_reconnects_across_server_restarts_without_gaps() {
     assert!(recorded.violation.is_none(), "{:?}", recorded.violation);
     assert_matches_server(&cluster, 1, &recorded, start, end);
 }
+
+/// Fails once it has seen `limit` bytes.
+struct FailingSink {
+    resume: walreceiver::Lsn,
+    seen: usize,
+    limit: usize,
+}
+
+impl walreceiver::WalSink for FailingSink {
+    fn resume_lsn(&self) -> walreceiver::Lsn {
+        self.resume
+    }
+
+    fn consume(
+        &mut self,
+        lsn: walreceiver::Lsn,
+        bytes: &[u8],
+    ) -> Result<walreceiver::Lsn, walreceiver::SinkError> {
+        self.seen += bytes.len();
+        if self.seen > self.limit {
+            return Err(walreceiver::SinkError::from("record at the end is bad"));
+        }
+        Ok(lsn + bytes.len() as u64)
+    }
+}
+
+#[test]
+fn wrong_system_is_retried_visibly_and_a_failing_sink_stops_the_receiver() {
+    let cluster = PgClusterWithoutSync::start();
+    let cluster = &cluster.0;
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let start = cluster.current_wal_lsn().unwrap();
+
+    let mut wrong = options(cluster);
+    wrong.expected_system_id = Some(42);
+    let (sink, _) = RecordingSink::new(start);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let receiver = WalReceiver::spawn(wrong, store, sink);
+    wait_for_status(&receiver, "a visible mismatch", WAIT, |status| {
+        status.reconnects >= 2
+            && !status.connected
+            && status.running
+            && status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("this timeline belongs to system id 42"))
+    });
+    runtime.block_on(receiver.stop());
+
+    // Small store files, so that truncation has whole files to drop.
+    let store = WalStore::open_with_file_size(&store_dir(dir.path()), 256 * 1024).unwrap();
+    let sink = Box::new(FailingSink {
+        resume: start,
+        seen: 0,
+        limit: 4 * 1024 * 1024,
+    });
+    let receiver = WalReceiver::spawn(options(cluster), store, sink);
+    wait_for_status(&receiver, "connection", WAIT, |status| status.connected);
+    receiver.truncate_store_before(start + 1024 * 1024);
+    testkit::workload::pgbench_init(cluster, 2).unwrap();
+    wait_for_status(&receiver, "the sink's failure", WAIT, |status| {
+        !status.running
+    });
+    let status = receiver.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("record at the end is bad")),
+        "{status:?}"
+    );
+    assert!(!status.connected);
+    runtime.block_on(receiver.stop());
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let store_start = store.start_lsn().unwrap();
+    assert!(
+        store_start > start && store_start <= start + 1024 * 1024,
+        "store starts at {store_start}, streaming started at {start}"
+    );
+}
+
+/// A cluster with no synchronous standby (commits never wait).
+struct PgClusterWithoutSync(testkit::PgCluster);
+
+impl PgClusterWithoutSync {
+    fn start() -> Self {
+        Self(
+            testkit::PgCluster::builder()
+                .setting("max_wal_senders", "10")
+                .start()
+                .unwrap(),
+        )
+    }
+}

@@ -134,7 +134,18 @@ fn damage_in_an_older_file_is_an_error_not_a_silent_cut() {
     let first = store.files[0].path.clone();
     drop(store);
     let file = OpenOptions::new().write(true).open(&first).unwrap();
+
+    // A damaged payload: found when the frame is read.
     file.write_all_at(&[0xFF; 8], 100).unwrap();
+    let store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert!(matches!(
+        store.read(Lsn(0), 10_000),
+        Err(StoreError::Corrupt { .. })
+    ));
+    drop(store);
+
+    // A damaged header: found when the store is opened.
+    file.write_all_at(&[0xFF; 4], 0).unwrap();
     assert!(matches!(
         WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES),
         Err(StoreError::Corrupt { .. })
