@@ -112,13 +112,28 @@ pub struct ReceiverStatus {
     pub source: Option<SourceInfo>,
 }
 
-/// Handle of a running receiver loop.
+/// Handle of a running receiver loop. Dropping it without [`WalReceiver::stop`]
+/// still tells the loop to stop (it winds down in the background).
 pub struct WalReceiver {
     status: Arc<Mutex<ReceiverStatus>>,
     progress: Arc<Mutex<Option<Arc<Progress>>>>,
     truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WalReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReceiver")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for WalReceiver {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl WalReceiver {
@@ -150,7 +165,7 @@ impl WalReceiver {
             progress,
             truncate_before,
             cancel,
-            task,
+            task: Some(task),
         }
     }
 
@@ -174,9 +189,11 @@ impl WalReceiver {
 
     /// Graceful stop: closes the connection, lets the writer and the sink
     /// finish what was already received, returns when the loop has ended.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.cancel.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }
 
