@@ -44,8 +44,13 @@ pub fn ensure_pageserver_built() {
         .parent()
         .unwrap()
         .to_path_buf();
+    // Benches run from target/release: build the same profile there.
+    let release = sediment_exe()
+        .parent()
+        .is_some_and(|dir| dir.ends_with("release"));
     let status = Command::new(cargo)
         .args(["build", "-p", "pageserver", "--bin", "pageserver"])
+        .args(release.then_some("--release"))
         .env("CARGO_TARGET_DIR", target_dir)
         .status()
         .unwrap();
