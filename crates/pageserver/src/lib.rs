@@ -9,6 +9,8 @@
 //! - [`tenant`] / [`timeline`]: one tenant (a `storage::Repository` plus
 //!   settings), one timeline (bootstrapped by `datadir::bootstrap`);
 //! - [`http`]: the management API (axum), one file per resource;
+//! - [`wal_source`]: the endpoint a timeline streams WAL from (walreceiver
+//!   crate) and the sink that feeds it to ingest (walingest crate);
 //! - [`metrics`]: Prometheus metrics;
 //! - [`server`]: binds the management API and the page service
 //!   (`page_service` crate) and runs them until shutdown.
@@ -25,3 +27,4 @@ pub mod tenant;
 pub mod tenant_config;
 pub mod tenant_manager;
 pub mod timeline;
+pub mod wal_source;

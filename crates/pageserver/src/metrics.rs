@@ -3,7 +3,9 @@
 //! Metrics live in a registry owned by the server instance (not a process
 //! global) so that several servers in one test process do not mix counts.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The pageserver's metrics.
 #[derive(Debug, Clone)]
@@ -19,6 +21,15 @@ pub struct Metrics {
     pub timelines: IntGauge,
     /// Timeline creations by kind (`bootstrap`, `branch`) and outcome.
     pub timeline_creations: IntCounterVec,
+    /// 1 for every resource manager redone natively (endpoints leave it out
+    /// of `wal_consistency_checking`).
+    pub native_redo_rmgrs: IntGaugeVec,
+    /// WAL records ingested since start, all timelines.
+    pub wal_ingested_records: IntGauge,
+    /// WAL bytes ingested since start, all timelines.
+    pub wal_ingested_bytes: IntGauge,
+    /// Timelines with a WAL source attached.
+    pub wal_receivers: IntGauge,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -54,6 +65,32 @@ impl Metrics {
             ),
             &["kind", "outcome"],
         )?;
+        let native_redo_rmgrs = IntGaugeVec::new(
+            Opts::new(
+                "pageserver_native_redo_rmgr",
+                "Resource managers whose WAL records are redone natively",
+            ),
+            &["rmgr"],
+        )?;
+        for rmgr in redo::NATIVE_RMGRS {
+            native_redo_rmgrs.with_label_values(&[rmgr.name()]).set(1);
+        }
+        let wal_ingested_records = IntGauge::new(
+            "pageserver_wal_ingested_records",
+            "WAL records ingested since start",
+        )?;
+        let wal_ingested_bytes = IntGauge::new(
+            "pageserver_wal_ingested_bytes",
+            "WAL bytes ingested since start",
+        )?;
+        let wal_receivers = IntGauge::new(
+            "pageserver_wal_receivers",
+            "Timelines with a WAL source attached",
+        )?;
+        registry.register(Box::new(native_redo_rmgrs.clone()))?;
+        registry.register(Box::new(wal_ingested_records.clone()))?;
+        registry.register(Box::new(wal_ingested_bytes.clone()))?;
+        registry.register(Box::new(wal_receivers.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_request_seconds.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
@@ -66,6 +103,10 @@ impl Metrics {
             tenants,
             timelines,
             timeline_creations,
+            native_redo_rmgrs,
+            wal_ingested_records,
+            wal_ingested_bytes,
+            wal_receivers,
         })
     }
 

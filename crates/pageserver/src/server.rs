@@ -94,6 +94,9 @@ pub async fn start(
                 source,
             })?;
     let manager = Arc::new(manager);
+    for tenant in manager.list() {
+        tenant.resume_wal_sources();
+    }
     let metrics = Metrics::new()?;
 
     let http_listener = bind(&conf.listen_http_addr).await?;
@@ -117,13 +120,14 @@ pub async fn start(
         page_service::PageServiceConfig::default(),
         shutdown.clone(),
     ));
+    let housekeeping_task = tokio::spawn(housekeeping(Arc::clone(&manager), shutdown.clone()));
     let stop_task = tokio::spawn(shutdown_tenants(Arc::clone(&manager), shutdown));
 
     Ok(RunningServer {
         http_addr,
         pg_addr,
         manager,
-        tasks: vec![http_task, pg_task, stop_task],
+        tasks: vec![http_task, pg_task, housekeeping_task, stop_task],
     })
 }
 
@@ -132,7 +136,42 @@ pub async fn start(
 async fn shutdown_tenants(manager: Arc<TenantManager>, shutdown: CancellationToken) {
     shutdown.cancelled().await;
     for tenant in manager.list() {
+        tenant.stop_wal_receivers().await;
         tenant.shutdown();
+    }
+}
+
+/// How often [`housekeeping`] runs.
+const HOUSEKEEPING_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Periodic upkeep of streaming timelines: once WAL is in layer files
+/// (`disk_consistent_lsn`), the local WAL store no longer needs it; an idle
+/// open layer older than the freeze policy's age is flushed, so an idle
+/// endpoint does not pin its WAL forever.
+async fn housekeeping(manager: Arc<TenantManager>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(HOUSEKEEPING_PERIOD) => {}
+        }
+        for tenant in manager.list() {
+            for timeline in tenant.timelines() {
+                let storage = Arc::clone(timeline.storage());
+                if timeline.wal_source_connstr().is_none() || storage.broken_reason().is_some() {
+                    continue;
+                }
+                let flushed = tokio::task::spawn_blocking(move || {
+                    if let Err(error) = storage.flush_if_due() {
+                        tracing::warn!(timeline_id = %storage.id(), %error, "periodic flush failed");
+                    }
+                    storage.disk_consistent_lsn()
+                })
+                .await;
+                if let Ok(lsn) = flushed {
+                    timeline.truncate_wal_store_before(lsn);
+                }
+            }
+        }
     }
 }
 

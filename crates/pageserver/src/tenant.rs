@@ -276,11 +276,41 @@ impl Tenant {
         }
     }
 
+    /// Restarts the WAL receivers of timelines that had a WAL source when
+    /// the pageserver stopped. A source that cannot be resumed is logged and
+    /// left persisted: the next restart tries again.
+    pub fn resume_wal_sources(&self) {
+        for timeline in self.timelines() {
+            if let Err(error) = crate::wal_source::resume(&self.dir, &timeline) {
+                tracing::error!(tenant_id = %self.id, timeline_id = %timeline.id(), %error,
+                    "cannot resume the WAL source");
+            }
+        }
+    }
+
+    /// Stops every WAL receiver (pageserver shutdown, tenant deletion). The
+    /// sources stay persisted.
+    pub async fn stop_wal_receivers(&self) {
+        for timeline in self.timelines() {
+            let _serial = timeline.wal_source_lock().lock().await;
+            if let Some(active) = timeline.set_wal_source(None) {
+                active.receiver.stop().await;
+            }
+        }
+    }
+
     /// Opens the tenant's storage repository and loads its timelines.
     /// A root timeline whose bootstrap never completed (nothing on disk) is
     /// removed: its creation was interrupted and never acknowledged.
     pub fn load_timelines(&self) -> Result<(), storage::RepositoryError> {
-        let repo = storage::Repository::open(&self.dir, storage::RepositoryConfig::default())?;
+        // Native redo turns stored WAL records into pages; the built-in redo
+        // only knows images and derived operations.
+        let repo = storage::Repository::open_with(
+            &self.dir,
+            storage::RepositoryConfig::default(),
+            Arc::new(storage::io::StdFileIo),
+            Arc::new(walingest::NativeRedo),
+        )?;
         for timeline in repo.list_timelines() {
             if timeline.ancestor().is_none() && !timeline.disk_consistent_lsn().is_valid() {
                 tracing::info!(tenant_id = %self.id, timeline_id = %timeline.id(), "removing interrupted bootstrap");

@@ -236,6 +236,7 @@ impl TenantManager {
         while tenant.creations_in_progress() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tenant.stop_wal_receivers().await;
         tenant.shutdown();
         let id = tenant.id();
         let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable;
 use crate::ids::{self, TenantId, TimelineId};
+use crate::wal_source::{ActiveSource, IngestCounters};
 
 /// The only PostgreSQL major version this pageserver serves.
 pub const PG_VERSION: u32 = 15;
@@ -21,6 +22,12 @@ pub struct Timeline {
     /// Logical size at an LSN, computed on demand and reused while the head
     /// does not move (computing it walks every relation).
     logical_size: Mutex<Option<(Lsn, u64)>>,
+    /// The endpoint streaming WAL into this timeline, with its receiver.
+    wal_source: Mutex<Option<ActiveSource>>,
+    /// Serialises attach and detach of the WAL source (they await I/O).
+    wal_source_lock: tokio::sync::Mutex<()>,
+    /// Ingest progress counters, shared with the receiver's sink.
+    ingest_counters: Arc<IngestCounters>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -39,6 +46,9 @@ impl Timeline {
             tenant_id,
             storage,
             logical_size: Mutex::new(None),
+            wal_source: Mutex::new(None),
+            wal_source_lock: tokio::sync::Mutex::new(()),
+            ingest_counters: Arc::new(IngestCounters::default()),
         }
     }
 
@@ -86,6 +96,37 @@ impl Timeline {
         self.storage.last_record_lsn()
     }
 
+    /// Serialises WAL source changes.
+    pub fn wal_source_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.wal_source_lock
+    }
+
+    /// The current WAL source's connection string.
+    pub fn wal_source_connstr(&self) -> Option<String> {
+        self.wal_source
+            .lock()
+            .as_ref()
+            .map(|active| active.file.connstr.clone())
+    }
+
+    /// Replaces the WAL source, returning the previous one (still running:
+    /// the caller stops it).
+    pub fn set_wal_source(&self, source: Option<ActiveSource>) -> Option<ActiveSource> {
+        std::mem::replace(&mut *self.wal_source.lock(), source)
+    }
+
+    /// Lets the WAL receiver drop local WAL below `lsn` (it is in layer files).
+    pub fn truncate_wal_store_before(&self, lsn: Lsn) {
+        if let Some(active) = self.wal_source.lock().as_ref() {
+            active.receiver.truncate_store_before(lsn);
+        }
+    }
+
+    /// Ingest counters.
+    pub fn ingest_counters(&self) -> Arc<IngestCounters> {
+        Arc::clone(&self.ingest_counters)
+    }
+
     /// Sum of the sizes of the files a base backup at the head would hold.
     fn logical_size_bytes(&self) -> Option<u64> {
         let head = self.last_record_lsn();
@@ -105,6 +146,11 @@ impl Timeline {
     pub fn info(&self) -> TimelineInfo {
         let ancestor = self.storage.ancestor();
         let prev = self.storage.prev_record_lsn();
+        let source = self
+            .wal_source
+            .lock()
+            .as_ref()
+            .map(|active| (active.file.connstr.clone(), active.receiver.status()));
         TimelineInfo {
             tenant_id: self.tenant_id,
             timeline_id: self.id(),
@@ -121,9 +167,16 @@ impl Timeline {
             initdb_lsn: self.storage.initdb_lsn(),
             current_logical_size: self.logical_size_bytes(),
             current_physical_size: Some(durable::directory_size_bytes(self.dir())),
-            wal_source_connstr: None,
-            last_received_msg_lsn: None,
-            last_received_msg_ts: None,
+            wal_source_connstr: source.as_ref().map(|(connstr, _)| connstr.clone()),
+            last_received_msg_lsn: source
+                .as_ref()
+                .and_then(|(_, status)| status.last_received_msg_lsn),
+            last_received_msg_ts: source
+                .as_ref()
+                .and_then(|(_, status)| status.last_received_msg_ts),
+            wal_receiver_error: source
+                .as_ref()
+                .and_then(|(_, status)| status.last_error.clone()),
             state: self.state_name().to_owned(),
             broken_reason: self.storage.broken_reason(),
             pg_version: self.storage.pg_version(),
@@ -169,6 +222,10 @@ pub struct TimelineInfo {
     pub last_received_msg_lsn: Option<Lsn>,
     /// Time (microseconds since the epoch) of the last WAL message received.
     pub last_received_msg_ts: Option<u64>,
+    /// Why the WAL receiver last failed to connect or stream, if it did
+    /// (an extension to the spec's fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_receiver_error: Option<String>,
     /// `Active` or `Broken`.
     pub state: String,
     /// Why it is broken.

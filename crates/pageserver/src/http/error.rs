@@ -121,3 +121,17 @@ impl From<DeleteTimelineError> for ApiError {
         }
     }
 }
+
+impl From<crate::wal_source::WalSourceError> for ApiError {
+    fn from(error: crate::wal_source::WalSourceError) -> ApiError {
+        use crate::wal_source::WalSourceError;
+        match &error {
+            WalSourceError::BadSource(_) => ApiError::bad_request(error.to_string()),
+            WalSourceError::Conflict { .. } => ApiError::conflict(error.to_string()),
+            WalSourceError::NotActive(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string())
+            }
+            WalSourceError::Io { .. } => ApiError::internal(error.to_string()),
+        }
+    }
+}

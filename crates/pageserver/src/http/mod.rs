@@ -58,6 +58,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
             get(timeline::get).delete(timeline::delete),
         )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",
+            put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
+        )
         .merge(unimplemented::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,9 +10,17 @@ use super::AppState;
 /// The OpenAPI description of this API, embedded at build time.
 pub const OPENAPI_SPEC: &str = include_str!("../../openapi.yml");
 
-/// `GET /v1/status`: `{"id": <node id>}`.
+/// `GET /v1/status`: `{"id": <node id>}`, plus (an extension) which
+/// resource managers this pageserver redoes natively and the
+/// `wal_consistency_checking` value endpoints must run with: the others,
+/// whose records then carry after-images.
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "id": state.manager.conf().id }))
+    let native: Vec<&str> = redo::NATIVE_RMGRS.iter().map(|rmgr| rmgr.name()).collect();
+    Json(serde_json::json!({
+        "id": state.manager.conf().id,
+        "native_redo_rmgrs": native,
+        "wal_consistency_checking": redo::wal_consistency_checking_value(),
+    }))
 }
 
 /// `GET /v1/openapi.yml`.
@@ -32,6 +40,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .timelines
         .set(i64::try_from(timelines).unwrap_or(i64::MAX));
+    let (mut records, mut bytes, mut receivers) = (0u64, 0u64, 0i64);
+    for timeline in tenants.iter().flat_map(|tenant| tenant.timelines()) {
+        let counters = timeline.ingest_counters();
+        records += counters.records.load(std::sync::atomic::Ordering::Relaxed);
+        bytes += counters.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        receivers += i64::from(timeline.wal_source_connstr().is_some());
+    }
+    let metrics = &state.metrics;
+    metrics
+        .wal_ingested_records
+        .set(i64::try_from(records).unwrap_or(i64::MAX));
+    metrics
+        .wal_ingested_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    metrics.wal_receivers.set(receivers);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

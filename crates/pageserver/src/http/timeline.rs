@@ -11,8 +11,10 @@ use super::error::ApiError;
 use super::extract::{parse_tenant_id, parse_timeline_id, ApiPath, JsonBody};
 use super::{json_response, AppState};
 use crate::tenant::CreateTimelineRequest;
+use crate::tenant::Tenant;
 use crate::tenant_manager::TenantError;
-use crate::timeline::TimelineInfo;
+use crate::timeline::{Timeline, TimelineInfo};
+use std::sync::Arc;
 
 /// The body of `POST /v1/tenant/{tenant_id}/timeline`. Ids and LSNs are kept
 /// as text here and parsed afterwards, so a malformed one gets a message
@@ -102,13 +104,29 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
 ) -> Result<Json<TimelineInfo>, ApiError> {
-    let tenant_id = parse_tenant_id(&tenant_id)?;
-    let timeline_id = parse_timeline_id(&timeline_id)?;
-    let tenant = state.manager.get(tenant_id)?;
+    let (_, timeline) = find_timeline(&state, &tenant_id, &timeline_id, false)?;
+    Ok(Json(timeline.info()))
+}
+
+/// Parses both ids and finds the timeline (404 when either is unknown);
+/// `active` also requires the tenant to be serving.
+fn find_timeline(
+    state: &AppState,
+    tenant_id: &str,
+    timeline_id: &str,
+    active: bool,
+) -> Result<(Arc<Tenant>, Arc<Timeline>), ApiError> {
+    let tenant_id = parse_tenant_id(tenant_id)?;
+    let timeline_id = parse_timeline_id(timeline_id)?;
+    let tenant = if active {
+        state.manager.get_active(tenant_id)?
+    } else {
+        state.manager.get(tenant_id)?
+    };
     let timeline = tenant
         .timeline(timeline_id)
         .ok_or_else(|| ApiError::not_found(format!("timeline {timeline_id} not found")))?;
-    Ok(Json(timeline.info()))
+    Ok((tenant, timeline))
 }
 
 /// `DELETE /v1/tenant/{tenant_id}/timeline/{timeline_id}`: done when it
@@ -129,8 +147,51 @@ pub async fn delete(
             }
             other => ApiError::from(other),
         })?;
+    // A timeline being deleted takes no more WAL.
+    if let Some(timeline) = tenant.timeline(timeline_id) {
+        let has_children = tenant
+            .timelines()
+            .iter()
+            .any(|t| t.ancestor_timeline_id() == Some(timeline_id));
+        if timeline.wal_source_connstr().is_some() && !has_children {
+            crate::wal_source::detach(tenant.dir(), &timeline).await?;
+        }
+    }
     let work = tokio::task::spawn_blocking(move || tenant.delete_timeline(timeline_id));
     work.await
         .map_err(|error| ApiError::internal(format!("deletion task failed: {error}")))??;
     Ok(json_response(StatusCode::OK, serde_json::json!({})))
+}
+
+/// The body of `PUT /v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source`
+/// (an extension to the spec: how an endpoint is connected to its branch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalSourceBody {
+    connstr: String,
+}
+
+/// `PUT .../wal_source`: starts streaming WAL from the endpoint at `connstr`.
+/// 400 when the source is unusable, 409 when another source is attached.
+pub async fn attach_wal_source(
+    State(state): State<AppState>,
+    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
+    JsonBody(body): JsonBody<WalSourceBody>,
+) -> Result<Json<TimelineInfo>, ApiError> {
+    if body.connstr.trim().is_empty() {
+        return Err(ApiError::bad_request("connstr must not be empty"));
+    }
+    let (tenant, timeline) = find_timeline(&state, &tenant_id, &timeline_id, true)?;
+    crate::wal_source::attach(tenant.dir(), &timeline, &body.connstr).await?;
+    Ok(Json(timeline.info()))
+}
+
+/// `DELETE .../wal_source`: stops streaming and forgets the source.
+pub async fn detach_wal_source(
+    State(state): State<AppState>,
+    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
+) -> Result<Json<TimelineInfo>, ApiError> {
+    let (tenant, timeline) = find_timeline(&state, &tenant_id, &timeline_id, true)?;
+    crate::wal_source::detach(tenant.dir(), &timeline).await?;
+    Ok(Json(timeline.info()))
 }

@@ -49,6 +49,11 @@ impl TestServer {
         }
     }
 
+    /// The tenants, for tests that read storage directly.
+    pub fn manager(&self) -> std::sync::Arc<pageserver::tenant_manager::TenantManager> {
+        std::sync::Arc::clone(&self.running.as_ref().expect("server running").manager)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -39,6 +39,17 @@ impl Timeline {
         self.flush_frozen_locked()
     }
 
+    /// Freezes and flushes the open layer if the freeze policy says so.
+    /// Writers check the policy on every batch; an idle timeline needs this
+    /// periodic call for the age limit to take effect.
+    pub fn flush_if_due(&self) -> Result<(), WriteError> {
+        if self.freeze_policy_says_freeze() {
+            self.freeze_and_flush()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Freezes the open layer without flushing it (the frozen layer stays
     /// readable in memory until [`Timeline::flush_frozen`]).
     pub fn freeze(&self) -> Result<(), WriteError> {

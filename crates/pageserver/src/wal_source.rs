@@ -1,0 +1,445 @@
+//! A timeline's WAL source: the Postgres endpoint whose WAL streams into it.
+//!
+//! Attaching a source (`PUT .../wal_source`) probes it (PostgreSQL 15, the
+//! timeline's own cluster), persists it under
+//! `<tenant>/wal_sources/<timeline_id>.json` and starts a
+//! [`walreceiver::WalReceiver`] that keeps the endpoint's WAL durable in
+//! `<tenant>/wal/<timeline_id>/` and feeds it to ingest through an
+//! [`IngestSink`]. The standby flush position the endpoint sees is what that
+//! local WAL store has fsynced, so with `synchronous_standby_names` naming
+//! the pageserver a commit returns only once it survives a pageserver crash.
+//!
+//! Where streaming starts:
+//! - a new attachment streams from where a base backup at the timeline's
+//!   head put its synthesised shutdown checkpoint
+//!   ([`postgres_wal::synth::checkpoint_position`]): the endpoint's WAL
+//!   begins with that record. Before the store is reset for the new source,
+//!   the timeline is flushed, so nothing ingested lives only in the old store.
+//! - after a pageserver restart, ingest resumes at the timeline's
+//!   `last_record_lsn` (its `disk_consistent_lsn` after a restart) from the
+//!   local store, and streaming resumes at the store's end.
+//!
+//! A record ingest cannot apply puts the timeline into the Broken state; the
+//! receiver then stops, and commits on a synchronous endpoint wait rather
+//! than being acknowledged on top of a corrupt timeline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres_wal::control::ControlFile;
+use postgres_wal::reader::{WalConfig, WalStreamDecoder};
+use postgres_wal::Lsn;
+use serde::{Deserialize, Serialize};
+use storage::Key;
+use walingest::{IngestError, WalIngest};
+use walreceiver::{ReceiverOptions, SinkError, WalReceiver, WalSink, WalStore};
+
+use crate::durable;
+use crate::ids::TimelineId;
+
+/// `application_name` the pageserver connects with; endpoints name it in
+/// `synchronous_standby_names`.
+pub const APPLICATION_NAME: &str = "pageserver";
+
+/// Directory (under the tenant) of persisted WAL sources.
+const SOURCES_DIR: &str = "wal_sources";
+/// Directory (under the tenant) of local WAL stores.
+const STORES_DIR: &str = "wal";
+
+/// What is persisted about a timeline's WAL source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalSourceFile {
+    /// libpq connection string of the endpoint.
+    pub connstr: String,
+    /// Where streaming started when the source was attached.
+    pub start_lsn: Lsn,
+}
+
+/// Why a WAL source cannot be attached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalSourceError {
+    /// The source is unusable (unreachable, not PG15, another cluster, behind).
+    #[error("{0}")]
+    BadSource(String),
+    /// The timeline already streams from another source.
+    #[error("timeline {timeline} already streams WAL from {connstr:?}; detach it first")]
+    Conflict {
+        /// The timeline.
+        timeline: TimelineId,
+        /// Its current source.
+        connstr: String,
+    },
+    /// The timeline cannot take WAL (broken, shutting down).
+    #[error("{0}")]
+    NotActive(String),
+    /// Local files could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A running receiver and the source it streams from.
+pub struct ActiveSource {
+    /// The persisted description.
+    pub file: WalSourceFile,
+    /// The receiver task.
+    pub receiver: WalReceiver,
+}
+
+impl std::fmt::Debug for ActiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveSource")
+            .field("connstr", &self.file.connstr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Paths of one timeline's WAL source files.
+#[derive(Debug, Clone)]
+pub struct SourcePaths {
+    /// The persisted [`WalSourceFile`].
+    pub file: PathBuf,
+    /// The local WAL store directory.
+    pub store: PathBuf,
+}
+
+impl SourcePaths {
+    /// Paths for `timeline` under `tenant_dir`.
+    pub fn new(tenant_dir: &Path, timeline: TimelineId) -> SourcePaths {
+        SourcePaths {
+            file: tenant_dir
+                .join(SOURCES_DIR)
+                .join(format!("{timeline}.json")),
+            store: tenant_dir.join(STORES_DIR).join(timeline.to_string()),
+        }
+    }
+
+    /// The persisted source, if any.
+    pub fn read(&self) -> std::io::Result<Option<WalSourceFile>> {
+        match std::fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Persists `file` durably.
+    pub fn write(&self, file: &WalSourceFile) -> std::io::Result<()> {
+        if let Some(parent) = self.file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
+        durable::write_file(&self.file, &bytes)
+    }
+
+    /// Forgets the source and its local WAL.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        if let Some(parent) = self.file.parent() {
+            durable::sync_dir(parent)?;
+        }
+        remove_dir_if_exists(&self.store)
+    }
+}
+
+fn remove_dir_if_exists(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// What a new attachment needs to know about the timeline's cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterFacts {
+    /// `pg_control`'s system identifier.
+    pub system_id: u64,
+    /// WAL segment size.
+    pub segment_size: u64,
+}
+
+/// Reads the cluster facts from the stored `pg_control` at `lsn`.
+pub fn cluster_facts(timeline: &storage::Timeline, lsn: Lsn) -> Result<ClusterFacts, String> {
+    let bytes = timeline
+        .get(Key::control_file(), lsn)
+        .map_err(|error| format!("cannot read the timeline's pg_control: {error}"))?;
+    let control = ControlFile::parse(&bytes)
+        .map_err(|error| format!("the timeline's pg_control is unreadable: {error}"))?;
+    let segment_size = match u64::from(control.xlog_seg_size) {
+        0 => postgres_wal::lsn::DEFAULT_WAL_SEGMENT_SIZE,
+        size => size,
+    };
+    Ok(ClusterFacts {
+        system_id: control.system_identifier,
+        segment_size,
+    })
+}
+
+/// Physical replication slot the pageserver uses on the endpoint.
+pub fn slot_name(timeline: TimelineId) -> String {
+    format!("sediment_{timeline}")
+}
+
+/// Receiver settings for a source.
+pub fn receiver_options(connstr: &str, timeline: TimelineId, system_id: u64) -> ReceiverOptions {
+    ReceiverOptions {
+        connstr: connstr.to_owned(),
+        slot_name: slot_name(timeline),
+        application_name: APPLICATION_NAME.to_owned(),
+        expected_system_id: Some(system_id),
+        status_interval: Duration::from_secs(1),
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(5),
+    }
+}
+
+/// Counters shared between the sink (on the receiver's blocking thread) and
+/// the API.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Records ingested since the receiver started.
+    pub records: std::sync::atomic::AtomicU64,
+    /// WAL bytes consumed since the receiver started.
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Feeds durable WAL through the decoder into ingest.
+pub struct IngestSink {
+    timeline: Arc<storage::Timeline>,
+    decoder: WalStreamDecoder,
+    ingest: WalIngest,
+    resume: Lsn,
+    counters: Arc<IngestCounters>,
+}
+
+impl IngestSink {
+    /// A sink whose decoder starts at `resume` (a record start or a page
+    /// boundary at or after the timeline's last record).
+    pub fn new(
+        timeline: Arc<storage::Timeline>,
+        resume: Lsn,
+        facts: ClusterFacts,
+        counters: Arc<IngestCounters>,
+    ) -> Result<IngestSink, IngestError> {
+        let ingest = WalIngest::new(&timeline)?;
+        let decoder = WalStreamDecoder::new(
+            resume,
+            WalConfig {
+                segment_size: facts.segment_size,
+                system_id: Some(facts.system_id),
+            },
+        );
+        Ok(IngestSink {
+            timeline,
+            decoder,
+            ingest,
+            resume,
+            counters,
+        })
+    }
+
+    fn fail(&self, reason: String) -> SinkError {
+        tracing::error!(timeline_id = %self.timeline.id(), %reason, "WAL ingest stopped; timeline is broken");
+        self.timeline.set_broken(reason.clone());
+        SinkError::from(reason)
+    }
+}
+
+impl WalSink for IngestSink {
+    fn resume_lsn(&self) -> Lsn {
+        self.resume
+    }
+
+    fn consume(&mut self, _lsn: Lsn, bytes: &[u8]) -> Result<Lsn, SinkError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.decoder.feed_bytes(bytes);
+        self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
+        loop {
+            let raw = match self.decoder.poll_raw() {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(error) => {
+                    let reason = format!("cannot decode WAL: {error}");
+                    return Err(self.fail(reason));
+                }
+            };
+            match self.ingest.ingest_record(&self.timeline, &raw) {
+                Ok(()) => {
+                    self.counters.records.fetch_add(1, Relaxed);
+                }
+                Err(error) => {
+                    let reason =
+                        format!("cannot ingest the WAL record at {}: {error}", raw.start_lsn);
+                    return Err(self.fail(reason));
+                }
+            }
+        }
+        Ok(self.timeline.last_record_lsn())
+    }
+}
+
+/// Starts the receiver for a persisted source (new or after a restart).
+/// `fresh` attachments reset the local store first.
+pub fn spawn_receiver(
+    timeline: &Arc<storage::Timeline>,
+    paths: &SourcePaths,
+    file: &WalSourceFile,
+    counters: Arc<IngestCounters>,
+) -> Result<WalReceiver, WalSourceError> {
+    let head = timeline.last_record_lsn();
+    let facts = cluster_facts(timeline, head).map_err(WalSourceError::NotActive)?;
+    let store = WalStore::open(&paths.store).map_err(|error| WalSourceError::Io {
+        what: format!("cannot open the local WAL store {}", paths.store.display()),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    // Ingest resumes at the timeline's head, unless the stream starts later
+    // (a new attachment streams from the synthesised checkpoint, which lies
+    // at or after the head).
+    let stream_start = store.start_lsn().unwrap_or(file.start_lsn);
+    let resume = head.max(stream_start);
+    let sink = IngestSink::new(Arc::clone(timeline), resume, facts, counters)
+        .map_err(|error| WalSourceError::NotActive(format!("cannot start ingest: {error}")))?;
+    let options = receiver_options(&file.connstr, timeline.id(), facts.system_id);
+    Ok(WalReceiver::spawn(options, store, Box::new(sink)))
+}
+
+/// Attaches `connstr` as the WAL source of `timeline` (a timeline of the
+/// tenant in `tenant_dir`) and starts streaming. Attaching the source the
+/// timeline already streams from is a no-op.
+pub async fn attach(
+    tenant_dir: &Path,
+    timeline: &crate::timeline::Timeline,
+    connstr: &str,
+) -> Result<(), WalSourceError> {
+    let _serial = timeline.wal_source_lock().lock().await;
+    if let Some(current) = timeline.wal_source_connstr() {
+        if current == connstr {
+            return Ok(());
+        }
+        return Err(WalSourceError::Conflict {
+            timeline: timeline.id(),
+            connstr: current,
+        });
+    }
+    if let Some(reason) = timeline.storage().broken_reason() {
+        return Err(WalSourceError::NotActive(format!(
+            "timeline {} is broken: {reason}",
+            timeline.id()
+        )));
+    }
+    let storage = Arc::clone(timeline.storage());
+    let head = storage.last_record_lsn();
+    let facts = cluster_facts(&storage, head).map_err(WalSourceError::NotActive)?;
+    let info = walreceiver::probe(connstr, Some(facts.system_id))
+        .await
+        .map_err(|error| WalSourceError::BadSource(format!("WAL source {connstr:?}: {error}")))?;
+    let start_lsn =
+        postgres_wal::synth::checkpoint_position(head, facts.segment_size).map_err(|error| {
+            WalSourceError::NotActive(format!("no stream start after {head}: {error}"))
+        })?;
+    if info.xlogpos < start_lsn {
+        return Err(WalSourceError::BadSource(format!(
+            "WAL source {connstr:?} is at {}, behind the timeline's head {head}: it was not started from this branch",
+            info.xlogpos
+        )));
+    }
+    let paths = SourcePaths::new(tenant_dir, timeline.id());
+    let file = WalSourceFile {
+        connstr: connstr.to_owned(),
+        start_lsn,
+    };
+    // Everything ingested so far goes to layer files before the old local
+    // WAL is dropped: after this, the store only holds the new source's WAL.
+    let prepare_paths = paths.clone();
+    let prepare_file = file.clone();
+    let prepare_storage = Arc::clone(&storage);
+    tokio::task::spawn_blocking(move || -> Result<(), WalSourceError> {
+        prepare_storage.freeze_and_flush().map_err(|error| {
+            WalSourceError::NotActive(format!("cannot flush the timeline: {error}"))
+        })?;
+        remove_dir_if_exists(&prepare_paths.store).map_err(|source| WalSourceError::Io {
+            what: format!("cannot reset {}", prepare_paths.store.display()),
+            source,
+        })?;
+        prepare_paths
+            .write(&prepare_file)
+            .map_err(|source| WalSourceError::Io {
+                what: format!("cannot persist {}", prepare_paths.file.display()),
+                source,
+            })
+    })
+    .await
+    .map_err(|error| WalSourceError::NotActive(format!("attach task failed: {error}")))??;
+    let receiver = spawn_receiver(&storage, &paths, &file, timeline.ingest_counters())?;
+    tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, "WAL source attached");
+    timeline.set_wal_source(Some(ActiveSource { file, receiver }));
+    Ok(())
+}
+
+/// Stops streaming from the timeline's WAL source and forgets it. The
+/// timeline is flushed first, so the local WAL is no longer needed.
+pub async fn detach(
+    tenant_dir: &Path,
+    timeline: &crate::timeline::Timeline,
+) -> Result<(), WalSourceError> {
+    let _serial = timeline.wal_source_lock().lock().await;
+    if let Some(active) = timeline.set_wal_source(None) {
+        active.receiver.stop().await;
+    }
+    let paths = SourcePaths::new(tenant_dir, timeline.id());
+    let storage = Arc::clone(timeline.storage());
+    tokio::task::spawn_blocking(move || -> Result<(), WalSourceError> {
+        if storage.broken_reason().is_none() {
+            storage.freeze_and_flush().map_err(|error| {
+                WalSourceError::NotActive(format!("cannot flush the timeline: {error}"))
+            })?;
+        }
+        paths.remove().map_err(|source| WalSourceError::Io {
+            what: format!("cannot remove {}", paths.file.display()),
+            source,
+        })
+    })
+    .await
+    .map_err(|error| WalSourceError::NotActive(format!("detach task failed: {error}")))?
+}
+
+/// Restarts the receiver of a source persisted before a restart.
+pub fn resume(
+    tenant_dir: &Path,
+    timeline: &crate::timeline::Timeline,
+) -> Result<(), WalSourceError> {
+    let paths = SourcePaths::new(tenant_dir, timeline.id());
+    let file = match paths.read() {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(()),
+        Err(source) => {
+            return Err(WalSourceError::Io {
+                what: format!("cannot read {}", paths.file.display()),
+                source,
+            })
+        }
+    };
+    let receiver = spawn_receiver(
+        timeline.storage(),
+        &paths,
+        &file,
+        timeline.ingest_counters(),
+    )?;
+    tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
+    timeline.set_wal_source(Some(ActiveSource { file, receiver }));
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! A stock PostgreSQL 15 endpoint streaming its WAL into a timeline through
+//! the `wal_source` API: what it commits becomes readable at its LSN,
+//! commits wait for the pageserver (synchronous standby), bad sources are
+//! refused, and streaming resumes after a pageserver restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{assert_error, hex_id, TestServer};
+use pageserver::tenant_manager::TenantManager;
+use postgres_wal::Lsn;
+use serde_json::{json, Value};
+use testkit::{PgCluster, PgTempDir};
+
+fn lsn_of(value: &Value) -> Lsn {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+async fn bootstrap(server: &TestServer, tenant: &str) -> String {
+    let timeline = hex_id();
+    let (status, info) = server
+        .call(
+            "POST",
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(json!({"new_timeline_id": timeline})),
+        )
+        .await;
+    assert_eq!(status, 201, "{info}");
+    timeline
+}
+
+fn storage_timeline(
+    manager: &TenantManager,
+    tenant: &str,
+    timeline: &str,
+) -> std::sync::Arc<storage::Timeline> {
+    let tenant = manager.get(tenant.parse().unwrap()).unwrap();
+    let timeline = tenant.timeline(timeline.parse().unwrap()).unwrap();
+    std::sync::Arc::clone(timeline.storage())
+}
+
+/// A data directory from a base backup of `timeline` at `lsn` (default: head),
+/// adopted as a harness cluster with `settings`; not started.
+fn endpoint_from(
+    timeline: &storage::Timeline,
+    lsn: Option<Lsn>,
+    settings: &[(&str, &str)],
+) -> PgCluster {
+    let root = PgTempDir::new().unwrap();
+    let tar_path = root.path().join("base.tar");
+    let backup = datadir::Basebackup::prepare(timeline, lsn).unwrap();
+    backup
+        .write_tar(std::fs::File::create(&tar_path).unwrap())
+        .unwrap();
+    let pgdata = root.path().join("pgdata");
+    std::fs::create_dir_all(&pgdata).unwrap();
+    untar(&tar_path, &pgdata);
+    PgCluster::builder()
+        .settings(settings)
+        .adopt(root, "pgdata")
+        .unwrap()
+}
+
+fn untar(tar: &Path, dest: &Path) {
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(tar)
+        .arg("-C")
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+const WRITABLE: &[(&str, &str)] = &[
+    ("wal_level", "replica"),
+    ("max_wal_senders", "4"),
+    ("max_replication_slots", "4"),
+    ("synchronous_standby_names", "pageserver"),
+    ("wal_consistency_checking", "hash,gin,gist,spgist"),
+];
+
+fn source_connstr(cluster: &PgCluster) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres",
+        cluster.port(),
+        testkit::SUPERUSER
+    )
+}
+
+async fn timeline_info(server: &TestServer, tenant: &str, timeline: &str) -> Value {
+    let (status, info) = server
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    info
+}
+
+async fn wait_ingested(server: &TestServer, tenant: &str, timeline: &str, lsn: Lsn) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = timeline_info(server, tenant, timeline).await;
+        if lsn_of(&info["last_record_lsn"]) >= lsn {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timeline never reached {lsn}: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn insert_lsn(cluster: &PgCluster) -> Lsn {
+    cluster
+        .query_scalar::<String>("SELECT pg_current_wal_insert_lsn()")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let tenant = server.create_tenant().await;
+    let timeline = bootstrap(&server, &tenant).await;
+    let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
+    let storage = storage_timeline(&server.manager(), &tenant, &timeline);
+
+    let (status, body) = server.call("GET", "/v1/status", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["wal_consistency_checking"], "hash,gin,gist,spgist");
+    assert!(body["native_redo_rmgrs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("Heap")));
+
+    let mut endpoint = endpoint_from(&storage, None, WRITABLE);
+    endpoint.start().unwrap();
+
+    // Bad sources are refused before anything changes.
+    let closed = testkit::free_port().unwrap();
+    assert_error(
+        server
+            .call(
+                "PUT",
+                &path,
+                Some(json!({"connstr": format!("host=127.0.0.1 port={closed} user=postgres")})),
+            )
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call("PUT", &path, Some(json!({"connstr": ""})))
+            .await,
+        400,
+    );
+    assert_error(
+        server
+            .call(
+                "PUT",
+                &format!("/v1/tenant/{tenant}/timeline/{}/wal_source", hex_id()),
+                Some(json!({"connstr": source_connstr(&endpoint)})),
+            )
+            .await,
+        404,
+    );
+    // Another cluster (its own initdb) is not this timeline's WAL source.
+    let stranger = PgCluster::builder()
+        .settings(&[("wal_level", "replica")])
+        .start()
+        .unwrap();
+    let msg = assert_error(
+        server
+            .call(
+                "PUT",
+                &path,
+                Some(json!({"connstr": source_connstr(&stranger)})),
+            )
+            .await,
+        400,
+    );
+    assert!(msg.contains("system"), "{msg}");
+    drop(stranger);
+
+    let (status, info) = server
+        .call(
+            "PUT",
+            &path,
+            Some(json!({"connstr": source_connstr(&endpoint)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["wal_source_connstr"], source_connstr(&endpoint));
+    // The same source again is fine; a different one conflicts.
+    let (status, _) = server
+        .call(
+            "PUT",
+            &path,
+            Some(json!({"connstr": source_connstr(&endpoint)})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_error(
+        server
+            .call(
+                "PUT",
+                &path,
+                Some(json!({"connstr": "host=127.0.0.1 port=1 user=x"})),
+            )
+            .await,
+        409,
+    );
+
+    // Commits return (the synchronous standby answers) and land in the timeline.
+    endpoint
+        .psql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;")
+        .unwrap();
+    let first = insert_lsn(&endpoint);
+    endpoint
+        .psql("UPDATE t SET v = 'changed' WHERE id <= 100; DELETE FROM t WHERE id > 4000;")
+        .unwrap();
+    let second = insert_lsn(&endpoint);
+    let info = wait_ingested(&server, &tenant, &timeline, second).await;
+    assert!(info["last_received_msg_lsn"].is_string(), "{info}");
+
+    // Restart the pageserver: the source is resumed and streaming continues.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    endpoint
+        .psql("INSERT INTO t VALUES (9999, 'after restart');")
+        .unwrap();
+    let third = insert_lsn(&endpoint);
+    wait_ingested(&server, &tenant, &timeline, third).await;
+    let storage = storage_timeline(&server.manager(), &tenant, &timeline);
+
+    // Every recorded point reads back exactly.
+    for (lsn, count, changed, late) in [
+        (first, 5000, 0, 0),
+        (second, 4000, 100, 0),
+        (third, 4001, 100, 1),
+    ] {
+        let mut replica = endpoint_from(&storage, Some(lsn), &[]);
+        replica.start().unwrap();
+        let got: String = replica
+            .query_scalar(
+                "SELECT count(*) || ',' || count(*) FILTER (WHERE v = 'changed') || ',' || count(*) FILTER (WHERE id = 9999) FROM t",
+            )
+            .unwrap();
+        assert_eq!(got, format!("{count},{changed},{late}"), "at {lsn}");
+        replica.stop().unwrap();
+    }
+
+    let (status, info) = server.call("DELETE", &path, None).await;
+    assert_eq!(status, 200, "{info}");
+    assert!(info["wal_source_connstr"].is_null(), "{info}");
+    endpoint.stop().unwrap();
+    server.stop().await;
+}
