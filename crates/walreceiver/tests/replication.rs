@@ -78,9 +78,15 @@ fn streamed_wal_equals_the_servers_files_byte_for_byte() {
     assert!(recorded.violation.is_none(), "{:?}", recorded.violation);
     assert!(end - start > 1_000_000, "only {} bytes of WAL", end - start);
     assert_matches_server(&cluster, 1, &recorded, start, end);
-    // The store holds the same bytes durably.
+    // The store holds the same bytes durably (and perhaps more: a stop
+    // does not wait for the sink to catch up).
     let store = WalStore::open(&store_dir(dir.path())).unwrap();
-    assert_eq!(store.read(start, usize::MAX).unwrap(), recorded.bytes);
+    assert!(store.end_lsn().unwrap() >= recorded.end());
+    let stored = store.read(start, recorded.bytes.len()).unwrap();
+    assert!(
+        stored == recorded.bytes,
+        "the store differs from what the sink got"
+    );
 }
 
 /// Kills a spawned client if the test fails before it exits.
@@ -137,7 +143,7 @@ fn commits_wait_for_the_receiver_and_a_restart_replays_the_store() {
     let resume = start + (first_end - start) / 2;
     let (sink, replayed) = RecordingSink::new(resume);
     let store = WalStore::open(&store_dir(dir.path())).unwrap();
-    assert_eq!(store.end_lsn(), Some(first_end));
+    assert!(store.end_lsn().unwrap() >= first_end);
     let receiver = WalReceiver::spawn(options(&cluster), store, sink);
     let deadline = std::time::Instant::now() + WAIT;
     let exit = loop {
@@ -266,11 +272,13 @@ fn wrong_system_is_retried_visibly_and_a_failing_sink_stops_the_receiver() {
     let sink = Box::new(FailingSink {
         resume: start,
         seen: 0,
-        limit: 4 * 1024 * 1024,
+        limit: 6 * 1024 * 1024,
     });
     let receiver = WalReceiver::spawn(options(cluster), store, sink);
     wait_for_status(&receiver, "connection", WAIT, |status| status.connected);
-    receiver.truncate_store_before(start + 1024 * 1024);
+    // Files hold frames of up to 1 MiB, so the first file ends below 1.3
+    // MiB and lies wholly below this point once the writer is past it.
+    receiver.truncate_store_before(start + 2 * 1024 * 1024);
     testkit::workload::pgbench_init(cluster, 2).unwrap();
     wait_for_status(&receiver, "the sink's failure", WAIT, |status| {
         !status.running
@@ -288,7 +296,7 @@ fn wrong_system_is_retried_visibly_and_a_failing_sink_stops_the_receiver() {
     let store = WalStore::open(&store_dir(dir.path())).unwrap();
     let store_start = store.start_lsn().unwrap();
     assert!(
-        store_start > start && store_start <= start + 1024 * 1024,
+        store_start > start && store_start <= start + 2 * 1024 * 1024,
         "store starts at {store_start}, streaming started at {start}"
     );
 }
