@@ -1,8 +1,11 @@
 //! The blocking half of the receiver: a *writer* thread that appends received
-//! WAL to the [`WalStore`] and syncs it, and a *sink* thread that feeds the
-//! durable bytes to the [`WalSink`]. Two threads so that a slow consumer
-//! never delays the fsync that commits on the endpoint are waiting for; the
-//! bounded channel between them bounds how far ingest may lag.
+//! WAL to the [`WalStore`] and syncs it, and a *sink* thread that reads the
+//! durable bytes back from the store and feeds them to the [`WalSink`].
+//!
+//! The sink reads from the store rather than from a queue so that a slow
+//! consumer never delays the fsync that commits on the endpoint are waiting
+//! for, and never makes the receiver stop answering the walsender: ingest
+//! may lag behind by as much WAL as the disk holds, in bounded memory.
 //!
 //! Both publish their progress in [`Progress`]; the streaming task turns it
 //! into standby status updates. A failure of either is recorded there too
@@ -10,9 +13,10 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use postgres_wal::Lsn;
 use tokio::sync::{mpsc, watch};
 
@@ -22,12 +26,12 @@ use crate::WalSink;
 
 /// Received WAL messages queued for the writer.
 const WRITER_QUEUE_MESSAGES: usize = 1024;
-/// Durable chunks queued for the sink.
-const SINK_QUEUE_CHUNKS: usize = 256;
 /// The writer syncs at least this often while WAL keeps arriving.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// Replay reads the store in pieces of this size.
-const REPLAY_CHUNK_BYTES: usize = 1024 * 1024;
+/// The sink (and replay) read the store in pieces of at most this size.
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
+/// How often an idle sink thread looks at the stop flag.
+const SINK_IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// Durable and applied positions, as the threads advance them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,14 +49,24 @@ pub(crate) struct Progress {
     /// `truncate_before` requests for the writer, applied after a sync.
     pub(crate) truncate_before: Arc<Mutex<Option<Lsn>>>,
     /// Set when the receiver stops: the threads finish their current step
-    /// and exit instead of working through their queues (what was queued
-    /// and not consumed is replayed from the store next time).
+    /// and exit (what the sink did not consume is replayed next time).
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// Durable end, for the sink thread to wait on; and how far the sink has
+    /// read (the writer never truncates past it).
+    durable: Mutex<DurableState>,
+    durable_changed: Condvar,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DurableState {
+    flush: Lsn,
+    consumed: Lsn,
 }
 
 impl Progress {
     pub(crate) fn new(
         positions: Positions,
+        consumed: Lsn,
         truncate_before: Arc<Mutex<Option<Lsn>>>,
     ) -> Arc<Progress> {
         Arc::new(Progress {
@@ -61,6 +75,11 @@ impl Progress {
             failed: tokio_util::sync::CancellationToken::new(),
             truncate_before,
             stopping: tokio_util::sync::CancellationToken::new(),
+            durable: Mutex::new(DurableState {
+                flush: positions.flush,
+                consumed,
+            }),
+            durable_changed: Condvar::new(),
         })
     }
 
@@ -70,6 +89,32 @@ impl Progress {
             *failure = Some(outcome);
         }
         self.failed.cancel();
+    }
+
+    fn publish_flush(&self, flush: Lsn) {
+        self.durable.lock().flush = flush;
+        self.durable_changed.notify_all();
+        self.positions.send_modify(|p| p.flush = flush);
+    }
+
+    /// Blocks until WAL past `at` is durable (returns the durable end) or
+    /// the receiver stops (`None`).
+    fn wait_for_durable_past(&self, at: Lsn) -> Option<Lsn> {
+        let mut durable = self.durable.lock();
+        durable.consumed = at;
+        loop {
+            if self.stopping.is_cancelled() {
+                return None;
+            }
+            if durable.flush > at {
+                return Some(durable.flush);
+            }
+            self.durable_changed.wait_for(&mut durable, SINK_IDLE_CHECK);
+        }
+    }
+
+    fn consumed(&self) -> Lsn {
+        self.durable.lock().consumed
     }
 }
 
@@ -115,7 +160,7 @@ pub(crate) fn prepare(
     let mut at = resume;
     let mut applied = resume;
     while at < end {
-        let chunk = store.read(at, REPLAY_CHUNK_BYTES)?;
+        let chunk = store.read(at, READ_CHUNK_BYTES)?;
         applied = sink.consume(at, &chunk)?;
         at = at + chunk.len() as u64;
     }
@@ -131,7 +176,7 @@ pub(crate) fn prepare(
     })
 }
 
-/// Handles of the two threads; dropping the sender ends them in order.
+/// Handles of the two threads; dropping the sender ends the writer.
 pub(crate) struct Pipeline {
     pub(crate) sender: mpsc::Sender<(Lsn, Bytes)>,
     writer: JoinHandle<()>,
@@ -139,20 +184,25 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn start(
-        store: WalStore,
-        sink: Box<dyn WalSink>,
-        progress: Arc<Progress>,
-    ) -> std::io::Result<Pipeline> {
+    /// Starts both threads; the sink continues at `stream_from` (where
+    /// [`prepare`] left it, and where the store ends).
+    pub(crate) fn start(prepared: Prepared, progress: Arc<Progress>) -> std::io::Result<Pipeline> {
+        let Prepared {
+            store,
+            sink,
+            stream_from,
+            ..
+        } = prepared;
+        let store = Arc::new(Mutex::new(store));
         let (sender, received) = mpsc::channel(WRITER_QUEUE_MESSAGES);
-        let (durable_sender, durable) = mpsc::channel(SINK_QUEUE_CHUNKS);
         let writer_progress = progress.clone();
+        let writer_store = store.clone();
         let writer = std::thread::Builder::new()
             .name("wal-writer".to_owned())
-            .spawn(move || run_writer(store, received, durable_sender, &writer_progress))?;
+            .spawn(move || run_writer(&writer_store, received, &writer_progress))?;
         let sink = std::thread::Builder::new()
             .name("wal-sink".to_owned())
-            .spawn(move || run_sink(sink, durable, &progress))?;
+            .spawn(move || run_sink(sink, &store, stream_from, &progress))?;
         Ok(Pipeline {
             sender,
             writer,
@@ -164,6 +214,7 @@ impl Pipeline {
     /// and waits for them (blocking: call from a blocking context).
     pub(crate) fn finish(self, progress: &Progress) {
         progress.stopping.cancel();
+        progress.durable_changed.notify_all();
         drop(self.sender);
         let _ = self.writer.join();
         let _ = self.sink.join();
@@ -171,9 +222,8 @@ impl Pipeline {
 }
 
 fn run_writer(
-    mut store: WalStore,
+    store: &Mutex<WalStore>,
     mut received: mpsc::Receiver<(Lsn, Bytes)>,
-    durable: mpsc::Sender<(Lsn, Bytes)>,
     progress: &Progress,
 ) {
     while let Some(first) = received.blocking_recv() {
@@ -191,14 +241,9 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        if let Err(error) = write_batch(&mut store, &batch, progress) {
+        if let Err(error) = write_batch(&mut store.lock(), &batch, progress) {
             progress.fail(Err(error.into()));
             return;
-        }
-        for item in batch {
-            if durable.blocking_send(item).is_err() {
-                return; // the sink thread stopped and said why
-            }
         }
     }
 }
@@ -212,28 +257,32 @@ fn write_batch(
         store.append(*lsn, bytes)?;
     }
     let flush = store.sync()?;
-    progress.positions.send_modify(|p| p.flush = flush);
-    // Kept, not taken: files below it may only be complete after later syncs.
+    progress.publish_flush(flush);
+    // Kept, not taken: files below it may only be complete after later
+    // syncs. Never past what the sink has read.
     let requested = *progress.truncate_before.lock();
     if let Some(lsn) = requested {
-        store.truncate_before(lsn)?;
+        store.truncate_before(lsn.min(progress.consumed()))?;
     }
     Ok(())
 }
 
-fn run_sink(
-    mut sink: Box<dyn WalSink>,
-    mut durable: mpsc::Receiver<(Lsn, Bytes)>,
-    progress: &Progress,
-) {
-    while let Some((lsn, bytes)) = durable.blocking_recv() {
-        if progress.stopping.is_cancelled() {
-            return;
-        }
+fn run_sink(mut sink: Box<dyn WalSink>, store: &Mutex<WalStore>, mut at: Lsn, progress: &Progress) {
+    while let Some(durable) = progress.wait_for_durable_past(at) {
+        let wanted = usize::try_from(durable - at)
+            .unwrap_or(usize::MAX)
+            .min(READ_CHUNK_BYTES);
+        let chunk = match store.lock().read(at, wanted) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                progress.fail(Err(error.into()));
+                return;
+            }
+        };
         // A panicking consumer must stop the receiver with a visible reason,
         // not silently take the thread down.
         let consumed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.consume(lsn, &bytes)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.consume(at, &chunk)))
                 .unwrap_or_else(|panic| {
                     Err(SinkError::failed(format!(
                         "panicked: {}",
@@ -251,6 +300,7 @@ fn run_sink(
                 return;
             }
         }
+        at = at + chunk.len() as u64;
     }
 }
 

@@ -285,13 +285,18 @@ impl LoopState {
                 Ok(Err(error)) => return self.finish(Some(error.to_string())),
                 Err(join) => return self.finish(Some(format!("replay panicked: {join}"))),
             };
-        let progress = Progress::new(prepared.positions, self.truncate_before.clone());
+        let stream_from = prepared.stream_from;
+        let progress = Progress::new(
+            prepared.positions,
+            stream_from,
+            self.truncate_before.clone(),
+        );
         *self.progress_slot.lock() = Some(progress.clone());
-        let pipeline = match Pipeline::start(prepared.store, prepared.sink, progress.clone()) {
+        let pipeline = match Pipeline::start(prepared, progress.clone()) {
             Ok(pipeline) => pipeline,
             Err(error) => return self.finish(Some(format!("cannot start WAL threads: {error}"))),
         };
-        self.stream_until_stopped(&pipeline, &progress, prepared.stream_from)
+        self.stream_until_stopped(&pipeline, &progress, stream_from)
             .await;
         self.status.lock().connected = false;
         let finishing = progress.clone();

@@ -314,3 +314,70 @@ impl PgClusterWithoutSync {
         )
     }
 }
+
+/// Records like [`RecordingSink`], but sleeps in every call while `slow`.
+struct SlowSink {
+    inner: RecordingSink,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl walreceiver::WalSink for SlowSink {
+    fn resume_lsn(&self) -> walreceiver::Lsn {
+        self.inner.resume_lsn()
+    }
+
+    fn consume(
+        &mut self,
+        lsn: walreceiver::Lsn,
+        bytes: &[u8],
+    ) -> Result<walreceiver::Lsn, walreceiver::SinkError> {
+        if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.inner.consume(lsn, bytes)
+    }
+}
+
+#[test]
+fn a_slow_consumer_does_not_hold_back_commits() {
+    let cluster = sync_cluster();
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let start = cluster.current_wal_lsn().unwrap();
+    let (inner, recorded) = RecordingSink::new(start);
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sink = Box::new(SlowSink {
+        inner: *inner,
+        slow: slow.clone(),
+    });
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let receiver = WalReceiver::spawn(options(&cluster), store, sink);
+    wait_until("connection", WAIT, || receiver.status().connected);
+
+    // Every commit of this waits for the flush report, none for ingest.
+    testkit::workload::pgbench_init(&cluster, 2).unwrap();
+    let committed = cluster.current_wal_lsn().unwrap();
+    let status = receiver.status();
+    assert!(status.flush_lsn >= committed, "{status:?}");
+    assert!(
+        status.flush_lsn - status.apply_lsn > 4 * 1024 * 1024,
+        "ingest was not behind: {status:?}"
+    );
+    // The server sees the same: flushed far ahead of applied.
+    let lag: i64 = cluster
+        .query_scalar(
+            "SELECT (flush_lsn - replay_lsn)::bigint FROM pg_stat_replication \
+             WHERE application_name = 'pageserver'",
+        )
+        .unwrap();
+    assert!(lag > 1024 * 1024, "server-side lag {lag}");
+
+    slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    let end = cluster.switch_wal().unwrap();
+    wait_until("ingest to catch up", WAIT, || recorded.lock().end() >= end);
+    runtime.block_on(receiver.stop());
+    let recorded = recorded.lock();
+    assert!(recorded.violation.is_none(), "{:?}", recorded.violation);
+    assert_matches_server(&cluster, 1, &recorded, start, end);
+}
