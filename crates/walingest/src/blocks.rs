@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
 use postgres_wal::rmgr::RmgrId;
-use postgres_wal::RawRecord;
 use storage::{DerivedOp, Key, Value};
 
 use crate::batch::Batch;
@@ -47,7 +46,6 @@ pub(crate) fn ingest_blocks(
     known: &mut Known,
     b: &mut Batch<'_>,
     record: &DecodedRecord,
-    raw: &RawRecord<'_>,
     stats: &mut IngestStats,
     check_native: bool,
 ) -> Result<(), IngestError> {
@@ -80,7 +78,7 @@ pub(crate) fn ingest_blocks(
             Value::WalRecord {
                 will_init: block.will_init
                     || past_end.contains(&(block.rel, block.fork, block.blkno)),
-                rec: stored_record::encode(block.block_id, raw.start_lsn, raw.end_lsn, raw.bytes),
+                rec: stored_record::encode(block.block_id, record),
             }
         } else {
             return Err(b.unsupported(format!(

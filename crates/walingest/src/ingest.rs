@@ -132,14 +132,7 @@ impl WalIngest {
             None => CheckpointState::new(load_checkpoint(timeline, read_lsn)?),
         };
         let mut b = Batch::new(timeline, read_lsn, raw.start_lsn);
-        blocks::ingest_blocks(
-            &mut self.known,
-            &mut b,
-            &record,
-            raw,
-            stats,
-            self.check_native,
-        )?;
+        blocks::ingest_blocks(&mut self.known, &mut b, &record, stats, self.check_native)?;
         blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
         self.ingest_body(&mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);

@@ -33,9 +33,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Known gaps: a block stored for native redo keeps the whole record (other
-//! blocks' images included); the free space map is emptied rather than
-//! recomputed on truncation; commit timestamps are not stored.
+//! Known gaps: the free space map is emptied rather than recomputed on
+//! truncation; commit timestamps are not stored.
 
 mod batch;
 mod blocks;
