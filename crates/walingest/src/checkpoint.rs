@@ -51,10 +51,11 @@ impl CheckpointState {
         // wrapped between them.
         let mut epoch = next >> 32;
         if xid < next32 {
-            epoch += 1;
+            epoch = epoch.saturating_add(1);
         }
-        let mut new = (epoch << 32) | u64::from(xid);
-        new += 1;
+        // Saturating: a garbage epoch near 2^32 must not overflow.
+        let new = epoch.saturating_mul(1 << 32).saturating_add(u64::from(xid));
+        let mut new = new.saturating_add(1);
         if (new as u32) < FIRST_NORMAL_XID {
             // `FullTransactionIdAdvance` skips the special xids after a wrap.
             new = (new & !0xffff_ffff) | u64::from(FIRST_NORMAL_XID);

@@ -95,8 +95,8 @@ pub(crate) fn truncate(
     cutoff_page: u32,
 ) -> Result<(), IngestError> {
     for segno in known.slru_segments(b, kind)? {
-        let first = segno * SLRU_PAGES_PER_SEGMENT;
-        let last = first + SLRU_PAGES_PER_SEGMENT - 1;
+        let first = segno.wrapping_mul(SLRU_PAGES_PER_SEGMENT);
+        let last = first.wrapping_add(SLRU_PAGES_PER_SEGMENT - 1);
         if page_precedes(kind, first, cutoff_page) && page_precedes(kind, last, cutoff_page) {
             known.remove_slru_segment(b, kind, segno)?;
         }

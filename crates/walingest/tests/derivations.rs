@@ -490,6 +490,101 @@ fn refeeding_a_record_is_skipped() {
     assert_eq!(f.ingest.stats().records_ingested, 1);
 }
 
+#[test]
+fn clog_zero_pages_grow_segments_and_truncation_removes_old_ones() {
+    let mut f = Fixture::new();
+    // Pages 31 and 32: the end of segment 0 and the start of segment 1.
+    for page in [31i32, 32, 70] {
+        f.feed(RmgrId::Clog, 0x00, 0, &[], &page.to_le_bytes())
+            .unwrap();
+    }
+    let segments = |f: &Fixture| {
+        layout::decode_u32_list(&f.get(Key::slru_dir(SlruKind::Clog)).unwrap()).unwrap()
+    };
+    assert_eq!(segments(&f), vec![0, 1, 2]);
+    let size = |f: &Fixture, seg| {
+        Value::decode_rel_size(&f.get(Key::slru_segment_size(SlruKind::Clog, seg)).unwrap())
+    };
+    assert_eq!(
+        (size(&f, 0), size(&f, 1), size(&f, 2)),
+        (Some(32), Some(1), Some(7))
+    );
+    let zero = f.get(Key::slru_block(SlruKind::Clog, 2, 6)).unwrap();
+    assert!(zero.len() == BLCKSZ && zero.iter().all(|&b| b == 0));
+    // xl_clog_truncate: cutoff page, oldest xact, its database.
+    let mut body = 64i32.to_le_bytes().to_vec();
+    body.extend_from_slice(&(64 * CLOG_XACTS_PER_PAGE).to_le_bytes());
+    body.extend_from_slice(&DB.to_le_bytes());
+    f.feed(RmgrId::Clog, 0x10, 0, &[], &body).unwrap();
+    assert_eq!(segments(&f), vec![2], "segments wholly before page 64 go");
+}
+
+#[test]
+fn database_file_copy_copies_the_template_and_drop_forgets_it() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Storage,
+        0x10,
+        0,
+        &[],
+        &smgr_create(ForkNumber::Main),
+    )
+    .unwrap();
+    f.feed(
+        RmgrId::Xlog,
+        XLOG_FPI,
+        0,
+        &[image_block(0, ForkNumber::Main, 1, page(9))],
+        &[],
+    )
+    .unwrap();
+    let map = vec![0x5a; 512];
+    let mut relmap = Vec::new();
+    for v in [DB, SPC, 512] {
+        relmap.extend_from_slice(&v.to_le_bytes());
+    }
+    relmap.extend_from_slice(&map);
+    f.feed(RmgrId::RelMap, 0x00, 0, &[], &relmap).unwrap();
+    assert_eq!(f.get(Key::relmap_file(SPC, DB)).unwrap(), map);
+    // xl_dbase_create_file_copy_rec: db, tablespace, src db, src tablespace.
+    let new_db = 77;
+    let mut body = Vec::new();
+    for v in [new_db, SPC, DB, SPC] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::Database, 0x00, 0, &[], &body).unwrap();
+    let copy = RelFileNode {
+        db_node: new_db,
+        ..REL
+    };
+    let lsn = f.timeline.last_record_lsn();
+    assert_eq!(
+        f.timeline
+            .get_rel_size(copy, ForkNumber::Main, lsn)
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        f.get(Key::rel_block(copy, ForkNumber::Main, 1)),
+        f.get(Key::rel_block(REL, ForkNumber::Main, 1))
+    );
+    assert_eq!(f.get(Key::relmap_file(SPC, new_db)).unwrap(), map);
+    let dbs = |f: &Fixture| layout::decode_db_dir(&f.get(Key::db_dir()).unwrap()).unwrap();
+    assert_eq!(dbs(&f), vec![(SPC, DB), (SPC, new_db)]);
+    // xl_dbase_drop_rec: db, count, tablespaces.
+    let mut body = Vec::new();
+    for v in [new_db, 1, SPC] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::Database, 0x20, 0, &[], &body).unwrap();
+    assert_eq!(dbs(&f), vec![(SPC, DB)]);
+    let rels = f.get(Key::rel_dir(SPC, new_db)).unwrap();
+    assert!(
+        rels.is_empty(),
+        "a later database with this OID starts empty"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -504,8 +599,15 @@ proptest! {
         block_data in proptest::collection::vec(any::<u8>(), 0..64),
         blkno in 0u32..64,
         with_block in any::<bool>(),
+        image_seed in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
     ) {
         let mut f = Fixture::new();
+        // Images with arbitrary headers and special-space offsets reach the
+        // GiST and hash fix-ups.
+        let image = image_seed.map(|seed| {
+            let page: Vec<u8> = seed.iter().copied().cycle().take(BLCKSZ).collect();
+            (page, 0, 0)
+        });
         let blocks = if with_block {
             vec![TestBlock {
                 block_id: 0,
@@ -514,7 +616,7 @@ proptest! {
                 blkno,
                 will_init: false,
                 data: block_data,
-                image: None,
+                image,
             }]
         } else {
             Vec::new()
