@@ -519,9 +519,12 @@ impl Streaming<'_> {
         }
         let _ = data.split_to(overlap);
         let end = expected + data.len() as u64;
-        if self.pipeline.sender.send((expected, data)).await.is_err() {
-            return Err(ReceiverError::ShuttingDown);
-        }
+        // The writer queue is bounded; waiting for room must not outlast a stop.
+        let permit = tokio::select! {
+            permit = self.pipeline.sender.reserve() => permit.map_err(|_| ReceiverError::ShuttingDown)?,
+            _ = self.state.cancel.cancelled() => return Err(ReceiverError::ShuttingDown),
+        };
+        permit.send((expected, data));
         *self.next_lsn = end;
         self.note_received(end);
         self.state.status.lock().write_lsn = end;
