@@ -169,6 +169,9 @@ pub struct WalStore {
     /// A file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
     poisoned: Option<String>,
+    /// Test hook: the next fdatasync of the newest file fails.
+    #[cfg(test)]
+    fail_next_sync: bool,
 }
 
 impl WalStore {
@@ -221,6 +224,8 @@ impl WalStore {
             active_dirty: false,
             dir_dirty: false,
             poisoned: None,
+            #[cfg(test)]
+            fail_next_sync: false,
         })
     }
 
@@ -438,6 +443,14 @@ impl WalStore {
 
     /// `fdatasync` of the newest file.
     fn sync_active(&mut self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(io_error(
+                "fdatasync",
+                &self.dir,
+                std::io::Error::other("injected fsync failure"),
+            ));
+        }
         if let (Some(active), Some(file)) = (&self.active, self.files.last()) {
             active
                 .sync_data()

@@ -168,6 +168,33 @@ fn reset_empties_the_store() {
     assert_eq!(store.read(Lsn(9000), 100).unwrap(), vec![8; 10]);
 }
 
+#[test]
+fn a_failed_fsync_poisons_the_store_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    store.append(Lsn(100), &pattern(100, 50)).unwrap();
+    assert_eq!(store.sync().unwrap(), Lsn(150));
+    store.append(Lsn(150), &pattern(150, 50)).unwrap();
+    store.fail_next_sync = true;
+    assert!(matches!(store.sync(), Err(StoreError::Io { .. })));
+    // No retry-and-carry-on: everything that changes the store refuses.
+    assert_eq!(store.durable_end_lsn(), Some(Lsn(150)));
+    assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
+    assert!(matches!(
+        store.append(Lsn(200), &[1]),
+        Err(StoreError::Poisoned(_))
+    ));
+    assert!(matches!(
+        store.truncate_before(Lsn(0)),
+        Err(StoreError::Poisoned(_))
+    ));
+    drop(store);
+    // Reopening starts from what the files hold; the durable part is there.
+    let store = WalStore::open(dir.path()).unwrap();
+    assert!(store.end_lsn().unwrap() >= Lsn(150));
+    assert_eq!(store.read(Lsn(100), 50).unwrap(), pattern(100, 50));
+}
+
 /// How a simulated crash leaves the newest file.
 #[derive(Debug, Clone)]
 enum Crash {
