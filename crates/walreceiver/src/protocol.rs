@@ -71,7 +71,7 @@ pub(crate) fn parse(mut payload: Bytes) -> Result<ReplicationMessage, String> {
 /// Positions reported in a standby status update.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct StandbyPositions {
-    /// Received and handed to the store.
+    /// Written so that it survives a crash of this process.
     pub(crate) write: Lsn,
     /// Durable in the store.
     pub(crate) flush: Lsn,

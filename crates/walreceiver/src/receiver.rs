@@ -59,7 +59,8 @@ pub struct ReceiverOptions {
     pub connstr: String,
     /// Physical replication slot (created if missing).
     pub slot_name: String,
-    /// Our `application_name`: what `synchronous_standby_names` must name.
+    /// Our `application_name`: what `synchronous_standby_names` must name
+    /// (takes precedence over one in `connstr`).
     pub application_name: String,
     /// Refuse a source whose system id differs.
     pub expected_system_id: Option<u64>,
@@ -98,7 +99,8 @@ pub struct ReceiverStatus {
     pub last_received_msg_lsn: Option<Lsn>,
     /// When that message arrived, in microseconds since the Unix epoch.
     pub last_received_msg_ts: Option<u64>,
-    /// Received and queued for the store.
+    /// Received and queued for the store (not yet durable; the server is
+    /// told only `flush_lsn`, as both its write and flush position).
     pub write_lsn: Lsn,
     /// Durable in the store: what is reported as the standby's flush LSN.
     pub flush_lsn: Lsn,
@@ -539,8 +541,11 @@ impl Streaming<'_> {
 
     async fn send_status(&mut self, reply_requested: bool) -> Result<(), ReceiverError> {
         let positions = *self.progress.positions.borrow();
+        // "write" promises the bytes survive a crash of this process (as a
+        // standby's write to the OS would); only synced bytes do here, so
+        // `synchronous_commit = remote_write` gets the flush position too.
         let report = StandbyPositions {
-            write: (*self.next_lsn).max(positions.flush),
+            write: positions.flush,
             flush: positions.flush,
             apply: positions.apply,
         };
