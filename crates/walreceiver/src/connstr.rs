@@ -292,4 +292,12 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(text in ".{0,80}") {
+            let _ = ConnectionConfig::parse(&text);
+            let _ = ConnectionConfig::parse(&format!("postgresql://{text}"));
+        }
+    }
 }

@@ -194,4 +194,11 @@ mod tests {
         assert_eq!(&payload[25..33], &1_000_000i64.to_be_bytes());
         assert_eq!(payload[33], 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_payload(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = parse(Bytes::from(bytes));
+        }
+    }
 }
