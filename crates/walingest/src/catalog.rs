@@ -29,9 +29,9 @@ pub(crate) fn smgr(
     }
 }
 
-/// `smgr_redo` truncate: the main fork to `blocks`, the VM to the pages
-/// covering them (clearing the bits of removed heap blocks on the last kept
-/// page, which PostgreSQL does without WAL), the FSM emptied.
+/// `smgr_redo` truncate: the main fork to `blocks`, the VM and FSM to the
+/// pages covering them (their last kept page losing the entries of removed
+/// heap blocks, which PostgreSQL does without WAL).
 fn truncate(
     known: &mut Known,
     b: &mut Batch<'_>,
@@ -46,11 +46,56 @@ fn truncate(
         truncate_vm(known, b, rel, blocks)?;
     }
     if flags & SMGR_TRUNCATE_FSM != 0 {
-        // The free space map is a hint PostgreSQL rebuilds as vacuum runs;
-        // an empty one only means fresh pages are used until then. Emptying
-        // it is simpler than reproducing `FreeSpaceMapPrepareTruncateRel`'s
-        // tree arithmetic and never claims space that is not free.
-        shrink(known, b, rel, ForkNumber::Fsm, 0)?;
+        truncate_fsm(known, b, rel, blocks)?;
+    }
+    Ok(())
+}
+
+/// Heap blocks one FSM leaf page covers (`SlotsPerFSMPage`: the page minus
+/// its header and `fp_next_slot`, minus the non-leaf half of the tree).
+const FSM_SLOTS_PER_PAGE: u32 = (BLCKSZ as u32 - 24 - 4) - (BLCKSZ as u32 / 2 - 1);
+/// `FSM_TREE_DEPTH` for 8 KiB pages.
+const FSM_TREE_DEPTH: u32 = 3;
+
+/// `fsm_logical_to_physical` for a leaf (bottom-level) page: the block of
+/// the FSM fork holding it, counting the upper-level pages before it.
+fn fsm_leaf_block(leaf: u32) -> u32 {
+    let mut node = u64::from(leaf);
+    let mut pages = 0u64;
+    for _ in 0..FSM_TREE_DEPTH {
+        pages += node + 1;
+        node /= u64::from(FSM_SLOTS_PER_PAGE);
+    }
+    u32::try_from(pages - 1).unwrap_or(u32::MAX)
+}
+
+/// `FreeSpaceMapPrepareTruncateRel` followed by the truncation. The last
+/// kept leaf page is zeroed rather than having only its tail cleared: the
+/// map is a hint, and an empty page (which PostgreSQL initialises on read)
+/// never claims space that is not free.
+fn truncate_fsm(
+    known: &mut Known,
+    b: &mut Batch<'_>,
+    rel: RelFileNode,
+    heap_blocks: u32,
+) -> Result<(), IngestError> {
+    let fork = ForkNumber::Fsm;
+    if !known.rel_exists(b, rel, fork)? {
+        return Ok(());
+    }
+    let size = known.rel_size(b, rel, fork)?;
+    let leaf = fsm_leaf_block(heap_blocks / FSM_SLOTS_PER_PAGE);
+    let new_size = if !heap_blocks.is_multiple_of(FSM_SLOTS_PER_PAGE) {
+        if leaf >= size {
+            return Ok(());
+        }
+        b.put(Key::rel_block(rel, fork, leaf), crate::blocks::zero_page())?;
+        leaf + 1
+    } else {
+        leaf
+    };
+    if new_size < size {
+        known.set_rel_size(rel, fork, new_size);
     }
     Ok(())
 }
@@ -225,6 +270,17 @@ pub(crate) fn relmap(b: &mut Batch<'_>, update: &RelmapUpdate) -> Result<(), Ing
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fsm_leaf_pages_sit_after_their_upper_levels() {
+        assert_eq!(FSM_SLOTS_PER_PAGE, 4069);
+        // Root, first level-1 page, then leaves 0, 1, ...
+        assert_eq!(fsm_leaf_block(0), 2);
+        assert_eq!(fsm_leaf_block(1), 3);
+        // Leaf 4069 starts the second level-1 page's subtree.
+        assert_eq!(fsm_leaf_block(4068), 4070);
+        assert_eq!(fsm_leaf_block(4069), 4072);
+    }
 
     #[test]
     fn vm_tail_clear_keeps_bits_of_remaining_blocks() {

@@ -2,17 +2,19 @@
 
 use postgres_wal::control::{CheckPoint, ControlFile};
 use postgres_wal::record::DecodedRecord;
-use postgres_wal::rmgr::clog::ClogRecord;
-use postgres_wal::rmgr::multixact::MultiXactRecord;
-use postgres_wal::rmgr::xlog::XlogRecord;
-use postgres_wal::rmgr::{self, RecordBody, RmgrId};
+use postgres_wal::rmgr::clog::{self, ClogRecord};
+use postgres_wal::rmgr::multixact::{self, MultiXactRecord};
+use postgres_wal::rmgr::xact::{self, XactRecord};
+use postgres_wal::rmgr::xlog::{self, XlogRecord};
+use postgres_wal::rmgr::RmgrId;
+use postgres_wal::rmgr::{dbase, relmap, smgr, tblspc};
 use postgres_wal::{Lsn, RawRecord};
 use storage::{Key, SlruKind, Timeline, Value};
 
 use crate::batch::Batch;
 use crate::checkpoint::CheckpointState;
 use crate::known::Known;
-use crate::{blocks, catalog, slru, xact, IngestError};
+use crate::{blocks, catalog, slru, IngestError};
 
 /// Counters for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +34,21 @@ pub struct IngestStats {
     pub native_checks: u64,
 }
 
+/// The newest commit ingest has seen: where it ended and when it happened.
+/// Commit timestamps are not stored (see [`crate::slru`]); sampling this
+/// after each batch of WAL gives a pageserver the LSN↔time map that
+/// time-based retention (`pitr_interval`) needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitPoint {
+    /// End LSN of the commit (or commit-prepared) record.
+    pub lsn: Lsn,
+    /// Commit time, microseconds since the Unix epoch.
+    pub unix_micros: i64,
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
 /// Per-timeline ingest state: the checkpoint counters and caches of sizes
 /// and directory values (see [`crate::known`]).
 pub struct WalIngest {
@@ -39,6 +56,7 @@ pub struct WalIngest {
     known: Known,
     stats: IngestStats,
     check_native: bool,
+    last_commit: Option<CommitPoint>,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -60,6 +78,7 @@ impl WalIngest {
             known: Known::default(),
             stats: IngestStats::default(),
             check_native: false,
+            last_commit: None,
         })
     }
 
@@ -76,6 +95,11 @@ impl WalIngest {
     /// Counters for `/metrics`.
     pub fn stats(&self) -> IngestStats {
         self.stats
+    }
+
+    /// The newest commit ingested since this value was created.
+    pub fn last_commit(&self) -> Option<CommitPoint> {
+        self.last_commit
     }
 
     /// The checkpoint state as ingest currently sees it (next xid, oid, ...).
@@ -134,7 +158,7 @@ impl WalIngest {
         let mut b = Batch::new(timeline, read_lsn, raw.start_lsn);
         blocks::ingest_blocks(&mut self.known, &mut b, &record, stats, self.check_native)?;
         blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
-        self.ingest_body(&mut checkpoint, &mut b, &record)?;
+        let commit_time = self.ingest_body(&mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);
         self.known.flush(&mut b)?;
         if checkpoint.dirty {
@@ -146,50 +170,75 @@ impl WalIngest {
             writer.put(key, raw.end_lsn, value)?;
         }
         writer.finish(raw.end_lsn)?;
+        if let Some(micros) = commit_time {
+            self.last_commit = Some(CommitPoint {
+                lsn: raw.end_lsn,
+                unix_micros: micros.saturating_add(POSTGRES_EPOCH_UNIX_MICROS),
+            });
+        }
         checkpoint.dirty = false;
         self.checkpoint = Some(checkpoint);
         Ok(())
     }
 
-    /// What the record's body (not its blocks) changes.
+    /// What the record's body (not its blocks) changes. Returns the commit
+    /// time (PostgreSQL epoch) of a commit record.
     fn ingest_body(
         &mut self,
         checkpoint: &mut CheckpointState,
         b: &mut Batch<'_>,
         record: &DecodedRecord,
-    ) -> Result<(), IngestError> {
-        let body = rmgr::parse_body(record).map_err(|e| b.malformed(e.to_string()))?;
+    ) -> Result<Option<i64>, IngestError> {
+        let malformed = |e: postgres_wal::rmgr::cursor::BodyError| b.malformed(e.to_string());
         let known = &mut self.known;
-        match body {
-            RecordBody::Xlog(x) => ingest_xlog(checkpoint, &x),
-            RecordBody::Xact(x) => xact::ingest(known, checkpoint, b, record, &x)?,
-            RecordBody::Smgr(s) => catalog::smgr(known, b, &s)?,
-            RecordBody::Dbase(d) => catalog::dbase(known, b, &d)?,
-            RecordBody::RelMap(r) => catalog::relmap(b, &r)?,
-            RecordBody::Clog(c) => ingest_clog(known, b, &c)?,
-            RecordBody::MultiXact(m) => ingest_multixact(known, checkpoint, b, &m)?,
-            RecordBody::Tblspc(t) => catalog::tablespace(known, b, &t)?,
-            // Hot standby information and logical messages change no file.
-            RecordBody::Standby(_) | RecordBody::LogicalMessage(_) => {}
-            RecordBody::Raw => check_known_rmgr(b, record)?,
-            _ => {}
+        // Only the bodies that change stored state are parsed: a manager
+        // whose records we ignore can never fail ingest.
+        match RmgrId::from_u8(record.rmid) {
+            Some(RmgrId::Xlog) => ingest_xlog(checkpoint, &xlog::parse(record).map_err(malformed)?),
+            Some(RmgrId::Transaction) => {
+                let x = xact::parse(record).map_err(malformed)?;
+                crate::xact::ingest(known, checkpoint, b, record, &x)?;
+                if let XactRecord::Commit(f) | XactRecord::CommitPrepared(f) = &x {
+                    return Ok(Some(f.xact_time));
+                }
+            }
+            Some(RmgrId::Storage) => {
+                let s = smgr::parse(record).map_err(malformed)?;
+                catalog::smgr(known, b, &s)?;
+            }
+            Some(RmgrId::Database) => {
+                let d = dbase::parse(record).map_err(malformed)?;
+                catalog::dbase(known, b, &d)?;
+            }
+            Some(RmgrId::Tablespace) => {
+                let t = tblspc::parse(record).map_err(malformed)?;
+                catalog::tablespace(known, b, &t)?;
+            }
+            Some(RmgrId::RelMap) => {
+                let r = relmap::parse(record).map_err(malformed)?;
+                catalog::relmap(b, &r)?;
+            }
+            Some(RmgrId::Clog) => {
+                let c = clog::parse(record).map_err(malformed)?;
+                ingest_clog(known, b, &c)?;
+            }
+            Some(RmgrId::MultiXact) => {
+                let m = multixact::parse(record).map_err(malformed)?;
+                ingest_multixact(known, checkpoint, b, &m)?;
+            }
+            // Page changes of the access methods come through block
+            // references (handled already); hot standby information, logical
+            // messages and replication origins change no file we serve;
+            // commit timestamps are not stored (see `crate::slru`).
+            Some(_) => {}
+            None => {
+                return Err(b.unsupported(format!(
+                    "custom resource manager {} is not known",
+                    record.rmid
+                )))
+            }
         }
-        Ok(())
-    }
-}
-
-/// Managers without a typed body here change nothing but their blocks,
-/// except ones we do not know at all.
-fn check_known_rmgr(b: &Batch<'_>, record: &DecodedRecord) -> Result<(), IngestError> {
-    match RmgrId::from_u8(record.rmid) {
-        // Page changes come through block references (handled already);
-        // commit timestamps are not stored (see `crate::slru`); replication
-        // origins live outside the data we serve.
-        Some(_) => Ok(()),
-        None => Err(b.unsupported(format!(
-            "custom resource manager {} is not known",
-            record.rmid
-        ))),
+        Ok(None)
     }
 }
 

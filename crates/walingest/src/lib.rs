@@ -33,8 +33,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Known gaps: the free space map is emptied rather than recomputed on
-//! truncation; commit timestamps are not stored.
+//! Known gap: commit timestamps (`pg_commit_ts`) are not stored.
 
 mod batch;
 mod blocks;
@@ -50,5 +49,5 @@ pub mod stored_record;
 mod xact;
 
 pub use error::IngestError;
-pub use ingest::{IngestStats, WalIngest};
+pub use ingest::{CommitPoint, IngestStats, WalIngest};
 pub use native::NativeRedo;

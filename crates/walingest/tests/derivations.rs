@@ -267,7 +267,7 @@ fn writing_past_the_end_extends_with_zero_pages() {
 }
 
 #[test]
-fn truncate_shrinks_main_and_vm_and_empties_fsm() {
+fn truncate_shrinks_main_vm_and_fsm() {
     let mut f = Fixture::new();
     f.feed(
         RmgrId::Storage,
@@ -298,7 +298,10 @@ fn truncate_shrinks_main_and_vm_and_empties_fsm() {
     }
     f.feed(RmgrId::Storage, 0x20, 0, &[], &body).unwrap();
     assert_eq!(f.size(ForkNumber::Main), Some(3));
-    assert_eq!(f.size(ForkNumber::Fsm), Some(0));
+    // Heap blocks 0..3 live on FSM leaf block 2, which is kept but zeroed.
+    assert_eq!(f.size(ForkNumber::Fsm), Some(3));
+    let fsm_leaf = f.get(Key::rel_block(REL, ForkNumber::Fsm, 2)).unwrap();
+    assert!(fsm_leaf.iter().all(|&b| b == 0));
     assert_eq!(f.size(ForkNumber::VisibilityMap), Some(1));
 }
 
@@ -340,8 +343,13 @@ fn commit_sets_clog_bits_for_subxacts_on_every_page_and_drops_relations() {
     .unwrap();
     let top = CLOG_XACTS_PER_PAGE - 1;
     let subxacts = [CLOG_XACTS_PER_PAGE, 2 * CLOG_XACTS_PER_PAGE + 5];
-    let (info, body) = commit_body(&subxacts, &[REL]);
-    f.feed(RmgrId::Transaction, info, top, &[], &body).unwrap();
+    let (info, mut body) = commit_body(&subxacts, &[REL]);
+    // Commit time: one second after the PostgreSQL epoch.
+    body[0..8].copy_from_slice(&1_000_000i64.to_le_bytes());
+    let commit_end = f.feed(RmgrId::Transaction, info, top, &[], &body).unwrap();
+    let commit = f.ingest.last_commit().unwrap();
+    assert_eq!(commit.lsn, commit_end);
+    assert_eq!(commit.unix_micros, 946_684_801_000_000);
     let page = |n: u32| f.get(Key::slru_block(SlruKind::Clog, 0, n)).unwrap();
     assert_eq!(clog_status(&page(0), top), Some(1));
     assert_eq!(clog_status(&page(1), subxacts[0]), Some(1));
