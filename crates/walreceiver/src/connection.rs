@@ -539,6 +539,59 @@ fn message_name(message: &Message) -> &'static str {
 mod tests {
     use super::*;
 
+    fn offline_connection(input: &[u8]) -> Connection {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        Connection {
+            stream: Box::new(ours),
+            address: "test".to_owned(),
+            read_buffer: BytesMut::from(input),
+            write_buffer: BytesMut::new(),
+            parameters: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn copy_both_response_and_huge_lengths() {
+        // 'W' format 0, no columns; then a message claiming 2 GiB.
+        let mut connection = offline_connection(b"W\0\0\0\x07\0\0\0Z\x7f\xff\xff\xff");
+        assert!(matches!(
+            connection.parse_buffered(),
+            Ok(Some(Backend::CopyBothResponse))
+        ));
+        assert!(matches!(
+            connection.parse_buffered(),
+            Err(ReceiverError::Protocol { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_server_bytes_never_panics(
+            messages in proptest::collection::vec(
+                (
+                    proptest::sample::select(b"RSKZTDCEdcWNtnsAGH123Xx".to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                ),
+                0..8,
+            ),
+        ) {
+            // Well-framed messages of every tag with arbitrary bodies.
+            let mut bytes = Vec::new();
+            for (tag, body) in &messages {
+                bytes.push(*tag);
+                bytes.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+                bytes.extend_from_slice(body);
+            }
+            let mut connection = offline_connection(&bytes);
+            for _ in 0..256 {
+                match connection.parse_buffered() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_identifier("pageserver"), "\"pageserver\"");
