@@ -118,60 +118,51 @@ impl Progress {
     }
 }
 
-/// Where streaming starts, decided by [`prepare`].
+/// Where the sink and the stream start, decided by [`prepare`].
 pub(crate) struct Prepared {
     pub(crate) store: WalStore,
     pub(crate) sink: Box<dyn WalSink>,
+    /// The sink's resume point: it first reads (replays) the store from here.
+    pub(crate) sink_from: Lsn,
+    /// The store's end: streaming continues here.
     pub(crate) stream_from: Lsn,
     pub(crate) positions: Positions,
 }
 
-/// Replays what the store holds from the sink's resume point, and decides
-/// where streaming continues. If the store cannot serve the sink
-/// contiguously (it starts after `resume_lsn`, or ends before it), the store
-/// is emptied and streaming starts at `resume_lsn`.
+/// Decides where the sink and the stream start. The sink resumes at its
+/// `resume_lsn()`; if the store holds it, the sink thread replays the store
+/// from there while streaming already continues at the store's end (so a
+/// long replay after a restart never keeps the endpoint's commits waiting).
+/// If the store cannot serve the sink contiguously (it starts after
+/// `resume_lsn`, or ends before it), the store is emptied and both start at
+/// `resume_lsn`.
 pub(crate) fn prepare(
     mut store: WalStore,
-    mut sink: Box<dyn WalSink>,
+    sink: Box<dyn WalSink>,
 ) -> Result<Prepared, ReceiverError> {
     let resume = sink.resume_lsn();
-    let (start, end) = (store.start_lsn(), store.end_lsn());
-    let replay_end = match (start, end) {
-        (Some(start), Some(end)) if start <= resume && resume <= end => Some(end),
+    let stream_from = match (store.start_lsn(), store.end_lsn()) {
+        (Some(start), Some(end)) if start <= resume && resume <= end => {
+            if resume < end {
+                tracing::info!(from = %resume, to = %end, "replaying WAL from the local store");
+            }
+            end
+        }
         (Some(start), Some(end)) => {
             tracing::warn!(%resume, %start, %end, "WAL store cannot serve the consumer; starting it afresh");
             store.reset()?;
-            None
+            resume
         }
-        _ => None,
+        _ => resume,
     };
-    let Some(end) = replay_end else {
-        let positions = Positions {
-            flush: resume,
-            apply: resume,
-        };
-        return Ok(Prepared {
-            store,
-            sink,
-            stream_from: resume,
-            positions,
-        });
-    };
-    let mut at = resume;
-    let mut applied = resume;
-    while at < end {
-        let chunk = store.read(at, READ_CHUNK_BYTES)?;
-        applied = sink.consume(at, &chunk)?;
-        at = at + chunk.len() as u64;
-    }
-    tracing::info!(from = %resume, to = %end, "replayed WAL from the local store");
     Ok(Prepared {
         store,
         sink,
-        stream_from: end,
+        sink_from: resume,
+        stream_from,
         positions: Positions {
-            flush: end,
-            apply: applied,
+            flush: stream_from,
+            apply: resume,
         },
     })
 }
@@ -184,13 +175,13 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts both threads; the sink continues at `stream_from` (where
-    /// [`prepare`] left it, and where the store ends).
+    /// Starts both threads; the sink starts reading the store at
+    /// `sink_from`, the writer appends at `stream_from`.
     pub(crate) fn start(prepared: Prepared, progress: Arc<Progress>) -> std::io::Result<Pipeline> {
         let Prepared {
             store,
             sink,
-            stream_from,
+            sink_from,
             ..
         } = prepared;
         let store = Arc::new(Mutex::new(store));
@@ -202,7 +193,7 @@ impl Pipeline {
             .spawn(move || run_writer(&writer_store, received, &writer_progress))?;
         let sink = std::thread::Builder::new()
             .name("wal-sink".to_owned())
-            .spawn(move || run_sink(sink, &store, stream_from, &progress))?;
+            .spawn(move || run_sink(sink, &store, sink_from, &progress))?;
         Ok(Pipeline {
             sender,
             writer,
@@ -344,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn replays_from_the_resume_point_and_streams_from_the_end() {
+    fn the_sink_replays_from_its_resume_point_while_streaming_continues_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         let store = store_with(dir.path(), Lsn(1000), &data);
@@ -354,17 +345,37 @@ mod tests {
             got: got.clone(),
         });
         let prepared = prepare(store, sink).unwrap();
-        let replayed: Vec<u8> = got.lock().iter().flat_map(|(_, b)| b.clone()).collect();
-        assert_eq!(got.lock()[0].0, Lsn(1500));
-        assert_eq!(replayed, data[500..]);
+        assert_eq!(prepared.sink_from, Lsn(1500));
         assert_eq!(prepared.stream_from, Lsn(4000));
         assert_eq!(
             prepared.positions,
             Positions {
                 flush: Lsn(4000),
-                apply: Lsn(4000)
+                apply: Lsn(1500)
             }
         );
+
+        // The sink thread replays the stored tail, then takes new WAL.
+        let progress = Progress::new(prepared.positions, prepared.sink_from, Arc::default());
+        let pipeline = Pipeline::start(prepared, progress.clone()).unwrap();
+        pipeline
+            .sender
+            .blocking_send((Lsn(4000), Bytes::from_static(b"new")))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while progress.positions.borrow().apply < Lsn(4003) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sink did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pipeline.finish(&progress);
+        let calls = got.lock();
+        assert_eq!(calls[0].0, Lsn(1500));
+        let replayed: Vec<u8> = calls.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(&replayed[..2500], &data[500..]);
+        assert_eq!(&replayed[2500..], b"new");
     }
 
     #[test]
@@ -381,22 +392,5 @@ mod tests {
             assert_eq!(prepared.store.end_lsn(), None);
             assert_eq!(WalStore::open(dir.path()).unwrap().end_lsn(), None);
         }
-    }
-
-    #[test]
-    fn a_failing_sink_fails_the_replay() {
-        struct Failing;
-        impl WalSink for Failing {
-            fn resume_lsn(&self) -> Lsn {
-                Lsn(1000)
-            }
-            fn consume(&mut self, _: Lsn, _: &[u8]) -> Result<Lsn, SinkError> {
-                Err(SinkError::from("bad record"))
-            }
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with(dir.path(), Lsn(1000), &[1; 100]);
-        let error = prepare(store, Box::new(Failing)).err().unwrap();
-        assert_eq!(error.to_string(), "WAL consumer failed: bad record");
     }
 }

@@ -146,6 +146,10 @@ impl WalReceiver {
     /// appends + syncs each batch, feeds the sink, reports flush = durable
     /// end. Reconnects with exponential backoff (min..max) on any connection
     /// error; version/system-id mismatch also retried but visible in status.
+    ///
+    /// The sink sees the replayed range and then the new WAL strictly in
+    /// order, but streaming does not wait for the replay: the sink thread
+    /// reads the store, so the endpoint's commits only ever wait for fsync.
     pub fn spawn(opts: ReceiverOptions, store: WalStore, sink: Box<dyn WalSink>) -> WalReceiver {
         let status = Arc::new(Mutex::new(ReceiverStatus {
             running: true,
@@ -283,14 +287,13 @@ impl LoopState {
         let prepared =
             match tokio::task::spawn_blocking(move || pipeline::prepare(store, sink)).await {
                 Ok(Ok(prepared)) => prepared,
-                Ok(Err(ReceiverError::Sink(SinkError::ShuttingDown))) => return self.finish(None),
                 Ok(Err(error)) => return self.finish(Some(error.to_string())),
                 Err(join) => return self.finish(Some(format!("replay panicked: {join}"))),
             };
         let stream_from = prepared.stream_from;
         let progress = Progress::new(
             prepared.positions,
-            stream_from,
+            prepared.sink_from,
             self.truncate_before.clone(),
         );
         *self.progress_slot.lock() = Some(progress.clone());
