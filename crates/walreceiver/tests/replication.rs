@@ -373,11 +373,32 @@ fn a_slow_consumer_does_not_hold_back_commits() {
         .unwrap();
     assert!(lag > 1024 * 1024, "server-side lag {lag}");
 
+    // Stopping does not wait for the consumer to catch up.
+    let stopping = std::time::Instant::now();
+    runtime.block_on(receiver.stop());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    let first = std::mem::take(&mut *recorded.lock());
+    assert!(first.violation.is_none(), "{:?}", first.violation);
     slow.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    // The next receiver replays what the first consumer missed, then streams.
+    let resume = first.end();
+    let (sink, recorded) = RecordingSink::new(resume);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    assert!(store.end_lsn().unwrap() >= committed);
+    let receiver = WalReceiver::spawn(options(&cluster), store, sink);
+    cluster
+        .psql("INSERT INTO pgbench_history VALUES (1, 1, 1, 1, now())")
+        .unwrap();
     let end = cluster.switch_wal().unwrap();
     wait_until("ingest to catch up", WAIT, || recorded.lock().end() >= end);
     runtime.block_on(receiver.stop());
     let recorded = recorded.lock();
     assert!(recorded.violation.is_none(), "{:?}", recorded.violation);
-    assert_matches_server(&cluster, 1, &recorded, start, end);
+    assert_matches_server(&cluster, 1, &first, start, resume);
+    assert_matches_server(&cluster, 1, &recorded, resume, end);
 }
