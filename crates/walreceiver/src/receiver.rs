@@ -3,7 +3,7 @@
 //! exponential backoff until stopped.
 //!
 //! The async task owns only the connection; the store and the sink live on
-//! the blocking threads of [`crate::pipeline`]. The flush position reported
+//! the blocking threads of `pipeline`. The flush position reported
 //! to the server is what the writer thread has synced, never more.
 
 use std::sync::Arc;

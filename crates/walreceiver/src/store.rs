@@ -7,7 +7,7 @@
 //! A directory of files, each named by the LSN of its first byte as 16
 //! upper-case hex digits plus `.wal` (`00000000016B3A28.wal`). The files hold
 //! consecutive, gap-free ranges: a file ends where the next one starts. A file
-//! is a sequence of *frames*, one per write (see [`frame`]): a 24-byte header
+//! is a sequence of *frames*, one per write (see `store/frame.rs`): a 24-byte header
 //! (magic, payload length, LSN of the payload's first byte, CRC-32C over the
 //! header fields and the payload) followed by the payload, the WAL bytes
 //! themselves. Frames let recovery tell written bytes from whatever the file
