@@ -45,6 +45,16 @@
 //! it. Older files' payload CRCs are checked whenever a read covers a whole
 //! frame (as replay does), which keeps `open` fast on a large store.
 //!
+//! # What it assumes of the disk
+//!
+//! That `fdatasync` makes a file's written bytes and its length durable, and
+//! an fsync of the directory the creation or removal of a file in it. No
+//! write atomicity at all: a torn or reordered write of unsynced frames, or
+//! a tail of zeros or stale blocks, fails a CRC and is cut by the rule above.
+//! Synced frames are never rewritten (files are append-only), so a crash
+//! can't damage them. The format has one version; a change gets a new frame
+//! magic.
+//!
 //! [`WalStore::truncate_before`] removes whole files from the oldest one up,
 //! so a crash in the middle leaves a contiguous suffix; the newest file is
 //! never removed, so the store's end stays known.
