@@ -130,7 +130,6 @@ fn notes(port: u16) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs the pageserver WAL receiver (wal_source API), being integrated"]
 fn branches_at_sampled_lsns_show_exactly_what_was_committed() {
     let _serial = common::serial();
     let scratch = common::scratch();
@@ -285,7 +284,6 @@ fn branch_of_branch_keeps_histories_apart(sediment: &Sediment, at1: &Sample) {
 }
 
 #[test]
-#[ignore = "needs the pageserver WAL receiver (wal_source API), being integrated"]
 fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
     let _serial = common::serial();
     let scratch = common::scratch();
@@ -380,7 +378,6 @@ fn dump_without_setval(port: u16, db: &str) -> (String, Vec<String>) {
 }
 
 #[test]
-#[ignore = "needs the pageserver WAL receiver (wal_source API), being integrated"]
 fn pg_dump_of_a_branch_equals_its_source_after_rich_workloads() {
     use testkit::workload;
     let _serial = common::serial();
@@ -491,7 +488,6 @@ fn first_difference(expected: &str, actual: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs the pageserver WAL receiver (wal_source API), being integrated"]
 fn bad_branch_points_writers_and_wal_sources_are_refused_clearly() {
     let _serial = common::serial();
     let scratch = common::scratch();

@@ -110,6 +110,46 @@ fn init_writes_config_and_refuses_twice() {
         "{}",
         stderr(&output)
     );
+    let output = sediment(
+        &work,
+        &[
+            "timeline",
+            "branch",
+            "--branch-name",
+            "b",
+            "--at",
+            "2026-11-21 10:00:00+00",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not supported yet"),
+        "{}",
+        stderr(&output)
+    );
+    let output = sediment(
+        &work,
+        &[
+            "timeline",
+            "branch",
+            "--branch-name",
+            "b",
+            "--at",
+            "x",
+            "--ancestor-start-lsn",
+            "0/1",
+        ],
+    );
+    assert!(
+        !output.status.success(),
+        "--at and --ancestor-start-lsn conflict"
+    );
+    let output = sediment(&work, &["endpoint", "stop", "nosuch"]);
+    assert!(
+        stderr(&output).contains("no endpoint named nosuch"),
+        "{}",
+        stderr(&output)
+    );
     let output = sediment(&work, &["--json", "status"]);
     assert!(output.status.success());
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
