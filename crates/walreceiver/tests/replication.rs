@@ -332,7 +332,7 @@ impl walreceiver::WalSink for SlowSink {
         bytes: &[u8],
     ) -> Result<walreceiver::Lsn, walreceiver::SinkError> {
         if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(1000));
         }
         self.inner.consume(lsn, bytes)
     }
