@@ -72,6 +72,7 @@ fn local_db(settings: &Settings) -> supervisor::LocalDb {
             port: settings.db_port,
             os_user,
             application_name: format!("node{}", settings.node_id),
+            log_file: settings.data_dir.join("postgres.log"),
         }),
         can_lead: AtomicBool::new(true),
     }
@@ -89,23 +90,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = Arc::new(Settings::load(&args.config)?);
     let core = open_core(&settings)?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
-        .build()
-        .context("http client")?;
+    let mut http = reqwest::Client::builder().pool_max_idle_per_host(4);
+    if settings.bind_source_address {
+        let ip: std::net::IpAddr = settings
+            .ip
+            .parse()
+            .context("bind-source-address needs `ip` to be an IP address")?;
+        http = http.local_address(ip);
+    }
+    let http = http.build().context("http client")?;
     let addr = qluster_core::state::join_host_port(&settings.ip, settings.api_port);
-    let transport = transport::Transport::new(
-        settings.node_id,
-        addr.clone(),
-        http.clone(),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let transport = transport::Transport::new(settings.node_id, addr.clone(), http.clone());
     let peer_addrs = transport.addrs();
     let db = Arc::new(local_db(&settings));
     let (driver, handle) = driver::Driver::new(core, transport, db.clone());
     let app = api::router(api::AppState {
         driver: handle.clone(),
-        settings: settings.clone(),
         db: db.clone(),
         http: http.clone(),
         peer_addrs,

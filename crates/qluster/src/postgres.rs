@@ -43,6 +43,9 @@ pub struct Postgres {
     /// OS user to run as when we are root (`None`: run as ourselves).
     pub os_user: Option<String>,
     pub application_name: String,
+    /// Server log. Kept outside the data directory: pg_rewind and pg_basebackup copy
+    /// every file of the source's data directory, which would replace it.
+    pub log_file: PathBuf,
 }
 
 /// What the settings file should say.
@@ -87,7 +90,12 @@ impl Postgres {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        // pg_rewind and friends report progress on stderr.
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     fn data(&self) -> &str {
@@ -215,6 +223,43 @@ impl Postgres {
         Ok(true)
     }
 
+    fn pid_file(&self) -> PathBuf {
+        self.data_dir.join("postmaster.pid")
+    }
+
+    /// The postmaster running on this data directory, if any.
+    ///
+    /// `postmaster.pid` outlives a `kill -9`, and on a busy host its PID is soon reused
+    /// by an unrelated process. A PID counts only while that process's working directory
+    /// is this data directory (a postmaster changes into it before writing the file), so
+    /// a stranger is never signalled nor taken for our server.
+    pub fn running_postmaster(&self) -> Option<nix::unistd::Pid> {
+        let text = std::fs::read_to_string(self.pid_file()).ok()?;
+        let pid = text.lines().next()?.trim().parse::<i32>().ok()?;
+        if pid <= 0 {
+            return None;
+        }
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+        let ours = std::fs::canonicalize(&self.data_dir).ok()?;
+        (cwd == ours).then(|| nix::unistd::Pid::from_raw(pid))
+    }
+
+    /// Removes a `postmaster.pid` left by a killed server. Postgres itself refuses to
+    /// start while the PID in it is alive, which after PID reuse it may be.
+    fn remove_stale_pid_file(&self) -> Result<(), PgError> {
+        if self.running_postmaster().is_some() {
+            return Ok(());
+        }
+        match std::fs::remove_file(self.pid_file()) {
+            Ok(()) => {
+                tracing::info!("removed stale {}", self.pid_file().display());
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Marks the data directory as a standby (before starting a former primary).
     pub fn mark_standby(&self) -> Result<(), PgError> {
         let signal = self.data_dir.join("standby.signal");
@@ -223,8 +268,14 @@ impl Postgres {
     }
 
     pub async fn start(&self) -> Result<(), PgError> {
-        let log = self.data_dir.join("postmaster.log");
-        let log = log.to_str().unwrap_or("postmaster.log").to_string();
+        self.remove_stale_pid_file()?;
+        // The log is opened by pg_ctl as the OS user: create it as ours first.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)?;
+        self.chown(&self.log_file)?;
+        let log = self.log_file.to_str().unwrap_or("postgres.log").to_string();
         self.run(
             "pg_ctl",
             &["-D", self.data(), "-l", &log, "-w", "-t", "120", "start"],
@@ -236,6 +287,10 @@ impl Postgres {
 
     /// Stops at once (`immediate`: no checkpoint) — used for fencing a former primary.
     pub async fn stop_immediate(&self) -> Result<(), PgError> {
+        if self.running_postmaster().is_none() {
+            // pg_ctl would signal whatever process now has the stale PID.
+            return self.remove_stale_pid_file();
+        }
         self.run(
             "pg_ctl",
             &[
@@ -255,6 +310,9 @@ impl Postgres {
     }
 
     pub async fn reload(&self) -> Result<(), PgError> {
+        if self.running_postmaster().is_none() {
+            return Ok(()); // the new settings apply at the next start
+        }
         self.run(
             "pg_ctl",
             &["-D", self.data(), "reload"],
@@ -301,9 +359,24 @@ impl Postgres {
         self.install_conf_hooks()
     }
 
-    /// Rewinds a former primary onto the current primary's timeline.
+    /// Makes the rewind source's control file name its current timeline.
+    ///
+    /// pg_rewind takes the source's timeline from its last checkpoint. A primary
+    /// promoted moments ago has only requested its end-of-recovery checkpoint (a spread
+    /// one, which can take minutes), so its control file still names the old timeline:
+    /// pg_rewind would then say "no rewind required" and leave a diverged standby that
+    /// can never stream. So force that checkpoint first.
+    pub async fn checkpoint_source(&self, host: &str, port: u16) -> Result<(), PgError> {
+        let conninfo =
+            format!("host={host} port={port} user=postgres dbname=postgres connect_timeout=5");
+        checkpoint(&conninfo).await
+    }
+
+    /// Rewinds a former primary onto the current primary's timeline (call
+    /// [`Postgres::checkpoint_source`] first).
     pub async fn rewind(&self, host: &str, port: u16) -> Result<(), PgError> {
         let source = format!("host={host} port={port} user=postgres dbname=postgres");
+        self.remove_stale_pid_file()?;
         // pg_rewind finishes crash recovery in single-user mode, which refuses standby
         // mode: drop the signal file first (the caller writes it again).
         for signal in ["standby.signal", "recovery.signal"] {
@@ -312,13 +385,21 @@ impl Postgres {
                 _ => {}
             }
         }
-        self.run(
-            "pg_rewind",
-            &["-D", self.data(), "--source-server", &source],
-            Duration::from_secs(600),
-        )
-        .await
-        .map(|_| ())
+        let out = self
+            .run(
+                "pg_rewind",
+                &["-D", self.data(), "--source-server", &source],
+                Duration::from_secs(600),
+            )
+            .await?;
+        // Its own lines (divergence point, "Done!" / "no rewind required"), without
+        // the single-user crash recovery's chatter.
+        let summary: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("pg_rewind: "))
+            .collect();
+        tracing::info!("pg_rewind: {}", summary.join(" | "));
+        Ok(())
     }
 
     /// A connection to the local database.
@@ -333,4 +414,18 @@ impl Postgres {
         });
         Ok(client)
     }
+}
+
+/// Runs `CHECKPOINT` on a server and waits for it.
+async fn checkpoint(conninfo: &str) -> Result<(), PgError> {
+    let (client, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    tokio::time::timeout(Duration::from_secs(120), client.batch_execute("CHECKPOINT"))
+        .await
+        .map_err(|_| PgError::Timeout {
+            program: "CHECKPOINT".into(),
+        })??;
+    Ok(())
 }

@@ -17,8 +17,10 @@ use tokio::sync::oneshot;
 use crate::driver::{DriverHandle, Request, Status};
 use crate::postgres::{PgError, PgSettings, Postgres};
 
-/// A standby that has not streamed for this long is rewound or re-cloned.
-const STREAM_GRACE: Duration = Duration::from_secs(20);
+/// A standby that has not streamed for this long is rewound or re-cloned. Longer than
+/// a failover (the primary it follows may be changing), short enough that a standby
+/// which can never stream is repaired promptly.
+const STREAM_GRACE: Duration = Duration::from_secs(10);
 const LOOP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// WAL position of the local database.
@@ -82,16 +84,8 @@ impl LocalDb {
     }
 }
 
-/// The live postmaster named in `postmaster.pid`, if any.
-fn postmaster_pid(pg: &Postgres) -> Option<nix::unistd::Pid> {
-    let text = std::fs::read_to_string(pg.data_dir.join("postmaster.pid")).ok()?;
-    let pid = text.lines().next()?.trim().parse::<i32>().ok()?;
-    let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, None).ok().map(|_| pid)
-}
-
 fn postmaster_alive(pg: &Postgres) -> bool {
-    postmaster_pid(pg).is_some()
+    pg.running_postmaster().is_some()
 }
 
 /// Fencing, separate from the supervisor so a slow action there never delays it: a
@@ -106,7 +100,7 @@ pub async fn fence(db: Arc<LocalDb>, driver: DriverHandle) {
             s.is_leader && s.leadership_confirmed && s.holds_lease
         };
         if !may_write && !pg.is_standby_configured() {
-            if let Some(pid) = postmaster_pid(&pg) {
+            if let Some(pid) = pg.running_postmaster() {
                 if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).is_ok() {
                     tracing::warn!("fenced: sent SIGQUIT to primary postmaster {pid}");
                 }
@@ -122,6 +116,9 @@ pub struct Supervisor {
     driver: DriverHandle,
     http: reqwest::Client,
     not_streaming_since: Option<Instant>,
+    /// Set when a standby was stopped because it could not stream: the next start
+    /// rewinds (or re-clones) it first.
+    needs_repair: bool,
     failed_starts: u32,
     last_readonly_scan: Instant,
     readonly_interval: Duration,
@@ -146,6 +143,7 @@ impl Supervisor {
             driver,
             http,
             not_streaming_since: None,
+            needs_repair: false,
             failed_starts: 0,
             last_readonly_scan: Instant::now(),
             readonly_interval,
@@ -355,14 +353,17 @@ impl Supervisor {
                     pg.reload().await?;
                     self.not_streaming_since = None;
                 }
-                self.check_streaming(pg, &host, port).await
+                self.check_streaming(pg).await
             }
             Observed::Primary => Ok(()), // the policy stops a primary first
             Observed::Stopped => {
                 if !pg.has_data() {
                     tracing::info!("cloning from primary {addr}");
                     pg.base_backup(&host, port).await?;
-                } else if !pg.is_standby_configured() || self.failed_starts >= 2 {
+                } else if !pg.is_standby_configured()
+                    || self.needs_repair
+                    || self.failed_starts >= 2
+                {
                     self.rewind_or_clone(pg, &host, port).await?;
                 }
                 pg.write_settings(&settings)?;
@@ -386,23 +387,21 @@ impl Supervisor {
         host: &str,
         port: u16,
     ) -> Result<(), PgError> {
+        // An unreachable source fails here, before anything is wiped for a re-clone.
+        pg.checkpoint_source(host, port).await?;
         tracing::info!("rewinding from {host}:{port}");
         if let Err(e) = pg.rewind(host, port).await {
             tracing::warn!("pg_rewind failed ({e}); re-cloning");
             pg.base_backup(host, port).await?;
         }
         self.failed_starts = 0;
+        self.needs_repair = false;
         Ok(())
     }
 
     /// A standby that cannot stream (diverged timeline, missing WAL) is rewound or
     /// re-cloned after a grace period.
-    async fn check_streaming(
-        &mut self,
-        pg: &Postgres,
-        host: &str,
-        port: u16,
-    ) -> Result<(), PgError> {
+    async fn check_streaming(&mut self, pg: &Postgres) -> Result<(), PgError> {
         let streaming = match pg.connect().await {
             Ok(c) => c
                 .query_opt(
@@ -424,10 +423,10 @@ impl Supervisor {
             return Ok(());
         }
         tracing::warn!("standby not streaming for {:?}; repairing", since.elapsed());
-        pg.stop_immediate().await?;
-        self.rewind_or_clone(pg, host, port).await?;
+        // Stopped, it is rewound (or re-cloned) and restarted by the next round.
+        self.needs_repair = true;
         self.not_streaming_since = None;
-        Ok(())
+        pg.stop_immediate().await
     }
 
     /// Collects statements that never wrote WAL from `pg_stat_statements` and shares them
