@@ -528,6 +528,31 @@ fn clog_zero_pages_grow_segments_and_truncation_removes_old_ones() {
 }
 
 #[test]
+fn multixact_truncation_removes_segments_and_moves_the_oldest_multi() {
+    let mut f = Fixture::new();
+    // Offsets pages 0 and 40 (segments 0 and 1), members page 0.
+    for (info, page) in [(0x00u8, 0i32), (0x00, 40), (0x10, 0)] {
+        f.feed(RmgrId::MultiXact, info, 0, &[], &page.to_le_bytes())
+            .unwrap();
+    }
+    let segments =
+        |f: &Fixture, kind| layout::decode_u32_list(&f.get(Key::slru_dir(kind)).unwrap()).unwrap();
+    assert_eq!(segments(&f, SlruKind::MultiXactOffsets), vec![0, 1]);
+    // xl_multixact_truncate: oldest db, offsets [start, end), members [start, end).
+    // End multi 40 * 2048 lies on offsets page 40: segment 0 goes.
+    let end_multi = 40 * 2048;
+    let mut body = Vec::new();
+    for v in [DB, 1, end_multi, 0, 0] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    f.feed(RmgrId::MultiXact, 0x30, 0, &[], &body).unwrap();
+    assert_eq!(segments(&f, SlruKind::MultiXactOffsets), vec![1]);
+    assert_eq!(segments(&f, SlruKind::MultiXactMembers), vec![0]);
+    let c = f.checkpoint();
+    assert_eq!((c.oldest_multi, c.oldest_multi_db), (end_multi, DB));
+}
+
+#[test]
 fn database_file_copy_copies_the_template_and_drop_forgets_it() {
     let mut f = Fixture::new();
     f.feed(

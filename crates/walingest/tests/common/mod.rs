@@ -74,8 +74,15 @@ pub struct Ingested {
 }
 
 /// Reads `pg_wal` segment files from the one holding the timeline's last
-/// record on and ingests every record up to the end of the WAL.
-pub fn ingest_wal_dir(timeline: &Timeline, ingest: &mut WalIngest, wal_dir: &Path) -> Ingested {
+/// record on and ingests every record up to the end of the WAL. With
+/// `check_every = Some(n)`, native redo is checked against after-images on
+/// every n-th record (checking costs a page read per block).
+pub fn ingest_wal_dir(
+    timeline: &Timeline,
+    ingest: &mut WalIngest,
+    wal_dir: &Path,
+    check_every: Option<u64>,
+) -> Ingested {
     let segment_size = DEFAULT_WAL_SEGMENT_SIZE;
     let start = timeline.last_record_lsn();
     let mut segments: Vec<(Lsn, std::path::PathBuf)> = std::fs::read_dir(wal_dir)
@@ -105,6 +112,9 @@ pub fn ingest_wal_dir(timeline: &Timeline, ingest: &mut WalIngest, wal_dir: &Pat
         loop {
             match decoder.poll_raw() {
                 Ok(Some(raw)) => {
+                    if let Some(n) = check_every {
+                        ingest.set_check_native(out.records.is_multiple_of(n));
+                    }
                     ingest
                         .ingest_record(timeline, &raw)
                         .unwrap_or_else(|e| panic!("ingest of record at {}: {e}", raw.start_lsn));
