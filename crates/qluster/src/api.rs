@@ -1,6 +1,5 @@
 //! The REST API of `spec/qluster-openapi.yml`, plus the internal `POST /raft` (peer
-//! messages), `GET /wal-lsn` (failover candidate check) and, with fault injection
-//! enabled, `POST /debug/isolate`.
+//! messages) and `GET /wal-lsn` (failover candidate check).
 //!
 //! Reads are served from the local node's applied state (identical on every node once
 //! applied). Writes must reach the leader: a follower answers 417 naming it.
@@ -22,7 +21,6 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::driver::{DriverHandle, ProposeError, Request, Status};
-use crate::settings::Settings;
 use crate::supervisor::LocalDb;
 use crate::transport::{decode_batch, learn_addr, FROM_HEADER};
 
@@ -30,7 +28,6 @@ use crate::transport::{decode_batch, learn_addr, FROM_HEADER};
 #[derive(Clone)]
 pub struct AppState {
     pub driver: DriverHandle,
-    pub settings: Arc<Settings>,
     pub db: Arc<LocalDb>,
     pub http: reqwest::Client,
     pub peer_addrs: crate::transport::PeerAddrs,
@@ -86,7 +83,6 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc", get(rpc))
         .route("/raft", post(raft_messages))
         .route("/wal-lsn", get(wal_lsn))
-        .route("/debug/isolate", post(isolate))
         .with_state(state)
 }
 
@@ -461,22 +457,6 @@ async fn wal_lsn(State(app): State<AppState>) -> ApiResult<Json<serde_json::Valu
         .await
         .map_err(|e| ApiError::new(500, e.to_string()))?;
     Ok(Json(json!({ "lsn": lsn })))
-}
-
-#[derive(Deserialize)]
-struct IsolateQuery {
-    on: bool,
-}
-
-async fn isolate(
-    State(app): State<AppState>,
-    Query(q): Query<IsolateQuery>,
-) -> ApiResult<StatusCode> {
-    if !app.settings.fault_injection {
-        return Err(ApiError::new(412, "fault injection is disabled"));
-    }
-    send(&app, Request::Isolate(q.on)).await?;
-    Ok(StatusCode::OK)
 }
 
 async fn send(app: &AppState, req: Request) -> ApiResult<()> {

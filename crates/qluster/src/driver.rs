@@ -80,8 +80,6 @@ pub enum Request {
     Logs {
         reply: oneshot::Sender<Vec<LogView>>,
     },
-    /// Fault injection: drop all Raft traffic to and from this node.
-    Isolate(bool),
 }
 
 struct Pending {
@@ -111,7 +109,6 @@ pub struct Driver {
     pending: Vec<Pending>,
     last_heard: HashMap<NodeId, Instant>,
     started: Instant,
-    isolated: bool,
     local_events: VecDeque<Event>,
     last_role: (StateRole, u64, NodeId),
     ticks_since_retry: u64,
@@ -136,7 +133,6 @@ impl Driver {
             pending: Vec::new(),
             last_heard: HashMap::new(),
             started: Instant::now(),
-            isolated: false,
             local_events: VecDeque::new(),
             last_role: (StateRole::Follower, 0, 0),
             ticks_since_retry: 0,
@@ -189,9 +185,6 @@ impl Driver {
     }
 
     fn on_messages(&mut self, msgs: Vec<Message>) -> Result<(), CoreError> {
-        if self.isolated {
-            return Ok(());
-        }
         let now = Instant::now();
         for m in msgs {
             if m.term >= self.core.term() {
@@ -218,11 +211,6 @@ impl Driver {
                     })
                     .collect();
                 let _ = reply.send(logs);
-            }
-            Request::Isolate(on) => {
-                self.isolated = on;
-                self.transport.set_isolated(on);
-                self.local_event("fault", format!("isolated: {on}"));
             }
         }
     }
@@ -335,7 +323,7 @@ impl Driver {
     }
 
     fn holds_lease(&self) -> bool {
-        if !self.core.is_leader() || self.isolated {
+        if !self.core.is_leader() {
             return false;
         }
         let Some(state) = self.core.state() else {

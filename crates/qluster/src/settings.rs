@@ -13,6 +13,7 @@
 //!   - {id: 2, ip: 127.0.0.1, api-port: 7002, db-port: 5434}   # joins later (POST /node)
 //! cluster: {node-timeout: 1500ms}    # initial cluster settings (founding nodes only)
 //! synchronous-standbys: 1            # ANY k synchronous replication; 0 = async
+//! bind-source-address: false         # peer traffic leaves from `ip`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -63,9 +64,11 @@ pub struct Settings {
     /// When false the daemon runs consensus and the API only (no Postgres).
     #[serde(default = "yes")]
     pub manage_postgres: bool,
-    /// Enables `POST /debug/isolate` (tests only).
+    /// Send peer traffic (Raft, API forwarding) from `ip` rather than from the address
+    /// the kernel picks, so firewalls — and the partition tests' proxies — can tell the
+    /// nodes apart. `ip` must then be a local address of the family the peers use.
     #[serde(default)]
-    pub fault_injection: bool,
+    pub bind_source_address: bool,
     /// How often the leader collects read-only query ids from pg_stat_statements.
     #[serde(default = "default_readonly_interval", with = "humantime_serde_compat")]
     pub readonly_scan_interval: std::time::Duration,

@@ -6,7 +6,6 @@
 //! request is dropped and Raft's own retries (heartbeats, probes) recover.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -86,33 +85,22 @@ pub struct Transport {
     addrs: PeerAddrs,
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
     client: reqwest::Client,
-    isolated: Arc<AtomicBool>,
 }
 
 impl Transport {
-    pub fn new(
-        self_id: NodeId,
-        self_addr: String,
-        client: reqwest::Client,
-        isolated: Arc<AtomicBool>,
-    ) -> Transport {
+    pub fn new(self_id: NodeId, self_addr: String, client: reqwest::Client) -> Transport {
         Transport {
             self_id,
             self_addr,
             addrs: Arc::new(RwLock::new(HashMap::new())),
             queues: HashMap::new(),
             client,
-            isolated,
         }
     }
 
     /// The shared address map (for the `/raft` handler).
     pub fn addrs(&self) -> PeerAddrs {
         self.addrs.clone()
-    }
-
-    pub fn set_isolated(&self, on: bool) {
-        self.isolated.store(on, Ordering::SeqCst);
     }
 
     /// Updates peer addresses from the cluster map.
@@ -130,9 +118,6 @@ impl Transport {
 
     /// Queues messages for their peers.
     pub fn send(&mut self, msgs: Vec<Message>) {
-        if self.isolated.load(Ordering::SeqCst) {
-            return;
-        }
         for m in msgs {
             if m.to == self.self_id {
                 continue;
@@ -145,7 +130,6 @@ impl Transport {
                     from: format!("{} {}", self.self_id, self.self_addr),
                     addrs: self.addrs.clone(),
                     client: self.client.clone(),
-                    isolated: self.isolated.clone(),
                 };
                 tokio::spawn(worker.run(rx));
                 tx
@@ -161,7 +145,6 @@ struct PeerSender {
     from: String,
     addrs: Arc<RwLock<HashMap<NodeId, String>>>,
     client: reqwest::Client,
-    isolated: Arc<AtomicBool>,
 }
 
 impl PeerSender {
@@ -173,9 +156,6 @@ impl PeerSender {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
-            }
-            if self.isolated.load(Ordering::SeqCst) {
-                continue;
             }
             let addr = self
                 .addrs

@@ -10,7 +10,7 @@ use common::{free_port, wait_until, Cluster};
 
 #[test]
 fn api_membership_and_errors() {
-    let mut c = Cluster::new(3, false, "");
+    let mut c = Cluster::with_proxies(3, false, "");
     let leader = c.wait_leader(Duration::from_secs(30));
     let follower = (0..3).find(|i| *i != leader).unwrap();
 
@@ -34,7 +34,7 @@ fn api_membership_and_errors() {
         Some(r#"{"autoremove-minimum": 5}"#),
     );
     assert_eq!(code, 417, "{body}");
-    let leader_addr = format!("127.0.0.1:{}", c.nodes[leader].api_port);
+    let leader_addr = format!("{}:{}", c.nodes[leader].ip, c.nodes[leader].peer_api_port);
     assert_eq!(body["leader"], leader_addr.as_str());
     let (code, _) = c.send("POST", follower, "/node?ip=127.0.0.1&role=listener", None);
     assert_eq!(code, 417);
@@ -117,7 +117,7 @@ fn api_membership_and_errors() {
     // 420: cut the leader off so its membership change cannot commit, then try another.
     let leader = c.wait_leader(Duration::from_secs(20));
     for i in (0..3).filter(|i| *i != leader) {
-        assert_eq!(c.send("POST", i, "/debug/isolate?on=true", None).0, 200);
+        c.partition(i);
     }
     let http = c.http.clone();
     let url = c.url(leader, "/node?ip=127.0.0.9&role=listener");
@@ -144,8 +144,11 @@ fn add_joining_node(c: &mut Cluster, id: u64, api: u16, db: u16) {
     std::fs::write(&config, yaml).unwrap();
     c.nodes.push(common::NodeProc {
         id,
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
         api_port: api,
         db_port: db,
+        peer_api_port: api,
+        peer_db_port: db,
         dir,
         config,
         child: None,

@@ -1,6 +1,12 @@
-//! Test harness: real `qluster` processes on loopback with free ports in temp dirs.
+//! Test harness: real `qluster` processes on loopback with free ports in temp dirs,
+//! optionally behind partitionable TCP proxies ([`proxy`]).
 #![allow(dead_code)]
 
+pub mod checker;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,8 +20,15 @@ pub fn free_port() -> u16 {
 
 pub struct NodeProc {
     pub id: u64,
+    /// Address the daemon listens on (its own loopback address when proxied).
+    pub ip: IpAddr,
+    /// The daemon's and the database's real ports (the test talks to these directly;
+    /// peers go through the proxies when there are any).
     pub api_port: u16,
     pub db_port: u16,
+    /// The ports peers (and the cluster map) use: the proxies' when proxied.
+    pub peer_api_port: u16,
+    pub peer_db_port: u16,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub child: Option<Child>,
@@ -25,6 +38,7 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub root: tempfile::TempDir,
     pub http: reqwest::blocking::Client,
+    pub proxies: Option<proxy::Proxies>,
 }
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -32,6 +46,17 @@ pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 impl Cluster {
     /// `n` founding nodes; `extra` is appended to every node's YAML.
     pub fn new(n: u64, manage_pg: bool, extra: &str) -> Cluster {
+        Self::build(n, manage_pg, extra, false)
+    }
+
+    /// Like [`Cluster::new`], but every node has its own loopback address and peers
+    /// reach its API and database only through proxies that [`Cluster::partition`] can
+    /// cut.
+    pub fn with_proxies(n: u64, manage_pg: bool, extra: &str) -> Cluster {
+        Self::build(n, manage_pg, extra, true)
+    }
+
+    fn build(n: u64, manage_pg: bool, extra: &str, proxied: bool) -> Cluster {
         let mut root = tempfile::tempdir().unwrap();
         // QLUSTER_KEEP=1 keeps the node directories (logs, data) for post-mortems.
         if std::env::var_os("QLUSTER_KEEP").is_some() {
@@ -41,17 +66,56 @@ impl Cluster {
         // Postgres runs as another OS user and must traverse the directories.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let n = n as usize;
+        let ips: Vec<IpAddr> = (0..n)
+            .map(|i| {
+                if proxied {
+                    proxy::node_ip(i)
+                } else {
+                    IpAddr::from([127, 0, 0, 1])
+                }
+            })
+            .collect();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let peers: String = ports
+        // What peers are told: the proxies' ports when proxied.
+        let advertised: Vec<(u16, u16)> = if proxied {
+            (0..n).map(|_| (free_port(), free_port())).collect()
+        } else {
+            ports.clone()
+        };
+        let peers: String = advertised
             .iter()
             .enumerate()
             .map(|(i, (api, db))| {
                 format!(
-                    "  - {{id: {}, ip: 127.0.0.1, api-port: {api}, db-port: {db}}}\n",
-                    i + 1
+                    "  - {{id: {}, ip: {}, api-port: {api}, db-port: {db}}}\n",
+                    i + 1,
+                    ips[i]
                 )
             })
             .collect();
+        let proxies = proxied.then(|| {
+            let p = proxy::Proxies::new();
+            let sources: HashMap<IpAddr, usize> =
+                ips.iter().enumerate().map(|(i, ip)| (*ip, i)).collect();
+            let sources = std::sync::Arc::new(sources);
+            let localhost = IpAddr::from([127, 0, 0, 1]);
+            for i in 0..n {
+                let (api, db) = ports[i];
+                let (papi, pdb) = advertised[i];
+                let api_up = SocketAddr::new(ips[i], api);
+                p.add(i, SocketAddr::new(ips[i], papi), api_up, sources.clone());
+                // Postgres listens on localhost only.
+                let db_up = SocketAddr::new(localhost, db);
+                p.add(i, SocketAddr::new(ips[i], pdb), db_up, sources.clone());
+            }
+            p
+        });
+        let source_binding = if proxied {
+            "bind-source-address: true\n"
+        } else {
+            ""
+        };
         let mut nodes = Vec::new();
         for (i, (api, db)) in ports.iter().enumerate() {
             let id = i as u64 + 1;
@@ -59,16 +123,20 @@ impl Cluster {
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("qluster.yaml");
             let yaml = format!(
-                "node-id: {id}\nip: 127.0.0.1\napi-port: {api}\ndb-port: {db}\ndata-dir: {}\n\
-                 manage-postgres: {manage_pg}\nfault-injection: true\nreadonly-scan-interval: 1s\n\
+                "node-id: {id}\nip: {}\napi-port: {api}\ndb-port: {db}\ndata-dir: {}\n\
+                 manage-postgres: {manage_pg}\nreadonly-scan-interval: 1s\n{source_binding}\
                  peers:\n{peers}{extra}",
+                ips[i],
                 dir.display()
             );
             std::fs::write(&config, yaml).unwrap();
             nodes.push(NodeProc {
                 id,
+                ip: ips[i],
                 api_port: *api,
                 db_port: *db,
+                peer_api_port: advertised[i].0,
+                peer_db_port: advertised[i].1,
                 dir,
                 config,
                 child: None,
@@ -78,8 +146,13 @@ impl Cluster {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        let mut c = Cluster { nodes, root, http };
-        for i in 0..n as usize {
+        let mut c = Cluster {
+            nodes,
+            root,
+            http,
+            proxies,
+        };
+        for i in 0..n {
             c.start(i);
         }
         c
@@ -126,7 +199,18 @@ impl Cluster {
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.nodes[i].api_port, path)
+        let addr = SocketAddr::new(self.nodes[i].ip, self.nodes[i].api_port);
+        format!("http://{addr}{path}")
+    }
+
+    /// Cuts node `i`'s links to every other node (Raft, API and Postgres replication).
+    pub fn partition(&self, i: usize) {
+        self.proxies.as_ref().expect("a proxied cluster").cut(i);
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.proxies.as_ref().expect("a proxied cluster").heal();
     }
 
     pub fn get(&self, i: usize, path: &str) -> (u16, Value) {
