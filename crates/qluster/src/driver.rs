@@ -108,6 +108,9 @@ pub struct Driver {
     status_tx: watch::Sender<Arc<Status>>,
     pending: Vec<Pending>,
     last_heard: HashMap<NodeId, Instant>,
+    /// When this node last became leader: autoremove counts silence from then at the
+    /// earliest, since a follower only hears from the leader and candidates.
+    leading_since: Instant,
     started: Instant,
     local_events: VecDeque<Event>,
     last_role: (StateRole, u64, NodeId),
@@ -132,6 +135,7 @@ impl Driver {
             status_tx,
             pending: Vec::new(),
             last_heard: HashMap::new(),
+            leading_since: Instant::now(),
             started: Instant::now(),
             local_events: VecDeque::new(),
             last_role: (StateRole::Follower, 0, 0),
@@ -353,8 +357,9 @@ impl Driver {
         }
         let (role, term, leader) = now_role;
         if role == StateRole::Leader && self.last_role.0 != StateRole::Leader {
-            // Give every peer a fresh start so autoremove and the lease begin now.
+            // Peers never heard from start now (for the lease and autoremove).
             let now = Instant::now();
+            self.leading_since = now;
             for id in self
                 .core
                 .raft_voters()
@@ -387,12 +392,13 @@ impl Driver {
         }
         let now = Instant::now();
         let me = self.core.id();
+        let since = self.leading_since;
         let stale = state.nodes.keys().copied().find(|id| {
             *id != me
                 && self
                     .last_heard
                     .get(id)
-                    .is_some_and(|t| now.duration_since(*t) > config.node_timeout)
+                    .is_some_and(|t| now.duration_since((*t).max(since)) > config.node_timeout)
         });
         if let Some(node) = stale {
             let command = Command::RemoveNode {

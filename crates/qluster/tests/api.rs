@@ -1,10 +1,11 @@
 //! The REST API against three real `qluster` processes (consensus only, no Postgres):
-//! one leader, identical maps, membership listener → voter → removed, error codes.
+//! one leader, identical maps, membership listener → voter → removed, error codes,
+//! autoremove. Peers reach each other through partitionable proxies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{free_port, wait_until, Cluster};
 
@@ -131,6 +132,64 @@ fn api_membership_and_errors() {
     assert_eq!(code, 420, "{body}");
     let first = first.join().unwrap().unwrap();
     assert_eq!(first, 531, "the cut-off change has an unknown outcome");
+}
+
+/// Autoremove with four voters and `autoremove-minimum: 3`: a follower killed and never
+/// restarted is removed once unseen for node-timeout (on every node's map); a second
+/// one is kept, since removing it would take the cluster to the minimum.
+#[test]
+fn autoremove_down_to_the_minimum() {
+    let node_timeout = Duration::from_millis(1500);
+    let mut c = Cluster::new(4, false, "");
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let on = r#"{"autoremove-enabled": true, "autoremove-minimum": 3}"#;
+    let (code, body) = c.send("POST", leader, "/config", Some(on));
+    assert_eq!(code, 200, "{body}");
+    let ids_on = |c: &Cluster, i: usize| -> Vec<u64> {
+        let (_, map) = c.get(i, "/map");
+        let nodes = map["map"]["nodes"].as_array().cloned().unwrap_or_default();
+        nodes.iter().filter_map(|n| n["id"].as_u64()).collect()
+    };
+    // Every node is heard from: nothing is removed while all are up.
+    std::thread::sleep(node_timeout * 2);
+    assert_eq!(ids_on(&c, leader).len(), 4);
+
+    let victim = (0..4).find(|i| *i != leader).unwrap();
+    let victim_id = c.nodes[victim].id;
+    let t0 = Instant::now();
+    c.kill9(victim);
+    wait_until(Duration::from_secs(15), "dead node autoremoved", || {
+        !ids_on(&c, leader).contains(&victim_id)
+    });
+    let removed_after = t0.elapsed();
+    assert!(
+        removed_after + Duration::from_millis(200) >= node_timeout,
+        "removed after only {removed_after:?}"
+    );
+    let live: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    wait_until(Duration::from_secs(10), "removal on every map", || {
+        live.iter().all(|i| ids_on(&c, *i).len() == 3)
+    });
+    let (_, events) = c.get(leader, "/events");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "membership"
+                && e["message"].as_str().unwrap().contains("autoremove")),
+        "{events}"
+    );
+
+    // At the minimum: a second dead node stays in the map (the survivors keep a quorum).
+    let second = (0..4).find(|i| *i != leader && *i != victim).unwrap();
+    let second_id = c.nodes[second].id;
+    c.kill9(second);
+    std::thread::sleep(node_timeout * 4);
+    assert!(ids_on(&c, leader).contains(&second_id));
+    assert_eq!(ids_on(&c, leader).len(), 3);
+    assert_eq!(c.leaders(), vec![leader]);
+    eprintln!("autoremove: node {victim_id} removed {removed_after:?} after kill -9");
 }
 
 fn add_joining_node(c: &mut Cluster, id: u64, api: u16, db: u16) {
