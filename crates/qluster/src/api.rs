@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use qluster_core::state::StateError;
+use qluster_core::state::{Event, StateError};
 use qluster_core::{ClusterState, Command, ConfigPatch, Node, NodeId, NodeRole};
 use serde::Deserialize;
 use serde_json::json;
@@ -392,19 +392,16 @@ async fn readonly(State(app): State<AppState>) -> ApiResult<Json<Vec<String>>> {
     Ok(Json(cluster(&s)?.readonly.iter().cloned().collect()))
 }
 
-async fn events(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let s = status(&app);
-    let replicated = s
-        .state
-        .as_ref()
-        .map(|st| st.events.clone())
-        .unwrap_or_default();
-    let mut all: Vec<_> = replicated
-        .into_iter()
-        .chain(s.local_events.iter().cloned())
-        .collect();
+/// The replicated (cluster log) events and this node's local ones, oldest first.
+fn all_events(s: &Status) -> Vec<Event> {
+    let replicated = s.state.iter().flat_map(|st| st.events.iter());
+    let mut all: Vec<Event> = replicated.chain(s.local_events.iter()).cloned().collect();
     all.sort_by(|a, b| a.time.cmp(&b.time));
-    Json(json!(all))
+    all
+}
+
+async fn events(State(app): State<AppState>) -> Json<Vec<Event>> {
+    Json(all_events(&status(&app)))
 }
 
 async fn rpc(State(app): State<AppState>) -> String {
@@ -413,17 +410,7 @@ async fn rpc(State(app): State<AppState>) -> String {
         "node {} role {} term {} leader {} applied {} commit {} lease {}\n",
         s.id, s.raft_role, s.term, s.leader_id, s.applied, s.commit, s.holds_lease
     );
-    let replicated = s
-        .state
-        .as_ref()
-        .map(|st| st.events.clone())
-        .unwrap_or_default();
-    let mut all: Vec<_> = replicated
-        .into_iter()
-        .chain(s.local_events.iter().cloned())
-        .collect();
-    all.sort_by(|a, b| a.time.cmp(&b.time));
-    for e in all {
+    for e in all_events(&s) {
         let node = e.node.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
             "{} term={} node={} {}: {}\n",
