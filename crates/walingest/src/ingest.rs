@@ -35,7 +35,7 @@ pub struct IngestStats {
 }
 
 /// The newest commit ingest has seen: where it ended and when it happened.
-/// Commit timestamps are not stored (see [`crate::slru`]); sampling this
+/// Commit timestamps are not stored (`pg_commit_ts` is not served); sampling this
 /// after each batch of WAL gives a pageserver the LSN↔time map that
 /// time-based retention (`pitr_interval`) needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct CommitPoint {
 const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 /// Per-timeline ingest state: the checkpoint counters and caches of sizes
-/// and directory values (see [`crate::known`]).
+/// and directory values, loaded from the store on first use.
 pub struct WalIngest {
     checkpoint: Option<CheckpointState>,
     known: Known,
