@@ -372,6 +372,7 @@ pub fn timeline(
                     .parse()
                     .with_context(|| format!("--ancestor-start-lsn {lsn:?}"))?;
                 body["ancestor_start_lsn"] = json!(lsn.to_string());
+                wait_for_streamed_lsn(&client, &tenant, &ancestor, lsn)?;
             }
             let info = client
                 .post(&format!("/v1/tenant/{tenant}/timeline"), &body)
@@ -393,6 +394,35 @@ pub fn timeline(
         }
     }
     Ok(())
+}
+
+/// How long a branch at an LSN the ancestor has not ingested yet waits for
+/// it, when a writable endpoint is streaming into the ancestor.
+const BRANCH_LSN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A user who just read `pg_current_wal_insert_lsn()` on a writable endpoint
+/// and branches there may be a moment ahead of ingest: wait for it (bounded)
+/// instead of failing. Without a live WAL source nothing would arrive, so the
+/// pageserver's "beyond the last record" answer comes at once.
+fn wait_for_streamed_lsn(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    lsn: Lsn,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let info = client.get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))?;
+        let head: Option<Lsn> = info["last_record_lsn"]
+            .as_str()
+            .and_then(|s| s.parse().ok());
+        let streaming = info["wal_source_connstr"].is_string();
+        if !streaming || head.is_none_or(|head| head >= lsn) || started.elapsed() >= BRANCH_LSN_WAIT
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 struct Row {

@@ -628,6 +628,21 @@ fn bad_branch_points_writers_and_wal_sources_are_refused_clearly() {
     assert_eq!(code, 200, "{answer}");
     let side_writer = sediment.endpoint("side-writer", &["--branch-name", "side"]);
     assert_eq!(psql(side_writer, "SELECT x FROM t"), "1");
+    // Branching right at a just-written LSN waits for ingest, not fails.
+    let lsn = psql(
+        main,
+        "CREATE TABLE late AS SELECT 42 AS v; SELECT pg_current_wal_insert_lsn()",
+    );
+    sediment.json(&[
+        "timeline",
+        "branch",
+        "--branch-name",
+        "late",
+        "--ancestor-start-lsn",
+        &lsn,
+    ]);
+    let late = sediment.endpoint("late-reader", &["--branch-name", "late", "--lsn", &lsn]);
+    assert_eq!(psql(late, "SELECT v FROM late"), "42");
     sediment.shutdown();
 }
 
