@@ -41,11 +41,13 @@ pub(crate) fn zero_page() -> Value {
     Value::Image(Bytes::from_static(&ZERO_PAGE))
 }
 
-/// Stores a value for every block reference of `record`.
+/// Stores a value for every block reference of `record`. Block images are
+/// moved out of the record into the stored values (nothing after this step
+/// reads them).
 pub(crate) fn ingest_blocks(
     known: &mut Known,
     b: &mut Batch<'_>,
-    record: &DecodedRecord,
+    record: &mut DecodedRecord,
     stats: &mut IngestStats,
     check_native: bool,
 ) -> Result<(), IngestError> {
@@ -54,9 +56,11 @@ pub(crate) fn ingest_blocks(
     }
     let past_end = extend_for_blocks(known, b, record)?;
     let native = redo::is_native(record.rmid);
-    for block in &record.blocks {
+    for index in 0..record.blocks.len() {
+        let image = record.blocks[index].image.take();
+        let (record, block) = (&*record, &record.blocks[index]);
         let key = Key::rel_block(block.rel, block.fork, block.blkno);
-        let value = if let Some(image) = &block.image {
+        let value = if let Some(image) = image {
             if check_native && native && !image.apply {
                 let fresh =
                     block.will_init || past_end.contains(&(block.rel, block.fork, block.blkno));
@@ -70,7 +74,7 @@ pub(crate) fn ingest_blocks(
                 }
             }
             let page =
-                images::page_after_redo(record, block, &image.page).map_err(|e| b.malformed(e))?;
+                images::page_after_redo(record, block, image.page).map_err(|e| b.malformed(e))?;
             stats.images_stored += 1;
             Value::Image(Bytes::from(page))
         } else if native {

@@ -39,12 +39,12 @@ const HASH_FLAG_OFFSET: usize = 12;
 pub fn page_after_redo(
     record: &DecodedRecord,
     block: &DecodedBlock,
-    image: &[u8],
+    image: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     if image.len() != BLCKSZ {
         return Err(format!("block image of {} bytes", image.len()));
     }
-    let mut page = image.to_vec();
+    let mut page = image;
     let info = record.rmgr_info();
     match RmgrId::from_u8(record.rmid) {
         Some(RmgrId::Gist) => {
@@ -180,11 +180,11 @@ mod tests {
     #[test]
     fn page_lsn_is_the_record_end_except_on_new_pages() {
         let r = record(RmgrId::Heap, 0, vec![]);
-        let page = page_after_redo(&r, &block(0), &page_with_special()).unwrap();
+        let page = page_after_redo(&r, &block(0), page_with_special()).unwrap();
         assert_eq!(&page[0..8], &[1, 0, 0, 0, 0x40, 0x20, 0, 0]);
         let zero = vec![0u8; BLCKSZ];
-        assert_eq!(page_after_redo(&r, &block(0), &zero).unwrap(), zero);
-        assert!(page_after_redo(&r, &block(0), &[0u8; 100]).is_err());
+        assert_eq!(page_after_redo(&r, &block(0), zero.clone()).unwrap(), zero);
+        assert!(page_after_redo(&r, &block(0), vec![0u8; 100]).is_err());
     }
 
     #[test]
@@ -193,15 +193,15 @@ mod tests {
         let at = BLCKSZ - 16;
         image[at + 12] = (GIST_F_FOLLOW_RIGHT | 1) as u8;
         let update = record(RmgrId::Gist, XLOG_GIST_PAGE_UPDATE, vec![]);
-        let child = page_after_redo(&update, &block(1), &image).unwrap();
+        let child = page_after_redo(&update, &block(1), image.clone()).unwrap();
         assert_eq!(child[at + 12], 1, "follow-right cleared, leaf flag kept");
         assert_eq!(&child[at..at + 8], &[1, 0, 0, 0, 0x40, 0x20, 0, 0]);
         // Block 0 of an update is the page itself: untouched but for its LSN.
-        let own = page_after_redo(&update, &block(0), &image).unwrap();
+        let own = page_after_redo(&update, &block(0), image.clone()).unwrap();
         assert_eq!(own[at + 12], image[at + 12]);
         let split = record(RmgrId::Gist, XLOG_GIST_PAGE_SPLIT, vec![]);
         assert_eq!(
-            page_after_redo(&split, &block(0), &image).unwrap()[at + 12],
+            page_after_redo(&split, &block(0), image.clone()).unwrap()[at + 12],
             1
         );
     }
@@ -215,10 +215,10 @@ mod tests {
         body.extend_from_slice(&0x44u16.to_le_bytes());
         body.push(0);
         let alloc = record(RmgrId::Hash, XLOG_HASH_SPLIT_ALLOCATE_PAGE, body);
-        let old = page_after_redo(&alloc, &block(0), &image).unwrap();
+        let old = page_after_redo(&alloc, &block(0), image.clone()).unwrap();
         assert_eq!(old[at + 12], 0x22);
         assert_eq!(&old[at..at + 4], &7u32.to_le_bytes());
         let short = record(RmgrId::Hash, XLOG_HASH_SPLIT_COMPLETE, vec![1]);
-        assert!(page_after_redo(&short, &block(0), &image).is_err());
+        assert!(page_after_redo(&short, &block(0), image.clone()).is_err());
     }
 }

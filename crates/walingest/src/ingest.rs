@@ -147,7 +147,7 @@ impl WalIngest {
         read_lsn: Lsn,
         stats: &mut crate::IngestStats,
     ) -> Result<(), IngestError> {
-        let record = raw.decode().map_err(|e| IngestError::Malformed {
+        let mut record = raw.decode().map_err(|e| IngestError::Malformed {
             lsn: raw.start_lsn,
             reason: e.to_string(),
         })?;
@@ -156,7 +156,13 @@ impl WalIngest {
             None => CheckpointState::new(load_checkpoint(timeline, read_lsn)?),
         };
         let mut b = Batch::new(timeline, read_lsn, raw.start_lsn);
-        blocks::ingest_blocks(&mut self.known, &mut b, &record, stats, self.check_native)?;
+        blocks::ingest_blocks(
+            &mut self.known,
+            &mut b,
+            &mut record,
+            stats,
+            self.check_native,
+        )?;
         blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
         let commit_time = self.ingest_body(&mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);
