@@ -62,6 +62,8 @@ impl Postgres {
         self.bin_dir.join(name)
     }
 
+    /// Runs a Postgres program (as the OS user when we are root); returns its stdout
+    /// followed by its stderr, or an error with its stderr when it fails.
     async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> Result<String, PgError> {
         let program = self.program(name);
         let mut cmd = match &self.os_user {

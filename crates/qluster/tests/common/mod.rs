@@ -190,9 +190,13 @@ impl Cluster {
                 .and_then(|l| l.trim().parse::<i32>().ok())
             {
                 let children = children_of(pid);
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-                for c in children {
-                    let _ = Command::new("kill").arg("-9").arg(c.to_string()).status();
+                // Children may already be gone: kill's complaints are noise.
+                for p in std::iter::once(pid).chain(children) {
+                    let _ = Command::new("kill")
+                        .arg("-9")
+                        .arg(p.to_string())
+                        .stderr(Stdio::null())
+                        .status();
                 }
             }
         }
