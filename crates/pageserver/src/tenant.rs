@@ -23,6 +23,10 @@ use crate::ids::{TenantId, TimelineId};
 use crate::tenant_config::TenantConfig;
 use crate::timeline::{Timeline, PG_VERSION};
 
+/// How long a branch request waits for a branch point just past the head
+/// of a streaming parent.
+const BRANCH_POINT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Name of the tenant's persisted settings file.
 pub const TENANT_FILE: &str = "tenant.json";
 
@@ -345,6 +349,7 @@ impl Tenant {
                 "ancestor_start_lsn given without ancestor_timeline_id".to_owned(),
             ));
         }
+        self.wait_for_branch_point(&request).await;
         let guard = match self.begin_creation(&request)? {
             Begin::Existing(timeline) => return Ok((timeline, false)),
             Begin::New(guard) => guard,
@@ -361,6 +366,30 @@ impl Tenant {
             Err(join_error) => Err(CreateTimelineError::Bootstrap(format!(
                 "creation task failed: {join_error}"
             ))),
+        }
+    }
+
+    /// A branch point just past the head of a parent that is streaming WAL
+    /// is usually WAL the endpoint has flushed and is sending right now (an
+    /// LSN read from `pg_current_wal_lsn()` a moment ago): give it a few
+    /// seconds to arrive. A point that does not arrive is refused afterwards
+    /// as beyond the head.
+    async fn wait_for_branch_point(&self, request: &CreateTimelineRequest) {
+        let (Some(ancestor_id), Some(lsn)) =
+            (request.ancestor_timeline_id, request.ancestor_start_lsn)
+        else {
+            return;
+        };
+        let Some(ancestor) = self.timeline(ancestor_id) else {
+            return;
+        };
+        if lsn <= ancestor.last_record_lsn() || ancestor.wal_source_connstr().is_none() {
+            return;
+        }
+        let wait = ancestor.storage().wait_lsn_async(lsn);
+        if tokio::time::timeout(BRANCH_POINT_WAIT, wait).await.is_err() {
+            tracing::info!(tenant_id = %self.id, %ancestor_id, %lsn,
+                "branch point did not arrive from the WAL source in time");
         }
     }
 
@@ -610,7 +639,7 @@ fn check_branch_point(ancestor: &Timeline, lsn: Lsn) -> Result<(), CreateTimelin
     let last_record_lsn = storage.last_record_lsn();
     if lsn > last_record_lsn {
         return Err(CreateTimelineError::AncestorLsn(format!(
-            "{lsn} is beyond the ancestor's last record LSN {last_record_lsn}"
+            "{lsn} is beyond the ancestor's last record LSN {last_record_lsn}: no WAL up to there has reached the pageserver"
         )));
     }
     let gc_cutoff = storage.gc_cutoff();
