@@ -20,17 +20,23 @@ pub struct Store {
     pub repo: Repository,
     pub timeline: Arc<Timeline>,
     pub initdb_lsn: Lsn,
-    _dir: tempfile::TempDir,
+    /// The repository directory (deleted on drop).
+    pub dir: tempfile::TempDir,
 }
 
 pub fn bootstrap() -> Store {
+    bootstrap_with(RepositoryConfig::default())
+}
+
+/// [`bootstrap`] with a chosen repository configuration.
+pub fn bootstrap_with(config: RepositoryConfig) -> Store {
     let dir = tempfile::Builder::new()
         .prefix("walingest-repo-")
         .tempdir()
         .unwrap();
     let repo = Repository::open_with(
         dir.path(),
-        RepositoryConfig::default(),
+        config,
         Arc::new(StdFileIo),
         Arc::new(NativeRedo),
     )
@@ -44,7 +50,7 @@ pub fn bootstrap() -> Store {
         repo,
         timeline,
         initdb_lsn: stats.lsn,
-        _dir: dir,
+        dir,
     }
 }
 
