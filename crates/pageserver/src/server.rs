@@ -136,6 +136,8 @@ pub async fn start(
 async fn shutdown_tenants(manager: Arc<TenantManager>, shutdown: CancellationToken) {
     shutdown.cancelled().await;
     for tenant in manager.list() {
+        // Cancel first: receivers still waiting to resume give up.
+        tenant.cancel_token().cancel();
         tenant.stop_wal_receivers().await;
         tenant.shutdown();
     }

@@ -285,7 +285,8 @@ impl Tenant {
     /// left persisted: the next restart tries again.
     pub fn resume_wal_sources(&self) {
         for timeline in self.timelines() {
-            if let Err(error) = crate::wal_source::resume(&self.dir, &timeline) {
+            if let Err(error) = crate::wal_source::resume(&self.dir, &timeline, self.cancel.clone())
+            {
                 tracing::error!(tenant_id = %self.id, timeline_id = %timeline.id(), %error,
                     "cannot resume the WAL source");
             }

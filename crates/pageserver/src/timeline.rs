@@ -25,7 +25,7 @@ pub struct Timeline {
     /// The endpoint streaming WAL into this timeline, with its receiver.
     wal_source: Mutex<Option<ActiveSource>>,
     /// Serialises attach and detach of the WAL source (they await I/O).
-    wal_source_lock: tokio::sync::Mutex<()>,
+    wal_source_lock: Arc<tokio::sync::Mutex<()>>,
     /// Ingest progress counters, shared with the receiver's sink.
     ingest_counters: Arc<IngestCounters>,
 }
@@ -47,7 +47,7 @@ impl Timeline {
             storage,
             logical_size: Mutex::new(None),
             wal_source: Mutex::new(None),
-            wal_source_lock: tokio::sync::Mutex::new(()),
+            wal_source_lock: Arc::new(tokio::sync::Mutex::new(())),
             ingest_counters: Arc::new(IngestCounters::default()),
         }
     }
@@ -97,7 +97,7 @@ impl Timeline {
     }
 
     /// Serialises WAL source changes.
-    pub fn wal_source_lock(&self) -> &tokio::sync::Mutex<()> {
+    pub fn wal_source_lock(&self) -> &Arc<tokio::sync::Mutex<()>> {
         &self.wal_source_lock
     }
 

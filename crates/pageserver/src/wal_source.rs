@@ -418,9 +418,16 @@ pub async fn detach(
 }
 
 /// Restarts the receiver of a source persisted before a restart.
+///
+/// A branch's history below its branch point may still be only in its
+/// parent's local WAL store, which the parent's own receiver replays first;
+/// so the receiver starts once every ancestor has caught up to the branch
+/// point. Until then the source's lock is held, so an attach request waits
+/// instead of resetting a store that still holds unreplayed WAL.
 pub fn resume(
     tenant_dir: &Path,
-    timeline: &crate::timeline::Timeline,
+    timeline: &Arc<crate::timeline::Timeline>,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(), WalSourceError> {
     let paths = SourcePaths::new(tenant_dir, timeline.id());
     let file = match paths.read() {
@@ -433,13 +440,31 @@ pub fn resume(
             })
         }
     };
-    let receiver = spawn_receiver(
-        timeline.storage(),
-        &paths,
-        &file,
-        timeline.ingest_counters(),
-    )?;
-    tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
-    timeline.set_wal_source(Some(ActiveSource { file, receiver }));
+    let Ok(serial) = Arc::clone(timeline.wal_source_lock()).try_lock_owned() else {
+        return Err(WalSourceError::NotActive(
+            "the WAL source is being changed".to_owned(),
+        ));
+    };
+    let timeline = Arc::clone(timeline);
+    tokio::spawn(async move {
+        let _serial = serial;
+        let storage = Arc::clone(timeline.storage());
+        let caught_up = tokio::select! {
+            () = cancel.cancelled() => false,
+            waited = storage.wait_lsn_async(storage.last_record_lsn()) => waited.is_ok(),
+        };
+        if !caught_up {
+            return; // shutting down
+        }
+        match spawn_receiver(&storage, &paths, &file, timeline.ingest_counters()) {
+            Ok(receiver) => {
+                tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
+                timeline.set_wal_source(Some(ActiveSource { file, receiver }));
+            }
+            Err(error) => {
+                tracing::error!(timeline_id = %timeline.id(), %error, "cannot resume the WAL source");
+            }
+        }
+    });
     Ok(())
 }

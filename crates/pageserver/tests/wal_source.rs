@@ -235,7 +235,38 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
     let info = wait_ingested(&server, &tenant, &timeline, second).await;
     assert!(info["last_received_msg_lsn"].is_string(), "{info}");
 
-    // Restart the pageserver: the source is resumed and streaming continues.
+    // A branch at that point with its own writable endpoint. Its history
+    // below the branch point is still only in the parent's local WAL (no
+    // layer flush yet), so after a restart it must wait for the parent.
+    let branch = hex_id();
+    let (status, info) = server
+        .call(
+            "POST",
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(
+                json!({"new_timeline_id": branch, "ancestor_timeline_id": timeline,
+                "ancestor_start_lsn": second.to_string()}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{info}");
+    let branch_storage = storage_timeline(&server.manager(), &tenant, &branch);
+    let mut branch_endpoint = endpoint_from(&branch_storage, None, WRITABLE);
+    branch_endpoint.start().unwrap();
+    let branch_path = format!("/v1/tenant/{tenant}/timeline/{branch}/wal_source");
+    let (status, info) = server
+        .call(
+            "PUT",
+            &branch_path,
+            Some(json!({"connstr": source_connstr(&branch_endpoint)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    branch_endpoint
+        .psql("DELETE FROM t WHERE id <= 10;")
+        .unwrap();
+
+    // Restart the pageserver: the sources are resumed and streaming continues.
     server.stop().await;
     let server = TestServer::start(dir.path()).await;
     endpoint
@@ -243,6 +274,20 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
         .unwrap();
     let third = insert_lsn(&endpoint);
     wait_ingested(&server, &tenant, &timeline, third).await;
+    branch_endpoint
+        .psql("DELETE FROM t WHERE id <= 20;")
+        .unwrap();
+    let branch_head = insert_lsn(&branch_endpoint);
+    wait_ingested(&server, &tenant, &branch, branch_head).await;
+    let branch_storage = storage_timeline(&server.manager(), &tenant, &branch);
+    let mut replica = endpoint_from(&branch_storage, Some(branch_head), &[]);
+    replica.start().unwrap();
+    let got: String = replica
+        .query_scalar("SELECT count(*) || ',' || count(*) FILTER (WHERE id = 9999) FROM t")
+        .unwrap();
+    assert_eq!(got, "3980,0", "the branch keeps its own history");
+    drop(replica);
+    drop(branch_endpoint);
     let storage = storage_timeline(&server.manager(), &tenant, &timeline);
 
     // Every recorded point reads back exactly.
