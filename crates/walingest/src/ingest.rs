@@ -166,6 +166,9 @@ impl WalIngest {
         blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
         let commit_time = self.ingest_body(&mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);
+        if let Some(top) = record.toplevel_xid {
+            checkpoint.advance_xid(top);
+        }
         self.known.flush(&mut b)?;
         if checkpoint.dirty {
             let bytes = checkpoint.value.serialize().to_vec();
