@@ -122,3 +122,113 @@ fn apply_stored_record(key: Key, page: &mut [u8], rec: &[u8]) -> Result<(), Redo
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postgres_wal::record::{DecodedBlock, DecodedRecord, ForkNumber, RelFileNode};
+    use storage::{DerivedOp, SlruKind};
+
+    const REL: RelFileNode = RelFileNode {
+        spc_node: 1663,
+        db_node: 5,
+        rel_node: 16384,
+    };
+
+    fn heap_record(blkno: u32) -> DecodedRecord {
+        DecodedRecord {
+            start_lsn: Lsn(0x1000),
+            end_lsn: Lsn(0x1040),
+            total_len: 0,
+            xid: 900,
+            prev: Lsn::INVALID,
+            info: 0x00,
+            rmid: 10,
+            origin: None,
+            toplevel_xid: None,
+            blocks: vec![DecodedBlock {
+                block_id: 0,
+                rel: REL,
+                fork: ForkNumber::Main,
+                blkno,
+                fork_flags: 0,
+                will_init: false,
+                image: None,
+                data: Vec::new(),
+            }],
+            main_data: vec![0; 3],
+        }
+    }
+
+    #[test]
+    fn derived_ops_on_a_missing_slru_page_start_from_zeros() {
+        let op = DerivedOp::ClogSetStatus {
+            status: 2,
+            slots: vec![1],
+        };
+        let key = Key::slru_block(SlruKind::Clog, 0, 3);
+        let page = NativeRedo
+            .reconstruct(key, Lsn(1), None, &[(Lsn(1), Value::Derived(op.clone()))])
+            .unwrap();
+        assert_eq!(page.len(), BLCKSZ);
+        assert_eq!(page[0], 0b10 << 2);
+        // Other keys (directories, sizes) have no implicit zero value.
+        let err = NativeRedo
+            .reconstruct(Key::db_dir(), Lsn(1), None, &[(Lsn(1), Value::Derived(op))])
+            .unwrap_err();
+        assert!(matches!(err, RedoError::NoBase { .. }));
+    }
+
+    #[test]
+    fn a_stored_record_for_another_block_or_garbage_is_refused() {
+        let rec = crate::stored_record::encode(0, &heap_record(7));
+        let other_block = Key::rel_block(REL, ForkNumber::Main, 8);
+        let value = Value::WalRecord {
+            will_init: false,
+            rec,
+        };
+        let base = Bytes::from(vec![0u8; BLCKSZ]);
+        let err = NativeRedo
+            .reconstruct(other_block, Lsn(2), Some(base.clone()), &[(Lsn(2), value)])
+            .unwrap_err();
+        assert!(matches!(err, RedoError::Invalid { .. }), "{err}");
+        let garbage = Value::WalRecord {
+            will_init: true,
+            rec: Bytes::from_static(&[2, 0, 1]),
+        };
+        let key = Key::rel_block(REL, ForkNumber::Main, 7);
+        let err = NativeRedo
+            .reconstruct(key, Lsn(2), Some(base), &[(Lsn(2), garbage)])
+            .unwrap_err();
+        assert!(matches!(err, RedoError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn images_replace_and_records_apply_in_order() {
+        let key = Key::slru_block(SlruKind::Clog, 0, 0);
+        let set = |status| {
+            Value::Derived(DerivedOp::ClogSetStatus {
+                status,
+                slots: vec![0],
+            })
+        };
+        let records = [
+            (Lsn(1), set(1)),
+            (Lsn(2), Value::Image(Bytes::from(vec![0u8; BLCKSZ]))),
+            (Lsn(3), set(2)),
+        ];
+        let page = NativeRedo
+            .reconstruct(
+                key,
+                Lsn(3),
+                Some(Bytes::from(vec![0xffu8; BLCKSZ])),
+                &records,
+            )
+            .unwrap();
+        assert_eq!(page[0], 0b10);
+        assert!(
+            page[1..].iter().all(|&b| b == 0),
+            "the image replaced the base"
+        );
+    }
+}
