@@ -375,8 +375,9 @@ impl Postgres {
     }
 
     /// Rewinds a former primary onto the current primary's timeline (call
-    /// [`Postgres::checkpoint_source`] first).
-    pub async fn rewind(&self, host: &str, port: u16) -> Result<(), PgError> {
+    /// [`Postgres::checkpoint_source`] first). Returns false when pg_rewind found
+    /// nothing to do (both on one timeline).
+    pub async fn rewind(&self, host: &str, port: u16) -> Result<bool, PgError> {
         let source = format!("host={host} port={port} user=postgres dbname=postgres");
         self.remove_stale_pid_file()?;
         // pg_rewind finishes crash recovery in single-user mode, which refuses standby
@@ -401,7 +402,7 @@ impl Postgres {
             .filter_map(|l| l.strip_prefix("pg_rewind: "))
             .collect();
         tracing::info!("pg_rewind: {}", summary.join(" | "));
-        Ok(())
+        Ok(!summary.iter().any(|l| l.contains("no rewind required")))
     }
 
     /// A connection to the local database.

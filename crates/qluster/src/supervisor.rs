@@ -119,6 +119,13 @@ pub struct Supervisor {
     /// Set when a standby was stopped because it could not stream: the next start
     /// rewinds (or re-clones) it first.
     needs_repair: bool,
+    /// Repairs since the standby last streamed: from the second on, the standby is
+    /// re-cloned without trying pg_rewind again.
+    repairs: u32,
+    /// The WAL receiver seen streaming at the previous check. Only the same receiver
+    /// seen twice counts as streaming: one that the primary refuses (missing WAL) shows
+    /// "streaming" for a moment on every retry.
+    receiver_pid: Option<i32>,
     failed_starts: u32,
     last_readonly_scan: Instant,
     readonly_interval: Duration,
@@ -144,6 +151,8 @@ impl Supervisor {
             http,
             not_streaming_since: None,
             needs_repair: false,
+            repairs: 0,
+            receiver_pid: None,
             failed_starts: 0,
             last_readonly_scan: Instant::now(),
             readonly_interval,
@@ -360,6 +369,8 @@ impl Supervisor {
                 if !pg.has_data() {
                     tracing::info!("cloning from primary {addr}");
                     pg.base_backup(&host, port).await?;
+                } else if self.needs_repair && self.repairs >= 2 {
+                    self.reclone(pg, &host, port).await?;
                 } else if !pg.is_standby_configured()
                     || self.needs_repair
                     || self.failed_starts >= 2
@@ -390,10 +401,31 @@ impl Supervisor {
         // An unreachable source fails here, before anything is wiped for a re-clone.
         pg.checkpoint_source(host, port).await?;
         tracing::info!("rewinding from {host}:{port}");
-        if let Err(e) = pg.rewind(host, port).await {
-            tracing::warn!("pg_rewind failed ({e}); re-cloning");
-            pg.base_backup(host, port).await?;
+        match pg.rewind(host, port).await {
+            Ok(true) => {}
+            // A standby on the primary's timeline that could not stream is missing WAL
+            // the primary no longer has: only a re-clone helps.
+            Ok(false) if self.needs_repair => {
+                tracing::warn!("nothing to rewind, yet the standby could not stream; re-cloning");
+                pg.base_backup(host, port).await?;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("pg_rewind failed ({e}); re-cloning");
+                pg.base_backup(host, port).await?;
+            }
         }
+        self.failed_starts = 0;
+        self.needs_repair = false;
+        Ok(())
+    }
+
+    /// Re-clones from the primary (after a rewind did not make the standby stream).
+    async fn reclone(&mut self, pg: &Postgres, host: &str, port: u16) -> Result<(), PgError> {
+        // An unreachable source fails here, before the data directory is wiped.
+        pg.checkpoint_source(host, port).await?;
+        tracing::warn!("still not streaming after a rewind; re-cloning from {host}:{port}");
+        pg.base_backup(host, port).await?;
         self.failed_starts = 0;
         self.needs_repair = false;
         Ok(())
@@ -402,20 +434,23 @@ impl Supervisor {
     /// A standby that cannot stream (diverged timeline, missing WAL) is rewound or
     /// re-cloned after a grace period.
     async fn check_streaming(&mut self, pg: &Postgres) -> Result<(), PgError> {
-        let streaming = match pg.connect().await {
+        let pid: Option<i32> = match pg.connect().await {
             Ok(c) => c
                 .query_opt(
-                    "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    "SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'",
                     &[],
                 )
                 .await
                 .ok()
                 .flatten()
-                .is_some(),
-            Err(_) => false,
+                .map(|row| row.get(0)),
+            Err(_) => None,
         };
+        let streaming = pid.is_some() && pid == self.receiver_pid;
+        self.receiver_pid = pid;
         if streaming {
             self.not_streaming_since = None;
+            self.repairs = 0;
             return Ok(());
         }
         let since = *self.not_streaming_since.get_or_insert_with(Instant::now);
@@ -425,6 +460,7 @@ impl Supervisor {
         tracing::warn!("standby not streaming for {:?}; repairing", since.elapsed());
         // Stopped, it is rewound (or re-cloned) and restarted by the next round.
         self.needs_repair = true;
+        self.repairs += 1;
         self.not_streaming_since = None;
         pg.stop_immediate().await
     }

@@ -274,6 +274,50 @@ fn partitioned_leader_is_fenced() {
     }
 }
 
+/// A standby that was down while the primary recycled the WAL it needs cannot stream.
+/// pg_rewind finds nothing to do (it is on the primary's timeline), so the repair
+/// re-clones it, and it streams again.
+#[test]
+fn standby_missing_wal_is_recloned() {
+    let _serial = serial();
+    let mut c = Cluster::new(3, true, "");
+    let leader = setup(&c);
+    let f = (0..3).find(|i| *i != leader).unwrap();
+    wait_until(Duration::from_secs(120), "standby streaming", || {
+        is_standby(&c, f) && streaming(&c, f)
+    });
+    c.kill9(f);
+    let port = c.nodes[leader].db_port;
+    sql(port, "ALTER SYSTEM SET wal_keep_size = 0").unwrap();
+    sql(port, "SELECT pg_reload_conf()").unwrap();
+    for k in 0..4 {
+        sql(port, &format!("INSERT INTO probe VALUES ({k})")).unwrap();
+        sql(port, "SELECT pg_switch_wal()").unwrap();
+    }
+    sql(port, "CHECKPOINT").unwrap();
+    let rows = sql(port, "SELECT count(*) FROM probe").unwrap();
+    let t0 = Instant::now();
+    c.start(f);
+    wait_until(
+        Duration::from_secs(120),
+        "re-cloned standby streams",
+        || {
+            is_standby(&c, f)
+                && streaming(&c, f)
+                && sql(c.nodes[f].db_port, "SELECT count(*) FROM probe").is_ok_and(|r| r == rows)
+        },
+    );
+    eprintln!(
+        "standby without WAL streaming again after {:?}",
+        t0.elapsed()
+    );
+    let log = std::fs::read_to_string(c.nodes[f].dir.join("qluster.log")).unwrap();
+    assert!(
+        log.contains("re-cloning"),
+        "the standby was never re-cloned"
+    );
+}
+
 /// `/sql/readonly` lists the pg_stat_statements query id of a SELECT run on the primary,
 /// and not that of an INSERT.
 fn check_readonly_ids(c: &Cluster, leader: usize) {
