@@ -11,12 +11,15 @@
 //! - [`http`]: the management API (axum), one file per resource;
 //! - [`wal_source`]: the endpoint a timeline streams WAL from (walreceiver
 //!   crate) and the sink that feeds it to ingest (walingest crate);
+//! - [`commit_times`]: commit timestamp ↔ LSN samples (time lookups and
+//!   branching at a point in time);
 //! - [`metrics`]: Prometheus metrics;
 //! - [`server`]: binds the management API and the page service
 //!   (`page_service` crate) and runs them until shutdown.
 //!
 //! The `pageserver` binary is a thin shell over [`server::start`].
 
+pub mod commit_times;
 pub mod config;
 pub mod durable;
 pub mod http;

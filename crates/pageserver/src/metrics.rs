@@ -30,6 +30,10 @@ pub struct Metrics {
     pub wal_ingested_bytes: IntGauge,
     /// Timelines with a WAL source attached.
     pub wal_receivers: IntGauge,
+    /// Blocks whose native redo was compared with a consistency-check image.
+    pub native_redo_checks: IntGauge,
+    /// Those comparisons that disagreed (each one is logged as an error).
+    pub native_redo_mismatches: IntGauge,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -87,6 +91,16 @@ impl Metrics {
             "pageserver_wal_receivers",
             "Timelines with a WAL source attached",
         )?;
+        let native_redo_checks = IntGauge::new(
+            "pageserver_native_redo_checks",
+            "Blocks whose native redo was compared with a consistency-check image",
+        )?;
+        let native_redo_mismatches = IntGauge::new(
+            "pageserver_native_redo_mismatches",
+            "Native redo results that disagreed with a consistency-check image",
+        )?;
+        registry.register(Box::new(native_redo_checks.clone()))?;
+        registry.register(Box::new(native_redo_mismatches.clone()))?;
         registry.register(Box::new(native_redo_rmgrs.clone()))?;
         registry.register(Box::new(wal_ingested_records.clone()))?;
         registry.register(Box::new(wal_ingested_bytes.clone()))?;
@@ -107,6 +121,8 @@ impl Metrics {
             wal_ingested_records,
             wal_ingested_bytes,
             wal_receivers,
+            native_redo_checks,
+            native_redo_mismatches,
         })
     }
 

@@ -172,6 +172,11 @@ async fn housekeeping(manager: Arc<TenantManager>, shutdown: CancellationToken) 
                 if let Ok(lsn) = flushed {
                     timeline.truncate_wal_store_before(lsn);
                 }
+                let times = Arc::clone(timeline.commit_times());
+                let synced = tokio::task::spawn_blocking(move || times.sync()).await;
+                if let Ok(Err(error)) = synced {
+                    tracing::warn!(timeline_id = %timeline.id(), %error, "cannot sync commit times");
+                }
             }
         }
     }

@@ -614,7 +614,12 @@ impl Tenant {
             storage::RepositoryError::TimelineNotFound(id) => DeleteTimelineError::NotFound(id),
             other => DeleteTimelineError::Storage(other),
         })?;
-        self.timelines.lock().remove(&id);
+        if let Some(timeline) = self.timelines.lock().remove(&id) {
+            if let Err(error) = timeline.commit_times().remove() {
+                tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,
+                    "cannot remove the timeline's commit times");
+            }
+        }
         tracing::info!(tenant_id = %self.id, timeline_id = %id, "timeline deleted");
         Ok(())
     }

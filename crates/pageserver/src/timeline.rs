@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 
+use crate::commit_times::CommitTimes;
 use crate::durable;
 use crate::ids::{self, TenantId, TimelineId};
 use crate::wal_source::{ActiveSource, IngestCounters};
@@ -28,6 +29,8 @@ pub struct Timeline {
     wal_source_lock: Arc<tokio::sync::Mutex<()>>,
     /// Ingest progress counters, shared with the receiver's sink.
     ingest_counters: Arc<IngestCounters>,
+    /// Commit time ↔ LSN samples, fed by the receiver's sink.
+    commit_times: Arc<CommitTimes>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -41,8 +44,22 @@ impl std::fmt::Debug for Timeline {
 
 impl Timeline {
     /// Wraps a storage timeline.
+    /// Its commit-time samples live in `<tenant>/commit_times/<id>.bin`; an
+    /// unreadable file only costs the time lookups (logged, started empty).
     pub fn new(tenant_id: TenantId, storage: Arc<storage::Timeline>) -> Timeline {
+        let path = storage
+            .dir()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(storage.dir())
+            .join("commit_times")
+            .join(format!("{}.bin", storage.id()));
+        let commit_times = CommitTimes::open(&path).unwrap_or_else(|error| {
+            tracing::warn!(path = %path.display(), %error, "cannot read commit times; starting empty");
+            CommitTimes::empty(&path)
+        });
         Timeline {
+            commit_times: Arc::new(commit_times),
             tenant_id,
             storage,
             logical_size: Mutex::new(None),
@@ -120,6 +137,11 @@ impl Timeline {
         if let Some(active) = self.wal_source.lock().as_ref() {
             active.receiver.truncate_store_before(lsn);
         }
+    }
+
+    /// Commit time samples.
+    pub fn commit_times(&self) -> &Arc<CommitTimes> {
+        &self.commit_times
     }
 
     /// Ingest counters.

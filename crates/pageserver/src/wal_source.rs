@@ -35,6 +35,7 @@ use storage::Key;
 use walingest::{IngestError, WalIngest};
 use walreceiver::{ReceiverOptions, SinkError, WalReceiver, WalSink, WalStore};
 
+use crate::commit_times::CommitTimes;
 use crate::durable;
 use crate::ids::TimelineId;
 
@@ -215,6 +216,10 @@ pub struct IngestCounters {
     pub records: std::sync::atomic::AtomicU64,
     /// WAL bytes consumed since the receiver started.
     pub bytes: std::sync::atomic::AtomicU64,
+    /// Blocks whose native redo was compared with a consistency-check image.
+    pub native_checks: std::sync::atomic::AtomicU64,
+    /// Those comparisons that disagreed.
+    pub image_mismatches: std::sync::atomic::AtomicU64,
 }
 
 /// Feeds durable WAL through the decoder into ingest.
@@ -224,6 +229,7 @@ pub struct IngestSink {
     ingest: WalIngest,
     resume: Lsn,
     counters: Arc<IngestCounters>,
+    commit_times: Arc<CommitTimes>,
 }
 
 impl IngestSink {
@@ -234,8 +240,13 @@ impl IngestSink {
         resume: Lsn,
         facts: ClusterFacts,
         counters: Arc<IngestCounters>,
+        commit_times: Arc<CommitTimes>,
     ) -> Result<IngestSink, IngestError> {
-        let ingest = WalIngest::new(&timeline)?;
+        let mut ingest = WalIngest::new(&timeline)?;
+        // Free when endpoints run with the reduced consistency-checking list
+        // (native managers' records carry no after-image); a canary when an
+        // endpoint runs with `all`.
+        ingest.set_check_native(true);
         let decoder = WalStreamDecoder::new(
             resume,
             WalConfig {
@@ -249,6 +260,7 @@ impl IngestSink {
             ingest,
             resume,
             counters,
+            commit_times,
         })
     }
 
@@ -288,6 +300,22 @@ impl WalSink for IngestSink {
                 }
             }
         }
+        let stats = self.ingest.stats();
+        self.counters
+            .native_checks
+            .store(stats.native_checks, Relaxed);
+        if stats.image_mismatches > self.counters.image_mismatches.load(Relaxed) {
+            tracing::error!(timeline_id = %self.timeline.id(), mismatches = stats.image_mismatches,
+                "native redo disagrees with a consistency-check image (the image was stored)");
+        }
+        self.counters
+            .image_mismatches
+            .store(stats.image_mismatches, Relaxed);
+        if let Some(commit) = self.ingest.last_commit() {
+            if let Err(error) = self.commit_times.record(commit.lsn, commit.unix_micros) {
+                tracing::warn!(timeline_id = %self.timeline.id(), %error, "cannot record a commit time");
+            }
+        }
         Ok(self.timeline.last_record_lsn())
     }
 }
@@ -299,6 +327,7 @@ pub fn spawn_receiver(
     paths: &SourcePaths,
     file: &WalSourceFile,
     counters: Arc<IngestCounters>,
+    commit_times: Arc<CommitTimes>,
 ) -> Result<WalReceiver, WalSourceError> {
     let head = timeline.last_record_lsn();
     let facts = cluster_facts(timeline, head).map_err(WalSourceError::NotActive)?;
@@ -311,7 +340,7 @@ pub fn spawn_receiver(
     // at or after the head).
     let stream_start = store.start_lsn().unwrap_or(file.start_lsn);
     let resume = head.max(stream_start);
-    let sink = IngestSink::new(Arc::clone(timeline), resume, facts, counters)
+    let sink = IngestSink::new(Arc::clone(timeline), resume, facts, counters, commit_times)
         .map_err(|error| WalSourceError::NotActive(format!("cannot start ingest: {error}")))?;
     let options = receiver_options(&file.connstr, timeline.id(), facts.system_id);
     Ok(WalReceiver::spawn(options, store, Box::new(sink)))
@@ -384,7 +413,13 @@ pub async fn attach(
     })
     .await
     .map_err(|error| WalSourceError::NotActive(format!("attach task failed: {error}")))??;
-    let receiver = spawn_receiver(&storage, &paths, &file, timeline.ingest_counters())?;
+    let receiver = spawn_receiver(
+        &storage,
+        &paths,
+        &file,
+        timeline.ingest_counters(),
+        Arc::clone(timeline.commit_times()),
+    )?;
     tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, "WAL source attached");
     timeline.set_wal_source(Some(ActiveSource { file, receiver }));
     Ok(())
@@ -456,7 +491,13 @@ pub fn resume(
         if !caught_up {
             return; // shutting down
         }
-        match spawn_receiver(&storage, &paths, &file, timeline.ingest_counters()) {
+        match spawn_receiver(
+            &storage,
+            &paths,
+            &file,
+            timeline.ingest_counters(),
+            Arc::clone(timeline.commit_times()),
+        ) {
             Ok(receiver) => {
                 tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
                 timeline.set_wal_source(Some(ActiveSource { file, receiver }));

@@ -14,7 +14,15 @@ async fn status_spec_and_metrics() {
     let server = TestServer::start(dir.path()).await;
 
     let (status, body) = server.call("GET", "/v1/status", None).await;
-    assert_eq!((status, body), (200, json!({"id": 1})));
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 1);
+    // Endpoints run with consistency checking for exactly the managers the
+    // pageserver does not redo natively.
+    assert_eq!(body["wal_consistency_checking"], "hash,gin,gist,spgist");
+    assert_eq!(
+        body["native_redo_rmgrs"],
+        json!(["XLOG", "Heap", "Heap2", "Btree", "Sequence", "BRIN", "Generic"])
+    );
 
     let spec = server
         .client
@@ -42,6 +50,11 @@ async fn status_spec_and_metrics() {
         "{text}"
     );
     assert!(text.contains("pageserver_tenants 0"), "{text}");
+    assert!(
+        text.contains("pageserver_native_redo_rmgr{rmgr=\"Heap\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("rmgr=\"Hash\""), "{text}");
     server.stop().await;
 }
 
@@ -449,7 +462,9 @@ async fn endpoints_of_later_features_answer_clearly() {
             .await,
         400,
     );
-    let missing_timeline = format!("/v1/tenant/{tenant}/timeline/{unknown}/get_lsn_by_timestamp");
+    let missing_timeline = format!(
+        "/v1/tenant/{tenant}/timeline/{unknown}/get_lsn_by_timestamp?timestamp=2026-01-01T00:00:00Z"
+    );
     assert_error(server.call("GET", &missing_timeline, None).await, 404);
     assert_error(
         server
@@ -494,6 +509,9 @@ async fn junk_requests_never_get_a_500() {
         "/v1/tenant/{t}/timeline/{l}/do_gc",
         "/v1/tenant/{t}/timeline/{l}/get_lsn_by_timestamp",
         "/v1/tenant/{t}/timeline/{l}/get_timestamp_of_lsn",
+        "/v1/tenant/{t}/timeline/{l}/get_lsn_by_timestamp?timestamp=junk",
+        "/v1/tenant/{t}/timeline/{l}/get_timestamp_of_lsn?lsn=1/zz",
+        "/v1/tenant/{t}/timeline/{l}/wal_source",
         "/v1/tenant",
         "/v1/tenant/config",
     ];

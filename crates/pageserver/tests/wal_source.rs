@@ -228,12 +228,50 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
         .psql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;")
         .unwrap();
     let first = insert_lsn(&endpoint);
+    let first_time: String = endpoint
+        .query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
     endpoint
         .psql("UPDATE t SET v = 'changed' WHERE id <= 100; DELETE FROM t WHERE id > 4000;")
         .unwrap();
     let second = insert_lsn(&endpoint);
     let info = wait_ingested(&server, &tenant, &timeline, second).await;
     assert!(info["last_received_msg_lsn"].is_string(), "{info}");
+
+    // Time lookups: the moment after the first commits maps to a point
+    // between them and the later changes.
+    let by_time = |timestamp: &str| {
+        format!(
+            "/v1/tenant/{tenant}/timeline/{timeline}/get_lsn_by_timestamp?timestamp={timestamp}"
+        )
+    };
+    let (status, found) = server.call("GET", &by_time(&first_time), None).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["kind"], "present", "{found}");
+    let at_first_time = lsn_of(&found["lsn"]);
+    assert!(at_first_time <= second, "{found}");
+    let (_, found) = server
+        .call("GET", &by_time("2000-01-01T00:00:00Z"), None)
+        .await;
+    assert_eq!(found["kind"], "past", "{found}");
+    let (_, found) = server
+        .call("GET", &by_time("2100-01-01T00:00:00Z"), None)
+        .await;
+    assert_eq!(found["kind"], "future", "{found}");
+    assert_error(server.call("GET", &by_time("yesterday"), None).await, 400);
+    let (status, when) = server
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{timeline}/get_timestamp_of_lsn?lsn={second}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{when}");
+    assert!(
+        when.as_str().unwrap() > first_time.as_str(),
+        "{when} vs {first_time}"
+    );
 
     // A branch at that point with its own writable endpoint. Its history
     // below the branch point is still only in the parent's local WAL (no
@@ -292,6 +330,7 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
 
     // Every recorded point reads back exactly.
     for (lsn, count, changed, late) in [
+        (at_first_time, 5000, 0, 0),
         (first, 5000, 0, 0),
         (second, 4000, 100, 0),
         (third, 4001, 100, 1),

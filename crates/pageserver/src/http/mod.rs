@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod status;
 mod tenant;
+mod time;
 mod timeline;
 mod unimplemented;
 
@@ -57,6 +58,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
             get(timeline::get).delete(timeline::delete),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_lsn_by_timestamp",
+            get(time::lsn_by_timestamp),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_timestamp_of_lsn",
+            get(time::timestamp_of_lsn),
         )
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",

@@ -40,21 +40,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .timelines
         .set(i64::try_from(timelines).unwrap_or(i64::MAX));
+    use std::sync::atomic::Ordering::Relaxed;
     let (mut records, mut bytes, mut receivers) = (0u64, 0u64, 0i64);
+    let (mut checks, mut mismatches) = (0u64, 0u64);
     for timeline in tenants.iter().flat_map(|tenant| tenant.timelines()) {
         let counters = timeline.ingest_counters();
-        records += counters.records.load(std::sync::atomic::Ordering::Relaxed);
-        bytes += counters.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        records += counters.records.load(Relaxed);
+        bytes += counters.bytes.load(Relaxed);
+        checks += counters.native_checks.load(Relaxed);
+        mismatches += counters.image_mismatches.load(Relaxed);
         receivers += i64::from(timeline.wal_source_connstr().is_some());
     }
     let metrics = &state.metrics;
-    metrics
-        .wal_ingested_records
-        .set(i64::try_from(records).unwrap_or(i64::MAX));
-    metrics
-        .wal_ingested_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    metrics.wal_ingested_records.set(gauge(records));
+    metrics.wal_ingested_bytes.set(gauge(bytes));
     metrics.wal_receivers.set(receivers);
+    metrics.native_redo_checks.set(gauge(checks));
+    metrics.native_redo_mismatches.set(gauge(mismatches));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

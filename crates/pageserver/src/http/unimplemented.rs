@@ -1,5 +1,5 @@
 //! Endpoints of the spec that belong to features not built yet (remote
-//! storage attachment, size model, time travel, on-demand GC, eviction,
+//! storage attachment, size model, on-demand GC, eviction,
 //! auth). They validate ids and existence like the real ones would, then
 //! answer 400 with a message saying what is missing, so a client sees a
 //! clear reason instead of a router 404.
@@ -27,14 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenant/{tenant_id}/load", post(load))
         .route("/v1/tenant/{tenant_id}/synthetic_size", get(synthetic_size))
         .route("/v1/tenant/{tenant_id}/size", get(size))
-        .route(
-            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_timestamp_of_lsn",
-            get(timeline_feature),
-        )
-        .route(
-            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_lsn_by_timestamp",
-            get(timeline_feature),
-        )
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",
             put(timeline_feature),
