@@ -180,6 +180,16 @@ pub fn start(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 
 /// `sediment stop`.
 pub fn stop(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
+    // Endpoints keep running (they are the user's databases), but a
+    // writable one cannot commit without its synchronous standby: say so.
+    for endpoint in crate::endpoint::list_states(workdir) {
+        if endpoint.writable && endpoint.running {
+            eprintln!(
+                "warning: writable endpoint {} keeps running; its commits wait until the pageserver is started again",
+                endpoint.name
+            );
+        }
+    }
     match daemon::stop(workdir)? {
         Some(pid) => out.print(
             &format!("pageserver stopped (pid {pid})"),

@@ -350,6 +350,12 @@ fn provision_and_start(
         )?;
         state.wal_source_attached = true;
         state.save(dir)?;
+        if let Err(error) = wal_source::wait_streaming(workdir, state.port) {
+            // Undo the attach too: nothing will stream from this endpoint.
+            let _ = wal_source::detach(&client, &state.tenant_id, &state.timeline_id);
+            state.wal_source_attached = false;
+            return Err(error);
+        }
     }
     Ok(())
 }

@@ -123,6 +123,25 @@ pub fn stop_fast(workdir: &Workdir, pg: &PgUser, pgdata: &Path) -> anyhow::Resul
     .map(drop)
 }
 
+/// Runs one SQL statement on the endpoint listening on 127.0.0.1:`port`
+/// with `psql` (a client: no need to switch users) and returns its
+/// unaligned, tuples-only output.
+pub fn query(workdir: &Workdir, port: u16, sql: &str) -> anyhow::Result<String> {
+    let output = Command::new(workdir.config.pg_bin_dir.join("psql"))
+        .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-d", "postgres", "-p", &port.to_string(), "-c", sql])
+        .env_remove("PGOPTIONS")
+        .output()
+        .context("cannot run psql")?;
+    if !output.status.success() {
+        bail!(
+            "psql on port {port} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// Whether `postmaster.pid` names a live process.
 pub fn is_running(pgdata: &Path) -> bool {
     std::fs::read_to_string(pgdata.join("postmaster.pid"))

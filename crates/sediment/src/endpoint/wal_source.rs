@@ -10,6 +10,7 @@ use postgres_wal::Lsn;
 use serde_json::{json, Value};
 
 use crate::client::ApiClient;
+use crate::workdir::Workdir;
 
 /// How long `endpoint stop` waits for the pageserver to ingest the
 /// endpoint's last WAL. Overridable for slow machines.
@@ -42,6 +43,34 @@ pub fn attach(client: &ApiClient, tenant: &str, timeline: &str, port: u16) -> an
 /// Stops the pageserver's WAL receiver for the timeline.
 pub fn detach(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::Result<()> {
     client.delete(&path(tenant, timeline)).map(drop)
+}
+
+/// How long `endpoint start` waits for the pageserver to connect and stream.
+const STREAMING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until the endpoint on `port` shows the pageserver as a streaming
+/// synchronous standby. Until then a commit would hang, and a stop would
+/// leave WAL the pageserver never received.
+pub fn wait_streaming(workdir: &Workdir, port: u16) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let state = super::pg::query(
+            workdir,
+            port,
+            "SELECT state || '/' || sync_state FROM pg_stat_replication WHERE application_name = 'pageserver'",
+        )?;
+        if state.lines().any(|line| line == "streaming/sync") {
+            return Ok(());
+        }
+        if started.elapsed() >= STREAMING_TIMEOUT {
+            bail!(
+                "the pageserver did not start streaming from the endpoint within {} s (replication state: {:?}); see the pageserver log",
+                STREAMING_TIMEOUT.as_secs(),
+                state
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
 }
 
 /// The timeline's ingested head.
