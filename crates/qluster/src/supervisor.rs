@@ -443,7 +443,7 @@ impl Supervisor {
                 .await
                 .ok()
                 .flatten()
-                .map(|row| row.get(0)),
+                .and_then(|row| row.try_get(0).ok()),
             Err(_) => None,
         };
         let streaming = pid.is_some() && pid == self.receiver_pid;
