@@ -37,8 +37,24 @@ pub fn pageserver_binary() -> anyhow::Result<PathBuf> {
 pub fn running_pid(workdir: &Workdir) -> Option<Pid> {
     let text = std::fs::read_to_string(workdir.pageserver_dir().join(PID_FILE)).ok()?;
     let pid = Pid::from_raw(text.trim().parse().ok()?);
-    // Signal 0 checks existence without touching the process.
-    kill(pid, None).ok().map(|()| pid)
+    // Signal 0 checks existence without touching the process; a killed
+    // pageserver whose parent has not reaped it yet still exists as a zombie.
+    kill(pid, None)
+        .ok()
+        .filter(|()| !is_zombie(pid))
+        .map(|()| pid)
+}
+
+/// Whether `/proc` shows `pid` as a zombie (exited, not yet reaped).
+fn is_zombie(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the parenthesised command name.
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// Starts the pageserver in the background and waits until it answers.
@@ -120,7 +136,7 @@ pub fn stop(workdir: &Workdir) -> anyhow::Result<Option<Pid>> {
         // Reap it if it is our child (it is not when started by another
         // `sediment` process); then check whether it still exists.
         let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        if kill(pid, None).is_err() {
+        if kill(pid, None).is_err() || is_zombie(pid) {
             let _ = std::fs::remove_file(workdir.pageserver_dir().join(PID_FILE));
             return Ok(Some(pid));
         }

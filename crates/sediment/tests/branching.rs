@@ -345,6 +345,27 @@ fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
         "branch at {at} has {rows} pgbench_history rows, pgbench committed {committed}"
     );
     assert_eq!(values(endpoint), values(main));
+
+    // WAL the pageserver never saw: with it down, commits that do not wait
+    // for it (synchronous_commit = local) exist only in the endpoint's WAL.
+    // The stop fails while the pageserver is away; once it is back, a
+    // second stop runs the postmaster once more to hand that WAL over.
+    sediment.json(&["endpoint", "stop", "check", "--destroy"]);
+    let pid = nix::unistd::Pid::from_raw(sediment.pageserver_pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    psql(
+        main,
+        "SET synchronous_commit = local; CREATE TABLE unseen AS SELECT generate_series(1, 100) AS x;",
+    );
+    let refused = run_fail(&sediment, &["endpoint", "stop", "main"]);
+    assert!(refused.contains("not reachable"), "{refused}");
+    let again = run_fail(&sediment, &["endpoint", "start", "main"]);
+    assert!(again.contains("not stopped cleanly"), "{again}");
+    common::run_ok(&mut sediment.cmd(&["start"]));
+    sediment.json(&["endpoint", "stop", "main"]);
+    let main = sediment.endpoint("main", &[]);
+    assert_eq!(psql(main, "SELECT count(*) FROM unseen"), "100");
     sediment.shutdown();
 }
 

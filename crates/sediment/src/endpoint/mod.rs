@@ -404,12 +404,7 @@ fn detach_after_catch_up(
     let client = ApiClient::new(workdir.api_base())?;
     let control = pg::control_data(workdir, pg, &state.pgdata)?;
     let ingested = if control.is_shut_down() {
-        Some(wal_source::wait_ingested(
-            &client,
-            &state.tenant_id,
-            &state.timeline_id,
-            control.checkpoint,
-        )?)
+        Some(catch_up(workdir, pg, &client, state, control.checkpoint)?)
     } else {
         // Killed or crashed: there is no final checkpoint to wait for. Every
         // acknowledged commit is in the pageserver already (synchronous
@@ -422,6 +417,43 @@ fn detach_after_catch_up(
     };
     wal_source::detach(&client, &state.tenant_id, &state.timeline_id)?;
     Ok(ingested)
+}
+
+/// How long a stop first waits for the pageserver before assuming it missed
+/// the end of the stream.
+const FIRST_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until the pageserver holds the record at `checkpoint`. If it does
+/// not arrive, the pageserver most likely was not connected when the
+/// endpoint shut down (the walsender hands WAL over only to a connected
+/// standby); the WAL is still in the endpoint's `pg_wal`, so the postmaster
+/// runs once more until the pageserver streams again, then stops again.
+fn catch_up(
+    workdir: &Workdir,
+    pg: &pg::PgUser,
+    client: &ApiClient,
+    state: &EndpointState,
+    checkpoint: Lsn,
+) -> anyhow::Result<Lsn> {
+    let (tenant, timeline) = (&state.tenant_id, &state.timeline_id);
+    if let Some(head) =
+        wal_source::wait_ingested(client, tenant, timeline, checkpoint, FIRST_CATCH_UP_WAIT)?
+    {
+        return Ok(head);
+    }
+    eprintln!(
+        "note: the pageserver has not received endpoint {}'s last WAL; running it once more to hand that over",
+        state.name
+    );
+    let log = state.pgdata.with_file_name("postgres.log");
+    pg::start(workdir, pg, &state.pgdata, &log)?;
+    let streamed = wal_source::wait_streaming(workdir, state.port);
+    pg::stop_fast(workdir, pg, &state.pgdata)?;
+    streamed?;
+    let control = pg::control_data(workdir, pg, &state.pgdata)?;
+    let timeout = wal_source::catch_up_timeout();
+    wal_source::wait_ingested(client, tenant, timeline, control.checkpoint, timeout)?
+        .ok_or_else(|| wal_source::not_caught_up("after a second run", control.checkpoint, timeout))
 }
 
 fn read_state(dir: &Path) -> anyhow::Result<EndpointState> {

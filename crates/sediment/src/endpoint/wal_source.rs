@@ -83,7 +83,8 @@ fn last_record_lsn(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::
         .with_context(|| format!("the pageserver reported a bad last_record_lsn {text:?}"))
 }
 
-fn catch_up_timeout() -> Duration {
+/// How long `endpoint stop` waits for ingest (`SEDIMENT_CATCH_UP_TIMEOUT_SECS`).
+pub fn catch_up_timeout() -> Duration {
     std::env::var(CATCH_UP_TIMEOUT_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -91,30 +92,36 @@ fn catch_up_timeout() -> Duration {
 }
 
 /// Waits until the pageserver has ingested the record that starts at
-/// `record_start` (the endpoint's shutdown checkpoint). `last_record_lsn` is
-/// the *end* of the last ingested record, and records do not overlap, so it
-/// is past `record_start` exactly when that record is in.
+/// `record_start` (the endpoint's shutdown checkpoint) and returns its head;
+/// `None` when `timeout` passed first. `last_record_lsn` is the *end* of the
+/// last ingested record, and records do not overlap, so it is past
+/// `record_start` exactly when that record is in.
 pub fn wait_ingested(
     client: &ApiClient,
     tenant: &str,
     timeline: &str,
     record_start: Lsn,
-) -> anyhow::Result<Lsn> {
-    let timeout = catch_up_timeout();
+    timeout: Duration,
+) -> anyhow::Result<Option<Lsn>> {
     let started = Instant::now();
     loop {
         let head = last_record_lsn(client, tenant, timeline)?;
         if head > record_start {
-            return Ok(head);
+            return Ok(Some(head));
         }
         if started.elapsed() >= timeout {
-            bail!(
-                "the pageserver has ingested WAL up to {head} but the endpoint's shutdown checkpoint is at {record_start}; \
-                 gave up after {} s (the WAL source stays attached: run `endpoint stop` again to keep waiting, \
-                 or raise {CATCH_UP_TIMEOUT_ENV})",
-                timeout.as_secs()
-            );
+            return Ok(None);
         }
         std::thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// The error for a stop that waited `timeout` in vain.
+pub fn not_caught_up(head_hint: &str, record_start: Lsn, timeout: Duration) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the pageserver has not ingested the endpoint's shutdown checkpoint at {record_start} ({head_hint}); \
+         gave up after {} s (the WAL source stays attached: run `endpoint stop` again to keep waiting, \
+         or raise {CATCH_UP_TIMEOUT_ENV})",
+        timeout.as_secs()
+    )
 }
