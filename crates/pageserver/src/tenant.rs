@@ -126,6 +126,21 @@ pub enum DeleteTimelineError {
     Storage(storage::RepositoryError),
 }
 
+/// Why a GC run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GcError {
+    /// No such timeline.
+    #[error("timeline {0} not found")]
+    NotFound(TimelineId),
+    /// The tenant's retention settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Storage refused or failed.
+    #[error("garbage collection failed: {0}")]
+    Storage(String),
+}
+
 /// A tenant loaded in memory.
 #[derive(Debug)]
 pub struct Tenant {
@@ -572,6 +587,53 @@ impl Tenant {
                 Err(fail("import", &error))
             }
         }
+    }
+
+    /// Garbage-collects a timeline now: moves its GC cutoff up to what the
+    /// tenant's retention asks for (the older of `gc_horizon` bytes of WAL
+    /// below the head and `pitr_interval` of commit time before `now`; never
+    /// below a child's branch point, which storage keeps readable) and
+    /// deletes the layer files no read at or above it needs.
+    pub fn gc_timeline(
+        &self,
+        id: TimelineId,
+        now: std::time::SystemTime,
+    ) -> Result<(Lsn, storage::GcResult), GcError> {
+        let repo = self.repo.lock().clone().ok_or(GcError::NotFound(id))?;
+        let timeline = self.timeline(id).ok_or(GcError::NotFound(id))?;
+        let config = self.effective_config();
+        let storage = timeline.storage();
+        let head = storage.last_record_lsn();
+        let by_horizon = Lsn(head.0.saturating_sub(config.gc_horizon.unwrap_or(0)));
+        let pitr = match config.pitr_interval.as_deref() {
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|error| GcError::Config(format!("pitr_interval {text:?}: {error}")))?,
+            None => std::time::Duration::ZERO,
+        };
+        let keep_from = now
+            .checked_sub(pitr)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(i64::MIN, |d| {
+                i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+            });
+        let by_time = match timeline.commit_times().lsn_for_time(keep_from, head) {
+            crate::commit_times::LsnForTime::Present(lsn) => lsn,
+            crate::commit_times::LsnForTime::Future => head,
+            // Commits older than the window are not known: keep everything.
+            crate::commit_times::LsnForTime::Past | crate::commit_times::LsnForTime::NoData => {
+                Lsn::INVALID
+            }
+        };
+        let cutoff = by_horizon.min(by_time).max(storage.gc_cutoff());
+        storage
+            .set_gc_cutoff(cutoff)
+            .map_err(|error| GcError::Storage(error.to_string()))?;
+        let result = repo
+            .gc_timeline(id)
+            .map_err(|error| GcError::Storage(error.to_string()))?;
+        tracing::info!(tenant_id = %self.id, timeline_id = %id, %cutoff,
+            removed = result.layers_removed.len(), kept = result.layers_kept, "garbage collected");
+        Ok((storage.gc_cutoff(), result))
     }
 
     /// Deletes a timeline that has no children.

@@ -346,6 +346,53 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
         replica.stop().unwrap();
     }
 
+    // GC with no retention moves the cutoff to the head of the timeline —
+    // except that the branch point stays readable for the child — and
+    // branching below the cutoff is refused.
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/tenant/config",
+            Some(json!({"tenant_id": tenant, "gc_horizon": 0, "pitr_interval": "0s"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, summary) = server
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/timeline/{timeline}/do_gc"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    assert!(
+        summary.as_str().unwrap().starts_with("gc cutoff"),
+        "{summary}"
+    );
+    let info = timeline_info(&server, &tenant, &timeline).await;
+    let cutoff = lsn_of(&info["latest_gc_cutoff_lsn"]);
+    assert!(cutoff >= third, "{info}");
+    let msg = assert_error(
+        server
+            .call(
+                "POST",
+                &format!("/v1/tenant/{tenant}/timeline"),
+                Some(
+                    json!({"new_timeline_id": hex_id(), "ancestor_timeline_id": timeline,
+                    "ancestor_start_lsn": first.to_string()}),
+                ),
+            )
+            .await,
+        406,
+    );
+    assert!(msg.contains("GC cutoff"), "{msg}");
+    // The child's history below its branch point is still readable.
+    let mut replica = endpoint_from(&branch_storage, Some(branch_head), &[]);
+    replica.start().unwrap();
+    let count: i64 = replica.query_scalar("SELECT count(*) FROM t").unwrap();
+    assert_eq!(count, 3980);
+    drop(replica);
+
     let (status, info) = server.call("DELETE", &path, None).await;
     assert_eq!(status, 200, "{info}");
     assert!(info["wal_source_connstr"].is_null(), "{info}");

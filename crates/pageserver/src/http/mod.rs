@@ -68,6 +68,10 @@ pub fn router(state: AppState) -> Router {
             get(time::timestamp_of_lsn),
         )
         .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",
+            put(timeline::do_gc),
+        )
+        .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",
             put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
         )

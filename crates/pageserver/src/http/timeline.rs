@@ -195,3 +195,28 @@ pub async fn detach_wal_source(
     crate::wal_source::detach(tenant.dir(), &timeline).await?;
     Ok(Json(timeline.info()))
 }
+
+/// `PUT .../do_gc`: garbage-collects the timeline now with the tenant's
+/// retention settings; answers a one-line summary (the spec's string).
+pub async fn do_gc(
+    State(state): State<AppState>,
+    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
+) -> Result<Json<String>, ApiError> {
+    let (tenant, timeline) = find_timeline(&state, &tenant_id, &timeline_id, true)?;
+    let id = timeline.id();
+    let work =
+        tokio::task::spawn_blocking(move || tenant.gc_timeline(id, std::time::SystemTime::now()));
+    let (cutoff, result) = work
+        .await
+        .map_err(|error| ApiError::internal(format!("GC task failed: {error}")))?
+        .map_err(|error| match error {
+            crate::tenant::GcError::NotFound(_) => ApiError::not_found(error.to_string()),
+            crate::tenant::GcError::Config(_) => ApiError::bad_request(error.to_string()),
+            crate::tenant::GcError::Storage(_) => ApiError::internal(error.to_string()),
+        })?;
+    Ok(Json(format!(
+        "gc cutoff {cutoff}: removed {} layer files, kept {}",
+        result.layers_removed.len(),
+        result.layers_kept
+    )))
+}

@@ -1,5 +1,5 @@
 //! Endpoints of the spec that belong to features not built yet (remote
-//! storage attachment, size model, on-demand GC, eviction,
+//! storage attachment, size model, eviction,
 //! auth). They validate ids and existence like the real ones would, then
 //! answer 400 with a message saying what is missing, so a client sees a
 //! clear reason instead of a router 404.
@@ -9,7 +9,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::error::ApiError;
-use super::extract::{parse_tenant_id, parse_timeline_id, ApiPath};
+use super::extract::{parse_tenant_id, ApiPath};
 use super::AppState;
 
 /// Routes answered by this module.
@@ -27,10 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenant/{tenant_id}/load", post(load))
         .route("/v1/tenant/{tenant_id}/synthetic_size", get(synthetic_size))
         .route("/v1/tenant/{tenant_id}/size", get(size))
-        .route(
-            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",
-            put(timeline_feature),
-        )
 }
 
 async fn disk_usage_eviction() -> ApiError {
@@ -114,27 +110,4 @@ async fn size(
     Err(ApiError::not_implemented(
         "the tenant size model is not implemented yet",
     ))
-}
-
-async fn timeline_feature(
-    State(state): State<AppState>,
-    ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
-    request: axum::http::Uri,
-) -> Result<(), ApiError> {
-    let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
-    let timeline_id = parse_timeline_id(&timeline_id)?;
-    if tenant.timeline(timeline_id).is_none() {
-        return Err(ApiError::not_found(format!(
-            "timeline {timeline_id} not found"
-        )));
-    }
-    let feature = request
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    Err(ApiError::not_implemented(format!(
-        "{feature} is not implemented yet"
-    )))
 }
