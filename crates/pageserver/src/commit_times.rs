@@ -2,9 +2,9 @@
 //! commit timestamps and LSNs behind `get_lsn_by_timestamp`,
 //! `get_timestamp_of_lsn` and branching at a point in time.
 //!
-//! Ingest reports the newest commit record it has seen (end LSN and the
-//! commit's own timestamp) after every batch of WAL; one sample per batch is
-//! kept, in LSN order, in memory and appended to
+//! Ingest reports every commit record (end LSN and the commit's own
+//! timestamp); the samples are kept, in LSN order, in memory and appended
+//! (buffered) to
 //! `<tenant>/commit_times/<timeline_id>.bin` as 16-byte little-endian
 //! `(lsn, unix_micros)` entries. The file is fsynced by the pageserver's
 //! housekeeping, not per sample: samples lost in a crash are recreated when
@@ -17,7 +17,7 @@
 //! monotonic, which keeps lookups a binary search.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -49,7 +49,7 @@ pub struct CommitTimes {
 struct State {
     /// `(lsn, unix_micros)`, both non-decreasing.
     entries: Vec<(Lsn, i64)>,
-    file: Option<File>,
+    file: Option<BufWriter<File>>,
     dirty: bool,
 }
 
@@ -139,8 +139,9 @@ impl CommitTimes {
         if !state.dirty {
             return Ok(());
         }
-        if let Some(file) = state.file.as_ref() {
-            file.sync_data()?;
+        if let Some(file) = state.file.as_mut() {
+            file.flush()?;
+            file.get_ref().sync_data()?;
         }
         state.dirty = false;
         Ok(())

@@ -292,6 +292,15 @@ impl WalSink for IngestSink {
             match self.ingest.ingest_record(&self.timeline, &raw) {
                 Ok(()) => {
                     self.counters.records.fetch_add(1, Relaxed);
+                    // Every commit, so that a time lookup lands exactly
+                    // between two commits rather than on a batch boundary.
+                    if let Some(commit) = self.ingest.last_commit() {
+                        if let Err(error) = self.commit_times.record(commit.lsn, commit.unix_micros)
+                        {
+                            tracing::warn!(timeline_id = %self.timeline.id(), %error,
+                                "cannot record a commit time");
+                        }
+                    }
                 }
                 Err(error) => {
                     let reason =
@@ -311,11 +320,6 @@ impl WalSink for IngestSink {
         self.counters
             .image_mismatches
             .store(stats.image_mismatches, Relaxed);
-        if let Some(commit) = self.ingest.last_commit() {
-            if let Err(error) = self.commit_times.record(commit.lsn, commit.unix_micros) {
-                tracing::warn!(timeline_id = %self.timeline.id(), %error, "cannot record a commit time");
-            }
-        }
         Ok(self.timeline.last_record_lsn())
     }
 }

@@ -72,8 +72,9 @@ pub enum TimelineCommand {
         /// Branch point (like 0/16B9188); default: the ancestor's head.
         #[arg(long, conflicts_with = "at")]
         ancestor_start_lsn: Option<String>,
-        /// Branch point as a time (like '2026-11-21 10:00:00+00'); not
-        /// supported yet.
+        /// Branch point as a time (like '2026-11-21 10:00:00+00' or
+        /// 2026-11-21T10:00:00Z): the branch then holds every transaction
+        /// the ancestor committed up to that moment.
         #[arg(long, value_name = "TIMESTAMP")]
         at: Option<String>,
         /// Tenant (default: the default tenant).
@@ -367,9 +368,6 @@ pub fn timeline(
             at,
             tenant_id,
         } => {
-            if let Some(at) = at {
-                bail!("--at {at:?} is not supported yet: the pageserver cannot map a time to an LSN; pass --ancestor-start-lsn LSN instead");
-            }
             let tenant = workdir.tenant(tenant_id.as_deref())?;
             if workdir.branch_timeline(&tenant, &branch_name).is_ok() {
                 bail!("branch {branch_name:?} already exists");
@@ -377,6 +375,16 @@ pub fn timeline(
             let ancestor = workdir.branch_timeline(&tenant, &ancestor_branch_name)?;
             let timeline = random_id();
             let mut body = json!({"new_timeline_id": timeline, "ancestor_timeline_id": ancestor});
+            let ancestor_start_lsn = match at {
+                Some(at) => Some(lsn_at_time(
+                    &client,
+                    &tenant,
+                    &ancestor,
+                    &ancestor_branch_name,
+                    &at,
+                )?),
+                None => ancestor_start_lsn,
+            };
             if let Some(lsn) = &ancestor_start_lsn {
                 let lsn: Lsn = lsn
                     .parse()
@@ -494,6 +502,31 @@ fn add_children(
                          "ancestor_lsn": t["ancestor_lsn"], "last_record_lsn": t["last_record_lsn"], "depth": depth}),
         });
         add_children(timelines, names, Some(&id), depth + 1, visited, rows);
+    }
+}
+
+/// The LSN of `branch` (timeline `timeline`) as of `at`, from the
+/// pageserver's commit-time map: the end of the last commit at or before it.
+fn lsn_at_time(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    branch: &str,
+    at: &str,
+) -> anyhow::Result<String> {
+    let query: String = form_urlencoded::byte_serialize(at.as_bytes()).collect();
+    let found = client
+        .get(&format!(
+            "/v1/tenant/{tenant}/timeline/{timeline}/get_lsn_by_timestamp?timestamp={query}"
+        ))
+        .with_context(|| format!("cannot find the LSN of branch {branch:?} at {at:?}"))?;
+    let lsn = found["lsn"].as_str().unwrap_or_default().to_owned();
+    match found["kind"].as_str() {
+        Some("present") | Some("future") => Ok(lsn),
+        Some("past") => bail!(
+            "{at:?} is before the oldest commit the pageserver knows on branch {branch:?}; pass --ancestor-start-lsn {lsn} to branch where its history starts"
+        ),
+        _ => bail!("the pageserver knows no commit times on branch {branch:?} yet, so --at cannot be resolved; pass --ancestor-start-lsn LSN"),
     }
 }
 

@@ -123,7 +123,7 @@ fn init_writes_config_and_refuses_twice() {
     );
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("not supported yet"),
+        stderr(&output).contains("no default tenant"),
         "{}",
         stderr(&output)
     );
