@@ -116,12 +116,11 @@ impl CommitTimes {
             if let Some(parent) = self.path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            state.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            state.file = Some(BufWriter::new(file));
         }
         let mut entry = [0u8; ENTRY_SIZE];
         entry[..8].copy_from_slice(&lsn.0.to_le_bytes());
