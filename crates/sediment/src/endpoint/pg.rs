@@ -106,7 +106,13 @@ pub fn start(workdir: &Workdir, pg: &PgUser, pgdata: &Path, log: &Path) -> anyho
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "start"]),
         "pg_ctl start",
     )
-    .with_context(|| format!("see {}", log.display()))
+    .with_context(|| {
+        // The server's own reason is in its log: quote the end of it.
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("see {} ({})", log.display(), tail.join(" | "))
+    })
     .map(drop)
 }
 

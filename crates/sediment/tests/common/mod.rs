@@ -33,10 +33,14 @@ pub fn sediment_exe() -> PathBuf {
 /// `cargo test -p sediment` does not build other packages' binaries; build
 /// the pageserver next to sediment if it is missing.
 pub fn ensure_pageserver_built() {
+    // Always ask cargo (a no-op when up to date, once per test process): a
+    // pageserver binary left from an older build would test stale code.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(build_pageserver);
+}
+
+fn build_pageserver() {
     let pageserver = sediment_exe().with_file_name("pageserver");
-    if pageserver.exists() {
-        return;
-    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = sediment_exe()
         .parent()
