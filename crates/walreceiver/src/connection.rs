@@ -346,7 +346,10 @@ impl Connection {
     pub(crate) async fn read_copy_data(&mut self) -> Result<Option<Bytes>, ReceiverError> {
         match self.read_message().await? {
             Message::CopyData(body) => Ok(Some(body.into_bytes())),
-            Message::CopyDone => Ok(None),
+            // A walsender shutting down ends the COPY and may say
+            // CommandComplete without waiting for our CopyDone: both are
+            // the server ending the stream, not a protocol error.
+            Message::CopyDone | Message::CommandComplete(_) => Ok(None),
             Message::ErrorResponse(body) => Err(self.server_error(&body)),
             other => Err(self.unexpected("streaming", &other)),
         }
