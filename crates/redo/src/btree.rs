@@ -6,7 +6,7 @@
 //! Index tuples are handled as raw bytes with the PG15 nbtree layout
 //! (`IndexTupleData` + posting lists); see [`posting`] for those helpers.
 
-mod posting;
+pub(crate) mod posting;
 
 use postgres_wal::rmgr::btree::{
     dedup_intervals, delete_plan, BtreeMetadata, BtreeRecord, BtreeSplit, DedupInterval,

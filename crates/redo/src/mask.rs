@@ -34,6 +34,7 @@ pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> 
             mask_unused_space(&mut page)?;
         }
         RmgrId::Brin => brin_mask(&mut page)?,
+        RmgrId::Hash => hash_mask(&mut page)?,
         other => {
             return Err(RedoError::Unsupported {
                 rmgr: other.name(),
@@ -159,5 +160,63 @@ fn brin_mask(page: &mut Page<'_>) -> Result<(), PageError> {
     }
     let flags = page.u16_at(special + FLAGS_IN_SPECIAL) & !BRIN_EVACUATE_PAGE;
     page.set_u16_at(special + FLAGS_IN_SPECIAL, flags);
+    Ok(())
+}
+
+/// `mask_page_content`: everything after the header, and `pd_lower` /
+/// `pd_upper`.
+fn mask_page_content(page: &mut Page<'_>) {
+    page.bytes_mut()[SIZE_OF_PAGE_HEADER..].fill(0);
+    page.set_lower(0);
+    page.set_upper(0);
+}
+
+/// `mask_lp_flags`: used line pointers get `LP_UNUSED` flags.
+fn mask_lp_flags(page: &mut Page<'_>) -> Result<(), PageError> {
+    for offnum in 1..=page.max_offset() {
+        let mut id = page.item_id(offnum)?;
+        if id.is_used() {
+            id.flags = LP_UNUSED;
+            page.set_item_id(offnum, id)?;
+        }
+    }
+    Ok(())
+}
+
+/// The special space of `size` bytes, or an error naming the pointers.
+fn special_at(page: &Page<'_>, size: usize) -> Result<usize, PageError> {
+    let special = usize::from(page.special());
+    if special + size > page.bytes().len() {
+        return Err(PageError::Pointers {
+            lower: page.lower(),
+            upper: page.upper(),
+            special: page.special(),
+        });
+    }
+    Ok(special)
+}
+
+/// `hash_mask`: unused pages entirely, line pointer flags of bucket and
+/// overflow pages (dead marks are set without WAL), the dead-tuples hint.
+fn hash_mask(page: &mut Page<'_>) -> Result<(), PageError> {
+    use crate::hash::{
+        FLAG_IN_SPECIAL, LH_BUCKET_PAGE, LH_OVERFLOW_PAGE, LH_PAGE_HAS_DEAD_TUPLES, LH_PAGE_TYPE,
+        LH_UNUSED_PAGE, SIZE_OF_HASH_OPAQUE,
+    };
+    mask_lsn_and_checksum(page);
+    mask_hint_bits(page);
+    mask_unused_space(page)?;
+    let flag_at = special_at(page, SIZE_OF_HASH_OPAQUE)? + FLAG_IN_SPECIAL;
+    let flag = page.u16_at(flag_at);
+    let page_type = flag & LH_PAGE_TYPE;
+    if page_type == LH_UNUSED_PAGE {
+        mask_page_content(page);
+    } else if page_type == LH_BUCKET_PAGE || page_type == LH_OVERFLOW_PAGE {
+        mask_lp_flags(page)?;
+    }
+    // After mask_page_content the flag word is already zero.
+    if page_type != LH_UNUSED_PAGE {
+        page.set_u16_at(flag_at, flag & !LH_PAGE_HAS_DEAD_TUPLES);
+    }
     Ok(())
 }
