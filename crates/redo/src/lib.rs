@@ -19,6 +19,7 @@ pub mod brin;
 pub mod btree;
 pub mod check;
 pub mod generic;
+pub mod gist;
 pub mod hash;
 pub mod heap;
 pub mod heap2;
@@ -146,6 +147,7 @@ pub fn apply(page: &mut [u8], record: &DecodedRecord, block_id: u8) -> Result<()
         Some(RmgrId::Generic) => generic::redo(&mut page, &context)?,
         Some(RmgrId::Brin) => brin::redo(&mut page, &context)?,
         Some(RmgrId::Hash) => hash::redo(&mut page, &context)?,
+        Some(RmgrId::Gist) => gist::redo(&mut page, &context)?,
         _ => {
             return Err(RedoError::Unsupported {
                 rmgr: rmgr.map_or("unknown", RmgrId::name),

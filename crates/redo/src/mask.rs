@@ -35,6 +35,7 @@ pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> 
         }
         RmgrId::Brin => brin_mask(&mut page)?,
         RmgrId::Hash => hash_mask(&mut page)?,
+        RmgrId::Gist => gist_mask(&mut page)?,
         other => {
             return Err(RedoError::Unsupported {
                 rmgr: other.name(),
@@ -218,5 +219,25 @@ fn hash_mask(page: &mut Page<'_>) -> Result<(), PageError> {
     if page_type != LH_UNUSED_PAGE {
         page.set_u16_at(flag_at, flag & !LH_PAGE_HAS_DEAD_TUPLES);
     }
+    Ok(())
+}
+
+/// `gist_mask`: the NSN (an LSN), the follow-right flag (set on the left
+/// child after its record is written), leaf line pointer flags (killed
+/// without WAL) and the has-garbage hint (never set by redo).
+fn gist_mask(page: &mut Page<'_>) -> Result<(), PageError> {
+    use crate::gist::{
+        FLAGS_IN_SPECIAL, F_FOLLOW_RIGHT, F_HAS_GARBAGE, F_LEAF, SIZE_OF_GIST_OPAQUE,
+    };
+    mask_lsn_and_checksum(page);
+    mask_hint_bits(page);
+    mask_unused_space(page)?;
+    let special = special_at(page, SIZE_OF_GIST_OPAQUE)?;
+    page.bytes_mut()[special..special + 8].fill(0);
+    let flags = page.u16_at(special + FLAGS_IN_SPECIAL) | F_FOLLOW_RIGHT;
+    if flags & F_LEAF != 0 {
+        mask_lp_flags(page)?;
+    }
+    page.set_u16_at(special + FLAGS_IN_SPECIAL, flags & !F_HAS_GARBAGE);
     Ok(())
 }
