@@ -19,6 +19,7 @@ pub mod brin;
 pub mod btree;
 pub mod check;
 pub mod generic;
+pub mod gin;
 pub mod gist;
 pub mod hash;
 pub mod heap;
@@ -148,6 +149,7 @@ pub fn apply(page: &mut [u8], record: &DecodedRecord, block_id: u8) -> Result<()
         Some(RmgrId::Brin) => brin::redo(&mut page, &context)?,
         Some(RmgrId::Hash) => hash::redo(&mut page, &context)?,
         Some(RmgrId::Gist) => gist::redo(&mut page, &context)?,
+        Some(RmgrId::Gin) => gin::redo(&mut page, &context)?,
         _ => {
             return Err(RedoError::Unsupported {
                 rmgr: rmgr.map_or("unknown", RmgrId::name),

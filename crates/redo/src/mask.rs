@@ -36,6 +36,7 @@ pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> 
         RmgrId::Brin => brin_mask(&mut page)?,
         RmgrId::Hash => hash_mask(&mut page)?,
         RmgrId::Gist => gist_mask(&mut page)?,
+        RmgrId::Gin => gin_mask(&mut page)?,
         other => {
             return Err(RedoError::Unsupported {
                 rmgr: other.name(),
@@ -239,5 +240,20 @@ fn gist_mask(page: &mut Page<'_>) -> Result<(), PageError> {
         mask_lp_flags(page)?;
     }
     page.set_u16_at(special + FLAGS_IN_SPECIAL, flags & !F_HAS_GARBAGE);
+    Ok(())
+}
+
+/// `gin_mask`: deleted pages entirely (redo re-initialises them), others
+/// their hole when `pd_lower` looks set.
+fn gin_mask(page: &mut Page<'_>) -> Result<(), PageError> {
+    use crate::gin::{FLAGS_IN_SPECIAL, GIN_DELETED, SIZE_OF_GIN_OPAQUE};
+    mask_lsn_and_checksum(page);
+    let flags = page.u16_at(special_at(page, SIZE_OF_GIN_OPAQUE)? + FLAGS_IN_SPECIAL);
+    mask_hint_bits(page);
+    if flags & GIN_DELETED != 0 {
+        mask_page_content(page);
+    } else if usize::from(page.lower()) > SIZE_OF_PAGE_HEADER {
+        mask_unused_space(page)?;
+    }
     Ok(())
 }
