@@ -27,6 +27,7 @@ pub mod heap2;
 pub mod mask;
 pub mod page;
 pub mod sequence;
+pub mod spgist;
 pub mod tuple;
 pub mod vm;
 pub mod xlog;
@@ -150,6 +151,7 @@ pub fn apply(page: &mut [u8], record: &DecodedRecord, block_id: u8) -> Result<()
         Some(RmgrId::Hash) => hash::redo(&mut page, &context)?,
         Some(RmgrId::Gist) => gist::redo(&mut page, &context)?,
         Some(RmgrId::Gin) => gin::redo(&mut page, &context)?,
+        Some(RmgrId::SpGist) => spgist::redo(&mut page, &context)?,
         _ => {
             return Err(RedoError::Unsupported {
                 rmgr: rmgr.map_or("unknown", RmgrId::name),

@@ -37,6 +37,14 @@ pub fn mask(rmgr: RmgrId, page: &mut [u8], blkno: u32) -> Result<(), RedoError> 
         RmgrId::Hash => hash_mask(&mut page)?,
         RmgrId::Gist => gist_mask(&mut page)?,
         RmgrId::Gin => gin_mask(&mut page)?,
+        RmgrId::SpGist => {
+            // `spg_mask`: the hole only when pd_lower looks set.
+            mask_lsn_and_checksum(&mut page);
+            mask_hint_bits(&mut page);
+            if usize::from(page.lower()) >= SIZE_OF_PAGE_HEADER {
+                mask_unused_space(&mut page)?;
+            }
+        }
         other => {
             return Err(RedoError::Unsupported {
                 rmgr: other.name(),
