@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::supervisor::LocalDb;
 use crate::transport::Transport;
+use crate::watchdog::Lease;
 
 /// Local (not replicated) events kept for `/rpc`.
 const MAX_LOCAL_EVENTS: usize = 500;
@@ -102,6 +103,8 @@ pub struct DriverHandle {
 pub struct Driver {
     core: Core,
     db: Arc<LocalDb>,
+    /// The end of this node's write lease, shared with the fence and the watchdog.
+    lease: Arc<Lease>,
     transport: Transport,
     requests: mpsc::Receiver<Request>,
     inbound: mpsc::Receiver<Vec<Message>>,
@@ -117,18 +120,33 @@ pub struct Driver {
     ticks_since_retry: u64,
 }
 
+/// A vote request of an ordinary election (not a leadership transfer).
+fn is_election_vote(m: &Message) -> bool {
+    use raft::prelude::MessageType;
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    ) && m.context.as_ref() != raft::CAMPAIGN_TRANSFER
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Driver {
-    pub fn new(core: Core, transport: Transport, db: Arc<LocalDb>) -> (Driver, DriverHandle) {
+    pub fn new(
+        core: Core,
+        transport: Transport,
+        db: Arc<LocalDb>,
+        lease: Arc<Lease>,
+    ) -> (Driver, DriverHandle) {
         let (req_tx, requests) = mpsc::channel(256);
         let (in_tx, inbound) = mpsc::channel(4096);
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
         let driver = Driver {
             core,
             db,
+            lease,
             transport,
             requests,
             inbound,
@@ -190,13 +208,30 @@ impl Driver {
 
     fn on_messages(&mut self, msgs: Vec<Message>) -> Result<(), CoreError> {
         let now = Instant::now();
+        let quiet = self.in_startup_quiet_period();
         for m in msgs {
+            if quiet && is_election_vote(&m) {
+                continue;
+            }
             if m.term >= self.core.term() {
                 self.last_heard.insert(m.from, now);
             }
             self.core.step(m)?;
         }
         Ok(())
+    }
+
+    /// A restarted daemon has forgotten when it last heard the leader, so raft-rs would
+    /// grant votes at once; the old leader's lease counts on this node's promise not to
+    /// vote before `node-timeout` of silence. So for one node-timeout after start it
+    /// grants none (leadership transfers, which the leader itself starts, excepted).
+    fn in_startup_quiet_period(&self) -> bool {
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        self.started.elapsed() < node_timeout
     }
 
     fn on_request(&mut self, req: Request) {
@@ -265,6 +300,7 @@ impl Driver {
         self.note_applied(out.applied);
         self.resolve_pending();
         self.track_role();
+        self.lease.set(self.lease_deadline());
         self.autoremove();
         self.publish();
         Ok(())
@@ -326,14 +362,13 @@ impl Driver {
             .min(voters.max(1))
     }
 
-    fn holds_lease(&self) -> bool {
-        if !self.core.is_leader() {
-            return false;
+    /// When this node's write lease ends: only a confirmed leader has one, lasting until
+    /// `lease` after the moment a voter quorum had last heard from it.
+    fn lease_deadline(&self) -> Option<Instant> {
+        if !self.core.leadership_confirmed() {
+            return None;
         }
-        let Some(state) = self.core.state() else {
-            return false;
-        };
-        let now = Instant::now();
+        let state = self.core.state()?;
         let base = self.started;
         let heard: HashMap<NodeId, u64> = self
             .last_heard
@@ -341,13 +376,14 @@ impl Driver {
             .map(|(id, t)| (*id, t.duration_since(base).as_millis() as u64))
             .collect();
         let lease_ms = lease::lease_duration(state.config.node_timeout).as_millis() as u64;
-        lease::holds_quorum(
+        let expiry = lease::lease_expiry(
             self.core.id(),
             &self.core.raft_voters(),
             &heard,
-            now.duration_since(base).as_millis() as u64,
+            Instant::now().duration_since(base).as_millis() as u64,
             lease_ms,
-        )
+        )?;
+        Some(base + Duration::from_millis(expiry))
     }
 
     fn track_role(&mut self) {
@@ -427,7 +463,7 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        let holds_lease = self.holds_lease();
+        let holds_lease = self.lease.may_write();
         let current = self.status_tx.borrow().clone();
         let changed = current.term != self.core.term()
             || current.applied != self.core.applied_index()

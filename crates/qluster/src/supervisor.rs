@@ -15,7 +15,8 @@ use qluster_core::{ClusterState, Command, NodeId, NodeRole};
 use tokio::sync::oneshot;
 
 use crate::driver::{DriverHandle, Request, Status};
-use crate::postgres::{PgError, PgSettings, Postgres};
+use crate::postgres::{kill_postmaster_tree, primary_running, PgError, PgSettings, Postgres};
+use crate::watchdog::Lease;
 
 /// A standby that has not streamed for this long is rewound or re-cloned. Longer than
 /// a failover (the primary it follows may be changing), short enough that a standby
@@ -36,6 +37,8 @@ pub struct LocalDb {
     /// False while the database could not serve as primary (no data, being rewound or
     /// cloned): the driver then does not start elections.
     pub can_lead: std::sync::atomic::AtomicBool,
+    /// This node's write lease (set by the driver).
+    pub lease: Arc<Lease>,
 }
 
 fn parse_lsn(text: &str) -> Option<u64> {
@@ -89,21 +92,16 @@ fn postmaster_alive(pg: &Postgres) -> bool {
 }
 
 /// Fencing, separate from the supervisor so a slow action there never delays it: a
-/// postmaster running as primary on a node that may not write is sent SIGQUIT
-/// (immediate shutdown: every backend exits at once) within one poll interval.
-pub async fn fence(db: Arc<LocalDb>, driver: DriverHandle) {
+/// postmaster running as primary on a node whose write lease has ended is killed with
+/// its children within one poll interval. The watchdog process does the same on its
+/// own, so this also holds while the daemon is frozen or dead.
+pub async fn fence(db: Arc<LocalDb>, lease: Arc<Lease>) {
     let Some(pg) = db.pg.clone() else { return };
-    let rx = driver.status.clone();
     loop {
-        let may_write = {
-            let s = rx.borrow();
-            s.is_leader && s.leadership_confirmed && s.holds_lease
-        };
-        if !may_write && !pg.is_standby_configured() {
-            if let Some(pid) = pg.running_postmaster() {
-                if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).is_ok() {
-                    tracing::warn!("fenced: sent SIGQUIT to primary postmaster {pid}");
-                }
+        if !lease.may_write() {
+            if let Some(pid) = primary_running(&pg.data_dir) {
+                kill_postmaster_tree(pid);
+                tracing::warn!("fenced: killed primary postmaster {pid} (no write lease)");
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -183,8 +181,7 @@ impl Supervisor {
         View {
             map_role: state.nodes.get(&status.id).map(|n| n.role),
             is_raft_leader: status.is_leader,
-            leadership_confirmed: status.leadership_confirmed,
-            holds_lease: status.holds_lease,
+            may_write: self.db.lease.may_write(),
             primary_addr,
             observed: self.db.observe(),
         }

@@ -222,11 +222,25 @@ impl ClusterState {
             | Command::RemoveReadonly { .. }
             | Command::SetSynchronous { .. }
             | Command::DbInitialized => Ok(None),
-            Command::AddNode { ip, .. } => {
+            Command::AddNode {
+                ip,
+                db_port,
+                api_port,
+            } => {
                 if ip.is_empty() {
                     return Err(StateError::Precondition("empty ip".into()));
                 }
+                if *db_port == Some(0) || *api_port == Some(0) {
+                    return Err(StateError::InvalidConfig("ports must be 1-65535".into()));
+                }
                 Ok(Some(MembershipChange::AddLearner(self.next_node_id)))
+            }
+            Command::UpgradeNode {
+                db_port: 0,
+                ..
+            }
+            | Command::UpgradeNode { api_port: 0, .. } => {
+                Err(StateError::InvalidConfig("ports must be 1-65535".into()))
             }
             Command::UpgradeNode { node, .. } => match self.node(*node)?.role {
                 NodeRole::Listener => Ok(Some(MembershipChange::AddVoter(*node))),
@@ -256,6 +270,7 @@ impl ClusterState {
             Command::SetConfig { patch } => self
                 .config
                 .patched(patch)
+                .and_then(|c| c.validate_for(self.voters().len()))
                 .map(|_| None)
                 .map_err(|e| StateError::InvalidConfig(e.to_string())),
         }
