@@ -118,6 +118,8 @@ pub struct Driver {
     local_events: VecDeque<Event>,
     last_role: (StateRole, u64, NodeId),
     ticks_since_retry: u64,
+    /// The lease deadline last set, kept (not extended) while re-electing itself.
+    kept_deadline: Option<Instant>,
 }
 
 /// A vote request of an ordinary election (not a leadership transfer).
@@ -158,6 +160,7 @@ impl Driver {
             local_events: VecDeque::new(),
             last_role: (StateRole::Follower, 0, 0),
             ticks_since_retry: 0,
+            kept_deadline: None,
         };
         let handle = DriverHandle {
             requests: req_tx,
@@ -300,7 +303,15 @@ impl Driver {
         self.note_applied(out.applied);
         self.resolve_pending();
         self.track_role();
-        self.lease.set(self.lease_deadline());
+        let deadline = if self.core.leadership_confirmed() {
+            self.lease_deadline()
+        } else if self.core.reelecting() {
+            self.kept_deadline
+        } else {
+            None
+        };
+        self.kept_deadline = deadline;
+        self.lease.set(deadline);
         self.autoremove();
         self.publish();
         Ok(())
@@ -365,9 +376,6 @@ impl Driver {
     /// When this node's write lease ends: only a confirmed leader has one, lasting until
     /// `lease` after the moment a voter quorum had last heard from it.
     fn lease_deadline(&self) -> Option<Instant> {
-        if !self.core.leadership_confirmed() {
-            return None;
-        }
         let state = self.core.state()?;
         let base = self.started;
         let heard: HashMap<NodeId, u64> = self
