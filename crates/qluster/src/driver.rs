@@ -66,7 +66,8 @@ pub enum ProposeError {
 pub struct LogView {
     pub index: u64,
     pub term: u64,
-    pub payload: Option<Payload>,
+    /// The entry's payload; `{}` for entries without one (a new leader's empty entry).
+    pub payload: serde_json::Value,
 }
 
 /// Requests the API sends to the driver.
@@ -120,6 +121,14 @@ pub struct Driver {
     ticks_since_retry: u64,
     /// The lease deadline last set, kept (not extended) while re-electing itself.
     kept_deadline: Option<Instant>,
+}
+
+/// An entry's payload as a JSON object (`{}` when it has none).
+fn payload_object(payload: Option<Payload>) -> serde_json::Value {
+    payload
+        .and_then(|p| serde_json::to_value(p).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}))
 }
 
 /// A vote request of an ordinary election (not a leadership transfer).
@@ -219,7 +228,11 @@ impl Driver {
             if m.term >= self.core.term() {
                 self.last_heard.insert(m.from, now);
             }
+            let from = m.from;
             self.core.step(m)?;
+            if from == self.core.leader_id() {
+                self.lease.note_leader_contact();
+            }
         }
         Ok(())
     }
@@ -249,7 +262,7 @@ impl Driver {
                     .map(|(index, term, payload)| LogView {
                         index,
                         term,
-                        payload,
+                        payload: payload_object(payload),
                     })
                     .collect();
                 let _ = reply.send(logs);

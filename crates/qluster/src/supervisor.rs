@@ -237,6 +237,7 @@ impl Supervisor {
                 if pg.write_settings(&Self::settings(state, None))? {
                     pg.reload().await?;
                 }
+                self.announce_primary(status, state).await;
                 self.scan_readonly(pg, state).await;
                 Ok(())
             }
@@ -297,6 +298,7 @@ impl Supervisor {
         pg.write_settings(&Self::settings(state, None))?;
         pg.reload().await?;
         tracing::info!("promoted to primary in term {}", status.term);
+        self.announce_primary(status, state).await;
         Ok(())
     }
 
@@ -504,17 +506,32 @@ impl Supervisor {
         }
     }
 
-    async fn propose(&self, command: Command) {
+    /// Proposes a command and waits for it; returns whether it was applied.
+    async fn propose(&self, command: Command) -> bool {
         let (tx, rx) = oneshot::channel();
         let sent = self
             .driver
             .requests
             .send(Request::Propose { command, reply: tx })
             .await;
-        if sent.is_ok() {
-            if let Ok(Err(e)) = rx.await {
+        if sent.is_err() {
+            return false;
+        }
+        match rx.await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
                 tracing::warn!("proposal failed: {e}");
+                false
             }
+            Err(_) => false,
+        }
+    }
+
+    /// Tells the cluster that this leader's database is a writable primary, once per
+    /// term, so clients are routed to it only from now on.
+    async fn announce_primary(&self, status: &Status, state: &ClusterState) {
+        if state.primary != Some((status.id, status.term)) {
+            self.propose(Command::PrimaryReady { node: status.id }).await;
         }
     }
 }

@@ -50,6 +50,8 @@ pub fn mono_now_ns() -> u64 {
 #[derive(Debug, Default)]
 pub struct Lease {
     until_ns: AtomicU64,
+    /// When a message from the current Raft leader last arrived (follower side).
+    leader_contact_ns: AtomicU64,
 }
 
 impl Lease {
@@ -73,6 +75,17 @@ impl Lease {
     /// End of the lease in `CLOCK_MONOTONIC` nanoseconds (0: none).
     pub fn until_ns(&self) -> u64 {
         self.until_ns.load(Ordering::SeqCst)
+    }
+
+    /// Notes that a message from the current leader arrived now.
+    pub fn note_leader_contact(&self) {
+        self.leader_contact_ns.store(mono_now_ns(), Ordering::SeqCst);
+    }
+
+    /// Whether the current leader was heard from within `within`.
+    pub fn leader_heard_within(&self, within: Duration) -> bool {
+        let at = self.leader_contact_ns.load(Ordering::SeqCst);
+        at > 0 && mono_now_ns().saturating_sub(at) < within.as_nanos() as u64
     }
 
     /// Whether the local database may accept writes now.

@@ -147,6 +147,8 @@ pub enum Command {
     SetSynchronous { standbys: u32 },
     /// The first primary created the database.
     DbInitialized,
+    /// The leader's database finished its promotion and accepts writes.
+    PrimaryReady { node: NodeId },
     /// Add query ids observed to never write WAL.
     AddReadonly { query_ids: Vec<String> },
     /// Forget query ids that were observed to write WAL.
@@ -183,6 +185,10 @@ pub struct ClusterState {
     pub db_config: DbConfig,
     /// Leader whose `LeaderElected` entry was applied last, with its term.
     pub leader: Option<(NodeId, u64)>,
+    /// Leader whose database finished its promotion, with the term it did so in: only
+    /// such a node is named as the primary to clients (`/db-config`).
+    #[serde(default)]
+    pub primary: Option<(NodeId, u64)>,
     pub readonly: BTreeSet<String>,
     pub events: VecDeque<Event>,
     pub next_node_id: NodeId,
@@ -198,6 +204,7 @@ impl ClusterState {
             config,
             db_config: DbConfig::default(),
             leader: None,
+            primary: None,
             readonly: BTreeSet::new(),
             events: VecDeque::new(),
             next_node_id,
@@ -221,7 +228,8 @@ impl ClusterState {
             | Command::AddReadonly { .. }
             | Command::RemoveReadonly { .. }
             | Command::SetSynchronous { .. }
-            | Command::DbInitialized => Ok(None),
+            | Command::DbInitialized
+            | Command::PrimaryReady { .. } => Ok(None),
             Command::AddNode {
                 ip,
                 db_port,
@@ -381,6 +389,15 @@ impl ClusterState {
                     "db-config",
                     None,
                     format!("synchronous standbys: ANY {standbys}"),
+                    None,
+                )
+            }
+            Command::PrimaryReady { node } => {
+                self.primary = Some((*node, term));
+                (
+                    "primary",
+                    Some(*node),
+                    format!("node {node} is the primary in term {term}"),
                     None,
                 )
             }
