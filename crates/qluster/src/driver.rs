@@ -38,6 +38,8 @@ pub struct Status {
     pub is_leader: bool,
     pub leadership_confirmed: bool,
     pub holds_lease: bool,
+    /// Peers a message arrived from within node-timeout.
+    pub reachable: std::collections::BTreeSet<NodeId>,
     pub state: Option<ClusterState>,
     pub applied: u64,
     pub commit: u64,
@@ -485,12 +487,24 @@ impl Driver {
 
     fn publish(&mut self) {
         let holds_lease = self.lease.may_write();
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        let reachable: std::collections::BTreeSet<NodeId> = self
+            .last_heard
+            .iter()
+            .filter(|(_, t)| t.elapsed() < node_timeout)
+            .map(|(id, _)| *id)
+            .collect();
         let current = self.status_tx.borrow().clone();
         let changed = current.term != self.core.term()
             || current.applied != self.core.applied_index()
             || current.leader_id != self.core.leader_id()
             || current.is_leader != self.core.is_leader()
             || current.holds_lease != holds_lease
+            || current.reachable != reachable
             || current.commit != self.core.commit_index()
             || current.local_events.len() != self.local_events.len()
             || current.leadership_confirmed != self.core.leadership_confirmed();
@@ -505,6 +519,7 @@ impl Driver {
             is_leader: self.core.is_leader(),
             leadership_confirmed: self.core.leadership_confirmed(),
             holds_lease,
+            reachable,
             state: self.core.state().cloned(),
             applied: self.core.applied_index(),
             commit: self.core.commit_index(),

@@ -23,6 +23,10 @@ use crate::watchdog::Lease;
 /// which can never stream is repaired promptly.
 const STREAM_GRACE: Duration = Duration::from_secs(10);
 const LOOP_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a new leader waits for a standby's WAL position before promoting without
+/// it. Only voters heard from within node-timeout are asked at all, so a dead or cut-off
+/// node costs nothing; a live one gets this long even on a loaded host.
+const WAL_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// WAL position of the local database.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -302,32 +306,43 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The reachable standby voter with the most WAL, if any.
+    /// The reachable standby voter with the most WAL, if any. Every voter is asked at
+    /// once, each for at most [`WAL_PROBE_TIMEOUT`]: a node that is cut off (the usual
+    /// reason for this failover) must not delay the promotion by one timeout per node.
     async fn best_other_standby(
         &self,
         status: &Status,
         state: &ClusterState,
     ) -> Option<(NodeId, u64)> {
-        let mut best: Option<(NodeId, u64)> = None;
+        let mut probes = tokio::task::JoinSet::new();
         for node in state.nodes.values() {
-            if node.id == status.id || node.role != NodeRole::Replica {
+            if node.id == status.id
+                || node.role != NodeRole::Replica
+                || !status.reachable.contains(&node.id)
+            {
                 continue;
             }
             let Some(addr) = node.api_addr() else {
                 continue;
             };
-            let pos = self
-                .http
-                .get(format!("http://{addr}/wal-lsn"))
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            let Ok(resp) = pos else { continue };
-            let Ok(pos) = resp.json::<WalPosition>().await else {
-                continue;
-            };
-            if pos.in_recovery && pos.lsn > 0 && best.is_none_or(|(_, l)| pos.lsn > l) {
-                best = Some((node.id, pos.lsn));
+            let (http, id) = (self.http.clone(), node.id);
+            probes.spawn(async move {
+                let resp = http
+                    .get(format!("http://{addr}/wal-lsn"))
+                    .timeout(WAL_PROBE_TIMEOUT)
+                    .send()
+                    .await
+                    .ok()?;
+                let pos = resp.json::<WalPosition>().await.ok()?;
+                (pos.in_recovery && pos.lsn > 0).then_some((id, pos.lsn))
+            });
+        }
+        let mut best: Option<(NodeId, u64)> = None;
+        while let Some(done) = probes.join_next().await {
+            if let Ok(Some((id, lsn))) = done {
+                if best.is_none_or(|(_, l)| lsn > l) {
+                    best = Some((id, lsn));
+                }
             }
         }
         best
