@@ -466,13 +466,14 @@ async fn raft_messages(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
+    let arrived = std::time::Instant::now();
     if let Some(from) = headers.get(FROM_HEADER).and_then(|v| v.to_str().ok()) {
         learn_addr(&app.peer_addrs, from);
     }
     let msgs = decode_batch(&body).map_err(|e| ApiError::new(400, e.to_string()))?;
     app.driver
         .inbound
-        .send(msgs)
+        .send((arrived, msgs))
         .await
         .map_err(|_| ApiError::new(500, "driver stopped"))?;
     Ok(StatusCode::NO_CONTENT)

@@ -99,7 +99,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct DriverHandle {
     pub requests: mpsc::Sender<Request>,
-    pub inbound: mpsc::Sender<Vec<Message>>,
+    /// Peer messages with the time their request arrived (the lease counts from then).
+    pub inbound: mpsc::Sender<(Instant, Vec<Message>)>,
     pub status: watch::Receiver<Arc<Status>>,
 }
 
@@ -110,7 +111,7 @@ pub struct Driver {
     lease: Arc<Lease>,
     transport: Transport,
     requests: mpsc::Receiver<Request>,
-    inbound: mpsc::Receiver<Vec<Message>>,
+    inbound: mpsc::Receiver<(Instant, Vec<Message>)>,
     status_tx: watch::Sender<Arc<Status>>,
     pending: Vec<Pending>,
     last_heard: HashMap<NodeId, Instant>,
@@ -190,7 +191,7 @@ impl Driver {
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.on_tick(),
-                Some(msgs) = self.inbound.recv() => self.on_messages(msgs)?,
+                Some((at, msgs)) = self.inbound.recv() => self.on_messages(at, msgs)?,
                 Some(req) = self.requests.recv() => self.on_request(req),
             }
             self.cycle()?;
@@ -220,8 +221,7 @@ impl Driver {
         }
     }
 
-    fn on_messages(&mut self, msgs: Vec<Message>) -> Result<(), CoreError> {
-        let now = Instant::now();
+    fn on_messages(&mut self, now: Instant, msgs: Vec<Message>) -> Result<(), CoreError> {
         let quiet = self.in_startup_quiet_period();
         for m in msgs {
             if quiet && is_election_vote(&m) {
@@ -318,7 +318,14 @@ impl Driver {
         self.note_applied(out.applied);
         self.resolve_pending();
         self.track_role();
-        let deadline = if self.core.leadership_confirmed() {
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        let deadline = if self.lease.stalled_within(node_timeout) {
+            None
+        } else if self.core.leadership_confirmed() {
             self.lease_deadline()
         } else if self.core.reelecting() {
             self.kept_deadline

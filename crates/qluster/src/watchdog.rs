@@ -52,6 +52,10 @@ pub struct Lease {
     until_ns: AtomicU64,
     /// When a message from the current Raft leader last arrived (follower side).
     leader_contact_ns: AtomicU64,
+    /// Last beat of the stall detector thread ([`spawn_stall_detector`]).
+    beat_ns: AtomicU64,
+    /// When the stall detector last found the process had been paused.
+    stall_ns: AtomicU64,
 }
 
 impl Lease {
@@ -77,6 +81,19 @@ impl Lease {
         self.until_ns.load(Ordering::SeqCst)
     }
 
+    /// Whether the process was paused (frozen or starved) for more than `limit / 4`
+    /// within the last `limit`, or may be paused right now (the detector has not beaten
+    /// for `limit / 4`). Peer answers that queued up during a pause would be taken as
+    /// fresh and renew the lease, so none is granted for a node-timeout after one.
+    pub fn stalled_within(&self, limit: Duration) -> bool {
+        let now = mono_now_ns();
+        let quarter = (limit / 4).as_nanos() as u64;
+        let beat = self.beat_ns.load(Ordering::SeqCst);
+        let stall = self.stall_ns.load(Ordering::SeqCst);
+        now.saturating_sub(beat) > quarter
+            || (stall > 0 && now.saturating_sub(stall) < limit.as_nanos() as u64)
+    }
+
     /// Notes that a message from the current leader arrived now.
     pub fn note_leader_contact(&self) {
         self.leader_contact_ns.store(mono_now_ns(), Ordering::SeqCst);
@@ -92,6 +109,30 @@ impl Lease {
     pub fn may_write(&self) -> bool {
         mono_now_ns() < self.until_ns()
     }
+}
+
+/// Starts the stall detector: a plain thread that beats every [`LINK_INTERVAL`] and
+/// records when it finds that it (and so the whole process) was not scheduled for more
+/// than `threshold()` — SIGSTOP/SIGCONT, or starvation. Being a thread of its own, slow
+/// work in the driver (an fsync) is not taken for a pause.
+pub fn spawn_stall_detector(
+    lease: Arc<Lease>,
+    threshold: impl Fn() -> Duration + Send + 'static,
+) -> std::io::Result<()> {
+    lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("stall-detector".into())
+        .spawn(move || loop {
+            std::thread::sleep(LINK_INTERVAL);
+            let now = mono_now_ns();
+            let last = lease.beat_ns.swap(now, Ordering::SeqCst);
+            let paused = Duration::from_nanos(now.saturating_sub(last));
+            if paused > threshold() {
+                lease.stall_ns.store(now, Ordering::SeqCst);
+                tracing::warn!("process paused for {paused:?}: no write lease for a while");
+            }
+        })?;
+    Ok(())
 }
 
 /// Daemon side: starts the watchdog and keeps its deadline current from a plain thread
