@@ -261,4 +261,21 @@ mod tests {
         lease.set(None);
         assert_eq!(lease.until_ns(), 0);
     }
+
+    #[test]
+    fn a_pause_blocks_the_lease_for_a_node_timeout() {
+        let lease = Lease::default();
+        let nt = Duration::from_millis(400);
+        assert!(lease.stalled_within(nt), "no beat yet: maybe paused");
+        lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
+        assert!(!lease.stalled_within(nt));
+        lease.stall_ns.store(mono_now_ns(), Ordering::SeqCst);
+        assert!(lease.stalled_within(nt), "just after a pause");
+        std::thread::sleep(Duration::from_millis(50));
+        lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
+        lease
+            .stall_ns
+            .store(mono_now_ns() - nt.as_nanos() as u64, Ordering::SeqCst);
+        assert!(!lease.stalled_within(nt), "a node-timeout after the pause");
+    }
 }
