@@ -88,7 +88,9 @@ fn run(name: &str, extra: &str, kills: usize) {
         failovers.push(t0.elapsed());
         let t1 = Instant::now();
         c.start(victim);
-        wait_until(Duration::from_secs(180), "rejoin", || is_standby(&c, victim));
+        wait_until(Duration::from_secs(180), "rejoin", || {
+            is_standby(&c, victim)
+        });
         rejoins.push(t1.elapsed());
     }
     // Switchovers under a steady client.

@@ -546,7 +546,8 @@ impl Supervisor {
     /// term, so clients are routed to it only from now on.
     async fn announce_primary(&self, status: &Status, state: &ClusterState) {
         if state.primary != Some((status.id, status.term)) {
-            self.propose(Command::PrimaryReady { node: status.id }).await;
+            self.propose(Command::PrimaryReady { node: status.id })
+                .await;
         }
     }
 }

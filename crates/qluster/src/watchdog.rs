@@ -96,7 +96,8 @@ impl Lease {
 
     /// Notes that a message from the current leader arrived now.
     pub fn note_leader_contact(&self) {
-        self.leader_contact_ns.store(mono_now_ns(), Ordering::SeqCst);
+        self.leader_contact_ns
+            .store(mono_now_ns(), Ordering::SeqCst);
     }
 
     /// Whether the current leader was heard from within `within`.

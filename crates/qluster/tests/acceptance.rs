@@ -236,8 +236,14 @@ fn one_writer_promise(extra: &str, rounds: usize, timing_changes: bool) {
     // all in synchronous mode.
     let allowed = |f: &str| !synchronous && f == "Partition";
     let forbidden: Vec<_> = lost_by_fault.iter().filter(|(_, f)| !allowed(f)).collect();
-    assert!(forbidden.is_empty(), "acknowledged commits lost: {forbidden:?}");
-    assert!(lost.len() <= 10 * rounds, "too many commits lost: {lost_by_fault:?}");
+    assert!(
+        forbidden.is_empty(),
+        "acknowledged commits lost: {forbidden:?}"
+    );
+    assert!(
+        lost.len() <= 10 * rounds,
+        "too many commits lost: {lost_by_fault:?}"
+    );
     assert!(record.acked.len() > 50, "the writer hardly wrote");
 }
 

@@ -247,7 +247,12 @@ fn config_bounds_and_spec_shapes() {
 
     let (code, body) = c.send("PATCH", leader, "/node/2?db-port=0&api-port=7000", None);
     assert_eq!(code, 400, "{body}");
-    let (code, body) = c.send("POST", leader, "/node?ip=127.0.0.1&role=listener&api-port=0", None);
+    let (code, body) = c.send(
+        "POST",
+        leader,
+        "/node?ip=127.0.0.1&role=listener&api-port=0",
+        None,
+    );
     assert_eq!(code, 400, "{body}");
 
     let (code, info) = c.get(leader, "/info");

@@ -139,7 +139,9 @@ pub enum ConfigError {
     },
     #[error("node-timeout must be at least {HEARTBEATS_PER_NODE_TIMEOUT} heartbeat-intervals")]
     HeartbeatTooSlow,
-    #[error("replication-factor must be at most {max} (the voters, at most {MAX_REPLICATION_FACTOR})")]
+    #[error(
+        "replication-factor must be at most {max} (the voters, at most {MAX_REPLICATION_FACTOR})"
+    )]
     ReplicationFactorTooLarge { max: u64 },
 }
 
@@ -391,8 +393,8 @@ mod tests {
     fn absurd_node_timeout_is_refused() {
         let patch: ConfigPatch =
             serde_json::from_str(r#"{"node-timeout":"200000000000y"}"#).unwrap_or_default();
-        let refused = ClusterConfig::default().patched(&patch).is_err()
-            || patch.node_timeout.is_none();
+        let refused =
+            ClusterConfig::default().patched(&patch).is_err() || patch.node_timeout.is_none();
         assert!(refused);
     }
 

@@ -102,7 +102,10 @@ mod tests {
         let heard: HashMap<_, _> = [(2, 1000), (3, 400)].into_iter().collect();
         assert_eq!(lease_expiry(1, &[1, 2, 3], &heard, 1500, 1125), Some(2125));
         let heard: HashMap<_, _> = [(2, 1000), (3, 400), (4, 900)].into_iter().collect();
-        assert_eq!(lease_expiry(1, &[1, 2, 3, 4], &heard, 1500, 100), Some(1000));
+        assert_eq!(
+            lease_expiry(1, &[1, 2, 3, 4], &heard, 1500, 100),
+            Some(1000)
+        );
         assert_eq!(lease_expiry(1, &[1, 2, 3], &HashMap::new(), 5, 100), None);
         assert_eq!(lease_expiry(1, &[1], &HashMap::new(), 5, 100), Some(105));
     }

@@ -243,11 +243,7 @@ impl ClusterState {
                 }
                 Ok(Some(MembershipChange::AddLearner(self.next_node_id)))
             }
-            Command::UpgradeNode {
-                db_port: 0,
-                ..
-            }
-            | Command::UpgradeNode { api_port: 0, .. } => {
+            Command::UpgradeNode { db_port: 0, .. } | Command::UpgradeNode { api_port: 0, .. } => {
                 Err(StateError::InvalidConfig("ports must be 1-65535".into()))
             }
             Command::UpgradeNode { node, .. } => match self.node(*node)?.role {

@@ -391,8 +391,7 @@ fn timing_change_keeps_the_leader() {
     let leader = sim.wait_leader(&[], 10_000);
     sim.run(500);
     for timeout in ["1s", "300ms", "2s"] {
-        let patch =
-            serde_json::from_str(&format!(r#"{{"node-timeout":"{timeout}"}}"#)).unwrap();
+        let patch = serde_json::from_str(&format!(r#"{{"node-timeout":"{timeout}"}}"#)).unwrap();
         let term = sim.core(leader).term();
         sim.propose(leader, Command::SetConfig { patch });
         let mut back_after = None;

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod checker;
-pub mod writer;
 pub mod proxy;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
