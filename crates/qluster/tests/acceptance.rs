@@ -123,13 +123,61 @@ fn inflict(c: &mut Cluster, l: usize, fault: Fault) -> (usize, Duration) {
         }
         Fault::KillAll => {
             c.kill9(l);
-            let new = writable(c);
+            let new = routing_during_failover(c, l, t0);
+            failover = t0.elapsed();
             c.start(l);
             new
         }
     };
     wait_standby(c, l);
     (new, failover)
+}
+
+/// The node whose database address `/db-config` names, if any.
+fn named_primary(c: &Cluster, asked: usize) -> Option<usize> {
+    let (code, body) = c.get(asked, "/db-config");
+    assert_eq!(code, 200, "{body}");
+    let addr = body["primary"].as_str()?.to_string();
+    let i = c
+        .nodes
+        .iter()
+        .position(|n| format!("{}:{}", n.ip, n.peer_db_port) == addr);
+    Some(i.unwrap_or_else(|| panic!("/db-config names unknown {addr}")))
+}
+
+/// After the old primary `dead` was killed: polls `/db-config` on the survivors until
+/// a new primary is writable. A node is named only once it accepts writes, and the dead
+/// one no longer once the lease it might have held has run out (3/4 node-timeout,
+/// plus scheduling slack). Returns the new primary.
+fn routing_during_failover(c: &Cluster, dead: usize, killed: Instant) -> usize {
+    let lease_end = killed + Duration::from_millis(450 + 250);
+    let deadline = killed + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for s in (0..c.nodes.len()).filter(|s| *s != dead) {
+            match named_primary(c, s) {
+                Some(n) if n == dead => assert!(
+                    Instant::now() < lease_end,
+                    "node {} still routes to the dead primary {:?} after the kill",
+                    s + 1,
+                    killed.elapsed()
+                ),
+                Some(n) => {
+                    assert!(
+                        is_primary(c, n),
+                        "node {} routes to node {} before it is writable",
+                        s + 1,
+                        n + 1
+                    );
+                    if c.leaders_except(Some(dead)) == [n] {
+                        return n;
+                    }
+                }
+                None => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no routable primary after the kill: {}", c.dump());
 }
 
 fn one_writer_promise(extra: &str, rounds: usize, timing_changes: bool) {
