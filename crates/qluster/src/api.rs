@@ -83,7 +83,29 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc", get(rpc))
         .route("/raft", post(raft_messages))
         .route("/wal-lsn", get(wal_lsn))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Errors axum itself produces (a body over its 2 MiB limit: 413; a wrong method: 405)
+/// come as plain text; the spec says every error body is `{"msg": ...}`.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let msg = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large (at most 2 MiB)".to_string(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+    };
+    (status, Json(json!({ "msg": msg }))).into_response()
 }
 
 fn status(app: &AppState) -> Arc<Status> {
@@ -174,13 +196,32 @@ async fn db_config(State(app): State<AppState>) -> ApiResult<Json<serde_json::Va
             format!("'ANY {} (*)'", state.db_config.synchronous_standbys),
         );
     }
-    let primary = state
-        .leader
-        .and_then(|(id, _)| state.nodes.get(&id))
-        .and_then(Node::db_addr);
-    Ok(Json(
-        json!({ "primary": primary, "parameters": parameters }),
-    ))
+    let mut body = json!({ "parameters": parameters });
+    if let Some(primary) = routable_primary(&app, &s, state) {
+        body["primary"] = json!(primary);
+    }
+    Ok(Json(body))
+}
+
+/// The primary a client may be sent to, or `None` while there is none for certain: the
+/// leader of the current term, once its promotion completed (its `PrimaryReady` entry
+/// for this term is applied), and while it holds its write lease — on the leader itself
+/// the lease, on a follower a message from that leader within the lease's length.
+fn routable_primary(app: &AppState, s: &Status, state: &ClusterState) -> Option<String> {
+    let (id, term) = state.leader?;
+    if state.primary != Some((id, term)) || s.term != term {
+        return None;
+    }
+    let fresh = if id == s.id {
+        s.is_leader && app.db.lease.may_write()
+    } else {
+        let lease = qluster_core::lease::lease_duration(state.config.node_timeout);
+        s.leader_id == id && app.db.lease.leader_heard_within(lease)
+    };
+    if !fresh {
+        return None;
+    }
+    state.nodes.get(&id).and_then(Node::db_addr)
 }
 
 async fn get_leader(State(app): State<AppState>) -> ApiResult<Json<Node>> {
@@ -425,13 +466,14 @@ async fn raft_messages(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
+    let arrived = std::time::Instant::now();
     if let Some(from) = headers.get(FROM_HEADER).and_then(|v| v.to_str().ok()) {
         learn_addr(&app.peer_addrs, from);
     }
     let msgs = decode_batch(&body).map_err(|e| ApiError::new(400, e.to_string()))?;
     app.driver
         .inbound
-        .send(msgs)
+        .send((arrived, msgs))
         .await
         .map_err(|_| ApiError::new(500, "driver stopped"))?;
     Ok(StatusCode::NO_CONTENT)

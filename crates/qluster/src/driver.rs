@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::supervisor::LocalDb;
 use crate::transport::Transport;
+use crate::watchdog::Lease;
 
 /// Local (not replicated) events kept for `/rpc`.
 const MAX_LOCAL_EVENTS: usize = 500;
@@ -37,6 +38,8 @@ pub struct Status {
     pub is_leader: bool,
     pub leadership_confirmed: bool,
     pub holds_lease: bool,
+    /// Peers a message arrived from within node-timeout.
+    pub reachable: std::collections::BTreeSet<NodeId>,
     pub state: Option<ClusterState>,
     pub applied: u64,
     pub commit: u64,
@@ -65,7 +68,8 @@ pub enum ProposeError {
 pub struct LogView {
     pub index: u64,
     pub term: u64,
-    pub payload: Option<Payload>,
+    /// The entry's payload; `{}` for entries without one (a new leader's empty entry).
+    pub payload: serde_json::Value,
 }
 
 /// Requests the API sends to the driver.
@@ -95,16 +99,19 @@ struct Pending {
 #[derive(Clone)]
 pub struct DriverHandle {
     pub requests: mpsc::Sender<Request>,
-    pub inbound: mpsc::Sender<Vec<Message>>,
+    /// Peer messages with the time their request arrived (the lease counts from then).
+    pub inbound: mpsc::Sender<(Instant, Vec<Message>)>,
     pub status: watch::Receiver<Arc<Status>>,
 }
 
 pub struct Driver {
     core: Core,
     db: Arc<LocalDb>,
+    /// The end of this node's write lease, shared with the fence and the watchdog.
+    lease: Arc<Lease>,
     transport: Transport,
     requests: mpsc::Receiver<Request>,
-    inbound: mpsc::Receiver<Vec<Message>>,
+    inbound: mpsc::Receiver<(Instant, Vec<Message>)>,
     status_tx: watch::Sender<Arc<Status>>,
     pending: Vec<Pending>,
     last_heard: HashMap<NodeId, Instant>,
@@ -115,6 +122,25 @@ pub struct Driver {
     local_events: VecDeque<Event>,
     last_role: (StateRole, u64, NodeId),
     ticks_since_retry: u64,
+    /// The lease deadline last set, kept (not extended) while re-electing itself.
+    kept_deadline: Option<Instant>,
+}
+
+/// An entry's payload as a JSON object (`{}` when it has none).
+fn payload_object(payload: Option<Payload>) -> serde_json::Value {
+    payload
+        .and_then(|p| serde_json::to_value(p).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// A vote request of an ordinary election (not a leadership transfer).
+fn is_election_vote(m: &Message) -> bool {
+    use raft::prelude::MessageType;
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    ) && m.context.as_ref() != raft::CAMPAIGN_TRANSFER
 }
 
 fn now_text() -> String {
@@ -122,13 +148,19 @@ fn now_text() -> String {
 }
 
 impl Driver {
-    pub fn new(core: Core, transport: Transport, db: Arc<LocalDb>) -> (Driver, DriverHandle) {
+    pub fn new(
+        core: Core,
+        transport: Transport,
+        db: Arc<LocalDb>,
+        lease: Arc<Lease>,
+    ) -> (Driver, DriverHandle) {
         let (req_tx, requests) = mpsc::channel(256);
         let (in_tx, inbound) = mpsc::channel(4096);
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
         let driver = Driver {
             core,
             db,
+            lease,
             transport,
             requests,
             inbound,
@@ -140,6 +172,7 @@ impl Driver {
             local_events: VecDeque::new(),
             last_role: (StateRole::Follower, 0, 0),
             ticks_since_retry: 0,
+            kept_deadline: None,
         };
         let handle = DriverHandle {
             requests: req_tx,
@@ -158,7 +191,7 @@ impl Driver {
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.on_tick(),
-                Some(msgs) = self.inbound.recv() => self.on_messages(msgs)?,
+                Some((at, msgs)) = self.inbound.recv() => self.on_messages(at, msgs)?,
                 Some(req) = self.requests.recv() => self.on_request(req),
             }
             self.cycle()?;
@@ -188,15 +221,35 @@ impl Driver {
         }
     }
 
-    fn on_messages(&mut self, msgs: Vec<Message>) -> Result<(), CoreError> {
-        let now = Instant::now();
+    fn on_messages(&mut self, now: Instant, msgs: Vec<Message>) -> Result<(), CoreError> {
+        let quiet = self.in_startup_quiet_period();
         for m in msgs {
+            if quiet && is_election_vote(&m) {
+                continue;
+            }
             if m.term >= self.core.term() {
                 self.last_heard.insert(m.from, now);
             }
+            let from = m.from;
             self.core.step(m)?;
+            if from == self.core.leader_id() {
+                self.lease.note_leader_contact();
+            }
         }
         Ok(())
+    }
+
+    /// A restarted daemon has forgotten when it last heard the leader, so raft-rs would
+    /// grant votes at once; the old leader's lease counts on this node's promise not to
+    /// vote before `node-timeout` of silence. So for one node-timeout after start it
+    /// grants none (leadership transfers, which the leader itself starts, excepted).
+    fn in_startup_quiet_period(&self) -> bool {
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        self.started.elapsed() < node_timeout
     }
 
     fn on_request(&mut self, req: Request) {
@@ -211,7 +264,7 @@ impl Driver {
                     .map(|(index, term, payload)| LogView {
                         index,
                         term,
-                        payload,
+                        payload: payload_object(payload),
                     })
                     .collect();
                 let _ = reply.send(logs);
@@ -265,6 +318,22 @@ impl Driver {
         self.note_applied(out.applied);
         self.resolve_pending();
         self.track_role();
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        let deadline = if self.lease.stalled_within(node_timeout) {
+            None
+        } else if self.core.leadership_confirmed() {
+            self.lease_deadline()
+        } else if self.core.reelecting() {
+            self.kept_deadline
+        } else {
+            None
+        };
+        self.kept_deadline = deadline;
+        self.lease.set(deadline);
         self.autoremove();
         self.publish();
         Ok(())
@@ -326,14 +395,10 @@ impl Driver {
             .min(voters.max(1))
     }
 
-    fn holds_lease(&self) -> bool {
-        if !self.core.is_leader() {
-            return false;
-        }
-        let Some(state) = self.core.state() else {
-            return false;
-        };
-        let now = Instant::now();
+    /// When this node's write lease ends: only a confirmed leader has one, lasting until
+    /// `lease` after the moment a voter quorum had last heard from it.
+    fn lease_deadline(&self) -> Option<Instant> {
+        let state = self.core.state()?;
         let base = self.started;
         let heard: HashMap<NodeId, u64> = self
             .last_heard
@@ -341,13 +406,14 @@ impl Driver {
             .map(|(id, t)| (*id, t.duration_since(base).as_millis() as u64))
             .collect();
         let lease_ms = lease::lease_duration(state.config.node_timeout).as_millis() as u64;
-        lease::holds_quorum(
+        let expiry = lease::lease_expiry(
             self.core.id(),
             &self.core.raft_voters(),
             &heard,
-            now.duration_since(base).as_millis() as u64,
+            Instant::now().duration_since(base).as_millis() as u64,
             lease_ms,
-        )
+        )?;
+        Some(base + Duration::from_millis(expiry))
     }
 
     fn track_role(&mut self) {
@@ -427,13 +493,25 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        let holds_lease = self.holds_lease();
+        let holds_lease = self.lease.may_write();
+        let node_timeout = self
+            .core
+            .state()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        let reachable: std::collections::BTreeSet<NodeId> = self
+            .last_heard
+            .iter()
+            .filter(|(_, t)| t.elapsed() < node_timeout)
+            .map(|(id, _)| *id)
+            .collect();
         let current = self.status_tx.borrow().clone();
         let changed = current.term != self.core.term()
             || current.applied != self.core.applied_index()
             || current.leader_id != self.core.leader_id()
             || current.is_leader != self.core.is_leader()
             || current.holds_lease != holds_lease
+            || current.reachable != reachable
             || current.commit != self.core.commit_index()
             || current.local_events.len() != self.local_events.len()
             || current.leadership_confirmed != self.core.leadership_confirmed();
@@ -448,6 +526,7 @@ impl Driver {
             is_leader: self.core.is_leader(),
             leadership_confirmed: self.core.leadership_confirmed(),
             holds_lease,
+            reachable,
             state: self.core.state().cloned(),
             applied: self.core.applied_index(),
             commit: self.core.commit_index(),

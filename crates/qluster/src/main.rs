@@ -8,6 +8,7 @@ mod postgres;
 mod settings;
 mod supervisor;
 mod transport;
+mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -24,8 +25,12 @@ use crate::settings::Settings;
 #[command(about = "Raft-based high availability manager for PostgreSQL")]
 struct Args {
     /// YAML configuration file.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "watchdog")]
+    config: Option<PathBuf>,
+    /// Internal: run as the fencing watchdog of the Postgres data directory given (the
+    /// daemon starts it; see `watchdog.rs`).
+    #[arg(long, hide = true)]
+    watchdog: Option<PathBuf>,
 }
 
 fn is_root() -> bool {
@@ -58,6 +63,7 @@ fn local_db(settings: &Settings) -> supervisor::LocalDb {
         return supervisor::LocalDb {
             pg: None,
             can_lead: AtomicBool::new(true),
+            lease: Arc::default(),
         };
     }
     let os_user = match &settings.pg_os_user {
@@ -75,6 +81,7 @@ fn local_db(settings: &Settings) -> supervisor::LocalDb {
             log_file: settings.data_dir.join("postgres.log"),
         }),
         can_lead: AtomicBool::new(true),
+        lease: Arc::default(),
     }
 }
 
@@ -88,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
-    let settings = Arc::new(Settings::load(&args.config)?);
+    if let Some(dir) = &args.watchdog {
+        return watchdog::run_watchdog(dir).context("watchdog");
+    }
+    let config = args.config.context("--config is required")?;
+    let settings = Arc::new(Settings::load(&config)?);
     let core = open_core(&settings)?;
     let mut http = reqwest::Client::builder().pool_max_idle_per_host(4);
     if settings.bind_source_address {
@@ -103,7 +114,22 @@ async fn main() -> anyhow::Result<()> {
     let transport = transport::Transport::new(settings.node_id, addr.clone(), http.clone());
     let peer_addrs = transport.addrs();
     let db = Arc::new(local_db(&settings));
-    let (driver, handle) = driver::Driver::new(core, transport, db.clone());
+    if let Some(pg) = &db.pg {
+        // Before anything can start Postgres: from here on it never outlives us.
+        watchdog::spawn_link(pg.data_dir.clone(), db.lease.clone()).context("watchdog")?;
+    }
+    let (driver, handle) = driver::Driver::new(core, transport, db.clone(), db.lease.clone());
+    let status = handle.status.clone();
+    watchdog::spawn_stall_detector(db.lease.clone(), move || {
+        let node_timeout = status
+            .borrow()
+            .state
+            .as_ref()
+            .map(|s| s.config.node_timeout)
+            .unwrap_or_default();
+        node_timeout / 4
+    })
+    .context("stall detector")?;
     let app = api::router(api::AppState {
         driver: handle.clone(),
         db: db.clone(),
@@ -121,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         settings.readonly_scan_interval,
     );
     tokio::spawn(sup.run());
-    tokio::spawn(supervisor::fence(db, handle));
+    tokio::spawn(supervisor::fence(db.clone(), db.lease.clone()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tokio::select! {
         r = driver.run() => {

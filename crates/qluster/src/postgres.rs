@@ -236,14 +236,7 @@ impl Postgres {
     /// is this data directory (a postmaster changes into it before writing the file), so
     /// a stranger is never signalled nor taken for our server.
     pub fn running_postmaster(&self) -> Option<nix::unistd::Pid> {
-        let text = std::fs::read_to_string(self.pid_file()).ok()?;
-        let pid = text.lines().next()?.trim().parse::<i32>().ok()?;
-        if pid <= 0 {
-            return None;
-        }
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-        let ours = std::fs::canonicalize(&self.data_dir).ok()?;
-        (cwd == ours).then(|| nix::unistd::Pid::from_raw(pid))
+        postmaster_of(&self.data_dir)
     }
 
     /// Removes a `postmaster.pid` left by a killed server. Postgres itself refuses to
@@ -417,6 +410,59 @@ impl Postgres {
         });
         Ok(client)
     }
+}
+
+/// The postmaster running on `data_dir`, if any: the PID in `postmaster.pid`, counted
+/// only while that process's working directory is `data_dir` (see
+/// [`Postgres::running_postmaster`]).
+pub fn postmaster_of(data_dir: &Path) -> Option<nix::unistd::Pid> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid = text.lines().next()?.trim().parse::<i32>().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    let ours = std::fs::canonicalize(data_dir).ok()?;
+    (cwd == ours).then(|| nix::unistd::Pid::from_raw(pid))
+}
+
+/// Whether `data_dir` runs a server that may accept writes: a live postmaster without
+/// `standby.signal` (Postgres removes the file before a promoted server takes writes).
+pub fn primary_running(data_dir: &Path) -> Option<nix::unistd::Pid> {
+    let pid = postmaster_of(data_dir)?;
+    (!data_dir.join("standby.signal").exists()).then_some(pid)
+}
+
+/// Kills a postmaster and every process it forked with SIGKILL, so no backend can
+/// acknowledge one more commit. Postgres children each start their own session, so a
+/// process-group kill would miss them: the postmaster is frozen first (it cannot fork
+/// or restart children), its children found through `/proc` and killed, then itself.
+pub fn kill_postmaster_tree(pid: nix::unistd::Pid) {
+    use nix::sys::signal::{kill, Signal};
+    let _ = kill(pid, Signal::SIGSTOP);
+    for child in children_of(pid.as_raw()) {
+        let _ = kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// PIDs whose parent is `pid` (from `/proc/*/stat`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // The parent PID is the second field after the parenthesised command name.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|f| f.parse::<i32>().ok());
+            ppid == Some(pid)
+        })
+        .collect()
 }
 
 /// Runs `CHECKPOINT` on a server and waits for it.

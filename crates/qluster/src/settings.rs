@@ -99,8 +99,15 @@ impl Settings {
         if !settings.peers.is_empty() && !settings.peers.iter().any(|p| p.id == settings.node_id) {
             anyhow::bail!("peers must include this node ({})", settings.node_id);
         }
+        let ports = [settings.api_port, settings.db_port]
+            .into_iter()
+            .chain(settings.peers.iter().flat_map(|p| [p.api_port, p.db_port]));
+        if ports.into_iter().any(|p| p == 0) {
+            anyhow::bail!("ports must be 1-65535");
+        }
         if let Some(c) = &settings.cluster {
-            c.validate().context("cluster settings")?;
+            c.validate_for(settings.peers.len().max(1))
+                .context("cluster settings")?;
         }
         Ok(settings)
     }

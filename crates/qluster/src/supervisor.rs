@@ -15,13 +15,18 @@ use qluster_core::{ClusterState, Command, NodeId, NodeRole};
 use tokio::sync::oneshot;
 
 use crate::driver::{DriverHandle, Request, Status};
-use crate::postgres::{PgError, PgSettings, Postgres};
+use crate::postgres::{kill_postmaster_tree, primary_running, PgError, PgSettings, Postgres};
+use crate::watchdog::Lease;
 
 /// A standby that has not streamed for this long is rewound or re-cloned. Longer than
 /// a failover (the primary it follows may be changing), short enough that a standby
 /// which can never stream is repaired promptly.
 const STREAM_GRACE: Duration = Duration::from_secs(10);
 const LOOP_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a new leader waits for a standby's WAL position before promoting without
+/// it. Only voters heard from within node-timeout are asked at all, so a dead or cut-off
+/// node costs nothing; a live one gets this long even on a loaded host.
+const WAL_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// WAL position of the local database.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -36,6 +41,8 @@ pub struct LocalDb {
     /// False while the database could not serve as primary (no data, being rewound or
     /// cloned): the driver then does not start elections.
     pub can_lead: std::sync::atomic::AtomicBool,
+    /// This node's write lease (set by the driver).
+    pub lease: Arc<Lease>,
 }
 
 fn parse_lsn(text: &str) -> Option<u64> {
@@ -89,21 +96,16 @@ fn postmaster_alive(pg: &Postgres) -> bool {
 }
 
 /// Fencing, separate from the supervisor so a slow action there never delays it: a
-/// postmaster running as primary on a node that may not write is sent SIGQUIT
-/// (immediate shutdown: every backend exits at once) within one poll interval.
-pub async fn fence(db: Arc<LocalDb>, driver: DriverHandle) {
+/// postmaster running as primary on a node whose write lease has ended is killed with
+/// its children within one poll interval. The watchdog process does the same on its
+/// own, so this also holds while the daemon is frozen or dead.
+pub async fn fence(db: Arc<LocalDb>, lease: Arc<Lease>) {
     let Some(pg) = db.pg.clone() else { return };
-    let rx = driver.status.clone();
     loop {
-        let may_write = {
-            let s = rx.borrow();
-            s.is_leader && s.leadership_confirmed && s.holds_lease
-        };
-        if !may_write && !pg.is_standby_configured() {
-            if let Some(pid) = pg.running_postmaster() {
-                if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).is_ok() {
-                    tracing::warn!("fenced: sent SIGQUIT to primary postmaster {pid}");
-                }
+        if !lease.may_write() {
+            if let Some(pid) = primary_running(&pg.data_dir) {
+                kill_postmaster_tree(pid);
+                tracing::warn!("fenced: killed primary postmaster {pid} (no write lease)");
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -183,8 +185,7 @@ impl Supervisor {
         View {
             map_role: state.nodes.get(&status.id).map(|n| n.role),
             is_raft_leader: status.is_leader,
-            leadership_confirmed: status.leadership_confirmed,
-            holds_lease: status.holds_lease,
+            may_write: self.db.lease.may_write(),
             primary_addr,
             observed: self.db.observe(),
         }
@@ -240,6 +241,7 @@ impl Supervisor {
                 if pg.write_settings(&Self::settings(state, None))? {
                     pg.reload().await?;
                 }
+                self.announce_primary(status, state).await;
                 self.scan_readonly(pg, state).await;
                 Ok(())
             }
@@ -300,35 +302,47 @@ impl Supervisor {
         pg.write_settings(&Self::settings(state, None))?;
         pg.reload().await?;
         tracing::info!("promoted to primary in term {}", status.term);
+        self.announce_primary(status, state).await;
         Ok(())
     }
 
-    /// The reachable standby voter with the most WAL, if any.
+    /// The reachable standby voter with the most WAL, if any. Every voter is asked at
+    /// once, each for at most [`WAL_PROBE_TIMEOUT`]: a node that is cut off (the usual
+    /// reason for this failover) must not delay the promotion by one timeout per node.
     async fn best_other_standby(
         &self,
         status: &Status,
         state: &ClusterState,
     ) -> Option<(NodeId, u64)> {
-        let mut best: Option<(NodeId, u64)> = None;
+        let mut probes = tokio::task::JoinSet::new();
         for node in state.nodes.values() {
-            if node.id == status.id || node.role != NodeRole::Replica {
+            if node.id == status.id
+                || node.role != NodeRole::Replica
+                || !status.reachable.contains(&node.id)
+            {
                 continue;
             }
             let Some(addr) = node.api_addr() else {
                 continue;
             };
-            let pos = self
-                .http
-                .get(format!("http://{addr}/wal-lsn"))
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            let Ok(resp) = pos else { continue };
-            let Ok(pos) = resp.json::<WalPosition>().await else {
-                continue;
-            };
-            if pos.in_recovery && pos.lsn > 0 && best.is_none_or(|(_, l)| pos.lsn > l) {
-                best = Some((node.id, pos.lsn));
+            let (http, id) = (self.http.clone(), node.id);
+            probes.spawn(async move {
+                let resp = http
+                    .get(format!("http://{addr}/wal-lsn"))
+                    .timeout(WAL_PROBE_TIMEOUT)
+                    .send()
+                    .await
+                    .ok()?;
+                let pos = resp.json::<WalPosition>().await.ok()?;
+                (pos.in_recovery && pos.lsn > 0).then_some((id, pos.lsn))
+            });
+        }
+        let mut best: Option<(NodeId, u64)> = None;
+        while let Some(done) = probes.join_next().await {
+            if let Ok(Some((id, lsn))) = done {
+                if best.is_none_or(|(_, l)| lsn > l) {
+                    best = Some((id, lsn));
+                }
             }
         }
         best
@@ -507,17 +521,33 @@ impl Supervisor {
         }
     }
 
-    async fn propose(&self, command: Command) {
+    /// Proposes a command and waits for it; returns whether it was applied.
+    async fn propose(&self, command: Command) -> bool {
         let (tx, rx) = oneshot::channel();
         let sent = self
             .driver
             .requests
             .send(Request::Propose { command, reply: tx })
             .await;
-        if sent.is_ok() {
-            if let Ok(Err(e)) = rx.await {
+        if sent.is_err() {
+            return false;
+        }
+        match rx.await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
                 tracing::warn!("proposal failed: {e}");
+                false
             }
+            Err(_) => false,
+        }
+    }
+
+    /// Tells the cluster that this leader's database is a writable primary, once per
+    /// term, so clients are routed to it only from now on.
+    async fn announce_primary(&self, status: &Status, state: &ClusterState) {
+        if state.primary != Some((status.id, status.term)) {
+            self.propose(Command::PrimaryReady { node: status.id })
+                .await;
         }
     }
 }

@@ -23,7 +23,7 @@ fn api_membership_and_errors() {
     let (code, map) = c.get(follower, "/map");
     assert_eq!(code, 200);
     assert_eq!(map["map"]["nodes"].as_array().unwrap().len(), 3);
-    assert_eq!(map["config"]["node-timeout"], "1s 500ms");
+    assert_eq!(map["config"]["node-timeout"], "600ms");
 
     // Unknown config field → 400; a write to a follower → 417 naming the leader.
     let (code, body) = c.send("POST", leader, "/config", Some(r#"{"bogus": 1}"#));
@@ -139,7 +139,7 @@ fn api_membership_and_errors() {
 /// one is kept, since removing it would take the cluster to the minimum.
 #[test]
 fn autoremove_down_to_the_minimum() {
-    let node_timeout = Duration::from_millis(1500);
+    let node_timeout = Duration::from_millis(600);
     let mut c = Cluster::new(4, false, "");
     let leader = c.wait_leader(Duration::from_secs(30));
     let on = r#"{"autoremove-enabled": true, "autoremove-minimum": 3}"#;
@@ -190,6 +190,81 @@ fn autoremove_down_to_the_minimum() {
     assert_eq!(ids_on(&c, leader).len(), 3);
     assert_eq!(c.leaders(), vec![leader]);
     eprintln!("autoremove: node {victim_id} removed {removed_after:?} after kill -9");
+}
+
+/// `POST /config` with every duration at and just beyond its bounds: values within are
+/// accepted and the cluster keeps one leader (the same one: new timeouts apply without
+/// an election outage); values beyond, an absurd `200000000000y`, a replication factor
+/// above the voters and a port 0 are refused with 400. `/info` payloads are objects and
+/// an oversized body gets a JSON 413.
+#[test]
+fn config_bounds_and_spec_shapes() {
+    let c = Cluster::new(3, false, "");
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let post = |body: &str| c.send("POST", leader, "/config", Some(body));
+    let accepted = [
+        r#"{"node-timeout": "200ms"}"#,
+        r#"{"node-timeout": "60s", "heartbeat-interval": "10s"}"#,
+        r#"{"heartbeat-interval": "10ms"}"#,
+        r#"{"pre-voting-timeout": "10ms", "leader-voting-timeout": "10ms"}"#,
+        r#"{"pre-voting-timeout": "60s", "leader-voting-timeout": "60s"}"#,
+        r#"{"replication-retry-interval": "10ms"}"#,
+        r#"{"replication-retry-interval": "60s"}"#,
+        r#"{"replication-factor": 3, "quorum-replication": false}"#,
+    ];
+    for body in accepted {
+        let (code, answer) = post(body);
+        assert_eq!(code, 200, "{body}: {answer}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            c.wait_leader(Duration::from_secs(5)),
+            leader,
+            "after {body}"
+        );
+    }
+    let refused = [
+        r#"{"node-timeout": "199ms"}"#,
+        r#"{"node-timeout": "60001ms"}"#,
+        r#"{"node-timeout": "200000000000y"}"#,
+        r#"{"heartbeat-interval": "9ms"}"#,
+        r#"{"heartbeat-interval": "10001ms"}"#,
+        r#"{"heartbeat-interval": "20s"}"#,
+        r#"{"pre-voting-timeout": "9ms"}"#,
+        r#"{"leader-voting-timeout": "61s"}"#,
+        r#"{"replication-retry-interval": "0s"}"#,
+        r#"{"replication-retry-interval": "1h"}"#,
+        r#"{"replication-factor": 4}"#,
+        r#"{"replication-factor": 401}"#,
+    ];
+    for body in refused {
+        let (code, answer) = post(body);
+        assert_eq!(code, 400, "{body}: {answer}");
+        assert!(answer["msg"].is_string(), "{answer}");
+    }
+    let back = r#"{"node-timeout": "600ms", "heartbeat-interval": "50ms", "pre-voting-timeout": "100ms", "leader-voting-timeout": "100ms", "replication-retry-interval": "500ms"}"#;
+    assert_eq!(post(back).0, 200);
+    assert_eq!(c.wait_leader(Duration::from_secs(5)), leader);
+
+    let (code, body) = c.send("PATCH", leader, "/node/2?db-port=0&api-port=7000", None);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = c.send(
+        "POST",
+        leader,
+        "/node?ip=127.0.0.1&role=listener&api-port=0",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+
+    let (code, info) = c.get(leader, "/info");
+    assert_eq!(code, 200);
+    let logs = info["logs"].as_array().unwrap();
+    assert!(!logs.is_empty());
+    assert!(logs.iter().all(|l| l["payload"].is_object()), "{info}");
+
+    let big = format!(r#"{{"x": "{}"}}"#, "a".repeat(3 << 20));
+    let (code, body) = c.send("POST", leader, "/config", Some(&big));
+    assert_eq!(code, 413);
+    assert!(body["msg"].is_string(), "{body}");
 }
 
 fn add_joining_node(c: &mut Cluster, id: u64, api: u16, db: u16) {

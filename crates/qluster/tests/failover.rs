@@ -198,7 +198,7 @@ fn partitioned_leader_is_fenced() {
             .filter(|i| *i != old)
             .all(|i| is_standby(&c, i) && streaming(&c, i))
     });
-    let node_timeout = Duration::from_millis(1500);
+    let node_timeout = Duration::from_millis(600);
     // The daemons send from their own addresses, so a cut applies to both directions.
     let seen = c.proxies.as_ref().unwrap().seen_sources();
     assert_eq!(seen.len(), 3, "connections attributed to nodes {seen:?}");

@@ -14,6 +14,28 @@ use serde::{Deserialize, Serialize};
 /// rounding error small without burning CPU.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// The range every duration setting must lie in (inclusive). The lower bounds keep the
+/// cluster able to elect and hold a lease on a loaded host; the upper bounds keep a
+/// mistyped value ("200000000000y") from leaving the cluster without a leader for good.
+pub const BOUNDS: [(&str, Duration, Duration); 5] = [
+    ("node-timeout", ms(200), ms(60_000)),
+    ("pre-voting-timeout", ms(10), ms(60_000)),
+    ("leader-voting-timeout", ms(10), ms(60_000)),
+    ("heartbeat-interval", ms(10), ms(10_000)),
+    ("replication-retry-interval", ms(10), ms(60_000)),
+];
+
+/// `node-timeout` must hold this many heartbeat intervals: the write lease lasts 3/4 of
+/// it, and should be renewed more than twice within a lease.
+pub const HEARTBEATS_PER_NODE_TIMEOUT: u32 = 4;
+
+/// `replication-factor` may not exceed this, nor the number of voters.
+pub const MAX_REPLICATION_FACTOR: u64 = 400;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 /// Cluster settings, replicated through the cluster log. Fields left out of a config
 /// file take their default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,10 +70,10 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            node_timeout: Duration::from_millis(1500),
-            pre_voting_timeout: Duration::from_millis(500),
-            leader_voting_timeout: Duration::from_millis(500),
-            heartbeat_interval: Duration::from_millis(100),
+            node_timeout: Duration::from_millis(600),
+            pre_voting_timeout: Duration::from_millis(100),
+            leader_voting_timeout: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_millis(50),
             replication_factor: 0,
             quorum_replication: true,
             replication_retry_interval: Duration::from_millis(500),
@@ -109,10 +131,18 @@ pub struct ConfigPatch {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("{field} must be at least {min_ms} ms")]
-    TooShort { field: &'static str, min_ms: u128 },
-    #[error("node-timeout must be at least twice heartbeat-interval")]
+    #[error("{field} must be between {min_ms} ms and {max_ms} ms")]
+    OutOfRange {
+        field: &'static str,
+        min_ms: u128,
+        max_ms: u128,
+    },
+    #[error("node-timeout must be at least {HEARTBEATS_PER_NODE_TIMEOUT} heartbeat-intervals")]
     HeartbeatTooSlow,
+    #[error(
+        "replication-factor must be at most {max} (the voters, at most {MAX_REPLICATION_FACTOR})"
+    )]
+    ReplicationFactorTooLarge { max: u64 },
 }
 
 /// Raft timing derived from the settings, in ticks of [`TICK`].
@@ -149,29 +179,66 @@ impl ClusterConfig {
         Ok(next)
     }
 
-    /// Checks the invariants Raft needs: every timeout at least one tick, and an election
-    /// timeout that leaves room for at least two heartbeats.
+    /// Checks every duration against [`BOUNDS`] and that heartbeats fit in node-timeout.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fields = [
-            ("node-timeout", self.node_timeout),
-            ("heartbeat-interval", self.heartbeat_interval),
-            (
-                "replication-retry-interval",
-                self.replication_retry_interval,
-            ),
-        ];
-        for (field, value) in fields {
-            if value < TICK {
-                return Err(ConfigError::TooShort {
+        for (field, min, max) in BOUNDS {
+            let value = self.duration(field);
+            if value < min || value > max {
+                return Err(ConfigError::OutOfRange {
                     field,
-                    min_ms: TICK.as_millis(),
+                    min_ms: min.as_millis(),
+                    max_ms: max.as_millis(),
                 });
             }
         }
-        if self.node_timeout < self.heartbeat_interval * 2 {
+        if self.node_timeout < self.heartbeat_interval * HEARTBEATS_PER_NODE_TIMEOUT {
             return Err(ConfigError::HeartbeatTooSlow);
         }
+        if self.replication_factor > MAX_REPLICATION_FACTOR {
+            return Err(ConfigError::ReplicationFactorTooLarge {
+                max: MAX_REPLICATION_FACTOR,
+            });
+        }
         Ok(())
+    }
+
+    /// [`ClusterConfig::validate`], and a replication factor no larger than `voters`.
+    pub fn validate_for(&self, voters: usize) -> Result<(), ConfigError> {
+        self.validate()?;
+        let max = (voters as u64).min(MAX_REPLICATION_FACTOR);
+        if self.replication_factor > max {
+            return Err(ConfigError::ReplicationFactorTooLarge { max });
+        }
+        Ok(())
+    }
+
+    /// A duration setting by its name in [`BOUNDS`].
+    fn duration(&self, field: &str) -> Duration {
+        match field {
+            "node-timeout" => self.node_timeout,
+            "pre-voting-timeout" => self.pre_voting_timeout,
+            "leader-voting-timeout" => self.leader_voting_timeout,
+            "heartbeat-interval" => self.heartbeat_interval,
+            _ => self.replication_retry_interval,
+        }
+    }
+
+    /// The settings with every duration clamped into [`BOUNDS`]: a state persisted by an
+    /// older version without bounds still yields a cluster that can elect.
+    pub fn clamped(&self) -> ClusterConfig {
+        let clamp = |field: &str, d: Duration| {
+            BOUNDS
+                .iter()
+                .find(|(f, _, _)| *f == field)
+                .map_or(d, |(_, min, max)| d.clamp(*min, *max))
+        };
+        let mut c = self.clone();
+        c.node_timeout = clamp("node-timeout", c.node_timeout);
+        c.pre_voting_timeout = clamp("pre-voting-timeout", c.pre_voting_timeout);
+        c.leader_voting_timeout = clamp("leader-voting-timeout", c.leader_voting_timeout);
+        c.heartbeat_interval = clamp("heartbeat-interval", c.heartbeat_interval)
+            .min(c.node_timeout / HEARTBEATS_PER_NODE_TIMEOUT);
+        c
     }
 
     /// Raft timing in ticks. The election timeout is randomized in
@@ -179,11 +246,12 @@ impl ClusterConfig {
     /// election timer for both phases, so the voting timeouts bound the random spread
     /// that keeps candidates from splitting the vote forever.
     pub fn raft_timing(&self) -> RaftTiming {
+        let c = self.clamped();
         let ticks = |d: Duration| ((d.as_millis() / TICK.as_millis()).max(1)) as usize;
-        let election_ticks = ticks(self.node_timeout).max(2);
-        let spread = ticks(self.pre_voting_timeout.max(self.leader_voting_timeout)).max(1);
+        let election_ticks = ticks(c.node_timeout).max(2);
+        let spread = ticks(c.pre_voting_timeout.max(c.leader_voting_timeout)).max(1);
         RaftTiming {
-            heartbeat_ticks: ticks(self.heartbeat_interval).min(election_ticks - 1),
+            heartbeat_ticks: ticks(c.heartbeat_interval).min(election_ticks - 1),
             election_ticks,
             max_election_ticks: election_ticks + spread,
         }
@@ -270,15 +338,15 @@ mod tests {
     #[test]
     fn config_round_trips_as_kebab_case_text() {
         let text = serde_json::to_string(&ClusterConfig::default()).unwrap();
-        assert!(text.contains(r#""node-timeout":"1s 500ms""#), "{text}");
+        assert!(text.contains(r#""node-timeout":"600ms""#), "{text}");
         let back: ClusterConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(back, ClusterConfig::default());
     }
 
     #[test]
-    fn heartbeat_must_fit_twice_in_node_timeout() {
+    fn heartbeat_must_fit_four_times_in_node_timeout() {
         let patch = ConfigPatch {
-            heartbeat_interval: Some(Duration::from_secs(1)),
+            heartbeat_interval: Some(Duration::from_millis(151)),
             ..Default::default()
         };
         assert_eq!(
@@ -290,9 +358,71 @@ mod tests {
     #[test]
     fn timing_maps_durations_to_ticks() {
         let t = ClusterConfig::default().raft_timing();
-        assert_eq!(t.election_ticks, 150);
-        assert_eq!(t.heartbeat_ticks, 10);
-        assert_eq!(t.max_election_ticks, 200);
+        assert_eq!(t.election_ticks, 60);
+        assert_eq!(t.heartbeat_ticks, 5);
+        assert_eq!(t.max_election_ticks, 70);
+    }
+
+    #[test]
+    fn every_duration_is_bounded_at_both_ends() {
+        let base = ClusterConfig::default();
+        for (field, min, max) in BOUNDS {
+            let at = |d: Duration| {
+                let mut c = base.clone();
+                c.node_timeout = Duration::from_secs(60);
+                match field {
+                    "node-timeout" => c.node_timeout = d,
+                    "pre-voting-timeout" => c.pre_voting_timeout = d,
+                    "leader-voting-timeout" => c.leader_voting_timeout = d,
+                    "heartbeat-interval" => c.heartbeat_interval = d,
+                    _ => c.replication_retry_interval = d,
+                }
+                if field == "node-timeout" {
+                    c.heartbeat_interval = (d / HEARTBEATS_PER_NODE_TIMEOUT).min(ms(1000));
+                }
+                c.validate()
+            };
+            assert_eq!(at(min), Ok(()), "{field} at its minimum");
+            assert_eq!(at(max), Ok(()), "{field} at its maximum");
+            assert!(at(min - Duration::from_millis(1)).is_err(), "{field} below");
+            assert!(at(max + Duration::from_millis(1)).is_err(), "{field} above");
+        }
+    }
+
+    #[test]
+    fn absurd_node_timeout_is_refused() {
+        let patch: ConfigPatch =
+            serde_json::from_str(r#"{"node-timeout":"200000000000y"}"#).unwrap_or_default();
+        let refused =
+            ClusterConfig::default().patched(&patch).is_err() || patch.node_timeout.is_none();
+        assert!(refused);
+    }
+
+    #[test]
+    fn replication_factor_is_capped_by_voters() {
+        let c = ClusterConfig {
+            replication_factor: 4,
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.validate_for(3),
+            Err(ConfigError::ReplicationFactorTooLarge { max: 3 })
+        );
+        let c = ClusterConfig {
+            replication_factor: 401,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn out_of_range_state_is_clamped_for_raft() {
+        let c = ClusterConfig {
+            node_timeout: Duration::from_secs(u32::MAX as u64),
+            ..Default::default()
+        };
+        assert_eq!(c.raft_timing().election_ticks, 6000);
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub struct View {
     /// This node's role in the committed map (`None`: not a member).
     pub map_role: Option<NodeRole>,
     pub is_raft_leader: bool,
-    pub leadership_confirmed: bool,
-    pub holds_lease: bool,
+    /// This node holds the write lease. The daemon grants it only to a leader whose
+    /// election entry is committed, and keeps it (never extends it) while that leader
+    /// re-elects itself to apply new timeouts.
+    pub may_write: bool,
     /// `host:port` of the database of the leader of the last committed election, when
     /// that is another node.
     pub primary_addr: Option<String>,
@@ -54,8 +56,7 @@ pub fn decide(view: &View) -> Decision {
     if !member {
         return Decision::Stop;
     }
-    let may_write = view.is_raft_leader && view.leadership_confirmed && view.holds_lease;
-    if may_write {
+    if view.may_write {
         return Decision::BePrimary;
     }
     if view.observed == Observed::Primary {
@@ -79,8 +80,7 @@ mod tests {
         View {
             map_role: Some(NodeRole::Replica),
             is_raft_leader: false,
-            leadership_confirmed: false,
-            holds_lease: false,
+            may_write: false,
             primary_addr: Some("10.0.0.1:5432".into()),
             observed: Observed::Standby,
         }
@@ -107,8 +107,7 @@ mod tests {
     fn leader_without_lease_is_fenced() {
         let v = View {
             is_raft_leader: true,
-            leadership_confirmed: true,
-            holds_lease: false,
+            may_write: false,
             observed: Observed::Primary,
             ..follower()
         };
@@ -123,8 +122,7 @@ mod tests {
         };
         assert_eq!(decide(&v), Decision::Hold);
         let v = View {
-            leadership_confirmed: true,
-            holds_lease: true,
+            may_write: true,
             ..v
         };
         assert_eq!(decide(&v), Decision::BePrimary);

@@ -46,6 +46,34 @@ pub fn holds_quorum(
     fresh > voters.len() / 2
 }
 
+/// When the lease ends, in the same clock as `last_heard_ms` (`None`: no quorum was ever
+/// heard). The quorum-th freshest contact (the leader itself counting as `now_ms`) plus
+/// `lease_ms`: until then a voter quorum has heard from this leader within the lease.
+pub fn lease_expiry(
+    self_id: NodeId,
+    voters: &[NodeId],
+    last_heard_ms: &HashMap<NodeId, u64>,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Option<u64> {
+    if voters.is_empty() {
+        return None;
+    }
+    let mut heard: Vec<u64> = voters
+        .iter()
+        .filter_map(|id| {
+            if *id == self_id {
+                Some(now_ms)
+            } else {
+                last_heard_ms.get(id).copied()
+            }
+        })
+        .collect();
+    heard.sort_unstable_by(|a, b| b.cmp(a));
+    let quorum = voters.len() / 2 + 1;
+    heard.get(quorum - 1).map(|t| t + lease_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +95,19 @@ mod tests {
     fn four_voters_need_three() {
         let heard: HashMap<_, _> = [(2, 2000), (3, 0), (4, 0)].into_iter().collect();
         assert!(!holds_quorum(1, &[1, 2, 3, 4], &heard, 2100, 1125));
+    }
+
+    #[test]
+    fn expiry_is_the_quorum_th_freshest_contact_plus_lease() {
+        let heard: HashMap<_, _> = [(2, 1000), (3, 400)].into_iter().collect();
+        assert_eq!(lease_expiry(1, &[1, 2, 3], &heard, 1500, 1125), Some(2125));
+        let heard: HashMap<_, _> = [(2, 1000), (3, 400), (4, 900)].into_iter().collect();
+        assert_eq!(
+            lease_expiry(1, &[1, 2, 3, 4], &heard, 1500, 100),
+            Some(1000)
+        );
+        assert_eq!(lease_expiry(1, &[1, 2, 3], &HashMap::new(), 5, 100), None);
+        assert_eq!(lease_expiry(1, &[1], &HashMap::new(), 5, 100), Some(105));
     }
 
     #[test]

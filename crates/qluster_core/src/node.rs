@@ -76,6 +76,9 @@ pub struct Core {
     announced_term: u64,
     compact_every: u64,
     pending_retime: bool,
+    /// The term of the election this node started to lead again after rebuilding its
+    /// Raft node for new timeouts (see [`Core::reelecting`]).
+    reelecting_term: Option<u64>,
     /// Set when membership changed: a joining node can only install a snapshot whose
     /// membership names it (raft-rs ignores others), so one is taken right away.
     snapshot_due: bool,
@@ -157,6 +160,7 @@ impl Core {
             announced_term: 0,
             compact_every: DEFAULT_COMPACT_EVERY,
             pending_retime: false,
+            reelecting_term: None,
             snapshot_due: false,
             logger,
         })
@@ -193,6 +197,15 @@ impl Core {
     pub fn leadership_confirmed(&self) -> bool {
         self.is_leader()
             && self.state.as_ref().and_then(|s| s.leader) == Some((self.id, self.term()))
+    }
+
+    /// True while this node, a leader until it rebuilt its Raft node for new timeouts,
+    /// is winning its own election back (no other leader is known in that term). Its
+    /// write lease may stand meanwhile: its followers granted it their votes, and any
+    /// other candidate needs a full node-timeout of silence first.
+    pub fn reelecting(&self) -> bool {
+        self.reelecting_term == Some(self.term())
+            && (self.leader_id() == 0 || self.leader_id() == self.id)
     }
 
     pub fn state(&self) -> Option<&ClusterState> {
@@ -418,8 +431,8 @@ impl Core {
     }
 
     /// Applies new Raft timing after a config change. raft-rs fixes timeouts at
-    /// construction, so the node is rebuilt from its (fully persisted) storage; a leader
-    /// becomes a follower and the cluster re-elects within one node-timeout.
+    /// construction, so the node is rebuilt from its (fully persisted) storage at the end
+    /// of this Ready cycle (see [`Core::maybe_compact`]).
     fn retime(&mut self) -> Result<(), CoreError> {
         let Some(state) = self.state.as_ref() else {
             return Ok(());
@@ -433,13 +446,32 @@ impl Core {
         Ok(())
     }
 
+    /// Rebuilds the Raft node with the new timing. A rebuilt node is a follower; a leader
+    /// then starts a leadership-transfer election for itself right away (no pre-vote, and
+    /// followers grant it although they heard a leader recently), so the cluster has its
+    /// leader back within a round trip instead of after a node-timeout of silence.
+    fn rebuild(&mut self) -> Result<(), CoreError> {
+        let was_leader = self.is_leader();
+        let storage = self.raw.mut_store().take();
+        let config = raft_config(self.id, self.timing, self.applied);
+        self.raw = RawNode::new(&config, storage, &self.logger)?;
+        self.announced_term = 0;
+        if was_leader {
+            let mut m = Message::default();
+            m.set_msg_type(raft::prelude::MessageType::MsgTimeoutNow);
+            m.from = self.id;
+            m.to = self.id;
+            m.term = self.term();
+            self.raw.raft.step(m)?;
+            self.reelecting_term = Some(self.term());
+        }
+        Ok(())
+    }
+
     fn maybe_compact(&mut self) -> Result<(), CoreError> {
         if self.pending_retime {
             self.pending_retime = false;
-            let storage = self.raw.mut_store().take();
-            let config = raft_config(self.id, self.timing, self.applied);
-            self.raw = RawNode::new(&config, storage, &self.logger)?;
-            self.announced_term = 0;
+            self.rebuild()?;
         }
         let base = self.raw.store().latest_snapshot().get_metadata().index;
         if self.applied >= base + self.compact_every || (self.snapshot_due && self.applied > base) {

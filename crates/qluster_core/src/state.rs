@@ -147,6 +147,8 @@ pub enum Command {
     SetSynchronous { standbys: u32 },
     /// The first primary created the database.
     DbInitialized,
+    /// The leader's database finished its promotion and accepts writes.
+    PrimaryReady { node: NodeId },
     /// Add query ids observed to never write WAL.
     AddReadonly { query_ids: Vec<String> },
     /// Forget query ids that were observed to write WAL.
@@ -183,6 +185,10 @@ pub struct ClusterState {
     pub db_config: DbConfig,
     /// Leader whose `LeaderElected` entry was applied last, with its term.
     pub leader: Option<(NodeId, u64)>,
+    /// Leader whose database finished its promotion, with the term it did so in: only
+    /// such a node is named as the primary to clients (`/db-config`).
+    #[serde(default)]
+    pub primary: Option<(NodeId, u64)>,
     pub readonly: BTreeSet<String>,
     pub events: VecDeque<Event>,
     pub next_node_id: NodeId,
@@ -198,6 +204,7 @@ impl ClusterState {
             config,
             db_config: DbConfig::default(),
             leader: None,
+            primary: None,
             readonly: BTreeSet::new(),
             events: VecDeque::new(),
             next_node_id,
@@ -221,12 +228,23 @@ impl ClusterState {
             | Command::AddReadonly { .. }
             | Command::RemoveReadonly { .. }
             | Command::SetSynchronous { .. }
-            | Command::DbInitialized => Ok(None),
-            Command::AddNode { ip, .. } => {
+            | Command::DbInitialized
+            | Command::PrimaryReady { .. } => Ok(None),
+            Command::AddNode {
+                ip,
+                db_port,
+                api_port,
+            } => {
                 if ip.is_empty() {
                     return Err(StateError::Precondition("empty ip".into()));
                 }
+                if *db_port == Some(0) || *api_port == Some(0) {
+                    return Err(StateError::InvalidConfig("ports must be 1-65535".into()));
+                }
                 Ok(Some(MembershipChange::AddLearner(self.next_node_id)))
+            }
+            Command::UpgradeNode { db_port: 0, .. } | Command::UpgradeNode { api_port: 0, .. } => {
+                Err(StateError::InvalidConfig("ports must be 1-65535".into()))
             }
             Command::UpgradeNode { node, .. } => match self.node(*node)?.role {
                 NodeRole::Listener => Ok(Some(MembershipChange::AddVoter(*node))),
@@ -256,6 +274,7 @@ impl ClusterState {
             Command::SetConfig { patch } => self
                 .config
                 .patched(patch)
+                .and_then(|c| c.validate_for(self.voters().len()))
                 .map(|_| None)
                 .map_err(|e| StateError::InvalidConfig(e.to_string())),
         }
@@ -366,6 +385,15 @@ impl ClusterState {
                     "db-config",
                     None,
                     format!("synchronous standbys: ANY {standbys}"),
+                    None,
+                )
+            }
+            Command::PrimaryReady { node } => {
+                self.primary = Some((*node, term));
+                (
+                    "primary",
+                    Some(*node),
+                    format!("node {node} is the primary in term {term}"),
                     None,
                 )
             }

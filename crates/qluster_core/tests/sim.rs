@@ -381,3 +381,31 @@ fn config_change_reaches_every_node() {
     let l = sim.wait_leader(&[], 20_000);
     sim.propose(l, readonly("after-retime"));
 }
+
+/// qluster rule: new timeouts apply without an outage. The leader rebuilds its Raft node
+/// and wins its own election back at once (a leadership-transfer election), so it leads
+/// again with its election committed within a few ticks, and no other node ever leads.
+#[test]
+fn timing_change_keeps_the_leader() {
+    let mut sim = Sim::new(3, 8);
+    let leader = sim.wait_leader(&[], 10_000);
+    sim.run(500);
+    for timeout in ["1s", "300ms", "2s"] {
+        let patch = serde_json::from_str(&format!(r#"{{"node-timeout":"{timeout}"}}"#)).unwrap();
+        let term = sim.core(leader).term();
+        sim.propose(leader, Command::SetConfig { patch });
+        let mut back_after = None;
+        for step in 0..100 {
+            sim.step();
+            let others: Vec<_> = sim.leaders().into_iter().filter(|l| *l != leader).collect();
+            assert!(others.is_empty(), "{others:?} led after the change");
+            let core = sim.core(leader);
+            if core.term() > term && core.leadership_confirmed() {
+                back_after = Some(step);
+                break;
+            }
+        }
+        let ticks = back_after.expect("the leader did not lead again");
+        assert!(ticks <= 10, "leader back after {ticks} ticks");
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod checker;
 pub mod proxy;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -202,6 +203,20 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `i`'s daemon only (its Postgres is left alone).
+    pub fn signal_daemon(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let pid = self.nodes[i].child.as_ref().expect("a running daemon").id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// Ends node `i`'s daemon with `signal` and reaps it; its Postgres is not touched.
+    pub fn end_daemon(&mut self, i: usize, signal: nix::sys::signal::Signal) {
+        self.signal_daemon(i, signal);
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.wait();
+        }
+    }
+
     pub fn url(&self, i: usize, path: &str) -> String {
         let addr = SocketAddr::new(self.nodes[i].ip, self.nodes[i].api_port);
         format!("http://{addr}{path}")
@@ -246,7 +261,14 @@ impl Cluster {
 
     /// Indices of nodes answering 200 on `/is-leader`.
     pub fn leaders(&self) -> Vec<usize> {
+        self.leaders_except(None)
+    }
+
+    /// Like [`Cluster::leaders`], without asking node `skip` (a frozen daemon would
+    /// hold each request until the client's timeout).
+    pub fn leaders_except(&self, skip: Option<usize>) -> Vec<usize> {
         (0..self.nodes.len())
+            .filter(|i| Some(*i) != skip)
             .filter(|i| self.nodes[*i].child.is_some() && self.get(*i, "/is-leader").0 == 200)
             .collect()
     }
