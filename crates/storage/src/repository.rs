@@ -31,6 +31,11 @@ pub struct RepositoryConfig {
     pub freeze: FreezePolicy,
     /// Capacity of the cache of values read from layer files.
     pub page_cache_bytes: usize,
+    /// Writers freeze but do not flush; once more than this many frozen
+    /// layers wait for a flush, the writer that froze flushes them itself
+    /// (back-pressure bounding memory to about `(this + 1) ×
+    /// freeze.max_open_bytes`).
+    pub max_frozen_layers: usize,
 }
 
 impl Default for RepositoryConfig {
@@ -38,6 +43,7 @@ impl Default for RepositoryConfig {
         RepositoryConfig {
             freeze: FreezePolicy::default(),
             page_cache_bytes: 64 * 1024 * 1024,
+            max_frozen_layers: 4,
         }
     }
 }

@@ -362,6 +362,7 @@ fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64) -> Repository {
             max_age: std::time::Duration::MAX,
         },
         page_cache_bytes: 4096,
+        max_frozen_layers: 0,
     };
     Repository::open_with(Path::new("/repo"), config, io.clone(), Arc::new(AppendRedo)).unwrap()
 }

@@ -1,7 +1,16 @@
-//! Everything that writes files for a timeline: freezing the open layer,
-//! flushing frozen layers to delta files, metadata updates, image layer
-//! creation and garbage collection. All of it runs under the timeline's
-//! write lock, so there is one writer of files and metadata at a time.
+//! Freezing the open layer, flushing frozen layers to delta files, and
+//! metadata updates.
+//!
+//! Locking: freezing swaps the open layer under the timeline's write lock
+//! (the lock writers hold for a batch) and the layer map lock, both
+//! briefly. Everything that writes files (flush, compaction, image
+//! creation, GC) and every metadata update runs under the *layer work*
+//! lock instead, building files from an immutable snapshot of the layer map
+//! and taking the map's write lock only to install the result, so writers
+//! never wait for a file write. The one exception is back-pressure: a
+//! writer whose freeze leaves more than `max_frozen_layers` frozen layers
+//! flushes them itself, so memory stays bounded when nobody flushes. Lock
+//! order: write lock, then layer work lock, then the layer map / LSN locks.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -31,23 +40,25 @@ pub struct GcResult {
 impl Timeline {
     /// Freezes the open layer (if it holds anything up to the last record)
     /// and writes every frozen layer to a delta file, advancing
-    /// `disk_consistent_lsn` to `last_record_lsn`.
+    /// `disk_consistent_lsn` to `last_record_lsn`. Blocks writers only for
+    /// the freeze; blocks for the file writes itself.
     pub fn freeze_and_flush(&self) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
-        self.check_writable()?;
-        self.freeze_locked();
-        self.flush_frozen_locked()
+        self.freeze()?;
+        self.flush_frozen()
     }
 
-    /// Freezes and flushes the open layer if the freeze policy says so.
-    /// Writers check the policy on every batch; an idle timeline needs this
-    /// periodic call for the age limit to take effect.
+    /// Freezes the open layer if the freeze policy says so, then flushes
+    /// every frozen layer (writers freeze by the policy but never flush;
+    /// this periodic call, or [`Timeline::flush_frozen`] from a background
+    /// task, does). An idle timeline also needs it for the age limit.
     pub fn flush_if_due(&self) -> Result<(), WriteError> {
         if self.freeze_policy_says_freeze() {
-            self.freeze_and_flush()
-        } else {
-            Ok(())
+            self.freeze()?;
         }
+        if self.layers.read().frozen.is_empty() {
+            return Ok(());
+        }
+        self.flush_frozen()
     }
 
     /// Freezes the open layer without flushing it (the frozen layer stays
@@ -59,11 +70,29 @@ impl Timeline {
         Ok(())
     }
 
-    /// Writes every frozen layer to a delta file.
+    /// Writes every frozen layer to a delta file and advances
+    /// `disk_consistent_lsn` past each. Does not take the write lock:
+    /// writers keep going while the files are written (it waits for other
+    /// layer work — compaction, image creation, GC — to finish).
     pub fn flush_frozen(&self) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         self.flush_frozen_locked()
+    }
+
+    /// Number of frozen layers waiting to be flushed.
+    pub fn frozen_layer_count(&self) -> usize {
+        self.layers.read().frozen.len()
+    }
+
+    /// Back-pressure for writers: when more than `max_frozen_layers` frozen
+    /// layers wait, the writer (holding the write lock) flushes them. The
+    /// only place a writer waits for a file write.
+    pub(super) fn flush_if_backlogged(&self) -> Result<(), WriteError> {
+        if self.frozen_layer_count() > self.shared.config.max_frozen_layers {
+            self.flush_frozen()?;
+        }
+        Ok(())
     }
 
     pub(super) fn freeze_policy_says_freeze(&self) -> bool {
@@ -96,7 +125,10 @@ impl Timeline {
         map.frozen.push(Arc::new(frozen));
     }
 
-    /// Flushes frozen layers oldest first. Caller holds the write lock.
+    /// Flushes frozen layers oldest first. Caller holds the layer work
+    /// lock (not the write lock): a frozen layer is immutable, so the file
+    /// is built and written with no lock writers or readers need; the map
+    /// lock is taken only to swap the frozen layer for the file.
     pub(super) fn flush_frozen_locked(&self) -> Result<(), WriteError> {
         loop {
             let Some(frozen) = self.layers.read().frozen.first().cloned() else {
@@ -105,6 +137,8 @@ impl Timeline {
             let handle = self.write_delta(&frozen)?;
             {
                 let mut map = self.layers.write();
+                // Only this function removes frozen layers, under the
+                // layer work lock: the first one is still `frozen`.
                 map.frozen.remove(0);
                 if let Some(handle) = handle {
                     map.insert_delta(handle);
@@ -166,7 +200,7 @@ impl Timeline {
         }
     }
 
-    /// Replaces the metadata file. Caller holds the write lock.
+    /// Replaces the metadata file. Caller holds the layer work lock.
     fn persist_metadata(&self) -> Result<(), WriteError> {
         let bytes = self.metadata().encode();
         self.write_file(METADATA_FILE_NAME, &bytes).map(|_| ())
@@ -176,7 +210,7 @@ impl Timeline {
     /// persists it. Reads and branches below it are refused from now on;
     /// [`crate::Repository::gc_timeline`] then deletes what no longer matters.
     pub fn set_gc_cutoff(&self, lsn: Lsn) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         {
             let mut state = self.lsns.lock();
@@ -201,7 +235,7 @@ impl Timeline {
         keys: Range<Key>,
         lsn: Lsn,
     ) -> Result<Option<LayerDesc>, WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         self.check_readable(lsn)?;
         let desc = LayerDesc {
@@ -262,7 +296,7 @@ impl Timeline {
     /// Deletes layer files that no read at or above the GC cutoff, nor at
     /// any of `retain_lsns` (children's branch points), can reach.
     pub(crate) fn gc(&self, retain_lsns: &[Lsn]) -> Result<GcResult, WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         let (cutoff, disk_consistent) = {
             let state = self.lsns.lock();

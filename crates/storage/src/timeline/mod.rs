@@ -72,8 +72,12 @@ pub struct Timeline {
     layers: RwLock<LayerMap>,
     lsns: Mutex<LsnState>,
     lsn_advanced: Condvar,
-    /// Serialises writers, freezes, flushes and every metadata update.
+    /// Serialises writers (one batch at a time) and freezes.
     write_lock: Mutex<()>,
+    /// Serialises everything that writes files or metadata: flush,
+    /// compaction, image creation, GC, GC cutoff updates. Never held by a
+    /// writer except under back-pressure (see `flush.rs`).
+    layer_work: Mutex<()>,
     /// Held (shared) by reads while they read files outside the layer map
     /// lock, and exclusively by GC while it deletes files.
     gc_guard: RwLock<()>,
@@ -109,6 +113,7 @@ impl Timeline {
             }),
             lsn_advanced: Condvar::new(),
             write_lock: Mutex::new(()),
+            layer_work: Mutex::new(()),
             gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
         }
@@ -323,9 +328,13 @@ impl TimelineWriter<'_> {
     }
 
     /// Makes the batch visible and sets `last_record_lsn` to `lsn` (at least
-    /// every put LSN, never backwards). May freeze and flush the open layer
-    /// when the freeze policy says so; a flush failure is returned (the batch
-    /// itself is applied and readable either way).
+    /// every put LSN, never backwards). Freezes the open layer when the
+    /// freeze policy says so (a short swap, no file write). Does not flush:
+    /// [`Timeline::flush_frozen`] / [`Timeline::flush_if_due`] do, from a
+    /// background caller — except under back-pressure, when more than
+    /// `RepositoryConfig::max_frozen_layers` frozen layers wait; then it
+    /// flushes them itself and a flush failure is returned (the batch is
+    /// applied and readable either way).
     pub fn finish(self, lsn: Lsn) -> Result<(), WriteError> {
         let timeline = self.timeline;
         timeline.check_writable()?;
@@ -353,7 +362,7 @@ impl TimelineWriter<'_> {
         timeline.apply_batch(self.batch, lsn);
         if timeline.freeze_policy_says_freeze() {
             timeline.freeze_locked();
-            timeline.flush_frozen_locked()?;
+            timeline.flush_if_backlogged()?;
         }
         Ok(())
     }
