@@ -112,6 +112,7 @@ pub mod metadata;
 pub mod policy;
 pub mod redo;
 pub mod repository;
+pub mod stats;
 pub mod timeline;
 pub mod value;
 
@@ -119,8 +120,11 @@ pub use error::{GetError, LayerFileError, RepositoryError, WaitLsnError, WriteEr
 pub use id::{IdParseError, TenantId, TimelineId};
 pub use key::{Key, KeyKind, SlruKind, KEY_SIZE};
 pub use layer::{LayerDesc, LayerKind};
-pub use policy::FreezePolicy;
+pub use policy::{CompactionPolicy, FreezePolicy};
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
-pub use timeline::{GcResult, Timeline, TimelineWriter, WaitLsnFuture};
+pub use stats::{StatsSnapshot, StorageStats};
+pub use timeline::{
+    CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
+};
 pub use value::{DerivedOp, Value};

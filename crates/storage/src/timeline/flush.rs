@@ -12,7 +12,6 @@
 //! flushes them itself, so memory stays bounded when nobody flushes. Lock
 //! order: write lock, then layer work lock, then the layer map / LSN locks.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,16 +25,7 @@ use crate::layer::file::encode_layer;
 use crate::layer::memory::InMemoryLayer;
 use crate::layer::{LayerDesc, LayerHandle, LayerKind};
 use crate::metadata::{TimelineMetadata, METADATA_FILE_NAME};
-use crate::policy::{self, GcLayer, OpenLayerState};
-
-/// What one GC run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GcResult {
-    /// Layer files deleted.
-    pub layers_removed: Vec<LayerDesc>,
-    /// Layer files kept.
-    pub layers_kept: usize,
-}
+use crate::policy::{self, OpenLayerState};
 
 impl Timeline {
     /// Freezes the open layer (if it holds anything up to the last record)
@@ -178,11 +168,16 @@ impl Timeline {
             )
         })?;
         let path = self.write_file(&desc.file_name(), &bytes)?;
+        self.note_file_size(&desc.file_name(), bytes.len() as u64);
         Ok(Some(Arc::new(LayerHandle::new(desc, path))))
     }
 
     /// Commits a file with the atomic protocol; a failure breaks the timeline.
-    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, WriteError> {
+    pub(super) fn write_file(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<std::path::PathBuf, WriteError> {
         write_atomic(self.shared.io.as_ref(), &self.dir, name, bytes)
             .map_err(|source| self.fail(self.dir.join(name), source))
     }
@@ -225,122 +220,5 @@ impl Timeline {
             state.gc_cutoff = lsn;
         }
         self.persist_metadata()
-    }
-
-    /// Writes an image layer holding the value at `lsn` of every key in
-    /// `keys` that exists there, so reads at or above `lsn` need no older
-    /// history. Returns the new layer (or `None` if an identical one exists).
-    pub fn create_image_layer(
-        &self,
-        keys: Range<Key>,
-        lsn: Lsn,
-    ) -> Result<Option<LayerDesc>, WriteError> {
-        let _work = self.layer_work.lock();
-        self.check_writable()?;
-        self.check_readable(lsn)?;
-        let desc = LayerDesc {
-            kind: LayerKind::Image,
-            key_range: keys.clone(),
-            lsn_range: lsn..Lsn(lsn.0 + 1),
-        };
-        if !desc.is_well_formed() || self.layers.read().images.iter().any(|i| *i.desc() == desc) {
-            return Ok(None);
-        }
-        let mut values = Vec::new();
-        for key in self.list_keys_unchecked(&keys, lsn)? {
-            let bytes = self.reconstruct_value(key, lsn)?;
-            values.push((key, crate::value::Value::Image(bytes)));
-        }
-        let encoded =
-            encode_layer(&desc, values.iter().map(|(k, v)| (*k, lsn, v))).map_err(|reason| {
-                self.fail(
-                    self.dir.join(desc.file_name()),
-                    std::io::Error::other(reason),
-                )
-            })?;
-        let path = self.write_file(&desc.file_name(), &encoded)?;
-        self.layers
-            .write()
-            .insert_image(Arc::new(LayerHandle::new(desc.clone(), path)));
-        Ok(Some(desc))
-    }
-
-    /// Creates an image layer of the whole key space at
-    /// `disk_consistent_lsn` if the image policy says one is due (at least
-    /// `threshold` delta files above the newest whole-key-space image).
-    /// The background task of the pageserver calls this periodically.
-    pub fn create_image_layer_if_due(
-        &self,
-        threshold: usize,
-    ) -> Result<Option<LayerDesc>, WriteError> {
-        let deltas_above = {
-            let map = self.layers.read();
-            let newest_full_image = map
-                .images
-                .iter()
-                .filter(|i| i.desc().key_range == (Key::MIN..Key::MAX))
-                .map(|i| i.desc().image_lsn())
-                .max();
-            map.deltas
-                .iter()
-                .filter(|d| newest_full_image.is_none_or(|lsn| d.desc().lsn_range.start > lsn))
-                .count()
-        };
-        let lsn = self.disk_consistent_lsn();
-        if !policy::image_layer_due(deltas_above, threshold) || lsn < self.gc_cutoff() {
-            return Ok(None);
-        }
-        self.create_image_layer(Key::MIN..Key::MAX, lsn)
-    }
-
-    /// Deletes layer files that no read at or above the GC cutoff, nor at
-    /// any of `retain_lsns` (children's branch points), can reach.
-    pub(crate) fn gc(&self, retain_lsns: &[Lsn]) -> Result<GcResult, WriteError> {
-        let _work = self.layer_work.lock();
-        self.check_writable()?;
-        let (cutoff, disk_consistent) = {
-            let state = self.lsns.lock();
-            (state.gc_cutoff, state.disk_consistent)
-        };
-        // Wait for reads that may be reading files outside the map lock.
-        let _gc = self.gc_guard.write();
-        let removed = {
-            let mut map = self.layers.write();
-            let files: Vec<Arc<LayerHandle>> = map.files().cloned().collect();
-            let descs: Vec<GcLayer> = files
-                .iter()
-                .map(|h| GcLayer {
-                    is_image: h.desc().kind == LayerKind::Image,
-                    key_range: h.desc().key_range.clone(),
-                    lsn_range: h.desc().lsn_range.clone(),
-                })
-                .collect();
-            let garbage = policy::gc_garbage(&descs, cutoff, disk_consistent, retain_lsns);
-            let removed: Vec<Arc<LayerHandle>> =
-                garbage.iter().map(|&i| files[i].clone()).collect();
-            map.deltas
-                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
-            map.images
-                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
-            removed
-        };
-        // Readers hold the GC guard while they use files, so none is using
-        // the removed files once the map no longer lists them.
-        for handle in &removed {
-            self.shared
-                .io
-                .remove_file(handle.path())
-                .map_err(|source| self.fail(handle.path().clone(), source))?;
-        }
-        if !removed.is_empty() {
-            self.shared
-                .io
-                .sync_dir(&self.dir)
-                .map_err(|source| self.fail(self.dir.clone(), source))?;
-        }
-        Ok(GcResult {
-            layers_removed: removed.iter().map(|h| h.desc().clone()).collect(),
-            layers_kept: self.layers.read().files().count(),
-        })
     }
 }

@@ -23,9 +23,12 @@
 //! [`WriteError::Broken`] until the repository is reopened (STYLE §4: never
 //! retry an fsync and carry on as if the data were safe).
 
+mod compact;
 mod flush;
+mod gc;
 pub(crate) mod load;
 mod read;
+mod size;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +46,9 @@ use crate::metadata::TimelineMetadata;
 use crate::repository::Shared;
 use crate::value::Value;
 
-pub use flush::GcResult;
+pub use compact::CompactionResult;
+pub use gc::GcResult;
+pub use size::LayerStats;
 pub use wait::WaitLsnFuture;
 
 /// LSNs that move as the timeline is written, flushed and garbage-collected.
@@ -82,6 +87,9 @@ pub struct Timeline {
     /// lock, and exclusively by GC while it deletes files.
     gc_guard: RwLock<()>,
     broken: Mutex<Option<String>>,
+    /// Bytes of each layer file by name, learnt when written or first
+    /// asked (`size.rs`).
+    file_sizes: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Timeline {
@@ -116,6 +124,7 @@ impl Timeline {
             layer_work: Mutex::new(()),
             gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
+            file_sizes: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
