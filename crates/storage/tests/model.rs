@@ -20,8 +20,8 @@ use postgres_wal::Lsn;
 use proptest::prelude::*;
 use storage::io::MemoryFileIo;
 use storage::{
-    apply_derived, CompactionPolicy, DerivedOp, FreezePolicy, GetError, Key, Reconstruct, RedoError, Repository,
-    RepositoryConfig, RepositoryError, TimelineId, Value, WriteError,
+    apply_derived, CompactionPolicy, DerivedOp, FreezePolicy, GetError, Key, Reconstruct,
+    RedoError, Repository, RepositoryConfig, RepositoryError, TimelineId, Value, WriteError,
 };
 
 const KEYS: u8 = 6;

@@ -217,11 +217,7 @@ impl Timeline {
     /// The value at `lsn` of every key of `keys` that has one; `None` if
     /// some key cannot be reconstructed (an image missing it would claim
     /// the key does not exist, so the partition gets no image).
-    fn image_values(
-        &self,
-        keys: &[Key],
-        lsn: Lsn,
-    ) -> Result<Option<Versions>, WriteError> {
+    fn image_values(&self, keys: &[Key], lsn: Lsn) -> Result<Option<Versions>, WriteError> {
         let mut values = Vec::with_capacity(keys.len());
         for &key in keys {
             match self.reconstruct_value(key, lsn) {
