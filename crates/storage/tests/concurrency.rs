@@ -207,7 +207,7 @@ fn writers_never_wait_for_layer_files() {
         let batch_started = std::time::Instant::now();
         let mut writer = timeline.writer();
         for k in 0..KEYS {
-            if lsn % (u64::from(k) + 1) == 0 {
+            if lsn.is_multiple_of(u64::from(k) + 1) {
                 let value = Value::Image(Bytes::copy_from_slice(&lsn.to_le_bytes()));
                 writer.put(Key::twophase_file(k), Lsn(lsn), value).unwrap();
             }
