@@ -427,4 +427,154 @@ mod tests {
         narrow.key_range = Key::MIN..Key::checkpoint();
         assert!(gc_garbage(&[delta(1, 10), narrow], Lsn(30), Lsn(30), &[]).is_empty());
     }
+
+    fn k(n: u8) -> Key {
+        let mut b = [0u8; crate::key::KEY_SIZE];
+        b[17] = n;
+        b[0] = 1;
+        Key::from_bytes(b)
+    }
+
+    fn tiles(ranges: &[Range<Key>]) -> bool {
+        ranges.first().is_some_and(|r| r.start == Key::MIN)
+            && ranges.last().is_some_and(|r| r.end == Key::MAX)
+            && ranges.windows(2).all(|w| w[0].end == w[1].start)
+            && ranges.iter().all(|r| r.start < r.end)
+    }
+
+    #[test]
+    fn l0_compaction_needs_two_and_the_threshold_above_the_l1s() {
+        let ranges: Vec<Range<Lsn>> = (0..5u64).map(|i| Lsn(i * 10)..Lsn(i * 10 + 10)).collect();
+        assert!(pick_l0_for_compaction(&ranges[..1], Lsn(0), 1).is_empty());
+        assert_eq!(pick_l0_for_compaction(&ranges[..2], Lsn(0), 1), vec![0, 1]);
+        assert!(pick_l0_for_compaction(&ranges, Lsn(0), 6).is_empty());
+        assert_eq!(pick_l0_for_compaction(&ranges, Lsn(0), 5).len(), 5);
+        // L0s older than the newest L1 set are never merged across it.
+        assert_eq!(pick_l0_for_compaction(&ranges, Lsn(20), 3), vec![2, 3, 4]);
+        assert!(pick_l0_for_compaction(&ranges, Lsn(0), 0).is_empty());
+    }
+
+    #[test]
+    fn l1_split_keeps_keys_whole_and_tiles_the_key_space() {
+        let sizes: Vec<(Key, u64)> = (0..10).map(|i| (k(i), 40)).collect();
+        let split = split_l1(&sizes, 100);
+        assert!(tiles(&split));
+        assert_eq!(split.len(), 4); // 3 + 3 + 3 + 1 keys
+        assert_eq!(split[1].start, k(3));
+        assert_eq!(split_l1(&[], 100), vec![Key::MIN..Key::MAX]);
+        assert_eq!(split_l1(&sizes, u64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn partitions_tile_with_bounded_keys() {
+        let keys: Vec<Key> = (0..10).map(k).collect();
+        let parts = partition_keys(&keys, 3 * IMAGE_BYTES_PER_KEY);
+        assert!(tiles(&parts));
+        for part in &parts {
+            assert!(keys.iter().filter(|key| part.contains(key)).count() <= 3);
+        }
+        assert_eq!(partition_keys(&[], 1), vec![Key::MIN..Key::MAX]);
+    }
+
+    fn info(is_image: bool, keys: Range<Key>, lsns: Range<u64>) -> LayerInfo {
+        LayerInfo {
+            is_image,
+            key_range: keys,
+            lsn_range: Lsn(lsns.start)..Lsn(lsns.end),
+        }
+    }
+
+    #[test]
+    fn images_are_due_per_partition_by_delta_levels_above_the_image() {
+        let parts = vec![Key::MIN..k(5), k(5)..Key::MAX];
+        let mut layers = vec![
+            info(false, k(0)..k(9), 1..10),
+            info(false, k(0)..k(9), 10..20),
+            info(false, k(6)..k(7), 20..30),
+        ];
+        assert_eq!(
+            partitions_needing_images(&parts, &layers, 3, Lsn(30)),
+            vec![1]
+        );
+        assert_eq!(
+            partitions_needing_images(&parts, &layers, 2, Lsn(30)),
+            vec![0, 1]
+        );
+        // An image at 25 over the second partition resets its count.
+        layers.push(info(true, k(5)..Key::MAX, 25..26));
+        assert!(partitions_needing_images(&parts, &layers, 2, Lsn(30))
+            .iter()
+            .all(|&p| p == 0));
+        assert_eq!(newest_full_image_lsn(&parts[1], &layers), Some(Lsn(25)));
+        // Two images at different LSNs covering halves: the older counts.
+        layers.push(info(true, Key::MIN..k(2), 27..28));
+        layers.push(info(true, k(2)..k(5), 26..27));
+        assert_eq!(newest_full_image_lsn(&parts[0], &layers), Some(Lsn(26)));
+        assert_eq!(
+            partitions_needing_images(&parts, &[], 0, Lsn(30)),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn interrupted_compaction_keeps_one_copy() {
+        let l0a = info(false, k(1)..k(9), 10..20);
+        let l0b = info(false, k(2)..k(8), 20..30);
+        let l1a = info(false, Key::MIN..k(5), 10..30);
+        let l1b = info(false, k(5)..Key::MAX, 10..30);
+        // Complete L1 set: the stale L0s go.
+        let all = [l0a.clone(), l0b.clone(), l1a.clone(), l1b.clone()];
+        assert_eq!(interrupted_compaction_garbage(&all), vec![0, 1]);
+        // Partial L1 set: it goes, the L0s stay.
+        let partial = [l0a.clone(), l0b.clone(), l1a.clone()];
+        assert_eq!(interrupted_compaction_garbage(&partial), vec![2]);
+        // A complete set whose L0s are gone (or a GC-thinned set): nothing.
+        assert!(interrupted_compaction_garbage(&[l0a, l0b]).is_empty());
+    }
+
+    #[test]
+    fn images_covering_halves_together_free_a_delta() {
+        let layers = [
+            GcLayer {
+                is_image: false,
+                key_range: k(0)..k(10),
+                lsn_range: Lsn(1)..Lsn(10),
+            },
+            GcLayer {
+                is_image: true,
+                key_range: Key::MIN..k(5),
+                lsn_range: Lsn(12)..Lsn(13),
+            },
+            GcLayer {
+                is_image: true,
+                key_range: k(5)..Key::MAX,
+                lsn_range: Lsn(15)..Lsn(16),
+            },
+        ];
+        assert_eq!(gc_garbage(&layers, Lsn(20), Lsn(20), &[]), vec![0]);
+        // A branch point between the delta and one of the images pins it.
+        assert!(gc_garbage(&layers, Lsn(20), Lsn(20), &[Lsn(14)]).is_empty());
+        // One image not durable yet: not covered.
+        assert!(gc_garbage(&layers, Lsn(20), Lsn(14), &[]).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Splits and partitions tile the key space for any key set and
+        /// target, and every key lands in exactly one range.
+        #[test]
+        fn splits_and_partitions_always_tile(
+            raw in proptest::collection::btree_set(0u8..255, 0..40),
+            sizes in proptest::collection::vec(1u64..500, 40),
+            target in 1u64..3000,
+        ) {
+            let keys: Vec<Key> = raw.iter().map(|n| k(*n)).collect();
+            let key_sizes: Vec<(Key, u64)> = keys.iter().zip(&sizes).map(|(k, s)| (*k, *s)).collect();
+            for ranges in [split_l1(&key_sizes, target), partition_keys(&keys, target * 100)] {
+                proptest::prop_assert!(tiles(&ranges), "{ranges:?}");
+                for key in &keys {
+                    proptest::prop_assert_eq!(ranges.iter().filter(|r| r.contains(key)).count(), 1);
+                }
+            }
+        }
+    }
 }
