@@ -68,7 +68,8 @@
 //! [`Timeline`] (shared as `Arc<Timeline>`):
 //! - writes: [`Timeline::writer`] → [`TimelineWriter::put`]`(key, lsn,
 //!   value)`… → [`TimelineWriter::finish`]`(lsn)` (advances
-//!   `last_record_lsn`, may freeze and flush by [`FreezePolicy`]);
+//!   `last_record_lsn`, may freeze by [`FreezePolicy`]; flushes only
+//!   under back-pressure);
 //!   [`Timeline::freeze_and_flush`], [`Timeline::freeze`],
 //!   [`Timeline::flush_frozen`];
 //! - reads: [`Timeline::get`]`(key, lsn)`, [`Timeline::get_rel_size`],
@@ -78,6 +79,17 @@
 //!   [`Timeline::disk_consistent_lsn`], [`Timeline::gc_cutoff`] /
 //!   [`Timeline::set_gc_cutoff`], [`Timeline::ancestor`],
 //!   [`Timeline::initdb_lsn`], [`Timeline::pg_version`];
+//! - layer lifecycle (file work off the write lock; see [`timeline`]):
+//!   [`Timeline::flush_frozen`] / [`Timeline::flush_if_due`] (writers
+//!   only freeze), [`Timeline::compact`]`(&`[`CompactionPolicy`]`)` → L0
+//!   deltas into L1 deltas split by key range, then image layers per key
+//!   partition ([`CompactionResult`]); [`Repository::gc_timeline`] →
+//!   [`GcResult`] with `layers_removed` and `bytes_removed`;
+//! - sizes and metrics: [`Timeline::physical_size_bytes`],
+//!   [`Timeline::logical_size_bytes`]`(lsn)`,
+//!   [`Timeline::layer_stats`] (L0/L1/image counts and bytes),
+//!   [`Repository::stats`] (records applied per reconstruction histogram,
+//!   compaction/image/GC counters);
 //! - maintenance: [`Timeline::create_image_layer`],
 //!   [`Timeline::create_image_layer_if_due`], [`Timeline::verify_layers`],
 //!   [`Timeline::layer_files`], [`Timeline::broken_reason`].

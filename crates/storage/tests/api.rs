@@ -303,6 +303,7 @@ fn freeze_policy_freezes_and_backpressure_flushes() {
     }
     // Four freezes, no file written by the writer.
     assert_eq!(main.frozen_layer_count(), 4);
+    assert!(main.wait_frozen(Duration::from_millis(1)));
     assert!(main.layer_files().is_empty());
     assert_eq!(main.disk_consistent_lsn(), initial);
     for i in 41..=50u64 {
@@ -310,15 +311,28 @@ fn freeze_policy_freezes_and_backpressure_flushes() {
     }
     // The fifth freeze went over the limit: that writer flushed all five.
     assert_eq!(main.frozen_layer_count(), 0);
+    assert!(!main.wait_frozen(Duration::from_millis(10)));
     assert_eq!(main.layer_files().len(), 5);
     assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 50));
-    for i in 51..=65u64 {
+    // A background flusher waiting for work wakes on the next freeze.
+    let waiter = {
+        let main = main.clone();
+        std::thread::spawn(move || main.wait_frozen(Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    main.freeze().unwrap();
+    put(&main, Key::twophase_file(999), 0x10 * 50 + 1, value());
+    main.freeze().unwrap();
+    assert!(waiter.join().unwrap());
+    main.flush_frozen().unwrap();
+    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 50 + 1));
+    for i in 52..=65u64 {
         put(&main, Key::twophase_file(i as u32), 0x10 * i, value());
     }
     assert_eq!(main.frozen_layer_count(), 1);
     main.flush_if_due().unwrap();
     assert_eq!(main.frozen_layer_count(), 0);
-    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 60));
+    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 61));
 }
 
 /// Minimal executor: polls a future on this thread, parking between wakes.

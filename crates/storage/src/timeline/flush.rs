@@ -113,6 +113,31 @@ impl Timeline {
         let mut frozen = std::mem::replace(&mut map.open, InMemoryLayer::new(end_lsn));
         frozen.freeze(end_lsn, prev);
         map.frozen.push(Arc::new(frozen));
+        drop(map);
+        *self.freezes.lock() += 1;
+        self.frozen_cv.notify_all();
+    }
+
+    /// Blocks until a frozen layer waits for a flush (returns true at
+    /// once if one does), at most `timeout`; for a background flusher:
+    /// `loop { if t.wait_frozen(d) { t.flush_frozen()? } }`. Returns false
+    /// on timeout with nothing frozen, or when the timeline shuts down.
+    pub fn wait_frozen(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut freezes = self.freezes.lock();
+        loop {
+            if self.frozen_layer_count() > 0 {
+                return true;
+            }
+            if self.lsns.lock().shutting_down
+                || self
+                    .frozen_cv
+                    .wait_until(&mut freezes, deadline)
+                    .timed_out()
+            {
+                return self.frozen_layer_count() > 0;
+            }
+        }
     }
 
     /// Flushes frozen layers oldest first. Caller holds the layer work

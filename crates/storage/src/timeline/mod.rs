@@ -87,6 +87,10 @@ pub struct Timeline {
     /// lock, and exclusively by GC while it deletes files.
     gc_guard: RwLock<()>,
     broken: Mutex<Option<String>>,
+    /// Number of freezes so far, signalled on `frozen_cv` so a background
+    /// flusher can wait for work ([`Timeline::wait_frozen`]).
+    freezes: Mutex<u64>,
+    frozen_cv: Condvar,
     /// Bytes of each layer file by name, learnt when written or first
     /// asked (`size.rs`).
     file_sizes: Mutex<std::collections::HashMap<String, u64>>,
@@ -125,6 +129,8 @@ impl Timeline {
             gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
             file_sizes: Mutex::new(std::collections::HashMap::new()),
+            freezes: Mutex::new(0),
+            frozen_cv: Condvar::new(),
         }
     }
 
@@ -225,6 +231,10 @@ impl Timeline {
             std::mem::take(&mut state.waiters)
         };
         self.lsn_advanced.notify_all();
+        {
+            let _freezes = self.freezes.lock();
+            self.frozen_cv.notify_all();
+        }
         waiters.into_iter().for_each(|(_, waker)| waker.wake());
     }
 
