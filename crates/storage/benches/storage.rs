@@ -1,8 +1,13 @@
 //! Storage benchmarks: ingest throughput, read latency by history depth
-//! (hot and cold cache), and branch creation time against timeline size.
+//! (hot and cold cache) before and after compaction + image layers, layer
+//! bytes with and without compression on pgbench-like heap pages, and
+//! branch creation time against timeline size.
 //!
 //! Run with `cargo bench -p storage`; criterion prints MiB/s for the put
-//! groups and time per operation for the others.
+//! groups and time per operation for the others. The compression group
+//! also prints the bytes on disk per format version (`cargo bench -p
+//! storage -- compression`); `cargo bench -p storage -- get` compares
+//! `get/cold/<depth>` with `get_compacted/cold/<depth>`.
 // A benchmark whose setup fails has nothing to measure: panicking is right.
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +18,9 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use postgres_wal::record::{ForkNumber, RelFileNode, BLCKSZ};
 use postgres_wal::Lsn;
-use storage::{DerivedOp, Key, Repository, RepositoryConfig, Timeline, TimelineId, Value};
+use storage::{
+    CompactionPolicy, DerivedOp, Key, Repository, RepositoryConfig, Timeline, TimelineId, Value,
+};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -107,8 +114,15 @@ fn bench_put(c: &mut Criterion) {
 }
 
 /// A timeline where each of `keys` keys has `depth` versions: an image, then
-/// `depth - 1` small records, flushed to a delta file every 10 versions.
-fn history(repo: &Repository, keys: u32, depth: u32) -> std::sync::Arc<Timeline> {
+/// `depth - 1` small records, flushed to a delta file every 10 versions;
+/// with a policy, compaction (and image creation) runs after every flush
+/// as the pageserver's background task would.
+fn history_with(
+    repo: &Repository,
+    keys: u32,
+    depth: u32,
+    policy: Option<&CompactionPolicy>,
+) -> std::sync::Arc<Timeline> {
     let timeline = repo.create_timeline(fresh_id(), 15, Lsn(1)).unwrap();
     for version in 0..depth {
         let value = if version == 0 {
@@ -122,23 +136,46 @@ fn history(repo: &Repository, keys: u32, depth: u32) -> std::sync::Arc<Timeline>
         ingest(&timeline, keys, &value, keys);
         if version % 10 == 9 {
             timeline.freeze_and_flush().unwrap();
+            if let Some(policy) = policy {
+                timeline.compact(policy).unwrap();
+            }
         }
     }
     timeline.freeze_and_flush().unwrap();
+    if let Some(policy) = policy {
+        timeline.compact(policy).unwrap();
+    }
     timeline
 }
 
 fn bench_get(c: &mut Criterion) {
+    bench_get_with(c, "get", None);
+    let policy = CompactionPolicy {
+        compaction_threshold: 3,
+        compaction_target_size: 256 * 1024,
+        image_creation_threshold: 3,
+    };
+    bench_get_with(c, "get_compacted", Some(&policy));
+}
+
+fn bench_get_with(c: &mut Criterion, name: &str, policy: Option<&CompactionPolicy>) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
-    let mut group = c.benchmark_group("get");
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(3));
     const KEYS: u32 = 100;
-    for depth in [1u32, 10, 100] {
-        let timeline = history(&repo, KEYS, depth);
+    for depth in [1u32, 10, 100, 400] {
+        let timeline = history_with(&repo, KEYS, depth, policy);
         let lsn = timeline.last_record_lsn();
+        let before = repo.stats().snapshot().records_total;
+        timeline.get(block_key(0), lsn).unwrap();
+        let applied = repo.stats().snapshot().records_total - before;
+        let stats = timeline.layer_stats();
+        eprintln!(
+            "{name} depth {depth}: {applied} records applied per head read; layers {stats:?}"
+        );
         let mut n = 0u32;
         group.bench_function(BenchmarkId::new("hot", depth), |b| {
             b.iter(|| {
@@ -159,6 +196,70 @@ fn bench_get(c: &mut Criterion) {
                 total
             })
         });
+    }
+    group.finish();
+}
+
+/// An 8 KB page shaped like a pgbench_accounts heap page: page header,
+/// line pointers, then ~61 tuples (header, aid, bid, abalance, 84-byte
+/// blank filler) from the end.
+fn heap_page(page_no: u32) -> Bytes {
+    let mut page = vec![0u8; BLCKSZ];
+    let tuple_len = 24 + 4 + 4 + 4 + 85;
+    let tuples = (BLCKSZ - 24) / (tuple_len + 4);
+    page[..8].copy_from_slice(&u64::from(page_no).wrapping_mul(0x9E37_79B9).to_le_bytes());
+    for t in 0..tuples {
+        let at = BLCKSZ - (t + 1) * tuple_len;
+        let lp = 24 + t * 4;
+        page[lp..lp + 4].copy_from_slice(&((at as u32) | ((tuple_len as u32) << 17)).to_le_bytes());
+        let aid = page_no * tuples as u32 + t as u32;
+        let tuple = &mut page[at..at + tuple_len];
+        tuple[..4].copy_from_slice(&(1000 + aid / 7).to_le_bytes()); // xmin
+        tuple[24..28].copy_from_slice(&aid.to_le_bytes());
+        tuple[28..32].copy_from_slice(&(aid / 100_000 + 1).to_le_bytes());
+        let balance = (aid.wrapping_mul(2_654_435_761) % 10_000) as i32 - 5000;
+        tuple[32..36].copy_from_slice(&balance.to_le_bytes());
+        tuple[36] = 0xAB; // short varlena header
+        tuple[37..].fill(b' ');
+    }
+    Bytes::from(page)
+}
+
+/// Layer bytes with format v1 (raw) and v2 (zstd per value) for 2048
+/// pgbench-like heap pages, and the time to encode each.
+fn bench_compression(c: &mut Criterion) {
+    use storage::layer::file::{encode_layer_version, LAYER_FORMAT_V1, LAYER_FORMAT_VERSION};
+    use storage::{LayerDesc, LayerKind};
+    let values: Vec<(Key, Lsn, Value)> = (0..2048u32)
+        .map(|n| (block_key(n), Lsn(10), Value::Image(heap_page(n))))
+        .collect();
+    let desc = LayerDesc {
+        kind: LayerKind::Delta,
+        key_range: Key::MIN..Key::MAX,
+        lsn_range: Lsn(10)..Lsn(11),
+    };
+    let encode = |version| {
+        encode_layer_version(&desc, values.iter().map(|(k, l, v)| (*k, *l, v)), version).unwrap()
+    };
+    let (v1, v2) = (
+        encode(LAYER_FORMAT_V1).len(),
+        encode(LAYER_FORMAT_VERSION).len(),
+    );
+    eprintln!(
+        "compression: 2048 heap pages = {} bytes raw; layer v1 {v1} bytes, v2 {v2} bytes ({:.2}x smaller)",
+        2048 * BLCKSZ,
+        v1 as f64 / v2 as f64
+    );
+    let mut group = c.benchmark_group("compression");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Bytes((2048 * BLCKSZ) as u64));
+    for (name, version) in [
+        ("encode_v1", LAYER_FORMAT_V1),
+        ("encode_v2", LAYER_FORMAT_VERSION),
+    ] {
+        group.bench_function(name, |b| b.iter(|| black_box(encode(version))));
     }
     group.finish();
 }
@@ -187,5 +288,11 @@ fn bench_branch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_put, bench_get, bench_branch);
+criterion_group!(
+    benches,
+    bench_put,
+    bench_get,
+    bench_compression,
+    bench_branch
+);
 criterion_main!(benches);

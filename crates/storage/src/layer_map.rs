@@ -1,11 +1,20 @@
 //! Which layers of one timeline can hold versions of (key, lsn): the open
 //! in-memory layer, frozen in-memory layers, and delta and image files.
 //!
-//! Invariant: the open layer, the frozen layers and the delta files cover
-//! disjoint LSN ranges (each freeze ends a range where the next begins, and
-//! a delta file has exactly its frozen layer's range). Image layers may sit
-//! at any LSN. So "the delta holding the newest versions below LSN X" is
-//! the one with the greatest start below X that covers the key.
+//! Levels: an L0 delta is a flushed frozen layer (its LSN range, keys from
+//! its first to its last key). Compaction replaces all L0s covering LSNs
+//! `[a, b)` with L1 deltas covering `[a, b)` whose key ranges tile the key
+//! space. A delta is L1 when another delta has exactly its LSN range, or
+//! when its key range is the whole key space (a single L1 file).
+//!
+//! Invariant: for any one key, the open layer, the frozen layers and the
+//! delta files whose key range contains it cover disjoint LSN ranges (each
+//! freeze ends a range where the next begins; L1 files of one compaction
+//! share an LSN range but not keys; every L1 is older than every L0).
+//! Image layers may sit at any LSN. So "the delta holding the newest
+//! versions of K below LSN X" is the one with the greatest start below X
+//! whose key range contains K: a delta not containing K holds no version
+//! of it.
 
 use std::sync::Arc;
 
@@ -94,6 +103,25 @@ impl LayerMap {
             .images
             .partition_point(|i| i.desc().image_lsn() <= handle.desc().image_lsn());
         self.images.insert(at, handle);
+    }
+
+    /// Whether a delta file is L1 (see the module doc).
+    pub fn is_l1(&self, handle: &LayerHandle) -> bool {
+        let desc = handle.desc();
+        desc.key_range == (Key::MIN..Key::MAX)
+            || self
+                .deltas
+                .iter()
+                .any(|d| d.uid() != handle.uid() && d.desc().lsn_range == desc.lsn_range)
+    }
+
+    /// The L0 delta files, oldest first.
+    pub fn l0_deltas(&self) -> Vec<Arc<LayerHandle>> {
+        self.deltas
+            .iter()
+            .filter(|d| !self.is_l1(d))
+            .cloned()
+            .collect()
     }
 
     /// Every layer file, deltas then images.

@@ -68,7 +68,8 @@
 //! [`Timeline`] (shared as `Arc<Timeline>`):
 //! - writes: [`Timeline::writer`] → [`TimelineWriter::put`]`(key, lsn,
 //!   value)`… → [`TimelineWriter::finish`]`(lsn)` (advances
-//!   `last_record_lsn`, may freeze and flush by [`FreezePolicy`]);
+//!   `last_record_lsn`, may freeze by [`FreezePolicy`]; flushes only
+//!   under back-pressure);
 //!   [`Timeline::freeze_and_flush`], [`Timeline::freeze`],
 //!   [`Timeline::flush_frozen`];
 //! - reads: [`Timeline::get`]`(key, lsn)`, [`Timeline::get_rel_size`],
@@ -78,6 +79,17 @@
 //!   [`Timeline::disk_consistent_lsn`], [`Timeline::gc_cutoff`] /
 //!   [`Timeline::set_gc_cutoff`], [`Timeline::ancestor`],
 //!   [`Timeline::initdb_lsn`], [`Timeline::pg_version`];
+//! - layer lifecycle (file work off the write lock; see [`timeline`]):
+//!   [`Timeline::flush_frozen`] / [`Timeline::flush_if_due`] (writers
+//!   only freeze), [`Timeline::compact`]`(&`[`CompactionPolicy`]`)` → L0
+//!   deltas into L1 deltas split by key range, then image layers per key
+//!   partition ([`CompactionResult`]); [`Repository::gc_timeline`] →
+//!   [`GcResult`] with `layers_removed` and `bytes_removed`;
+//! - sizes and metrics: [`Timeline::physical_size_bytes`],
+//!   [`Timeline::logical_size_bytes`]`(lsn)`,
+//!   [`Timeline::layer_stats`] (L0/L1/image counts and bytes),
+//!   [`Repository::stats`] (records applied per reconstruction histogram,
+//!   compaction/image/GC counters);
 //! - maintenance: [`Timeline::create_image_layer`],
 //!   [`Timeline::create_image_layer_if_due`], [`Timeline::verify_layers`],
 //!   [`Timeline::layer_files`], [`Timeline::broken_reason`].
@@ -112,6 +124,7 @@ pub mod metadata;
 pub mod policy;
 pub mod redo;
 pub mod repository;
+pub mod stats;
 pub mod timeline;
 pub mod value;
 
@@ -119,8 +132,11 @@ pub use error::{GetError, LayerFileError, RepositoryError, WaitLsnError, WriteEr
 pub use id::{IdParseError, TenantId, TimelineId};
 pub use key::{Key, KeyKind, SlruKind, KEY_SIZE};
 pub use layer::{LayerDesc, LayerKind};
-pub use policy::FreezePolicy;
+pub use policy::{CompactionPolicy, FreezePolicy};
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
-pub use timeline::{GcResult, Timeline, TimelineWriter, WaitLsnFuture};
+pub use stats::{StatsSnapshot, StorageStats};
+pub use timeline::{
+    CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
+};
 pub use value::{DerivedOp, Value};

@@ -1,6 +1,9 @@
 //! Decisions as pure functions (STYLE §8): when to freeze the open layer,
-//! and which layers garbage collection may delete. The timeline executes
-//! them; tests check them without any I/O.
+//! which L0 deltas to compact and how to split them into L1 files, how to
+//! partition the key space for image layers and which partitions need a
+//! new image, which files of an interrupted compaction to drop on open, and
+//! which layers garbage collection may delete. The timeline executes them;
+//! tests check them without any I/O.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -66,6 +69,213 @@ pub fn image_layer_due(deltas_above_newest_image: usize, threshold: usize) -> bo
     threshold > 0 && deltas_above_newest_image >= threshold
 }
 
+/// When and how the timeline compacts and creates image layers
+/// ([`crate::Timeline::compact`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionPolicy {
+    /// Number of L0 delta files that triggers compaction into L1 files
+    /// (at least 2 L0s are always compacted together: see
+    /// [`pick_l0_for_compaction`]). 0 disables compaction.
+    pub compaction_threshold: usize,
+    /// Target size of one L1 delta file, and of the key range of one image
+    /// partition (estimated at 8 KB per key).
+    pub compaction_target_size: u64,
+    /// A key partition gets a new image once this many delta LSN ranges
+    /// hold versions of its keys above its newest image. 0 disables images.
+    pub image_creation_threshold: usize,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            compaction_threshold: 10,
+            compaction_target_size: 128 * 1024 * 1024,
+            image_creation_threshold: 3,
+        }
+    }
+}
+
+/// Estimated bytes of one key's value in an image (a page).
+pub const IMAGE_BYTES_PER_KEY: u64 = 8192;
+
+/// Which L0 deltas to compact: indices into `l0_lsn_ranges` (sorted by LSN
+/// start, disjoint) of every L0 starting at or above `l1_end` (the end of
+/// the newest L1 set), once there are at least `max(threshold, 2)` of
+/// them. Compacting all of them keeps every L1 older than every L0, and
+/// the result never overlaps an existing L1 set; at least two are needed
+/// so the L1 range is strictly wider than any L0's, which is how an
+/// interrupted compaction is told apart on open
+/// ([`interrupted_compaction_garbage`]).
+pub fn pick_l0_for_compaction(
+    l0_lsn_ranges: &[Range<Lsn>],
+    l1_end: Lsn,
+    threshold: usize,
+) -> Vec<usize> {
+    let picked: Vec<usize> = (0..l0_lsn_ranges.len())
+        .filter(|&i| l0_lsn_ranges[i].start >= l1_end)
+        .collect();
+    if threshold == 0 || picked.len() < threshold.max(2) {
+        return Vec::new();
+    }
+    picked
+}
+
+/// Key ranges of the L1 files for versions whose sizes per key are
+/// `key_sizes` (sorted by key, each key once): consecutive keys are grouped
+/// until a group reaches `target_size`; all versions of a key stay in one
+/// file. The ranges tile `Key::MIN..Key::MAX` (first starts at MIN, last
+/// ends at MAX), which is how a complete set of L1 files is recognised.
+pub fn split_l1(key_sizes: &[(Key, u64)], target_size: u64) -> Vec<Range<Key>> {
+    let mut bounds = vec![Key::MIN];
+    let mut acc = 0u64;
+    for (i, (_, size)) in key_sizes.iter().enumerate() {
+        acc = acc.saturating_add(*size);
+        if acc >= target_size.max(1) {
+            if let Some((next, _)) = key_sizes.get(i + 1) {
+                bounds.push(*next);
+            }
+            acc = 0;
+        }
+    }
+    bounds.push(Key::MAX);
+    bounds.windows(2).map(|w| w[0]..w[1]).collect()
+}
+
+/// Partitions of the key space for image layers, from the keys that exist:
+/// each holds about `target_size / IMAGE_BYTES_PER_KEY` keys; together
+/// they tile `Key::MIN..Key::MAX`.
+pub fn partition_keys(keys: &[Key], target_size: u64) -> Vec<Range<Key>> {
+    let per = (target_size / IMAGE_BYTES_PER_KEY).max(1) as usize;
+    let mut bounds = vec![Key::MIN];
+    bounds.extend(keys.iter().skip(per).step_by(per).copied());
+    bounds.push(Key::MAX);
+    bounds.dedup();
+    bounds.windows(2).map(|w| w[0]..w[1]).collect()
+}
+
+/// What the image policy knows about one layer file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Whether it is an image layer.
+    pub is_image: bool,
+    /// Keys it covers.
+    pub key_range: Range<Key>,
+    /// LSNs it covers (an image at L covers `L..L+1`).
+    pub lsn_range: Range<Lsn>,
+}
+
+fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Whether the union of `ranges` covers all of `target`.
+fn covers(target: &Range<Key>, mut ranges: Vec<Range<Key>>) -> bool {
+    ranges.sort_by_key(|r| r.start);
+    let mut reached = target.start;
+    for r in ranges {
+        if r.start > reached {
+            break;
+        }
+        reached = reached.max(r.end);
+        if reached >= target.end {
+            return true;
+        }
+    }
+    reached >= target.end
+}
+
+/// The greatest LSN X such that images at or above X together cover all
+/// of `part`; `None` if the images never cover it.
+pub fn newest_full_image_lsn(part: &Range<Key>, layers: &[LayerInfo]) -> Option<Lsn> {
+    let mut images: Vec<&LayerInfo> = layers
+        .iter()
+        .filter(|l| l.is_image && overlaps(&l.key_range, part))
+        .collect();
+    images.sort_by_key(|i| std::cmp::Reverse(i.lsn_range.start));
+    let mut ranges = Vec::new();
+    for image in images {
+        ranges.push(image.key_range.clone());
+        if covers(part, ranges.clone()) {
+            return Some(image.lsn_range.start);
+        }
+    }
+    None
+}
+
+/// Indices of the partitions that need a new image at `lsn`: those where
+/// at least `threshold` distinct delta LSN ranges overlapping the
+/// partition hold versions above its newest full image (and below or at
+/// `lsn`), i.e. a read at `lsn` would walk that many delta levels.
+pub fn partitions_needing_images(
+    partitions: &[Range<Key>],
+    layers: &[LayerInfo],
+    threshold: usize,
+    lsn: Lsn,
+) -> Vec<usize> {
+    if threshold == 0 {
+        return Vec::new();
+    }
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, part)| {
+            let base = newest_full_image_lsn(part, layers);
+            if base.is_some_and(|b| b >= lsn) {
+                return false;
+            }
+            let mut ranges: Vec<&Range<Lsn>> = layers
+                .iter()
+                .filter(|l| !l.is_image && overlaps(&l.key_range, part))
+                .filter(|l| l.lsn_range.start <= lsn)
+                .filter(|l| base.is_none_or(|b| l.lsn_range.end.0.saturating_sub(1) > b.0))
+                .map(|l| &l.lsn_range)
+                .collect();
+            ranges.sort_by_key(|r| (r.start, r.end));
+            ranges.dedup();
+            ranges.len() >= threshold
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Delta files to delete on open after a compaction was interrupted.
+/// Compaction writes L1 files covering LSNs `[a, b)` that tile the key
+/// space, then deletes the L0s inside `[a, b)`. So when deltas nest (one's
+/// LSN range strictly inside another's): if the wider files tile
+/// `Key::MIN..Key::MAX` they are complete and the narrower ones are stale
+/// L0s; otherwise the wider ones are a partial L1 set (the L0s are all
+/// still there, since deletion starts only after every L1 is durable).
+pub fn interrupted_compaction_garbage(deltas: &[LayerInfo]) -> Vec<usize> {
+    let mut garbage = std::collections::BTreeSet::new();
+    for (i, wide) in deltas.iter().enumerate() {
+        let r = &wide.lsn_range;
+        let inner: Vec<usize> = deltas
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.lsn_range != *r && d.lsn_range.start >= r.start && d.lsn_range.end <= r.end
+            })
+            .map(|(j, _)| j)
+            .collect();
+        if inner.is_empty() {
+            continue;
+        }
+        let group: Vec<usize> = deltas
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.lsn_range == *r)
+            .map(|(j, _)| j)
+            .collect();
+        let ranges = group.iter().map(|&j| deltas[j].key_range.clone()).collect();
+        if covers(&(Key::MIN..Key::MAX), ranges) {
+            garbage.extend(inner);
+        } else {
+            garbage.insert(i);
+        }
+    }
+    garbage.into_iter().collect()
+}
+
 /// What GC knows about one layer file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcLayer {
@@ -79,11 +289,12 @@ pub struct GcLayer {
 
 /// Indices of the layers GC may delete. A layer is garbage when all of:
 /// - every LSN it holds is below `cutoff`;
-/// - a newer image layer at or below both `cutoff` and `disk_consistent_lsn`
-///   (so it survives a crash) covers its whole key range: reads at or above
-///   the cutoff stop at that image and never reach this layer;
+/// - newer image layers at or below both `cutoff` and `disk_consistent_lsn`
+///   (so they survive a crash) together cover its whole key range: reads
+///   at or above the cutoff stop at those images and never reach it;
 /// - no retained LSN (a child's branch point) falls between the layer's
-///   first LSN and that image, since a read at such an LSN would need it.
+///   first LSN and the covering image for any key, since a read at such an
+///   LSN would need it.
 pub fn gc_garbage(
     layers: &[GcLayer],
     cutoff: Lsn,
@@ -96,24 +307,29 @@ pub fn gc_garbage(
         .enumerate()
         .filter(|(_, layer)| layer.lsn_range.end <= cutoff)
         .filter(|(_, layer)| {
-            layers.iter().any(|image| {
-                let image_lsn = image.lsn_range.start;
-                // An image at L holds every record at or below L, so it covers
-                // a delta ending at L + 1 but only strictly older images.
-                let covers_lsns = if layer.is_image {
-                    image_lsn > layer.lsn_range.start
-                } else {
-                    image_lsn.0 >= layer.lsn_range.end.0.saturating_sub(1)
-                };
-                image.is_image
-                    && covers_lsns
-                    && image_lsn <= horizon
-                    && image.key_range.start <= layer.key_range.start
-                    && image.key_range.end >= layer.key_range.end
-                    && !retain_lsns
-                        .iter()
-                        .any(|r| *r >= layer.lsn_range.start && *r < image_lsn)
-            })
+            let covering: Vec<Range<Key>> = layers
+                .iter()
+                .filter(|image| {
+                    let image_lsn = image.lsn_range.start;
+                    // An image at L holds every record at or below L, so it
+                    // covers a delta ending at L + 1 but only strictly older
+                    // images.
+                    let covers_lsns = if layer.is_image {
+                        image_lsn > layer.lsn_range.start
+                    } else {
+                        image_lsn.0 >= layer.lsn_range.end.0.saturating_sub(1)
+                    };
+                    image.is_image
+                        && covers_lsns
+                        && image_lsn <= horizon
+                        && overlaps(&image.key_range, &layer.key_range)
+                        && !retain_lsns
+                            .iter()
+                            .any(|r| *r >= layer.lsn_range.start && *r < image_lsn)
+                })
+                .map(|image| image.key_range.clone())
+                .collect();
+            covers(&layer.key_range, covering)
         })
         .map(|(i, _)| i)
         .collect()
@@ -210,5 +426,155 @@ mod tests {
         let mut narrow = image(25);
         narrow.key_range = Key::MIN..Key::checkpoint();
         assert!(gc_garbage(&[delta(1, 10), narrow], Lsn(30), Lsn(30), &[]).is_empty());
+    }
+
+    fn k(n: u8) -> Key {
+        let mut b = [0u8; crate::key::KEY_SIZE];
+        b[17] = n;
+        b[0] = 1;
+        Key::from_bytes(b)
+    }
+
+    fn tiles(ranges: &[Range<Key>]) -> bool {
+        ranges.first().is_some_and(|r| r.start == Key::MIN)
+            && ranges.last().is_some_and(|r| r.end == Key::MAX)
+            && ranges.windows(2).all(|w| w[0].end == w[1].start)
+            && ranges.iter().all(|r| r.start < r.end)
+    }
+
+    #[test]
+    fn l0_compaction_needs_two_and_the_threshold_above_the_l1s() {
+        let ranges: Vec<Range<Lsn>> = (0..5u64).map(|i| Lsn(i * 10)..Lsn(i * 10 + 10)).collect();
+        assert!(pick_l0_for_compaction(&ranges[..1], Lsn(0), 1).is_empty());
+        assert_eq!(pick_l0_for_compaction(&ranges[..2], Lsn(0), 1), vec![0, 1]);
+        assert!(pick_l0_for_compaction(&ranges, Lsn(0), 6).is_empty());
+        assert_eq!(pick_l0_for_compaction(&ranges, Lsn(0), 5).len(), 5);
+        // L0s older than the newest L1 set are never merged across it.
+        assert_eq!(pick_l0_for_compaction(&ranges, Lsn(20), 3), vec![2, 3, 4]);
+        assert!(pick_l0_for_compaction(&ranges, Lsn(0), 0).is_empty());
+    }
+
+    #[test]
+    fn l1_split_keeps_keys_whole_and_tiles_the_key_space() {
+        let sizes: Vec<(Key, u64)> = (0..10).map(|i| (k(i), 40)).collect();
+        let split = split_l1(&sizes, 100);
+        assert!(tiles(&split));
+        assert_eq!(split.len(), 4); // 3 + 3 + 3 + 1 keys
+        assert_eq!(split[1].start, k(3));
+        assert_eq!(split_l1(&[], 100), vec![Key::MIN..Key::MAX]);
+        assert_eq!(split_l1(&sizes, u64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn partitions_tile_with_bounded_keys() {
+        let keys: Vec<Key> = (0..10).map(k).collect();
+        let parts = partition_keys(&keys, 3 * IMAGE_BYTES_PER_KEY);
+        assert!(tiles(&parts));
+        for part in &parts {
+            assert!(keys.iter().filter(|key| part.contains(key)).count() <= 3);
+        }
+        assert_eq!(partition_keys(&[], 1), vec![Key::MIN..Key::MAX]);
+    }
+
+    fn info(is_image: bool, keys: Range<Key>, lsns: Range<u64>) -> LayerInfo {
+        LayerInfo {
+            is_image,
+            key_range: keys,
+            lsn_range: Lsn(lsns.start)..Lsn(lsns.end),
+        }
+    }
+
+    #[test]
+    fn images_are_due_per_partition_by_delta_levels_above_the_image() {
+        let parts = vec![Key::MIN..k(5), k(5)..Key::MAX];
+        let mut layers = vec![
+            info(false, k(0)..k(9), 1..10),
+            info(false, k(0)..k(9), 10..20),
+            info(false, k(6)..k(7), 20..30),
+        ];
+        assert_eq!(
+            partitions_needing_images(&parts, &layers, 3, Lsn(30)),
+            vec![1]
+        );
+        assert_eq!(
+            partitions_needing_images(&parts, &layers, 2, Lsn(30)),
+            vec![0, 1]
+        );
+        // An image at 25 over the second partition resets its count.
+        layers.push(info(true, k(5)..Key::MAX, 25..26));
+        assert!(partitions_needing_images(&parts, &layers, 2, Lsn(30))
+            .iter()
+            .all(|&p| p == 0));
+        assert_eq!(newest_full_image_lsn(&parts[1], &layers), Some(Lsn(25)));
+        // Two images at different LSNs covering halves: the older counts.
+        layers.push(info(true, Key::MIN..k(2), 27..28));
+        layers.push(info(true, k(2)..k(5), 26..27));
+        assert_eq!(newest_full_image_lsn(&parts[0], &layers), Some(Lsn(26)));
+        assert_eq!(
+            partitions_needing_images(&parts, &[], 0, Lsn(30)),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn interrupted_compaction_keeps_one_copy() {
+        let l0a = info(false, k(1)..k(9), 10..20);
+        let l0b = info(false, k(2)..k(8), 20..30);
+        let l1a = info(false, Key::MIN..k(5), 10..30);
+        let l1b = info(false, k(5)..Key::MAX, 10..30);
+        // Complete L1 set: the stale L0s go.
+        let all = [l0a.clone(), l0b.clone(), l1a.clone(), l1b.clone()];
+        assert_eq!(interrupted_compaction_garbage(&all), vec![0, 1]);
+        // Partial L1 set: it goes, the L0s stay.
+        let partial = [l0a.clone(), l0b.clone(), l1a.clone()];
+        assert_eq!(interrupted_compaction_garbage(&partial), vec![2]);
+        // A complete set whose L0s are gone (or a GC-thinned set): nothing.
+        assert!(interrupted_compaction_garbage(&[l0a, l0b]).is_empty());
+    }
+
+    #[test]
+    fn images_covering_halves_together_free_a_delta() {
+        let layers = [
+            GcLayer {
+                is_image: false,
+                key_range: k(0)..k(10),
+                lsn_range: Lsn(1)..Lsn(10),
+            },
+            GcLayer {
+                is_image: true,
+                key_range: Key::MIN..k(5),
+                lsn_range: Lsn(12)..Lsn(13),
+            },
+            GcLayer {
+                is_image: true,
+                key_range: k(5)..Key::MAX,
+                lsn_range: Lsn(15)..Lsn(16),
+            },
+        ];
+        assert_eq!(gc_garbage(&layers, Lsn(20), Lsn(20), &[]), vec![0]);
+        // A branch point between the delta and one of the images pins it.
+        assert!(gc_garbage(&layers, Lsn(20), Lsn(20), &[Lsn(14)]).is_empty());
+        // One image not durable yet: not covered.
+        assert!(gc_garbage(&layers, Lsn(20), Lsn(14), &[]).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Splits and partitions tile the key space for any key set and
+        /// target, and every key lands in exactly one range.
+        #[test]
+        fn splits_and_partitions_always_tile(
+            raw in proptest::collection::btree_set(0u8..255, 0..40),
+            sizes in proptest::collection::vec(1u64..500, 40),
+            target in 1u64..3000,
+        ) {
+            let keys: Vec<Key> = raw.iter().map(|n| k(*n)).collect();
+            let key_sizes: Vec<(Key, u64)> = keys.iter().zip(&sizes).map(|(k, s)| (*k, *s)).collect();
+            for ranges in [split_l1(&key_sizes, target), partition_keys(&keys, target * 100)] {
+                proptest::prop_assert!(tiles(&ranges), "{ranges:?}");
+                for key in &keys {
+                    proptest::prop_assert_eq!(ranges.iter().filter(|r| r.contains(key)).count(), 1);
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::io::{FileIo, StdFileIo, TEMP_SUFFIX};
 use crate::metadata::TimelineMetadata;
 use crate::policy::FreezePolicy;
 use crate::redo::{BuiltinRedo, Reconstruct};
+use crate::stats::StorageStats;
 use crate::timeline::load::read_metadata;
 use crate::timeline::{GcResult, Timeline};
 
@@ -31,6 +32,11 @@ pub struct RepositoryConfig {
     pub freeze: FreezePolicy,
     /// Capacity of the cache of values read from layer files.
     pub page_cache_bytes: usize,
+    /// Writers freeze but do not flush; once more than this many frozen
+    /// layers wait for a flush, the writer that froze flushes them itself
+    /// (back-pressure bounding memory to about `(this + 1) ×
+    /// freeze.max_open_bytes`).
+    pub max_frozen_layers: usize,
 }
 
 impl Default for RepositoryConfig {
@@ -38,6 +44,7 @@ impl Default for RepositoryConfig {
         RepositoryConfig {
             freeze: FreezePolicy::default(),
             page_cache_bytes: 64 * 1024 * 1024,
+            max_frozen_layers: 4,
         }
     }
 }
@@ -48,6 +55,7 @@ pub(crate) struct Shared {
     pub(crate) redo: Arc<dyn Reconstruct>,
     pub(crate) cache: PageCache,
     pub(crate) config: RepositoryConfig,
+    pub(crate) stats: StorageStats,
 }
 
 /// The timelines of one tenant.
@@ -103,6 +111,7 @@ impl Repository {
             redo,
             cache: PageCache::new(config.page_cache_bytes),
             config,
+            stats: StorageStats::default(),
         });
         let repository = Repository {
             dir: dir.to_owned(),
@@ -320,12 +329,22 @@ impl Repository {
     }
 
     /// Deletes the layer files of `id` that no read at or above its GC
-    /// cutoff, nor at any child's branch point, can reach.
+    /// cutoff, nor at any child's branch point, can reach; returns what was
+    /// removed and the bytes freed. Blocking: deletes files on the calling
+    /// thread; holds the repository's structure lock (branch creation and
+    /// deletion wait) and the timeline's layer work lock, never its write
+    /// lock; reads wait only while the files are unlinked.
     pub fn gc_timeline(&self, id: TimelineId) -> Result<GcResult, RepositoryError> {
         let _guard = self.structure_lock.lock();
         let timeline = self.timeline(id)?;
         let retain: Vec<Lsn> = self.children(id).into_iter().map(|(_, lsn)| lsn).collect();
         Ok(timeline.gc(&retain)?)
+    }
+
+    /// Counters for metrics: records applied per reconstruction, compaction,
+    /// image and GC runs (lock-free; cheap to read at any time).
+    pub fn stats(&self) -> &StorageStats {
+        &self.shared.stats
     }
 
     /// Empties the page cache (benchmarks use this to measure cold reads).

@@ -280,29 +280,59 @@ fn image_layers_let_gc_delete_history() {
     assert_eq!(main.get(key, Lsn(0x50)).unwrap(), Bytes::from(vec![5; 8]));
 }
 
-/// The freeze policy flushes on its own when the open layer grows.
+/// The freeze policy freezes on its own when the open layer grows; writers
+/// never flush until more than `max_frozen_layers` frozen layers wait
+/// (back-pressure), and `flush_if_due` flushes what is frozen.
 #[test]
-fn freeze_policy_flushes_automatically() {
+fn freeze_policy_freezes_and_backpressure_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let config = RepositoryConfig {
         freeze: FreezePolicy {
             max_open_bytes: 1000,
             ..FreezePolicy::default()
         },
+        max_frozen_layers: 4,
         ..RepositoryConfig::default()
     };
     let repo = Arc::new(Repository::open(dir.path(), config).unwrap());
     let main = repo.create_timeline(id(1), 15, Lsn(0x10)).unwrap();
+    let value = || Value::Image(Bytes::from(vec![1; 100]));
+    let initial = main.disk_consistent_lsn();
     for i in 1..=40u64 {
-        put(
-            &main,
-            Key::twophase_file(i as u32),
-            0x10 * i,
-            Value::Image(Bytes::from(vec![1; 100])),
-        );
+        put(&main, Key::twophase_file(i as u32), 0x10 * i, value());
     }
-    assert!(main.layer_files().len() >= 3, "{:?}", main.layer_files());
-    assert!(main.disk_consistent_lsn() >= Lsn(0x10 * 30));
+    // Four freezes, no file written by the writer.
+    assert_eq!(main.frozen_layer_count(), 4);
+    assert!(main.wait_frozen(Duration::from_millis(1)));
+    assert!(main.layer_files().is_empty());
+    assert_eq!(main.disk_consistent_lsn(), initial);
+    for i in 41..=50u64 {
+        put(&main, Key::twophase_file(i as u32), 0x10 * i, value());
+    }
+    // The fifth freeze went over the limit: that writer flushed all five.
+    assert_eq!(main.frozen_layer_count(), 0);
+    assert!(!main.wait_frozen(Duration::from_millis(10)));
+    assert_eq!(main.layer_files().len(), 5);
+    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 50));
+    // A background flusher waiting for work wakes on the next freeze.
+    let waiter = {
+        let main = main.clone();
+        std::thread::spawn(move || main.wait_frozen(Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    main.freeze().unwrap();
+    put(&main, Key::twophase_file(999), 0x10 * 50 + 1, value());
+    main.freeze().unwrap();
+    assert!(waiter.join().unwrap());
+    main.flush_frozen().unwrap();
+    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 50 + 1));
+    for i in 52..=65u64 {
+        put(&main, Key::twophase_file(i as u32), 0x10 * i, value());
+    }
+    assert_eq!(main.frozen_layer_count(), 1);
+    main.flush_if_due().unwrap();
+    assert_eq!(main.frozen_layer_count(), 0);
+    assert_eq!(main.disk_consistent_lsn(), Lsn(0x10 * 61));
 }
 
 /// Minimal executor: polls a future on this thread, parking between wakes.

@@ -88,3 +88,150 @@ fn readers_see_consistent_values_during_flushes() {
     let total: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(total > 100, "readers made only {total} reads");
 }
+
+/// A file system whose file writes take `delay` (a slow disk).
+#[derive(Debug)]
+struct SlowIo {
+    inner: storage::io::StdFileIo,
+    delay: Duration,
+}
+
+impl storage::io::FileIo for SlowIo {
+    fn write_file(&self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+        std::thread::sleep(self.delay);
+        self.inner.write_file(path, data)
+    }
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        self.inner.read_file(path)
+    }
+    fn open_read(&self, path: &std::path::Path) -> std::io::Result<Arc<dyn storage::io::ReadAt>> {
+        self.inner.open_read(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<storage::io::DirEntry>> {
+        self.inner.list_dir(dir)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(dir)
+    }
+}
+
+/// A writer keeps writing (and freezing by policy) while flushes,
+/// compaction, image creation and GC run in other threads on a disk whose
+/// every file write takes 100 ms: no batch waits for a file write, and
+/// readers see exactly what was written.
+#[test]
+fn writers_never_wait_for_layer_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = Duration::from_millis(100);
+    let io = Arc::new(SlowIo {
+        inner: storage::io::StdFileIo,
+        delay,
+    });
+    let config = RepositoryConfig {
+        freeze: storage::FreezePolicy {
+            max_open_bytes: 5000,
+            ..storage::FreezePolicy::default()
+        },
+        max_frozen_layers: 10_000,
+        ..RepositoryConfig::default()
+    };
+    let repo = Arc::new(
+        Repository::open_with(dir.path(), config, io, Arc::new(storage::BuiltinRedo)).unwrap(),
+    );
+    let timeline = repo
+        .create_timeline(TimelineId([1; 16]), 15, Lsn(1))
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let background = |work: fn(&Repository, &storage::Timeline)| {
+        let (repo, timeline, done) = (repo.clone(), timeline.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                work(&repo, &timeline);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let workers = [
+        background(|_, t| t.flush_frozen().unwrap()),
+        background(|_, t| {
+            let policy = storage::CompactionPolicy {
+                compaction_threshold: 3,
+                compaction_target_size: 1 << 20,
+                image_creation_threshold: 2,
+            };
+            t.compact(&policy).unwrap();
+        }),
+        background(|repo, t| {
+            let cutoff = Lsn(t.disk_consistent_lsn().0.saturating_sub(40));
+            if cutoff > t.gc_cutoff() {
+                t.set_gc_cutoff(cutoff).unwrap();
+            }
+            repo.gc_timeline(t.id()).unwrap();
+        }),
+        background(|_, t| {
+            let (last, cutoff) = (t.last_record_lsn().0, t.gc_cutoff().0);
+            for lsn in [cutoff.max(1), (cutoff + last) / 2, last] {
+                for k in 0..KEYS {
+                    match t.get(Key::twophase_file(k), Lsn(lsn)) {
+                        Ok(v) => {
+                            let got = u64::from_le_bytes(v[..].try_into().unwrap());
+                            assert_eq!(Some(got), expected(k, lsn), "key {k} at {lsn}");
+                        }
+                        Err(GetError::KeyNotFound { .. }) => {
+                            assert_eq!(expected(k, lsn), None)
+                        }
+                        Err(GetError::BelowGcCutoff { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }),
+    ];
+    let mut latencies = Vec::new();
+    let started = std::time::Instant::now();
+    let mut lsn = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        lsn += 1;
+        let batch_started = std::time::Instant::now();
+        let mut writer = timeline.writer();
+        for k in 0..KEYS {
+            if lsn.is_multiple_of(u64::from(k) + 1) {
+                let value = Value::Image(Bytes::copy_from_slice(&lsn.to_le_bytes()));
+                writer.put(Key::twophase_file(k), Lsn(lsn), value).unwrap();
+            }
+        }
+        writer.finish(Lsn(lsn)).unwrap();
+        latencies.push(batch_started.elapsed());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let stats = timeline.layer_stats();
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let max = *latencies.last().unwrap();
+    // The background work did happen, with many slow file writes...
+    assert!(stats.l1_count + stats.image_count > 0, "{stats:?}");
+    assert!(repo.stats().snapshot().compaction_runs > 1);
+    // ...and no batch ever waited for one.
+    assert!(
+        p99 < delay / 3,
+        "p99 batch latency {p99:?} over {} batches",
+        latencies.len()
+    );
+    assert!(max < delay, "max batch latency {max:?}");
+}

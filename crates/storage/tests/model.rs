@@ -1,5 +1,7 @@
 //! Model-based property test: random interleavings of put, branch, freeze,
-//! flush, image creation, GC, delete, clean reopen and simulated power loss,
+//! flush, compaction (L0 → L1, images per partition), explicit image
+//! creation, GC with children's branch points retained, delete, clean
+//! reopen and simulated power loss,
 //! checked against a trivial in-memory model of versioned keys. Every `get`
 //! and `list_keys` on every timeline at random LSNs must give the model's
 //! answer (value or error kind).
@@ -18,8 +20,8 @@ use postgres_wal::Lsn;
 use proptest::prelude::*;
 use storage::io::MemoryFileIo;
 use storage::{
-    apply_derived, DerivedOp, FreezePolicy, GetError, Key, Reconstruct, RedoError, Repository,
-    RepositoryConfig, RepositoryError, TimelineId, Value, WriteError,
+    apply_derived, CompactionPolicy, DerivedOp, FreezePolicy, GetError, Key, Reconstruct,
+    RedoError, Repository, RepositoryConfig, RepositoryError, TimelineId, Value, WriteError,
 };
 
 const KEYS: u8 = 6;
@@ -109,6 +111,12 @@ enum Op {
         tl: usize,
         lsn_pick: u64,
     },
+    Compact {
+        tl: usize,
+        threshold: usize,
+        target_pick: u8,
+        image_threshold: usize,
+    },
     Delete {
         tl: usize,
     },
@@ -136,6 +144,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => tl.clone().prop_map(|tl| Op::FreezeAndFlush { tl }),
         1 => (tl.clone(), any::<u64>()).prop_map(|(tl, lsn_pick)| Op::Image { tl, lsn_pick }),
         1 => (tl.clone(), any::<u64>()).prop_map(|(tl, lsn_pick)| Op::Gc { tl, lsn_pick }),
+        3 => (tl.clone(), 0usize..4, 0u8..4, 0usize..3).prop_map(|(tl, threshold, target_pick, image_threshold)| {
+            Op::Compact { tl, threshold, target_pick, image_threshold }
+        }),
         1 => tl.clone().prop_map(|tl| Op::Delete { tl }),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
@@ -362,6 +373,7 @@ fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64) -> Repository {
             max_age: std::time::Duration::MAX,
         },
         page_cache_bytes: 4096,
+        max_frozen_layers: 0,
     };
     Repository::open_with(Path::new("/repo"), config, io.clone(), Arc::new(AppendRedo)).unwrap()
 }
@@ -522,6 +534,33 @@ fn step(io: &Arc<MemoryFileIo>, repo: &mut Repository, model: &mut Model, op: Op
                 t.gc_cutoff = lsn;
             }
             repo.gc_timeline(t.id).unwrap();
+        }
+        Op::Compact {
+            tl,
+            threshold,
+            target_pick,
+            image_threshold,
+        } => {
+            let Some(tl) = model.live(tl) else { return };
+            let timeline = repo.timeline(model.timelines[tl].id).unwrap();
+            // Tiny targets split L1s and image partitions per key or two.
+            let target = [1, 40, 16384, 1 << 30][usize::from(target_pick)];
+            let policy = CompactionPolicy {
+                compaction_threshold: threshold,
+                compaction_target_size: target,
+                image_creation_threshold: image_threshold,
+            };
+            let before = timeline.layer_stats();
+            let result = timeline.compact(&policy).unwrap();
+            let after = timeline.layer_stats();
+            if !result.layers_removed.is_empty() {
+                assert_eq!(after.l0_count, 0, "{result:?}");
+                assert!(after.l1_count > before.l1_count || after.l1_count > 0);
+            }
+            assert_eq!(
+                after.image_count,
+                before.image_count + result.images_created
+            );
         }
         Op::Delete { tl } => {
             let Some(tl) = model.live(tl) else { return };

@@ -1,9 +1,17 @@
-//! Everything that writes files for a timeline: freezing the open layer,
-//! flushing frozen layers to delta files, metadata updates, image layer
-//! creation and garbage collection. All of it runs under the timeline's
-//! write lock, so there is one writer of files and metadata at a time.
+//! Freezing the open layer, flushing frozen layers to delta files, and
+//! metadata updates.
+//!
+//! Locking: freezing swaps the open layer under the timeline's write lock
+//! (the lock writers hold for a batch) and the layer map lock, both
+//! briefly. Everything that writes files (flush, compaction, image
+//! creation, GC) and every metadata update runs under the *layer work*
+//! lock instead, building files from an immutable snapshot of the layer map
+//! and taking the map's write lock only to install the result, so writers
+//! never wait for a file write. The one exception is back-pressure: a
+//! writer whose freeze leaves more than `max_frozen_layers` frozen layers
+//! flushes them itself, so memory stays bounded when nobody flushes. Lock
+//! order: write lock, then layer work lock, then the layer map / LSN locks.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,37 +25,30 @@ use crate::layer::file::encode_layer;
 use crate::layer::memory::InMemoryLayer;
 use crate::layer::{LayerDesc, LayerHandle, LayerKind};
 use crate::metadata::{TimelineMetadata, METADATA_FILE_NAME};
-use crate::policy::{self, GcLayer, OpenLayerState};
-
-/// What one GC run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GcResult {
-    /// Layer files deleted.
-    pub layers_removed: Vec<LayerDesc>,
-    /// Layer files kept.
-    pub layers_kept: usize,
-}
+use crate::policy::{self, OpenLayerState};
 
 impl Timeline {
     /// Freezes the open layer (if it holds anything up to the last record)
     /// and writes every frozen layer to a delta file, advancing
-    /// `disk_consistent_lsn` to `last_record_lsn`.
+    /// `disk_consistent_lsn` to `last_record_lsn`. Blocks writers only for
+    /// the freeze; blocks for the file writes itself.
     pub fn freeze_and_flush(&self) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
-        self.check_writable()?;
-        self.freeze_locked();
-        self.flush_frozen_locked()
+        self.freeze()?;
+        self.flush_frozen()
     }
 
-    /// Freezes and flushes the open layer if the freeze policy says so.
-    /// Writers check the policy on every batch; an idle timeline needs this
-    /// periodic call for the age limit to take effect.
+    /// Freezes the open layer if the freeze policy says so, then flushes
+    /// every frozen layer (writers freeze by the policy but never flush;
+    /// this periodic call, or [`Timeline::flush_frozen`] from a background
+    /// task, does). An idle timeline also needs it for the age limit.
     pub fn flush_if_due(&self) -> Result<(), WriteError> {
         if self.freeze_policy_says_freeze() {
-            self.freeze_and_flush()
-        } else {
-            Ok(())
+            self.freeze()?;
         }
+        if self.layers.read().frozen.is_empty() {
+            return Ok(());
+        }
+        self.flush_frozen()
     }
 
     /// Freezes the open layer without flushing it (the frozen layer stays
@@ -59,11 +60,29 @@ impl Timeline {
         Ok(())
     }
 
-    /// Writes every frozen layer to a delta file.
+    /// Writes every frozen layer to a delta file and advances
+    /// `disk_consistent_lsn` past each. Does not take the write lock:
+    /// writers keep going while the files are written (it waits for other
+    /// layer work — compaction, image creation, GC — to finish).
     pub fn flush_frozen(&self) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         self.flush_frozen_locked()
+    }
+
+    /// Number of frozen layers waiting to be flushed.
+    pub fn frozen_layer_count(&self) -> usize {
+        self.layers.read().frozen.len()
+    }
+
+    /// Back-pressure for writers: when more than `max_frozen_layers` frozen
+    /// layers wait, the writer (holding the write lock) flushes them. The
+    /// only place a writer waits for a file write.
+    pub(super) fn flush_if_backlogged(&self) -> Result<(), WriteError> {
+        if self.frozen_layer_count() > self.shared.config.max_frozen_layers {
+            self.flush_frozen()?;
+        }
+        Ok(())
     }
 
     pub(super) fn freeze_policy_says_freeze(&self) -> bool {
@@ -94,9 +113,37 @@ impl Timeline {
         let mut frozen = std::mem::replace(&mut map.open, InMemoryLayer::new(end_lsn));
         frozen.freeze(end_lsn, prev);
         map.frozen.push(Arc::new(frozen));
+        drop(map);
+        *self.freezes.lock() += 1;
+        self.frozen_cv.notify_all();
     }
 
-    /// Flushes frozen layers oldest first. Caller holds the write lock.
+    /// Blocks until a frozen layer waits for a flush (returns true at
+    /// once if one does), at most `timeout`; for a background flusher:
+    /// `loop { if t.wait_frozen(d) { t.flush_frozen()? } }`. Returns false
+    /// on timeout with nothing frozen, or when the timeline shuts down.
+    pub fn wait_frozen(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut freezes = self.freezes.lock();
+        loop {
+            if self.frozen_layer_count() > 0 {
+                return true;
+            }
+            if self.lsns.lock().shutting_down
+                || self
+                    .frozen_cv
+                    .wait_until(&mut freezes, deadline)
+                    .timed_out()
+            {
+                return self.frozen_layer_count() > 0;
+            }
+        }
+    }
+
+    /// Flushes frozen layers oldest first. Caller holds the layer work
+    /// lock (not the write lock): a frozen layer is immutable, so the file
+    /// is built and written with no lock writers or readers need; the map
+    /// lock is taken only to swap the frozen layer for the file.
     pub(super) fn flush_frozen_locked(&self) -> Result<(), WriteError> {
         loop {
             let Some(frozen) = self.layers.read().frozen.first().cloned() else {
@@ -105,6 +152,8 @@ impl Timeline {
             let handle = self.write_delta(&frozen)?;
             {
                 let mut map = self.layers.write();
+                // Only this function removes frozen layers, under the
+                // layer work lock: the first one is still `frozen`.
                 map.frozen.remove(0);
                 if let Some(handle) = handle {
                     map.insert_delta(handle);
@@ -144,11 +193,16 @@ impl Timeline {
             )
         })?;
         let path = self.write_file(&desc.file_name(), &bytes)?;
+        self.note_file_size(&desc.file_name(), bytes.len() as u64);
         Ok(Some(Arc::new(LayerHandle::new(desc, path))))
     }
 
     /// Commits a file with the atomic protocol; a failure breaks the timeline.
-    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, WriteError> {
+    pub(super) fn write_file(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<std::path::PathBuf, WriteError> {
         write_atomic(self.shared.io.as_ref(), &self.dir, name, bytes)
             .map_err(|source| self.fail(self.dir.join(name), source))
     }
@@ -166,7 +220,7 @@ impl Timeline {
         }
     }
 
-    /// Replaces the metadata file. Caller holds the write lock.
+    /// Replaces the metadata file. Caller holds the layer work lock.
     fn persist_metadata(&self) -> Result<(), WriteError> {
         let bytes = self.metadata().encode();
         self.write_file(METADATA_FILE_NAME, &bytes).map(|_| ())
@@ -176,7 +230,7 @@ impl Timeline {
     /// persists it. Reads and branches below it are refused from now on;
     /// [`crate::Repository::gc_timeline`] then deletes what no longer matters.
     pub fn set_gc_cutoff(&self, lsn: Lsn) -> Result<(), WriteError> {
-        let _guard = self.write_lock.lock();
+        let _work = self.layer_work.lock();
         self.check_writable()?;
         {
             let mut state = self.lsns.lock();
@@ -191,122 +245,5 @@ impl Timeline {
             state.gc_cutoff = lsn;
         }
         self.persist_metadata()
-    }
-
-    /// Writes an image layer holding the value at `lsn` of every key in
-    /// `keys` that exists there, so reads at or above `lsn` need no older
-    /// history. Returns the new layer (or `None` if an identical one exists).
-    pub fn create_image_layer(
-        &self,
-        keys: Range<Key>,
-        lsn: Lsn,
-    ) -> Result<Option<LayerDesc>, WriteError> {
-        let _guard = self.write_lock.lock();
-        self.check_writable()?;
-        self.check_readable(lsn)?;
-        let desc = LayerDesc {
-            kind: LayerKind::Image,
-            key_range: keys.clone(),
-            lsn_range: lsn..Lsn(lsn.0 + 1),
-        };
-        if !desc.is_well_formed() || self.layers.read().images.iter().any(|i| *i.desc() == desc) {
-            return Ok(None);
-        }
-        let mut values = Vec::new();
-        for key in self.list_keys_unchecked(&keys, lsn)? {
-            let bytes = self.reconstruct_value(key, lsn)?;
-            values.push((key, crate::value::Value::Image(bytes)));
-        }
-        let encoded =
-            encode_layer(&desc, values.iter().map(|(k, v)| (*k, lsn, v))).map_err(|reason| {
-                self.fail(
-                    self.dir.join(desc.file_name()),
-                    std::io::Error::other(reason),
-                )
-            })?;
-        let path = self.write_file(&desc.file_name(), &encoded)?;
-        self.layers
-            .write()
-            .insert_image(Arc::new(LayerHandle::new(desc.clone(), path)));
-        Ok(Some(desc))
-    }
-
-    /// Creates an image layer of the whole key space at
-    /// `disk_consistent_lsn` if the image policy says one is due (at least
-    /// `threshold` delta files above the newest whole-key-space image).
-    /// The background task of the pageserver calls this periodically.
-    pub fn create_image_layer_if_due(
-        &self,
-        threshold: usize,
-    ) -> Result<Option<LayerDesc>, WriteError> {
-        let deltas_above = {
-            let map = self.layers.read();
-            let newest_full_image = map
-                .images
-                .iter()
-                .filter(|i| i.desc().key_range == (Key::MIN..Key::MAX))
-                .map(|i| i.desc().image_lsn())
-                .max();
-            map.deltas
-                .iter()
-                .filter(|d| newest_full_image.is_none_or(|lsn| d.desc().lsn_range.start > lsn))
-                .count()
-        };
-        let lsn = self.disk_consistent_lsn();
-        if !policy::image_layer_due(deltas_above, threshold) || lsn < self.gc_cutoff() {
-            return Ok(None);
-        }
-        self.create_image_layer(Key::MIN..Key::MAX, lsn)
-    }
-
-    /// Deletes layer files that no read at or above the GC cutoff, nor at
-    /// any of `retain_lsns` (children's branch points), can reach.
-    pub(crate) fn gc(&self, retain_lsns: &[Lsn]) -> Result<GcResult, WriteError> {
-        let _guard = self.write_lock.lock();
-        self.check_writable()?;
-        let (cutoff, disk_consistent) = {
-            let state = self.lsns.lock();
-            (state.gc_cutoff, state.disk_consistent)
-        };
-        // Wait for reads that may be reading files outside the map lock.
-        let _gc = self.gc_guard.write();
-        let removed = {
-            let mut map = self.layers.write();
-            let files: Vec<Arc<LayerHandle>> = map.files().cloned().collect();
-            let descs: Vec<GcLayer> = files
-                .iter()
-                .map(|h| GcLayer {
-                    is_image: h.desc().kind == LayerKind::Image,
-                    key_range: h.desc().key_range.clone(),
-                    lsn_range: h.desc().lsn_range.clone(),
-                })
-                .collect();
-            let garbage = policy::gc_garbage(&descs, cutoff, disk_consistent, retain_lsns);
-            let removed: Vec<Arc<LayerHandle>> =
-                garbage.iter().map(|&i| files[i].clone()).collect();
-            map.deltas
-                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
-            map.images
-                .retain(|h| !removed.iter().any(|r| Arc::ptr_eq(r, h)));
-            removed
-        };
-        // Readers hold the GC guard while they use files, so none is using
-        // the removed files once the map no longer lists them.
-        for handle in &removed {
-            self.shared
-                .io
-                .remove_file(handle.path())
-                .map_err(|source| self.fail(handle.path().clone(), source))?;
-        }
-        if !removed.is_empty() {
-            self.shared
-                .io
-                .sync_dir(&self.dir)
-                .map_err(|source| self.fail(self.dir.clone(), source))?;
-        }
-        Ok(GcResult {
-            layers_removed: removed.iter().map(|h| h.desc().clone()).collect(),
-            layers_kept: self.layers.read().files().count(),
-        })
     }
 }

@@ -3,7 +3,9 @@
 //! Reopening applies the durability contract: temp files are garbage from an
 //! interrupted write, and layer files above the disk-consistent LSN were
 //! never committed by a metadata update, so both are deleted; the WAL source
-//! re-feeds everything above `disk_consistent_lsn`.
+//! re-feeds everything above `disk_consistent_lsn`. Leftovers of an
+//! interrupted compaction (a partial L1 set, or L0s an L1 set replaced) are
+//! deleted too ([`crate::policy::interrupted_compaction_garbage`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::io::{write_atomic, FileIo, TEMP_SUFFIX};
 use crate::layer::{LayerDesc, LayerHandle, LayerKind};
 use crate::layer_map::LayerMap;
 use crate::metadata::{TimelineMetadata, METADATA_FILE_NAME};
+use crate::policy::{interrupted_compaction_garbage, LayerInfo};
 use crate::repository::Shared;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RepositoryError + '_ {
@@ -92,6 +95,7 @@ fn load_layer_map(
 ) -> Result<LayerMap, RepositoryError> {
     let mut map = LayerMap::new(Lsn(disk_consistent_lsn.0 + 1));
     let mut removed_any = false;
+    let mut found = Vec::new();
     for entry in io.list_dir(dir).map_err(io_error(dir))? {
         let path = dir.join(&entry.name);
         if entry.is_dir || entry.name == METADATA_FILE_NAME {
@@ -106,6 +110,34 @@ fn load_layer_map(
             continue; // Not ours; leave it alone.
         };
         if !is_committed(&desc, disk_consistent_lsn) {
+            io.remove_file(&path).map_err(io_error(&path))?;
+            removed_any = true;
+            continue;
+        }
+        found.push((desc, path));
+    }
+    // A compaction interrupted between writing its L1 files and deleting
+    // the L0s they replace leaves both; keep exactly one copy.
+    let deltas: Vec<(usize, LayerInfo)> = found
+        .iter()
+        .enumerate()
+        .filter(|(_, (d, _))| d.kind == LayerKind::Delta)
+        .map(|(i, (d, _))| {
+            let info = LayerInfo {
+                is_image: false,
+                key_range: d.key_range.clone(),
+                lsn_range: d.lsn_range.clone(),
+            };
+            (i, info)
+        })
+        .collect();
+    let infos: Vec<LayerInfo> = deltas.iter().map(|(_, info)| info.clone()).collect();
+    let garbage: Vec<usize> = interrupted_compaction_garbage(&infos)
+        .into_iter()
+        .map(|g| deltas[g].0)
+        .collect();
+    for (i, (desc, path)) in found.into_iter().enumerate() {
+        if garbage.contains(&i) {
             io.remove_file(&path).map_err(io_error(&path))?;
             removed_any = true;
             continue;
@@ -129,18 +161,21 @@ fn is_committed(desc: &LayerDesc, disk_consistent_lsn: Lsn) -> bool {
     desc.lsn_range.end.0 <= disk_consistent_lsn.0.saturating_add(1)
 }
 
-/// The read path relies on delta files covering disjoint LSN ranges.
+/// The read path relies on the delta files holding any one key covering
+/// disjoint LSN ranges (deltas sorted by LSN start).
 fn check_deltas_disjoint(map: &LayerMap, dir: &Path) -> Result<(), RepositoryError> {
-    for pair in map.deltas.windows(2) {
-        if pair[0].desc().lsn_range.end > pair[1].desc().lsn_range.start {
-            return Err(RepositoryError::Corrupt {
-                path: dir.to_owned(),
-                reason: format!(
-                    "delta layers {} and {} overlap in LSN",
-                    pair[0].desc(),
-                    pair[1].desc()
-                ),
-            });
+    for (i, a) in map.deltas.iter().enumerate() {
+        let (a, rest) = (a.desc(), &map.deltas[i + 1..]);
+        for b in rest.iter().map(|b| b.desc()) {
+            if b.lsn_range.start >= a.lsn_range.end {
+                break;
+            }
+            if a.key_range.start < b.key_range.end && b.key_range.start < a.key_range.end {
+                return Err(RepositoryError::Corrupt {
+                    path: dir.to_owned(),
+                    reason: format!("delta layers {a} and {b} overlap in keys and LSNs"),
+                });
+            }
         }
     }
     Ok(())

@@ -23,9 +23,12 @@
 //! [`WriteError::Broken`] until the repository is reopened (STYLE §4: never
 //! retry an fsync and carry on as if the data were safe).
 
+mod compact;
 mod flush;
+mod gc;
 pub(crate) mod load;
 mod read;
+mod size;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +46,9 @@ use crate::metadata::TimelineMetadata;
 use crate::repository::Shared;
 use crate::value::Value;
 
-pub use flush::GcResult;
+pub use compact::CompactionResult;
+pub use gc::GcResult;
+pub use size::LayerStats;
 pub use wait::WaitLsnFuture;
 
 /// LSNs that move as the timeline is written, flushed and garbage-collected.
@@ -72,12 +77,23 @@ pub struct Timeline {
     layers: RwLock<LayerMap>,
     lsns: Mutex<LsnState>,
     lsn_advanced: Condvar,
-    /// Serialises writers, freezes, flushes and every metadata update.
+    /// Serialises writers (one batch at a time) and freezes.
     write_lock: Mutex<()>,
+    /// Serialises everything that writes files or metadata: flush,
+    /// compaction, image creation, GC, GC cutoff updates. Never held by a
+    /// writer except under back-pressure (see `flush.rs`).
+    layer_work: Mutex<()>,
     /// Held (shared) by reads while they read files outside the layer map
     /// lock, and exclusively by GC while it deletes files.
     gc_guard: RwLock<()>,
     broken: Mutex<Option<String>>,
+    /// Number of freezes so far, signalled on `frozen_cv` so a background
+    /// flusher can wait for work ([`Timeline::wait_frozen`]).
+    freezes: Mutex<u64>,
+    frozen_cv: Condvar,
+    /// Bytes of each layer file by name, learnt when written or first
+    /// asked (`size.rs`).
+    file_sizes: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Timeline {
@@ -109,8 +125,12 @@ impl Timeline {
             }),
             lsn_advanced: Condvar::new(),
             write_lock: Mutex::new(()),
+            layer_work: Mutex::new(()),
             gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
+            file_sizes: Mutex::new(std::collections::HashMap::new()),
+            freezes: Mutex::new(0),
+            frozen_cv: Condvar::new(),
         }
     }
 
@@ -211,6 +231,10 @@ impl Timeline {
             std::mem::take(&mut state.waiters)
         };
         self.lsn_advanced.notify_all();
+        {
+            let _freezes = self.freezes.lock();
+            self.frozen_cv.notify_all();
+        }
         waiters.into_iter().for_each(|(_, waker)| waker.wake());
     }
 
@@ -323,9 +347,13 @@ impl TimelineWriter<'_> {
     }
 
     /// Makes the batch visible and sets `last_record_lsn` to `lsn` (at least
-    /// every put LSN, never backwards). May freeze and flush the open layer
-    /// when the freeze policy says so; a flush failure is returned (the batch
-    /// itself is applied and readable either way).
+    /// every put LSN, never backwards). Freezes the open layer when the
+    /// freeze policy says so (a short swap, no file write). Does not flush:
+    /// [`Timeline::flush_frozen`] / [`Timeline::flush_if_due`] do, from a
+    /// background caller — except under back-pressure, when more than
+    /// `RepositoryConfig::max_frozen_layers` frozen layers wait; then it
+    /// flushes them itself and a flush failure is returned (the batch is
+    /// applied and readable either way).
     pub fn finish(self, lsn: Lsn) -> Result<(), WriteError> {
         let timeline = self.timeline;
         timeline.check_writable()?;
@@ -353,7 +381,7 @@ impl TimelineWriter<'_> {
         timeline.apply_batch(self.batch, lsn);
         if timeline.freeze_policy_says_freeze() {
             timeline.freeze_locked();
-            timeline.flush_frozen_locked()?;
+            timeline.flush_if_backlogged()?;
         }
         Ok(())
     }

@@ -202,6 +202,7 @@ impl Timeline {
             }
             _ => None,
         };
+        self.shared.stats.record_reconstruction(records.len());
         match (base, records.is_empty()) {
             (Some(bytes), true) => Ok(bytes),
             (None, true) => Err(GetError::KeyNotFound { key, lsn }),

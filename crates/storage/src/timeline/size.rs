@@ -1,0 +1,124 @@
+//! Sizes of a timeline: bytes of its layer files (physical), bytes of its
+//! relations at an LSN (logical), and layer counts per level for metrics.
+
+use postgres_wal::Lsn;
+
+use super::Timeline;
+use crate::error::GetError;
+use crate::key::{Key, KeyKind};
+use crate::layer::{LayerHandle, LayerKind};
+use crate::value::Value;
+
+/// Layer files of one timeline per level, with their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// L0 delta files (flushed frozen layers).
+    pub l0_count: usize,
+    /// Bytes of the L0 files.
+    pub l0_bytes: u64,
+    /// L1 delta files (compaction output).
+    pub l1_count: usize,
+    /// Bytes of the L1 files.
+    pub l1_bytes: u64,
+    /// Image layer files.
+    pub image_count: usize,
+    /// Bytes of the image files.
+    pub image_bytes: u64,
+}
+
+impl Timeline {
+    /// Records the size of a file this timeline just wrote.
+    pub(super) fn note_file_size(&self, name: &str, bytes: u64) {
+        self.file_sizes.lock().insert(name.to_owned(), bytes);
+    }
+
+    /// Forgets a deleted file's size.
+    pub(super) fn forget_file_size(&self, name: &str) {
+        self.file_sizes.lock().remove(name);
+    }
+
+    /// Bytes of a layer file: remembered, or asked of the file system once
+    /// (files found on open). An unreadable file counts as 0 bytes.
+    pub(super) fn file_size(&self, handle: &LayerHandle) -> u64 {
+        let name = handle.desc().file_name();
+        if let Some(size) = self.file_sizes.lock().get(&name) {
+            return *size;
+        }
+        // Asked without holding the map lock: one open + stat.
+        let size = self
+            .shared
+            .io
+            .open_read(handle.path())
+            .and_then(|f| f.len())
+            .unwrap_or(0);
+        self.file_sizes.lock().insert(name, size);
+        size
+    }
+
+    /// Sum of the bytes of this timeline's layer files (not its ancestors').
+    /// Cheap after the first call (sizes are remembered).
+    pub fn physical_size_bytes(&self) -> u64 {
+        let stats = self.layer_stats();
+        stats.l0_bytes + stats.l1_bytes + stats.image_bytes
+    }
+
+    /// Layer files per level with their bytes (for metrics).
+    pub fn layer_stats(&self) -> LayerStats {
+        let files: Vec<(std::sync::Arc<LayerHandle>, bool)> = {
+            let map = self.layers.read();
+            map.files().map(|h| (h.clone(), map.is_l1(h))).collect()
+        };
+        let mut stats = LayerStats::default();
+        for (handle, is_l1) in files {
+            let size = self.file_size(&handle);
+            let (count, bytes) = match (handle.desc().kind, is_l1) {
+                (LayerKind::Image, _) => (&mut stats.image_count, &mut stats.image_bytes),
+                (LayerKind::Delta, true) => (&mut stats.l1_count, &mut stats.l1_bytes),
+                (LayerKind::Delta, false) => (&mut stats.l0_count, &mut stats.l0_bytes),
+            };
+            *count += 1;
+            *bytes += size;
+        }
+        stats
+    }
+
+    /// Logical size at `lsn`: the sum over every relation fork with a size
+    /// key of its block count × 8192 (exact for what the size keys say).
+    /// `keep` filters the forks counted: ingest keeps a dropped relation's
+    /// size key and removes it from the database's relation directory, whose
+    /// encoding storage does not know, so the caller passes a filter built
+    /// from the directories (or `|_| true`). Cost: one pass over the key
+    /// indexes plus one read per relation fork.
+    pub fn logical_size_bytes_filtered(
+        &self,
+        lsn: Lsn,
+        keep: &dyn Fn(&KeyKind) -> bool,
+    ) -> Result<u64, GetError> {
+        self.check_readable(lsn)?;
+        let mut total = 0u64;
+        for key in self.list_keys_unchecked(&(Key::MIN..Key::MAX), lsn)? {
+            let kind = key.kind();
+            if !matches!(kind, KeyKind::RelSize { .. }) || !keep(&kind) {
+                continue;
+            }
+            let bytes = match self.reconstruct_value(key, lsn) {
+                Ok(bytes) => bytes,
+                Err(GetError::KeyNotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let blocks = Value::decode_rel_size(&bytes).ok_or_else(|| GetError::BadValue {
+                key,
+                lsn,
+                reason: format!("relation size of {} bytes, expected 4", bytes.len()),
+            })?;
+            total += u64::from(blocks) * 8192;
+        }
+        Ok(total)
+    }
+
+    /// [`Timeline::logical_size_bytes_filtered`] counting every relation
+    /// fork that has a size key at `lsn`.
+    pub fn logical_size_bytes(&self, lsn: Lsn) -> Result<u64, GetError> {
+        self.logical_size_bytes_filtered(lsn, &|_| true)
+    }
+}

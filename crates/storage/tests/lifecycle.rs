@@ -1,0 +1,212 @@
+//! The layer lifecycle on a real file system: L0 deltas compacted into L1
+//! files split by key range, image layers per key partition, GC that frees
+//! space, sizes and reconstruction stats — with every read at every flushed
+//! LSN above the cutoff, and at a child's branch point, unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use postgres_wal::record::{ForkNumber, RelFileNode};
+use postgres_wal::Lsn;
+use storage::{
+    CompactionPolicy, DerivedOp, Key, Repository, RepositoryConfig, Timeline, TimelineId, Value,
+};
+
+const KEYS: u32 = 64;
+const ROUNDS: u64 = 12;
+
+fn rel() -> RelFileNode {
+    RelFileNode {
+        spc_node: 1663,
+        db_node: 5,
+        rel_node: 16384,
+    }
+}
+
+fn block(n: u32) -> Key {
+    Key::rel_block(rel(), ForkNumber::Main, n)
+}
+
+/// An 8 KB heap-like page (compressible, distinct per key).
+fn page(n: u32) -> Bytes {
+    let mut page = vec![0u8; 8192];
+    for (i, chunk) in page.chunks_mut(128).enumerate() {
+        chunk[..4].copy_from_slice(&n.to_le_bytes());
+        chunk[4..8].copy_from_slice(&(i as u32).to_le_bytes());
+    }
+    Bytes::from(page)
+}
+
+/// Round 0 writes every page and the relation size; round r patches byte
+/// r of every page. One flush per round: one L0 per round.
+fn write_history(timeline: &Timeline) -> Vec<Lsn> {
+    let mut flushed = Vec::new();
+    for round in 0..=ROUNDS {
+        let lsn = Lsn(0x1000 * (round + 1));
+        let mut writer = timeline.writer();
+        for n in 0..KEYS {
+            let value = if round == 0 {
+                Value::Image(page(n))
+            } else {
+                Value::Derived(DerivedOp::WriteBytes {
+                    offset: 200 + round as u32,
+                    bytes: Bytes::from(vec![round as u8; 1]),
+                })
+            };
+            writer.put(block(n), lsn, value).unwrap();
+        }
+        if round == 0 {
+            let size = Key::rel_size(rel(), ForkNumber::Main);
+            writer.put(size, lsn, Value::rel_size(KEYS)).unwrap();
+        }
+        writer.finish(lsn).unwrap();
+        timeline.freeze_and_flush().unwrap();
+        flushed.push(lsn);
+    }
+    flushed
+}
+
+/// Rounds after the first history, compacting after each flush; returns
+/// what the compactions did in total (images and L1s).
+fn write_more(
+    timeline: &Timeline,
+    flushed: &mut Vec<Lsn>,
+    policy: &CompactionPolicy,
+) -> storage::CompactionResult {
+    let mut total = storage::CompactionResult::default();
+    for round in ROUNDS + 1..=ROUNDS + 10 {
+        let lsn = Lsn(0x1000 * (round + 1));
+        let mut writer = timeline.writer();
+        for n in 0..KEYS {
+            let value = Value::Derived(DerivedOp::WriteBytes {
+                offset: 200 + round as u32,
+                bytes: Bytes::from(vec![round as u8; 1]),
+            });
+            writer.put(block(n), lsn, value).unwrap();
+        }
+        writer.finish(lsn).unwrap();
+        timeline.freeze_and_flush().unwrap();
+        flushed.push(lsn);
+        let result = timeline.compact(policy).unwrap();
+        total.images_created += result.images_created;
+        total.layers_created.extend(result.layers_created);
+    }
+    total
+}
+
+fn expected(n: u32, round: u64) -> Bytes {
+    let mut p = page(n).to_vec();
+    for r in 1..=round {
+        p[200 + r as usize] = r as u8;
+    }
+    Bytes::from(p)
+}
+
+fn check_all(timeline: &Timeline, flushed: &[Lsn], from_round: usize) {
+    for (round, lsn) in flushed.iter().enumerate().skip(from_round) {
+        for n in (0..KEYS).step_by(7) {
+            let got = timeline.get(block(n), *lsn).unwrap();
+            assert!(got == expected(n, round as u64), "key {n} at {lsn} differs");
+        }
+    }
+}
+
+#[test]
+fn compaction_images_and_gc_shrink_the_store_and_keep_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+    let main = repo
+        .create_timeline(TimelineId([1; 16]), 15, Lsn(0x10))
+        .unwrap();
+    let mut flushed = write_history(&main);
+    let head = *flushed.last().unwrap();
+    let before = main.layer_stats();
+    assert_eq!(before.l0_count, ROUNDS as usize + 1);
+    assert_eq!((before.l1_count, before.image_count), (0, 0));
+    // Compression: 64 pages of 8 KB in far fewer bytes.
+    assert!(before.l0_bytes < 64 * 8192 / 2, "{before:?}");
+    assert_eq!(
+        main.logical_size_bytes(head).unwrap(),
+        u64::from(KEYS) * 8192
+    );
+
+    // A child branched in the middle of the history pins it.
+    let branch_at = flushed[5];
+    let child = repo
+        .branch_timeline(TimelineId([2; 16]), main.id(), branch_at)
+        .unwrap();
+
+    // Before compaction a read at the head applies every round's record.
+    repo.clear_page_cache();
+    let stats0 = repo.stats().snapshot();
+    main.get(block(3), head).unwrap();
+    let stats1 = repo.stats().snapshot();
+    assert_eq!(stats1.records_total - stats0.records_total, ROUNDS);
+
+    // Compactions as a background task would run them: every 4 L0s.
+    let policy = CompactionPolicy {
+        compaction_threshold: 4,
+        compaction_target_size: 16 * 1024,
+        image_creation_threshold: 3,
+    };
+    let first = main.compact(&policy).unwrap();
+    // 13 L0s at once: one L1 level, not yet enough levels for an image.
+    assert_eq!(first.layers_removed.len(), ROUNDS as usize + 1);
+    assert_eq!(first.images_created, 0);
+    check_all(&main, &flushed, 0);
+    let more = write_more(&main, &mut flushed, &policy);
+    let head = *flushed.last().unwrap();
+    let after = main.layer_stats();
+    assert!(after.l0_count < 4, "{after:?}");
+    assert!(after.l1_count >= 4, "L1s split by key range: {after:?}");
+    assert!(more.images_created >= 1, "{more:?}");
+    assert_eq!(after.image_count, more.images_created);
+    check_all(&main, &flushed, 0);
+    // With images at the head, a head read applies nothing.
+    let stats2 = repo.stats().snapshot();
+    main.get(block(3), head).unwrap();
+    assert_eq!(repo.stats().snapshot().records_total, stats2.records_total);
+
+    // GC below the head: what newer images cover goes, except what the
+    // child's branch point needs (anything starting at or below it).
+    main.set_gc_cutoff(head).unwrap();
+    let pinned = repo.gc_timeline(main.id()).unwrap();
+    assert!(!pinned.layers_removed.is_empty());
+    assert!(
+        pinned
+            .layers_removed
+            .iter()
+            .all(|l| l.lsn_range.start > branch_at),
+        "{pinned:?}"
+    );
+    assert_eq!(
+        child.get(block(9), branch_at).unwrap(),
+        expected(9, 5),
+        "branch point still reads"
+    );
+    let physical = main.physical_size_bytes();
+    repo.delete_timeline(child.id()).unwrap();
+    let gc = repo.gc_timeline(main.id()).unwrap();
+    assert!(!gc.layers_removed.is_empty(), "{gc:?}");
+    assert!(gc.bytes_removed > 0);
+    assert_eq!(main.physical_size_bytes(), physical - gc.bytes_removed);
+    check_all(&main, &flushed, flushed.len() - 1);
+    assert_eq!(
+        main.logical_size_bytes(head).unwrap(),
+        u64::from(KEYS) * 8192
+    );
+    let snapshot = repo.stats().snapshot();
+    assert_eq!(snapshot.compaction_runs, 11);
+    assert_eq!(
+        snapshot.gc_bytes_removed,
+        pinned.bytes_removed + gc.bytes_removed
+    );
+
+    // Everything survives a restart.
+    let stats_before = main.layer_stats();
+    drop((main, repo));
+    let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+    let main = repo.timeline(TimelineId([1; 16])).unwrap();
+    assert_eq!(main.layer_stats(), stats_before);
+    check_all(&main, &flushed, flushed.len() - 1);
+    assert_eq!(main.verify_layers().unwrap(), main.layer_files().len());
+}
