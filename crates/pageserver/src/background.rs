@@ -243,13 +243,17 @@ fn start_pass_if_due(
     state.next_gc = Some(next_gc.min(now + settings.gc_period));
     let tenant = Arc::clone(tenant);
     let metrics = metrics.clone();
-    if now >= next_compaction {
+    // The more overdue pass goes first, so a short compaction period
+    // cannot starve GC (or the reverse).
+    let compaction_due = now >= next_compaction;
+    let gc_due = now >= next_gc;
+    if compaction_due && (!gc_due || next_compaction <= next_gc) {
         state.next_compaction = Some(now + settings.compaction_period);
         let policy = settings.compaction;
         state.pass = Some(tokio::task::spawn_blocking(move || {
             compaction_pass(&tenant, &policy, &metrics)
         }));
-    } else if now >= next_gc {
+    } else if gc_due {
         state.next_gc = Some(now + settings.gc_period);
         state.pass = Some(tokio::task::spawn_blocking(move || {
             gc_pass(&tenant, &metrics)

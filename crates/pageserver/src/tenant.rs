@@ -649,9 +649,11 @@ impl Tenant {
             }
         };
         let cutoff = by_horizon.min(by_time).max(storage.gc_cutoff());
-        storage
-            .set_gc_cutoff(cutoff)
-            .map_err(|error| GcError::Storage(error.to_string()))?;
+        if cutoff != storage.gc_cutoff() {
+            storage
+                .set_gc_cutoff(cutoff)
+                .map_err(|error| GcError::Storage(error.to_string()))?;
+        }
         let sizes = crate::storage_ops::layer_file_sizes(storage);
         let result = repo
             .gc_timeline(id)
