@@ -242,7 +242,9 @@ impl Lifecycle {
                     "pageserver_reconstruct_records",
                     "WAL records applied to reconstruct one page",
                 )
-                .buckets(vec![0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0]),
+                .buckets(vec![
+                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0,
+                ]),
             )?,
         })
     }

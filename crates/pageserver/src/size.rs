@@ -164,7 +164,9 @@ fn points(timeline: &TimelineFacts, all: &[TimelineFacts]) -> Vec<(Lsn, PointKin
         }
     }
     if timeline.gc_cutoff > start && timeline.gc_cutoff < timeline.head {
-        points.entry(timeline.gc_cutoff).or_insert(PointKind::GcCutOff);
+        points
+            .entry(timeline.gc_cutoff)
+            .or_insert(PointKind::GcCutOff);
     }
     points.entry(timeline.head).or_insert(PointKind::BranchEnd);
     points.into_iter().collect()
@@ -215,7 +217,9 @@ pub fn compute(
                 (None, _, Some((parent, at))) => index.get(&(parent, at)).copied(),
                 (None, _, None) => None,
             };
-            let parent_accum = parent.and_then(|i| sizes.get(i)).map_or(0, |s| s.accum_size);
+            let parent_accum = parent
+                .and_then(|i| sizes.get(i))
+                .map_or(0, |s| s.accum_size);
             let (method, cost) = match previous {
                 // A root's first point is a snapshot; a branch's first
                 // point is its parent's data, counted on the parent.
@@ -287,9 +291,8 @@ pub fn gather(tenant: &Tenant, inputs_only: bool, retention_period: Option<u64>)
         .map(|t| {
             let storage = t.storage();
             let head = storage.last_record_lsn();
-            let by_retention = retention_period.map_or(Lsn::INVALID, |bytes| {
-                Lsn(head.0.saturating_sub(bytes))
-            });
+            let by_retention =
+                retention_period.map_or(Lsn::INVALID, |bytes| Lsn(head.0.saturating_sub(bytes)));
             TimelineFacts {
                 id: t.id(),
                 ancestor: storage.ancestor(),
@@ -304,10 +307,16 @@ pub fn gather(tenant: &Tenant, inputs_only: bool, retention_period: Option<u64>)
     }
     let mut logical = |id: TimelineId, lsn: Lsn| {
         let timeline = timelines.iter().find(|t| t.id() == id)?;
-        let readable = lsn >= timeline.storage().gc_cutoff();
-        readable
-            .then(|| crate::storage_ops::logical_size_bytes(timeline.storage(), lsn).ok())
-            .flatten()
+        // Below the cutoff the parent refuses reads, but a child branched
+        // there still reads it (storage keeps what the child needs).
+        let reader = if lsn >= timeline.storage().gc_cutoff() {
+            timeline
+        } else {
+            timelines
+                .iter()
+                .find(|child| child.storage().ancestor() == Some((id, lsn)))?
+        };
+        crate::storage_ops::logical_size_bytes(reader.storage(), lsn).ok()
     };
     compute(&facts, Some(&mut logical))
 }

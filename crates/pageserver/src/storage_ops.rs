@@ -152,10 +152,7 @@ pub struct LogicalSizeError {
 /// Logical size at `lsn`: the bytes of every file a base backup at `lsn`
 /// would hold (relations, SLRUs, control files). Maps to
 /// `Timeline::logical_size_bytes(lsn)`.
-pub fn logical_size_bytes(
-    timeline: &storage::Timeline,
-    lsn: Lsn,
-) -> Result<u64, LogicalSizeError> {
+pub fn logical_size_bytes(timeline: &storage::Timeline, lsn: Lsn) -> Result<u64, LogicalSizeError> {
     datadir::Basebackup::prepare(timeline, Some(lsn))
         .map(|backup| backup.total_size_bytes())
         .map_err(|error| LogicalSizeError {

@@ -208,8 +208,16 @@ impl TenantConfig {
         const ONE_SOURCE: &str =
             "a timeline streams WAL from its one endpoint; there is no other source to switch to";
         let unsupported = [
-            (self.lagging_wal_timeout.is_some(), "lagging_wal_timeout", ONE_SOURCE),
-            (self.max_lsn_wal_lag.is_some(), "max_lsn_wal_lag", ONE_SOURCE),
+            (
+                self.lagging_wal_timeout.is_some(),
+                "lagging_wal_timeout",
+                ONE_SOURCE,
+            ),
+            (
+                self.max_lsn_wal_lag.is_some(),
+                "max_lsn_wal_lag",
+                ONE_SOURCE,
+            ),
             (
                 self.trace_read_requests == Some(true),
                 "trace_read_requests",

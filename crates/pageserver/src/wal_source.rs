@@ -556,7 +556,10 @@ mod tests {
     #[test]
     fn connect_timeout_is_added_unless_the_connstr_sets_one() {
         let t = Some(Duration::from_secs(7));
-        assert_eq!(with_connect_timeout("host=h port=1", t), "host=h port=1 connect_timeout=7");
+        assert_eq!(
+            with_connect_timeout("host=h port=1", t),
+            "host=h port=1 connect_timeout=7"
+        );
         assert_eq!(
             with_connect_timeout("postgres://u@h:1/db", t),
             "postgres://u@h:1/db?connect_timeout=7"
@@ -565,9 +568,13 @@ mod tests {
             with_connect_timeout("postgres://h/db?a=b", t),
             "postgres://h/db?a=b&connect_timeout=7"
         );
-        assert_eq!(with_connect_timeout("host=h connect_timeout=2", t), "host=h connect_timeout=2");
+        assert_eq!(
+            with_connect_timeout("host=h connect_timeout=2", t),
+            "host=h connect_timeout=2"
+        );
         assert_eq!(with_connect_timeout("host=h", None), "host=h");
-        let parsed = walreceiver::connstr::ConnectionConfig::parse(&with_connect_timeout("host=h", t));
+        let parsed =
+            walreceiver::connstr::ConnectionConfig::parse(&with_connect_timeout("host=h", t));
         assert_eq!(parsed.map(|c| c.connect_timeout).ok().flatten(), t);
     }
 }

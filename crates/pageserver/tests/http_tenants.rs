@@ -311,12 +311,18 @@ async fn tenant_config_get_and_update() {
                 .await,
             400,
         );
-        assert!(msg.contains(field) && msg.contains("not supported"), "{msg}");
+        assert!(
+            msg.contains(field) && msg.contains("not supported"),
+            "{msg}"
+        );
     }
     let (_, body) = server
         .call("GET", &format!("/v1/tenant/{id}/config"), None)
         .await;
-    assert!(body["effective_config"]["max_lsn_wal_lag"].is_null(), "{body}");
+    assert!(
+        body["effective_config"]["max_lsn_wal_lag"].is_null(),
+        "{body}"
+    );
     assert_eq!(body["effective_config"]["compaction_period"], json!("20s"));
     server.stop().await;
 
@@ -475,7 +481,11 @@ async fn endpoints_of_later_features_answer_clearly() {
     assert_eq!(size["segment_sizes"], json!([]), "{size}");
     assert_error(
         server
-            .call("GET", &format!("/v1/tenant/{tenant}/size?inputs_only=maybe"), None)
+            .call(
+                "GET",
+                &format!("/v1/tenant/{tenant}/size?inputs_only=maybe"),
+                None,
+            )
             .await,
         400,
     );

@@ -372,7 +372,10 @@ async fn sizes_of_a_fresh_tree() {
         synthetic["segment_sizes"].as_array().unwrap().len(),
         segments.len()
     );
-    assert_eq!(synthetic["segment_sizes"][0]["method"], json!("SnapshotAfter"));
+    assert_eq!(
+        synthetic["segment_sizes"][0]["method"],
+        json!("SnapshotAfter")
+    );
 
     // Layer statistics reach /metrics.
     let metrics = server

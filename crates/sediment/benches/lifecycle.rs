@@ -63,7 +63,11 @@ fn round(port: u16, secs: u64, dir: &Path, label: &str) -> Vec<f64> {
         }
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             // client_id transaction_no time_us script_no epoch epoch_us
-            if let Some(us) = line.split_whitespace().nth(2).and_then(|f| f.parse::<f64>().ok()) {
+            if let Some(us) = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|f| f.parse::<f64>().ok())
+            {
                 latencies.push(us / 1000.0);
             }
         }

@@ -237,11 +237,36 @@ fn background_compaction_and_gc_keep_every_retained_point_exact() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert!(metric(&sediment, "pageserver_background_runs_total", "kind=\"compaction\",outcome=\"ok\"") >= 3.0);
-    assert!(metric(&sediment, "pageserver_background_runs_total", "kind=\"gc\",outcome=\"ok\"") >= 2.0);
-    assert!(metric(&sediment, "pageserver_background_runs_total", "kind=\"image\"") >= 1.0);
+    assert!(
+        metric(
+            &sediment,
+            "pageserver_background_runs_total",
+            "kind=\"compaction\",outcome=\"ok\""
+        ) >= 3.0
+    );
+    assert!(
+        metric(
+            &sediment,
+            "pageserver_background_runs_total",
+            "kind=\"gc\",outcome=\"ok\""
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &sediment,
+            "pageserver_background_runs_total",
+            "kind=\"image\""
+        ) >= 1.0
+    );
     assert!(metric(&sediment, "pageserver_gc_bytes_removed_total", "") > 0.0);
-    assert_eq!(metric(&sediment, "pageserver_background_runs_total", "outcome=\"error\""), 0.0);
+    assert_eq!(
+        metric(
+            &sediment,
+            "pageserver_background_runs_total",
+            "outcome=\"error\""
+        ),
+        0.0
+    );
     assert!(metric(&sediment, "pageserver_layers", "level=\"image\"") >= 1.0);
 
     // A longer pitr_interval takes effect live: the cutoff stops where it
@@ -255,7 +280,11 @@ fn background_compaction_and_gc_keep_every_retained_point_exact() {
     // The branch point stays exact however far the cutoff moved.
     let start = sediment.endpoint("start", &["--branch-name", "start"]);
     if values(start) != (first.balance, first.history) {
-        failures.push(format!("branch at {}: {:?}, expected {first:?}", first.lsn, values(start)));
+        failures.push(format!(
+            "branch at {}: {:?}, expected {first:?}",
+            first.lsn,
+            values(start)
+        ));
     }
     sediment.json(&["endpoint", "stop", "start", "--destroy"]);
     // Every recorded point above the cutoff reads back exactly.
@@ -269,7 +298,11 @@ fn background_compaction_and_gc_keep_every_retained_point_exact() {
         let name = format!("ro{i}");
         let port = sediment.endpoint(&name, &["--lsn", &s.lsn]);
         if values(port) != (s.balance, s.history) {
-            failures.push(format!("main at {}: {:?}, expected {s:?}", s.lsn, values(port)));
+            failures.push(format!(
+                "main at {}: {:?}, expected {s:?}",
+                s.lsn,
+                values(port)
+            ));
         }
         sediment.json(&["endpoint", "stop", &name, "--destroy"]);
     }
@@ -293,7 +326,10 @@ fn background_compaction_and_gc_keep_every_retained_point_exact() {
     let logical = info["current_logical_size"].as_u64().unwrap();
     let physical = info["current_physical_size"].as_u64().unwrap();
     let model = size["size"].as_u64().unwrap();
-    assert!(model >= logical, "size {model} below the logical size {logical}: {size}");
+    assert!(
+        model >= logical,
+        "size {model} below the logical size {logical}: {size}"
+    );
     let databases = database_bytes(main);
     eprintln!(
         "main: physical {physical} B, logical {logical} B, databases {databases} B, \
@@ -419,7 +455,10 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
     let main = sediment.endpoint("main", &[]);
     let timeline = sediment.timeline_id("main");
     pgbench_init(main, scale);
-    finish_pgbench(spawn_pgbench(main, &["-c", "4", "-j", "2", "-T", &secs.to_string()]));
+    finish_pgbench(spawn_pgbench(
+        main,
+        &["-c", "4", "-j", "2", "-T", &secs.to_string()],
+    ));
     let last = sample(main);
     api.wait_ingested(&tenant, &timeline, &last.lsn);
     let databases = database_bytes(main);
@@ -433,9 +472,14 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
 
     // GC after the pitr window: wait for the cutoff to pass the last sample
     // and a few more GC periods.
-    wait_for(&sediment, &tenant, &timeline, Duration::from_secs(600), "GC cutoff", |info| {
-        lsn_value(info["latest_gc_cutoff_lsn"].as_str().unwrap()) >= lsn_value(&last.lsn)
-    });
+    wait_for(
+        &sediment,
+        &tenant,
+        &timeline,
+        Duration::from_secs(600),
+        "GC cutoff",
+        |info| lsn_value(info["latest_gc_cutoff_lsn"].as_str().unwrap()) >= lsn_value(&last.lsn),
+    );
     std::thread::sleep(Duration::from_secs(60));
     let physical = api.timeline(&tenant, &timeline)["current_physical_size"]
         .as_u64()
@@ -448,7 +492,13 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
         physical as f64 / databases as f64,
         100.0 * branch as f64 / databases as f64
     );
-    assert!(physical <= databases, "main {physical} B > databases {databases} B");
-    assert!(branch * 10 <= databases, "scan branch {branch} B > 10% of {databases} B");
+    assert!(
+        physical <= databases,
+        "main {physical} B > databases {databases} B"
+    );
+    assert!(
+        branch * 10 <= databases,
+        "scan branch {branch} B > 10% of {databases} B"
+    );
     sediment.shutdown();
 }

@@ -8,8 +8,8 @@
 
 pub mod error;
 pub mod extract;
-mod status;
 mod size;
+mod status;
 mod tenant;
 mod time;
 mod timeline;
