@@ -81,8 +81,8 @@ impl LifecycleSettings {
             freeze: FreezePolicy {
                 // Values in memory track WAL closely (and exceed it where
                 // the WAL carried compressed page images): the distance
-                // bounds both.
-                max_open_bytes: distance.min(OPEN_LAYER_MEMORY_GUARD),
+                // bounds both, within storage's default memory budget.
+                max_open_bytes: distance.min(FreezePolicy::default().max_open_bytes),
                 max_lsn_distance: distance,
                 max_age: duration(&config.checkpoint_timeout, 600),
             },
