@@ -13,12 +13,17 @@
 //!   crate) and the sink that feeds it to ingest (walingest crate);
 //! - [`commit_times`]: commit timestamp ↔ LSN samples (time lookups and
 //!   branching at a point in time);
+//! - [`background`]: the per-tenant task that owns the layer lifecycle
+//!   (freezing, compaction, image layers, GC);
+//! - [`storage_ops`]: the adapters through which it calls storage;
+//! - [`size`]: the tenant size model (`/size`, `/synthetic_size`);
 //! - [`metrics`]: Prometheus metrics;
 //! - [`server`]: binds the management API and the page service
 //!   (`page_service` crate) and runs them until shutdown.
 //!
 //! The `pageserver` binary is a thin shell over [`server::start`].
 
+pub mod background;
 pub mod commit_times;
 pub mod config;
 pub mod durable;
@@ -26,6 +31,8 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod server;
+pub mod size;
+pub mod storage_ops;
 pub mod tenant;
 pub mod tenant_config;
 pub mod tenant_manager;

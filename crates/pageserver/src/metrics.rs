@@ -3,8 +3,11 @@
 //! Metrics live in a registry owned by the server instance (not a process
 //! global) so that several servers in one test process do not mix counts.
 
+use std::time::Instant;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// The pageserver's metrics.
@@ -34,6 +37,21 @@ pub struct Metrics {
     pub native_redo_checks: IntGauge,
     /// Those comparisons that disagreed (each one is logged as an error).
     pub native_redo_mismatches: IntGauge,
+    /// Layer files by level (`L0`, `L1`, `image`), all timelines.
+    pub layers: IntGaugeVec,
+    /// Bytes of layer files by level, all timelines.
+    pub layer_bytes: IntGaugeVec,
+    /// Background runs by kind (`flush`, `compaction`, `image`, `gc`) and
+    /// outcome (`ok`, `error`).
+    pub background_runs: IntCounterVec,
+    /// Duration of background runs by kind.
+    pub background_seconds: HistogramVec,
+    /// Layer files GC deleted.
+    pub gc_layers_removed: IntCounter,
+    /// Bytes of layer files GC deleted.
+    pub gc_bytes_removed: IntCounter,
+    /// WAL records applied to reconstruct one page.
+    pub reconstruct_records: Histogram,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -99,6 +117,8 @@ impl Metrics {
             "pageserver_native_redo_mismatches",
             "Native redo results that disagreed with a consistency-check image",
         )?;
+        let lifecycle = Lifecycle::new()?;
+        lifecycle.register(&registry)?;
         registry.register(Box::new(native_redo_checks.clone()))?;
         registry.register(Box::new(native_redo_mismatches.clone()))?;
         registry.register(Box::new(native_redo_rmgrs.clone()))?;
@@ -123,7 +143,41 @@ impl Metrics {
             wal_receivers,
             native_redo_checks,
             native_redo_mismatches,
+            layers: lifecycle.layers,
+            layer_bytes: lifecycle.layer_bytes,
+            background_runs: lifecycle.background_runs,
+            background_seconds: lifecycle.background_seconds,
+            gc_layers_removed: lifecycle.gc_layers_removed,
+            gc_bytes_removed: lifecycle.gc_bytes_removed,
+            reconstruct_records: lifecycle.reconstruct_records,
         })
+    }
+
+    /// Counts one background run of `kind` that started at `started`.
+    pub fn background_run(&self, kind: &str, started: Instant, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.background_runs
+            .with_label_values(&[kind, outcome])
+            .inc();
+        self.background_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts what a GC run deleted.
+    pub fn gc_removed(&self, layers: usize, bytes: u64) {
+        self.gc_layers_removed
+            .inc_by(u64::try_from(layers).unwrap_or(u64::MAX));
+        self.gc_bytes_removed.inc_by(bytes);
+    }
+
+    /// Adds samples of records applied per reconstructed page.
+    pub fn observe_reconstructs(&self, samples: &[u64]) {
+        for &records in samples {
+            // Precision loss above 2^53 records is irrelevant.
+            #[allow(clippy::cast_precision_loss)]
+            self.reconstruct_records.observe(records as f64);
+        }
     }
 
     /// The metrics in Prometheus text format.
@@ -134,5 +188,74 @@ impl Metrics {
             tracing::warn!(%error, "cannot encode metrics");
         }
         String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+/// The layer lifecycle's metrics (issue #11), built apart to keep
+/// [`Metrics::new`] short.
+struct Lifecycle {
+    layers: IntGaugeVec,
+    layer_bytes: IntGaugeVec,
+    background_runs: IntCounterVec,
+    background_seconds: HistogramVec,
+    gc_layers_removed: IntCounter,
+    gc_bytes_removed: IntCounter,
+    reconstruct_records: Histogram,
+}
+
+impl Lifecycle {
+    fn new() -> Result<Lifecycle, prometheus::Error> {
+        Ok(Lifecycle {
+            layers: IntGaugeVec::new(
+                Opts::new("pageserver_layers", "Layer files by level"),
+                &["level"],
+            )?,
+            layer_bytes: IntGaugeVec::new(
+                Opts::new("pageserver_layer_bytes", "Bytes of layer files by level"),
+                &["level"],
+            )?,
+            background_runs: IntCounterVec::new(
+                Opts::new(
+                    "pageserver_background_runs_total",
+                    "Background flush, compaction, image and GC runs by outcome",
+                ),
+                &["kind", "outcome"],
+            )?,
+            background_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "pageserver_background_duration_seconds",
+                    "Duration of background runs",
+                )
+                .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+                &["kind"],
+            )?,
+            gc_layers_removed: IntCounter::new(
+                "pageserver_gc_layers_removed_total",
+                "Layer files deleted by GC",
+            )?,
+            gc_bytes_removed: IntCounter::new(
+                "pageserver_gc_bytes_removed_total",
+                "Bytes of layer files deleted by GC",
+            )?,
+            reconstruct_records: Histogram::with_opts(
+                HistogramOpts::new(
+                    "pageserver_reconstruct_records",
+                    "WAL records applied to reconstruct one page",
+                )
+                .buckets(vec![
+                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0,
+                ]),
+            )?,
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.layers.clone()))?;
+        registry.register(Box::new(self.layer_bytes.clone()))?;
+        registry.register(Box::new(self.background_runs.clone()))?;
+        registry.register(Box::new(self.background_seconds.clone()))?;
+        registry.register(Box::new(self.gc_layers_removed.clone()))?;
+        registry.register(Box::new(self.gc_bytes_removed.clone()))?;
+        registry.register(Box::new(self.reconstruct_records.clone()))
     }
 }

@@ -110,6 +110,7 @@ pub async fn start(
     let pg_addr = local_addr(&pg_listener, &conf.listen_pg_addr)?;
     tracing::info!(%pg_addr, "page service listening");
 
+    let background_metrics = state.metrics.clone();
     let http_task = tokio::spawn(serve_http(http_listener, state, shutdown.clone()));
     let resolver = Arc::new(TenantResolver {
         manager: Arc::clone(&manager),
@@ -120,14 +121,15 @@ pub async fn start(
         page_service::PageServiceConfig::default(),
         shutdown.clone(),
     ));
-    let housekeeping_task = tokio::spawn(housekeeping(Arc::clone(&manager), shutdown.clone()));
+    // The layer lifecycle (flushes, compaction, GC) runs per tenant.
+    manager.start_background_tasks(background_metrics);
     let stop_task = tokio::spawn(shutdown_tenants(Arc::clone(&manager), shutdown));
 
     Ok(RunningServer {
         http_addr,
         pg_addr,
         manager,
-        tasks: vec![http_task, pg_task, housekeeping_task, stop_task],
+        tasks: vec![http_task, pg_task, stop_task],
     })
 }
 
@@ -140,45 +142,6 @@ async fn shutdown_tenants(manager: Arc<TenantManager>, shutdown: CancellationTok
         tenant.cancel_token().cancel();
         tenant.stop_wal_receivers().await;
         tenant.shutdown();
-    }
-}
-
-/// How often [`housekeeping`] runs.
-const HOUSEKEEPING_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Periodic upkeep of streaming timelines: once WAL is in layer files
-/// (`disk_consistent_lsn`), the local WAL store no longer needs it; an idle
-/// open layer older than the freeze policy's age is flushed, so an idle
-/// endpoint does not pin its WAL forever.
-async fn housekeeping(manager: Arc<TenantManager>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(HOUSEKEEPING_PERIOD) => {}
-        }
-        for tenant in manager.list() {
-            for timeline in tenant.timelines() {
-                let storage = Arc::clone(timeline.storage());
-                if timeline.wal_source_connstr().is_none() || storage.broken_reason().is_some() {
-                    continue;
-                }
-                let flushed = tokio::task::spawn_blocking(move || {
-                    if let Err(error) = storage.flush_if_due() {
-                        tracing::warn!(timeline_id = %storage.id(), %error, "periodic flush failed");
-                    }
-                    storage.disk_consistent_lsn()
-                })
-                .await;
-                if let Ok(lsn) = flushed {
-                    timeline.truncate_wal_store_before(lsn);
-                }
-                let times = Arc::clone(timeline.commit_times());
-                let synced = tokio::task::spawn_blocking(move || times.sync()).await;
-                if let Ok(Err(error)) = synced {
-                    tracing::warn!(timeline_id = %timeline.id(), %error, "cannot sync commit times");
-                }
-            }
-        }
     }
 }
 

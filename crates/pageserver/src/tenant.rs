@@ -141,6 +141,19 @@ pub enum GcError {
     Storage(String),
 }
 
+/// What one GC run of a timeline did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// The GC cutoff after the run.
+    pub cutoff: Lsn,
+    /// Layer files deleted.
+    pub layers_removed: Vec<storage::LayerDesc>,
+    /// Layer files kept.
+    pub layers_kept: usize,
+    /// Bytes of the deleted files.
+    pub bytes_removed: u64,
+}
+
 /// A tenant loaded in memory.
 #[derive(Debug)]
 pub struct Tenant {
@@ -300,8 +313,14 @@ impl Tenant {
     /// left persisted: the next restart tries again.
     pub fn resume_wal_sources(&self) {
         for timeline in self.timelines() {
-            if let Err(error) = crate::wal_source::resume(&self.dir, &timeline, self.cancel.clone())
-            {
+            let connect_timeout = self.effective_config().connect_timeout();
+            let resumed = crate::wal_source::resume(
+                &self.dir,
+                &timeline,
+                self.cancel.clone(),
+                connect_timeout,
+            );
+            if let Err(error) = resumed {
                 tracing::error!(tenant_id = %self.id, timeline_id = %timeline.id(), %error,
                     "cannot resume the WAL source");
             }
@@ -327,7 +346,12 @@ impl Tenant {
         // only knows images and derived operations.
         let repo = storage::Repository::open_with(
             &self.dir,
-            storage::RepositoryConfig::default(),
+            storage::RepositoryConfig {
+                // The background task freezes by the tenant's settings;
+                // writers only guard memory between its ticks.
+                freeze: crate::background::inline_freeze_policy(),
+                ..storage::RepositoryConfig::default()
+            },
             Arc::new(storage::io::StdFileIo),
             Arc::new(walingest::NativeRedo),
         )?;
@@ -598,7 +622,7 @@ impl Tenant {
         &self,
         id: TimelineId,
         now: std::time::SystemTime,
-    ) -> Result<(Lsn, storage::GcResult), GcError> {
+    ) -> Result<GcReport, GcError> {
         let repo = self.repo.lock().clone().ok_or(GcError::NotFound(id))?;
         let timeline = self.timeline(id).ok_or(GcError::NotFound(id))?;
         let config = self.effective_config();
@@ -625,15 +649,25 @@ impl Tenant {
             }
         };
         let cutoff = by_horizon.min(by_time).max(storage.gc_cutoff());
-        storage
-            .set_gc_cutoff(cutoff)
-            .map_err(|error| GcError::Storage(error.to_string()))?;
+        if cutoff != storage.gc_cutoff() {
+            storage
+                .set_gc_cutoff(cutoff)
+                .map_err(|error| GcError::Storage(error.to_string()))?;
+        }
+        let sizes = crate::storage_ops::layer_file_sizes(storage);
         let result = repo
             .gc_timeline(id)
             .map_err(|error| GcError::Storage(error.to_string()))?;
+        let bytes_removed = crate::storage_ops::bytes_removed(&sizes, &result.layers_removed);
         tracing::info!(tenant_id = %self.id, timeline_id = %id, %cutoff,
-            removed = result.layers_removed.len(), kept = result.layers_kept, "garbage collected");
-        Ok((storage.gc_cutoff(), result))
+            removed = result.layers_removed.len(), kept = result.layers_kept, bytes_removed,
+            "garbage collected");
+        Ok(GcReport {
+            cutoff: storage.gc_cutoff(),
+            layers_removed: result.layers_removed,
+            layers_kept: result.layers_kept,
+            bytes_removed,
+        })
     }
 
     /// Deletes a timeline that has no children.

@@ -4,6 +4,22 @@
 //! and the effective value falls back to the pageserver-wide default and then
 //! to the built-in one. Unknown fields are rejected, so a typo in a request is
 //! a 400 rather than a silently ignored setting.
+//!
+//! Where each setting takes effect:
+//! - `checkpoint_distance`, `checkpoint_timeout`: the freeze policy the
+//!   tenant's background task applies (`background`);
+//! - `compaction_period`, `compaction_threshold`, `compaction_target_size`,
+//!   `image_creation_threshold`: its compaction passes;
+//! - `gc_period`, `gc_horizon`, `pitr_interval`: its GC passes (and
+//!   `do_gc`);
+//! - `walreceiver_connect_timeout`: the WAL receiver's connection attempts
+//!   (unless the source's connection string sets `connect_timeout`).
+//!
+//! Settings with nothing to act on here are refused with the reason
+//! ([`TenantConfigError::Unsupported`]): `lagging_wal_timeout` and
+//! `max_lsn_wal_lag` choose between several WAL sources, while a timeline
+//! streams from its one endpoint; `trace_read_requests = true` and a
+//! non-zero `heatmap_period` name features this pageserver does not have.
 
 use std::time::Duration;
 
@@ -84,6 +100,14 @@ pub enum TenantConfigError {
         /// The field.
         field: &'static str,
     },
+    /// The setting has nothing to act on in this pageserver.
+    #[error("{field} is not supported: {reason}")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
     /// The JSON does not describe a tenant config (unknown field, wrong type).
     #[error("{0}")]
     Malformed(String),
@@ -126,8 +150,8 @@ impl TenantConfig {
             compaction_threshold: Some(10),
             image_creation_threshold: Some(3),
             walreceiver_connect_timeout: Some("10s".to_owned()),
-            lagging_wal_timeout: Some("10s".to_owned()),
-            max_lsn_wal_lag: Some(1024 * 1024 * 1024),
+            lagging_wal_timeout: None,
+            max_lsn_wal_lag: None,
             trace_read_requests: Some(false),
             heatmap_period: Some(0),
         }
@@ -176,7 +200,46 @@ impl TenantConfig {
                 return Err(TenantConfigError::Zero { field });
             }
         }
-        Ok(())
+        self.validate_supported()
+    }
+
+    /// Refuses settings that would have no effect here.
+    fn validate_supported(&self) -> Result<(), TenantConfigError> {
+        const ONE_SOURCE: &str =
+            "a timeline streams WAL from its one endpoint; there is no other source to switch to";
+        let unsupported = [
+            (
+                self.lagging_wal_timeout.is_some(),
+                "lagging_wal_timeout",
+                ONE_SOURCE,
+            ),
+            (
+                self.max_lsn_wal_lag.is_some(),
+                "max_lsn_wal_lag",
+                ONE_SOURCE,
+            ),
+            (
+                self.trace_read_requests == Some(true),
+                "trace_read_requests",
+                "page read tracing is not implemented (only false is accepted)",
+            ),
+            (
+                self.heatmap_period.is_some_and(|p| p > 0),
+                "heatmap_period",
+                "heatmaps are not uploaded by this pageserver (only 0 is accepted)",
+            ),
+        ];
+        match unsupported.into_iter().find(|(set, _, _)| *set) {
+            Some((_, field, reason)) => Err(TenantConfigError::Unsupported { field, reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// `walreceiver_connect_timeout`, when set and valid.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.walreceiver_connect_timeout
+            .as_deref()
+            .and_then(parse_duration)
     }
 
     /// `self`'s settings, each missing one taken from `fallback`.
@@ -228,12 +291,12 @@ mod tests {
     fn parses_known_fields() {
         let config = TenantConfig::from_json(json!({
             "gc_horizon": 1000, "pitr_interval": "1h", "compaction_threshold": "4",
-            "trace_read_requests": true
+            "trace_read_requests": false, "heatmap_period": 0
         }))
         .unwrap();
         assert_eq!(config.gc_horizon, Some(1000));
         assert_eq!(config.compaction_threshold, Some(4));
-        assert_eq!(config.trace_read_requests, Some(true));
+        assert_eq!(config.trace_read_requests, Some(false));
     }
 
     #[test]
@@ -244,6 +307,10 @@ mod tests {
             json!({"gc_horizon": -1}),
             json!({"pitr_interval": "forever"}),
             json!({"max_lsn_wal_lag": 0}),
+            json!({"max_lsn_wal_lag": 100}),
+            json!({"lagging_wal_timeout": "10s"}),
+            json!({"trace_read_requests": true}),
+            json!({"heatmap_period": 60}),
             json!({"compaction_threshold": "x"}),
             json!([1, 2]),
         ];

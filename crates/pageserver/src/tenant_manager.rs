@@ -90,6 +90,8 @@ pub struct TenantManager {
     tenants_dir: PathBuf,
     tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
     shutdown: CancellationToken,
+    /// Set once the server runs background tasks: new tenants get one too.
+    background: parking_lot::Mutex<Option<crate::metrics::Metrics>>,
 }
 
 impl TenantManager {
@@ -124,7 +126,19 @@ impl TenantManager {
             tenants_dir,
             tenants: RwLock::new(tenants),
             shutdown,
+            background: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Starts the background task of every active tenant, and of every
+    /// tenant created from now on (needs a tokio runtime).
+    pub fn start_background_tasks(&self, metrics: crate::metrics::Metrics) {
+        for tenant in self.list() {
+            if tenant.state() == TenantState::Active {
+                crate::background::spawn(tenant, metrics.clone());
+            }
+        }
+        *self.background.lock() = Some(metrics);
     }
 
     /// The pageserver configuration.
@@ -173,6 +187,9 @@ impl TenantManager {
             ))));
         }
         tenants.insert(id, Arc::clone(&tenant));
+        if let Some(metrics) = self.background.lock().clone() {
+            crate::background::spawn(Arc::clone(&tenant), metrics);
+        }
         tracing::info!(tenant_id = %id, "tenant created");
         Ok(tenant)
     }

@@ -9,7 +9,6 @@ use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 
 use crate::commit_times::CommitTimes;
-use crate::durable;
 use crate::ids::{self, TenantId, TimelineId};
 use crate::wal_source::{ActiveSource, IngestCounters};
 
@@ -157,9 +156,7 @@ impl Timeline {
                 return Some(size);
             }
         }
-        let size = datadir::Basebackup::prepare(&self.storage, Some(head))
-            .ok()?
-            .total_size_bytes();
+        let size = crate::storage_ops::logical_size_bytes(&self.storage, head).ok()?;
         *self.logical_size.lock() = Some((head, size));
         Some(size)
     }
@@ -188,7 +185,7 @@ impl Timeline {
             latest_gc_cutoff_lsn: self.storage.gc_cutoff(),
             initdb_lsn: self.storage.initdb_lsn(),
             current_logical_size: self.logical_size_bytes(),
-            current_physical_size: Some(durable::directory_size_bytes(self.dir())),
+            current_physical_size: Some(crate::storage_ops::physical_size_bytes(&self.storage)),
             wal_source_connstr: source.as_ref().map(|(connstr, _)| connstr.clone()),
             last_received_msg_lsn: source
                 .as_ref()
@@ -236,7 +233,7 @@ pub struct TimelineInfo {
     pub initdb_lsn: Lsn,
     /// Bytes of a base backup at the head.
     pub current_logical_size: Option<u64>,
-    /// Bytes of files on local disk.
+    /// Bytes of the layer files the timeline reads from.
     pub current_physical_size: Option<u64>,
     /// WAL receiver source, when streaming.
     pub wal_source_connstr: Option<String>,

@@ -195,10 +195,35 @@ pub fn slot_name(timeline: TimelineId) -> String {
     format!("sediment_{timeline}")
 }
 
+/// `connstr` with `connect_timeout` (whole seconds, at least 1) added
+/// unless it sets one itself: how the tenant's
+/// `walreceiver_connect_timeout` reaches the receiver.
+pub fn with_connect_timeout(connstr: &str, timeout: Option<Duration>) -> String {
+    let Some(timeout) = timeout else {
+        return connstr.to_owned();
+    };
+    if connstr.contains("connect_timeout") {
+        return connstr.to_owned();
+    }
+    let seconds = timeout.as_secs().max(1);
+    let trimmed = connstr.trim();
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        let separator = if trimmed.contains('?') { '&' } else { '?' };
+        format!("{trimmed}{separator}connect_timeout={seconds}")
+    } else {
+        format!("{trimmed} connect_timeout={seconds}")
+    }
+}
+
 /// Receiver settings for a source.
-pub fn receiver_options(connstr: &str, timeline: TimelineId, system_id: u64) -> ReceiverOptions {
+pub fn receiver_options(
+    connstr: &str,
+    timeline: TimelineId,
+    system_id: u64,
+    connect_timeout: Option<Duration>,
+) -> ReceiverOptions {
     ReceiverOptions {
-        connstr: connstr.to_owned(),
+        connstr: with_connect_timeout(connstr, connect_timeout),
         slot_name: slot_name(timeline),
         application_name: APPLICATION_NAME.to_owned(),
         expected_system_id: Some(system_id),
@@ -332,6 +357,7 @@ pub fn spawn_receiver(
     file: &WalSourceFile,
     counters: Arc<IngestCounters>,
     commit_times: Arc<CommitTimes>,
+    connect_timeout: Option<Duration>,
 ) -> Result<WalReceiver, WalSourceError> {
     let head = timeline.last_record_lsn();
     let facts = cluster_facts(timeline, head).map_err(WalSourceError::NotActive)?;
@@ -346,7 +372,12 @@ pub fn spawn_receiver(
     let resume = head.max(stream_start);
     let sink = IngestSink::new(Arc::clone(timeline), resume, facts, counters, commit_times)
         .map_err(|error| WalSourceError::NotActive(format!("cannot start ingest: {error}")))?;
-    let options = receiver_options(&file.connstr, timeline.id(), facts.system_id);
+    let options = receiver_options(
+        &file.connstr,
+        timeline.id(),
+        facts.system_id,
+        connect_timeout,
+    );
     Ok(WalReceiver::spawn(options, store, Box::new(sink)))
 }
 
@@ -357,6 +388,7 @@ pub async fn attach(
     tenant_dir: &Path,
     timeline: &crate::timeline::Timeline,
     connstr: &str,
+    connect_timeout: Option<Duration>,
 ) -> Result<(), WalSourceError> {
     let _serial = timeline.wal_source_lock().lock().await;
     if let Some(current) = timeline.wal_source_connstr() {
@@ -423,6 +455,7 @@ pub async fn attach(
         &file,
         timeline.ingest_counters(),
         Arc::clone(timeline.commit_times()),
+        connect_timeout,
     )?;
     tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, "WAL source attached");
     timeline.set_wal_source(Some(ActiveSource { file, receiver }));
@@ -467,6 +500,7 @@ pub fn resume(
     tenant_dir: &Path,
     timeline: &Arc<crate::timeline::Timeline>,
     cancel: tokio_util::sync::CancellationToken,
+    connect_timeout: Option<Duration>,
 ) -> Result<(), WalSourceError> {
     let paths = SourcePaths::new(tenant_dir, timeline.id());
     let file = match paths.read() {
@@ -501,6 +535,7 @@ pub fn resume(
             &file,
             timeline.ingest_counters(),
             Arc::clone(timeline.commit_times()),
+            connect_timeout,
         ) {
             Ok(receiver) => {
                 tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
@@ -512,4 +547,34 @@ pub fn resume(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_is_added_unless_the_connstr_sets_one() {
+        let t = Some(Duration::from_secs(7));
+        assert_eq!(
+            with_connect_timeout("host=h port=1", t),
+            "host=h port=1 connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@h:1/db", t),
+            "postgres://u@h:1/db?connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?a=b", t),
+            "postgres://h/db?a=b&connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("host=h connect_timeout=2", t),
+            "host=h connect_timeout=2"
+        );
+        assert_eq!(with_connect_timeout("host=h", None), "host=h");
+        let parsed =
+            walreceiver::connstr::ConnectionConfig::parse(&with_connect_timeout("host=h", t));
+        assert_eq!(parsed.map(|c| c.connect_timeout).ok().flatten(), t);
+    }
 }

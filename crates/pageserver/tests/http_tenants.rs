@@ -293,6 +293,37 @@ async fn tenant_config_get_and_update() {
         404,
     );
     assert_error(server.call("GET", "/v1/tenant/x/config", None).await, 400);
+    // Settings with nothing to act on are refused, saying why; the
+    // effective config does not claim values for them.
+    for (field, value) in [
+        ("lagging_wal_timeout", json!("5s")),
+        ("max_lsn_wal_lag", json!(1000)),
+        ("trace_read_requests", json!(true)),
+        ("heatmap_period", json!(60)),
+    ] {
+        let msg = assert_error(
+            server
+                .call(
+                    "PUT",
+                    "/v1/tenant/config",
+                    Some(json!({"tenant_id": id, field: value})),
+                )
+                .await,
+            400,
+        );
+        assert!(
+            msg.contains(field) && msg.contains("not supported"),
+            "{msg}"
+        );
+    }
+    let (_, body) = server
+        .call("GET", &format!("/v1/tenant/{id}/config"), None)
+        .await;
+    assert!(
+        body["effective_config"]["max_lsn_wal_lag"].is_null(),
+        "{body}"
+    );
+    assert_eq!(body["effective_config"]["compaction_period"], json!("20s"));
     server.stop().await;
 
     // Settings survive a restart.
@@ -438,15 +469,23 @@ async fn endpoints_of_later_features_answer_clearly() {
             .await,
         400,
     );
+    // The size model answers for a tenant without timelines: nothing.
+    let (status, size) = server
+        .call("GET", &format!("/v1/tenant/{tenant}/size"), None)
+        .await;
+    assert_eq!((status, &size["size"]), (200, &json!(0)), "{size}");
+    let (status, size) = server
+        .call("GET", &format!("/v1/tenant/{tenant}/synthetic_size"), None)
+        .await;
+    assert_eq!(status, 200, "{size}");
+    assert_eq!(size["segment_sizes"], json!([]), "{size}");
     assert_error(
         server
-            .call("GET", &format!("/v1/tenant/{tenant}/size"), None)
-            .await,
-        400,
-    );
-    assert_error(
-        server
-            .call("GET", &format!("/v1/tenant/{tenant}/synthetic_size"), None)
+            .call(
+                "GET",
+                &format!("/v1/tenant/{tenant}/size?inputs_only=maybe"),
+                None,
+            )
             .await,
         400,
     );

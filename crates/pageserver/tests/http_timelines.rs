@@ -290,3 +290,108 @@ async fn tenants_and_timelines_survive_restart() {
     assert_eq!(timelines_after, timelines_before);
     server.stop().await;
 }
+
+/// Sum of the layer files (`delta_*`, `image_*`) of a timeline directory.
+fn layer_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name.starts_with("delta_") || name.starts_with("image_")) && !name.contains('.')
+        })
+        .map(|entry| entry.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_of_a_fresh_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let tenant = server.create_tenant().await;
+    let main = hex_id();
+    let info = bootstrap(&server, &tenant, &main).await;
+    let branch = hex_id();
+    let (status, _) = server
+        .call(
+            "POST",
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(json!({"new_timeline_id": branch, "ancestor_timeline_id": main})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // Physical size is exactly the bytes of the timeline's layer files.
+    let timeline_dir = dir
+        .path()
+        .join("tenants")
+        .join(&tenant)
+        .join("timelines")
+        .join(&main);
+    let physical = info["current_physical_size"].as_u64().unwrap();
+    assert_eq!(physical, layer_bytes(&timeline_dir));
+
+    // Nothing was written after initdb: the whole tenant costs one
+    // snapshot of main, the branch shares it.
+    let logical = info["current_logical_size"].as_u64().unwrap();
+    let (status, size) = server
+        .call("GET", &format!("/v1/tenant/{tenant}/size"), None)
+        .await;
+    assert_eq!(status, 200, "{size}");
+    assert_eq!(size["id"], json!(tenant));
+    assert_eq!(size["size"], json!(logical), "{size}");
+    let segments = size["inputs"]["segments"].as_array().unwrap();
+    let branch_start = segments
+        .iter()
+        .find(|s| s["timeline_id"] == json!(branch))
+        .unwrap();
+    let parent = &segments[branch_start["segment"]["parent"].as_u64().unwrap() as usize];
+    assert_eq!(parent["timeline_id"], json!(main), "{size}");
+    assert_eq!(
+        size["inputs"]["timeline_inputs"].as_array().unwrap().len(),
+        2
+    );
+
+    let (status, inputs) = server
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/size?inputs_only=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(inputs["size"].is_null(), "{inputs}");
+    assert!(inputs["inputs"]["segments"][0]["segment"]["size"].is_null());
+
+    let (status, synthetic) = server
+        .call("GET", &format!("/v1/tenant/{tenant}/synthetic_size"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(synthetic["size"], json!(logical));
+    assert_eq!(
+        synthetic["segment_sizes"].as_array().unwrap().len(),
+        segments.len()
+    );
+    assert_eq!(
+        synthetic["segment_sizes"][0]["method"],
+        json!("SnapshotAfter")
+    );
+
+    // Layer statistics reach /metrics.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("pageserver_layer_bytes{level=\"L0\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let bytes: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(bytes >= physical, "{line}");
+    server.stop().await;
+}

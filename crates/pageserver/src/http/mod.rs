@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod extract;
+mod size;
 mod status;
 mod tenant;
 mod time;
@@ -51,6 +52,11 @@ pub fn router(state: AppState) -> Router {
             get(tenant::get).delete(tenant::delete),
         )
         .route("/v1/tenant/{tenant_id}/config", get(tenant::get_config))
+        .route("/v1/tenant/{tenant_id}/size", get(size::size))
+        .route(
+            "/v1/tenant/{tenant_id}/synthetic_size",
+            get(size::synthetic_size),
+        )
         .route(
             "/v1/tenant/{tenant_id}/timeline",
             get(timeline::list).post(timeline::create),

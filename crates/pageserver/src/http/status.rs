@@ -58,6 +58,35 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.wal_receivers.set(receivers);
     metrics.native_redo_checks.set(gauge(checks));
     metrics.native_redo_mismatches.set(gauge(mismatches));
+    // Layer statistics stat every layer file: off the async workers.
+    let all: Vec<_> = tenants
+        .iter()
+        .flat_map(|tenant| tenant.timelines())
+        .collect();
+    let stats = tokio::task::spawn_blocking(move || {
+        let mut totals = std::collections::HashMap::new();
+        for timeline in all {
+            for (level, s) in crate::storage_ops::layer_stats(timeline.storage()) {
+                let entry: &mut (u64, u64) = totals.entry(level).or_default();
+                entry.0 += s.count;
+                entry.1 += s.bytes;
+            }
+        }
+        totals
+    })
+    .await
+    .unwrap_or_default();
+    for level in crate::storage_ops::LayerLevel::ALL {
+        let (count, bytes) = stats.get(&level).copied().unwrap_or_default();
+        metrics
+            .layers
+            .with_label_values(&[level.label()])
+            .set(gauge(count));
+        metrics
+            .layer_bytes
+            .with_label_values(&[level.label()])
+            .set(gauge(bytes));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

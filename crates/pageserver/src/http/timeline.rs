@@ -182,7 +182,8 @@ pub async fn attach_wal_source(
         return Err(ApiError::bad_request("connstr must not be empty"));
     }
     let (tenant, timeline) = find_timeline(&state, &tenant_id, &timeline_id, true)?;
-    crate::wal_source::attach(tenant.dir(), &timeline, &body.connstr).await?;
+    let connect_timeout = tenant.effective_config().connect_timeout();
+    crate::wal_source::attach(tenant.dir(), &timeline, &body.connstr, connect_timeout).await?;
     Ok(Json(timeline.info()))
 }
 
@@ -206,7 +207,7 @@ pub async fn do_gc(
     let id = timeline.id();
     let work =
         tokio::task::spawn_blocking(move || tenant.gc_timeline(id, std::time::SystemTime::now()));
-    let (cutoff, result) = work
+    let report = work
         .await
         .map_err(|error| ApiError::internal(format!("GC task failed: {error}")))?
         .map_err(|error| match error {
@@ -215,8 +216,10 @@ pub async fn do_gc(
             crate::tenant::GcError::Storage(_) => ApiError::internal(error.to_string()),
         })?;
     Ok(Json(format!(
-        "gc cutoff {cutoff}: removed {} layer files, kept {}",
-        result.layers_removed.len(),
-        result.layers_kept
+        "gc cutoff {}: removed {} layer files ({} bytes), kept {}",
+        report.cutoff,
+        report.layers_removed.len(),
+        report.bytes_removed,
+        report.layers_kept
     )))
 }

@@ -1,11 +1,10 @@
 //! Endpoints of the spec that belong to features not built yet (remote
-//! storage attachment, size model, eviction,
-//! auth). They validate ids and existence like the real ones would, then
+//! storage attachment, eviction, auth). They validate ids and existence like the real ones would, then
 //! answer 400 with a message saying what is missing, so a client sees a
 //! clear reason instead of a router 404.
 
 use axum::extract::State;
-use axum::routing::{get, post, put};
+use axum::routing::{post, put};
 use axum::Router;
 
 use super::error::ApiError;
@@ -25,8 +24,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenant/{tenant_id}/detach", post(detach))
         .route("/v1/tenant/{tenant_id}/ignore", post(ignore))
         .route("/v1/tenant/{tenant_id}/load", post(load))
-        .route("/v1/tenant/{tenant_id}/synthetic_size", get(synthetic_size))
-        .route("/v1/tenant/{tenant_id}/size", get(size))
 }
 
 async fn disk_usage_eviction() -> ApiError {
@@ -89,25 +86,5 @@ async fn load(ApiPath(tenant_id): ApiPath<String>) -> Result<(), ApiError> {
     parse_tenant_id(&tenant_id)?;
     Err(ApiError::not_implemented(
         "load is not implemented yet: every tenant on disk is loaded at startup",
-    ))
-}
-
-async fn synthetic_size(
-    State(state): State<AppState>,
-    ApiPath(tenant_id): ApiPath<String>,
-) -> Result<(), ApiError> {
-    existing_tenant(&state, &tenant_id)?;
-    Err(ApiError::not_implemented(
-        "the synthetic size model is not implemented yet",
-    ))
-}
-
-async fn size(
-    State(state): State<AppState>,
-    ApiPath(tenant_id): ApiPath<String>,
-) -> Result<(), ApiError> {
-    existing_tenant(&state, &tenant_id)?;
-    Err(ApiError::not_implemented(
-        "the tenant size model is not implemented yet",
     ))
 }
