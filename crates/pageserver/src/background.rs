@@ -249,7 +249,7 @@ fn start_pass_if_due(
     let gc_due = now >= next_gc;
     if compaction_due && (!gc_due || next_compaction <= next_gc) {
         state.next_compaction = Some(now + settings.compaction_period);
-        let policy = settings.compaction;
+        let policy = settings.compaction.clone();
         state.pass = Some(tokio::task::spawn_blocking(move || {
             compaction_pass(&tenant, &policy, &metrics)
         }));
@@ -287,7 +287,6 @@ fn compaction_pass(tenant: &Tenant, policy: &CompactionPolicy, metrics: &Metrics
                     "compaction failed; retrying next period");
             }
         }
-        metrics.observe_reconstructs(&storage_ops::take_reconstruct_samples(storage));
     }
 }
 

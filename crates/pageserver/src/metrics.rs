@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -50,8 +50,6 @@ pub struct Metrics {
     pub gc_layers_removed: IntCounter,
     /// Bytes of layer files GC deleted.
     pub gc_bytes_removed: IntCounter,
-    /// WAL records applied to reconstruct one page.
-    pub reconstruct_records: Histogram,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -149,7 +147,6 @@ impl Metrics {
             background_seconds: lifecycle.background_seconds,
             gc_layers_removed: lifecycle.gc_layers_removed,
             gc_bytes_removed: lifecycle.gc_bytes_removed,
-            reconstruct_records: lifecycle.reconstruct_records,
         })
     }
 
@@ -171,13 +168,15 @@ impl Metrics {
         self.gc_bytes_removed.inc_by(bytes);
     }
 
-    /// Adds samples of records applied per reconstructed page.
-    pub fn observe_reconstructs(&self, samples: &[u64]) {
-        for &records in samples {
-            // Precision loss above 2^53 records is irrelevant.
-            #[allow(clippy::cast_precision_loss)]
-            self.reconstruct_records.observe(records as f64);
-        }
+    /// The metrics in Prometheus text format, followed by the histogram of
+    /// records applied per page reconstruction, summed over `stats` (one
+    /// snapshot per tenant's repository). Storage counts reconstructions in
+    /// fixed buckets with plain atomics on the read path, so the histogram is
+    /// rendered from those counters rather than observed sample by sample.
+    pub fn render_with_storage(&self, stats: &[storage::StatsSnapshot]) -> String {
+        let mut text = self.render();
+        text.push_str(&render_reconstruct_histogram(stats));
+        text
     }
 
     /// The metrics in Prometheus text format.
@@ -200,7 +199,6 @@ struct Lifecycle {
     background_seconds: HistogramVec,
     gc_layers_removed: IntCounter,
     gc_bytes_removed: IntCounter,
-    reconstruct_records: Histogram,
 }
 
 impl Lifecycle {
@@ -237,15 +235,6 @@ impl Lifecycle {
                 "pageserver_gc_bytes_removed_total",
                 "Bytes of layer files deleted by GC",
             )?,
-            reconstruct_records: Histogram::with_opts(
-                HistogramOpts::new(
-                    "pageserver_reconstruct_records",
-                    "WAL records applied to reconstruct one page",
-                )
-                .buckets(vec![
-                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0,
-                ]),
-            )?,
         })
     }
 
@@ -255,7 +244,35 @@ impl Lifecycle {
         registry.register(Box::new(self.background_runs.clone()))?;
         registry.register(Box::new(self.background_seconds.clone()))?;
         registry.register(Box::new(self.gc_layers_removed.clone()))?;
-        registry.register(Box::new(self.gc_bytes_removed.clone()))?;
-        registry.register(Box::new(self.reconstruct_records.clone()))
+        registry.register(Box::new(self.gc_bytes_removed.clone()))
     }
+}
+
+/// `pageserver_reconstruct_records` in the text exposition format: cumulative
+/// buckets over `storage::stats::RECORDS_BUCKETS`, then `+Inf`, sum and count.
+fn render_reconstruct_histogram(stats: &[storage::StatsSnapshot]) -> String {
+    use std::fmt::Write as _;
+    let buckets = storage::stats::RECORDS_BUCKETS.len() + 1;
+    let mut counts = vec![0u64; buckets];
+    let mut sum = 0u64;
+    for snapshot in stats {
+        for (total, count) in counts.iter_mut().zip(&snapshot.records_histogram) {
+            *total += count;
+        }
+        sum += snapshot.records_total;
+    }
+    let name = "pageserver_reconstruct_records";
+    let mut text = format!(
+        "# HELP {name} WAL records applied to reconstruct one page\n# TYPE {name} histogram\n"
+    );
+    let mut cumulative = 0u64;
+    for (i, count) in counts.iter().enumerate() {
+        cumulative += count;
+        let bound = storage::stats::RECORDS_BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), u64::to_string);
+        let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(text, "{name}_sum {sum}\n{name}_count {cumulative}");
+    text
 }

@@ -293,6 +293,12 @@ impl Tenant {
         durable::directory_size_bytes(&self.dir)
     }
 
+    /// The storage counters of the tenant's repository (none while it is
+    /// not loaded).
+    pub fn storage_stats(&self) -> Option<storage::StatsSnapshot> {
+        self.repo.lock().as_ref().map(|repo| repo.stats().snapshot())
+    }
+
     fn repo(&self) -> Result<Arc<storage::Repository>, CreateTimelineError> {
         self.repo
             .lock()
@@ -654,11 +660,10 @@ impl Tenant {
                 .set_gc_cutoff(cutoff)
                 .map_err(|error| GcError::Storage(error.to_string()))?;
         }
-        let sizes = crate::storage_ops::layer_file_sizes(storage);
         let result = repo
             .gc_timeline(id)
             .map_err(|error| GcError::Storage(error.to_string()))?;
-        let bytes_removed = crate::storage_ops::bytes_removed(&sizes, &result.layers_removed);
+        let bytes_removed = result.bytes_removed;
         tracing::info!(tenant_id = %self.id, timeline_id = %id, %cutoff,
             removed = result.layers_removed.len(), kept = result.layers_kept, bytes_removed,
             "garbage collected");

@@ -59,6 +59,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.native_redo_checks.set(gauge(checks));
     metrics.native_redo_mismatches.set(gauge(mismatches));
     // Layer statistics stat every layer file: off the async workers.
+    let storage_stats: Vec<storage::StatsSnapshot> =
+        tenants.iter().filter_map(|tenant| tenant.storage_stats()).collect();
     let all: Vec<_> = tenants
         .iter()
         .flat_map(|tenant| tenant.timelines())
@@ -89,7 +91,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render_with_storage(&storage_stats),
     )
         .into_response()
 }
