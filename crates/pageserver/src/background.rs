@@ -250,13 +250,17 @@ fn start_pass_if_due(
     if compaction_due && (!gc_due || next_compaction <= next_gc) {
         state.next_compaction = Some(now + settings.compaction_period);
         let policy = settings.compaction.clone();
+        let guard = tenant.background_pass();
         state.pass = Some(tokio::task::spawn_blocking(move || {
-            compaction_pass(&tenant, &policy, &metrics)
+            let _running = guard;
+            compaction_pass(&tenant, &policy, &metrics);
         }));
     } else if gc_due {
         state.next_gc = Some(now + settings.gc_period);
+        let guard = tenant.background_pass();
         state.pass = Some(tokio::task::spawn_blocking(move || {
-            gc_pass(&tenant, &metrics)
+            let _running = guard;
+            gc_pass(&tenant, &metrics);
         }));
     }
 }

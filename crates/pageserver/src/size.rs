@@ -192,6 +192,39 @@ fn tree_order(timelines: &[TimelineFacts]) -> Vec<&TimelineFacts> {
     order
 }
 
+/// How the segment ending at `lsn` is paid for, and what it costs.
+/// `from` is the previous point on the same timeline (none for its first);
+/// `keep_from` where its counted history starts; `size` the logical size
+/// at `lsn` if known.
+fn segment_cost(
+    is_branch: bool,
+    from: Option<Lsn>,
+    lsn: Lsn,
+    keep_from: Lsn,
+    size: Option<u64>,
+) -> (&'static str, u64) {
+    match from {
+        // A root's first point is a snapshot; a branch's first point is its
+        // parent's data, counted on the parent.
+        None if !is_branch => ("SnapshotAfter", size.unwrap_or(0)),
+        None => ("Wal", 0),
+        // Up to the readable history: only a branch bridges its branch
+        // point to its cutoff, by WAL or by a snapshot, whichever is less.
+        Some(from) if lsn <= keep_from => {
+            if is_branch && lsn == keep_from {
+                let wal = lsn.0.saturating_sub(from.0);
+                match size {
+                    Some(snapshot) if snapshot < wal => ("SnapshotAfter", snapshot),
+                    _ => ("Wal", wal),
+                }
+            } else {
+                ("Skipped", 0)
+            }
+        }
+        Some(from) => ("Wal", lsn.0.saturating_sub(from.0.max(keep_from.0))),
+    }
+}
+
 /// Computes the model. `logical_size(timeline, lsn)` gives the logical size
 /// at a point; `None` (inputs only) leaves sizes out.
 pub fn compute(
@@ -212,34 +245,17 @@ pub fn compute(
         let mut previous: Option<(usize, Lsn, u64)> = None;
         for (lsn, kind) in points(timeline, timelines) {
             let size = logical_size.as_mut().and_then(|f| f(timeline.id, lsn));
-            let parent = match (previous, kind, timeline.ancestor) {
-                (Some((i, _, _)), _, _) => Some(i),
-                (None, _, Some((parent, at))) => index.get(&(parent, at)).copied(),
-                (None, _, None) => None,
+            let parent = match (previous, timeline.ancestor) {
+                (Some((i, _, _)), _) => Some(i),
+                (None, Some((parent, at))) => index.get(&(parent, at)).copied(),
+                (None, None) => None,
             };
             let parent_accum = parent
                 .and_then(|i| sizes.get(i))
                 .map_or(0, |s| s.accum_size);
-            let (method, cost) = match previous {
-                // A root's first point is a snapshot; a branch's first
-                // point is its parent's data, counted on the parent.
-                None if timeline.ancestor.is_none() => ("SnapshotAfter", size.unwrap_or(0)),
-                None => ("Wal", 0),
-                Some((_, from, _)) if lsn <= keep_from => {
-                    // Below the readable history: only a branch bridges its
-                    // branch point to its cutoff, by WAL or by a snapshot.
-                    if timeline.ancestor.is_some() && lsn == keep_from {
-                        let wal = lsn.0.saturating_sub(from.0);
-                        match size {
-                            Some(snapshot) if snapshot < wal => ("SnapshotAfter", snapshot),
-                            _ => ("Wal", wal),
-                        }
-                    } else {
-                        ("Skipped", 0)
-                    }
-                }
-                Some((_, from, _)) => ("Wal", lsn.0.saturating_sub(from.0.max(keep_from.0))),
-            };
+            let is_branch = timeline.ancestor.is_some();
+            let from = previous.map(|(_, from, _)| from);
+            let (method, cost) = segment_cost(is_branch, from, lsn, keep_from, size);
             if let Some(sum) = total.as_mut() {
                 *sum += cost;
             }

@@ -169,6 +169,19 @@ pub struct Tenant {
     /// request can be told apart from a conflicting one.
     creating: Mutex<HashMap<TimelineId, CreateTimelineRequest>>,
     cancel: CancellationToken,
+    /// Background compaction or GC passes running now (deletion waits for
+    /// them so none writes into a directory being removed).
+    background_passes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a background pass as running while it lives.
+#[derive(Debug)]
+pub struct BackgroundPassGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BackgroundPassGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Removes a timeline id from the "being created" set when creation ends,
@@ -203,6 +216,7 @@ impl Tenant {
             timelines: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(HashMap::new()),
             cancel,
+            background_passes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -271,6 +285,19 @@ impl Tenant {
         write_tenant_file(&self.dir, &updated)?;
         *file = updated;
         Ok(())
+    }
+
+    /// Marks a background pass as running until the guard drops.
+    pub fn background_pass(&self) -> BackgroundPassGuard {
+        self.background_passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BackgroundPassGuard(Arc::clone(&self.background_passes))
+    }
+
+    /// Number of background passes running.
+    pub fn background_passes_running(&self) -> usize {
+        self.background_passes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Number of timeline creations still running.

@@ -255,6 +255,11 @@ impl TenantManager {
         }
         tenant.stop_wal_receivers().await;
         tenant.shutdown();
+        // A compaction or GC pass stops at its next timeline once the
+        // token is cancelled; the files it writes must not outlive deletion.
+        while tenant.background_passes_running() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let id = tenant.id();
         let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
         let source = tenant.dir().to_path_buf();

@@ -16,7 +16,9 @@
 //! `cargo test -p sediment --test lifecycle -- --ignored --nocapture`
 //! runs the numbers: pgbench -s 50 and 10 min of -c 4 with
 //! `pitr_interval` 1 min (physical size of main ≤ 1.0× the databases; a
-//! branch that only scanned `pgbench_accounts` ≤ 10% of them), and 20 kills.
+//! branch that only scanned `pgbench_accounts` ≤ 10% of them, base backups
+//! at the head after 1 and after 10 minutes within 1.2× of each other), and
+//! 20 kills.
 //! `SEDIMENT_LIFECYCLE_SCALE`, `SEDIMENT_LIFECYCLE_SECS` and
 //! `SEDIMENT_LIFECYCLE_KILLS` override the sizes.
 
@@ -354,6 +356,21 @@ fn files_at(sediment: &Sediment, tenant: &str, timeline: &str, lsn: &str) -> Vec
         .collect()
 }
 
+/// Seconds a base backup of the timeline at `lsn` takes (once ingested).
+fn basebackup_secs(sediment: &Sediment, tenant: &str, timeline: &str, lsn: &str) -> f64 {
+    sediment.api().wait_ingested(tenant, timeline, lsn);
+    let dest = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    common::base_backup(
+        sediment.pg_port,
+        tenant,
+        timeline,
+        Some(lsn),
+        &dest.path().join("b"),
+    );
+    started.elapsed().as_secs_f64()
+}
+
 /// A checksum that keeps the comparison small (FNV-1a, 32 bits).
 fn crc32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
@@ -455,11 +472,19 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
     let main = sediment.endpoint("main", &[]);
     let timeline = sediment.timeline_id("main");
     pgbench_init(main, scale);
-    finish_pgbench(spawn_pgbench(
-        main,
-        &["-c", "4", "-j", "2", "-T", &secs.to_string()],
-    ));
+    // Base backups at the head after 1 minute and after the whole run take
+    // about as long: reads do not replay ever longer histories.
+    finish_pgbench(spawn_pgbench(main, &["-c", "4", "-j", "2", "-T", "60"]));
+    let early = basebackup_secs(&sediment, &tenant, &timeline, &sample(main).lsn);
+    let rest = secs.saturating_sub(60).max(1).to_string();
+    finish_pgbench(spawn_pgbench(main, &["-c", "4", "-j", "2", "-T", &rest]));
     let last = sample(main);
+    let late = basebackup_secs(&sediment, &tenant, &timeline, &last.lsn);
+    eprintln!("base backup at the head: {early:.2} s after 1 min, {late:.2} s after {secs} s");
+    assert!(
+        late <= early * 1.2,
+        "base backup {late:.2} s vs {early:.2} s"
+    );
     api.wait_ingested(&tenant, &timeline, &last.lsn);
     let databases = database_bytes(main);
 

@@ -1,8 +1,9 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline`, and `unimplemented` for the spec's endpoints that belong to
-//! later features and answer with a clear error instead of a router 404.
+//! `timeline`, `time` (LSN ↔ timestamp), `size` (the tenant size model),
+//! and `unimplemented` for the spec's endpoints that belong to later
+//! features and answer with a clear error instead of a router 404.
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
