@@ -77,6 +77,9 @@ impl From<TenantError> for ApiError {
             TenantError::AlreadyExists(_) | TenantError::Deleting(_) => ApiError::conflict(msg),
             TenantError::Broken { .. } | TenantError::ShuttingDown => ApiError::unavailable(msg),
             TenantError::Io(_) => ApiError::internal(msg),
+            TenantError::BadRequest(_) => ApiError::bad_request(msg),
+            TenantError::Conflict(_) => ApiError::conflict(msg),
+            TenantError::Remote(_) => ApiError::unavailable(msg),
         }
     }
 }

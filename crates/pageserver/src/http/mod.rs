@@ -1,13 +1,14 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline`, and `unimplemented` for the spec's endpoints that belong to
+//! `timeline`, `mobility` (attach, detach, location_config, eviction), and `unimplemented` for the spec's endpoints that belong to
 //! later features and answer with a clear error instead of a router 404.
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
 pub mod error;
 pub mod extract;
+mod mobility;
 mod status;
 mod tenant;
 mod time;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",
             put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
         )
+        .merge(mobility::routes())
         .merge(unimplemented::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
