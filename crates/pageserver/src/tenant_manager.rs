@@ -55,6 +55,9 @@ pub enum TenantError {
     /// The tenant is known in a way that conflicts with the request.
     #[error("{0}")]
     Conflict(String),
+    /// Remote storage does not have the tenant.
+    #[error("tenant {0} is not in remote storage: nothing to attach")]
+    NotInRemote(TenantId),
     /// Remote storage is not configured or failed.
     #[error("remote storage: {0}")]
     Remote(String),

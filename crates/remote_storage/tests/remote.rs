@@ -1,7 +1,6 @@
 //! The remote storage handle against real backends: a local directory and
 //! a real S3 server (SeaweedFS), with faults injected between them.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 use std::time::Duration;

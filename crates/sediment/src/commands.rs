@@ -364,7 +364,11 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
             // Branch names live in the CLI config; an attach into another
             // work directory names the root `main` and the others by id.
             let timelines = client.get(&format!("/v1/tenant/{tenant_id}/timeline"))?;
-            let branches = workdir.config.branches.entry(tenant_id.clone()).or_default();
+            let branches = workdir
+                .config
+                .branches
+                .entry(tenant_id.clone())
+                .or_default();
             for timeline in timelines.as_array().map(Vec::as_slice).unwrap_or_default() {
                 let Some(id) = timeline["timeline_id"].as_str() else {
                     continue;
@@ -372,7 +376,9 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                 if branches.values().any(|known| known == id) {
                     continue;
                 }
-                let name = if timeline["ancestor_timeline_id"].is_null() && !branches.contains_key("main") {
+                let name = if timeline["ancestor_timeline_id"].is_null()
+                    && !branches.contains_key("main")
+                {
                     "main".to_owned()
                 } else {
                     id.to_owned()
@@ -383,11 +389,17 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                 workdir.config.default_tenant = Some(tenant_id.clone());
             }
             workdir.save()?;
-            out.print(&format!("tenant {tenant_id} attached (generation {generation})"), &info);
+            out.print(
+                &format!("tenant {tenant_id} attached (generation {generation})"),
+                &info,
+            );
         }
         TenantCommand::Detach { tenant_id } => {
             client.post(&format!("/v1/tenant/{tenant_id}/detach"), &json!({}))?;
-            out.print(&format!("tenant {tenant_id} detached"), &json!({"tenant_id": tenant_id}));
+            out.print(
+                &format!("tenant {tenant_id} detached"),
+                &json!({"tenant_id": tenant_id}),
+            );
         }
     }
     Ok(())

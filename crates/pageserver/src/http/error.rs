@@ -73,7 +73,7 @@ impl From<TenantError> for ApiError {
     fn from(error: TenantError) -> ApiError {
         let msg = error.to_string();
         match error {
-            TenantError::NotFound(_) => ApiError::not_found(msg),
+            TenantError::NotFound(_) | TenantError::NotInRemote(_) => ApiError::not_found(msg),
             TenantError::AlreadyExists(_) | TenantError::Deleting(_) => ApiError::conflict(msg),
             TenantError::Broken { .. } | TenantError::ShuttingDown => ApiError::unavailable(msg),
             TenantError::Io(_) => ApiError::internal(msg),

@@ -151,11 +151,9 @@ async fn location_config(
     }
     let mode: LocationMode = match fields.remove("mode") {
         Some(Value::String(text)) => text.parse()?,
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_request(
-                "mode is required: AttachedSingle, AttachedMulti, AttachedStale, Secondary or Detached",
-            ))
-        }
+        None | Some(Value::Null) => return Err(ApiError::bad_request(
+            "mode is required: AttachedSingle, AttachedMulti, AttachedStale, Secondary or Detached",
+        )),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "mode must be a string, got {other}"

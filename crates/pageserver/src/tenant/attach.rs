@@ -162,8 +162,12 @@ async fn download_timeline(
         .map_err(local(dir.to_owned()))?;
     futures::stream::iter(index.layers.iter().map(Ok))
         .try_for_each_concurrent(DOWNLOAD_CONCURRENCY, |(name, layer)| async move {
-            let object =
-                layout::layer_path(&tenant.to_string(), &timeline.to_string(), name, layer.generation)?;
+            let object = layout::layer_path(
+                &tenant.to_string(),
+                &timeline.to_string(),
+                name,
+                layer.generation,
+            )?;
             let data = remote
                 .get_verified(&object, layer.file_size, layer.crc32c)
                 .await?;
@@ -189,4 +193,3 @@ async fn write_durably(path: PathBuf, bytes: Vec<u8>) -> Result<(), AttachError>
         })?
         .map_err(|source| AttachError::Local { path, source })
 }
-

@@ -172,23 +172,36 @@ impl RemoteTenant {
         if self.is_stale() {
             return Ok(());
         }
-        let mut changed = false;
+        // Validated (one listing) before the first write of the round, so
+        // an idle tenant costs no requests and a stale one writes nothing.
+        let mut validated = false;
         for timeline in timelines {
             if timeline.storage().broken_reason().is_some() {
                 continue;
             }
-            changed |= self.upload_timeline(timeline).await?;
+            self.upload_timeline(timeline, &mut validated).await?;
         }
-        if changed || !self.deletions.is_empty() {
-            // A stale attachment found here stops before deleting anything.
-            self.validate_generation().await?;
+        if !self.deletions.is_empty() {
+            self.ensure_validated(&mut validated).await?;
             self.deletions.run().await?;
         }
         Ok(())
     }
 
+    async fn ensure_validated(&self, validated: &mut bool) -> Result<(), UploadError> {
+        if !*validated {
+            self.validate_generation().await?;
+            *validated = true;
+        }
+        Ok(())
+    }
+
     /// Uploads one timeline; true when a new index was written.
-    async fn upload_timeline(&self, timeline: &Timeline) -> Result<bool, UploadError> {
+    async fn upload_timeline(
+        &self,
+        timeline: &Timeline,
+        validated: &mut bool,
+    ) -> Result<bool, UploadError> {
         let storage = Arc::clone(timeline.storage());
         let snapshot = tokio::task::spawn_blocking(move || snapshot(&storage))
             .await
@@ -204,6 +217,7 @@ impl RemoteTenant {
                 layers.insert(name.clone(), known.clone());
                 continue;
             }
+            self.ensure_validated(validated).await?;
             match self.upload_layer(timeline.dir(), id, name).await {
                 Ok(uploaded) => {
                     layers.insert(name.clone(), uploaded);
@@ -222,13 +236,18 @@ impl RemoteTenant {
         if previous.as_ref() == Some(&index) {
             return Ok(false);
         }
+        self.ensure_validated(validated).await?;
         let path = layout::index_path(&self.tenant_id, &id.to_string(), self.generation)?;
         self.remote.put(&path, Bytes::from(index.encode())).await?;
         if let Some(previous) = previous {
             for (name, layer) in &previous.layers {
                 if !index.layers.contains_key(name) {
-                    let object =
-                        layout::layer_path(&self.tenant_id, &id.to_string(), name, layer.generation)?;
+                    let object = layout::layer_path(
+                        &self.tenant_id,
+                        &id.to_string(),
+                        name,
+                        layer.generation,
+                    )?;
                     self.deletions.push(object);
                 }
             }
@@ -258,8 +277,12 @@ impl RemoteTenant {
             crc32c: crc32c::crc32c(&data),
             generation: self.generation,
         };
-        let path =
-            layout::layer_path(&self.tenant_id, &timeline.to_string(), name, self.generation)?;
+        let path = layout::layer_path(
+            &self.tenant_id,
+            &timeline.to_string(),
+            name,
+            self.generation,
+        )?;
         self.remote.put(&path, Bytes::from(data)).await?;
         Ok(metadata)
     }

@@ -88,7 +88,7 @@ pub fn start_remote(
 
 fn attach_error(error: AttachError) -> TenantError {
     match error {
-        AttachError::NotFound(id) => TenantError::NotFound(id),
+        AttachError::NotFound(id) => TenantError::NotInRemote(id),
         AttachError::Stale { .. } => TenantError::Conflict(error.to_string()),
         other => TenantError::Remote(other.to_string()),
     }
@@ -329,11 +329,11 @@ impl TenantManager {
     ) -> Result<(), TenantError> {
         let present = self.tenants.read().get(&id).cloned();
         match mode {
-            LocationMode::AttachedSingle | LocationMode::AttachedMulti | LocationMode::AttachedStale => {
+            LocationMode::AttachedSingle
+            | LocationMode::AttachedMulti
+            | LocationMode::AttachedStale => {
                 let generation = generation.ok_or_else(|| {
-                    TenantError::BadRequest(format!(
-                        "generation is required for mode {mode:?}"
-                    ))
+                    TenantError::BadRequest(format!("generation is required for mode {mode:?}"))
                 })?;
                 let stale = mode == LocationMode::AttachedStale;
                 match present {
@@ -342,7 +342,8 @@ impl TenantManager {
                         self.attach(id, Some(generation), config, stale).await
                     }
                     Some(tenant) => {
-                        self.reconfigure(&tenant, generation, config, stale, flush).await
+                        self.reconfigure(&tenant, generation, config, stale, flush)
+                            .await
                     }
                 }
             }
@@ -385,8 +386,12 @@ impl TenantManager {
         if generation > current {
             tenant.set_generation(Some(generation))?;
             if let Some(old) = tenant.remote() {
-                let fresh = RemoteTenant::new(old.remote().clone(), tenant.id(), Generation(generation));
-                fresh.write_marker().await.map_err(|e| TenantError::Remote(e.to_string()))?;
+                let fresh =
+                    RemoteTenant::new(old.remote().clone(), tenant.id(), Generation(generation));
+                fresh
+                    .write_marker()
+                    .await
+                    .map_err(|e| TenantError::Remote(e.to_string()))?;
                 tenant.set_remote(Some(Arc::new(fresh)));
             }
         }
