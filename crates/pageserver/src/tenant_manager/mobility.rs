@@ -112,13 +112,13 @@ impl TenantManager {
         config: TenantConfig,
         stale: bool,
     ) -> Result<(), TenantError> {
+        if self.tenants.read().contains_key(&id) {
+            return Err(TenantError::AlreadyExists(id));
+        }
         let remote = self.require_remote()?.clone();
         let generation = generation.ok_or_else(|| {
             TenantError::BadRequest("generation is required to attach a tenant".into())
         })?;
-        if self.tenants.read().contains_key(&id) {
-            return Err(TenantError::AlreadyExists(id));
-        }
         let plan = attach::plan(&remote, id, Generation(generation))
             .await
             .map_err(attach_error)?;
