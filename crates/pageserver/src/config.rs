@@ -46,6 +46,13 @@ pub struct PageServerConf {
     pub log_format: LogFormat,
     /// Defaults for every tenant; a tenant's own settings override these.
     pub tenant_config: TenantConfig,
+    /// Remote storage: `s3://bucket/prefix`, a local directory, or `"none"`.
+    /// Unset means the local directory `<workdir>/remote`.
+    pub remote_storage: Option<String>,
+    /// Disk-usage eviction: when the tenants use more than this many bytes
+    /// of local disk, the least recently used uploaded layers are evicted.
+    /// Unset: no background eviction.
+    pub eviction_threshold_bytes: Option<u64>,
 }
 
 impl Default for PageServerConf {
@@ -57,6 +64,8 @@ impl Default for PageServerConf {
             pg_bin_dir: PathBuf::from(DEFAULT_PG_BIN_DIR),
             log_format: LogFormat::Plain,
             tenant_config: TenantConfig::default(),
+            remote_storage: None,
+            eviction_threshold_bytes: None,
         }
     }
 }
@@ -93,6 +102,20 @@ pub enum ConfigError {
 }
 
 impl PageServerConf {
+    /// The remote storage location, or `None` when it is switched off.
+    pub fn remote_config(
+        &self,
+        workdir: &Path,
+    ) -> Result<Option<remote_storage::RemoteConfig>, remote_storage::ConfigError> {
+        match self.remote_storage.as_deref() {
+            None => Ok(Some(remote_storage::RemoteConfig::Local(
+                workdir.join("remote"),
+            ))),
+            Some("none") => Ok(None),
+            Some(url) => remote_storage::RemoteConfig::parse(url).map(Some),
+        }
+    }
+
     /// Loads `<workdir>/pageserver.toml` (if present) and applies `overrides`
     /// (`key=value`, the value in TOML syntax or a bare string).
     pub fn load(workdir: &Path, overrides: &[String]) -> Result<Self, ConfigError> {

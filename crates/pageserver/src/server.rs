@@ -141,6 +141,7 @@ async fn shutdown_tenants(manager: Arc<TenantManager>, shutdown: CancellationTok
         // Cancel first: receivers still waiting to resume give up.
         tenant.cancel_token().cancel();
         tenant.stop_wal_receivers().await;
+        crate::tenant::upload::final_upload(&tenant).await;
         tenant.shutdown();
     }
 }
@@ -166,6 +167,12 @@ impl page_service::TimelineResolver for TenantResolver {
                 return Err(ResolveError::NotActive {
                     tenant: tenant_id,
                     reason: "being deleted".to_owned(),
+                })
+            }
+            TenantState::Attaching => {
+                return Err(ResolveError::NotActive {
+                    tenant: tenant_id,
+                    reason: "being attached".to_owned(),
                 })
             }
             TenantState::Broken { reason } => {

@@ -17,6 +17,10 @@ use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub mod attach;
+mod deletion;
+pub mod upload;
+
 use crate::config::PageServerConf;
 use crate::durable;
 use crate::ids::{TenantId, TimelineId};
@@ -45,6 +49,8 @@ pub struct TenantFile {
 pub enum TenantState {
     /// Serving.
     Active,
+    /// Being attached from remote storage (`attachment_status` `maybe`).
+    Attaching,
     /// Being deleted.
     Stopping,
     /// Could not be loaded.
@@ -172,6 +178,8 @@ pub struct Tenant {
     /// Background compaction or GC passes running now (deletion waits for
     /// them so none writes into a directory being removed).
     background_passes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The remote side (uploads, generation), when remote storage is on.
+    remote: Mutex<Option<Arc<upload::RemoteTenant>>>,
 }
 
 /// Counts a background pass as running while it lives.
@@ -217,6 +225,7 @@ impl Tenant {
             creating: Mutex::new(HashMap::new()),
             cancel,
             background_passes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            remote: Mutex::new(None),
         }
     }
 
@@ -273,6 +282,28 @@ impl Tenant {
     /// Generation number given at creation.
     pub fn generation(&self) -> Option<u32> {
         self.file.lock().generation
+    }
+
+    /// The remote side of the tenant, if remote storage is on.
+    pub fn remote(&self) -> Option<Arc<upload::RemoteTenant>> {
+        self.remote.lock().clone()
+    }
+
+    /// Sets the remote side (at load, attach, or a generation change).
+    pub fn set_remote(&self, remote: Option<Arc<upload::RemoteTenant>>) {
+        *self.remote.lock() = remote;
+    }
+
+    /// Changes the attachment generation and persists it.
+    pub fn set_generation(&self, generation: Option<u32>) -> std::io::Result<()> {
+        let mut file = self.file.lock();
+        let updated = TenantFile {
+            config: file.config.clone(),
+            generation,
+        };
+        write_tenant_file(&self.dir, &updated)?;
+        *file = updated;
+        Ok(())
     }
 
     /// Replaces the tenant's overrides and persists them.
@@ -742,6 +773,17 @@ impl Tenant {
             storage::RepositoryError::TimelineNotFound(id) => DeleteTimelineError::NotFound(id),
             other => DeleteTimelineError::Storage(other),
         })?;
+        if let Some(remote) = self.remote() {
+            // Remote objects go after the local timeline; a failure leaves
+            // garbage no index names, which the next tenant deletion removes.
+            let tenant_id = self.id;
+            tokio::runtime::Handle::current().spawn(async move {
+                if let Err(error) = remote.delete_timeline(id).await {
+                    tracing::warn!(%tenant_id, timeline_id = %id, %error,
+                        "cannot delete the timeline's remote objects");
+                }
+            });
+        }
         if let Some(timeline) = self.timelines.lock().remove(&id) {
             if let Err(error) = timeline.commit_times().remove() {
                 tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,

@@ -1,6 +1,9 @@
 //! The set of tenants this pageserver holds: creating, finding, listing and
 //! deleting them, and loading them all back from `<workdir>/tenants/` after a
-//! restart.
+//! restart. Moving tenants between pageservers (attach, detach, ignore,
+//! load, location_config) lives in [`mobility`].
+
+pub mod mobility;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,8 @@ use crate::tenant_config::TenantConfig;
 
 /// Subdirectory of the work directory holding the tenants.
 pub const TENANTS_DIR: &str = "tenants";
+/// A file in a tenant directory that keeps it from loading (`/ignore`).
+pub const IGNORED_MARK: &str = "ignored";
 
 /// Why a tenant operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,18 @@ pub enum TenantError {
     /// The pageserver is shutting down.
     #[error("the pageserver is shutting down")]
     ShuttingDown,
+    /// The request is invalid (missing generation, unknown mode, ...).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The tenant is known in a way that conflicts with the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// Remote storage does not have the tenant.
+    #[error("tenant {0} is not in remote storage: nothing to attach")]
+    NotInRemote(TenantId),
+    /// Remote storage is not configured or failed.
+    #[error("remote storage: {0}")]
+    Remote(String),
     /// A file operation failed.
     #[error("tenant storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -88,6 +105,8 @@ pub struct TenantInfo {
 pub struct TenantManager {
     conf: Arc<PageServerConf>,
     tenants_dir: PathBuf,
+    /// Remote storage, unless switched off.
+    remote: Option<remote_storage::Remote>,
     tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
     shutdown: CancellationToken,
     /// Set once the server runs background tasks: new tenants get one too.
@@ -104,6 +123,11 @@ impl TenantManager {
     ) -> std::io::Result<TenantManager> {
         let tenants_dir = workdir.join(TENANTS_DIR);
         std::fs::create_dir_all(&tenants_dir)?;
+        let remote = conf
+            .remote_config(workdir)
+            .and_then(|config| config.map(|c| c.open()).transpose())
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?
+            .map(remote_storage::Remote::new);
         let mut tenants = HashMap::new();
         for entry in std::fs::read_dir(&tenants_dir)? {
             let entry = entry?;
@@ -117,13 +141,21 @@ impl TenantManager {
                 tracing::warn!(entry = %name, "ignoring unexpected entry in tenants directory");
                 continue;
             };
-            let tenant = load_tenant(&conf, id, entry.path(), shutdown.child_token());
-            tenants.insert(id, Arc::new(tenant));
+            if entry.path().join(IGNORED_MARK).exists() {
+                tracing::info!(tenant_id = %id, "tenant is ignored; not loading it");
+                continue;
+            }
+            let tenant = Arc::new(load_tenant(&conf, id, entry.path(), shutdown.child_token()));
+            if tenant.state() == TenantState::Active {
+                mobility::start_remote(remote.as_ref(), &tenant, Vec::new());
+            }
+            tenants.insert(id, tenant);
         }
         tracing::info!(count = tenants.len(), "tenants loaded");
         Ok(TenantManager {
             conf,
             tenants_dir,
+            remote,
             tenants: RwLock::new(tenants),
             shutdown,
             background: parking_lot::Mutex::new(None),
@@ -186,6 +218,7 @@ impl TenantManager {
                 "cannot open tenant storage: {error}"
             ))));
         }
+        mobility::start_remote(self.remote.as_ref(), &tenant, Vec::new());
         tenants.insert(id, Arc::clone(&tenant));
         if let Some(metrics) = self.background.lock().clone() {
             crate::background::spawn(Arc::clone(&tenant), metrics);
@@ -209,6 +242,9 @@ impl TenantManager {
         match tenant.state() {
             TenantState::Active => Ok(tenant),
             TenantState::Stopping => Err(TenantError::Deleting(id)),
+            TenantState::Attaching => Err(TenantError::Conflict(format!(
+                "tenant {id} is still being attached; poll its attachment_status"
+            ))),
             TenantState::Broken { reason } => Err(TenantError::Broken { id, reason }),
         }
     }
@@ -261,6 +297,14 @@ impl TenantManager {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let id = tenant.id();
+        if let Some(remote) = tenant.remote() {
+            // Remote first: a failure leaves the tenant visible (broken) so
+            // the delete can be retried, instead of orphaning remote data.
+            remote
+                .delete_all()
+                .await
+                .map_err(|error| std::io::Error::other(format!("remote deletion: {error}")))?;
+        }
         let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
         let source = tenant.dir().to_path_buf();
         let tenants_dir = self.tenants_dir.clone();
@@ -281,6 +325,13 @@ impl TenantManager {
         let state = tenant.state();
         let (state_name, attachment_status) = match &state {
             TenantState::Active => ("Active", attached()),
+            TenantState::Attaching => (
+                "Attaching",
+                AttachmentStatus {
+                    slug: "maybe".to_owned(),
+                    data: AttachmentStatusData::default(),
+                },
+            ),
             TenantState::Stopping => ("Stopping", attached()),
             TenantState::Broken { reason } => (
                 "Broken",
@@ -309,7 +360,7 @@ fn attached() -> AttachmentStatus {
     }
 }
 
-fn load_tenant(
+pub(crate) fn load_tenant(
     conf: &Arc<PageServerConf>,
     id: TenantId,
     dir: PathBuf,

@@ -30,6 +30,8 @@ pub struct Timeline {
     ingest_counters: Arc<IngestCounters>,
     /// Commit time ↔ LSN samples, fed by the receiver's sink.
     commit_times: Arc<CommitTimes>,
+    /// `disk_consistent_lsn` of the last index uploaded (0: none yet).
+    remote_consistent_lsn: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -59,6 +61,7 @@ impl Timeline {
         });
         Timeline {
             commit_times: Arc::new(commit_times),
+            remote_consistent_lsn: std::sync::atomic::AtomicU64::new(0),
             tenant_id,
             storage,
             logical_size: Mutex::new(None),
@@ -161,6 +164,20 @@ impl Timeline {
         Some(size)
     }
 
+    /// What the last uploaded index covers, if anything was uploaded.
+    pub fn remote_consistent_lsn(&self) -> Option<Lsn> {
+        let lsn = self
+            .remote_consistent_lsn
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (lsn != 0).then_some(Lsn(lsn))
+    }
+
+    /// Records what the last uploaded index covers.
+    pub fn set_remote_consistent_lsn(&self, lsn: Lsn) {
+        self.remote_consistent_lsn
+            .store(lsn.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The `TimelineInfo` the API returns.
     pub fn info(&self) -> TimelineInfo {
         let ancestor = self.storage.ancestor();
@@ -178,10 +195,8 @@ impl Timeline {
             last_record_lsn: self.last_record_lsn(),
             prev_record_lsn: prev.is_valid().then_some(prev),
             disk_consistent_lsn: self.storage.disk_consistent_lsn(),
-            // No remote storage is configured: nothing is uploaded, so
-            // there is no remote-consistent LSN to report.
-            remote_consistent_lsn: None,
-            remote_consistent_lsn_visible: None,
+            remote_consistent_lsn: self.remote_consistent_lsn(),
+            remote_consistent_lsn_visible: self.remote_consistent_lsn(),
             latest_gc_cutoff_lsn: self.storage.gc_cutoff(),
             initdb_lsn: self.storage.initdb_lsn(),
             current_logical_size: self.logical_size_bytes(),

@@ -31,6 +31,11 @@ pub struct InitArgs {
     /// OS user that runs Postgres when sediment runs as root.
     #[arg(long, default_value = "postgres")]
     pg_os_user: String,
+    /// Remote storage: `s3://bucket/prefix` (endpoint, region and keys from
+    /// the AWS_* environment variables) or a local directory; default
+    /// `<workdir>/pageserver/remote`.
+    #[arg(long, value_name = "URL")]
+    remote_storage: Option<String>,
 }
 
 /// `sediment tenant ...`
@@ -48,8 +53,24 @@ pub enum TenantCommand {
         #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
-    /// List tenants with their attachment status.
+    /// List tenants with their attachment status and generation.
     List,
+    /// Attach a tenant from remote storage; waits until it is attached.
+    Attach {
+        /// Tenant id (32 hex digits).
+        tenant_id: String,
+        /// Attachment generation; must be newer than any earlier attachment.
+        #[arg(long, default_value_t = 1)]
+        generation: u32,
+        /// Make it the default tenant of later commands.
+        #[arg(long)]
+        set_default: bool,
+    },
+    /// Detach a tenant (its remote data stays).
+    Detach {
+        /// Tenant id (32 hex digits).
+        tenant_id: String,
+    },
 }
 
 /// `sediment timeline ...`
@@ -114,6 +135,10 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         config.pageserver.pg_addr.clone().into(),
     );
     pageserver_toml.insert("pg_bin_dir".into(), pg_bin_dir.display().to_string().into());
+    if let Some(url) = &args.remote_storage {
+        remote_storage::RemoteConfig::parse(url)?;
+        pageserver_toml.insert("remote_storage".into(), url.clone().into());
+    }
     workdir::write_atomic(
         &pageserver_dir.join("pageserver.toml"),
         toml::to_string(&pageserver_toml)?.as_bytes(),
@@ -130,6 +155,31 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         &json!({"workdir": path, "pg_bin_dir": pg_bin_dir, "pageserver": config.pageserver.http_addr, "page_service": config.pageserver.pg_addr}),
     );
     Ok(())
+}
+
+/// Attaches and polls `attachment_status` until `attached` or `failed`.
+fn attach_tenant(client: &ApiClient, tenant_id: &str, generation: u32) -> anyhow::Result<()> {
+    client.post(
+        &format!("/v1/tenant/{tenant_id}/attach"),
+        &json!({"generation": generation, "config": {}}),
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let info = client.get(&format!("/v1/tenant/{tenant_id}"))?;
+        match info["attachment_status"]["slug"].as_str() {
+            Some("attached") => return Ok(()),
+            Some("failed") => bail!(
+                "attaching tenant {tenant_id} failed: {}",
+                info["attachment_status"]["data"]["reason"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            ),
+            _ if std::time::Instant::now() > deadline => {
+                bail!("tenant {tenant_id} is still attaching after an hour")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
 }
 
 fn find_pg_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -293,13 +343,63 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                     } else {
                         ""
                     };
+                    let generation = t["generation"]
+                        .as_u64()
+                        .map_or_else(|| "-".to_owned(), |g| g.to_string());
                     format!(
-                        "{id}  {}{marker}",
+                        "{id}  {}  generation {generation}{marker}",
                         t["attachment_status"]["slug"].as_str().unwrap_or("?")
                     )
                 })
                 .collect();
             out.print(&rows.join("\n"), &tenants);
+        }
+        TenantCommand::Attach {
+            tenant_id,
+            generation,
+            set_default,
+        } => {
+            attach_tenant(&client, &tenant_id, generation)?;
+            let info = client.get(&format!("/v1/tenant/{tenant_id}"))?;
+            // Branch names live in the CLI config; an attach into another
+            // work directory names the root `main` and the others by id.
+            let timelines = client.get(&format!("/v1/tenant/{tenant_id}/timeline"))?;
+            let branches = workdir
+                .config
+                .branches
+                .entry(tenant_id.clone())
+                .or_default();
+            for timeline in timelines.as_array().map(Vec::as_slice).unwrap_or_default() {
+                let Some(id) = timeline["timeline_id"].as_str() else {
+                    continue;
+                };
+                if branches.values().any(|known| known == id) {
+                    continue;
+                }
+                let name = if timeline["ancestor_timeline_id"].is_null()
+                    && !branches.contains_key("main")
+                {
+                    "main".to_owned()
+                } else {
+                    id.to_owned()
+                };
+                branches.insert(name, id.to_owned());
+            }
+            if set_default || workdir.config.default_tenant.is_none() {
+                workdir.config.default_tenant = Some(tenant_id.clone());
+            }
+            workdir.save()?;
+            out.print(
+                &format!("tenant {tenant_id} attached (generation {generation})"),
+                &info,
+            );
+        }
+        TenantCommand::Detach { tenant_id } => {
+            client.post(&format!("/v1/tenant/{tenant_id}/detach"), &json!({}))?;
+            out.print(
+                &format!("tenant {tenant_id} detached"),
+                &json!({"tenant_id": tenant_id}),
+            );
         }
     }
     Ok(())

@@ -11,6 +11,8 @@
 //!   decoder, redo and pageserver tests.
 //! - [`waldump`] runs `pg_waldump --stats=record`, parses its table and
 //!   compares per-record-type statistics with our decoder's.
+//! - [`s3::SeaweedS3`] is a real S3 server (SeaweedFS `weed mini`) for
+//!   remote-storage tests.
 //! - [`PgTempDir`] and [`free_port`] help tests that manage other processes.
 
 pub mod cluster;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod install;
 pub mod pgbench;
 pub mod reaper;
+pub mod s3;
 pub mod tempdir;
 pub mod wal;
 pub mod waldump;

@@ -73,10 +73,13 @@ impl From<TenantError> for ApiError {
     fn from(error: TenantError) -> ApiError {
         let msg = error.to_string();
         match error {
-            TenantError::NotFound(_) => ApiError::not_found(msg),
+            TenantError::NotFound(_) | TenantError::NotInRemote(_) => ApiError::not_found(msg),
             TenantError::AlreadyExists(_) | TenantError::Deleting(_) => ApiError::conflict(msg),
             TenantError::Broken { .. } | TenantError::ShuttingDown => ApiError::unavailable(msg),
             TenantError::Io(_) => ApiError::internal(msg),
+            TenantError::BadRequest(_) => ApiError::bad_request(msg),
+            TenantError::Conflict(_) => ApiError::conflict(msg),
+            TenantError::Remote(_) => ApiError::unavailable(msg),
         }
     }
 }

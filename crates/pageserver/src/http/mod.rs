@@ -2,14 +2,16 @@
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
 //! `timeline`, `time` (LSN ↔ timestamp), `size` (the tenant size model),
-//! and `unimplemented` for the spec's endpoints that belong to later
-//! features and answer with a clear error instead of a router 404.
+//! `mobility` (attach, detach, location_config), and `unimplemented` for the
+//! spec's endpoints that belong to later features and answer with a clear
+//! error instead of a router 404.
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
 pub mod error;
 pub mod extract;
 mod size;
+mod mobility;
 mod status;
 mod tenant;
 mod time;
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",
             put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
         )
+        .merge(mobility::routes())
         .merge(unimplemented::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

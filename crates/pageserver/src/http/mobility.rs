@@ -1,0 +1,177 @@
+//! Tenant mobility endpoints: `attach`, `detach`, `ignore`, `load`,
+//! `location_config`. The work is in `tenant_manager::mobility`; this file parses
+//! requests and maps outcomes to the spec's status codes.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{post, put};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::extract::{parse_tenant_id, ApiPath, ApiQuery, OptionalJsonBody};
+use super::{json_response, AppState};
+use crate::tenant::upload::FINAL_UPLOAD_TIMEOUT;
+use crate::tenant_config::TenantConfig;
+use crate::tenant_manager::mobility::LocationMode;
+
+/// Routes answered by this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenant/{tenant_id}/attach", post(attach))
+        .route("/v1/tenant/{tenant_id}/detach", post(detach))
+        .route("/v1/tenant/{tenant_id}/ignore", post(ignore))
+        .route("/v1/tenant/{tenant_id}/load", post(load))
+        .route(
+            "/v1/tenant/{tenant_id}/location_config",
+            put(location_config),
+        )
+}
+
+fn empty(status: StatusCode) -> Response {
+    json_response(status, Value::Object(Map::new()))
+}
+
+fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    match fields.remove("generation") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value::<u32>(value.clone())
+            .map(Some)
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "generation must be a 32-bit unsigned integer, got {value}"
+                ))
+            }),
+    }
+}
+
+fn parse_config(value: Option<Value>) -> Result<Option<TenantConfig>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => TenantConfig::from_json(value)
+            .map(Some)
+            .map_err(|error| ApiError::bad_request(format!("invalid tenant config: {error}"))),
+    }
+}
+
+fn object(body: Option<Value>) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        None => Ok(Map::new()),
+        Some(Value::Object(fields)) => Ok(fields),
+        Some(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+    }
+}
+
+/// `POST /v1/tenant/{id}/attach` → 202; poll `attachment_status`.
+async fn attach(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    let mut fields = object(body)?;
+    let generation = take_generation(&mut fields)?;
+    let config = parse_config(fields.remove("config"))?.unwrap_or_default();
+    if let Some(key) = fields.keys().next() {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {key:?} in attach request"
+        )));
+    }
+    state.manager.attach(id, generation, config, false).await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+#[derive(Debug, Deserialize)]
+struct DetachQuery {
+    #[serde(default)]
+    detach_ignored: bool,
+}
+
+/// `POST /v1/tenant/{id}/detach[?detach_ignored=true]` → 200.
+async fn detach(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DetachQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    state
+        .manager
+        .detach(id, query.detach_ignored, FINAL_UPLOAD_TIMEOUT)
+        .await?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// `POST /v1/tenant/{id}/ignore` → 200.
+async fn ignore(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    state.manager.ignore(id).await?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// `POST /v1/tenant/{id}/load` → 202.
+async fn load(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    let mut fields = object(body)?;
+    let generation = take_generation(&mut fields)?;
+    state.manager.load_tenant(id, generation)?;
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+#[derive(Debug, Deserialize)]
+struct FlushQuery {
+    flush_ms: Option<u64>,
+}
+
+/// `PUT /v1/tenant/{id}/location_config[?flush_ms=N]` → 200.
+async fn location_config(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<FlushQuery>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let id = parse_tenant_id(&tenant_id)?;
+    let mut fields = object(body)?;
+    if let Some(Value::String(body_id)) = fields.remove("tenant_id") {
+        if parse_tenant_id(&body_id)? != id {
+            return Err(ApiError::bad_request(
+                "tenant_id in the body differs from the one in the path",
+            ));
+        }
+    }
+    let mode: LocationMode = match fields.remove("mode") {
+        Some(Value::String(text)) => text.parse()?,
+        None | Some(Value::Null) => return Err(ApiError::bad_request(
+            "mode is required: AttachedSingle, AttachedMulti, AttachedStale, Secondary or Detached",
+        )),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "mode must be a string, got {other}"
+            )))
+        }
+    };
+    let generation = take_generation(&mut fields)?;
+    let config = parse_config(fields.remove("tenant_conf"))?;
+    fields.remove("secondary_conf");
+    if let Some(key) = fields.keys().next() {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {key:?} in location_config request"
+        )));
+    }
+    let flush = query.flush_ms.map(Duration::from_millis);
+    state
+        .manager
+        .location_config(id, mode, generation, config, flush)
+        .await?;
+    Ok(empty(StatusCode::OK))
+}

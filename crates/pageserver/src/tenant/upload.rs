@@ -1,0 +1,467 @@
+//! Uploading a tenant to remote storage, and keeping it there.
+//!
+//! One [`RemoteTenant`] per tenant holds its generation and what was last
+//! uploaded per timeline (the last `index_part.json` written). An upload
+//! round, run every second by the tenant's upload task and once more at
+//! shutdown, does for each timeline:
+//!
+//! 1. snapshot the timeline: its metadata file bytes, then its layer files
+//!    (`storage::Timeline::layer_files`), then the metadata again — retried
+//!    until both reads agree, so the snapshot is one the storage crate
+//!    itself would reopen consistently;
+//! 2. upload every layer file the last index does not hold (named
+//!    `<layer>-<our generation>`, verified by size; the index records size
+//!    and CRC-32C);
+//! 3. only then write `index_part.json-<our generation>`, so an index never
+//!    names a missing object;
+//! 4. queue the objects of layers the new index dropped (GC, compaction) for
+//!    deletion ([`super::deletion`]), which runs only after validating that
+//!    no newer generation exists.
+//!
+//! Detecting layers by diffing the layer list with the index works however
+//! the storage crate produces its files (flush, compaction, image layers).
+//! A tenant whose generation turns out to be stale stops uploading and
+//! deleting for good ([`RemoteTenant::is_stale`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use remote_storage::layout;
+use remote_storage::{Generation, IndexPart, LayerMetadata, Remote, RemoteError};
+use storage::metadata::{TimelineMetadata, METADATA_FILE_NAME};
+
+use super::deletion::DeletionQueue;
+use crate::ids::{TenantId, TimelineId};
+use crate::timeline::Timeline;
+
+/// How often the upload task looks for new layers.
+pub const UPLOAD_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why an upload round stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// Remote storage failed (after retries) or was cancelled.
+    #[error("remote storage: {0}")]
+    Remote(#[from] RemoteError),
+    /// A local file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Local {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local timeline changed under the snapshot too often.
+    #[error("timeline {0} kept changing while being snapshotted")]
+    Unstable(TimelineId),
+    /// A newer generation holds the tenant: this pageserver must not write.
+    #[error("attachment is stale: generation {newer} is newer than ours ({ours})")]
+    Stale {
+        /// Ours.
+        ours: Generation,
+        /// The newer one.
+        newer: Generation,
+    },
+}
+
+/// The remote side of one tenant.
+#[derive(Debug)]
+pub struct RemoteTenant {
+    remote: Remote,
+    tenant_id: String,
+    generation: Generation,
+    /// Last index uploaded (or downloaded at attach) per timeline.
+    uploaded: Mutex<HashMap<TimelineId, IndexPart>>,
+    /// Set once a newer generation is seen, or by `location_config`
+    /// `AttachedStale`: no more uploads or deletions.
+    stale: AtomicBool,
+    deletions: DeletionQueue,
+    /// Serialises upload rounds (the task's and the final one at shutdown).
+    round_lock: tokio::sync::Mutex<()>,
+}
+
+/// A consistent local picture of one timeline.
+struct Snapshot {
+    metadata_bytes: Vec<u8>,
+    metadata: TimelineMetadata,
+    layers: Vec<String>,
+}
+
+impl RemoteTenant {
+    /// The remote side of `tenant_id` in `generation`.
+    pub fn new(remote: Remote, tenant_id: TenantId, generation: Generation) -> RemoteTenant {
+        RemoteTenant {
+            deletions: DeletionQueue::new(remote.clone(), tenant_id.to_string(), generation),
+            remote,
+            tenant_id: tenant_id.to_string(),
+            generation,
+            uploaded: Mutex::new(HashMap::new()),
+            stale: AtomicBool::new(false),
+            round_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The remote storage handle.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// Our generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Whether uploads and deletions are stopped.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Stops (or resumes) uploads and deletions.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Relaxed);
+    }
+
+    /// Remembers indexes downloaded at attach, so only new layers upload.
+    pub fn seed(&self, indexes: Vec<(TimelineId, IndexPart)>) {
+        self.uploaded.lock().extend(indexes);
+    }
+
+    /// `disk_consistent_lsn` of the last index uploaded for a timeline.
+    pub fn remote_consistent_lsn(&self, timeline: TimelineId) -> Option<u64> {
+        self.uploaded
+            .lock()
+            .get(&timeline)
+            .map(|index| index.disk_consistent_lsn)
+    }
+
+    /// Writes the attachment marker of our generation (`generation-<gen>`).
+    pub async fn write_marker(&self) -> Result<(), RemoteError> {
+        let path = layout::generation_marker_path(&self.tenant_id, self.generation)?;
+        self.remote.put(&path, Bytes::new()).await
+    }
+
+    /// Fails with `Stale` if a newer generation's marker exists.
+    pub async fn validate_generation(&self) -> Result<(), UploadError> {
+        let tenant = layout::tenant_path(&self.tenant_id)?;
+        let listing = self.remote.list(&tenant).await?;
+        let newest = layout::latest_marker(listing.iter().map(|m| &m.path));
+        match newest {
+            Some(newer) if newer > self.generation => {
+                if !self.stale.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(tenant_id = %self.tenant_id, ours = %self.generation, %newer,
+                        "a newer generation holds this tenant: uploads and deletions stop");
+                }
+                Err(UploadError::Stale {
+                    ours: self.generation,
+                    newer,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Uploads every timeline's new layers and index, then runs the
+    /// validated deletions.
+    pub async fn upload_round(&self, timelines: &[Arc<Timeline>]) -> Result<(), UploadError> {
+        let _round = self.round_lock.lock().await;
+        if self.is_stale() {
+            return Ok(());
+        }
+        // Validated (one listing) before the first write of the round, so
+        // an idle tenant costs no requests and a stale one writes nothing.
+        let mut validated = false;
+        for timeline in timelines {
+            if timeline.storage().broken_reason().is_some() {
+                continue;
+            }
+            self.upload_timeline(timeline, &mut validated).await?;
+        }
+        if !self.deletions.is_empty() {
+            self.ensure_validated(&mut validated).await?;
+            self.deletions.run().await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_validated(&self, validated: &mut bool) -> Result<(), UploadError> {
+        if !*validated {
+            self.validate_generation().await?;
+            *validated = true;
+        }
+        Ok(())
+    }
+
+    /// Uploads one timeline; true when a new index was written.
+    async fn upload_timeline(
+        &self,
+        timeline: &Timeline,
+        validated: &mut bool,
+    ) -> Result<bool, UploadError> {
+        let storage = Arc::clone(timeline.storage());
+        let snapshot = tokio::task::spawn_blocking(move || snapshot(&storage))
+            .await
+            .map_err(|error| UploadError::Local {
+                path: "snapshot".into(),
+                source: std::io::Error::other(error),
+            })??;
+        let id = timeline.id();
+        let previous = self.uploaded.lock().get(&id).cloned();
+        let mut layers: BTreeMap<String, LayerMetadata> = BTreeMap::new();
+        for name in &snapshot.layers {
+            if let Some(known) = previous.as_ref().and_then(|index| index.layers.get(name)) {
+                layers.insert(name.clone(), known.clone());
+                continue;
+            }
+            self.ensure_validated(validated).await?;
+            match self.upload_layer(timeline.dir(), id, name).await {
+                Ok(uploaded) => {
+                    layers.insert(name.clone(), uploaded);
+                }
+                // Removed locally (GC, compaction) since the snapshot: the
+                // next round's snapshot will not list it.
+                Err(UploadError::Local { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok(false)
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let index = self.build_index(id, &snapshot, layers);
+        if previous.as_ref() == Some(&index) {
+            return Ok(false);
+        }
+        self.ensure_validated(validated).await?;
+        let path = layout::index_path(&self.tenant_id, &id.to_string(), self.generation)?;
+        self.remote.put(&path, Bytes::from(index.encode())).await?;
+        if let Some(previous) = previous {
+            for (name, layer) in &previous.layers {
+                if !index.layers.contains_key(name) {
+                    let object = layout::layer_path(
+                        &self.tenant_id,
+                        &id.to_string(),
+                        name,
+                        layer.generation,
+                    )?;
+                    self.deletions.push(object);
+                }
+            }
+        }
+        tracing::debug!(tenant_id = %self.tenant_id, timeline_id = %id,
+            layers = index.layers.len(), lsn = index.disk_consistent_lsn, "index uploaded");
+        timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.disk_consistent_lsn));
+        self.uploaded.lock().insert(id, index);
+        Ok(true)
+    }
+
+    async fn upload_layer(
+        &self,
+        dir: &Path,
+        timeline: TimelineId,
+        name: &str,
+    ) -> Result<LayerMetadata, UploadError> {
+        let file = dir.join(name);
+        let data = tokio::fs::read(&file)
+            .await
+            .map_err(|source| UploadError::Local {
+                path: file.display().to_string(),
+                source,
+            })?;
+        let metadata = LayerMetadata {
+            file_size: data.len() as u64,
+            crc32c: crc32c::crc32c(&data),
+            generation: self.generation,
+        };
+        let path = layout::layer_path(
+            &self.tenant_id,
+            &timeline.to_string(),
+            name,
+            self.generation,
+        )?;
+        self.remote.put(&path, Bytes::from(data)).await?;
+        Ok(metadata)
+    }
+
+    fn build_index(
+        &self,
+        id: TimelineId,
+        snapshot: &Snapshot,
+        layers: BTreeMap<String, LayerMetadata>,
+    ) -> IndexPart {
+        let m = &snapshot.metadata;
+        IndexPart {
+            version: remote_storage::index::INDEX_FORMAT_VERSION,
+            generation: self.generation,
+            timeline_id: id.to_string(),
+            disk_consistent_lsn: m.disk_consistent_lsn.0,
+            prev_record_lsn: m.prev_record_lsn.0,
+            ancestor_timeline_id: m.ancestor.map(|(a, _)| a.to_string()),
+            ancestor_lsn: m.ancestor.map(|(_, lsn)| lsn.0),
+            gc_cutoff_lsn: m.gc_cutoff.0,
+            initdb_lsn: m.initdb_lsn.0,
+            pg_version: m.pg_version,
+            metadata_bytes: IndexPart::encode_metadata(&snapshot.metadata_bytes),
+            layers,
+        }
+    }
+
+    /// Forgets a timeline and deletes its remote objects (after validating
+    /// our generation). Used by timeline deletion.
+    pub async fn delete_timeline(&self, id: TimelineId) -> Result<(), UploadError> {
+        let _round = self.round_lock.lock().await;
+        self.uploaded.lock().remove(&id);
+        if self.is_stale() {
+            return Ok(());
+        }
+        self.validate_generation().await?;
+        let prefix = layout::timeline_path(&self.tenant_id, &id.to_string())?;
+        for object in self.remote.list(&prefix).await? {
+            self.remote.delete(&object.path).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every remote object of the tenant (tenant deletion), after
+    /// validating our generation.
+    pub async fn delete_all(&self) -> Result<(), UploadError> {
+        let _round = self.round_lock.lock().await;
+        self.uploaded.lock().clear();
+        match self.validate_generation().await {
+            // A newer attachment owns the remote data: only local goes.
+            Err(UploadError::Stale { .. }) => return Ok(()),
+            other => other?,
+        }
+        let prefix = layout::tenant_path(&self.tenant_id)?;
+        for object in self.remote.list(&prefix).await? {
+            self.remote.delete(&object.path).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads metadata, layers, metadata until the two metadata reads agree.
+fn snapshot(storage: &storage::Timeline) -> Result<Snapshot, UploadError> {
+    let path = storage.dir().join(METADATA_FILE_NAME);
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| UploadError::Local {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    for _ in 0..10 {
+        let before = read(&path)?;
+        let layers: Vec<String> = storage
+            .layer_files()
+            .iter()
+            .map(|desc| desc.file_name())
+            .collect();
+        let after = read(&path)?;
+        if before == after {
+            let metadata =
+                TimelineMetadata::decode(&after).map_err(|error| UploadError::Local {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+                })?;
+            // Files above the durable LSN are not committed yet; the storage
+            // crate deletes them when it reopens, so they are not uploaded.
+            let committed = storage
+                .layer_files()
+                .iter()
+                .filter(|desc| desc.lsn_range.end.0 <= metadata.disk_consistent_lsn.0 + 1)
+                .map(|desc| desc.file_name())
+                .filter(|name| layers.contains(name))
+                .collect();
+            return Ok(Snapshot {
+                metadata_bytes: after,
+                metadata,
+                layers: committed,
+            });
+        }
+    }
+    Err(UploadError::Unstable(storage.id()))
+}
+
+/// Runs upload rounds every [`UPLOAD_PERIOD`] until the tenant is gone or
+/// cancelled; failures are logged and retried next round (the timeline
+/// keeps serving meanwhile). The tenant's current [`RemoteTenant`] is read
+/// each round, so a generation change takes effect at once.
+pub async fn upload_task(
+    tenant: std::sync::Weak<super::Tenant>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut marker_written: Option<Generation> = None;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(UPLOAD_PERIOD) => {}
+        }
+        let Some(tenant) = tenant.upgrade() else {
+            return;
+        };
+        let Some(remote) = tenant.remote() else {
+            continue;
+        };
+        if marker_written != Some(remote.generation()) && !remote.is_stale() {
+            match remote.write_marker().await {
+                Ok(()) => marker_written = Some(remote.generation()),
+                Err(error) => {
+                    tracing::warn!(tenant_id = %tenant.id(), %error, "cannot write the generation marker");
+                    continue;
+                }
+            }
+        }
+        let timelines = tenant.timelines();
+        drop(tenant);
+        if let Err(error) = remote.upload_round(&timelines).await {
+            if !matches!(
+                error,
+                UploadError::Stale { .. } | UploadError::Remote(RemoteError::Cancelled)
+            ) {
+                tracing::warn!(tenant_id = %remote.tenant_id, %error, "upload round failed; retrying");
+            }
+        }
+    }
+}
+
+/// How long the final upload at shutdown or detach may take.
+pub const FINAL_UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Flushes every timeline's open layer to a layer file and uploads what is
+/// new, within [`FINAL_UPLOAD_TIMEOUT`] (graceful shutdown, detach, and
+/// `location_config` transitions that ask for a flush). Failures are
+/// logged: nothing is lost locally, the next attachment uploads it.
+pub async fn final_upload(tenant: &super::Tenant) {
+    final_upload_within(tenant, FINAL_UPLOAD_TIMEOUT).await;
+}
+
+/// [`final_upload`] with a chosen time limit (`location_config`'s `flush_ms`).
+pub async fn final_upload_within(tenant: &super::Tenant, limit: std::time::Duration) {
+    let Some(remote) = tenant.remote() else {
+        return;
+    };
+    if remote.is_stale() {
+        return;
+    }
+    let timelines = tenant.timelines();
+    for timeline in &timelines {
+        let storage = Arc::clone(timeline.storage());
+        if storage.broken_reason().is_some() {
+            continue;
+        }
+        let flushed = tokio::task::spawn_blocking(move || storage.freeze_and_flush()).await;
+        if let Ok(Err(error)) = flushed {
+            tracing::warn!(tenant_id = %tenant.id(), timeline_id = %timeline.id(), %error,
+                "flush before the final upload failed");
+        }
+    }
+    match tokio::time::timeout(limit, remote.upload_round(&timelines)).await {
+        Ok(Ok(())) => tracing::info!(tenant_id = %tenant.id(), "final upload done"),
+        Ok(Err(error)) => tracing::warn!(tenant_id = %tenant.id(), %error, "final upload failed"),
+        Err(_) => tracing::warn!(tenant_id = %tenant.id(), "final upload timed out"),
+    }
+}

