@@ -1,8 +1,11 @@
 //! The server side of `pagestream_v2` (see [`crate::pagestream`]): after
-//! CopyBothResponse, one task reads requests, each request runs as its own
-//! task (bounded by [`MAX_IN_FLIGHT`]) that waits for its LSN if needed
-//! and reads the store on a blocking thread, and one writer sends answers
-//! as they complete, coalescing those that are ready into one write.
+//! CopyBothResponse, one task reads requests in batches (every request
+//! already complete in the read buffer joins the batch), the requests of a
+//! batch whose LSN has arrived are read from the store together on one
+//! blocking thread (a per-request blocking task would cost more than a hot
+//! page read), a request for an LSN not reached yet waits in its own task,
+//! at most [`MAX_IN_FLIGHT`] run at once, and one writer sends answers as
+//! they complete, coalescing those that are ready into one write.
 //!
 //! Reading and writing run concurrently so a client can pipeline: it sends
 //! a batch (or read-ahead) of requests without waiting, and the slowest
@@ -15,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use postgres_wal::record::{RelFileNode, BLCKSZ};
 use postgres_wal::Lsn;
 use storage::{GetError, Key, Timeline};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -37,44 +40,29 @@ pub(crate) async fn serve_stream(
     let mut out = Out::default();
     out.copy_both_response();
     out.flush_to(stream.get_mut()).await?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    // Requests the client pipelined behind its query may already sit in the
+    // connection's buffer: read them first.
+    let leftover = stream.buffer().to_vec();
+    stream.consume(leftover.len());
+    let (rd, mut wr) = stream.get_mut().split();
+    let mut rd = BufReader::with_capacity(READ_BUFFER, leftover.as_slice().chain(rd));
     let (tx, mut rx) = mpsc::channel::<Result<Response, String>>(MAX_IN_FLIGHT);
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let reader = async move {
         loop {
-            let Some(message) = proto::read_message(&mut rd).await? else {
-                return Ok::<bool, ProtocolError>(false);
-            };
-            match message.tag {
-                b'd' => {}
-                b'c' => return Ok(true),
-                b'X' => return Ok(false),
-                other => {
-                    let _ = tx
-                        .send(Err(format!(
-                            "message type '{}' inside pagestream",
-                            other.escape_ascii()
-                        )))
-                        .await;
+            let batch = match read_batch(&mut rd).await {
+                Ok(Batch::Requests(batch)) => batch,
+                Ok(Batch::End { more_queries }) => return Ok::<bool, ProtocolError>(more_queries),
+                Err(BatchError::Client(message)) => {
+                    let _ = tx.send(Err(message)).await;
                     return Ok(false);
                 }
-            }
-            let request = match Request::decode(&message.body) {
-                Ok(request) => request,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
-                    return Ok(false);
-                }
+                Err(BatchError::Protocol(e)) => return Err(e),
             };
-            let Ok(permit) = limit.clone().acquire_owned().await else {
+            let Ok(permits) = limit.clone().acquire_many_owned(batch.len() as u32).await else {
                 return Ok(false);
             };
-            let (tx, timeline) = (tx.clone(), timeline.clone());
-            tokio::spawn(async move {
-                let response = answer(timeline, request, wait_timeout).await;
-                let _ = tx.send(Ok(response)).await;
-                drop(permit);
-            });
+            dispatch(batch, &timeline, wait_timeout, &tx, permits);
         }
     };
     let writer = async move {
@@ -111,6 +99,120 @@ pub(crate) async fn serve_stream(
     let (read, written) = tokio::join!(reader, writer);
     written?;
     read
+}
+
+/// Bytes buffered from the client: many requests are read per syscall.
+const READ_BUFFER: usize = 64 * 1024;
+/// Most requests served by one blocking task.
+const MAX_BATCH: usize = 64;
+
+enum Batch {
+    Requests(Vec<Request>),
+    /// CopyDone (`more_queries`) or Terminate / end of input.
+    End {
+        more_queries: bool,
+    },
+}
+
+enum BatchError {
+    /// The client broke the framing: report it, then close.
+    Client(String),
+    Protocol(ProtocolError),
+}
+
+/// Reads one request, then every further one already complete in the
+/// buffer (those cost no I/O), so a pipelining client is served in batches.
+async fn read_batch<R: AsyncRead + Unpin>(rd: &mut BufReader<R>) -> Result<Batch, BatchError> {
+    let mut batch = Vec::new();
+    loop {
+        let message = match proto::read_message(rd).await {
+            Ok(Some(message)) => message,
+            Ok(None) if batch.is_empty() => {
+                return Ok(Batch::End {
+                    more_queries: false,
+                })
+            }
+            Ok(None) => return Ok(Batch::Requests(batch)),
+            Err(e) => return Err(BatchError::Protocol(e)),
+        };
+        match message.tag {
+            b'd' => {}
+            // A CopyDone behind requests: they are answered before the
+            // stream ends only if they came in an earlier batch; clients
+            // wait for their answers before ending, so this is rare.
+            b'c' => return Ok(Batch::End { more_queries: true }),
+            b'X' => {
+                return Ok(Batch::End {
+                    more_queries: false,
+                })
+            }
+            other => {
+                return Err(BatchError::Client(format!(
+                    "message type '{}' inside pagestream",
+                    other.escape_ascii()
+                )))
+            }
+        }
+        let request =
+            Request::decode(&message.body).map_err(|e| BatchError::Client(e.to_string()))?;
+        batch.push(request);
+        if batch.len() >= MAX_BATCH || !complete_message_buffered(rd.buffer()) {
+            return Ok(Batch::Requests(batch));
+        }
+    }
+}
+
+/// Whether `buf` starts with a whole protocol message.
+fn complete_message_buffered(buf: &[u8]) -> bool {
+    match buf.get(1..5) {
+        Some(len) => {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            buf.len() > len
+        }
+        None => false,
+    }
+}
+
+/// Runs a batch: requests whose LSN has arrived are read together on one
+/// blocking thread; the others each wait for their LSN in their own task.
+fn dispatch(
+    batch: Vec<Request>,
+    timeline: &Arc<Timeline>,
+    wait_timeout: Duration,
+    tx: &mpsc::Sender<Result<Response, String>>,
+    mut permits: tokio::sync::OwnedSemaphorePermit,
+) {
+    let last_record_lsn = timeline.last_record_lsn();
+    let (ready, waiting): (Vec<_>, Vec<_>) =
+        batch.into_iter().partition(|r| r.lsn <= last_record_lsn);
+    for request in waiting {
+        let permit = permits.split(1);
+        let (tx, timeline) = (tx.clone(), timeline.clone());
+        tokio::spawn(async move {
+            let response = answer(timeline, request, wait_timeout).await;
+            let _ = tx.send(Ok(response)).await;
+            drop(permit);
+        });
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let (tx, timeline) = (tx.clone(), timeline.clone());
+    tokio::task::spawn_blocking(move || {
+        for request in ready {
+            let kind = read(&timeline, request.lsn, request.kind).unwrap_or_else(error_kind);
+            if tx
+                .blocking_send(Ok(Response {
+                    id: request.id,
+                    kind,
+                }))
+                .is_err()
+            {
+                break;
+            }
+        }
+        drop(permits);
+    });
 }
 
 /// Answers one request: waits for its LSN (bounded), then reads on a
