@@ -19,7 +19,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pagestream::{RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind};
+use crate::pagestream::{
+    LazyBackup, RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind,
+};
 use crate::proto::{self, ProtocolError};
 
 /// Largest answer the client accepts (a relation listing can be large).
@@ -185,6 +187,15 @@ impl PageClient {
         {
             ResponseKind::DbSize(n) => Ok(n),
             _ => Err(ClientError::Unexpected("database size")),
+        }
+    }
+
+    /// A lazy data directory at `lsn` (`None`: the last record LSN).
+    pub async fn lazy_basebackup(&self, lsn: Option<Lsn>) -> Result<LazyBackup, ClientError> {
+        let lsn = lsn.unwrap_or(Lsn::INVALID);
+        match self.call(lsn, RequestKind::LazyBasebackup).await? {
+            ResponseKind::LazyBasebackup(backup) => Ok(backup),
+            _ => Err(ClientError::Unexpected("lazy base backup")),
         }
     }
 

@@ -18,6 +18,7 @@
 //!   'E' relation exists spc u32, db u32, rel u32, fork u8
 //!   'D' database size   spc u32, db u32
 //!   'S' database list   (all relation forks of every database with their sizes)
+//!   'B' lazy base backup (lsn 0/0: the last record LSN)
 //! response = tag u8, id u32, body
 //!   'g' page            8192 bytes
 //!   'r' pages           count u32, count × 8192 bytes
@@ -25,6 +26,8 @@
 //!   'e' exists          0 | 1 u8
 //!   'd' database size   bytes u64
 //!   's' listing         count u32, count × (spc u32, db u32, rel u32, fork u8, blocks u32)
+//!   'b' lazy backup     lsn u64, count u32, count × (spc u32, db u32, rel u32, fork u8,
+//!                       first_blkno u32, blocks u32, path_len u16, path), tar (the rest)
 //!   'x' error           sqlstate 5 bytes, message (UTF-8, the rest)
 //! ```
 //!
@@ -57,6 +60,7 @@ pub enum RequestKind {
     RelExists { tag: RelTag },
     DbSize { spc_node: u32, db_node: u32 },
     ListRelations,
+    LazyBasebackup,
 }
 
 /// One request of the stream.
@@ -74,6 +78,26 @@ pub struct RelSizeEntry {
     pub blocks: u32,
 }
 
+/// A relation segment of a lazy data directory (see
+/// [`datadir::LazySegment`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentEntry {
+    pub path: String,
+    pub tag: RelTag,
+    pub first_blkno: u32,
+    pub blocks: u32,
+}
+
+/// A lazy data directory: everything but relation contents as a tar, and
+/// the relation segments to create sparse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LazyBackup {
+    /// The LSN the data directory reflects (pages are read at it).
+    pub lsn: Lsn,
+    pub segments: Vec<SegmentEntry>,
+    pub tar: Bytes,
+}
+
 /// What an answer carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponseKind {
@@ -83,6 +107,7 @@ pub enum ResponseKind {
     RelExists(bool),
     DbSize(u64),
     Listing(Vec<RelSizeEntry>),
+    LazyBasebackup(LazyBackup),
     Error { sqlstate: String, message: String },
 }
 
@@ -142,6 +167,10 @@ impl Reader<'_> {
         self.need(1, what)?;
         Ok(self.0.get_u8())
     }
+    fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
+        self.need(2, what)?;
+        Ok(self.0.get_u16())
+    }
     fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         self.need(4, what)?;
         Ok(self.0.get_u32())
@@ -183,6 +212,7 @@ impl Request {
             RequestKind::RelExists { .. } => b'E',
             RequestKind::DbSize { .. } => b'D',
             RequestKind::ListRelations => b'S',
+            RequestKind::LazyBasebackup => b'B',
         };
         b.put_u8(tag);
         b.put_u32(self.id);
@@ -202,7 +232,7 @@ impl Request {
                 b.put_u32(*spc_node);
                 b.put_u32(*db_node);
             }
-            RequestKind::ListRelations => {}
+            RequestKind::ListRelations | RequestKind::LazyBasebackup => {}
         }
     }
 
@@ -235,6 +265,7 @@ impl Request {
                 db_node: r.u32("dbnode")?,
             },
             b'S' => RequestKind::ListRelations,
+            b'B' => RequestKind::LazyBasebackup,
             other => return Err(err(format!("request tag 0x{other:02x}"))),
         };
         r.end()?;
@@ -252,6 +283,7 @@ impl Response {
             ResponseKind::RelExists(_) => b'e',
             ResponseKind::DbSize(_) => b'd',
             ResponseKind::Listing(_) => b's',
+            ResponseKind::LazyBasebackup(_) => b'b',
             ResponseKind::Error { .. } => b'x',
         };
         b.put_u8(tag);
@@ -274,6 +306,19 @@ impl Response {
                     b.put_u32(entry.blocks);
                 }
             }
+            ResponseKind::LazyBasebackup(backup) => {
+                b.put_u64(backup.lsn.0);
+                b.put_u32(backup.segments.len() as u32);
+                for seg in &backup.segments {
+                    put_tag(b, &seg.tag);
+                    b.put_u32(seg.first_blkno);
+                    b.put_u32(seg.blocks);
+                    let path = &seg.path.as_bytes()[..seg.path.len().min(u16::MAX as usize)];
+                    b.put_u16(path.len() as u16);
+                    b.put_slice(path);
+                }
+                b.put_slice(&backup.tar);
+            }
             ResponseKind::Error { sqlstate, message } => {
                 let mut code = [b'X'; 5];
                 for (dst, src) in code.iter_mut().zip(sqlstate.bytes()) {
@@ -294,6 +339,14 @@ impl Response {
             ResponseKind::RelExists(_) => 1,
             ResponseKind::DbSize(_) => 8,
             ResponseKind::Listing(entries) => 4 + entries.len() * 17,
+            ResponseKind::LazyBasebackup(backup) => {
+                12 + backup
+                    .segments
+                    .iter()
+                    .map(|s| 23 + s.path.len().min(u16::MAX as usize))
+                    .sum::<usize>()
+                    + backup.tar.len()
+            }
             ResponseKind::Error { message, .. } => 5 + message.len(),
         }
     }
@@ -337,6 +390,32 @@ impl Response {
                 }
                 ResponseKind::Listing(entries)
             }
+            b'b' => {
+                let lsn = Lsn(r.u64("lsn")?);
+                let count = r.u32("count")? as usize;
+                r.need(count.saturating_mul(23), "segments")?;
+                let mut segments = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let tag = r.tag()?;
+                    let first_blkno = r.u32("first block")?;
+                    let blocks = r.u32("blocks")?;
+                    let len = usize::from(r.u16("path length")?);
+                    r.need(len, "path")?;
+                    let path = std::str::from_utf8(&r.0[..len])
+                        .map_err(|_| err("path is not UTF-8"))?
+                        .to_owned();
+                    r.0.advance(len);
+                    segments.push(SegmentEntry {
+                        path,
+                        tag,
+                        first_blkno,
+                        blocks,
+                    });
+                }
+                let tar = Bytes::copy_from_slice(r.0);
+                r.0 = &[];
+                ResponseKind::LazyBasebackup(LazyBackup { lsn, segments, tar })
+            }
             b'x' => {
                 r.need(5, "sqlstate")?;
                 let sqlstate = String::from_utf8_lossy(&r.0[..5]).into_owned();
@@ -377,6 +456,7 @@ mod tests {
             (any::<u32>(), any::<u32>())
                 .prop_map(|(spc_node, db_node)| RequestKind::DbSize { spc_node, db_node }),
             Just(RequestKind::ListRelations),
+            Just(RequestKind::LazyBasebackup),
         ];
         (any::<u32>(), any::<u64>(), kind).prop_map(|(id, lsn, kind)| Request {
             id,
@@ -401,6 +481,28 @@ mod tests {
                 0..8
             )
             .prop_map(ResponseKind::Listing),
+            (
+                any::<u64>(),
+                prop::collection::vec(
+                    (arb_tag(), any::<u32>(), any::<u32>(), "[a-z0-9/._]{0,20}").prop_map(
+                        |(tag, first_blkno, blocks, path)| SegmentEntry {
+                            path,
+                            tag,
+                            first_blkno,
+                            blocks
+                        }
+                    ),
+                    0..4
+                ),
+                prop::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(lsn, segments, tar)| ResponseKind::LazyBasebackup(
+                    LazyBackup {
+                        lsn: Lsn(lsn),
+                        segments,
+                        tar: Bytes::from(tar)
+                    }
+                )),
             ("[0-9A-Z]{5}", ".*")
                 .prop_map(|(sqlstate, message)| ResponseKind::Error { sqlstate, message }),
         ];

@@ -23,7 +23,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::connection::ClientError;
-use crate::pagestream::{RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind};
+use crate::pagestream::{
+    LazyBackup, RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind, SegmentEntry,
+};
 use crate::proto::{self, Out, ProtocolError};
 
 /// Requests served concurrently on one connection; more wait to be read.
@@ -185,6 +187,7 @@ fn dispatch(
     let last_record_lsn = timeline.last_record_lsn();
     let (ready, waiting): (Vec<_>, Vec<_>) =
         batch.into_iter().partition(|r| r.lsn <= last_record_lsn);
+    // (A lazy base backup at LSN 0/0 means "the last record": always ready.)
     for request in waiting {
         let permit = permits.split(1);
         let (tx, timeline) = (tx.clone(), timeline.clone());
@@ -292,6 +295,7 @@ fn read(timeline: &Timeline, lsn: Lsn, kind: RequestKind) -> Result<ResponseKind
             Ok(ResponseKind::DbSize(blocks * BLCKSZ as u64))
         }
         RequestKind::ListRelations => list_relations(timeline, lsn).map(ResponseKind::Listing),
+        RequestKind::LazyBasebackup => lazy_backup(timeline, lsn).map(ResponseKind::LazyBasebackup),
     }
 }
 
@@ -391,4 +395,33 @@ fn list_relations(timeline: &Timeline, lsn: Lsn) -> Result<Vec<RelSizeEntry>, Cl
         }
     }
     Ok(entries)
+}
+
+/// Everything but relation contents, and the segments to create sparse.
+fn lazy_backup(timeline: &Timeline, lsn: Lsn) -> Result<LazyBackup, ClientError> {
+    let lsn = (lsn != Lsn::INVALID).then_some(lsn);
+    let backup =
+        datadir::Basebackup::prepare(timeline, lsn).map_err(|e| crate::backup::backup_error(&e))?;
+    let mut tar = Vec::new();
+    backup
+        .write_lazy_tar(&mut tar)
+        .map_err(|e| crate::backup::backup_error(&e))?;
+    let segments = backup
+        .lazy_segments()
+        .into_iter()
+        .map(|s| SegmentEntry {
+            path: s.path,
+            tag: RelTag {
+                rel: s.rel,
+                fork: s.fork,
+            },
+            first_blkno: s.first_blkno,
+            blocks: s.blocks,
+        })
+        .collect();
+    Ok(LazyBackup {
+        lsn: backup.lsn(),
+        segments,
+        tar: Bytes::from(tar),
+    })
 }

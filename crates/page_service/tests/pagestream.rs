@@ -228,3 +228,56 @@ async fn bad_names_and_malformed_messages_get_errors() {
         "no clear error: {text:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_base_backup_is_the_full_one_with_sparse_relations() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture().await;
+    let client = PageClient::connect(&f.addr, f.tenant, f.timeline.id())
+        .await
+        .unwrap();
+    let backup = client.lazy_basebackup(Some(f.lsn)).await.unwrap();
+    assert_eq!(backup.lsn, f.lsn);
+    let root = scratch();
+    let lazy = root.path().join("lazy");
+    std::fs::create_dir(&lazy).unwrap();
+    datadir::lazy::write_lazy_datadir(
+        &lazy,
+        &backup.tar[..],
+        backup.segments.iter().map(|s| datadir::lazy::SparseFile {
+            path: &s.path,
+            size_bytes: u64::from(s.blocks) * BLCKSZ as u64,
+        }),
+    )
+    .unwrap();
+    let full = root.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let mut tar = Vec::new();
+    datadir::Basebackup::prepare(&f.timeline, Some(f.lsn))
+        .unwrap()
+        .write_tar(&mut tar)
+        .unwrap();
+    tar::Archive::new(&tar[..]).unpack(&full).unwrap();
+
+    let full_files = common::relation_files(&full);
+    let lazy_files = common::relation_files(&lazy);
+    assert_eq!(
+        full_files.keys().collect::<Vec<_>>(),
+        lazy_files.keys().collect::<Vec<_>>()
+    );
+    let segments: std::collections::HashSet<&str> =
+        backup.segments.iter().map(|s| s.path.as_str()).collect();
+    let mut sparse_bytes = 0;
+    for (path, full_bytes) in &full_files {
+        let meta = std::fs::metadata(lazy.join(path)).unwrap();
+        assert_eq!(meta.len(), full_bytes.len() as u64, "{path}");
+        if segments.contains(path.as_str()) {
+            assert_eq!(meta.blocks(), 0, "{path} is not sparse");
+            sparse_bytes += meta.len();
+        } else if !path.starts_with("pg_wal") && path != "global/pg_control" {
+            // (pg_control and the checkpoint segment carry the time.)
+            assert_eq!(&lazy_files[path], full_bytes, "{path}");
+        }
+    }
+    assert!(sparse_bytes > 5 << 20, "{sparse_bytes} sparse bytes");
+}
