@@ -57,6 +57,14 @@ pub struct FillConfig {
     pub postgres_gid: u32,
     /// Postgres's stdout and stderr.
     pub postgres_log: PathBuf,
+    /// Complete the segments in the background (off: only what Postgres
+    /// touches is fetched; tests use it to keep holes around).
+    #[serde(default = "yes")]
+    pub background_fill: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Progress, as `sediment endpoint list` shows it.
@@ -151,8 +159,10 @@ pub fn run_filler(config: &FillConfig) -> anyhow::Result<i32> {
             std::process::exit(3);
         }
     });
-    let background = filler.clone();
-    std::thread::spawn(move || background.background());
+    if config.background_fill {
+        let background = filler.clone();
+        std::thread::spawn(move || background.background());
+    }
     let status = filler.clone();
     let (status_file, pages) = (config.status_file.clone(), pages_total);
     std::thread::spawn(move || loop {
