@@ -40,12 +40,17 @@
 //! wrong answers. So the filler forks a small **guard** process that holds
 //! a duplicate of the group fd (the group lives while any fd does, so
 //! reads of holes then *block* instead of returning zeros) and starts the
-//! postmaster as its child in a new process group. The guard watches the
+//! postmaster as its child, being a child subreaper. The guard watches the
 //! filler through a pipe whose only write end the filler holds: when the
 //! filler dies (however — SIGKILL included), the pipe reads EOF and the
-//! guard SIGKILLs the whole Postgres process group (backends blocked on a
-//! pending event are killable), waits until the group is empty, and only
-//! then exits, releasing the last group fd. If the guard dies instead, the
+//! guard SIGSTOPs the postmaster, SIGKILLs its children and it, then kills
+//! and reaps every orphan until it has no child left (backends blocked on a
+//! pending event are killable), and only then exits, releasing the last
+//! group fd: pending events are then allowed, but no process is left to
+//! see the hole. (A process group is not enough — measured: every
+//! PostgreSQL child calls `setsid()`, so killing the postmaster's group
+//! left a backend that then read holes as empty pages and returned a
+//! wrong count.) If the guard dies instead, the
 //! filler still serves every event, sees its child gone, kills the
 //! postmaster's process group itself (from `postmaster.pid`) and exits.
 //! When Postgres stops normally the guard exits and the filler follows.
@@ -62,3 +67,14 @@
 pub mod fanotify;
 pub mod filler;
 pub mod supervise;
+
+/// Logs to stderr (`RUST_LOG`, default `info`); for the fill process's main.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}

@@ -1,7 +1,7 @@
 //! The processes of a lazy endpoint: the filler (this binary's `run`), the
 //! guard (`guard`, forked by the filler, holding a duplicate of the
-//! fanotify group fd) and the postmaster (the guard's child, in its own
-//! process group). See the crate docs for why each exists.
+//! fanotify group fd) and the postmaster (the guard's child; the guard is
+//! a child subreaper, so every orphaned Postgres process becomes its child). See the crate docs for why each exists.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use page_service::client::PageClient;
 use page_service::pagestream::RelTag;
@@ -114,7 +114,7 @@ fn segments(config: &FillConfig) -> anyhow::Result<Vec<Segment>> {
 /// The filler process: marks, forks the guard (which starts Postgres),
 /// serves events and fills in the background until the guard exits.
 /// Returns the exit code.
-pub fn run_filler(config: &FillConfig) -> anyhow::Result<i32> {
+pub fn run_filler(config: &FillConfig, guard_command: &[String]) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,6 +126,8 @@ pub fn run_filler(config: &FillConfig) -> anyhow::Result<i32> {
         config.timeline.parse().context("timeline")?,
     ))?;
     let group = Arc::new(Group::new().context("fanotify pre-content events unavailable")?);
+    // If the guard dies, its Postgres processes become ours to kill.
+    nix::sys::prctl::set_child_subreaper(true)?;
     let all = segments(config)?;
     let pages_total: u64 = all.iter().map(|s| u64::from(s.blocks)).sum();
     let segments_total = all.len();
@@ -137,9 +139,9 @@ pub fn run_filler(config: &FillConfig) -> anyhow::Result<i32> {
     let (pipe_r, pipe_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let inherit_pipe = nix::unistd::dup(pipe_r.as_raw_fd())?;
     let inherit_group = nix::unistd::dup(group.raw_fd())?;
-    let exe = std::env::current_exe()?;
-    let spawned = Command::new(exe)
-        .arg("guard")
+    let (program, prefix) = guard_command.split_first().context("no guard command")?;
+    let spawned = Command::new(program)
+        .args(prefix)
         .arg(inherit_group.to_string())
         .arg(inherit_pipe.to_string())
         .arg(config.postgres_uid.to_string())
@@ -174,7 +176,7 @@ pub fn run_filler(config: &FillConfig) -> anyhow::Result<i32> {
     drop(pipe_w);
     if exit.code().is_none() {
         // The guard was killed: Postgres must not outlive supervision.
-        kill_postmaster_group(&config.pgdata);
+        kill_orphaned_postgres(&config.pgdata);
     }
     Ok(exit.code().unwrap_or(1))
 }
@@ -213,14 +215,15 @@ fn remaining_pages(segments: &[Segment]) -> u64 {
     pages
 }
 
-fn kill_postmaster_group(pgdata: &Path) {
-    let Ok(text) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
-        return;
-    };
-    if let Some(Ok(pid)) = text.lines().next().map(|l| l.trim().parse::<i32>()) {
-        if pid > 1 {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+/// The guard died: its Postgres processes were reparented to us (a child
+/// subreaper); kill them all while we still serve events.
+fn kill_orphaned_postgres(pgdata: &Path) {
+    let pid = std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 1);
+    if let Some(pid) = pid {
+        kill_all_postgres(Pid::from_raw(pid));
     }
 }
 
@@ -253,6 +256,9 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<i32> {
         )?;
     }
     let _group = Group::from_fd(group);
+    // Orphaned Postgres processes become our children, so we can make sure
+    // they are all gone before the group fd closes.
+    nix::sys::prctl::set_child_subreaper(true)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -266,13 +272,12 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<i32> {
         .args(rest)
         .uid(args.uid)
         .gid(args.gid)
-        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {program}"))?;
-    let pgid = Pid::from_raw(postmaster.id() as i32);
+    let postmaster_pid = Pid::from_raw(postmaster.id() as i32);
     let mut pipe = std::fs::File::from(pipe);
     loop {
         if let Some(status) = postmaster.try_wait()? {
@@ -286,15 +291,84 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<i32> {
         if ready > 0 {
             let mut byte = [0u8; 1];
             if matches!(pipe.read(&mut byte), Ok(0) | Err(_)) {
-                eprintln!("lazyfill guard: the filler died; killing Postgres (process group {pgid})");
-                let _ = killpg(pgid, Signal::SIGKILL);
-                let _ = postmaster.wait();
-                while killpg(pgid, None).is_ok() {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                eprintln!(
+                    "lazyfill guard: the filler died; killing every Postgres process (postmaster {postmaster_pid})"
+                );
+                kill_all_postgres(postmaster_pid);
                 return Ok(1);
             }
         }
+    }
+}
+
+/// Kills the postmaster and every process it ever forked, and returns only
+/// once all are gone, so none can outlive the group fd this process holds.
+///
+/// Process groups are not enough: every PostgreSQL child calls `setsid()`.
+/// So: stop the postmaster (no more forks), SIGKILL its children, then it;
+/// as a child subreaper this process inherits every orphan, so it kills and
+/// reaps its children until it has none left.
+fn kill_all_postgres(postmaster: Pid) {
+    let _ = nix::sys::signal::kill(postmaster, Signal::SIGSTOP);
+    for child in children_of(postmaster) {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+    }
+    let _ = nix::sys::signal::kill(postmaster, Signal::SIGKILL);
+    let me = nix::unistd::getpid();
+    loop {
+        for child in children_of(me) {
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        }
+        match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Err(nix::errno::Errno::ECHILD) => return,
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // "pid (comm) state ppid ...": comm may hold spaces.
+                    let after = &stat[stat.rfind(')')? + 1..];
+                    after.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent.as_raw())
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The command line of the fill process: `run <config.json>` or the
+/// internal `guard <group fd> <pipe fd> <uid> <gid> <log> -- <postgres argv>`.
+/// `guard_command` is how this same program is invoked for `guard` (e.g.
+/// `[exe, "guard"]`, or `[exe, "lazyfill", "guard"]` inside `sediment`).
+pub fn main_with_args(args: &[String], guard_command: &[String]) -> anyhow::Result<i32> {
+    match args.first().map(String::as_str) {
+        Some("run") if args.len() == 2 => {
+            let text = std::fs::read(&args[1]).with_context(|| args[1].clone())?;
+            let config: FillConfig = serde_json::from_slice(&text).context("config")?;
+            run_filler(&config, guard_command)
+        }
+        Some("guard") if args.len() > 7 && args[6] == "--" => run_guard(GuardArgs {
+            group_fd: args[1].parse().context("group fd")?,
+            pipe_fd: args[2].parse().context("pipe fd")?,
+            uid: args[3].parse().context("uid")?,
+            gid: args[4].parse().context("gid")?,
+            log: PathBuf::from(&args[5]),
+            postgres: args[7..].to_vec(),
+        }),
+        _ => anyhow::bail!("usage: lazyfill run <config.json>"),
     }
 }
