@@ -138,7 +138,10 @@ impl Filler {
             };
             let (offset, count) = event.range.unwrap_or((0, size));
             let from = (offset / PAGE) as u32;
-            let to = offset.saturating_add(count).div_ceil(PAGE).min(u64::from(u32::MAX)) as u32;
+            let to = offset
+                .saturating_add(count)
+                .div_ceil(PAGE)
+                .min(u64::from(u32::MAX)) as u32;
             // Sequential access doubles the read-ahead window.
             state.window = if from == state.next_expected {
                 (state.window * 2).clamp(8, MAX_READAHEAD_PAGES)
@@ -267,7 +270,11 @@ fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> std::io:
     Ok(())
 }
 
-fn seek(fd: BorrowedFd<'_>, offset: u64, whence: nix::unistd::Whence) -> std::io::Result<Option<u64>> {
+fn seek(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    whence: nix::unistd::Whence,
+) -> std::io::Result<Option<u64>> {
     match nix::unistd::lseek(fd.as_raw_fd(), offset as i64, whence) {
         Ok(at) => Ok(Some(at as u64)),
         Err(nix::errno::Errno::ENXIO) => Ok(None),

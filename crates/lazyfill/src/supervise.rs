@@ -132,7 +132,12 @@ pub fn run_filler(config: &FillConfig, guard_command: &[String]) -> anyhow::Resu
     let pages_total: u64 = all.iter().map(|s| u64::from(s.blocks)).sum();
     let segments_total = all.len();
     let (filler, marked) = Filler::new(group.clone(), client, lsn, runtime.handle().clone(), all)?;
-    tracing::info!(mechanism = "fanotify", marked, segments_total, "lazy fill starting");
+    tracing::info!(
+        mechanism = "fanotify",
+        marked,
+        segments_total,
+        "lazy fill starting"
+    );
     let filler = Arc::new(filler);
     // The guard inherits a duplicate of the group fd and the read end of a
     // pipe whose write end only this process holds.
@@ -207,7 +212,8 @@ fn remaining_pages(segments: &[Segment]) -> u64 {
         let Ok(file) = std::fs::File::open(&segment.path) else {
             continue;
         };
-        let size = u64::from(segment.blocks).min(file.metadata().map(|m| m.len()).unwrap_or(0) / 8192);
+        let size =
+            u64::from(segment.blocks).min(file.metadata().map(|m| m.len()).unwrap_or(0) / 8192);
         if let Ok(holes) = crate::filler::holes_in(file.as_fd(), 0, size as u32) {
             pages += holes.iter().map(|(a, b)| u64::from(b - a)).sum::<u64>();
         }
@@ -264,10 +270,7 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<i32> {
         .append(true)
         .open(&args.log)
         .with_context(|| format!("{}", args.log.display()))?;
-    let (program, rest) = args
-        .postgres
-        .split_first()
-        .context("no postgres command")?;
+    let (program, rest) = args.postgres.split_first().context("no postgres command")?;
     let mut postmaster = Command::new(program)
         .args(rest)
         .uid(args.uid)

@@ -23,7 +23,8 @@ use page_service::{MapResolver, PageServiceConfig};
 use postgres_wal::Lsn;
 use storage::{Repository, RepositoryConfig, TenantId, Timeline, TimelineId};
 
-const CHECKSUM: &str = "SELECT count(*) || ':' || md5(string_agg(g::text || v, ',' ORDER BY g)) FROM t";
+const CHECKSUM: &str =
+    "SELECT count(*) || ':' || md5(string_agg(g::text || v, ',' ORDER BY g)) FROM t";
 
 struct Source {
     root: tempfile::TempDir,
@@ -199,7 +200,17 @@ fn start_filler(lazy: &Lazy) -> Child {
 
 fn try_psql(pg: &Postgres, sql: &str) -> Result<String, String> {
     let mut command = pg.client("psql");
-    command.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql]);
+    command.args([
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+    ]);
     let out = command.output().unwrap();
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -211,7 +222,11 @@ fn try_psql(pg: &Postgres, sql: &str) -> Result<String, String> {
 fn wait_accepting(pg: &Postgres) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while try_psql(pg, "SELECT 1").is_err() {
-        assert!(Instant::now() < deadline, "not accepting: {}", pg.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not accepting: {}",
+            pg.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -251,7 +266,9 @@ fn lazy_endpoint_reads_writes_crashes_and_resumes() {
     assert!(after_writes.starts_with("299000:"), "{after_writes}");
     // Immediate-mode crash: Postgres exits, the guard and the filler follow.
     let mut stop = datadir::bootstrap::postgres_command(&common::bin("pg_ctl"));
-    stop.arg("-D").arg(&lazy.pg.pgdata).args(["-m", "immediate", "-w", "stop"]);
+    stop.arg("-D")
+        .arg(&lazy.pg.pgdata)
+        .args(["-m", "immediate", "-w", "stop"]);
     common::run(stop);
     filler.wait().unwrap();
     let progress: FillStatus =
@@ -270,7 +287,10 @@ fn lazy_endpoint_reads_writes_crashes_and_resumes() {
             assert_eq!(progress.pages_remaining, 0);
             break;
         }
-        assert!(Instant::now() < deadline, "background fill stalled: {progress:?}");
+        assert!(
+            Instant::now() < deadline,
+            "background fill stalled: {progress:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(try_psql(&lazy.pg, CHECKSUM).unwrap(), after_writes);
