@@ -100,6 +100,19 @@ enum Source {
     },
 }
 
+/// A relation segment file of a lazy data directory: `blocks` pages of
+/// `fork` of `rel` from `first_blkno`, stored under `path` (relative to the
+/// data directory). An unlogged relation's main fork is planned from its
+/// init fork, so `fork` may differ from the fork the file name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LazySegment {
+    pub path: String,
+    pub rel: RelFileNode,
+    pub fork: ForkNumber,
+    pub first_blkno: u32,
+    pub blocks: u32,
+}
+
 #[derive(Clone, Debug)]
 struct PlannedFile {
     path: String,
@@ -233,14 +246,46 @@ impl<'a> Basebackup<'a> {
 
     /// Streams the tar archive (terminated with the two zero blocks) to `out`.
     pub fn write_tar<W: Write>(&self, out: W) -> Result<(), BasebackupError> {
-        self.write_archive(out, None)
+        self.write_archive(out, None, true)
+    }
+
+    /// A *lazy* data directory: the archive without relation segment files
+    /// (everything else — control file, synthesised checkpoint WAL, SLRUs,
+    /// relmapper files, configuration — as in [`Basebackup::write_tar`]).
+    /// The caller creates each of [`Basebackup::lazy_segments`] as a sparse
+    /// file of its size and fills pages on demand. Cost: small keys only.
+    pub fn write_lazy_tar<W: Write>(&self, out: W) -> Result<(), BasebackupError> {
+        self.write_archive(out, None, false)
+    }
+
+    /// The relation segment files the lazy archive leaves out: path, where
+    /// the pages come from and how many there are.
+    pub fn lazy_segments(&self) -> Vec<LazySegment> {
+        self.files
+            .iter()
+            .filter_map(|file| match file.source {
+                Source::Relation {
+                    rel,
+                    fork,
+                    first_blkno,
+                    blocks,
+                } => Some(LazySegment {
+                    path: file.path.clone(),
+                    rel,
+                    fork,
+                    first_blkno,
+                    blocks,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Streams the archive like [`Basebackup::write_tar`] and returns the
     /// `backup_manifest` describing it (see [`crate::manifest`]).
     pub fn write_tar_with_manifest<W: Write>(&self, out: W) -> Result<Vec<u8>, BasebackupError> {
         let mut manifest = ManifestBuilder::default();
-        self.write_archive(out, Some(&mut manifest))?;
+        self.write_archive(out, Some(&mut manifest), true)?;
         Ok(manifest.finish(
             self.pg_timeline_id(),
             self.synthesized.record_lsn,
@@ -252,6 +297,7 @@ impl<'a> Basebackup<'a> {
         &self,
         out: W,
         mut manifest: Option<&mut ManifestBuilder>,
+        with_relations: bool,
     ) -> Result<(), BasebackupError> {
         let mut builder = tar::Builder::new(out);
         for dir in &self.directories {
@@ -261,6 +307,9 @@ impl<'a> Basebackup<'a> {
                 .map_err(BasebackupError::Write)?;
         }
         for file in &self.files {
+            if !with_relations && matches!(file.source, Source::Relation { .. }) {
+                continue;
+            }
             let crc = self.append_file(&mut builder, file)?;
             if let Some(manifest) = manifest.as_deref_mut() {
                 manifest.add_file(&file.path, file.size_bytes, self.mtime, crc);

@@ -7,7 +7,9 @@
 //!   checkpoint LSN; [`bootstrap`] runs the stock `initdb` first.
 //! - [`Basebackup`] writes a tar of the data directory at any LSN of a
 //!   timeline, with a synthesised shutdown checkpoint so a stock postmaster
-//!   starts from it without replaying WAL.
+//!   starts from it without replaying WAL; [`Basebackup::write_lazy_tar`]
+//!   and [`lazy`] make a *lazy* data directory (relation segments sparse,
+//!   filled on first access by the `lazyfill` crate).
 //!
 //! ```no_run
 //! # fn demo(repo: &storage::Repository) -> Result<(), Box<dyn std::error::Error>> {
@@ -28,9 +30,10 @@ pub mod bootstrap;
 pub mod error;
 pub mod import;
 pub mod layout;
+pub mod lazy;
 pub mod manifest;
 
-pub use basebackup::Basebackup;
+pub use basebackup::{Basebackup, LazySegment};
 pub use bootstrap::{bootstrap, run_initdb};
 pub use error::{BasebackupError, ImportError};
 pub use import::{import_datadir, ImportStats};

@@ -197,7 +197,7 @@ fn lsn_result(out: &mut crate::proto::Out, lsn: Lsn, tli: u32) {
     out.command_complete("SELECT");
 }
 
-fn backup_error(error: &BasebackupError) -> ClientError {
+pub(crate) fn backup_error(error: &BasebackupError) -> ClientError {
     let code = match error {
         BasebackupError::LsnNotAvailable { .. } | BasebackupError::Missing { .. } => "22023",
         BasebackupError::Read {

@@ -21,6 +21,9 @@ pub enum Command {
     Show(String),
     BaseBackup(BaseBackupOptions),
     PagestreamGet(PageRequest),
+    /// `pagestream_v2 [<tenant> <timeline>]`: enter the binary page stream
+    /// on the named timeline (default: the one named at connect time).
+    PagestreamV2(Option<(TenantId, TimelineId)>),
 }
 
 /// The `BASE_BACKUP` options that change what we send.
@@ -84,9 +87,10 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         }
         "BASE_BACKUP" => parse_base_backup(rest).map(Command::BaseBackup),
         "PAGESTREAM_GET" => parse_pagestream_get(rest).map(Command::PagestreamGet),
+        "PAGESTREAM_V2" => parse_pagestream_v2(rest).map(Command::PagestreamV2),
         _ => Err(CommandError::syntax(format!(
             "unrecognized command {:?}; this server understands IDENTIFY_SYSTEM, SHOW, \
-             BASE_BACKUP (replication connections) and pagestream_get",
+             BASE_BACKUP (replication connections), pagestream_get and pagestream_v2",
             truncate(text, 60)
         ))),
     }
@@ -269,6 +273,24 @@ fn parse_pagestream_get(rest: &str) -> Result<PageRequest, CommandError> {
             .parse()
             .map_err(|e| CommandError::syntax(format!("{e}")))?,
     })
+}
+
+fn parse_pagestream_v2(rest: &str) -> Result<Option<(TenantId, TimelineId)>, CommandError> {
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    match args.as_slice() {
+        [] => Ok(None),
+        [tenant, timeline] => Ok(Some((
+            tenant
+                .parse()
+                .map_err(|e| CommandError::syntax(format!("{e}")))?,
+            timeline
+                .parse()
+                .map_err(|e| CommandError::syntax(format!("{e}")))?,
+        ))),
+        _ => Err(CommandError::syntax(
+            "usage: pagestream_v2 [<tenant> <timeline>]",
+        )),
+    }
 }
 
 fn parse_fork(s: &str) -> Option<ForkNumber> {

@@ -225,6 +225,7 @@ impl Connection {
             }
             Command::BaseBackup(_) => Err(needs_replication("BASE_BACKUP")),
             Command::PagestreamGet(request) => self.get_page(request).await,
+            Command::PagestreamV2(named) => self.pagestream(named).await,
         }
     }
 
@@ -276,6 +277,29 @@ impl Connection {
             .data_row(&[Some(&sysid), Some(&tli), Some(&lsn_text), None]);
         self.out.command_complete("IDENTIFY_SYSTEM");
         Ok(Outcome::Done)
+    }
+
+    async fn pagestream(
+        &mut self,
+        named: Option<(storage::TenantId, storage::TimelineId)>,
+    ) -> Result<Outcome, ClientError> {
+        let timeline = match named {
+            Some((tenant, timeline)) => self.resolve(tenant, timeline).await?,
+            None => self.session_target()?.1,
+        };
+        let wait = self.shared.config.wait_lsn_timeout;
+        match crate::stream::serve_stream(&mut self.stream, timeline, wait).await {
+            Ok(true) => {
+                self.out.copy_done();
+                self.out.command_complete("PAGESTREAM_V2");
+                Ok(Outcome::Done)
+            }
+            Ok(false) => Ok(Outcome::Close),
+            Err(error) => {
+                tracing::debug!(%error, "pagestream ended");
+                Ok(Outcome::Close)
+            }
+        }
     }
 
     async fn get_page(&mut self, request: PageRequest) -> Result<Outcome, ClientError> {

@@ -11,6 +11,11 @@
 //!   from [`datadir::Basebackup`] and starts without WAL replay.
 //! - **`pagestream_get`** on an ordinary connection returns one page at an
 //!   LSN as a `bytea` row, for tools and tests.
+//! - **`pagestream_v2 [<tenant> <timeline>]`** on an ordinary connection
+//!   enters a binary CopyBoth sub-protocol for GetPage@LSN, page ranges,
+//!   relation size/existence, database size and a bulk relation listing,
+//!   with many requests in flight (see [`pagestream`] for the format and
+//!   [`client::PageClient`] for the async client the lazy endpoints use).
 //!
 //! # Naming tenant, timeline and LSN
 //!
@@ -49,10 +54,13 @@
 //! ```
 
 pub mod backup;
+pub mod client;
 pub mod command;
 mod connection;
 pub mod naming;
+pub mod pagestream;
 pub mod proto;
 pub mod server;
+mod stream;
 
 pub use server::{serve, MapResolver, PageServiceConfig, ResolveError, TimelineResolver};

@@ -113,13 +113,21 @@ pub struct Message {
 pub async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<Option<Message>, ProtocolError> {
+    read_message_limited(stream, MAX_MESSAGE_BYTES).await
+}
+
+/// [`read_message`] with another size limit (clients reading answers).
+pub async fn read_message_limited<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max_bytes: u32,
+) -> Result<Option<Message>, ProtocolError> {
     let tag = match stream.read_u8().await {
         Ok(tag) => tag,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let len = stream.read_u32().await?;
-    if !(4..=MAX_MESSAGE_BYTES).contains(&len) {
+    if !(4..=max_bytes).contains(&len) {
         return Err(ProtocolError::Violation(format!(
             "message '{}' of length {len}",
             tag.escape_ascii()
@@ -245,6 +253,20 @@ impl Out {
             b.put_u8(kind);
             b.put_slice(payload);
         });
+    }
+
+    /// CopyBothResponse (binary, no columns): the `pagestream_v2` stream
+    /// starts.
+    pub fn copy_both_response(&mut self) {
+        self.message(b'W', |b| {
+            b.put_u8(1);
+            b.put_u16(0);
+        });
+    }
+
+    /// CopyData with an opaque payload.
+    pub fn copy_data_raw(&mut self, payload: &[u8]) {
+        self.message(b'd', |b| b.put_slice(payload));
     }
 
     pub fn copy_done(&mut self) {

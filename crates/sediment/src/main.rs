@@ -57,6 +57,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("lazyfill") {
+        // The fill process of a lazy endpoint (internal; see endpoint::lazy).
+        return endpoint::lazy::fill_process_main(&args[2..]);
+    }
     let cli = Cli::parse();
     let out = output::Output { json: cli.json };
     let workdir = workdir::resolve(cli.workdir);

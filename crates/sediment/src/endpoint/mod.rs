@@ -18,6 +18,7 @@
 //! pageserver's WAL receiver for a writable endpoint).
 
 mod config;
+pub mod lazy;
 mod pg;
 mod wal_source;
 
@@ -57,6 +58,11 @@ pub enum EndpointCommand {
         /// Tenant (default: the default tenant).
         #[arg(long)]
         tenant_id: Option<String>,
+        /// Write every page before starting (default: lazy — relation
+        /// files are sparse and filled on first access, where the kernel
+        /// supports it).
+        #[arg(long)]
+        full: bool,
     },
     /// Stop an endpoint (a writable one only after the pageserver has all
     /// its WAL).
@@ -96,6 +102,9 @@ pub struct EndpointState {
     /// to stop).
     #[serde(default)]
     pub wal_source_attached: bool,
+    /// Whether its relation files are filled on first access (lazy).
+    #[serde(default)]
+    pub lazy: bool,
     /// Whether its postmaster is running (computed, not stored).
     #[serde(skip_deserializing, default)]
     pub running: bool,
@@ -110,13 +119,34 @@ impl EndpointState {
     /// One line for `status` and `list`.
     pub fn summary(&self) -> String {
         format!(
-            "{}  {}  {}  port {}  {}",
+            "{}  {}  {}  port {}  {}  {}",
             self.name,
             if self.running { "running" } else { "stopped" },
             self.kind(),
             self.port,
-            self.connstr()
+            self.connstr(),
+            self.fill_summary()
         )
+    }
+
+    /// How its data directory is filled: `full`, or the lazy mechanism
+    /// and progress.
+    fn fill_summary(&self) -> String {
+        if !self.lazy {
+            return "full".to_owned();
+        }
+        let dir = self.pgdata.parent().unwrap_or(Path::new("."));
+        match lazy::progress(dir) {
+            Some(p) => format!(
+                "lazy ({}): {} of {} pages filled, {} of {} files complete",
+                p.mechanism,
+                p.pages_total.saturating_sub(p.pages_remaining),
+                p.pages_total,
+                p.segments_total.saturating_sub(p.segments_remaining),
+                p.segments_total
+            ),
+            None => "lazy".to_owned(),
+        }
     }
 
     fn kind(&self) -> String {
@@ -131,6 +161,10 @@ impl EndpointState {
     pub fn to_json(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         value["connstr"] = json!(self.connstr());
+        if self.lazy {
+            let dir = self.pgdata.parent().unwrap_or(Path::new("."));
+            value["fill"] = serde_json::to_value(lazy::progress(dir)).unwrap_or(Value::Null);
+        }
         value
     }
 
@@ -148,6 +182,7 @@ struct StartRequest<'a> {
     port: Option<u16>,
     lsn: Option<Lsn>,
     tenant_id: Option<&'a str>,
+    full: bool,
 }
 
 /// Runs an endpoint command.
@@ -159,6 +194,7 @@ pub fn run(workdir: &Workdir, command: EndpointCommand, out: &Output) -> anyhow:
             port,
             lsn,
             tenant_id,
+            full,
         } => {
             let lsn = match &lsn {
                 Some(text) => Some(
@@ -175,6 +211,7 @@ pub fn run(workdir: &Workdir, command: EndpointCommand, out: &Output) -> anyhow:
                     port,
                     lsn,
                     tenant_id: tenant_id.as_deref(),
+                    full,
                 },
             )?;
             out.print(
@@ -271,6 +308,7 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         pgdata: dir.join("pgdata"),
         writable,
         wal_source_attached: false,
+        lazy: !request.full && lazy_available(),
         running: false,
     };
     let result = provision_and_start(workdir, &mut state, &dir);
@@ -284,6 +322,20 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
     }
     state.running = true;
     Ok(state)
+}
+
+/// Lazy endpoints need fanotify pre-content events; without them the data
+/// directory is materialised as with `--full`, and we say so.
+fn lazy_available() -> bool {
+    match lazy::unavailable_reason() {
+        None => true,
+        Some(reason) => {
+            eprintln!(
+                "note: lazy endpoints are unavailable here ({reason}); writing every page instead"
+            );
+            false
+        }
+    }
 }
 
 /// One writable endpoint per timeline: two primaries would write diverging
@@ -319,13 +371,17 @@ fn provision_and_start(
         config::Mode::ReadOnly
     };
     let lsn = (!state.lsn.is_empty()).then_some(state.lsn.as_str());
-    crate::basebackup::fetch(
-        workdir,
-        &state.tenant_id,
-        &state.timeline_id,
-        lsn,
-        &state.pgdata,
-    )?;
+    if state.lazy {
+        lazy::provision(workdir, state, dir)?;
+    } else {
+        crate::basebackup::fetch(
+            workdir,
+            &state.tenant_id,
+            &state.timeline_id,
+            lsn,
+            &state.pgdata,
+        )?;
+    }
     config::append_postgresql_conf(
         &state.pgdata,
         &config::postgresql_conf(&state.name, state.port, dir, &mode),
@@ -343,7 +399,7 @@ fn provision_and_start(
             .to_string();
     }
     state.save(dir)?;
-    pg::start(workdir, &pg, &state.pgdata, &dir.join("postgres.log"))?;
+    start_postgres(workdir, &pg, state, dir)?;
     if state.writable {
         wal_source::attach(&client, &state.tenant_id, &state.timeline_id, state.port).context(
             "the pageserver cannot stream from the new endpoint, so it was stopped again",
@@ -358,6 +414,21 @@ fn provision_and_start(
         }
     }
     Ok(())
+}
+
+/// Starts the endpoint's Postgres: through the fill process when lazy
+/// (Postgres must never run on holes without it), with `pg_ctl` otherwise.
+fn start_postgres(
+    workdir: &Workdir,
+    pg: &pg::PgUser,
+    state: &EndpointState,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    if state.lazy {
+        lazy::start(workdir, state, dir)
+    } else {
+        pg::start(workdir, pg, &state.pgdata, &dir.join("postgres.log"))
+    }
 }
 
 fn cleanup_failed_start(
@@ -445,8 +516,8 @@ fn catch_up(
         "note: the pageserver has not received endpoint {}'s last WAL; running it once more to hand that over",
         state.name
     );
-    let log = state.pgdata.with_file_name("postgres.log");
-    pg::start(workdir, pg, &state.pgdata, &log)?;
+    let dir = state.pgdata.parent().unwrap_or(Path::new("."));
+    start_postgres(workdir, pg, state, dir)?;
     let streamed = wal_source::wait_streaming(workdir, state.port);
     pg::stop_fast(workdir, pg, &state.pgdata)?;
     streamed?;

@@ -35,6 +35,17 @@ impl PgUser {
         Ok(PgUser { user: Some(user) })
     }
 
+    /// The (uid, gid) Postgres runs as.
+    pub fn ids(&self) -> (u32, u32) {
+        match &self.user {
+            Some(user) => (user.uid.as_raw(), user.gid.as_raw()),
+            None => (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            ),
+        }
+    }
+
     /// Hands `dir` (recursively) to the Postgres user.
     pub fn give(&self, dir: &Path) -> anyhow::Result<()> {
         let Some(user) = &self.user else {

@@ -1,0 +1,318 @@
+//! The fill loop: answers every pre-access event on a sparse relation
+//! segment by writing the missing pages first (with read-ahead for
+//! sequential access), and a background thread that walks the remaining
+//! holes by *reading* them, so that every write into a segment goes through
+//! the one event thread (see the crate docs for why that matters).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use page_service::client::PageClient;
+use page_service::pagestream::{RelTag, MAX_RANGE_PAGES};
+use parking_lot::Mutex;
+use postgres_wal::record::BLCKSZ;
+use postgres_wal::Lsn;
+
+use crate::fanotify::{Event, Group};
+
+const PAGE: u64 = BLCKSZ as u64;
+/// Largest read-ahead window for a sequential scan, in pages.
+pub const MAX_READAHEAD_PAGES: u32 = 256;
+
+/// One sparse relation segment file and where its pages come from.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub path: PathBuf,
+    pub tag: RelTag,
+    pub first_blkno: u32,
+    pub blocks: u32,
+}
+
+/// Why a fill failed; the access is then denied with EIO.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("fetching pages: {0}")]
+    Fetch(#[from] page_service::client::ClientError),
+}
+
+struct SegmentState {
+    segment: Segment,
+    /// Where the previous access ended (page), to detect sequential scans.
+    next_expected: u32,
+    window: u32,
+}
+
+/// What the event thread and the background thread share.
+pub struct Filler {
+    pub group: Arc<Group>,
+    client: PageClient,
+    lsn: Lsn,
+    runtime: tokio::runtime::Handle,
+    /// By (device, inode): the event fd says which file it is.
+    segments: Mutex<HashMap<(u64, u64), SegmentState>>,
+    pub pages_fetched: AtomicU64,
+}
+
+impl Filler {
+    /// Marks every segment that still has holes; returns the filler and
+    /// the number of segments marked.
+    pub fn new(
+        group: Arc<Group>,
+        client: PageClient,
+        lsn: Lsn,
+        runtime: tokio::runtime::Handle,
+        segments: Vec<Segment>,
+    ) -> std::io::Result<(Filler, usize)> {
+        let mut map = HashMap::new();
+        for segment in segments {
+            let file = std::fs::File::open(&segment.path)?;
+            let meta = file.metadata()?;
+            if first_hole(file.as_fd(), 0, meta.len())?.is_none() {
+                continue; // filled before a restart: costs nothing more
+            }
+            group.add(&segment.path)?;
+            map.insert(
+                (meta.dev(), meta.ino()),
+                SegmentState {
+                    segment,
+                    next_expected: u32::MAX,
+                    window: 0,
+                },
+            );
+        }
+        let marked = map.len();
+        Ok((
+            Filler {
+                group,
+                client,
+                lsn,
+                runtime,
+                segments: Mutex::new(map),
+                pages_fetched: AtomicU64::new(0),
+            },
+            marked,
+        ))
+    }
+
+    /// The segments still marked.
+    pub fn remaining(&self) -> Vec<Segment> {
+        self.segments
+            .lock()
+            .values()
+            .map(|s| s.segment.clone())
+            .collect()
+    }
+
+    /// Serves events until the group fd fails (then the caller exits and
+    /// the guard stops Postgres).
+    pub fn event_loop(&self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            for event in self.group.read_events(&mut buf)? {
+                match self.fill_for(&event) {
+                    Ok(()) => self.group.allow(&event)?,
+                    Err(error) => {
+                        tracing::error!(%error, pid = event.pid, "fill failed; denying the access with EIO");
+                        self.group.deny(&event)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the missing pages the event's range (plus read-ahead) covers.
+    fn fill_for(&self, event: &Event) -> Result<(), FillError> {
+        let meta = nix::sys::stat::fstat(event.fd.as_raw_fd()).map_err(std::io::Error::from)?;
+        let key = (meta.st_dev, meta.st_ino);
+        let size = meta.st_size.max(0) as u64;
+        let (segment, from, to) = {
+            let mut map = self.segments.lock();
+            let Some(state) = map.get_mut(&key) else {
+                return Ok(()); // not a segment of ours (any more)
+            };
+            let (offset, count) = event.range.unwrap_or((0, size));
+            let from = (offset / PAGE) as u32;
+            let to = offset
+                .saturating_add(count)
+                .div_ceil(PAGE)
+                .min(u64::from(u32::MAX)) as u32;
+            // Sequential access doubles the read-ahead window.
+            state.window = if from == state.next_expected {
+                (state.window * 2).clamp(8, MAX_READAHEAD_PAGES)
+            } else {
+                0
+            };
+            state.next_expected = to;
+            (state.segment.clone(), from, to.saturating_add(state.window))
+        };
+        // Never fill past the segment's stored size nor the file's current
+        // size (Postgres may have truncated it: those pages are gone).
+        let limit = u64::from(segment.blocks).min(size / PAGE) as u32;
+        let to = to.min(limit);
+        if from >= to {
+            return Ok(());
+        }
+        let holes = holes_in(event.fd.as_fd(), from, to)?;
+        self.fetch_and_write(event.fd.as_fd(), &segment, &holes)
+    }
+
+    /// Fetches the hole pages (runs of up to MAX_RANGE_PAGES, pipelined)
+    /// and writes them through the event fd, which raises no events.
+    fn fetch_and_write(
+        &self,
+        fd: BorrowedFd<'_>,
+        segment: &Segment,
+        holes: &[(u32, u32)],
+    ) -> Result<(), FillError> {
+        let mut runs = Vec::new();
+        for &(start, end) in holes {
+            let mut page = start;
+            while page < end {
+                let count = (end - page).min(MAX_RANGE_PAGES);
+                runs.push((page, count));
+                page += count;
+            }
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let client = self.client.clone();
+        let (tag, first, lsn) = (segment.tag, segment.first_blkno, self.lsn);
+        let fetched = self.runtime.block_on(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (page, count) in runs {
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let pages = client.get_pages(tag, first + page, count, lsn).await;
+                    (page, pages)
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                match done {
+                    Ok((page, Ok(pages))) => out.push((page, pages)),
+                    Ok((_, Err(e))) => return Err(FillError::Fetch(e)),
+                    Err(e) => return Err(FillError::Io(std::io::Error::other(e))),
+                }
+            }
+            Ok(out)
+        })?;
+        for (page, pages) in fetched {
+            let mut buf = Vec::with_capacity(pages.len() * BLCKSZ);
+            for p in &pages {
+                buf.extend_from_slice(p);
+            }
+            write_all_at(fd, &buf, u64::from(page) * PAGE)?;
+            self.pages_fetched
+                .fetch_add(pages.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Background: reads every remaining hole (raising events the event
+    /// thread answers), unmarking each segment once it has none.
+    pub fn background(&self) {
+        loop {
+            let remaining = self.remaining();
+            if remaining.is_empty() {
+                tracing::info!("every relation segment is filled");
+                return;
+            }
+            for segment in remaining {
+                if let Err(error) = self.complete(&segment) {
+                    tracing::warn!(%error, path = %segment.path.display(), "background fill");
+                    self.forget(&segment);
+                }
+            }
+        }
+    }
+
+    fn complete(&self, segment: &Segment) -> std::io::Result<()> {
+        let file = std::fs::File::open(&segment.path)?;
+        let meta = file.metadata()?;
+        let mut buf = vec![0u8; MAX_RANGE_PAGES as usize * BLCKSZ];
+        while let Some(hole) = first_hole(file.as_fd(), 0, meta.len())? {
+            let len = (meta.len() - hole).min(buf.len() as u64) as usize;
+            // The read raises a pre-access event; the event thread fills.
+            let n = nix::sys::uio::pread(&file, &mut buf[..len], hole as i64)
+                .map_err(std::io::Error::from)?;
+            if n == 0 {
+                break;
+            }
+        }
+        self.group.remove(&segment.path)?;
+        self.forget(segment);
+        Ok(())
+    }
+
+    fn forget(&self, segment: &Segment) {
+        self.segments
+            .lock()
+            .retain(|_, s| s.segment.path != segment.path);
+    }
+}
+
+fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = nix::sys::uio::pwrite(fd, buf, offset as i64).map_err(std::io::Error::from)?;
+        if n == 0 {
+            return Err(std::io::Error::other("pwrite wrote nothing"));
+        }
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+fn seek(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    whence: nix::unistd::Whence,
+) -> std::io::Result<Option<u64>> {
+    match nix::unistd::lseek(fd.as_raw_fd(), offset as i64, whence) {
+        Ok(at) => Ok(Some(at as u64)),
+        Err(nix::errno::Errno::ENXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The first hole at or after `from` and before `size`, page-aligned.
+pub fn first_hole(fd: BorrowedFd<'_>, from: u64, size: u64) -> std::io::Result<Option<u64>> {
+    let Some(hole) = seek(fd, from, nix::unistd::Whence::SeekHole)? else {
+        return Ok(None);
+    };
+    let hole = hole.div_ceil(PAGE) * PAGE;
+    Ok((hole < size).then_some(hole))
+}
+
+/// Page runs `[start, end)` within `[from, to)` that are holes. A page
+/// counts as a hole only if it is one entirely (pages are written whole).
+pub fn holes_in(fd: BorrowedFd<'_>, from: u32, to: u32) -> std::io::Result<Vec<(u32, u32)>> {
+    let (start, end) = (u64::from(from) * PAGE, u64::from(to) * PAGE);
+    let mut holes = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let Some(hole) = seek(fd, pos, nix::unistd::Whence::SeekHole)? else {
+            break;
+        };
+        if hole >= end {
+            break;
+        }
+        let data = seek(fd, hole, nix::unistd::Whence::SeekData)?.unwrap_or(u64::MAX);
+        let (first, last) = (hole.div_ceil(PAGE), data.min(end) / PAGE);
+        if first < last {
+            holes.push((first as u32, last as u32));
+        }
+        if data == u64::MAX {
+            break;
+        }
+        pos = data;
+    }
+    Ok(holes)
+}

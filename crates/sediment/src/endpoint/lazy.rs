@@ -1,0 +1,175 @@
+//! Lazy endpoints: the data directory holds everything but relation
+//! contents, relation segments are sparse files, and the fill process (the
+//! `lazyfill` crate, run as `sediment lazyfill run <config>`) writes each
+//! page from the page service the moment before Postgres first touches it.
+//! The fill process starts Postgres through its guard and the two live and
+//! die together (see the `lazyfill` crate docs); `endpoint stop` stops
+//! Postgres as usual and the fill process follows.
+//!
+//! Files in the endpoint directory: `fill-config.json` (what the fill
+//! process serves), `fill.json` (its progress), `lazyfill.log`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use lazyfill::supervise::{FillConfig, FillStatus, SegmentConfig};
+use page_service::client::PageClient;
+use postgres_wal::Lsn;
+
+use super::pg;
+use super::EndpointState;
+use crate::workdir::Workdir;
+
+const CONFIG_FILE: &str = "fill-config.json";
+const STATUS_FILE: &str = "fill.json";
+const LOG_FILE: &str = "lazyfill.log";
+/// How long a lazy start may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `sediment lazyfill ...`: the fill process and its guard.
+pub fn fill_process_main(args: &[String]) -> ExitCode {
+    lazyfill::init_logging();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "sediment".to_owned());
+    let guard = [exe, "lazyfill".to_owned(), "guard".to_owned()];
+    match lazyfill::supervise::main_with_args(args, &guard) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("sediment lazyfill: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether this machine can run lazy endpoints (fanotify pre-content
+/// events need kernel ≥ 6.14 and CAP_SYS_ADMIN); the reason if not.
+pub fn unavailable_reason() -> Option<String> {
+    lazyfill::fanotify::Group::new()
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Writes the lazy data directory into `state.pgdata` and the fill
+/// process's config; returns the LSN pages are read at.
+pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Result<Lsn> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let addr = workdir.config.pageserver.pg_addr.clone();
+    let lsn = match state.lsn.as_str() {
+        "" => None,
+        text => Some(text.parse::<Lsn>().context("endpoint LSN")?),
+    };
+    let backup = runtime.block_on(async {
+        let client = PageClient::connect(
+            &addr,
+            state.tenant_id.parse().context("tenant id")?,
+            state.timeline_id.parse().context("timeline id")?,
+        )
+        .await?;
+        anyhow::Ok(client.lazy_basebackup(lsn).await?)
+    })?;
+    std::fs::create_dir_all(&state.pgdata)?;
+    datadir::lazy::write_lazy_datadir(
+        &state.pgdata,
+        &backup.tar[..],
+        backup.segments.iter().map(|s| datadir::lazy::SparseFile {
+            path: &s.path,
+            size_bytes: u64::from(s.blocks) * 8192,
+        }),
+    )?;
+    let (uid, gid) = pg::PgUser::new(workdir)?.ids();
+    let config = FillConfig {
+        pageserver: addr,
+        tenant: state.tenant_id.clone(),
+        timeline: state.timeline_id.clone(),
+        lsn: backup.lsn.to_string(),
+        pgdata: state.pgdata.clone(),
+        segments: backup
+            .segments
+            .iter()
+            .map(|s| SegmentConfig {
+                path: s.path.clone(),
+                spc: s.tag.rel.spc_node,
+                db: s.tag.rel.db_node,
+                rel: s.tag.rel.rel_node,
+                fork: s.tag.fork as u8,
+                first_blkno: s.first_blkno,
+                blocks: s.blocks,
+            })
+            .collect(),
+        status_file: dir.join(STATUS_FILE),
+        postgres: vec![
+            workdir
+                .config
+                .pg_bin_dir
+                .join("postgres")
+                .display()
+                .to_string(),
+            "-D".to_owned(),
+            state.pgdata.display().to_string(),
+        ],
+        postgres_uid: uid,
+        postgres_gid: gid,
+        postgres_log: dir.join("postgres.log"),
+        background_fill: true,
+    };
+    crate::workdir::write_atomic(&dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
+    Ok(backup.lsn)
+}
+
+/// Starts the fill process (which starts Postgres) detached from this CLI,
+/// and waits until Postgres accepts connections.
+pub fn start(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Result<()> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(LOG_FILE))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("lazyfill")
+        .arg("run")
+        .arg(dir.join(CONFIG_FILE))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a ^C at this terminal must not reach it.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the fill process")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if pg::query(workdir, state.port, "SELECT 1").is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the fill process exited ({status}) before Postgres accepted connections; see {} ({})",
+                dir.join(LOG_FILE).display(),
+                log_tail(&dir.join("postgres.log"))
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "Postgres did not accept connections within {START_TIMEOUT:?}; see {}",
+                dir.join("postgres.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The fill process's last progress report, if any.
+pub fn progress(dir: &Path) -> Option<FillStatus> {
+    serde_json::from_slice(&std::fs::read(dir.join(STATUS_FILE)).ok()?).ok()
+}
