@@ -1,5 +1,6 @@
 //! Token validation end to end: generated Ed25519 keys and a fixed RSA test
 //! key, scopes, expiry, foreign signatures, and key rotation by reload.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
