@@ -14,6 +14,8 @@
 //! - [`commit_times`]: commit timestamp ↔ LSN samples (time lookups and
 //!   branching at a point in time);
 //! - [`metrics`]: Prometheus metrics;
+//! - [`security`]: JWT keys, which listeners need a token, TLS;
+//! - [`http_serve`]: the HTTP(S) accept loop with read timeouts;
 //! - [`server`]: binds the management API and the page service
 //!   (`page_service` crate) and runs them until shutdown.
 //!
@@ -23,8 +25,10 @@ pub mod commit_times;
 pub mod config;
 pub mod durable;
 pub mod http;
+pub mod http_serve;
 pub mod ids;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod tenant;
 pub mod tenant_config;

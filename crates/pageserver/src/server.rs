@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +46,9 @@ pub enum ServerError {
     /// Metrics could not be set up.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Auth or TLS settings are unusable.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// A started pageserver.
@@ -78,6 +80,7 @@ pub async fn start(
     conf: PageServerConf,
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
+    let security = crate::security::Security::from_conf(&conf, &workdir)?;
     let conf = Arc::new(conf);
     let load_conf = Arc::clone(&conf);
     let load_dir = workdir.clone();
@@ -105,12 +108,14 @@ pub async fn start(
     let state = AppState {
         manager: Arc::clone(&manager),
         metrics,
+        security: security.clone(),
     };
     let pg_listener = bind(&conf.listen_pg_addr).await?;
     let pg_addr = local_addr(&pg_listener, &conf.listen_pg_addr)?;
     tracing::info!(%pg_addr, "page service listening");
 
-    let http_task = tokio::spawn(serve_http(http_listener, state, shutdown.clone()));
+    let http_tls = security.tls.clone();
+    let http_task = tokio::spawn(serve_http(http_listener, state, http_tls, shutdown.clone()));
     let resolver = Arc::new(TenantResolver {
         manager: Arc::clone(&manager),
     });
@@ -238,15 +243,14 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServerEr
     })
 }
 
-async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) {
+async fn serve_http(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     // `/v1/tenant/` and `/v1/tenant` are the same resource in the spec;
     // trimming the slash before routing keeps one route per resource.
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
-    let service = ServiceExt::<axum::extract::Request>::into_make_service(app);
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "management API server failed");
-    }
+    crate::http_serve::serve(listener, app, tls, shutdown).await;
 }

@@ -1,6 +1,5 @@
 //! Endpoints of the spec that belong to features not built yet (remote
-//! storage attachment, size model, eviction,
-//! auth). They validate ids and existence like the real ones would, then
+//! storage attachment, size model, eviction). They validate ids and existence like the real ones would, then
 //! answer 400 with a message saying what is missing, so a client sees a
 //! clear reason instead of a router 404.
 
@@ -16,7 +15,6 @@ use super::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/disk_usage_eviction/run", put(disk_usage_eviction))
-        .route("/v1/reload_auth_validation_keys", post(reload_auth_keys))
         .route("/v1/tenant/{tenant_id}/attach", post(attach))
         .route(
             "/v1/tenant/{tenant_id}/location_config",
@@ -33,10 +31,6 @@ async fn disk_usage_eviction() -> ApiError {
     ApiError::not_implemented(
         "disk-usage eviction is not implemented: layers are never evicted yet",
     )
-}
-
-async fn reload_auth_keys() -> ApiError {
-    ApiError::not_implemented("authentication is not enabled on this pageserver")
 }
 
 /// Parses the tenant id and requires the tenant to exist.
