@@ -122,7 +122,7 @@ pub async fn start(
     let pg_task = tokio::spawn(page_service::serve(
         pg_listener,
         resolver,
-        page_service::PageServiceConfig::default(),
+        page_service_config(&security),
         shutdown.clone(),
     ));
     let housekeeping_task = tokio::spawn(housekeeping(Arc::clone(&manager), shutdown.clone()));
@@ -134,6 +134,25 @@ pub async fn start(
         manager,
         tasks: vec![http_task, pg_task, housekeeping_task, stop_task],
     })
+}
+
+/// The page service's settings: JWT keys when `pg_auth_type = "jwt"`, TLS
+/// when a certificate is configured.
+fn page_service_config(security: &crate::security::Security) -> page_service::PageServiceConfig {
+    if security.pg_auth && security.tls.is_none() {
+        tracing::warn!(
+            "page service: JWTs are sent as cleartext passwords without TLS; \
+             configure ssl_cert_file and ssl_key_file outside a trusted network"
+        );
+    }
+    page_service::PageServiceConfig {
+        jwt: security.jwt.clone().filter(|_| security.pg_auth),
+        tls: security
+            .tls
+            .clone()
+            .map(page_service::security::PageServiceTls),
+        ..page_service::PageServiceConfig::default()
+    }
 }
 
 /// Once the shutdown signal fires, stops every tenant's storage so that

@@ -23,8 +23,16 @@ pub fn fetch(
         .pg_addr
         .rsplit_once(':')
         .context("the page service address has no port")?;
-    let connstr = connection_string(host, port, tenant, timeline, lsn);
-    let output = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"))
+    let mut connstr = connection_string(host, port, tenant, timeline, lsn);
+    if let Some(ca) = crate::security::ca_file(workdir) {
+        connstr.push_str(&format!(" sslmode=verify-full sslrootcert='{}'", ca.display()));
+    }
+    let mut command = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"));
+    // The page service takes a JWT as the password (confined to the tenant).
+    if let Some(token) = crate::security::own_token(workdir, auth::Claims::tenant(tenant))? {
+        command.env("PGPASSWORD", token);
+    }
+    let output = command
         .arg("-d")
         .arg(&connstr)
         .arg("-D")

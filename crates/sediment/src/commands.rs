@@ -31,6 +31,12 @@ pub struct InitArgs {
     /// OS user that runs Postgres when sediment runs as root.
     #[arg(long, default_value = "postgres")]
     pg_os_user: String,
+    /// Generate a key pair and require JWTs on the pageserver (the CLI signs its own).
+    #[arg(long)]
+    auth: bool,
+    /// Generate a CA and certificate and serve the pageserver over TLS.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// `sediment tenant ...`
@@ -98,6 +104,7 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         },
         default_tenant: None,
         branches: BTreeMap::new(),
+        security: None,
     };
     let pageserver_dir = path.join("pageserver");
     std::fs::create_dir_all(&pageserver_dir)
@@ -114,6 +121,9 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         config.pageserver.pg_addr.clone().into(),
     );
     pageserver_toml.insert("pg_bin_dir".into(), pg_bin_dir.display().to_string().into());
+    let mut config = config;
+    config.security =
+        crate::security::init(path, args.auth, args.tls, &mut pageserver_toml)?;
     workdir::write_atomic(
         &pageserver_dir.join("pageserver.toml"),
         toml::to_string(&pageserver_toml)?.as_bytes(),
@@ -204,7 +214,7 @@ pub fn stop(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 /// `sediment status`.
 pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
     let pid = daemon::running_pid(workdir);
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(&workdir)?;
     let answering = pid.is_some() && client.is_up();
     let endpoints = crate::endpoint::list_states(workdir);
     let mut text = match pid {
@@ -236,7 +246,7 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 
 /// `sediment tenant ...`.
 pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> anyhow::Result<()> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(&workdir)?;
     match command {
         TenantCommand::Create {
             tenant_id,
@@ -336,7 +346,7 @@ pub fn timeline(
     command: TimelineCommand,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(&workdir)?;
     match command {
         TimelineCommand::List { tenant_id } => {
             let tenant = workdir.tenant(tenant_id.as_deref())?;

@@ -309,7 +309,7 @@ fn provision_and_start(
     dir: &Path,
 ) -> anyhow::Result<()> {
     let pg = pg::PgUser::new(workdir)?;
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     let mode = if state.writable {
         let status = client.get("/v1/status")?;
         config::Mode::Writable {
@@ -401,7 +401,7 @@ fn detach_after_catch_up(
     pg: &pg::PgUser,
     state: &EndpointState,
 ) -> anyhow::Result<Option<Lsn>> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     let control = pg::control_data(workdir, pg, &state.pgdata)?;
     let ingested = if control.is_shut_down() {
         Some(catch_up(workdir, pg, &client, state, control.checkpoint)?)
