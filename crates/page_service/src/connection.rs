@@ -36,6 +36,7 @@ impl ClientError {
             GetError::LsnAhead { .. } | GetError::BelowGcCutoff { .. } => "22023",
             GetError::KeyNotFound { .. } => "42704",
             GetError::ShuttingDown | GetError::Cancelled => "57P01",
+            _ if crate::corruption::is_corrupt_read(error) => crate::corruption::DATA_CORRUPTED,
             _ => "XX000",
         };
         ClientError::new(code, error.to_string())
@@ -300,7 +301,16 @@ impl Connection {
         security::authorize(self.claims.as_ref(), request.tenant)?;
         let timeline = self.resolve(request.tenant, request.timeline).await?;
         let key = Key::rel_block(request.rel, request.fork, request.blkno);
-        let page = read_blocking(timeline, key, request.lsn).await?;
+        let page = read_blocking(timeline, key, request.lsn)
+            .await
+            .inspect_err(|error| {
+                if error.code == crate::corruption::DATA_CORRUPTED {
+                    self.shared
+                        .config
+                        .corruption
+                        .record(request.timeline, &error.message);
+                }
+            })?;
         let text = format!("\\x{}", hex::encode(&page));
         self.out.row_description(&[("page", BYTEA_OID, -1)]);
         self.out.data_row(&[Some(&text)]);

@@ -50,6 +50,7 @@
 
 pub mod backup;
 pub mod command;
+pub mod corruption;
 mod connection;
 pub mod naming;
 pub mod proto;

@@ -106,6 +106,8 @@ pub struct PageServiceConfig {
     pub jwt: Option<auth::JwtAuth>,
     /// When set, connections must use TLS.
     pub tls: Option<crate::security::PageServiceTls>,
+    /// Where corrupt reads are counted and remembered.
+    pub corruption: Arc<crate::corruption::CorruptionLog>,
 }
 
 impl Default for PageServiceConfig {
@@ -117,6 +119,7 @@ impl Default for PageServiceConfig {
             startup_timeout: Duration::from_secs(60),
             jwt: None,
             tls: None,
+            corruption: Arc::default(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub native_redo_checks: IntGauge,
     /// Those comparisons that disagreed (each one is logged as an error).
     pub native_redo_mismatches: IntGauge,
+    /// Reads (pages, base backups) that hit a corrupt layer file.
+    pub corrupt_reads: IntGauge,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -99,6 +101,11 @@ impl Metrics {
             "pageserver_native_redo_mismatches",
             "Native redo results that disagreed with a consistency-check image",
         )?;
+        let corrupt_reads = IntGauge::new(
+            "pageserver_corrupt_reads_total",
+            "Page and base backup reads that hit a corrupt layer file (each logged as an error)",
+        )?;
+        registry.register(Box::new(corrupt_reads.clone()))?;
         registry.register(Box::new(native_redo_checks.clone()))?;
         registry.register(Box::new(native_redo_mismatches.clone()))?;
         registry.register(Box::new(native_redo_rmgrs.clone()))?;
@@ -123,6 +130,7 @@ impl Metrics {
             wal_receivers,
             native_redo_checks,
             native_redo_mismatches,
+            corrupt_reads,
         })
     }
 

@@ -109,7 +109,9 @@ pub async fn start(
         manager: Arc::clone(&manager),
         metrics,
         security: security.clone(),
+        corruption: Arc::default(),
     };
+    let corruption = Arc::clone(&state.corruption);
     let pg_listener = bind(&conf.listen_pg_addr).await?;
     let pg_addr = local_addr(&pg_listener, &conf.listen_pg_addr)?;
     tracing::info!(%pg_addr, "page service listening");
@@ -122,7 +124,10 @@ pub async fn start(
     let pg_task = tokio::spawn(page_service::serve(
         pg_listener,
         resolver,
-        page_service_config(&security),
+        page_service::PageServiceConfig {
+            corruption,
+            ..page_service_config(&security)
+        },
         shutdown.clone(),
     ));
     let housekeeping_task = tokio::spawn(housekeeping(Arc::clone(&manager), shutdown.clone()));

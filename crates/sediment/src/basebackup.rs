@@ -41,12 +41,26 @@ pub fn fetch(
         .output()
         .context("cannot run pg_basebackup")?;
     if !output.status.success() {
+        // pg_basebackup does not print an error that arrives mid-COPY; the
+        // pageserver keeps corruption in the timeline's status.
+        if let Some(corruption) = corruption_error(workdir, tenant, timeline) {
+            bail!("the pageserver found corrupt data: {corruption}");
+        }
         bail!(
             "pg_basebackup from the page service failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     Ok(())
+}
+
+/// The timeline's last corruption error, if the pageserver reports one.
+fn corruption_error(workdir: &Workdir, tenant: &str, timeline: &str) -> Option<String> {
+    let client = crate::client::ApiClient::for_workdir(workdir).ok()?;
+    let info = client
+        .get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))
+        .ok()?;
+    info["corruption_error"].as_str().map(str::to_owned)
 }
 
 /// The libpq connection string that selects tenant, timeline and LSN on the

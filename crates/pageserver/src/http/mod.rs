@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// JWT keys and whether the API requires a token.
     pub security: crate::security::Security,
+    /// Corrupt reads the page service ran into.
+    pub corruption: Arc<page_service::corruption::CorruptionLog>,
 }
 
 /// The API's routes. Trailing slashes are normalised away by the caller

@@ -58,6 +58,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.wal_receivers.set(receivers);
     metrics.native_redo_checks.set(gauge(checks));
     metrics.native_redo_mismatches.set(gauge(mismatches));
+    metrics.corrupt_reads.set(gauge(state.corruption.count()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

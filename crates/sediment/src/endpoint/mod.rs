@@ -18,6 +18,7 @@
 //! pageserver's WAL receiver for a writable endpoint).
 
 mod config;
+mod passwords;
 mod pg;
 mod wal_source;
 
@@ -96,6 +97,12 @@ pub struct EndpointState {
     /// to stop).
     #[serde(default)]
     pub wal_source_attached: bool,
+    /// The superuser's password (work directories with auth on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The pageserver's replication role's password (auth on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_password: Option<String>,
     /// Whether its postmaster is running (computed, not stored).
     #[serde(skip_deserializing, default)]
     pub running: bool,
@@ -104,7 +111,13 @@ pub struct EndpointState {
 impl EndpointState {
     /// Connection string for psql and friends.
     pub fn connstr(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        match &self.password {
+            Some(password) => format!(
+                "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
+                self.port
+            ),
+            None => format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port),
+        }
     }
 
     /// One line for `status` and `list`.
@@ -136,8 +149,10 @@ impl EndpointState {
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
-        crate::workdir::write_atomic(&dir.join(STATE_FILE), &bytes)
-            .context("cannot write the endpoint state")
+        let path = dir.join(STATE_FILE);
+        crate::workdir::write_atomic(&path, &bytes).context("cannot write the endpoint state")?;
+        // It may hold passwords.
+        set_mode(&path, 0o600)
     }
 }
 
@@ -271,6 +286,8 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         pgdata: dir.join("pgdata"),
         writable,
         wal_source_attached: false,
+        password: None,
+        replication_password: None,
         running: false,
     };
     let result = provision_and_start(workdir, &mut state, &dir);
@@ -330,7 +347,12 @@ fn provision_and_start(
         &state.pgdata,
         &config::postgresql_conf(&state.name, state.port, dir, &mode),
     )?;
-    if state.writable {
+    let secured = passwords::enabled(workdir);
+    if secured {
+        passwords::write_hba(&state.pgdata)?;
+        state.password = Some(passwords::generate());
+        state.replication_password = Some(passwords::generate());
+    } else if state.writable {
         config::ensure_replication_hba(&state.pgdata)?;
     }
     // Postgres insists its data directory is private to its owner.
@@ -344,8 +366,15 @@ fn provision_and_start(
     }
     state.save(dir)?;
     pg::start(workdir, &pg, &state.pgdata, &dir.join("postgres.log"))?;
+    if let (Some(superuser), Some(replication)) = (&state.password, &state.replication_password) {
+        passwords::set_passwords(workdir, &pg, dir, state.port, superuser, replication)?;
+    }
     if state.writable {
-        wal_source::attach(&client, &state.tenant_id, &state.timeline_id, state.port).context(
+        let source = wal_source::Source {
+            port: state.port,
+            replication_password: state.replication_password.as_deref(),
+        };
+        wal_source::attach(&client, &state.tenant_id, &state.timeline_id, &source).context(
             "the pageserver cannot stream from the new endpoint, so it was stopped again",
         )?;
         state.wal_source_attached = true;
