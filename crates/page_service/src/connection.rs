@@ -103,9 +103,11 @@ impl Connection {
             .map_err(|_| ProtocolError::Violation("no startup packet in time".into()))??;
         if let Some(jwt) = self.shared.config.jwt.clone() {
             let asked = security::authenticate(&mut self.stream, &mut self.out, &jwt);
-            let answer = tokio::time::timeout(timeout, asked).await.unwrap_or_else(|_| {
-                Err(ClientError::new("28P01", "no password (JWT) sent in time"))
-            });
+            let answer = tokio::time::timeout(timeout, asked)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::new("28P01", "no password (JWT) sent in time"))
+                });
             match answer {
                 Ok(claims) => self.claims = Some(claims),
                 Err(error) => {

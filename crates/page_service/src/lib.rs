@@ -50,8 +50,8 @@
 
 pub mod backup;
 pub mod command;
-pub mod corruption;
 mod connection;
+pub mod corruption;
 pub mod naming;
 pub mod proto;
 pub mod security;

@@ -111,7 +111,10 @@ where
 }
 
 /// Whether `claims` (absent when auth is off) reach `tenant`.
-pub(crate) fn authorize(claims: Option<&Claims>, tenant: storage::TenantId) -> Result<(), ClientError> {
+pub(crate) fn authorize(
+    claims: Option<&Claims>,
+    tenant: storage::TenantId,
+) -> Result<(), ClientError> {
     match claims {
         None => Ok(()),
         Some(claims) => claims

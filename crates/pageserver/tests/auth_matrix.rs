@@ -25,7 +25,10 @@ struct Tokens {
 fn tokens(private: &str, tenant: &str) -> Tokens {
     let key = |claims: &Claims| sign(private.as_bytes(), Path::new("key"), claims).unwrap();
     let stranger = generate_ed25519().unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut expired = Claims::pageserver_api();
     expired.exp = Some(now - 120);
     Tokens {
@@ -55,7 +58,10 @@ async fn status(server: &TestServer, method: &str, path: &str, token: Option<&st
     let code = response.status().as_u16();
     if code == 401 || code == 403 {
         let body: serde_json::Value = response.json().await.unwrap();
-        assert!(body["msg"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
     }
     code
 }
@@ -122,10 +128,26 @@ async fn every_operation_checks_the_token() {
         for (method, path) in ops.iter() {
             let path = path.as_str();
             let case = format!("{method} {path}");
-            assert_eq!(status(&server, method, path, None).await, 401, "no token: {case}");
-            assert_eq!(status(&server, method, path, Some(&t.forged)).await, 401, "forged: {case}");
-            assert_eq!(status(&server, method, path, Some(&t.expired)).await, 401, "expired: {case}");
-            assert_eq!(status(&server, method, path, Some("garbage")).await, 401, "garbage: {case}");
+            assert_eq!(
+                status(&server, method, path, None).await,
+                401,
+                "no token: {case}"
+            );
+            assert_eq!(
+                status(&server, method, path, Some(&t.forged)).await,
+                401,
+                "forged: {case}"
+            );
+            assert_eq!(
+                status(&server, method, path, Some(&t.expired)).await,
+                401,
+                "expired: {case}"
+            );
+            assert_eq!(
+                status(&server, method, path, Some("garbage")).await,
+                401,
+                "garbage: {case}"
+            );
             let code = status(&server, method, path, Some(&t.admin)).await;
             assert!(allowed(code), "pageserverapi got {code}: {case}");
             let code = status(&server, method, path, Some(&t.tenant)).await;
@@ -134,21 +156,38 @@ async fn every_operation_checks_the_token() {
             } else {
                 assert_eq!(code, 403, "tenant token on a global operation: {case}");
             }
-            assert_eq!(status(&server, method, path, Some(&t.other_tenant)).await, 403, "other tenant: {case}");
+            assert_eq!(
+                status(&server, method, path, Some(&t.other_tenant)).await,
+                403,
+                "other tenant: {case}"
+            );
         }
     }
     // Tenant deletion last: it removes the tenant the other cases use.
     let path = format!("/v1/tenant/{tenant}");
     assert_eq!(status(&server, "DELETE", &path, None).await, 401);
-    assert_eq!(status(&server, "DELETE", &path, Some(&t.other_tenant)).await, 403);
-    assert!(allowed(status(&server, "DELETE", &path, Some(&t.tenant)).await));
+    assert_eq!(
+        status(&server, "DELETE", &path, Some(&t.other_tenant)).await,
+        403
+    );
+    assert!(allowed(
+        status(&server, "DELETE", &path, Some(&t.tenant)).await
+    ));
 
     // Public operations need no token.
     for path in ["/v1/status", "/v1/openapi.yml", "/metrics"] {
         assert_eq!(status(&server, "GET", path, None).await, 200, "{path}");
     }
     // Refusals are counted like any response.
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("status=\"401\""), "{metrics}");
     server.stop().await;
 }
@@ -164,21 +203,57 @@ async fn keys_rotate_with_a_reload() {
     let server = TestServer::start_with(dir.path(), start_conf(&keys)).await;
     let old_token = tokens(&old.private_pem, &hex_id()).admin;
     let new_token = tokens(&new.private_pem, &hex_id()).admin;
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&old_token)).await, 200);
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&new_token)).await, 401);
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&old_token)).await,
+        200
+    );
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&new_token)).await,
+        401
+    );
 
     std::fs::remove_file(keys.join("old.pem")).unwrap();
     std::fs::write(keys.join("new.pem"), &new.public_pem).unwrap();
     // Files changing on disk change nothing until the reload.
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&old_token)).await, 200);
-    assert_eq!(status(&server, "POST", "/v1/reload_auth_validation_keys", Some(&old_token)).await, 200);
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&old_token)).await, 401);
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&new_token)).await, 200);
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&old_token)).await,
+        200
+    );
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/v1/reload_auth_validation_keys",
+            Some(&old_token)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&old_token)).await,
+        401
+    );
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&new_token)).await,
+        200
+    );
 
     // No key left: 500, and the loaded keys stay in force.
     std::fs::remove_file(keys.join("new.pem")).unwrap();
-    assert_eq!(status(&server, "POST", "/v1/reload_auth_validation_keys", Some(&new_token)).await, 500);
-    assert_eq!(status(&server, "GET", "/v1/tenant", Some(&new_token)).await, 200);
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/v1/reload_auth_validation_keys",
+            Some(&new_token)
+        )
+        .await,
+        500
+    );
+    assert_eq!(
+        status(&server, "GET", "/v1/tenant", Some(&new_token)).await,
+        200
+    );
     server.stop().await;
 }
 
@@ -196,5 +271,10 @@ async fn auth_without_keys_is_a_startup_error() {
     )
     .await
     .unwrap_err();
-    assert!(error.to_string().contains("auth_validation_public_key_path"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("auth_validation_public_key_path"),
+        "{error}"
+    );
 }

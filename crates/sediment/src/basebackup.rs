@@ -25,7 +25,10 @@ pub fn fetch(
         .context("the page service address has no port")?;
     let mut connstr = connection_string(host, port, tenant, timeline, lsn);
     if let Some(ca) = crate::security::ca_file(workdir) {
-        connstr.push_str(&format!(" sslmode=verify-full sslrootcert='{}'", ca.display()));
+        connstr.push_str(&format!(
+            " sslmode=verify-full sslrootcert='{}'",
+            ca.display()
+        ));
     }
     let mut command = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"));
     // The page service takes a JWT as the password (confined to the tenant).

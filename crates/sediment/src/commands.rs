@@ -122,8 +122,7 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
     );
     pageserver_toml.insert("pg_bin_dir".into(), pg_bin_dir.display().to_string().into());
     let mut config = config;
-    config.security =
-        crate::security::init(path, args.auth, args.tls, &mut pageserver_toml)?;
+    config.security = crate::security::init(path, args.auth, args.tls, &mut pageserver_toml)?;
     workdir::write_atomic(
         &pageserver_dir.join("pageserver.toml"),
         toml::to_string(&pageserver_toml)?.as_bytes(),
@@ -214,7 +213,7 @@ pub fn stop(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 /// `sediment status`.
 pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
     let pid = daemon::running_pid(workdir);
-    let client = ApiClient::for_workdir(&workdir)?;
+    let client = ApiClient::for_workdir(workdir)?;
     let answering = pid.is_some() && client.is_up();
     let endpoints = crate::endpoint::list_states(workdir);
     let mut text = match pid {

@@ -72,14 +72,18 @@ pub fn init(
         let private = workdir.join(PRIVATE_KEY_FILE);
         auth::tls::write_private(&private, pair.private_pem.as_bytes())
             .with_context(|| format!("cannot write {}", private.display()))?;
-        pageserver_toml.insert("auth_validation_public_key_path".into(), PUBLIC_KEYS_DIR.into());
+        pageserver_toml.insert(
+            "auth_validation_public_key_path".into(),
+            PUBLIC_KEYS_DIR.into(),
+        );
         pageserver_toml.insert("http_auth_type".into(), "jwt".into());
         pageserver_toml.insert("pg_auth_type".into(), "jwt".into());
         settings.private_key = Some(PathBuf::from(PRIVATE_KEY_FILE));
     }
     if tls_on {
         let dir = pageserver_dir.join(TLS_DIR);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let certs = auth::tls::generate_ca_and_server_cert(&[
             "127.0.0.1".to_owned(),
             "localhost".to_owned(),
@@ -87,8 +91,14 @@ pub fn init(
         certs
             .write_to(&dir)
             .with_context(|| format!("cannot write certificates into {}", dir.display()))?;
-        pageserver_toml.insert("ssl_cert_file".into(), format!("{TLS_DIR}/server.crt").into());
-        pageserver_toml.insert("ssl_key_file".into(), format!("{TLS_DIR}/server.key").into());
+        pageserver_toml.insert(
+            "ssl_cert_file".into(),
+            format!("{TLS_DIR}/server.crt").into(),
+        );
+        pageserver_toml.insert(
+            "ssl_key_file".into(),
+            format!("{TLS_DIR}/server.key").into(),
+        );
         settings.ca_file = Some(PathBuf::from("pageserver").join(TLS_DIR).join("ca.crt"));
     }
     Ok(Some(settings))
@@ -159,7 +169,9 @@ pub fn token(workdir: &Workdir, args: TokenArgs, out: &Output) -> anyhow::Result
         .as_ref()
         .and_then(|s| s.private_key.as_ref())
     else {
-        bail!("auth is not set up in this work directory: initialise it with `sediment init --auth`");
+        bail!(
+            "auth is not set up in this work directory: initialise it with `sediment init --auth`"
+        );
     };
     let token = auth::keys::sign_with_file(&workdir.path.join(key), &claims)?;
     out.print(&token, &json!({ "token": token }));

@@ -22,7 +22,13 @@ fn https_client(ca: &std::path::Path) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn pg_basebackup(pg_port: u16, tenant: &str, timeline: &str, ssl: &str, password: Option<&str>) -> String {
+fn pg_basebackup(
+    pg_port: u16,
+    tenant: &str,
+    timeline: &str,
+    ssl: &str,
+    password: Option<&str>,
+) -> String {
     let target = tempfile::tempdir().unwrap();
     let connstr = format!(
         "host=127.0.0.1 port={pg_port} user=postgres {ssl} options='-c sediment.tenant={tenant} -c sediment.timeline={timeline}'"
@@ -37,7 +43,10 @@ fn pg_basebackup(pg_port: u16, tenant: &str, timeline: &str, ssl: &str, password
         command.env("PGPASSWORD", password);
     }
     let output = command.output().unwrap();
-    assert!(!output.status.success(), "pg_basebackup succeeded without credentials");
+    assert!(
+        !output.status.success(),
+        "pg_basebackup succeeded without credentials"
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -78,7 +87,8 @@ fn auth_and_tls_from_init_to_endpoint() {
         "--pg-port",
         &sediment.pg_port.to_string(),
     ]));
-    let toml = std::fs::read_to_string(sediment.workdir.join("pageserver/pageserver.toml")).unwrap();
+    let toml =
+        std::fs::read_to_string(sediment.workdir.join("pageserver/pageserver.toml")).unwrap();
     assert!(toml.contains("http_auth_type = \"jwt\""), "{toml}");
     run_ok(&mut sediment.cmd(&["start"]));
     let created = sediment.json(&["tenant", "create", "--set-default"]);
@@ -92,7 +102,12 @@ fn auth_and_tls_from_init_to_endpoint() {
     let token = |args: &[&str]| {
         let mut all = vec!["token"];
         all.extend_from_slice(args);
-        run_ok(&mut sediment.cmd(&all)).trim().lines().last().unwrap().to_owned()
+        run_ok(&mut sediment.cmd(&all))
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned()
     };
     let admin = token(&["--scope", "pageserverapi"]);
     let own = token(&["--scope", "tenant", "--tenant-id", &tenant]);
@@ -127,22 +142,35 @@ fn auth_and_tls_from_init_to_endpoint() {
     let started = sediment.json(&["endpoint", "start", "main"]);
     let port = u16::try_from(started["port"].as_u64().unwrap()).unwrap();
     let connstr = started["connstr"].as_str().unwrap().to_owned();
-    let hba = std::fs::read_to_string(sediment.workdir.join("endpoints/main/pgdata/pg_hba.conf")).unwrap();
+    let hba = std::fs::read_to_string(sediment.workdir.join("endpoints/main/pgdata/pg_hba.conf"))
+        .unwrap();
     assert!(!hba.contains("trust"), "{hba}");
     // A commit waits for the pageserver: its replication login works.
     assert_eq!(
-        psql_as(&connstr, None, "create table t (x int); insert into t values (42); select x from t").unwrap(),
+        psql_as(
+            &connstr,
+            None,
+            "create table t (x int); insert into t values (42); select x from t"
+        )
+        .unwrap(),
         "42"
     );
     let plain = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     let error = psql_as(&plain, None, "select 1").unwrap_err();
     assert!(error.contains("password"), "{error}");
     for user in ["sediment_replication", "postgres"] {
-        let replication = format!("host=127.0.0.1 port={port} user={user} dbname=postgres replication=database");
+        let replication =
+            format!("host=127.0.0.1 port={port} user={user} dbname=postgres replication=database");
         let error = psql_as(&replication, None, "IDENTIFY_SYSTEM").unwrap_err();
-        assert!(error.contains("password") || error.contains("pg_hba"), "{error}");
+        assert!(
+            error.contains("password") || error.contains("pg_hba"),
+            "{error}"
+        );
         let error = psql_as(&replication, Some("wrong"), "IDENTIFY_SYSTEM").unwrap_err();
-        assert!(error.contains("password authentication failed") || error.contains("pg_hba"), "{error}");
+        assert!(
+            error.contains("password authentication failed") || error.contains("pg_hba"),
+            "{error}"
+        );
     }
 
     // The page service refuses a base backup without a valid token, with
@@ -150,11 +178,23 @@ fn auth_and_tls_from_init_to_endpoint() {
     let ssl = format!("sslmode=verify-full sslrootcert={}", ca.display());
     let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, &ssl, None);
     assert!(error.contains("password"), "{error}");
-    let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, &ssl, Some("not-a-jwt"));
+    let error = pg_basebackup(
+        sediment.pg_port,
+        &tenant,
+        &timeline,
+        &ssl,
+        Some("not-a-jwt"),
+    );
     assert!(error.contains("password authentication failed"), "{error}");
     let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, &ssl, Some(&other));
     assert!(error.contains("token is for tenant"), "{error}");
-    let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, "sslmode=disable", Some(&own));
+    let error = pg_basebackup(
+        sediment.pg_port,
+        &tenant,
+        &timeline,
+        "sslmode=disable",
+        Some(&own),
+    );
     assert!(error.contains("TLS"), "{error}");
 
     sediment.shutdown();
@@ -209,11 +249,16 @@ fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
         run_ok(&mut sediment.cmd(&["start"]));
         let error = run_fail_stderr(&sediment, &format!("c{n}"));
         let name = layer.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(error.contains(&name), "{} not named in: {error}", layer.display());
-        let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
-            .unwrap()
-            .text()
-            .unwrap();
+        assert!(
+            error.contains(&name),
+            "{} not named in: {error}",
+            layer.display()
+        );
+        let metrics =
+            reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
+                .unwrap()
+                .text()
+                .unwrap();
         let count = metrics
             .lines()
             .find_map(|line| line.strip_prefix("pageserver_corrupt_reads_total "))
@@ -229,6 +274,9 @@ fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
 /// `endpoint start NAME` (read-write at the head) must fail; its stderr.
 fn run_fail_stderr(sediment: &Sediment, name: &str) -> String {
     let output = sediment.cmd(&["endpoint", "start", name]).output().unwrap();
-    assert!(!output.status.success(), "endpoint start succeeded on a corrupt layer");
+    assert!(
+        !output.status.success(),
+        "endpoint start succeeded on a corrupt layer"
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

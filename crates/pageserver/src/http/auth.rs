@@ -38,7 +38,12 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(jwt) = state.security.jwt.as_ref().filter(|_| state.security.http_auth) else {
+    let Some(jwt) = state
+        .security
+        .jwt
+        .as_ref()
+        .filter(|_| state.security.http_auth)
+    else {
         return next.run(request).await;
     };
     let path = request.uri().path().trim_end_matches('/');

@@ -83,7 +83,16 @@ pub fn set_passwords(
     let mut psql = Command::new(workdir.config.pg_bin_dir.join("psql"));
     psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
         .arg(socket_dir)
-        .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-c", &sql]);
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            &sql,
+        ]);
     pg.run(&mut psql, "setting the endpoint's passwords")?;
     remember(workdir, port, superuser)
 }
