@@ -54,15 +54,23 @@ pub(crate) async fn send_base_backup(
     if let Some(lsn) = lsn {
         wait_for_lsn(conn, &timeline, lsn).await?;
     }
+    let timeline_id = timeline.id();
     let (planned_tx, planned_rx) = oneshot::channel();
     let (data_tx, mut data_rx) = mpsc::channel::<Vec<u8>>(CHANNEL_CHUNKS);
     let with_manifest = options.manifest;
     let producer = tokio::task::spawn_blocking(move || {
         produce(&timeline, lsn, with_manifest, planned_tx, data_tx)
     });
+    let corruption = conn.shared.config.corruption.clone();
+    let note = |error: &BasebackupError| {
+        if crate::corruption::is_corrupt_backup(error) {
+            corruption.record(timeline_id, &error.to_string());
+        }
+        backup_error(error)
+    };
     let planned = match planned_rx.await {
         Ok(Ok(planned)) => planned,
-        Ok(Err(error)) => return Err(backup_error(&error)),
+        Ok(Err(error)) => return Err(note(&error)),
         Err(_) => return Err(producer_failed(producer.await)),
     };
     let result = stream(conn, &planned, &options, &mut data_rx).await;
@@ -85,7 +93,7 @@ pub(crate) async fn send_base_backup(
             Ok(Outcome::Done)
         }
         Ok(Err(error)) => {
-            let error = backup_error(&error);
+            let error = note(&error);
             conn.out.error("ERROR", error.code, &error.message);
             Ok(Outcome::Done)
         }
@@ -205,6 +213,7 @@ pub(crate) fn backup_error(error: &BasebackupError) -> ClientError {
             ..
         }
         | BasebackupError::Cancelled => "57P01",
+        _ if crate::corruption::is_corrupt_backup(error) => crate::corruption::DATA_CORRUPTED,
         _ => "XX000",
     };
     ClientError::new(code, error.to_string())

@@ -7,12 +7,12 @@ use postgres_wal::control::ControlFile;
 use postgres_wal::Lsn;
 use storage::{GetError, Key, Timeline};
 use tokio::io::BufReader;
-use tokio::net::TcpStream;
 
 use crate::backup::send_base_backup;
 use crate::command::{self, Command, CommandError, PageRequest};
 use crate::naming::{self, SessionTarget};
 use crate::proto::{self, Out, ProtocolError, BYTEA_OID, INT4_OID, TEXT_OID};
+use crate::security::{self, BoxStream};
 use crate::server::Shared;
 
 /// An error to report to the client as an ErrorResponse.
@@ -36,6 +36,7 @@ impl ClientError {
             GetError::LsnAhead { .. } | GetError::BelowGcCutoff { .. } => "22023",
             GetError::KeyNotFound { .. } => "42704",
             GetError::ShuttingDown | GetError::Cancelled => "57P01",
+            _ if crate::corruption::is_corrupt_read(error) => crate::corruption::DATA_CORRUPTED,
             _ => "XX000",
         };
         ClientError::new(code, error.to_string())
@@ -57,21 +58,24 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) struct Connection {
-    pub stream: BufReader<TcpStream>,
+    pub stream: BufReader<BoxStream>,
     pub out: Out,
     pub shared: Arc<Shared>,
     pub replication: bool,
     pub target: Option<(SessionTarget, Arc<Timeline>)>,
+    /// The token's claims, when the page service requires one.
+    pub claims: Option<auth::Claims>,
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, shared: Arc<Shared>) -> Connection {
+    pub fn new(socket: BoxStream, shared: Arc<Shared>) -> Connection {
         Connection {
             stream: BufReader::new(socket),
             out: Out::default(),
             shared,
             replication: false,
             target: None,
+            claims: None,
         }
     }
 
@@ -97,6 +101,22 @@ impl Connection {
         let params = tokio::time::timeout(timeout, proto::read_startup(&mut self.stream))
             .await
             .map_err(|_| ProtocolError::Violation("no startup packet in time".into()))??;
+        if let Some(jwt) = self.shared.config.jwt.clone() {
+            let asked = security::authenticate(&mut self.stream, &mut self.out, &jwt);
+            let answer = tokio::time::timeout(timeout, asked)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::new("28P01", "no password (JWT) sent in time"))
+                });
+            match answer {
+                Ok(claims) => self.claims = Some(claims),
+                Err(error) => {
+                    self.out.error("FATAL", error.code, &error.message);
+                    self.out.flush_to(self.stream.get_mut()).await?;
+                    return Ok(());
+                }
+            }
+        }
         if let Err(error) = self.start_session(&params).await {
             self.out.error("FATAL", error.code, &error.message);
             self.out.flush_to(self.stream.get_mut()).await?;
@@ -143,6 +163,7 @@ impl Connection {
         let target = naming::parse_target(params).map_err(|e| ClientError::new("28000", e))?;
         match target {
             Some(target) => {
+                security::authorize(self.claims.as_ref(), target.tenant)?;
                 let timeline = self.resolve(target.tenant, target.timeline).await?;
                 self.target = Some((target, timeline));
             }
@@ -303,9 +324,19 @@ impl Connection {
     }
 
     async fn get_page(&mut self, request: PageRequest) -> Result<Outcome, ClientError> {
+        security::authorize(self.claims.as_ref(), request.tenant)?;
         let timeline = self.resolve(request.tenant, request.timeline).await?;
         let key = Key::rel_block(request.rel, request.fork, request.blkno);
-        let page = read_blocking(timeline, key, request.lsn).await?;
+        let page = read_blocking(timeline, key, request.lsn)
+            .await
+            .inspect_err(|error| {
+                if error.code == crate::corruption::DATA_CORRUPTED {
+                    self.shared
+                        .config
+                        .corruption
+                        .record(request.timeline, &error.message);
+                }
+            })?;
         let text = format!("\\x{}", hex::encode(&page));
         self.out.row_description(&[("page", BYTEA_OID, -1)]);
         self.out.data_row(&[Some(&text)]);

@@ -1,7 +1,7 @@
 //! The Postgres wire-protocol service of the pageserver.
 //!
-//! A tokio server speaking the PostgreSQL v3 protocol (startup, trust
-//! authentication, simple queries; no TLS: SSL requests are answered `N`),
+//! A tokio server speaking the PostgreSQL v3 protocol (startup, optional
+//! TLS and JWT-as-password authentication (see [`security`]), simple queries),
 //! so that stock PostgreSQL 15 tools can talk to the pageserver:
 //!
 //! - **`pg_basebackup` fetches a branch** over a replication connection:
@@ -57,9 +57,11 @@ pub mod backup;
 pub mod client;
 pub mod command;
 mod connection;
+pub mod corruption;
 pub mod naming;
 pub mod pagestream;
 pub mod proto;
+pub mod security;
 pub mod server;
 mod stream;
 

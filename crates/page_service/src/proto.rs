@@ -161,6 +161,11 @@ impl Out {
         self.buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     }
 
+    /// AuthenticationCleartextPassword: asks the client for its password.
+    pub fn auth_cleartext_password(&mut self) {
+        self.message(b'R', |b| b.put_u32(3));
+    }
+
     pub fn auth_ok(&mut self) {
         self.message(b'R', |b| b.put_u32(0));
     }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::Connection;
 use crate::proto::Out;
+use crate::security::{negotiate_tls, BoxStream};
 
 /// Resolves the (tenant, timeline) a client names to a live timeline. The
 /// pageserver implements it over its tenant manager; tests use
@@ -101,6 +102,12 @@ pub struct PageServiceConfig {
     /// (PostgreSQL's `authentication_timeout`), so silent clients cannot
     /// hold connection slots.
     pub startup_timeout: Duration,
+    /// When set, the password must be a JWT these keys validate.
+    pub jwt: Option<auth::JwtAuth>,
+    /// When set, connections must use TLS.
+    pub tls: Option<crate::security::PageServiceTls>,
+    /// Where corrupt reads are counted and remembered.
+    pub corruption: Arc<crate::corruption::CorruptionLog>,
 }
 
 impl Default for PageServiceConfig {
@@ -110,6 +117,9 @@ impl Default for PageServiceConfig {
             wait_lsn_timeout: Duration::from_secs(30),
             server_version: "15.18".to_owned(),
             startup_timeout: Duration::from_secs(60),
+            jwt: None,
+            tls: None,
+            corruption: Arc::default(),
         }
     }
 }
@@ -148,7 +158,9 @@ pub async fn serve(
                         Ok(permit) => {
                             let shared = shared.clone();
                             tasks.spawn(async move {
-                                Connection::new(socket, shared).run().await;
+                                if let Some(stream) = secure(socket, &shared).await {
+                                    Connection::new(stream, shared).run().await;
+                                }
                                 drop(permit);
                             });
                         }
@@ -168,6 +180,21 @@ pub async fn serve(
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The connection's stream: TLS-wrapped when TLS is configured (`None`
+/// when the client did not negotiate it).
+async fn secure(socket: TcpStream, shared: &Shared) -> Option<BoxStream> {
+    let Some(tls) = &shared.config.tls else {
+        return Some(Box::new(socket));
+    };
+    match negotiate_tls(socket, tls, shared.config.startup_timeout).await {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::debug!(%error, "page service: TLS negotiation failed");
+            None
+        }
+    }
 }
 
 /// Tells a client over the connection limit why it is refused.

@@ -30,6 +30,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether a listener requires a JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    /// No authentication (development only).
+    #[default]
+    None,
+    /// A JWT signed by a key under `auth_validation_public_key_path`: a
+    /// bearer token on the management API, the password on the page service.
+    Jwt,
+}
+
 /// Settings of one pageserver process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,6 +65,21 @@ pub struct PageServerConf {
     /// of local disk, the least recently used uploaded layers are evicted.
     /// Unset: no background eviction.
     pub eviction_threshold_bytes: Option<u64>,
+    /// Public keys (a PEM file or a directory of them, relative to the work
+    /// directory) that JWTs are checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_validation_public_key_path: Option<PathBuf>,
+    /// Authentication on the management API.
+    pub http_auth_type: AuthType,
+    /// Authentication on the page service.
+    pub pg_auth_type: AuthType,
+    /// TLS certificate chain (PEM); with `ssl_key_file`, both listeners
+    /// speak TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key_file: Option<PathBuf>,
 }
 
 impl Default for PageServerConf {
@@ -66,6 +93,11 @@ impl Default for PageServerConf {
             tenant_config: TenantConfig::default(),
             remote_storage: None,
             eviction_threshold_bytes: None,
+            auth_validation_public_key_path: None,
+            http_auth_type: AuthType::None,
+            pg_auth_type: AuthType::None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`storage_ops`]: the adapters through which it calls storage;
 //! - [`size`]: the tenant size model (`/size`, `/synthetic_size`);
 //! - [`metrics`]: Prometheus metrics;
+//! - [`security`]: JWT keys, which listeners need a token, TLS;
+//! - [`http_serve`]: the HTTP(S) accept loop with read timeouts;
 //! - [`server`]: binds the management API and the page service
 //!   (`page_service` crate) and runs them until shutdown.
 //!
@@ -28,8 +30,10 @@ pub mod commit_times;
 pub mod config;
 pub mod durable;
 pub mod http;
+pub mod http_serve;
 pub mod ids;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod size;
 pub mod storage_ops;

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub gc_layers_removed: IntCounter,
     /// Bytes of layer files GC deleted.
     pub gc_bytes_removed: IntCounter,
+    /// Reads (pages, base backups) that hit a corrupt layer file.
+    pub corrupt_reads: IntGauge,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -117,6 +119,11 @@ impl Metrics {
         )?;
         let lifecycle = Lifecycle::new()?;
         lifecycle.register(&registry)?;
+        let corrupt_reads = IntGauge::new(
+            "pageserver_corrupt_reads_total",
+            "Page and base backup reads that hit a corrupt layer file (each logged as an error)",
+        )?;
+        registry.register(Box::new(corrupt_reads.clone()))?;
         registry.register(Box::new(native_redo_checks.clone()))?;
         registry.register(Box::new(native_redo_mismatches.clone()))?;
         registry.register(Box::new(native_redo_rmgrs.clone()))?;
@@ -147,6 +154,7 @@ impl Metrics {
             background_seconds: lifecycle.background_seconds,
             gc_layers_removed: lifecycle.gc_layers_removed,
             gc_bytes_removed: lifecycle.gc_bytes_removed,
+            corrupt_reads,
         })
     }
 

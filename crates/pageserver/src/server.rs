@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +46,9 @@ pub enum ServerError {
     /// Metrics could not be set up.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Auth or TLS settings are unusable.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// A started pageserver.
@@ -78,6 +80,7 @@ pub async fn start(
     conf: PageServerConf,
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
+    let security = crate::security::Security::from_conf(&conf, &workdir)?;
     let conf = Arc::new(conf);
     let load_conf = Arc::clone(&conf);
     let load_dir = workdir.clone();
@@ -105,20 +108,27 @@ pub async fn start(
     let state = AppState {
         manager: Arc::clone(&manager),
         metrics,
+        security: security.clone(),
+        corruption: Arc::default(),
     };
+    let corruption = Arc::clone(&state.corruption);
     let pg_listener = bind(&conf.listen_pg_addr).await?;
     let pg_addr = local_addr(&pg_listener, &conf.listen_pg_addr)?;
     tracing::info!(%pg_addr, "page service listening");
 
     let background_metrics = state.metrics.clone();
-    let http_task = tokio::spawn(serve_http(http_listener, state, shutdown.clone()));
+    let http_tls = security.tls.clone();
+    let http_task = tokio::spawn(serve_http(http_listener, state, http_tls, shutdown.clone()));
     let resolver = Arc::new(TenantResolver {
         manager: Arc::clone(&manager),
     });
     let pg_task = tokio::spawn(page_service::serve(
         pg_listener,
         resolver,
-        page_service::PageServiceConfig::default(),
+        page_service::PageServiceConfig {
+            corruption,
+            ..page_service_config(&security)
+        },
         shutdown.clone(),
     ));
     // The layer lifecycle (flushes, compaction, GC) runs per tenant.
@@ -131,6 +141,25 @@ pub async fn start(
         manager,
         tasks: vec![http_task, pg_task, stop_task],
     })
+}
+
+/// The page service's settings: JWT keys when `pg_auth_type = "jwt"`, TLS
+/// when a certificate is configured.
+fn page_service_config(security: &crate::security::Security) -> page_service::PageServiceConfig {
+    if security.pg_auth && security.tls.is_none() {
+        tracing::warn!(
+            "page service: JWTs are sent as cleartext passwords without TLS; \
+             configure ssl_cert_file and ssl_key_file outside a trusted network"
+        );
+    }
+    page_service::PageServiceConfig {
+        jwt: security.jwt.clone().filter(|_| security.pg_auth),
+        tls: security
+            .tls
+            .clone()
+            .map(page_service::security::PageServiceTls),
+        ..page_service::PageServiceConfig::default()
+    }
 }
 
 /// Once the shutdown signal fires, stops every tenant's storage so that
@@ -208,15 +237,14 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, ServerEr
     })
 }
 
-async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) {
+async fn serve_http(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     // `/v1/tenant/` and `/v1/tenant` are the same resource in the spec;
     // trimming the slash before routing keeps one route per resource.
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
-    let service = ServiceExt::<axum::extract::Request>::into_make_service(app);
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "management API server failed");
-    }
+    crate::http_serve::serve(listener, app, tls, shutdown).await;
 }

@@ -55,7 +55,8 @@ pub struct TenantConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "number_or_numeric_string"
+        deserialize_with = "number_or_numeric_string",
+        serialize_with = "as_numeric_string"
     )]
     pub compaction_threshold: Option<u64>,
     /// Number of deltas over an image that triggers a new image layer.
@@ -279,6 +280,14 @@ impl TenantConfig {
             trace_read_requests: self.trace_read_requests.or(fallback.trace_read_requests),
             heatmap_period: self.heatmap_period.or(fallback.heatmap_period),
         }
+    }
+}
+
+/// Writes a number as the numeric string the spec types it as.
+fn as_numeric_string<S: serde::Serializer>(value: &Option<u64>, out: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(number) => out.serialize_str(&number.to_string()),
+        None => out.serialize_none(),
     }
 }
 

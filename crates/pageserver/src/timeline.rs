@@ -213,12 +213,14 @@ impl Timeline {
                 .and_then(|(_, status)| status.last_error.clone()),
             state: self.state_name().to_owned(),
             broken_reason: self.storage.broken_reason(),
+            corruption_error: None,
             pg_version: self.storage.pg_version(),
         }
     }
 }
 
-/// `TimelineInfo` of the management API.
+/// `TimelineInfo` of the management API. Absent optional fields are left
+/// out, not `null`: the spec's schema has no `nullable`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineInfo {
     /// Owning tenant.
@@ -228,19 +230,27 @@ pub struct TimelineInfo {
     #[serde(with = "ids::hex")]
     pub timeline_id: TimelineId,
     /// Parent, for branches.
-    #[serde(with = "ids::optional_hex")]
+    #[serde(
+        with = "ids::optional_hex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ancestor_timeline_id: Option<TimelineId>,
     /// Branch point on the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ancestor_lsn: Option<Lsn>,
     /// Last ingested record's end.
     pub last_record_lsn: Lsn,
     /// Start of the last ingested record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_record_lsn: Option<Lsn>,
     /// Everything up to here is on local disk.
     pub disk_consistent_lsn: Lsn,
     /// Everything up to here is in remote storage (none configured: null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_consistent_lsn: Option<Lsn>,
     /// Remote-consistent LSN visible to readers of remote storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_consistent_lsn_visible: Option<Lsn>,
     /// Reads and branches below this LSN are refused.
     pub latest_gc_cutoff_lsn: Lsn,
@@ -251,10 +261,13 @@ pub struct TimelineInfo {
     /// Bytes of the layer files the timeline reads from.
     pub current_physical_size: Option<u64>,
     /// WAL receiver source, when streaming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_source_connstr: Option<String>,
     /// LSN of the last WAL message received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_received_msg_lsn: Option<Lsn>,
     /// Time (microseconds since the epoch) of the last WAL message received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_received_msg_ts: Option<u64>,
     /// Why the WAL receiver last failed to connect or stream, if it did
     /// (an extension to the spec's fields).
@@ -265,6 +278,10 @@ pub struct TimelineInfo {
     /// Why it is broken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_reason: Option<String>,
+    /// The last corrupt layer file a read ran into (an extension to the
+    /// spec's fields): the file, and the key for base backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corruption_error: Option<String>,
     /// PostgreSQL major version.
     pub pg_version: u32,
 }

@@ -23,8 +23,19 @@ pub fn fetch(
         .pg_addr
         .rsplit_once(':')
         .context("the page service address has no port")?;
-    let connstr = connection_string(host, port, tenant, timeline, lsn);
-    let output = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"))
+    let mut connstr = connection_string(host, port, tenant, timeline, lsn);
+    if let Some(ca) = crate::security::ca_file(workdir) {
+        connstr.push_str(&format!(
+            " sslmode=verify-full sslrootcert='{}'",
+            ca.display()
+        ));
+    }
+    let mut command = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"));
+    // The page service takes a JWT as the password (confined to the tenant).
+    if let Some(token) = crate::security::own_token(workdir, auth::Claims::tenant(tenant))? {
+        command.env("PGPASSWORD", token);
+    }
+    let output = command
         .arg("-d")
         .arg(&connstr)
         .arg("-D")
@@ -33,12 +44,26 @@ pub fn fetch(
         .output()
         .context("cannot run pg_basebackup")?;
     if !output.status.success() {
+        // pg_basebackup does not print an error that arrives mid-COPY; the
+        // pageserver keeps corruption in the timeline's status.
+        if let Some(corruption) = corruption_error(workdir, tenant, timeline) {
+            bail!("the pageserver found corrupt data: {corruption}");
+        }
         bail!(
             "pg_basebackup from the page service failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     Ok(())
+}
+
+/// The timeline's last corruption error, if the pageserver reports one.
+fn corruption_error(workdir: &Workdir, tenant: &str, timeline: &str) -> Option<String> {
+    let client = crate::client::ApiClient::for_workdir(workdir).ok()?;
+    let info = client
+        .get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))
+        .ok()?;
+    info["corruption_error"].as_str().map(str::to_owned)
 }
 
 /// The libpq connection string that selects tenant, timeline and LSN on the

@@ -6,21 +6,41 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+use crate::workdir::Workdir;
+
 /// Client for one pageserver.
 pub struct ApiClient {
     base: String,
     http: reqwest::blocking::Client,
+    token: Option<String>,
 }
 
 impl ApiClient {
-    /// A client for `base` (`http://host:port`).
-    pub fn new(base: String) -> anyhow::Result<ApiClient> {
-        let http = reqwest::blocking::Client::builder()
-            // Timeline bootstrap runs initdb; give it room.
-            .timeout(Duration::from_secs(300))
-            .build()
-            .context("cannot create an HTTP client")?;
-        Ok(ApiClient { base, http })
+    /// A client for the work directory's pageserver: HTTPS against the
+    /// configured CA and a `pageserverapi` token when those are set up.
+    pub fn for_workdir(workdir: &Workdir) -> anyhow::Result<ApiClient> {
+        let token = crate::security::own_token(workdir, auth::Claims::pageserver_api())?;
+        Self::build(workdir.api_base(), token, crate::security::ca_file(workdir))
+    }
+
+    fn build(
+        base: String,
+        token: Option<String>,
+        ca: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<ApiClient> {
+        // Timeline bootstrap runs initdb; give it room.
+        let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(&ca)
+                .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
+        let http = builder.build().context("cannot create an HTTP client")?;
+        Ok(ApiClient { base, http, token })
     }
 
     /// Base URL.
@@ -67,6 +87,10 @@ impl ApiClient {
         request: reqwest::blocking::RequestBuilder,
         path: &str,
     ) -> anyhow::Result<Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().map_err(|error| {
             if error.is_connect() {
                 anyhow!(

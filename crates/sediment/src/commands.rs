@@ -36,6 +36,12 @@ pub struct InitArgs {
     /// `<workdir>/pageserver/remote`.
     #[arg(long, value_name = "URL")]
     remote_storage: Option<String>,
+    /// Generate a key pair and require JWTs on the pageserver (the CLI signs its own).
+    #[arg(long)]
+    auth: bool,
+    /// Generate a CA and certificate and serve the pageserver over TLS.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// `sediment tenant ...`
@@ -119,6 +125,7 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         },
         default_tenant: None,
         branches: BTreeMap::new(),
+        security: None,
     };
     let pageserver_dir = path.join("pageserver");
     std::fs::create_dir_all(&pageserver_dir)
@@ -139,6 +146,8 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
         remote_storage::RemoteConfig::parse(url)?;
         pageserver_toml.insert("remote_storage".into(), url.clone().into());
     }
+    let mut config = config;
+    config.security = crate::security::init(path, args.auth, args.tls, &mut pageserver_toml)?;
     workdir::write_atomic(
         &pageserver_dir.join("pageserver.toml"),
         toml::to_string(&pageserver_toml)?.as_bytes(),
@@ -254,7 +263,7 @@ pub fn stop(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 /// `sediment status`.
 pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
     let pid = daemon::running_pid(workdir);
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     let answering = pid.is_some() && client.is_up();
     let endpoints = crate::endpoint::list_states(workdir);
     let mut text = match pid {
@@ -286,7 +295,7 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
 
 /// `sediment tenant ...`.
 pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> anyhow::Result<()> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(&workdir)?;
     match command {
         TenantCommand::Create {
             tenant_id,
@@ -436,7 +445,7 @@ pub fn timeline(
     command: TimelineCommand,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(&workdir)?;
     match command {
         TimelineCommand::List { tenant_id } => {
             let tenant = workdir.tenant(tenant_id.as_deref())?;

@@ -62,7 +62,7 @@ pub fn start(workdir: &Workdir) -> anyhow::Result<u32> {
     if let Some(pid) = running_pid(workdir) {
         bail!("the pageserver is already running (pid {pid})");
     }
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     if client.is_up() {
         bail!(
             "something already answers at {}; stop it or change the port in {}",

@@ -6,7 +6,8 @@
 //!
 //! Modules: [`workdir`] (config and layout), [`client`] (management API),
 //! [`daemon`] (the pageserver process), [`commands`] (tenant and timeline
-//! commands), [`endpoint`] (Postgres endpoints), [`output`] (text or JSON).
+//! commands), [`endpoint`] (Postgres endpoints), [`output`] (text or JSON),
+//! [`security`] (auth key, TLS CA, `sediment token`).
 
 mod basebackup;
 mod client;
@@ -14,6 +15,7 @@ mod commands;
 mod daemon;
 mod endpoint;
 mod output;
+mod security;
 mod workdir;
 
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ enum Command {
     /// Manage Postgres endpoints.
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCommand),
+    /// Print a JWT signed with the work directory's key (last line).
+    Token(security::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,5 +93,6 @@ fn run(command: Command, workdir: &std::path::Path, out: &output::Output) -> any
         Command::Endpoint(command) => {
             endpoint::run(&workdir::Workdir::open(workdir)?, command, out)
         }
+        Command::Token(args) => security::token(&workdir::Workdir::open(workdir)?, args, out),
     }
 }

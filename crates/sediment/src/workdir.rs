@@ -40,6 +40,9 @@ pub struct CliConfig {
     /// Branch names per tenant: tenant id → (branch name → timeline id).
     #[serde(default)]
     pub branches: BTreeMap<String, BTreeMap<String, String>>,
+    /// Auth key and TLS CA (`init --auth` / `--tls`); absent: neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::security::SecuritySettings>,
 }
 
 /// The work directory, with its config loaded.
@@ -96,7 +99,12 @@ impl Workdir {
 
     /// Management API base URL.
     pub fn api_base(&self) -> String {
-        format!("http://{}", self.config.pageserver.http_addr)
+        let scheme = if crate::security::ca_file(self).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.config.pageserver.http_addr)
     }
 
     /// The tenant to use: the given one, else the default.

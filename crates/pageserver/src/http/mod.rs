@@ -8,6 +8,7 @@
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
+mod auth;
 pub mod error;
 pub mod extract;
 mod size;
@@ -24,7 +25,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub manager: Arc<TenantManager>,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// JWT keys and whether the API requires a token.
+    pub security: crate::security::Security,
+    /// Corrupt reads the page service ran into.
+    pub corruption: Arc<page_service::corruption::CorruptionLog>,
 }
 
 /// The API's routes. Trailing slashes are normalised away by the caller
@@ -48,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.yml", get(status::openapi_spec))
         .route("/metrics", get(status::metrics))
+        .route("/v1/reload_auth_validation_keys", post(auth::reload_keys))
         .route("/v1/tenant", get(tenant::list).post(tenant::create))
         .route("/v1/tenant/config", put(tenant::update_config))
         .route(
@@ -88,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .merge(unimplemented::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

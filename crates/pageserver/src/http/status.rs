@@ -89,6 +89,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .with_label_values(&[level.label()])
             .set(gauge(bytes));
     }
+    metrics.corrupt_reads.set(gauge(state.corruption.count()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render_with_storage(&storage_stats),

@@ -96,7 +96,19 @@ pub async fn list(
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<Vec<TimelineInfo>>, ApiError> {
     let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
-    Ok(Json(tenant.timelines().iter().map(|t| t.info()).collect()))
+    Ok(Json(
+        tenant
+            .timelines()
+            .iter()
+            .map(|t| with_corruption(&state, t.info()))
+            .collect(),
+    ))
+}
+
+/// Adds the last corrupt read the page service saw on the timeline.
+fn with_corruption(state: &AppState, mut info: TimelineInfo) -> TimelineInfo {
+    info.corruption_error = state.corruption.last_error(info.timeline_id);
+    info
 }
 
 /// `GET /v1/tenant/{tenant_id}/timeline/{timeline_id}`.
@@ -105,7 +117,7 @@ pub async fn get(
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
 ) -> Result<Json<TimelineInfo>, ApiError> {
     let (_, timeline) = find_timeline(&state, &tenant_id, &timeline_id, false)?;
-    Ok(Json(timeline.info()))
+    Ok(Json(with_corruption(&state, timeline.info())))
 }
 
 /// Parses both ids and finds the timeline (404 when either is unknown);

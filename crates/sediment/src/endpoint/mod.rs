@@ -19,6 +19,7 @@
 
 mod config;
 pub mod lazy;
+mod passwords;
 mod pg;
 mod wal_source;
 
@@ -105,6 +106,12 @@ pub struct EndpointState {
     /// Whether its relation files are filled on first access (lazy).
     #[serde(default)]
     pub lazy: bool,
+    /// The superuser's password (work directories with auth on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The pageserver's replication role's password (auth on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_password: Option<String>,
     /// Whether its postmaster is running (computed, not stored).
     #[serde(skip_deserializing, default)]
     pub running: bool,
@@ -113,7 +120,13 @@ pub struct EndpointState {
 impl EndpointState {
     /// Connection string for psql and friends.
     pub fn connstr(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        match &self.password {
+            Some(password) => format!(
+                "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
+                self.port
+            ),
+            None => format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port),
+        }
     }
 
     /// One line for `status` and `list`.
@@ -170,8 +183,10 @@ impl EndpointState {
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
-        crate::workdir::write_atomic(&dir.join(STATE_FILE), &bytes)
-            .context("cannot write the endpoint state")
+        let path = dir.join(STATE_FILE);
+        crate::workdir::write_atomic(&path, &bytes).context("cannot write the endpoint state")?;
+        // It may hold passwords.
+        set_mode(&path, 0o600)
     }
 }
 
@@ -309,6 +324,8 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         writable,
         wal_source_attached: false,
         lazy: !request.full && lazy_available(),
+        password: None,
+        replication_password: None,
         running: false,
     };
     let result = provision_and_start(workdir, &mut state, &dir);
@@ -361,7 +378,7 @@ fn provision_and_start(
     dir: &Path,
 ) -> anyhow::Result<()> {
     let pg = pg::PgUser::new(workdir)?;
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     let mode = if state.writable {
         let status = client.get("/v1/status")?;
         config::Mode::Writable {
@@ -386,7 +403,12 @@ fn provision_and_start(
         &state.pgdata,
         &config::postgresql_conf(&state.name, state.port, dir, &mode),
     )?;
-    if state.writable {
+    let secured = passwords::enabled(workdir);
+    if secured {
+        passwords::write_hba(&state.pgdata)?;
+        state.password = Some(passwords::generate());
+        state.replication_password = Some(passwords::generate());
+    } else if state.writable {
         config::ensure_replication_hba(&state.pgdata)?;
     }
     // Postgres insists its data directory is private to its owner.
@@ -400,8 +422,15 @@ fn provision_and_start(
     }
     state.save(dir)?;
     start_postgres(workdir, &pg, state, dir)?;
+    if let (Some(superuser), Some(replication)) = (&state.password, &state.replication_password) {
+        passwords::set_passwords(workdir, &pg, dir, state.port, superuser, replication)?;
+    }
     if state.writable {
-        wal_source::attach(&client, &state.tenant_id, &state.timeline_id, state.port).context(
+        let source = wal_source::Source {
+            port: state.port,
+            replication_password: state.replication_password.as_deref(),
+        };
+        wal_source::attach(&client, &state.tenant_id, &state.timeline_id, &source).context(
             "the pageserver cannot stream from the new endpoint, so it was stopped again",
         )?;
         state.wal_source_attached = true;
@@ -472,7 +501,7 @@ fn detach_after_catch_up(
     pg: &pg::PgUser,
     state: &EndpointState,
 ) -> anyhow::Result<Option<Lsn>> {
-    let client = ApiClient::new(workdir.api_base())?;
+    let client = ApiClient::for_workdir(workdir)?;
     let control = pg::control_data(workdir, pg, &state.pgdata)?;
     let ingested = if control.is_shut_down() {
         Some(catch_up(workdir, pg, &client, state, control.checkpoint)?)

@@ -148,6 +148,8 @@ pub fn query(workdir: &Workdir, port: u16, sql: &str) -> anyhow::Result<String> 
         .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-d", "postgres", "-p", &port.to_string(), "-c", sql])
         .env_remove("PGOPTIONS")
+        // Endpoints with passwords (auth on) are listed there.
+        .env("PGPASSFILE", super::passwords::pgpass_file(workdir))
         .output()
         .context("cannot run psql")?;
     if !output.status.success() {

@@ -22,20 +22,39 @@ fn path(tenant: &str, timeline: &str) -> String {
     format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source")
 }
 
-/// The libpq connection string the pageserver uses to stream from an
-/// endpoint listening on `port`.
-pub fn source_connstr(port: u16) -> String {
-    format!("host=127.0.0.1 port={port} user=postgres dbname=postgres")
+/// An endpoint the pageserver streams from.
+pub struct Source<'a> {
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+    /// The replication role's password, when the endpoint has passwords.
+    pub replication_password: Option<&'a str>,
+}
+
+/// The libpq connection string the pageserver uses to stream from `source`.
+pub fn source_connstr(source: &Source<'_>) -> String {
+    let port = source.port;
+    match source.replication_password {
+        Some(password) => format!(
+            "host=127.0.0.1 port={port} user={} password={password} dbname=postgres",
+            super::passwords::REPLICATION_ROLE
+        ),
+        None => format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+    }
 }
 
 /// Makes the pageserver stream the timeline's WAL from the endpoint on
 /// `port`. The pageserver probes the source first and answers 400/404/409
 /// with a reason, which becomes the error.
-pub fn attach(client: &ApiClient, tenant: &str, timeline: &str, port: u16) -> anyhow::Result<()> {
+pub fn attach(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    source: &Source<'_>,
+) -> anyhow::Result<()> {
     client
         .put(
             &path(tenant, timeline),
-            &json!({"connstr": source_connstr(port)}),
+            &json!({"connstr": source_connstr(source)}),
         )
         .map(drop)
 }

@@ -1,0 +1,282 @@
+//! `sediment init --auth --tls` end to end: the CLI talks HTTPS with its own
+//! tokens, `sediment token` prints usable tokens, endpoints start through a
+//! TLS page service that takes the JWT as the password, and everything
+//! without the right credentials is refused cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{ensure_pageserver_built, free_port, run_ok, Sediment, PG_BIN};
+
+fn https_client(ca: &std::path::Path) -> reqwest::blocking::Client {
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(cert)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn pg_basebackup(
+    pg_port: u16,
+    tenant: &str,
+    timeline: &str,
+    ssl: &str,
+    password: Option<&str>,
+) -> String {
+    let target = tempfile::tempdir().unwrap();
+    let connstr = format!(
+        "host=127.0.0.1 port={pg_port} user=postgres {ssl} options='-c sediment.tenant={tenant} -c sediment.timeline={timeline}'"
+    );
+    let mut command = Command::new(format!("{PG_BIN}/pg_basebackup"));
+    command
+        .args(["-d", &connstr, "-D"])
+        .arg(target.path().join("pgdata"))
+        .args(["-X", "none", "--no-sync", "-w"])
+        .env_remove("PGPASSWORD");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        !output.status.success(),
+        "pg_basebackup succeeded without credentials"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// psql with `connstr` (no password file), tuples only.
+fn psql_as(connstr: &str, password: Option<&str>, sql: &str) -> Result<String, String> {
+    let mut command = Command::new(format!("{PG_BIN}/psql"));
+    command
+        .args(["-X", "-A", "-t", "-q", "-w", "-d", connstr, "-c", sql])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", "/nonexistent");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command.output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn auth_and_tls_from_init_to_endpoint() {
+    let _serial = common::serial();
+    ensure_pageserver_built();
+    let scratch = common::scratch();
+    let sediment = Sediment {
+        workdir: scratch.path().join("work"),
+        http_port: free_port(),
+        pg_port: free_port(),
+    };
+    run_ok(&mut sediment.cmd(&[
+        "init",
+        "--auth",
+        "--tls",
+        "--http-port",
+        &sediment.http_port.to_string(),
+        "--pg-port",
+        &sediment.pg_port.to_string(),
+    ]));
+    let toml =
+        std::fs::read_to_string(sediment.workdir.join("pageserver/pageserver.toml")).unwrap();
+    assert!(toml.contains("http_auth_type = \"jwt\""), "{toml}");
+    run_ok(&mut sediment.cmd(&["start"]));
+    let created = sediment.json(&["tenant", "create", "--set-default"]);
+    let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    let timeline = created["timeline_id"].as_str().unwrap().to_owned();
+
+    // HTTPS with the CA: tokens from `sediment token` decide access.
+    let ca = sediment.workdir.join("pageserver/tls/ca.crt");
+    let client = https_client(&ca);
+    let base = format!("https://127.0.0.1:{}", sediment.http_port);
+    let token = |args: &[&str]| {
+        let mut all = vec!["token"];
+        all.extend_from_slice(args);
+        run_ok(&mut sediment.cmd(&all))
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    let admin = token(&["--scope", "pageserverapi"]);
+    let own = token(&["--scope", "tenant", "--tenant-id", &tenant]);
+    let other = token(&["--scope", "tenant", "--tenant-id", &"ab".repeat(16)]);
+    let status = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap().status().as_u16()
+    };
+    assert_eq!(status("/v1/status", None), 200);
+    assert_eq!(status("/v1/tenant", None), 401);
+    assert_eq!(status("/v1/tenant", Some(&admin)), 200);
+    assert_eq!(status("/v1/tenant", Some(&own)), 403);
+    assert_eq!(status(&format!("/v1/tenant/{tenant}"), Some(&own)), 200);
+    assert_eq!(status(&format!("/v1/tenant/{tenant}"), Some(&other)), 403);
+    let refused = sediment.fails(&["token", "--scope", "tenant"]);
+    assert!(refused.contains("--tenant-id"), "{refused}");
+
+    // Plaintext HTTP to the TLS port fails without hanging.
+    let plain = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}/v1/status", sediment.http_port))
+        .send();
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    // The CLI's own base backup (tenant token as password, over TLS) works,
+    // and the endpoint takes passwords only.
+    let started = sediment.json(&["endpoint", "start", "main"]);
+    let port = u16::try_from(started["port"].as_u64().unwrap()).unwrap();
+    let connstr = started["connstr"].as_str().unwrap().to_owned();
+    let hba = std::fs::read_to_string(sediment.workdir.join("endpoints/main/pgdata/pg_hba.conf"))
+        .unwrap();
+    assert!(!hba.contains("trust"), "{hba}");
+    // A commit waits for the pageserver: its replication login works.
+    assert_eq!(
+        psql_as(
+            &connstr,
+            None,
+            "create table t (x int); insert into t values (42); select x from t"
+        )
+        .unwrap(),
+        "42"
+    );
+    let plain = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let error = psql_as(&plain, None, "select 1").unwrap_err();
+    assert!(error.contains("password"), "{error}");
+    for user in ["sediment_replication", "postgres"] {
+        let replication =
+            format!("host=127.0.0.1 port={port} user={user} dbname=postgres replication=database");
+        let error = psql_as(&replication, None, "IDENTIFY_SYSTEM").unwrap_err();
+        assert!(
+            error.contains("password") || error.contains("pg_hba"),
+            "{error}"
+        );
+        let error = psql_as(&replication, Some("wrong"), "IDENTIFY_SYSTEM").unwrap_err();
+        assert!(
+            error.contains("password authentication failed") || error.contains("pg_hba"),
+            "{error}"
+        );
+    }
+
+    // The page service refuses a base backup without a valid token, with
+    // another tenant's token, and in plaintext.
+    let ssl = format!("sslmode=verify-full sslrootcert={}", ca.display());
+    let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, &ssl, None);
+    assert!(error.contains("password"), "{error}");
+    let error = pg_basebackup(
+        sediment.pg_port,
+        &tenant,
+        &timeline,
+        &ssl,
+        Some("not-a-jwt"),
+    );
+    assert!(error.contains("password authentication failed"), "{error}");
+    let error = pg_basebackup(sediment.pg_port, &tenant, &timeline, &ssl, Some(&other));
+    assert!(error.contains("token is for tenant"), "{error}");
+    let error = pg_basebackup(
+        sediment.pg_port,
+        &tenant,
+        &timeline,
+        "sslmode=disable",
+        Some(&own),
+    );
+    assert!(error.contains("TLS"), "{error}");
+
+    sediment.shutdown();
+}
+
+/// Every file under `dir` that starts with the layer magic.
+fn layer_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path).is_ok_and(|bytes| bytes.starts_with(b"SEDLAYER")) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Flips one byte in the middle of the file's blobs (between the 128-byte
+/// header and the index); returns the offset.
+fn flip_blob_byte(path: &std::path::Path) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let index = usize::try_from(u64::from_le_bytes(bytes[72..80].try_into().unwrap())).unwrap();
+    let offset = 128 + (index - 128) / 2;
+    bytes[offset] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+    offset
+}
+
+fn unflip(path: &std::path::Path, offset: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
+    let _serial = common::serial();
+    let scratch = common::scratch();
+    let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
+    let layers = layer_files(&sediment.workdir.join("pageserver/tenants").join(&tenant));
+    assert!(!layers.is_empty());
+    for (n, layer) in layers.iter().enumerate() {
+        // A restart drops any cached copy of the layer's contents.
+        run_ok(&mut sediment.cmd(&["stop"]));
+        let offset = flip_blob_byte(layer);
+        run_ok(&mut sediment.cmd(&["start"]));
+        let error = run_fail_stderr(&sediment, &format!("c{n}"));
+        let name = layer.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            error.contains(&name),
+            "{} not named in: {error}",
+            layer.display()
+        );
+        let metrics =
+            reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
+                .unwrap()
+                .text()
+                .unwrap();
+        let count = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("pageserver_corrupt_reads_total "))
+            .unwrap_or_else(|| panic!("no corruption counter in {metrics}"));
+        assert_ne!(count.trim(), "0", "{metrics}");
+        run_ok(&mut sediment.cmd(&["stop"]));
+        unflip(layer, offset);
+        run_ok(&mut sediment.cmd(&["start"]));
+    }
+    sediment.shutdown();
+}
+
+/// `endpoint start NAME` (read-write at the head) must fail; its stderr.
+fn run_fail_stderr(sediment: &Sediment, name: &str) -> String {
+    let output = sediment.cmd(&["endpoint", "start", name]).output().unwrap();
+    assert!(
+        !output.status.success(),
+        "endpoint start succeeded on a corrupt layer"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
