@@ -18,8 +18,7 @@ use bytes::{Bytes, BytesMut};
 use postgres_wal::record::{RelFileNode, BLCKSZ};
 use postgres_wal::Lsn;
 use storage::{GetError, Key, Timeline};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::connection::ClientError;
@@ -34,8 +33,8 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// Runs the stream until the client sends CopyDone/Terminate or closes.
 /// Returns `Ok(true)` when the connection may continue with simple queries
 /// (CopyDone), `Ok(false)` when it must close.
-pub(crate) async fn serve_stream(
-    stream: &mut BufReader<TcpStream>,
+pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: &mut BufReader<S>,
     timeline: Arc<Timeline>,
     wait_timeout: Duration,
 ) -> Result<bool, ProtocolError> {
@@ -46,7 +45,7 @@ pub(crate) async fn serve_stream(
     // connection's buffer: read them first.
     let leftover = stream.buffer().to_vec();
     stream.consume(leftover.len());
-    let (rd, mut wr) = stream.get_mut().split();
+    let (rd, mut wr) = tokio::io::split(stream.get_mut());
     let mut rd = BufReader::with_capacity(READ_BUFFER, leftover.as_slice().chain(rd));
     let (tx, mut rx) = mpsc::channel::<Result<Response, String>>(MAX_IN_FLIGHT);
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
