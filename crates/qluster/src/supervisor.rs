@@ -307,7 +307,9 @@ impl Supervisor {
             // for it (the next round asks again), but not forever.
             let since = *self.promote_hold_since.get_or_insert_with(Instant::now);
             if since.elapsed() < PROMOTE_HOLD_MAX {
-                tracing::warn!("{silent} reachable standby(s) did not report their WAL; not promoting yet");
+                tracing::warn!(
+                    "{silent} reachable standby(s) did not report their WAL; not promoting yet"
+                );
                 return Ok(());
             }
             tracing::warn!("promoting without the WAL position of {silent} standby(s)");
