@@ -221,7 +221,11 @@ impl Driver {
         }
     }
 
-    fn on_messages(&mut self, now: Instant, msgs: Vec<Message>) -> Result<(), CoreError> {
+    fn on_messages(&mut self, arrived: Instant, msgs: Vec<Message>) -> Result<(), CoreError> {
+        // After a pause of this process, a message may be older than its arrival time.
+        let now = arrived
+            .checked_sub(self.lease.pause_discount())
+            .unwrap_or(self.started);
         let quiet = self.in_startup_quiet_period();
         for m in msgs {
             if quiet && is_election_vote(&m) {
@@ -318,14 +322,7 @@ impl Driver {
         self.note_applied(out.applied);
         self.resolve_pending();
         self.track_role();
-        let node_timeout = self
-            .core
-            .state()
-            .map(|s| s.config.node_timeout)
-            .unwrap_or_default();
-        let deadline = if self.lease.stalled_within(node_timeout) {
-            None
-        } else if self.core.leadership_confirmed() {
+        let deadline = if self.core.leadership_confirmed() {
             self.lease_deadline()
         } else if self.core.reelecting() {
             self.kept_deadline

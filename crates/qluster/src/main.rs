@@ -119,17 +119,7 @@ async fn main() -> anyhow::Result<()> {
         watchdog::spawn_link(pg.data_dir.clone(), db.lease.clone()).context("watchdog")?;
     }
     let (driver, handle) = driver::Driver::new(core, transport, db.clone(), db.lease.clone());
-    let status = handle.status.clone();
-    watchdog::spawn_stall_detector(db.lease.clone(), move || {
-        let node_timeout = status
-            .borrow()
-            .state
-            .as_ref()
-            .map(|s| s.config.node_timeout)
-            .unwrap_or_default();
-        node_timeout / 4
-    })
-    .context("stall detector")?;
+    watchdog::spawn_stall_detector(db.lease.clone()).context("stall detector")?;
     let app = api::router(api::AppState {
         driver: handle.clone(),
         db: db.clone(),

@@ -27,6 +27,18 @@ const LOOP_INTERVAL: Duration = Duration::from_millis(200);
 /// it. Only voters heard from within node-timeout are asked at all, so a dead or cut-off
 /// node costs nothing; a live one gets this long even on a loaded host.
 const WAL_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a new leader waits for reachable standbys that do not report their WAL
+/// before it promotes without them.
+const PROMOTE_HOLD_MAX: Duration = Duration::from_secs(5);
+
+/// One standby's answer to a WAL position probe.
+enum Probe {
+    Standby(NodeId, u64),
+    /// Answered, but is no standby (or has no WAL, or its database is down).
+    NoStandby,
+    /// No answer in time.
+    Silent,
+}
 
 /// WAL position of the local database.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -129,6 +141,8 @@ pub struct Supervisor {
     /// "streaming" for a moment on every retry.
     receiver_pid: Option<i32>,
     failed_starts: u32,
+    /// Since when promotion waits for silent standbys (see [`PROMOTE_HOLD_MAX`]).
+    promote_hold_since: Option<Instant>,
     last_readonly_scan: Instant,
     readonly_interval: Duration,
     writers: HashSet<String>,
@@ -156,6 +170,7 @@ impl Supervisor {
             repairs: 0,
             receiver_pid: None,
             failed_starts: 0,
+            promote_hold_since: None,
             last_readonly_scan: Instant::now(),
             readonly_interval,
             writers: HashSet::new(),
@@ -286,7 +301,20 @@ impl Supervisor {
         state: &ClusterState,
     ) -> Result<(), PgError> {
         let mine = self.db.wal_position().await?.lsn;
-        if let Some((id, lsn)) = self.best_other_standby(status, state).await {
+        let (best, silent) = self.best_other_standby(status, state).await;
+        if silent > 0 {
+            // A live standby that did not answer may hold commits this one lacks: wait
+            // for it (the next round asks again), but not forever.
+            let since = *self.promote_hold_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < PROMOTE_HOLD_MAX {
+                tracing::warn!(
+                    "{silent} reachable standby(s) did not report their WAL; not promoting yet"
+                );
+                return Ok(());
+            }
+            tracing::warn!("promoting without the WAL position of {silent} standby(s)");
+        }
+        if let Some((id, lsn)) = best {
             if lsn > mine {
                 tracing::warn!("node {id} has more WAL ({lsn} > {mine}); handing leadership over");
                 let _ = self
@@ -298,22 +326,26 @@ impl Supervisor {
                 return Ok(());
             }
         }
-        pg.promote().await?;
+        self.promote_hold_since = None;
+        // Primary settings first: a promoted server must never run a moment without
+        // `synchronous_standby_names`, or it would acknowledge unreplicated commits.
         pg.write_settings(&Self::settings(state, None))?;
         pg.reload().await?;
+        pg.promote().await?;
         tracing::info!("promoted to primary in term {}", status.term);
         self.announce_primary(status, state).await;
         Ok(())
     }
 
-    /// The reachable standby voter with the most WAL, if any. Every voter is asked at
-    /// once, each for at most [`WAL_PROBE_TIMEOUT`]: a node that is cut off (the usual
-    /// reason for this failover) must not delay the promotion by one timeout per node.
+    /// The reachable standby voter with the most WAL, if any, and how many reachable
+    /// voters did not answer in time. Every voter is asked at once, each for at most
+    /// [`WAL_PROBE_TIMEOUT`]; voters not heard from within node-timeout (dead or cut
+    /// off, the usual reason for this failover) are not asked.
     async fn best_other_standby(
         &self,
         status: &Status,
         state: &ClusterState,
-    ) -> Option<(NodeId, u64)> {
+    ) -> (Option<(NodeId, u64)>, usize) {
         let mut probes = tokio::task::JoinSet::new();
         for node in state.nodes.values() {
             if node.id == status.id
@@ -331,25 +363,36 @@ impl Supervisor {
                     .get(format!("http://{addr}/wal-lsn"))
                     .timeout(WAL_PROBE_TIMEOUT)
                     .send()
-                    .await
-                    .ok()?;
-                let pos = resp.json::<WalPosition>().await.ok()?;
-                (pos.in_recovery && pos.lsn > 0).then_some((id, pos.lsn))
+                    .await;
+                let resp = match resp {
+                    Ok(r) => r,
+                    Err(e) if e.is_timeout() => return Probe::Silent,
+                    Err(_) => return Probe::NoStandby,
+                };
+                match resp.json::<WalPosition>().await {
+                    Ok(pos) if pos.in_recovery && pos.lsn > 0 => Probe::Standby(id, pos.lsn),
+                    Ok(_) => Probe::NoStandby,
+                    Err(e) if e.is_timeout() => Probe::Silent,
+                    Err(_) => Probe::NoStandby,
+                }
             });
         }
         let mut best: Option<(NodeId, u64)> = None;
+        let mut silent = 0;
         while let Some(done) = probes.join_next().await {
-            if let Ok(Some((id, lsn))) = done {
-                if best.is_none_or(|(_, l)| lsn > l) {
+            match done {
+                Ok(Probe::Standby(id, lsn)) if best.is_none_or(|(_, l)| lsn > l) => {
                     best = Some((id, lsn));
                 }
+                Ok(Probe::Silent) => silent += 1,
+                _ => {}
             }
         }
-        best
+        (best, silent)
     }
 
     async fn hand_over(&self, status: &Status, state: &ClusterState) {
-        if let Some((id, _)) = self.best_other_standby(status, state).await {
+        if let (Some((id, _)), _) = self.best_other_standby(status, state).await {
             let _ = self
                 .driver
                 .requests

@@ -33,6 +33,10 @@ use crate::postgres::{kill_postmaster_tree, postmaster_of, primary_running};
 const LINK_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the watchdog checks the deadline.
 const CHECK_INTERVAL: Duration = Duration::from_millis(5);
+/// A stall detector beat later than this counts as a pause.
+const PAUSE_MIN: Duration = Duration::from_millis(40);
+/// How long after a pause (beyond its own length) messages may still be stale.
+const PAUSE_AFTERMATH: Duration = Duration::from_millis(100);
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds; `u64::MAX` if the clock cannot be read, so a
 /// failure reads as "every lease has ended".
@@ -54,8 +58,9 @@ pub struct Lease {
     leader_contact_ns: AtomicU64,
     /// Last beat of the stall detector thread ([`spawn_stall_detector`]).
     beat_ns: AtomicU64,
-    /// When the stall detector last found the process had been paused.
+    /// When the stall detector last found the process had been paused, and for how long.
     stall_ns: AtomicU64,
+    stall_len_ns: AtomicU64,
 }
 
 impl Lease {
@@ -81,17 +86,27 @@ impl Lease {
         self.until_ns.load(Ordering::SeqCst)
     }
 
-    /// Whether the process was paused (frozen or starved) for more than `limit / 4`
-    /// within the last `limit`, or may be paused right now (the detector has not beaten
-    /// for `limit / 4`). Peer answers that queued up during a pause would be taken as
-    /// fresh and renew the lease, so none is granted for a node-timeout after one.
-    pub fn stalled_within(&self, limit: Duration) -> bool {
+    /// How much older than its arrival time a peer message processed now may really be,
+    /// because this process was paused (SIGSTOP, starvation): messages that queued up
+    /// meanwhile are read only after it resumes. While the stall detector has not beaten
+    /// for a while the process may just be resuming: the silence counts. After a pause
+    /// it found, its length counts for as long again plus [`PAUSE_AFTERMATH`], long
+    /// enough to read whatever queued up. Heard times are moved back by this much, so a
+    /// stale answer never extends the lease; a short pause costs no lease.
+    pub fn pause_discount(&self) -> Duration {
         let now = mono_now_ns();
-        let quarter = (limit / 4).as_nanos() as u64;
-        let beat = self.beat_ns.load(Ordering::SeqCst);
-        let stall = self.stall_ns.load(Ordering::SeqCst);
-        now.saturating_sub(beat) > quarter
-            || (stall > 0 && now.saturating_sub(stall) < limit.as_nanos() as u64)
+        let silent = now.saturating_sub(self.beat_ns.load(Ordering::SeqCst));
+        if silent > PAUSE_MIN.as_nanos() as u64 {
+            return Duration::from_nanos(silent);
+        }
+        let resumed = self.stall_ns.load(Ordering::SeqCst);
+        let length = self.stall_len_ns.load(Ordering::SeqCst);
+        let aftermath = length.saturating_add(PAUSE_AFTERMATH.as_nanos() as u64);
+        if resumed > 0 && now.saturating_sub(resumed) < aftermath {
+            Duration::from_nanos(length)
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// Notes that a message from the current leader arrived now.
@@ -114,24 +129,26 @@ impl Lease {
 
 /// Starts the stall detector: a plain thread that beats every [`LINK_INTERVAL`] and
 /// records when it finds that it (and so the whole process) was not scheduled for more
-/// than `threshold()` — SIGSTOP/SIGCONT, or starvation. Being a thread of its own, slow
-/// work in the driver (an fsync) is not taken for a pause.
-pub fn spawn_stall_detector(
-    lease: Arc<Lease>,
-    threshold: impl Fn() -> Duration + Send + 'static,
-) -> std::io::Result<()> {
+/// than [`PAUSE_MIN`] — SIGSTOP/SIGCONT, or starvation — and for how long (see
+/// [`Lease::pause_discount`]). Being a thread of its own, slow work in the driver (an
+/// fsync) is not taken for a pause: messages carry their arrival time.
+pub fn spawn_stall_detector(lease: Arc<Lease>) -> std::io::Result<()> {
     lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
     std::thread::Builder::new()
         .name("stall-detector".into())
         .spawn(move || loop {
             std::thread::sleep(LINK_INTERVAL);
             let now = mono_now_ns();
-            let last = lease.beat_ns.swap(now, Ordering::SeqCst);
-            let paused = Duration::from_nanos(now.saturating_sub(last));
-            if paused > threshold() {
+            let last = lease.beat_ns.load(Ordering::SeqCst);
+            let paused = now.saturating_sub(last);
+            if paused > PAUSE_MIN.as_nanos() as u64 {
+                lease.stall_len_ns.store(paused, Ordering::SeqCst);
                 lease.stall_ns.store(now, Ordering::SeqCst);
-                tracing::warn!("process paused for {paused:?}: no write lease for a while");
+                if paused > 4 * PAUSE_MIN.as_nanos() as u64 {
+                    tracing::warn!("process paused for {:?}", Duration::from_nanos(paused));
+                }
             }
+            lease.beat_ns.store(now, Ordering::SeqCst);
         })?;
     Ok(())
 }
@@ -264,19 +281,22 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_blocks_the_lease_for_a_node_timeout() {
+    fn a_pause_moves_heard_times_back_by_its_length() {
         let lease = Lease::default();
-        let nt = Duration::from_millis(400);
-        assert!(lease.stalled_within(nt), "no beat yet: maybe paused");
         lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
-        assert!(!lease.stalled_within(nt));
-        lease.stall_ns.store(mono_now_ns(), Ordering::SeqCst);
-        assert!(lease.stalled_within(nt), "just after a pause");
-        std::thread::sleep(Duration::from_millis(50));
-        lease.beat_ns.store(mono_now_ns(), Ordering::SeqCst);
+        assert_eq!(lease.pause_discount(), Duration::ZERO);
+        // A pause of 300 ms that just ended: messages now may be that old.
+        let now = mono_now_ns();
+        lease.stall_len_ns.store(300_000_000, Ordering::SeqCst);
+        lease.stall_ns.store(now, Ordering::SeqCst);
+        assert_eq!(lease.pause_discount(), Duration::from_millis(300));
+        // Long after it, nothing.
+        lease.stall_ns.store(now - 500_000_000, Ordering::SeqCst);
+        assert_eq!(lease.pause_discount(), Duration::ZERO);
+        // No beat for 200 ms: maybe resuming right now.
         lease
-            .stall_ns
-            .store(mono_now_ns() - nt.as_nanos() as u64, Ordering::SeqCst);
-        assert!(!lease.stalled_within(nt), "a node-timeout after the pause");
+            .beat_ns
+            .store(mono_now_ns() - 200_000_000, Ordering::SeqCst);
+        assert!(lease.pause_discount() >= Duration::from_millis(200));
     }
 }
