@@ -171,7 +171,12 @@ impl Timeline {
         result: &mut CompactionResult,
     ) -> Result<(), WriteError> {
         let lsn = self.disk_consistent_lsn();
-        if policy.image_creation_threshold == 0 || lsn < self.gc_cutoff() || lsn == Lsn(0) {
+        if policy.image_creation_threshold == 0 || lsn == Lsn(0) {
+            return Ok(());
+        }
+        // Below the cutoff, or an ancestor not yet re-fed up to the branch
+        // point after a restart: an image built now could miss data.
+        if self.check_readable(lsn).is_err() {
             return Ok(());
         }
         let keys = self.list_keys_unchecked(&(Key::MIN..Key::MAX), lsn)?;
