@@ -18,11 +18,11 @@ async fn status_spec_and_metrics() {
     assert_eq!(body["id"], 1);
     // Endpoints run with consistency checking for exactly the managers the
     // pageserver does not redo natively.
-    assert_eq!(body["wal_consistency_checking"], "gist");
+    assert_eq!(body["wal_consistency_checking"], "");
     assert_eq!(
         body["native_redo_rmgrs"],
         json!([
-            "XLOG", "Heap", "Heap2", "Btree", "Sequence", "BRIN", "Generic", "Hash", "Gin",
+            "XLOG", "Heap", "Heap2", "Btree", "Sequence", "BRIN", "Generic", "Hash", "Gin", "Gist",
             "SPGist"
         ])
     );

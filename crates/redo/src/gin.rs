@@ -182,9 +182,9 @@ pub fn redo(page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), RedoEr
 
 /// Adds `ntuples` packed index tuples after the page's last item.
 fn add_tuples(page: &mut Page<'_>, data: &[u8], ntuples: i32) -> Result<(), RedoError> {
-    let mut off = page.max_offset() + 1;
+    let first = page.max_offset() + 1;
     let mut at = 0;
-    for _ in 0..ntuples.max(0) {
+    for off in (first..).take(usize::try_from(ntuples).unwrap_or(0)) {
         let rest = data
             .get(at..)
             .ok_or(RedoError::Inconsistent("GIN tuples truncated"))?;
@@ -194,7 +194,6 @@ fn add_tuples(page: &mut Page<'_>, data: &[u8], ntuples: i32) -> Result<(), Redo
             .ok_or(RedoError::Inconsistent("GIN tuple truncated"))?;
         page.add_item(tuple, off, false, false)?;
         at += size;
-        off += 1;
     }
     Ok(())
 }

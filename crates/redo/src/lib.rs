@@ -42,10 +42,9 @@ pub use page::{Page, PageError};
 
 /// Resource managers whose native redo passes the after-image oracle with
 /// zero mismatches (see `crates/redo/tests/oracle.rs` and
-/// `oracle_index_ams.rs`). GiST has native redo ([`gist`]) but is not listed
-/// yet: after a plain (non-parallel) VACUUM the after-image lacks the
-/// `F_TUPLES_DELETED` flag that PostgreSQL's own redo routine sets, and until
-/// that is explained its records keep their images (docs/redo.md).
+/// `oracle_index_ams.rs`) on PostgreSQL 15.18. (Servers from 15.19 on no
+/// longer set GiST's unused `F_TUPLES_DELETED` flag in VACUUM; see
+/// docs/redo.md.)
 pub const NATIVE_RMGRS: &[RmgrId] = &[
     RmgrId::Xlog,
     RmgrId::Heap,
@@ -56,6 +55,7 @@ pub const NATIVE_RMGRS: &[RmgrId] = &[
     RmgrId::Generic,
     RmgrId::Hash,
     RmgrId::Gin,
+    RmgrId::Gist,
     RmgrId::SpGist,
 ];
 
@@ -176,8 +176,9 @@ mod tests {
 
     #[test]
     fn consistency_value_lists_the_non_native_managers() {
-        // Only GiST still needs after-images (see NATIVE_RMGRS).
-        assert_eq!(wal_consistency_checking_value(), "gist");
+        // Every manager with a mask function is native: endpoints need no
+        // consistency checking at all.
+        assert_eq!(wal_consistency_checking_value(), "");
         assert_eq!(
             wal_consistency_checking_for(&[RmgrId::Heap, RmgrId::Heap2, RmgrId::Btree]),
             "hash,gin,gist,sequence,spgist,brin,generic"
