@@ -57,7 +57,11 @@ async fn status_spec_and_metrics() {
         text.contains("pageserver_native_redo_rmgr{rmgr=\"Heap\"} 1"),
         "{text}"
     );
-    assert!(!text.contains("rmgr=\"Hash\""), "{text}");
+    assert!(
+        text.contains("pageserver_native_redo_rmgr{rmgr=\"Hash\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("rmgr=\"Transaction\""), "{text}");
     server.stop().await;
 }
 
