@@ -182,9 +182,9 @@ pub fn redo(page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), RedoEr
 
 /// Adds `ntuples` packed index tuples after the page's last item.
 fn add_tuples(page: &mut Page<'_>, data: &[u8], ntuples: i32) -> Result<(), RedoError> {
-    let mut off = page.max_offset() + 1;
+    let first = page.max_offset() + 1;
     let mut at = 0;
-    for _ in 0..ntuples.max(0) {
+    for off in (first..).take(usize::try_from(ntuples).unwrap_or(0)) {
         let rest = data
             .get(at..)
             .ok_or(RedoError::Inconsistent("GIN tuples truncated"))?;
@@ -194,7 +194,6 @@ fn add_tuples(page: &mut Page<'_>, data: &[u8], ntuples: i32) -> Result<(), Redo
             .ok_or(RedoError::Inconsistent("GIN tuple truncated"))?;
         page.add_item(tuple, off, false, false)?;
         at += size;
-        off += 1;
     }
     Ok(())
 }
@@ -241,8 +240,9 @@ fn insert(page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), RedoErro
 }
 
 /// Byte offset of posting item `offset` (1-based) on a data page.
-fn posting_item_at(offset: u16) -> Result<usize, RedoError> {
-    let index = usize::from(offset)
+fn posting_item_at(offset: u32) -> Result<usize, RedoError> {
+    let index = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
         .checked_sub(1)
         .ok_or(RedoError::Inconsistent("GIN posting item offset 0"))?;
     Ok(DATA_START + index * SIZE_OF_POSTING_ITEM)
@@ -263,8 +263,8 @@ fn insert_posting_item(
             "GIN posting item offset out of range",
         ));
     }
-    let end = posting_item_at(maxoff + 1)?;
-    let at = posting_item_at(offset)?;
+    let end = posting_item_at(u32::from(maxoff) + 1)?;
+    let at = posting_item_at(u32::from(offset))?;
     if end + SIZE_OF_POSTING_ITEM > opaque.0 {
         return Err(RedoError::Inconsistent("GIN internal data page full"));
     }
@@ -275,7 +275,7 @@ fn insert_posting_item(
         .copy_within(at..end, at + SIZE_OF_POSTING_ITEM);
     page.bytes_mut()[at..at + SIZE_OF_POSTING_ITEM].copy_from_slice(item);
     opaque.set_maxoff(page, maxoff + 1);
-    set_data_size(page, usize::from(maxoff + 1) * SIZE_OF_POSTING_ITEM)
+    set_data_size(page, (usize::from(maxoff) + 1) * SIZE_OF_POSTING_ITEM)
 }
 
 /// `ginRedoRecompress`: apply segment actions to a compressed data leaf.
@@ -373,8 +373,13 @@ fn delete_page(page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), Red
             if parent_offset == 0 || parent_offset > maxoff {
                 return Err(RedoError::Inconsistent("GIN parent offset out of range"));
             }
-            let at = posting_item_at(parent_offset)?;
-            let end = posting_item_at(maxoff + 1)?;
+            let at = posting_item_at(u32::from(parent_offset))?;
+            let end = posting_item_at(u32::from(maxoff) + 1)?;
+            if end > opaque.0 {
+                return Err(RedoError::Inconsistent(
+                    "GIN posting items overrun the page",
+                ));
+            }
             page.bytes_mut()
                 .copy_within(at + SIZE_OF_POSTING_ITEM..end, at);
             opaque.set_maxoff(page, maxoff - 1);

@@ -154,10 +154,9 @@ fn tuples(data: &[u8]) -> Result<Vec<&[u8]>, RedoError> {
 
 /// `gistfillbuffer` from `off`, or after the last item when `None`.
 fn fill(page: &mut Page<'_>, items: &[&[u8]], off: Option<u16>) -> Result<(), RedoError> {
-    let mut off = off.unwrap_or_else(|| page.max_offset() + 1);
-    for item in items {
+    let first = off.unwrap_or_else(|| page.max_offset() + 1);
+    for (off, item) in (first..).zip(items) {
         page.add_item(item, off, false, false)?;
-        off += 1;
     }
     Ok(())
 }

@@ -212,7 +212,7 @@ pub fn redo(page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), RedoEr
 
 /// An array of `OffsetNumber`s (block data of deletes and moves).
 fn offsets(data: &[u8]) -> Result<Vec<u16>, RedoError> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(RedoError::Inconsistent("odd-sized offset array"));
     }
     Ok(data

@@ -10,13 +10,18 @@ use postgres_wal::rmgr::RmgrId;
 use postgres_wal::Lsn;
 use proptest::prelude::*;
 
-const RMGRS: [RmgrId; 6] = [
+const RMGRS: [RmgrId; 11] = [
     RmgrId::Xlog,
     RmgrId::Heap,
     RmgrId::Heap2,
     RmgrId::Btree,
     RmgrId::Sequence,
     RmgrId::Hash,
+    RmgrId::Gin,
+    RmgrId::Gist,
+    RmgrId::SpGist,
+    RmgrId::Brin,
+    RmgrId::Generic,
 ];
 
 fn block(block_id: u8, data: Vec<u8>, will_init: bool, image: Option<Vec<u8>>) -> DecodedBlock {

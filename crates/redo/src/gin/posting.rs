@@ -57,11 +57,10 @@ pub fn segment_size(bytes: &[u8]) -> Result<usize, RedoError> {
 
 /// `ginPostingListDecode` of one segment.
 pub fn decode_segment(segment: &[u8]) -> Result<Vec<Tid>, RedoError> {
-    let size = segment_size(segment)?;
+    segment_size(segment)?;
     let first = read_tid(segment)?;
     let n = u16::from_le_bytes([segment[6], segment[7]]);
     let bytes = &segment[SEGMENT_HEADER..SEGMENT_HEADER + usize::from(n)];
-    let _ = size;
     let mut out = vec![first];
     let mut value = to_u64(first);
     let mut at = 0;

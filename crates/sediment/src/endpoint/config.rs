@@ -68,14 +68,14 @@ fn quote(value: &str) -> String {
 
 /// The `wal_consistency_checking` value to use from the pageserver's
 /// `/v1/status` answer: its `wal_consistency_checking` field when it is a
-/// plausible list of resource manager names, else [`WCC_FALLBACK`].
+/// plausible list of resource manager names — empty when the pageserver
+/// redoes every checkable manager natively — else [`WCC_FALLBACK`].
 pub fn wal_consistency_checking(status: &serde_json::Value) -> String {
     match status["wal_consistency_checking"].as_str() {
         Some(value)
-            if !value.trim().is_empty()
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b',' || b == b'_' || b == b' ') =>
+            if value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b',' || b == b'_' || b == b' ') =>
         {
             value.trim().to_owned()
         }
@@ -156,7 +156,9 @@ mod tests {
             "hash,gin,gist,spgist"
         );
         assert_eq!(wcc(json!({"id": 1})), "all");
-        assert_eq!(wcc(json!({"wal_consistency_checking": ""})), "all");
+        // All managers native: no consistency checking at all.
+        assert_eq!(wcc(json!({"wal_consistency_checking": ""})), "");
+        assert_eq!(wcc(json!({"wal_consistency_checking": null})), "all");
         assert_eq!(wcc(json!({"wal_consistency_checking": "x'\n"})), "all");
     }
 
