@@ -53,9 +53,8 @@ impl Group {
             return Err(last_error("fanotify_init(FAN_CLASS_PRE_CONTENT)"));
         }
         // SAFETY: fanotify_init returned a fresh fd that nothing else owns.
-        Ok(Group {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Group { fd })
     }
 
     /// Wraps an inherited group fd (the guard process).

@@ -287,12 +287,12 @@ pub fn first_hole(fd: BorrowedFd<'_>, from: u64, size: u64) -> std::io::Result<O
     let Some(hole) = seek(fd, from, nix::unistd::Whence::SeekHole)? else {
         return Ok(None);
     };
-    let hole = hole.div_ceil(PAGE) * PAGE;
+    let hole = hole / PAGE * PAGE;
     Ok((hole < size).then_some(hole))
 }
 
-/// Page runs `[start, end)` within `[from, to)` that are holes. A page
-/// counts as a hole only if it is one entirely (pages are written whole).
+/// Page runs `[start, end)` within `[from, to)` that hold a hole (even a
+/// partial one).
 pub fn holes_in(fd: BorrowedFd<'_>, from: u32, to: u32) -> std::io::Result<Vec<(u32, u32)>> {
     let (start, end) = (u64::from(from) * PAGE, u64::from(to) * PAGE);
     let mut holes = Vec::new();
@@ -305,7 +305,11 @@ pub fn holes_in(fd: BorrowedFd<'_>, from: u32, to: u32) -> std::io::Result<Vec<(
             break;
         }
         let data = seek(fd, hole, nix::unistd::Whence::SeekData)?.unwrap_or(u64::MAX);
-        let (first, last) = (hole.div_ceil(PAGE), data.min(end) / PAGE);
+        // A page with any hole in it is refilled whole: a write cut short
+        // at a 4 KiB block (the filler killed mid-pwrite) leaves half a
+        // page, whose hole must never be read as zeros. (A torn page of
+        // Postgres's own is restored from its full-page image on redo.)
+        let (first, last) = (hole / PAGE, data.min(end).div_ceil(PAGE).min(u64::from(to)));
         if first < last {
             holes.push((first as u32, last as u32));
         }

@@ -60,8 +60,15 @@ fn lazy_endpoints_match_full_ones() {
     let port = sediment.endpoint("main", &[]);
     assert_eq!(checksums(port), now);
     // A past LSN, read-only: lazy and full agree with what was seen then.
+    let started = std::time::Instant::now();
     let lazy_ro = sediment.endpoint("past-lazy", &["--lsn", &lsn]);
+    let lazy_took = started.elapsed();
+    let started = std::time::Instant::now();
     let full_ro = sediment.endpoint("past-full", &["--lsn", &lsn, "--full"]);
+    eprintln!(
+        "endpoint start at a past LSN: lazy {lazy_took:?}, full {:?}",
+        started.elapsed()
+    );
     assert_eq!(checksums(lazy_ro), past);
     assert_eq!(checksums(full_ro), past);
 

@@ -143,7 +143,9 @@ pub fn start(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Re
         .context("cannot start the fill process")?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if pg::query(workdir, state.port, "SELECT 1").is_ok() {
+        // Our postmaster must say it is ready before the port counts: some
+        // other server may answer on it.
+        if postmaster_ready(&state.pgdata) && pg::query(workdir, state.port, "SELECT 1").is_ok() {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -159,6 +161,29 @@ pub fn start(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Re
                 dir.join("postgres.log").display()
             );
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `postmaster.pid` names a live process whose status line says `ready`.
+fn postmaster_ready(pgdata: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
+        return false;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    lines.get(7).is_some_and(|l| l.trim() == "ready") && pg::is_running(pgdata)
+}
+
+/// Waits (bounded) until the fill process of the endpoint in `dir` has
+/// exited, after its Postgres stopped, so its directory can be reused.
+pub fn wait_fill_process_exit(dir: &Path) {
+    let Some(pid) = progress(dir).map(|p| p.filler_pid) else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pid.as_raw() > 1 && nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -468,6 +468,9 @@ fn cleanup_failed_start(
     if pg::is_running(&state.pgdata) {
         pg::stop_fast(workdir, &pg::PgUser::new(workdir)?, &state.pgdata)?;
     }
+    if state.lazy {
+        lazy::wait_fill_process_exit(dir);
+    }
     std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
@@ -480,6 +483,9 @@ fn stop(workdir: &Workdir, name: &str, destroy: bool) -> anyhow::Result<Option<L
     let pg = pg::PgUser::new(workdir)?;
     if state.running {
         pg::stop_fast(workdir, &pg, &state.pgdata)?;
+    }
+    if state.lazy {
+        lazy::wait_fill_process_exit(&dir);
     }
     let mut ingested = None;
     if state.wal_source_attached {
