@@ -481,10 +481,13 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
     let last = sample(main);
     let late = basebackup_secs(&sediment, &tenant, &timeline, &last.lsn);
     eprintln!("base backup at the head: {early:.2} s after 1 min, {late:.2} s after {secs} s");
-    assert!(
-        late <= early * 1.2,
-        "base backup {late:.2} s vs {early:.2} s"
-    );
+    // Every bound is checked at the end, so one miss still reports the rest.
+    let mut misses = Vec::new();
+    if late > early * 1.2 {
+        misses.push(format!(
+            "base backup {late:.2} s vs {early:.2} s after 1 min"
+        ));
+    }
     api.wait_ingested(&tenant, &timeline, &last.lsn);
     let databases = database_bytes(main);
 
@@ -517,13 +520,12 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
         physical as f64 / databases as f64,
         100.0 * branch as f64 / databases as f64
     );
-    assert!(
-        physical <= databases,
-        "main {physical} B > databases {databases} B"
-    );
-    assert!(
-        branch * 10 <= databases,
-        "scan branch {branch} B > 10% of {databases} B"
-    );
+    if physical > databases {
+        misses.push(format!("main {physical} B > databases {databases} B"));
+    }
+    if branch * 10 > databases {
+        misses.push(format!("scan branch {branch} B > 10% of {databases} B"));
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
     sediment.shutdown();
 }
