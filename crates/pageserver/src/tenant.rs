@@ -354,7 +354,10 @@ impl Tenant {
     /// The storage counters of the tenant's repository (none while it is
     /// not loaded).
     pub fn storage_stats(&self) -> Option<storage::StatsSnapshot> {
-        self.repo.lock().as_ref().map(|repo| repo.stats().snapshot())
+        self.repo
+            .lock()
+            .as_ref()
+            .map(|repo| repo.stats().snapshot())
     }
 
     fn repo(&self) -> Result<Arc<storage::Repository>, CreateTimelineError> {

@@ -11,8 +11,8 @@
 mod auth;
 pub mod error;
 pub mod extract;
-mod size;
 mod mobility;
+mod size;
 mod status;
 mod tenant;
 mod time;

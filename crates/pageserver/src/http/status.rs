@@ -59,8 +59,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.native_redo_checks.set(gauge(checks));
     metrics.native_redo_mismatches.set(gauge(mismatches));
     // Layer statistics stat every layer file: off the async workers.
-    let storage_stats: Vec<storage::StatsSnapshot> =
-        tenants.iter().filter_map(|tenant| tenant.storage_stats()).collect();
+    let storage_stats: Vec<storage::StatsSnapshot> = tenants
+        .iter()
+        .filter_map(|tenant| tenant.storage_stats())
+        .collect();
     let all: Vec<_> = tenants
         .iter()
         .flat_map(|tenant| tenant.timelines())
