@@ -8,6 +8,9 @@
 //! - [`tenant_manager`]: the set of tenants, persisted under `<workdir>/tenants/`;
 //! - [`tenant`] / [`timeline`]: one tenant (a `storage::Repository` plus
 //!   settings), one timeline (bootstrapped by `datadir::bootstrap`);
+//!   `tenant::upload` / `tenant::attach`: the tenant in remote storage
+//!   (uploads by generation, attach downloads; `docs/remote-storage.md`);
+//! - `tenant_manager::mobility`: attach, detach, ignore, load, location_config;
 //! - [`http`]: the management API (axum), one file per resource;
 //! - [`wal_source`]: the endpoint a timeline streams WAL from (walreceiver
 //!   crate) and the sink that feeds it to ingest (walingest crate);

@@ -137,7 +137,7 @@ async fn detach_attach_round_trip_and_generations() {
     assert!(
         names
             .iter()
-            .any(|n| n.ends_with(&format!("index_part.json-00000001"))),
+            .any(|n| n.ends_with("index_part.json-00000001")),
         "{names:?}"
     );
     assert!(
