@@ -298,7 +298,10 @@ async fn tenants_and_timelines_survive_restart() {
         }
         timelines
     };
-    assert_eq!(without_remote(&timelines_after), without_remote(&timelines_before));
+    assert_eq!(
+        without_remote(&timelines_after),
+        without_remote(&timelines_before)
+    );
     server.stop().await;
 }
 
