@@ -273,7 +273,12 @@ fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
 
 /// `endpoint start NAME` (read-write at the head) must fail; its stderr.
 fn run_fail_stderr(sediment: &Sediment, name: &str) -> String {
-    let output = sediment.cmd(&["endpoint", "start", name]).output().unwrap();
+    // `--full` reads every page at start; a lazy endpoint would only meet
+    // the corrupt page when a query first touches it.
+    let output = sediment
+        .cmd(&["endpoint", "start", name, "--full"])
+        .output()
+        .unwrap();
     assert!(
         !output.status.success(),
         "endpoint start succeeded on a corrupt layer"

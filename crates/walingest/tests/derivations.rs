@@ -462,7 +462,13 @@ fn non_native_blocks_without_images_are_refused_and_nothing_is_stored() {
         image: None,
     };
     let err = f
-        .feed(RmgrId::Gin, 0x10, 0, std::slice::from_ref(&block), &[0; 16])
+        .feed(
+            RmgrId::ReplicationOrigin,
+            0x00,
+            0,
+            std::slice::from_ref(&block),
+            &[0; 16],
+        )
         .unwrap_err();
     assert!(matches!(err, IngestError::Unsupported { .. }), "{err}");
     assert!(err.is_wal_problem());
