@@ -117,8 +117,19 @@ async fn survive_faults(backend: Arc<dyn ObjectStorage>) {
             >= 8
     );
 
-    // Random faults at a high rate: everything still round-trips.
+    // Random faults at a high rate: everything still round-trips. A put is
+    // two operations (write, then a size check), so an attempt succeeds with
+    // probability 0.49 here; 40 attempts make a spurious failure of this
+    // test about 2e-12 likely, where 8 made it about 9%.
     faulty.set_failure_rate(0.3);
+    let remote = Remote::with_policy(
+        faulty.clone(),
+        RetryPolicy {
+            max_attempts: 40,
+            ..fast_policy()
+        },
+        CancellationToken::new(),
+    );
     for i in 0..20 {
         let name = path(&format!("r/{i}"));
         let body = Bytes::from(vec![i as u8; 1000 + i]);
