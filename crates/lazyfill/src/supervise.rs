@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use page_service::client::PageClient;
+use page_service::client::{PageClient, Security};
 use page_service::pagestream::RelTag;
 use postgres_wal::record::{ForkNumber, RelFileNode};
 use postgres_wal::Lsn;
@@ -43,6 +43,14 @@ pub struct SegmentConfig {
 pub struct FillConfig {
     /// Page service `host:port`.
     pub pageserver: String,
+    /// CA certificate (PEM) to verify the page service's TLS certificate
+    /// against; absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// JWT (scope tenant) sent as the page service password; absent: none.
+    /// The file holding it is written mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub tenant: String,
     pub timeline: String,
     /// The LSN pages are read at (the lazy base backup's).
@@ -120,11 +128,15 @@ pub fn run_filler(config: &FillConfig, guard_command: &[String]) -> anyhow::Resu
         .enable_all()
         .build()?;
     let lsn: Lsn = config.lsn.parse().context("lsn")?;
-    let client = runtime.block_on(PageClient::connect(
-        &config.pageserver,
-        config.tenant.parse().context("tenant")?,
-        config.timeline.parse().context("timeline")?,
-    ))?;
+    let security = Security::new(config.ca_file.as_deref(), config.token.clone())?;
+    let client = runtime
+        .block_on(PageClient::connect_secured(
+            &config.pageserver,
+            config.tenant.parse().context("tenant")?,
+            config.timeline.parse().context("timeline")?,
+            &security,
+        ))
+        .with_context(|| format!("connecting to the page service at {}", config.pageserver))?;
     let group = Arc::new(Group::new().context("fanotify pre-content events unavailable")?);
     // If the guard dies, its Postgres processes become ours to kill.
     nix::sys::prctl::set_child_subreaper(true)?;

@@ -139,6 +139,8 @@ fn lazy_dir(src: &Source, name: &str, background_fill: bool) -> Lazy {
     let port = free_port();
     let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
     let config = FillConfig {
+        ca_file: None,
+        token: None,
         pageserver: src.addr.clone(),
         tenant: src.tenant.to_string(),
         timeline: src.timeline.id().to_string(),

@@ -7,6 +7,10 @@
 //! connection fails, every pending and later call fails with
 //! [`ClientError::Closed`] or the server's error — a call never returns a
 //! page it did not receive.
+//!
+//! [`Security`] adds what a secured pageserver asks for: TLS (an
+//! `SSLRequest`, then a handshake verified against the work directory's CA)
+//! and a JWT sent as the cleartext password (see [`crate::security`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,14 +19,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use postgres_wal::Lsn;
 use storage::{TenantId, TimelineId};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::pagestream::{
     LazyBackup, RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind,
 };
 use crate::proto::{self, ProtocolError};
+use crate::security::BoxStream;
 
 /// Largest answer the client accepts (a relation listing can be large).
 const MAX_ANSWER_BYTES: u32 = 256 << 20;
@@ -45,6 +51,9 @@ pub enum ClientError {
     Closed(String),
     #[error("unexpected answer to {0}")]
     Unexpected(&'static str),
+    /// TLS could not be set up or the handshake failed.
+    #[error("page service TLS: {0}")]
+    Tls(String),
 }
 
 impl From<ProtocolError> for ClientError {
@@ -53,6 +62,44 @@ impl From<ProtocolError> for ClientError {
             ProtocolError::Io(e) => ClientError::Io(e.to_string()),
             other => ClientError::Protocol(other.to_string()),
         }
+    }
+}
+
+/// How to reach a secured page service; the default is plaintext and no
+/// password.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Speak TLS, verifying the server against these roots.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// The JWT sent when the server asks for a password.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+impl Security {
+    /// TLS trusting the CA certificates in `ca_file` (PEM), if given, and
+    /// `token` as the password, if given.
+    pub fn new(
+        ca_file: Option<&std::path::Path>,
+        token: Option<String>,
+    ) -> Result<Security, ClientError> {
+        let tls =
+            match ca_file {
+                Some(ca) => Some(auth::tls::client_config(ca).map_err(|e| {
+                    ClientError::Tls(format!("CA certificate {}: {e}", ca.display()))
+                })?),
+                None => None,
+            };
+        Ok(Security { tls, token })
     }
 }
 
@@ -83,18 +130,34 @@ pub struct PageClient {
 }
 
 impl PageClient {
-    /// Connects to `addr` (`host:port`) and enters the stream of a timeline.
+    /// Connects to `addr` (`host:port`) in plaintext without a password and
+    /// enters the stream of a timeline.
     pub async fn connect(
         addr: &str,
         tenant: TenantId,
         timeline: TimelineId,
     ) -> Result<PageClient, ClientError> {
+        Self::connect_secured(addr, tenant, timeline, &Security::default()).await
+    }
+
+    /// Connects to `addr` (`host:port`) with TLS and a token as `security`
+    /// says, and enters the stream of a timeline.
+    pub async fn connect_secured(
+        addr: &str,
+        tenant: TenantId,
+        timeline: TimelineId,
+        security: &Security,
+    ) -> Result<PageClient, ClientError> {
         let socket = TcpStream::connect(addr)
             .await
             .map_err(|e| ClientError::Io(format!("connecting to {addr}: {e}")))?;
         let _ = socket.set_nodelay(true);
+        let socket = match &security.tls {
+            Some(config) => start_tls(socket, addr, config.clone()).await?,
+            None => Box::new(socket) as BoxStream,
+        };
         let mut stream = BufReader::new(socket);
-        startup(&mut stream).await?;
+        startup(&mut stream, security.token.as_deref()).await?;
         let query = format!("pagestream_v2 {tenant} {timeline}");
         let mut msg = BytesMut::new();
         msg.put_u8(b'Q');
@@ -208,7 +271,44 @@ impl PageClient {
     }
 }
 
-async fn write(stream: &mut BufReader<TcpStream>, bytes: &[u8]) -> Result<(), ClientError> {
+/// `SSLRequest`, then the TLS handshake, verifying the certificate names
+/// the host of `addr`.
+async fn start_tls(
+    mut socket: TcpStream,
+    addr: &str,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+) -> Result<BoxStream, ClientError> {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Tls(format!("server name {host:?}: {e}")))?;
+    socket.write_all(&SSL_REQUEST).await.map_err(io)?;
+    match socket.read_u8().await.map_err(io)? {
+        b'S' => {}
+        b'N' => {
+            return Err(ClientError::Tls(format!(
+                "the page service at {addr} does not speak TLS"
+            )))
+        }
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "answer '{}' to SSLRequest",
+                other.escape_ascii()
+            )))
+        }
+    }
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, socket)
+        .await
+        .map_err(|e| ClientError::Tls(format!("handshake with {addr}: {e}")))?;
+    Ok(Box::new(stream))
+}
+
+async fn write(stream: &mut BufReader<BoxStream>, bytes: &[u8]) -> Result<(), ClientError> {
     let socket = stream.get_mut();
     socket.write_all(bytes).await.map_err(io)?;
     socket.flush().await.map_err(io)
@@ -227,8 +327,12 @@ async fn next_message<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// Startup packet, then everything up to the first ReadyForQuery.
-async fn startup(stream: &mut BufReader<TcpStream>) -> Result<(), ClientError> {
+/// Startup packet, the password if asked, then everything up to the first
+/// ReadyForQuery.
+async fn startup(
+    stream: &mut BufReader<BoxStream>,
+    token: Option<&str>,
+) -> Result<(), ClientError> {
     let mut body = BytesMut::new();
     body.put_u32(196_608);
     for (k, v) in [
@@ -250,6 +354,19 @@ async fn startup(stream: &mut BufReader<TcpStream>) -> Result<(), ClientError> {
         match next_message(stream).await? {
             (b'Z', _) => return Ok(()),
             (b'E', body) => return Err(server_error(&body)),
+            (b'R', body) if body.get(..4) == Some(&[0, 0, 0, 3]) => {
+                let Some(token) = token else {
+                    return Err(ClientError::Protocol(
+                        "the page service asks for a password (JWT) and none was given".into(),
+                    ));
+                };
+                let mut msg = BytesMut::new();
+                msg.put_u8(b'p');
+                msg.put_u32((4 + token.len() + 1) as u32);
+                msg.put_slice(token.as_bytes());
+                msg.put_u8(0);
+                write(stream, &msg).await?;
+            }
             (b'R', body) if body.get(..4) != Some(&[0, 0, 0, 0]) => {
                 return Err(ClientError::Protocol(
                     "the server asks for authentication this client does not do".into(),
@@ -274,7 +391,7 @@ fn server_error(body: &[u8]) -> ClientError {
 }
 
 async fn write_loop(
-    mut wr: tokio::io::WriteHalf<BufReader<TcpStream>>,
+    mut wr: tokio::io::WriteHalf<BufReader<BoxStream>>,
     mut rx: mpsc::Receiver<(Lsn, RequestKind, Reply)>,
     pending: Pending,
 ) {
@@ -320,7 +437,7 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(mut rd: tokio::io::ReadHalf<BufReader<TcpStream>>, pending: Pending) {
+async fn read_loop(mut rd: tokio::io::ReadHalf<BufReader<BoxStream>>, pending: Pending) {
     let error = loop {
         let (tag, body) = match next_message(&mut rd).await {
             Ok(m) => m,

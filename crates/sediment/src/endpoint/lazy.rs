@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use lazyfill::supervise::{FillConfig, FillStatus, SegmentConfig};
-use page_service::client::PageClient;
+use page_service::client::{PageClient, Security};
 use postgres_wal::Lsn;
 
 use super::pg;
@@ -65,13 +65,18 @@ pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow
         "" => None,
         text => Some(text.parse::<Lsn>().context("endpoint LSN")?),
     };
+    let ca_file = crate::security::ca_file(workdir);
+    let token = crate::security::own_token(workdir, auth::Claims::tenant(state.tenant_id.clone()))?;
+    let security = Security::new(ca_file.as_deref(), token.clone())?;
     let backup = runtime.block_on(async {
-        let client = PageClient::connect(
+        let client = PageClient::connect_secured(
             &addr,
             state.tenant_id.parse().context("tenant id")?,
             state.timeline_id.parse().context("timeline id")?,
+            &security,
         )
-        .await?;
+        .await
+        .with_context(|| format!("connecting to the page service at {addr}"))?;
         anyhow::Ok(client.lazy_basebackup(lsn).await?)
     })?;
     std::fs::create_dir_all(&state.pgdata)?;
@@ -86,6 +91,8 @@ pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow
     let (uid, gid) = pg::PgUser::new(workdir)?.ids();
     let config = FillConfig {
         pageserver: addr,
+        ca_file,
+        token,
         tenant: state.tenant_id.clone(),
         timeline: state.timeline_id.clone(),
         lsn: backup.lsn.to_string(),
@@ -119,13 +126,31 @@ pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow
         postgres_log: dir.join("postgres.log"),
         background_fill: true,
     };
-    crate::workdir::write_atomic(&dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
+    write_private_config(&dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
     Ok(backup.lsn)
+}
+
+/// Writes the fill config, which may hold a token, readable by its owner
+/// only (created 0600, then renamed into place).
+fn write_private_config(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Starts the fill process (which starts Postgres) detached from this CLI,
 /// and waits until Postgres accepts connections.
-pub fn start(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Result<()> {
+pub fn start(state: &EndpointState, dir: &Path) -> anyhow::Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -143,9 +168,10 @@ pub fn start(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow::Re
         .context("cannot start the fill process")?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        // Our postmaster must say it is ready before the port counts: some
-        // other server may answer on it.
-        if postmaster_ready(&state.pgdata) && pg::query(workdir, state.port, "SELECT 1").is_ok() {
+        // What `pg_ctl -w` waits for: our postmaster's status line says
+        // `ready` (it then accepts connections). No trial query: with auth
+        // on no password is set yet, and each psql costs ~20 ms of start.
+        if postmaster_ready(&state.pgdata) {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {

@@ -323,7 +323,7 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         pgdata: dir.join("pgdata"),
         writable,
         wal_source_attached: false,
-        lazy: !request.full && lazy_available(workdir),
+        lazy: !request.full && lazy_available(),
         password: None,
         replication_password: None,
         running: false,
@@ -343,20 +343,8 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
 
 /// Lazy endpoints need fanotify pre-content events; without them the data
 /// directory is materialised as with `--full`, and we say so.
-fn lazy_available(workdir: &Workdir) -> bool {
-    // The fill process's page-service client speaks neither TLS nor JWT
-    // auth yet, so a secured work directory materialises every page.
-    let secured = workdir
-        .config
-        .security
-        .as_ref()
-        .is_some_and(|s| s.private_key.is_some() || s.ca_file.is_some());
-    let reason = if secured {
-        Some("the fill process cannot use the page service's TLS or JWT auth yet".to_owned())
-    } else {
-        lazy::unavailable_reason()
-    };
-    match reason {
+fn lazy_available() -> bool {
+    match lazy::unavailable_reason() {
         None => true,
         Some(reason) => {
             eprintln!(
@@ -466,7 +454,7 @@ fn start_postgres(
     dir: &Path,
 ) -> anyhow::Result<()> {
     if state.lazy {
-        lazy::start(workdir, state, dir)
+        lazy::start(state, dir)
     } else {
         pg::start(workdir, pg, &state.pgdata, &dir.join("postgres.log"))
     }
