@@ -305,7 +305,12 @@ impl Connection {
         named: Option<(storage::TenantId, storage::TimelineId)>,
     ) -> Result<Outcome, ClientError> {
         let timeline = match named {
-            Some((tenant, timeline)) => self.resolve(tenant, timeline).await?,
+            Some((tenant, timeline)) => {
+                // The token must reach the tenant the stream names (the
+                // session's target was checked when it was set).
+                security::authorize(self.claims.as_ref(), tenant)?;
+                self.resolve(tenant, timeline).await?
+            }
             None => self.session_target()?.1,
         };
         let wait = self.shared.config.wait_lsn_timeout;

@@ -21,6 +21,7 @@ mod config;
 pub mod lazy;
 mod passwords;
 mod pg;
+mod timings;
 mod wal_source;
 
 use std::path::{Path, PathBuf};
@@ -281,6 +282,7 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointState> {
+    let mut phases = timings::Phases::new();
     let name = request.name;
     validate_name(name)?;
     let dir = workdir.endpoints_dir().join(name);
@@ -302,6 +304,7 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
     if writable {
         refuse_second_writer(workdir, &timeline, name)?;
     }
+    phases.mark("resolve tenant and branch");
     let port = match request.port.or(previous.as_ref().map(|p| p.port)) {
         Some(port) => port,
         None => free_port(workdir)?,
@@ -328,7 +331,8 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         replication_password: None,
         running: false,
     };
-    let result = provision_and_start(workdir, &mut state, &dir);
+    phases.mark("port and directory");
+    let result = provision_and_start(workdir, &mut state, &dir, &mut phases);
     if let Err(error) = result {
         // Leave nothing half-made behind: a retry starts from scratch.
         let stopped = cleanup_failed_start(workdir, &state, &dir);
@@ -376,6 +380,7 @@ fn provision_and_start(
     workdir: &Workdir,
     state: &mut EndpointState,
     dir: &Path,
+    phases: &mut timings::Phases,
 ) -> anyhow::Result<()> {
     let pg = pg::PgUser::new(workdir)?;
     let client = ApiClient::for_workdir(workdir)?;
@@ -388,6 +393,7 @@ fn provision_and_start(
         config::Mode::ReadOnly
     };
     let lsn = (!state.lsn.is_empty()).then_some(state.lsn.as_str());
+    phases.mark("pageserver status");
     if state.lazy {
         lazy::provision(workdir, state, dir)?;
     } else {
@@ -399,6 +405,11 @@ fn provision_and_start(
             &state.pgdata,
         )?;
     }
+    phases.mark(if state.lazy {
+        "lazy base backup and skeleton"
+    } else {
+        "full base backup"
+    });
     config::append_postgresql_conf(
         &state.pgdata,
         &config::postgresql_conf(&state.name, state.port, dir, &mode),
@@ -421,9 +432,12 @@ fn provision_and_start(
             .to_string();
     }
     state.save(dir)?;
+    phases.mark("config, ownership, control data");
     start_postgres(workdir, &pg, state, dir)?;
+    phases.mark("postgres accepting connections");
     if let (Some(superuser), Some(replication)) = (&state.password, &state.replication_password) {
         passwords::set_passwords(workdir, &pg, dir, state.port, superuser, replication)?;
+        phases.mark("passwords");
     }
     if state.writable {
         let source = wal_source::Source {
@@ -435,12 +449,14 @@ fn provision_and_start(
         )?;
         state.wal_source_attached = true;
         state.save(dir)?;
+        phases.mark("WAL source attached");
         if let Err(error) = wal_source::wait_streaming(workdir, state.port) {
             // Undo the attach too: nothing will stream from this endpoint.
             let _ = wal_source::detach(&client, &state.tenant_id, &state.timeline_id);
             state.wal_source_attached = false;
             return Err(error);
         }
+        phases.mark("pageserver streaming (sync)");
     }
     Ok(())
 }

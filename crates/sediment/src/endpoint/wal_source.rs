@@ -66,6 +66,10 @@ pub fn detach(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::Resul
 
 /// How long `endpoint start` waits for the pageserver to connect and stream.
 const STREAMING_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often `wait_streaming` looks: the pageserver usually connects within
+/// tens of milliseconds, and every poll of 200 ms added up to that to the
+/// start time (each look is one psql, ~20 ms).
+const STREAMING_POLL: Duration = Duration::from_millis(25);
 
 /// Waits until the endpoint on `port` shows the pageserver as a streaming
 /// synchronous standby. Until then a commit would hang, and a stop would
@@ -88,7 +92,7 @@ pub fn wait_streaming(workdir: &Workdir, port: u16) -> anyhow::Result<()> {
                 state
             );
         }
-        std::thread::sleep(POLL_INTERVAL);
+        std::thread::sleep(STREAMING_POLL);
     }
 }
 
