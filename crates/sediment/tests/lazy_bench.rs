@@ -163,9 +163,10 @@ fn lazy_start_vs_pitr_and_tps() {
     let tps_secs = env_u64("LAZY_BENCH_TPS_SECS", 20);
     let scratch = common::scratch();
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
-    // `--full`: pg_basebackup of a lazy endpoint hung in a trial run (its
-    // base backup reads holes through the fill process; not investigated
-    // yet), and the PITR baseline must not depend on lazy fill.
+    // `--full`: the PITR baseline must not depend on lazy fill. KNOWN
+    // ISSUE: in trial runs (12:00 UTC, Dec 4) the pg_basebackup below hung
+    // after its checkpoint on a lazy *and* on a full endpoint (walsender
+    // `START_REPLICATION 0/4000000` waited until killed); not yet found.
     let main = sediment.endpoint("main", &["--full"]);
     let begun = Instant::now();
     run_ok(&mut pgbench(main, &["-i", "-q", "-s", &scale.to_string()]));
