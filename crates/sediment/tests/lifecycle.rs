@@ -550,11 +550,17 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
     let scratch = common::scratch();
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
     let api = sediment.api();
-    configure(
-        &sediment,
-        &tenant,
-        json!({"pitr_interval": "1m", "gc_horizon": 1, "gc_period": "10s", "compaction_period": "5s"}),
-    );
+    let mut settings = json!({"pitr_interval": "1m", "gc_horizon": 1, "gc_period": "10s", "compaction_period": "5s"});
+    // Diagnosis knob: head reads replay the open layer's history, which
+    // the freeze policy (default 256 MiB / 10 min) bounds.
+    if let Some(mib) = std::env::var("SEDIMENT_LIFECYCLE_CHECKPOINT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        settings["checkpoint_distance"] = json!(mib << 20);
+        settings["checkpoint_timeout"] = json!("10s");
+    }
+    configure(&sediment, &tenant, settings);
     let main = sediment.endpoint("main", &[]);
     let timeline = sediment.timeline_id("main");
     pgbench_init(main, scale);
