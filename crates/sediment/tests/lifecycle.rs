@@ -371,6 +371,87 @@ fn basebackup_secs(sediment: &Sediment, tenant: &str, timeline: &str, lsn: &str)
     started.elapsed().as_secs_f64()
 }
 
+/// Cumulative counts of `pageserver_reconstruct_records` buckets, as
+/// (upper bound, count) with `u64::MAX` for `+Inf`.
+fn reconstruct_buckets(sediment: &Sediment) -> Vec<(u64, f64)> {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("pageserver_reconstruct_records_bucket{le=\""))
+        .filter_map(|rest| {
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                u64::MAX
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound holding the 99th percentile of the reconstructions
+/// counted between two snapshots of [`reconstruct_buckets`].
+fn p99_records(before: &[(u64, f64)], after: &[(u64, f64)]) -> u64 {
+    let diff: Vec<(u64, f64)> = after
+        .iter()
+        .zip(before)
+        .map(|((bound, a), (_, b))| (*bound, a - b))
+        .collect();
+    let total = diff.last().map_or(0.0, |(_, count)| *count);
+    diff.iter()
+        .find(|(_, count)| *count >= total * 0.99)
+        .map_or(0, |(bound, _)| *bound)
+}
+
+/// A bucket bound for the log (`+Inf` for the overflow bucket).
+fn bucket_text(bound: u64) -> String {
+    if bound == u64::MAX {
+        "+Inf".to_owned()
+    } else {
+        bound.to_string()
+    }
+}
+
+/// Layer files under `dir` by kind: (L0-or-L1 deltas, images, bytes), and
+/// a one-line listing for the log.
+fn layer_summary(dir: &std::path::Path) -> String {
+    let mut names = Vec::new();
+    let mut bytes = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.starts_with("delta_") || name.starts_with("image_") {
+                bytes += entry.metadata().map_or(0, |m| m.len());
+                names.push(name);
+            }
+        }
+    }
+    let deltas: Vec<&String> = names.iter().filter(|n| n.starts_with("delta_")).collect();
+    let mut lsn_ranges: Vec<&str> = deltas
+        .iter()
+        .filter_map(|n| n.split_once("__").map(|(_, l)| l))
+        .collect();
+    lsn_ranges.sort_unstable();
+    lsn_ranges.dedup();
+    format!(
+        "{} deltas in {} LSN ranges, {} images, {} MB",
+        deltas.len(),
+        lsn_ranges.len(),
+        names.len() - deltas.len(),
+        bytes >> 20
+    )
+}
+
 /// A checksum that keeps the comparison small (FNV-1a, 32 bits).
 fn crc32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
@@ -453,8 +534,24 @@ fn twenty_kills_during_background_work_serve_identical_data() {
 
 /// The issue's full-size numbers. `cargo test -p sediment --test lifecycle
 /// -- --ignored --nocapture full_size` (about 15 minutes; scale and seconds
-/// from `SEDIMENT_LIFECYCLE_SCALE` / `SEDIMENT_LIFECYCLE_SECS`). The branch
-/// bound needs the compressed layer format (storage v2).
+/// from `SEDIMENT_LIFECYCLE_SCALE` / `SEDIMENT_LIFECYCLE_SECS`; a quick
+/// reproduction is SCALE=10 SECS=150, ~9 min). The branch bound needs the
+/// compressed layer format (storage v2). Asserts, besides sizes: base backup
+/// at the head after the run ≤ 1.2× the one after 1 min, and p99 records
+/// applied per reconstructed page (from `pageserver_reconstruct_records`,
+/// over each base backup) ≤ the default `image_creation_threshold` (3).
+/// Prints the layer files at both points (deltas, LSN ranges, images).
+///
+/// Known to fail the base-backup and p99 bounds (diagnosis, 2026-12-04,
+/// SCALE=10 SECS=150): a head read replays every record of the page since
+/// its newest image, and images are only built from flushed layers once
+/// `image_creation_threshold` delta *layers* sit above them, while the
+/// open layer may hold 64 MiB of values / 256 MiB of WAL / 10 min. With the
+/// defaults: 2.09 s → 13.97 s, p99 > 128 records at both points, 1 delta
+/// file after the run (nothing flushed during pgbench). With
+/// `SEDIMENT_LIFECYCLE_CHECKPOINT_MIB=16` (and a 10 s timeout) the late
+/// backup took 4.10 s with p99 ≤ 8 records. The bound needs depth counted
+/// in records per key, not layers (e.g. materialized head images).
 #[test]
 #[ignore = "pgbench -s 50 and 10 minutes of -c 4"]
 fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent() {
@@ -464,29 +561,57 @@ fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent
     let scratch = common::scratch();
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
     let api = sediment.api();
-    configure(
-        &sediment,
-        &tenant,
-        json!({"pitr_interval": "1m", "gc_horizon": 1, "gc_period": "10s", "compaction_period": "5s"}),
-    );
+    let mut settings = json!({"pitr_interval": "1m", "gc_horizon": 1, "gc_period": "10s", "compaction_period": "5s"});
+    // Diagnosis knob: head reads replay the open layer's history, which
+    // the freeze policy (default 256 MiB / 10 min) bounds.
+    if let Some(mib) = std::env::var("SEDIMENT_LIFECYCLE_CHECKPOINT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        settings["checkpoint_distance"] = json!(mib << 20);
+        settings["checkpoint_timeout"] = json!("10s");
+    }
+    configure(&sediment, &tenant, settings);
     let main = sediment.endpoint("main", &[]);
     let timeline = sediment.timeline_id("main");
     pgbench_init(main, scale);
     // Base backups at the head after 1 minute and after the whole run take
     // about as long: reads do not replay ever longer histories.
     finish_pgbench(spawn_pgbench(main, &["-c", "4", "-j", "2", "-T", "60"]));
-    let early = basebackup_secs(&sediment, &tenant, &timeline, &sample(main).lsn);
+    let early_lsn = sample(main).lsn;
+    eprintln!("after 1 min: {}", layer_summary(&sediment.workdir));
+    let before = reconstruct_buckets(&sediment);
+    let early = basebackup_secs(&sediment, &tenant, &timeline, &early_lsn);
+    let early_p99 = p99_records(&before, &reconstruct_buckets(&sediment));
+    let early_p99_text = bucket_text(early_p99);
     let rest = secs.saturating_sub(60).max(1).to_string();
     finish_pgbench(spawn_pgbench(main, &["-c", "4", "-j", "2", "-T", &rest]));
     let last = sample(main);
+    eprintln!("after {secs} s: {}", layer_summary(&sediment.workdir));
+    let before = reconstruct_buckets(&sediment);
     let late = basebackup_secs(&sediment, &tenant, &timeline, &last.lsn);
-    eprintln!("base backup at the head: {early:.2} s after 1 min, {late:.2} s after {secs} s");
+    let late_p99 = p99_records(&before, &reconstruct_buckets(&sediment));
+    let late_p99_text = bucket_text(late_p99);
+    eprintln!(
+        "base backup at the head: {early:.2} s (p99 ≤ {early_p99_text} records) after 1 min, \
+         {late:.2} s (p99 ≤ {late_p99_text} records) after {secs} s"
+    );
     // Every bound is checked at the end, so one miss still reports the rest.
     let mut misses = Vec::new();
     if late > early * 1.2 {
         misses.push(format!(
             "base backup {late:.2} s vs {early:.2} s after 1 min"
         ));
+    }
+    // Default image_creation_threshold (3): the histogram buckets are
+    // 0,1,2,4,... so a p99 bound of 2 is the tightest bucket within it.
+    for (when, p99) in [("1 min", early_p99), ("the end", late_p99)] {
+        if p99 > 3 {
+            misses.push(format!(
+                "p99 records per reconstructed page at {when}: bucket le={} > 3",
+                bucket_text(p99)
+            ));
+        }
     }
     api.wait_ingested(&tenant, &timeline, &last.lsn);
     let databases = database_bytes(main);
