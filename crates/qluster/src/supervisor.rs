@@ -30,6 +30,10 @@ const WAL_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a new leader waits for reachable standbys that do not report their WAL
 /// before it promotes without them.
 const PROMOTE_HOLD_MAX: Duration = Duration::from_secs(5);
+/// In asynchronous mode a primary still waits for one standby (`ANY 1 (*)`) while any
+/// standby streams; only after none has streamed for this long, and while it holds the
+/// write lease, does it fall back to acknowledging alone (see the README's rules).
+const ASYNC_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 
 /// One standby's answer to a WAL position probe.
 enum Probe {
@@ -146,6 +150,10 @@ pub struct Supervisor {
     last_readonly_scan: Instant,
     readonly_interval: Duration,
     writers: HashSet<String>,
+    /// Since when this primary has seen no streaming standby.
+    no_standby_since: Option<Instant>,
+    /// Asynchronous mode degraded to acknowledging without any standby.
+    async_fallback: bool,
 }
 
 fn split_addr(addr: &str) -> Option<(String, u16)> {
@@ -174,6 +182,8 @@ impl Supervisor {
             last_readonly_scan: Instant::now(),
             readonly_interval,
             writers: HashSet::new(),
+            no_standby_since: None,
+            async_fallback: false,
         }
     }
 
@@ -237,11 +247,69 @@ impl Supervisor {
     }
 
     fn settings(state: &ClusterState, primary: Option<(String, u16)>) -> PgSettings {
+        Self::settings_with(state, primary, state.db_config.synchronous_standbys)
+    }
+
+    fn settings_with(
+        state: &ClusterState,
+        primary: Option<(String, u16)>,
+        synchronous_standbys: u32,
+    ) -> PgSettings {
         PgSettings {
             parameters: state.db_config.parameters.clone(),
             primary,
-            synchronous_standbys: state.db_config.synchronous_standbys,
+            synchronous_standbys,
         }
+    }
+
+    /// Primary settings with the synchronous count in force: the configured `ANY k`, or
+    /// in asynchronous mode `ANY 1` unless degraded (no standby streams, see
+    /// [`Self::track_standbys`]). Why: a primary that acknowledged alone while cut off
+    /// would lose those commits at failover; waiting for one standby closes that hole.
+    fn primary_settings(&self, state: &ClusterState) -> PgSettings {
+        let configured = state.db_config.synchronous_standbys;
+        let k = if configured == 0 && !self.async_fallback {
+            1
+        } else {
+            configured
+        };
+        Self::settings_with(state, None, k)
+    }
+
+    /// Tracks whether any standby streams from this primary, and in asynchronous mode
+    /// decides the deliberate fallback to acknowledging alone (logged both ways). The
+    /// fallback needs the write lease: a primary cut off from the quorum never falls
+    /// back, so its unreplicated commits stay unacknowledged until it is fenced.
+    async fn track_standbys(&mut self, pg: &Postgres) -> Result<(), PgError> {
+        let client = pg.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
+            .await?;
+        let streaming: i64 = row.get(0);
+        if streaming > 0 {
+            self.no_standby_since = None;
+            if self.async_fallback {
+                tracing::info!("a standby streams again: commits wait for one standby");
+                self.async_fallback = false;
+            }
+            return Ok(());
+        }
+        let since = *self.no_standby_since.get_or_insert_with(Instant::now);
+        if !self.async_fallback
+            && since.elapsed() >= ASYNC_FALLBACK_AFTER
+            && self.db.lease.may_write()
+        {
+            tracing::warn!(
+                "no standby has streamed for {:?}: acknowledging commits without a standby \
+                 (asynchronous fallback; a failover now may lose up to a lease of commits)",
+                since.elapsed()
+            );
+            self.async_fallback = true;
+        }
+        Ok(())
     }
 
     async fn be_primary(
@@ -253,7 +321,10 @@ impl Supervisor {
     ) -> Result<(), PgError> {
         match observed {
             Observed::Primary => {
-                if pg.write_settings(&Self::settings(state, None))? {
+                if let Err(e) = self.track_standbys(pg).await {
+                    tracing::warn!("could not read pg_stat_replication: {e}");
+                }
+                if pg.write_settings(&self.primary_settings(state))? {
                     pg.reload().await?;
                 }
                 self.announce_primary(status, state).await;
@@ -269,6 +340,7 @@ impl Supervisor {
                     return Ok(());
                 }
                 pg.initdb().await?;
+                // No standby exists yet: the bootstrap commits must not wait for one.
                 pg.write_settings(&Self::settings(state, None))?;
                 pg.start().await?;
                 let client = pg.connect().await?;
@@ -283,7 +355,7 @@ impl Supervisor {
                 // Start as a standby and promote, so the primary always opens a new
                 // timeline and any divergent standby is detected and rewound.
                 pg.mark_standby()?;
-                pg.write_settings(&Self::settings(state, None))?;
+                pg.write_settings(&self.primary_settings(state))?;
                 pg.mark_standby()?;
                 pg.start().await?;
                 self.promote_if_best(pg, status, state).await
@@ -327,9 +399,12 @@ impl Supervisor {
             }
         }
         self.promote_hold_since = None;
+        // A new primary starts safe (waiting for one standby); the fallback clock starts.
+        self.async_fallback = false;
+        self.no_standby_since = Some(Instant::now());
         // Primary settings first: a promoted server must never run a moment without
         // `synchronous_standby_names`, or it would acknowledge unreplicated commits.
-        pg.write_settings(&Self::settings(state, None))?;
+        pg.write_settings(&self.primary_settings(state))?;
         pg.reload().await?;
         pg.promote().await?;
         tracing::info!("promoted to primary in term {}", status.term);
