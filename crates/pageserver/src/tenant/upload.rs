@@ -131,6 +131,11 @@ impl RemoteTenant {
         self.uploaded.lock().extend(indexes);
     }
 
+    /// The last index uploaded (or downloaded) for a timeline.
+    pub fn uploaded_index(&self, timeline: TimelineId) -> Option<IndexPart> {
+        self.uploaded.lock().get(&timeline).cloned()
+    }
+
     /// `disk_consistent_lsn` of the last index uploaded for a timeline.
     pub fn remote_consistent_lsn(&self, timeline: TimelineId) -> Option<u64> {
         self.uploaded
@@ -266,12 +271,20 @@ impl RemoteTenant {
         name: &str,
     ) -> Result<LayerMetadata, UploadError> {
         let file = dir.join(name);
-        let data = tokio::fs::read(&file)
-            .await
-            .map_err(|source| UploadError::Local {
-                path: file.display().to_string(),
-                source,
-            })?;
+        let data = match tokio::fs::read(&file).await {
+            Ok(data) => data,
+            Err(source) => {
+                // An evicted layer is already in remote storage: its marker
+                // says where (after a restart the index is not seeded).
+                if let Some(metadata) = evicted_layer_metadata(&file).await {
+                    return Ok(metadata);
+                }
+                return Err(UploadError::Local {
+                    path: file.display().to_string(),
+                    source,
+                });
+            }
+        };
         let metadata = LayerMetadata {
             file_size: data.len() as u64,
             crc32c: crc32c::crc32c(&data),
@@ -345,6 +358,19 @@ impl RemoteTenant {
 }
 
 /// Reads metadata, layers, metadata until the two metadata reads agree.
+/// The index entry of an evicted layer file, from its marker.
+async fn evicted_layer_metadata(file: &Path) -> Option<LayerMetadata> {
+    let bytes = tokio::fs::read(storage::io::marker_path(file)).await.ok()?;
+    let marker = storage::io::EvictedMarker::decode(&bytes).ok()?;
+    let object = marker.source.rsplit('/').next()?;
+    let (_, generation) = Generation::parse_suffixed(object)?;
+    Some(LayerMetadata {
+        file_size: marker.file_size,
+        crc32c: marker.crc32c,
+        generation,
+    })
+}
+
 fn snapshot(storage: &storage::Timeline) -> Result<Snapshot, UploadError> {
     let path = storage.dir().join(METADATA_FILE_NAME);
     let read = |path: &Path| {
