@@ -35,8 +35,9 @@ async fn run(
         .into_iter()
         .filter(|t| t.state() == TenantState::Active)
         .collect();
-    let report = tokio::task::spawn_blocking(move || eviction::evict(&tenants, request.evict_bytes))
-        .await
-        .map_err(|error| ApiError::internal(format!("eviction run failed: {error}")))?;
+    let report =
+        tokio::task::spawn_blocking(move || eviction::evict(&tenants, request.evict_bytes))
+            .await
+            .map_err(|error| ApiError::internal(format!("eviction run failed: {error}")))?;
     Ok(Json(report))
 }

@@ -9,6 +9,7 @@
 
 mod auth;
 pub mod error;
+mod eviction;
 pub mod extract;
 mod mobility;
 mod size;
@@ -16,7 +17,6 @@ mod status;
 mod tenant;
 mod time;
 mod timeline;
-mod eviction;
 
 use std::sync::Arc;
 use std::time::Instant;
