@@ -196,5 +196,36 @@ async fn evict_everything_then_read_exactly_downloading_on_demand() {
         contents(&server, &tenant, &main, main_lsn).await,
         expected_main
     );
+
+    // A generation raise copies the index forward: the generation-2 index
+    // names the generation-1 objects; no layer is uploaded again.
+    let (status, body) = server
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let index = remote.join(format!(
+        "tenants/{tenant}/timelines/{main}/index_part.json-00000002"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !index.exists() {
+        assert!(Instant::now() < deadline, "no generation-2 index");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let objects: Vec<String> = std::fs::read_dir(index.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let reuploaded: Vec<&String> = objects
+        .iter()
+        .filter(|n| !n.starts_with("index_part") && n.ends_with("-00000002"))
+        .collect();
+    assert!(
+        reuploaded.is_empty(),
+        "layers uploaded again: {reuploaded:?}"
+    );
     server.stop().await;
 }

@@ -395,6 +395,8 @@ impl TenantManager {
                     .write_marker()
                     .await
                     .map_err(|e| TenantError::Remote(e.to_string()))?;
+                // The index is copied forward: only new layers upload.
+                fresh.seed(old.uploaded_indexes());
                 tenant.set_remote(Some(Arc::new(fresh)));
             }
         }
