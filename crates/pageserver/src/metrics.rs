@@ -52,6 +52,12 @@ pub struct Metrics {
     pub gc_bytes_removed: IntCounter,
     /// Reads (pages, base backups) that hit a corrupt layer file.
     pub corrupt_reads: IntGauge,
+    /// Evicted layer files downloaded on demand, all tenants.
+    pub ondemand_downloads: IntGauge,
+    /// Their bytes.
+    pub ondemand_download_bytes: IntGauge,
+    /// Time spent on them, microseconds.
+    pub ondemand_download_micros: IntGauge,
 }
 
 /// Registering a metric fails only for duplicate or malformed names, which
@@ -124,6 +130,21 @@ impl Metrics {
             "Page and base backup reads that hit a corrupt layer file (each logged as an error)",
         )?;
         registry.register(Box::new(corrupt_reads.clone()))?;
+        let ondemand_downloads = IntGauge::new(
+            "pageserver_ondemand_downloads_total",
+            "Evicted layer files downloaded on demand since start",
+        )?;
+        let ondemand_download_bytes = IntGauge::new(
+            "pageserver_ondemand_download_bytes_total",
+            "Bytes of evicted layer files downloaded on demand since start",
+        )?;
+        let ondemand_download_micros = IntGauge::new(
+            "pageserver_ondemand_download_microseconds_total",
+            "Time spent downloading and installing evicted layer files",
+        )?;
+        registry.register(Box::new(ondemand_downloads.clone()))?;
+        registry.register(Box::new(ondemand_download_bytes.clone()))?;
+        registry.register(Box::new(ondemand_download_micros.clone()))?;
         registry.register(Box::new(native_redo_checks.clone()))?;
         registry.register(Box::new(native_redo_mismatches.clone()))?;
         registry.register(Box::new(native_redo_rmgrs.clone()))?;
@@ -155,6 +176,9 @@ impl Metrics {
             gc_layers_removed: lifecycle.gc_layers_removed,
             gc_bytes_removed: lifecycle.gc_bytes_removed,
             corrupt_reads,
+            ondemand_downloads,
+            ondemand_download_bytes,
+            ondemand_download_micros,
         })
     }
 

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub mod attach;
 mod deletion;
+pub mod eviction;
+pub mod ondemand;
 pub mod upload;
 
 use crate::config::PageServerConf;
@@ -180,6 +182,10 @@ pub struct Tenant {
     background_passes: Arc<std::sync::atomic::AtomicUsize>,
     /// The remote side (uploads, generation), when remote storage is on.
     remote: Mutex<Option<Arc<upload::RemoteTenant>>>,
+    /// File I/O of the storage: evicts layers, downloads them on demand.
+    io: storage::io::OnDemandIo,
+    /// Where evicted layers come back from.
+    downloader: Arc<ondemand::RemoteLayerDownloader>,
 }
 
 /// Counts a background pass as running while it lives.
@@ -214,6 +220,8 @@ impl Tenant {
         file: TenantFile,
         cancel: CancellationToken,
     ) -> Tenant {
+        let downloader = Arc::new(ondemand::RemoteLayerDownloader::new(id));
+        let io = storage::io::OnDemandIo::new(Arc::new(storage::io::StdFileIo), downloader.clone());
         Tenant {
             id,
             dir,
@@ -226,6 +234,8 @@ impl Tenant {
             cancel,
             background_passes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             remote: Mutex::new(None),
+            io,
+            downloader,
         }
     }
 
@@ -287,6 +297,16 @@ impl Tenant {
     /// The remote side of the tenant, if remote storage is on.
     pub fn remote(&self) -> Option<Arc<upload::RemoteTenant>> {
         self.remote.lock().clone()
+    }
+
+    /// The storage's file I/O (eviction, download counters).
+    pub fn on_demand_io(&self) -> &storage::io::OnDemandIo {
+        &self.io
+    }
+
+    /// Where evicted layers are downloaded from.
+    pub fn downloader(&self) -> &ondemand::RemoteLayerDownloader {
+        &self.downloader
     }
 
     /// Sets the remote side (at load, attach, or a generation change).
@@ -419,7 +439,7 @@ impl Tenant {
                 freeze: crate::background::inline_freeze_policy(),
                 ..storage::RepositoryConfig::default()
             },
-            Arc::new(storage::io::StdFileIo),
+            Arc::new(self.io.clone()),
             Arc::new(walingest::NativeRedo),
         )?;
         for timeline in repo.list_timelines() {

@@ -2,14 +2,14 @@
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
 //! `timeline`, `time` (LSN ↔ timestamp), `size` (the tenant size model),
-//! `mobility` (attach, detach, location_config), and `unimplemented` for the
-//! spec's endpoints that belong to later features and answer with a clear
-//! error instead of a router 404.
+//! `mobility` (attach, detach, location_config), and `eviction` (one run of
+//! disk-usage eviction).
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
 mod auth;
 pub mod error;
+mod eviction;
 pub mod extract;
 mod mobility;
 mod size;
@@ -17,7 +17,6 @@ mod status;
 mod tenant;
 mod time;
 mod timeline;
-mod unimplemented;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,7 +90,7 @@ pub fn router(state: AppState) -> Router {
             put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
         )
         .merge(mobility::routes())
-        .merge(unimplemented::routes())
+        .merge(eviction::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

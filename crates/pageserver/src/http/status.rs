@@ -58,6 +58,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.wal_receivers.set(receivers);
     metrics.native_redo_checks.set(gauge(checks));
     metrics.native_redo_mismatches.set(gauge(mismatches));
+    let (mut downloads, mut download_bytes, mut download_micros) = (0u64, 0u64, 0u64);
+    for tenant in &tenants {
+        let counters = tenant.on_demand_io().counters();
+        downloads += counters.count.load(Relaxed);
+        download_bytes += counters.bytes.load(Relaxed);
+        download_micros += counters.micros.load(Relaxed);
+    }
+    metrics.ondemand_downloads.set(gauge(downloads));
+    metrics.ondemand_download_bytes.set(gauge(download_bytes));
+    metrics.ondemand_download_micros.set(gauge(download_micros));
     // Layer statistics stat every layer file: off the async workers.
     let storage_stats: Vec<storage::StatsSnapshot> = tenants
         .iter()

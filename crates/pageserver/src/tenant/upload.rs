@@ -131,6 +131,57 @@ impl RemoteTenant {
         self.uploaded.lock().extend(indexes);
     }
 
+    /// The last index uploaded (or downloaded) for a timeline.
+    pub fn uploaded_index(&self, timeline: TimelineId) -> Option<IndexPart> {
+        self.uploaded.lock().get(&timeline).cloned()
+    }
+
+    /// Every index uploaded (or downloaded), to seed a successor (a
+    /// generation raise copies the index forward instead of uploading
+    /// every layer again).
+    pub fn uploaded_indexes(&self) -> Vec<(TimelineId, IndexPart)> {
+        let uploaded = self.uploaded.lock();
+        uploaded.iter().map(|(id, i)| (*id, i.clone())).collect()
+    }
+
+    /// The newest remote index of a timeline at or below our generation,
+    /// dropping layers whose local file (or eviction marker) has another
+    /// size: after a restart the others need no upload. `None` when
+    /// there is none or it cannot be read (then everything uploads).
+    async fn remote_index(&self, id: TimelineId, dir: &Path) -> Option<IndexPart> {
+        let timeline = id.to_string();
+        let listing = self
+            .remote
+            .list(&layout::timeline_path(&self.tenant_id, &timeline).ok()?)
+            .await
+            .ok()?;
+        let by_timeline = layout::indexes_by_timeline(listing.iter().map(|m| &m.path));
+        let generations = by_timeline.get(&timeline)?;
+        let layout::IndexChoice::Load(found) = layout::choose_index(generations, self.generation)
+        else {
+            return None;
+        };
+        let tenant = self.tenant_id.parse().ok()?;
+        let mut index = super::attach::fetch_index(&self.remote, tenant, id, found)
+            .await
+            .ok()?;
+        let mut kept = BTreeMap::new();
+        for (name, layer) in std::mem::take(&mut index.layers) {
+            let local = dir.join(&name);
+            let size = match tokio::fs::metadata(&local).await {
+                Ok(meta) => Some(meta.len()),
+                Err(_) => evicted_layer_metadata(&local).await.map(|m| m.file_size),
+            };
+            // Absent locally: kept, so the new index's diff queues it for
+            // deletion. Different locally: uploaded again.
+            if size.is_none_or(|size| size == layer.file_size) {
+                kept.insert(name, layer);
+            }
+        }
+        index.layers = kept;
+        Some(index)
+    }
+
     /// `disk_consistent_lsn` of the last index uploaded for a timeline.
     pub fn remote_consistent_lsn(&self, timeline: TimelineId) -> Option<u64> {
         self.uploaded
@@ -210,7 +261,19 @@ impl RemoteTenant {
                 source: std::io::Error::other(error),
             })??;
         let id = timeline.id();
-        let previous = self.uploaded.lock().get(&id).cloned();
+        let known = self.uploaded.lock().get(&id).cloned();
+        let previous = match known {
+            Some(index) => Some(index),
+            None => {
+                let found = self.remote_index(id, timeline.dir()).await;
+                if let Some(index) = &found {
+                    timeline
+                        .set_remote_consistent_lsn(postgres_wal::Lsn(index.disk_consistent_lsn));
+                    self.uploaded.lock().insert(id, index.clone());
+                }
+                found
+            }
+        };
         let mut layers: BTreeMap<String, LayerMetadata> = BTreeMap::new();
         for name in &snapshot.layers {
             if let Some(known) = previous.as_ref().and_then(|index| index.layers.get(name)) {
@@ -266,12 +329,20 @@ impl RemoteTenant {
         name: &str,
     ) -> Result<LayerMetadata, UploadError> {
         let file = dir.join(name);
-        let data = tokio::fs::read(&file)
-            .await
-            .map_err(|source| UploadError::Local {
-                path: file.display().to_string(),
-                source,
-            })?;
+        let data = match tokio::fs::read(&file).await {
+            Ok(data) => data,
+            Err(source) => {
+                // An evicted layer is already in remote storage: its marker
+                // says where (after a restart the index is not seeded).
+                if let Some(metadata) = evicted_layer_metadata(&file).await {
+                    return Ok(metadata);
+                }
+                return Err(UploadError::Local {
+                    path: file.display().to_string(),
+                    source,
+                });
+            }
+        };
         let metadata = LayerMetadata {
             file_size: data.len() as u64,
             crc32c: crc32c::crc32c(&data),
@@ -345,6 +416,19 @@ impl RemoteTenant {
 }
 
 /// Reads metadata, layers, metadata until the two metadata reads agree.
+/// The index entry of an evicted layer file, from its marker.
+async fn evicted_layer_metadata(file: &Path) -> Option<LayerMetadata> {
+    let bytes = tokio::fs::read(storage::io::marker_path(file)).await.ok()?;
+    let marker = storage::io::EvictedMarker::decode(&bytes).ok()?;
+    let object = marker.source.rsplit('/').next()?;
+    let (_, generation) = Generation::parse_suffixed(object)?;
+    Some(LayerMetadata {
+        file_size: marker.file_size,
+        crc32c: marker.crc32c,
+        generation,
+    })
+}
+
 fn snapshot(storage: &storage::Timeline) -> Result<Snapshot, UploadError> {
     let path = storage.dir().join(METADATA_FILE_NAME);
     let read = |path: &Path| {

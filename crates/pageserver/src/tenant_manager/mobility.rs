@@ -71,6 +71,9 @@ pub fn start_remote(
         tracing::warn!(tenant_id = %tenant.id(), "no runtime: uploads not started");
         return;
     };
+    tenant
+        .downloader()
+        .set_remote(remote.clone(), runtime.clone());
     let generation = Generation(tenant.generation().unwrap_or(0));
     let remote_tenant = Arc::new(RemoteTenant::new(remote.clone(), tenant.id(), generation));
     for (id, index) in &seed {
@@ -392,6 +395,8 @@ impl TenantManager {
                     .write_marker()
                     .await
                     .map_err(|e| TenantError::Remote(e.to_string()))?;
+                // The index is copied forward: only new layers upload.
+                fresh.seed(old.uploaded_indexes());
                 tenant.set_remote(Some(Arc::new(fresh)));
             }
         }

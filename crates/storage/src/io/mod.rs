@@ -12,9 +12,13 @@ use std::sync::Arc;
 
 mod faulty;
 mod memory;
+mod ondemand;
 
 pub use faulty::{Fault, FaultyIo};
 pub use memory::MemoryFileIo;
+pub use ondemand::{
+    marker_path, DownloadCounters, EvictedMarker, LayerDownloader, OnDemandIo, EVICTED_SUFFIX,
+};
 
 /// Suffix of files and directories being written; anything with it is
 /// garbage from an interrupted write and is deleted on open.
