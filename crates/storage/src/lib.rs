@@ -136,6 +136,7 @@ pub use policy::{CompactionPolicy, FreezePolicy};
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
 pub use stats::{StatsSnapshot, StorageStats};
+pub use timeline::history::StoredVersion;
 pub use timeline::{
     CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
 };
