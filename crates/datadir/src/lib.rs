@@ -37,3 +37,7 @@ pub use basebackup::{Basebackup, LazySegment};
 pub use bootstrap::{bootstrap, run_initdb};
 pub use error::{BasebackupError, ImportError};
 pub use import::{import_datadir, ImportStats};
+pub mod catalog;
+pub mod history;
+pub use error::HistoryError;
+pub use history::{diff, ChangeKind, RelationChange, TimelineDiff};

@@ -1,7 +1,7 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline`, `time` (LSN ↔ timestamp), `size` (the tenant size model),
+//! `timeline`, `time` (LSN ↔ timestamp), `diff` (what changed between two LSNs), `size` (the tenant size model),
 //! `mobility` (attach, detach, location_config), and `unimplemented` for the
 //! spec's endpoints that belong to later features and answer with a clear
 //! error instead of a router 404.
@@ -9,6 +9,7 @@
 //! methods, is a `{"msg": ...}` body.
 
 mod auth;
+mod diff;
 pub mod error;
 pub mod extract;
 mod mobility;
@@ -81,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_timestamp_of_lsn",
             get(time::timestamp_of_lsn),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/diff",
+            get(diff::diff),
         )
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",

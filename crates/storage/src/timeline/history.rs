@@ -53,7 +53,9 @@ impl Timeline {
                 break;
             };
             // The ancestor's history counts only up to the branch point.
-            let end = range.end.min(Lsn(timeline.ancestor_lsn.0.saturating_add(1)));
+            let end = range
+                .end
+                .min(Lsn(timeline.ancestor_lsn.0.saturating_add(1)));
             if range.start >= end {
                 break;
             }
