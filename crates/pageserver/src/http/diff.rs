@@ -36,7 +36,11 @@ pub async fn diff(
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let from = parse_lsn("from", &query.from)?;
-    let to = query.to.as_deref().map(|t| parse_lsn("to", t)).transpose()?;
+    let to = query
+        .to
+        .as_deref()
+        .map(|t| parse_lsn("to", t))
+        .transpose()?;
     let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
     let timeline_id = parse_timeline_id(&timeline_id)?;
     let timeline = tenant
