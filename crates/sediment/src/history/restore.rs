@@ -349,7 +349,7 @@ impl Drop for TempEndpoint<'_> {
 /// as a prefix), so the dump loads next to the live table.
 fn rename_sql(table: &TableName, new_name: &str) -> String {
     format!(
-        "SET default_transaction_read_only = off; \
+        "SET TRANSACTION READ WRITE; \
          DO $$ DECLARE r record; tbl regclass := {lit}::regclass; \
            new_of text; \
          BEGIN \
