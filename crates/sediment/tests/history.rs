@@ -23,7 +23,9 @@ use serde_json::Value;
 const PAGE: usize = 8192;
 
 fn flush_lsn(port: u16) -> String {
-    psql(port, "SELECT pg_current_wal_flush_lsn()").trim().to_owned()
+    psql(port, "SELECT pg_current_wal_flush_lsn()")
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -34,8 +36,12 @@ fn diff_and_restore() {
     let timeline = sediment.timeline_id("main");
     let api = sediment.api();
     let port = sediment.endpoint("w", &[]);
+    let started = std::time::Instant::now();
     diff_names_changes_and_counts_pages(&sediment, &api, &tenant, &timeline, port);
+    eprintln!("diff part: {:?}", started.elapsed());
+    let started = std::time::Instant::now();
     restore_brings_tables_back(&sediment, &api, &tenant, &timeline, port);
+    eprintln!("restore part: {:?}", started.elapsed());
     sediment.shutdown();
 }
 
@@ -69,7 +75,11 @@ fn diff_names_changes_and_counts_pages(
     let to = flush_lsn(port);
     api.wait_ingested(tenant, timeline, &to);
 
-    let out = sediment.json(&["timeline", "diff", "--branch", "main", "--from", &from, "--to", &to]);
+    let started = std::time::Instant::now();
+    let out = sediment.json(&[
+        "timeline", "diff", "--branch", "main", "--from", &from, "--to", &to,
+    ]);
+    eprintln!("timeline diff: {:?}", started.elapsed());
     let relations = out["diff"]["relations"].as_array().unwrap().clone();
     let user: BTreeMap<String, &Value> = relations
         .iter()
@@ -83,12 +93,27 @@ fn diff_names_changes_and_counts_pages(
         .collect();
     assert_eq!(
         tables,
-        BTreeMap::from([("a", "changed"), ("b", "changed"), ("c", "dropped"), ("d", "created")]),
+        BTreeMap::from([
+            ("a", "changed"),
+            ("b", "changed"),
+            ("c", "dropped"),
+            ("d", "created")
+        ]),
         "{out:#}"
     );
     assert_eq!(user["a_pkey"]["change"], "changed", "{out:#}");
-    assert!(relations.iter().any(|r| r["name"] == "pg_class"), "catalogs changed too: {out:#}");
-    let text = String::from_utf8(sediment.cmd(&["timeline", "diff", "--from", &from]).output().unwrap().stdout).unwrap();
+    assert!(
+        relations.iter().any(|r| r["name"] == "pg_class"),
+        "catalogs changed too: {out:#}"
+    );
+    let text = String::from_utf8(
+        sediment
+            .cmd(&["timeline", "diff", "--from", &from])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(text.contains("dropped   postgres:public.c"), "{text}");
 
     // Page images at both points, through the pageserver: two --full
@@ -110,7 +135,11 @@ fn diff_names_changes_and_counts_pages(
             .filter(|p| before.get(p * PAGE..(p + 1) * PAGE) != after.get(p * PAGE..(p + 1) * PAGE))
             .count();
         assert!(differing > 0, "{name}");
-        assert_eq!(r["pages_changed"].as_u64().unwrap(), differing as u64, "{name}: {r}");
+        assert_eq!(
+            r["pages_changed"].as_u64().unwrap(),
+            differing as u64,
+            "{name}: {r}"
+        );
     }
     for endpoint in ["at-from", "at-to"] {
         common::run_ok(&mut sediment.cmd(&["endpoint", "stop", endpoint, "--destroy"]));
@@ -119,7 +148,8 @@ fn diff_names_changes_and_counts_pages(
     assert!(bad.contains("must be below"), "{bad}");
 }
 
-const CHECKSUM: &str = "SELECT count(*) || ':' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM t";
+const CHECKSUM: &str =
+    "SELECT count(*) || ':' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM t";
 
 fn restore_brings_tables_back(
     sediment: &Sediment,
@@ -141,7 +171,9 @@ fn restore_brings_tables_back(
     let restore = |args: &[&str]| {
         let mut all = vec!["table", "restore"];
         all.extend_from_slice(args);
+        let started = std::time::Instant::now();
         let out = sediment.json(&all);
+        eprintln!("table restore {args:?}: {:?}", started.elapsed());
         assert_eq!(out["rows"], 500, "{out}");
         out
     };
@@ -155,7 +187,10 @@ fn restore_brings_tables_back(
     other_moves(2);
     restore(&["t", "--lsn", &point]);
     assert_eq!(psql(port, CHECKSUM), good);
-    assert_eq!(psql(port, "SELECT string_agg(id::text, ',' ORDER BY id) FROM o"), "1,2");
+    assert_eq!(
+        psql(port, "SELECT string_agg(id::text, ',' ORDER BY id) FROM o"),
+        "1,2"
+    );
     let indexes = psql(port, "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 't'");
     assert_eq!(indexes, "t_pkey,t_v");
 
@@ -163,7 +198,10 @@ fn restore_brings_tables_back(
     let restored_at = flush_lsn(port);
     api.wait_ingested(tenant, timeline, &restored_at);
     std::thread::sleep(Duration::from_millis(1100));
-    let time = psql(port, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    let time = psql(
+        port,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
     std::thread::sleep(Duration::from_millis(1100));
     psql(port, "TRUNCATE t");
     other_moves(3);
@@ -181,7 +219,10 @@ fn restore_brings_tables_back(
     assert_eq!(renamed, "t_old_pkey,t_old_v");
     restore(&["t", "--lsn", &point]);
     assert_eq!(psql(port, CHECKSUM), good);
-    assert_eq!(psql(port, "SELECT string_agg(id::text, ',' ORDER BY id) FROM o"), "1,2,3,4");
+    assert_eq!(
+        psql(port, "SELECT string_agg(id::text, ',' ORDER BY id) FROM o"),
+        "1,2,3,4"
+    );
 
     // Clear refusals; the temporary endpoints are gone.
     let missing = sediment.fails(&["table", "restore", "nosuch", "--lsn", &point]);
