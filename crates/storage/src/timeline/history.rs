@@ -117,3 +117,55 @@ impl Timeline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Repository, RepositoryConfig, TimelineId, Value};
+
+    fn put(timeline: &Timeline, key: Key, lsn: u64, bytes: &[u8]) {
+        let mut writer = timeline.writer();
+        writer
+            .put(key, Lsn(lsn), Value::Image(bytes.to_vec().into()))
+            .unwrap();
+        writer.finish(Lsn(lsn)).unwrap();
+    }
+
+    #[test]
+    fn versions_in_files_memory_and_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+        let main = repo
+            .create_timeline(TimelineId::generate(), 15, Lsn(0x100))
+            .unwrap();
+        let (k1, k2, outside) = (Key::control_file(), Key::checkpoint(), Key::db_dir());
+        put(&main, k1, 0x100, b"a");
+        put(&main, outside, 0x110, b"x");
+        put(&main, k2, 0x120, b"bb");
+        main.freeze_and_flush().unwrap(); // these versions are in a file now
+        put(&main, k1, 0x130, b"ccc"); // and this one in memory
+        let keys = k1.min(k2)..k1.max(k2).next();
+        let all = main
+            .versions_in(keys.clone(), Lsn(0x100)..Lsn(0x131))
+            .unwrap();
+        let found: Vec<(Key, Lsn)> = all.iter().map(|v| (v.key, v.lsn)).collect();
+        let mut expected = vec![(k1, Lsn(0x100)), (k1, Lsn(0x130)), (k2, Lsn(0x120))];
+        expected.sort();
+        assert_eq!(found, expected);
+        assert!(all.iter().all(|v| v.bytes > 0));
+        // (0x100, 0x130]: the first version is excluded.
+        let later = main
+            .versions_in(keys.clone(), Lsn(0x101)..Lsn(0x131))
+            .unwrap();
+        assert_eq!(later.len(), 2);
+        // A branch at 0x120 sees its ancestor's versions up to the branch
+        // point only, plus its own.
+        let branch = repo
+            .branch_timeline(TimelineId::generate(), main.id(), Lsn(0x120))
+            .unwrap();
+        put(&branch, k2, 0x140, b"d");
+        let on_branch = branch.versions_in(keys, Lsn(0x101)..Lsn(0x141)).unwrap();
+        let lsns: Vec<Lsn> = on_branch.iter().map(|v| v.lsn).collect();
+        assert_eq!(lsns, vec![Lsn(0x120), Lsn(0x140)]);
+    }
+}
