@@ -158,13 +158,13 @@ mod tests {
             .versions_in(keys.clone(), Lsn(0x101)..Lsn(0x131))
             .unwrap();
         assert_eq!(later.len(), 2);
-        // A branch at 0x120 sees its ancestor's versions up to the branch
+        // A branch at 0x120 (readable from there) sees its ancestor's versions up to the branch
         // point only, plus its own.
         let branch = repo
             .branch_timeline(TimelineId::generate(), main.id(), Lsn(0x120))
             .unwrap();
         put(&branch, k2, 0x140, b"d");
-        let on_branch = branch.versions_in(keys, Lsn(0x101)..Lsn(0x141)).unwrap();
+        let on_branch = branch.versions_in(keys, Lsn(0x120)..Lsn(0x141)).unwrap();
         let lsns: Vec<Lsn> = on_branch.iter().map(|v| v.lsn).collect();
         assert_eq!(lsns, vec![Lsn(0x120), Lsn(0x140)]);
     }
