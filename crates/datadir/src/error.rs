@@ -77,3 +77,26 @@ pub enum BasebackupError {
     #[error("cancelled")]
     Cancelled,
 }
+
+/// Why a diff between two points of a timeline could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The range is empty or reversed.
+    #[error("--from {from} must be below --to {to}")]
+    BadRange { from: Lsn, to: Lsn },
+    /// An end point is outside what the timeline can serve (below the GC
+    /// cutoff, above the head).
+    #[error("LSN {lsn} is not readable on this timeline: {source}")]
+    LsnNotAvailable { lsn: Lsn, source: GetError },
+    /// Reading a stored value failed.
+    #[error("reading key {key} at {lsn}: {source}")]
+    Read {
+        key: Key,
+        lsn: Lsn,
+        source: GetError,
+    },
+    /// A stored catalog or directory value is not what the layout requires.
+    #[error("{0}")]
+    Catalog(String),
+}

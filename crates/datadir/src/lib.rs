@@ -10,6 +10,9 @@
 //!   starts from it without replaying WAL; [`Basebackup::write_lazy_tar`]
 //!   and [`lazy`] make a *lazy* data directory (relation segments sparse,
 //!   filled on first access by the `lazyfill` crate).
+//! - [`history::diff`] says which relations changed between two LSNs from
+//!   the stored records alone; [`catalog`] names relations at an LSN from
+//!   the stored `pg_class`/`pg_namespace`/`pg_database` pages.
 //!
 //! ```no_run
 //! # fn demo(repo: &storage::Repository) -> Result<(), Box<dyn std::error::Error>> {
@@ -37,3 +40,7 @@ pub use basebackup::{Basebackup, LazySegment};
 pub use bootstrap::{bootstrap, run_initdb};
 pub use error::{BasebackupError, ImportError};
 pub use import::{import_datadir, ImportStats};
+pub mod catalog;
+pub mod history;
+pub use error::HistoryError;
+pub use history::{diff, ChangeKind, RelationChange, TimelineDiff};

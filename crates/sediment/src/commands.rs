@@ -108,6 +108,9 @@ pub enum TimelineCommand {
         #[arg(long)]
         tenant_id: Option<String>,
     },
+    /// Which relations were created, dropped, truncated or changed between
+    /// two points of a branch, with pages and bytes.
+    Diff(crate::history::diff::DiffArgs),
 }
 
 /// `sediment init`.
@@ -447,6 +450,9 @@ pub fn timeline(
 ) -> anyhow::Result<()> {
     let client = ApiClient::for_workdir(&workdir)?;
     match command {
+        TimelineCommand::Diff(args) => {
+            return crate::history::diff::run(&workdir, &client, args, out)
+        }
         TimelineCommand::List { tenant_id } => {
             let tenant = workdir.tenant(tenant_id.as_deref())?;
             let timelines = client.get(&format!("/v1/tenant/{tenant}/timeline"))?;

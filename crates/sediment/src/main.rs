@@ -7,13 +7,15 @@
 //! Modules: [`workdir`] (config and layout), [`client`] (management API),
 //! [`daemon`] (the pageserver process), [`commands`] (tenant and timeline
 //! commands), [`endpoint`] (Postgres endpoints), [`output`] (text or JSON),
-//! [`security`] (auth key, TLS CA, `sediment token`).
+//! [`security`] (auth key, TLS CA, `sediment token`), [`history`] (`timeline
+//! diff`, `table restore`).
 
 mod basebackup;
 mod client;
 mod commands;
 mod daemon;
 mod endpoint;
+mod history;
 mod output;
 mod security;
 mod workdir;
@@ -53,11 +55,22 @@ enum Command {
     /// Manage timelines (branches).
     #[command(subcommand)]
     Timeline(commands::TimelineCommand),
+    /// Tables as of a past point.
+    #[command(subcommand)]
+    Table(TableCommand),
     /// Manage Postgres endpoints.
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCommand),
     /// Print a JWT signed with the work directory's key (last line).
     Token(security::TokenArgs),
+}
+
+/// `sediment table ...`
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Bring a table (with its indexes) back as of a past point into the
+    /// branch's running writable endpoint, replacing it or under --as.
+    Restore(history::restore::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +105,9 @@ fn run(command: Command, workdir: &std::path::Path, out: &output::Output) -> any
         }
         Command::Endpoint(command) => {
             endpoint::run(&workdir::Workdir::open(workdir)?, command, out)
+        }
+        Command::Table(TableCommand::Restore(args)) => {
+            history::restore::run(&workdir::Workdir::open(workdir)?, args, out)
         }
         Command::Token(args) => security::token(&workdir::Workdir::open(workdir)?, args, out),
     }

@@ -73,7 +73,9 @@
 //!   [`Timeline::freeze_and_flush`], [`Timeline::freeze`],
 //!   [`Timeline::flush_frozen`];
 //! - reads: [`Timeline::get`]`(key, lsn)`, [`Timeline::get_rel_size`],
-//!   [`Timeline::list_keys`]`(range, lsn)`, [`Timeline::wait_lsn`]`(lsn,
+//!   [`Timeline::list_keys`]`(range, lsn)`,
+//!   [`Timeline::versions_in`]`(keys, lsns)` (index-only: which versions
+//!   exist in a key × LSN range, for `timeline diff`), [`Timeline::wait_lsn`]`(lsn,
 //!   timeout)` and [`Timeline::wait_lsn_async`];
 //! - LSNs: [`Timeline::last_record_lsn`], [`Timeline::prev_record_lsn`],
 //!   [`Timeline::disk_consistent_lsn`], [`Timeline::gc_cutoff`] /
@@ -136,6 +138,7 @@ pub use policy::{CompactionPolicy, FreezePolicy};
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
 pub use stats::{StatsSnapshot, StorageStats};
+pub use timeline::history::StoredVersion;
 pub use timeline::{
     CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
 };

@@ -1,13 +1,14 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline`, `time` (LSN ↔ timestamp), `size` (the tenant size model),
-//! `mobility` (attach, detach, location_config), and `eviction` (one run of
-//! disk-usage eviction).
+//! `timeline`, `time` (LSN ↔ timestamp), `diff` (what changed between two
+//! LSNs), `size` (the tenant size model), `mobility` (attach, detach,
+//! location_config), and `eviction` (one run of disk-usage eviction).
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
 mod auth;
+mod diff;
 pub mod error;
 mod eviction;
 pub mod extract;
@@ -80,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/get_timestamp_of_lsn",
             get(time::timestamp_of_lsn),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/diff",
+            get(diff::diff),
         )
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",

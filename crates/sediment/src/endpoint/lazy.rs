@@ -210,6 +210,11 @@ pub fn wait_fill_process_exit(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while pid.as_raw() > 1 && nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline
     {
+        // When this process started the filler (`table restore` runs a
+        // temporary endpoint), an exited filler is our zombie and would
+        // still answer kill(0): reap it. For anyone else's child this is
+        // ECHILD, ignored.
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -612,3 +612,40 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {}", path.display()))
 }
+
+/// Starts a read-only endpoint `name` on `branch` at `lsn` (lazy where the
+/// kernel allows), for tools that need a past state (`table restore`).
+pub(crate) fn start_read_only(
+    workdir: &Workdir,
+    name: &str,
+    branch: &str,
+    tenant_id: Option<&str>,
+    lsn: Lsn,
+) -> anyhow::Result<EndpointState> {
+    start(
+        workdir,
+        &StartRequest {
+            name,
+            branch,
+            port: None,
+            lsn: Some(lsn),
+            tenant_id,
+            full: false,
+        },
+    )
+}
+
+/// Stops endpoint `name` and deletes its directory.
+pub(crate) fn stop_and_destroy(workdir: &Workdir, name: &str) -> anyhow::Result<()> {
+    stop(workdir, name, true).map(drop)
+}
+
+/// Runs SQL on an endpoint's `postgres` database (see [`pg::query`]).
+pub(crate) fn query(workdir: &Workdir, port: u16, sql: &str) -> anyhow::Result<String> {
+    pg::query(workdir, port, sql)
+}
+
+/// The password file clients use to reach endpoints (auth on).
+pub(crate) fn pgpass_file(workdir: &Workdir) -> PathBuf {
+    passwords::pgpass_file(workdir)
+}

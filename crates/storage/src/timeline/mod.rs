@@ -26,6 +26,7 @@
 mod compact;
 mod flush;
 mod gc;
+pub mod history;
 pub(crate) mod load;
 mod read;
 mod size;
