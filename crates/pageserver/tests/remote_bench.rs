@@ -76,7 +76,11 @@ fn fill(storage: &storage::Timeline, mb: usize) {
 
 async fn timeline_info(server: &TestServer, tenant: &str, timeline: &str) -> Value {
     let (status, info) = server
-        .call("GET", &format!("/v1/tenant/{tenant}/timeline/{timeline}"), None)
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{info}");
     info
@@ -148,14 +152,25 @@ async fn bench(s3: &SeaweedS3, mb: usize) {
     location(&a, &tenant, "AttachedStale", 1).await;
     let storage = {
         let t = a.manager().get(tenant.parse().unwrap()).unwrap();
-        t.timeline(timeline.parse().unwrap()).unwrap().storage().clone()
+        t.timeline(timeline.parse().unwrap())
+            .unwrap()
+            .storage()
+            .clone()
     };
     let started = Instant::now();
     let filler = storage.clone();
-    tokio::task::spawn_blocking(move || fill(&filler, mb)).await.unwrap();
-    eprintln!("filled {mb} MiB in {:.1} s", started.elapsed().as_secs_f64());
+    tokio::task::spawn_blocking(move || fill(&filler, mb))
+        .await
+        .unwrap();
+    eprintln!(
+        "filled {mb} MiB in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let layers = layer_files(storage.dir());
-    let bytes: u64 = layers.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let bytes: u64 = layers
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
     let total_mb = bytes as f64 / (1024.0 * 1024.0);
 
     let started = Instant::now();
@@ -165,7 +180,10 @@ async fn bench(s3: &SeaweedS3, mb: usize) {
         if info["remote_consistent_lsn"] == info["disk_consistent_lsn"] {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1800), "upload too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "upload too slow"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let upload = started.elapsed().as_secs_f64();

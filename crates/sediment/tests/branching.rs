@@ -330,7 +330,10 @@ fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
         .unwrap();
     assert!(init.status.success(), "{init:?}");
 
-    let (clients, per_client) = (4, 1000);
+    // Enough transactions that pgbench is still running when the kill lands
+    // on a fast machine (4,000 once finished inside the old fixed 3 s wait);
+    // the kill waits for a little history instead of a fixed time.
+    let (clients, per_client) = (4, 5000);
     let bench = spawn_pgbench(
         main,
         &[
@@ -343,8 +346,12 @@ fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
             &per_client.to_string(),
         ],
     );
-    std::thread::sleep(Duration::from_secs(3));
-    let before = values(main).1;
+    let waiting_since = std::time::Instant::now();
+    let mut before = values(main).1;
+    while before < 300 && waiting_since.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        before = values(main).1;
+    }
     let pid = nix::unistd::Pid::from_raw(sediment.pageserver_pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = nix::sys::wait::waitpid(pid, None);
