@@ -16,9 +16,15 @@ VENV=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
 MAX_EXAMPLES=${ST_MAX_EXAMPLES:-25}
 TIME_LIMIT=${ST_TIME_LIMIT:-900}
 
-if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+# The pinned version: the one on PATH if it is that version, else a venv.
+if st --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+    ST=st
+else
+    if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+    fi
+    ST="$VENV/bin/st"
 fi
 
 cargo build -q -p pageserver --bin pageserver
@@ -46,7 +52,7 @@ TOKEN=$("$SEDIMENT" --workdir "$WORK/w" token --scope pageserverapi | tail -n 1)
 BASE="http://127.0.0.1:$HTTP_PORT"
 
 echo "schemathesis $SCHEMATHESIS_VERSION against $BASE (max $MAX_EXAMPLES examples per operation, ${TIME_LIMIT}s)"
-timeout "$TIME_LIMIT" "$VENV/bin/st" run "$BASE/v1/openapi.yml" \
+timeout "$TIME_LIMIT" "$ST" run "$BASE/v1/openapi.yml" \
     --url "$BASE" \
     --header "Authorization: Bearer $TOKEN" \
     --checks all \

@@ -126,15 +126,34 @@ fn number_or_numeric_string<'de, D: Deserializer<'de>>(
     match Option::<Raw>::deserialize(deserializer)? {
         None => Ok(None),
         Some(Raw::Number(n)) => Ok(Some(n)),
-        Some(Raw::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!("{text:?} is not a non-negative integer"))
-        }),
+        Some(Raw::Text(text)) => text
+            .parse()
+            .ok()
+            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+            .map(Some)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not a non-negative integer"))
+            }),
     }
 }
 
 /// Parses a duration the way the config files write them.
+///
+/// The grammar is the served spec's `pattern` for duration settings: one or
+/// more `<1-9 digits><unit>` separated by single spaces, units `ms`, `s`,
+/// `m`, `min`, `h`, `d`, `days`, `w`. Anything else is refused, also what
+/// `humantime` would take (`1 h`, ` 1h`): a schema-violating value must be
+/// refused, not silently read.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    humantime::parse_duration(text.trim()).ok()
+    const UNITS: [&str; 8] = ["ms", "s", "m", "min", "h", "d", "days", "w"];
+    let well_formed = text.split(' ').all(|part| {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        (1..=9).contains(&digits) && UNITS.contains(&&part[digits..])
+    });
+    if !well_formed {
+        return None;
+    }
+    humantime::parse_duration(text).ok()
 }
 
 impl TenantConfig {
@@ -159,7 +178,21 @@ impl TenantConfig {
     }
 
     /// Parses a JSON object, rejecting unknown fields and invalid values.
+    ///
+    /// Types are the spec's: `compaction_threshold` a numeric string,
+    /// `heatmap_period` an integer (config files may write either as a
+    /// number or a numeric string; the API holds clients to its schema).
     pub fn from_json(value: serde_json::Value) -> Result<TenantConfig, TenantConfigError> {
+        if let Some(value) = value.get("compaction_threshold").filter(|v| !v.is_string()) {
+            return Err(TenantConfigError::Malformed(format!(
+                "compaction_threshold must be a string of digits, got {value}"
+            )));
+        }
+        if let Some(value) = value.get("heatmap_period").filter(|v| !v.is_u64()) {
+            return Err(TenantConfigError::Malformed(format!(
+                "heatmap_period must be a non-negative integer, got {value}"
+            )));
+        }
         let config: TenantConfig = serde_json::from_value(value)
             .map_err(|error| TenantConfigError::Malformed(error.to_string()))?;
         config.validate()?;
@@ -321,6 +354,12 @@ mod tests {
             json!({"trace_read_requests": true}),
             json!({"heatmap_period": 60}),
             json!({"compaction_threshold": "x"}),
+            json!({"compaction_threshold": 4}),
+            json!({"compaction_threshold": " 4"}),
+            json!({"heatmap_period": "0"}),
+            json!({"gc_period": ""}),
+            json!({"gc_period": "1 h"}),
+            json!({"gc_period": " 1h"}),
             json!([1, 2]),
         ];
         for case in cases {

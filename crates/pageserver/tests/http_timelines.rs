@@ -241,7 +241,7 @@ async fn bootstrap_branch_recreate_and_delete() {
                 None,
             )
             .await,
-        412,
+        404,
     );
     let (_, list) = server
         .call("GET", &format!("/v1/tenant/{tenant}/timeline"), None)

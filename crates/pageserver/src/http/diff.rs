@@ -17,7 +17,6 @@ use super::AppState;
 
 /// Query of the diff endpoint.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     from: String,
     #[serde(default)]

@@ -29,8 +29,33 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))?;
+    // No request schema of the spec is `nullable`: an explicit `null` is a
+    // schema violation, not "absent" (which serde's `Option` would make it).
+    if let Some(path) = null_path(&value, "body") {
+        return Err(ApiError::bad_request(format!(
+            "malformed request body: {path} is null; omit absent fields instead"
+        )));
+    }
+    serde_json::from_value(value)
         .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))
+}
+
+/// Where the first `null` in `value` is, as a JSON path (`body.a[2].b`).
+fn null_path(value: &serde_json::Value, here: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Null => Some(here.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| null_path(item, &format!("{here}[{i}]"))),
+        Value::Object(fields) => fields
+            .iter()
+            .find_map(|(key, item)| null_path(item, &format!("{here}.{key}"))),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -73,14 +73,17 @@ async fn attach(
     OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
+    let has_body = body.is_some();
     let mut fields = object(body)?;
     let generation = take_generation(&mut fields)?;
-    let config = parse_config(fields.remove("config"))?.unwrap_or_default();
-    if let Some(key) = fields.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown field {key:?} in attach request"
-        )));
-    }
+    // The body is optional, but a body must carry `config` (the schema
+    // requires it); without a body the pageserver's defaults apply.
+    let config = match (has_body, fields.remove("config")) {
+        (true, None) => return Err(ApiError::bad_request("config is required in an attach body")),
+        (_, config) => parse_config(config)?.unwrap_or_default(),
+    };
+    // Other top-level fields are tolerated, as the spec's schema allows
+    // them; the config itself rejects unknown settings (its schema says so).
     state.manager.attach(id, generation, config, false).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
@@ -144,7 +147,9 @@ async fn location_config(
     let mut fields = object(body)?;
     if let Some(Value::String(body_id)) = fields.remove("tenant_id") {
         if parse_tenant_id(&body_id)? != id {
-            return Err(ApiError::bad_request(
+            // Both ids are well-formed, so the request is not malformed;
+            // it names two tenants at once (docs/api-deviations.md).
+            return Err(ApiError::conflict(
                 "tenant_id in the body differs from the one in the path",
             ));
         }
@@ -163,11 +168,6 @@ async fn location_config(
     let generation = take_generation(&mut fields)?;
     let config = parse_config(fields.remove("tenant_conf"))?;
     fields.remove("secondary_conf");
-    if let Some(key) = fields.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown field {key:?} in location_config request"
-        )));
-    }
     let flush = query.flush_ms.map(Duration::from_millis);
     state
         .manager

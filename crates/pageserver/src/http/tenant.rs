@@ -23,7 +23,9 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<TenantInfo>> {
     )
 }
 
-/// `POST /v1/tenant`: 201 with the new id as a JSON string.
+/// `POST /v1/tenant`: 201 with the new id as a JSON string. Without
+/// `new_tenant_id` an id is generated (the spec's prose; the served schema
+/// does not require the field).
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
