@@ -52,7 +52,7 @@ TOKEN=$("$SEDIMENT" --workdir "$WORK/w" token --scope pageserverapi | tail -n 1)
 BASE="http://127.0.0.1:$HTTP_PORT"
 
 echo "schemathesis $SCHEMATHESIS_VERSION against $BASE (max $MAX_EXAMPLES examples per operation, ${TIME_LIMIT}s)"
-timeout "$TIME_LIMIT" "$ST" run "$BASE/v1/openapi.yml" \
+timeout "$TIME_LIMIT" "$ST" --config-file scripts/schemathesis.toml run "$BASE/v1/openapi.yml" \
     --url "$BASE" \
     --header "Authorization: Bearer $TOKEN" \
     --checks all \

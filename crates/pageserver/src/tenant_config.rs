@@ -183,6 +183,15 @@ impl TenantConfig {
     /// `heatmap_period` an integer (config files may write either as a
     /// number or a numeric string; the API holds clients to its schema).
     pub fn from_json(value: serde_json::Value) -> Result<TenantConfig, TenantConfigError> {
+        // No setting is nullable in the spec; serde would read `null` as unset.
+        if let Some((key, _)) = value
+            .as_object()
+            .and_then(|fields| fields.iter().find(|(_, v)| v.is_null()))
+        {
+            return Err(TenantConfigError::Malformed(format!(
+                "{key} must not be null; omit it instead"
+            )));
+        }
         if let Some(value) = value.get("compaction_threshold").filter(|v| !v.is_string()) {
             return Err(TenantConfigError::Malformed(format!(
                 "compaction_threshold must be a string of digits, got {value}"

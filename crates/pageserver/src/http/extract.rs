@@ -29,32 +29,33 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))?;
-    // No request schema of the spec is `nullable`: an explicit `null` is a
-    // schema violation, not "absent" (which serde's `Option` would make it).
-    if let Some(path) = null_path(&value, "body") {
-        return Err(ApiError::bad_request(format!(
-            "malformed request body: {path} is null; omit absent fields instead"
-        )));
-    }
-    serde_json::from_value(value)
+    serde_json::from_slice(bytes)
         .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))
 }
 
-/// Where the first `null` in `value` is, as a JSON path (`body.a[2].b`).
-fn null_path(value: &serde_json::Value, here: &str) -> Option<String> {
-    use serde_json::Value;
-    match value {
-        Value::Null => Some(here.to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| null_path(item, &format!("{here}[{i}]"))),
-        Value::Object(fields) => fields
-            .iter()
-            .find_map(|(key, item)| null_path(item, &format!("{here}.{key}"))),
-        Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
+/// For an optional body field (`#[serde(default, deserialize_with =
+/// "present")]`): absent is `None`, but an explicit `null` is refused, since
+/// no request schema of the spec is `nullable` (serde alone would read
+/// `null` as absent and accept a schema-violating request).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The same for handlers that take a body apart as a JSON object: the
+/// field's value unless it is `null`.
+pub fn take_field(
+    fields: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    match fields.remove(name) {
+        Some(serde_json::Value::Null) => Err(ApiError::bad_request(format!(
+            "{name} must not be null; omit it instead"
+        ))),
+        value => Ok(value),
     }
 }
 

@@ -37,8 +37,8 @@ fn empty(status: StatusCode) -> Response {
 }
 
 fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
-    match fields.remove("generation") {
-        None | Some(Value::Null) => Ok(None),
+    match super::extract::take_field(fields, "generation")? {
+        None => Ok(None),
         Some(value) => serde_json::from_value::<u32>(value.clone())
             .map(Some)
             .map_err(|_| {
@@ -78,7 +78,7 @@ async fn attach(
     let generation = take_generation(&mut fields)?;
     // The body is optional, but a body must carry `config` (the schema
     // requires it); without a body the pageserver's defaults apply.
-    let config = match (has_body, fields.remove("config")) {
+    let config = match (has_body, super::extract::take_field(&mut fields, "config")?) {
         (true, None) => return Err(ApiError::bad_request("config is required in an attach body")),
         (_, config) => parse_config(config)?.unwrap_or_default(),
     };
@@ -145,7 +145,11 @@ async fn location_config(
 ) -> Result<Response, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
     let mut fields = object(body)?;
-    if let Some(Value::String(body_id)) = fields.remove("tenant_id") {
+    let body_id = match fields.remove("tenant_id") {
+        Some(Value::String(body_id)) => body_id,
+        _ => return Err(ApiError::bad_request("tenant_id (a string) is required")),
+    };
+    {
         if parse_tenant_id(&body_id)? != id {
             // Both ids are well-formed, so the request is not malformed;
             // it names two tenants at once (docs/api-deviations.md).
@@ -166,8 +170,20 @@ async fn location_config(
         }
     };
     let generation = take_generation(&mut fields)?;
-    let config = parse_config(fields.remove("tenant_conf"))?;
-    fields.remove("secondary_conf");
+    let config = parse_config(super::extract::take_field(&mut fields, "tenant_conf")?)?;
+    match super::extract::take_field(&mut fields, "secondary_conf")? {
+        None => {}
+        Some(Value::Object(conf)) => {
+            if conf.get("warm").is_some_and(|warm| !warm.is_boolean()) {
+                return Err(ApiError::bad_request("secondary_conf.warm must be a boolean"));
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "secondary_conf must be an object, got {other}"
+            )))
+        }
+    }
     let flush = query.flush_ms.map(Duration::from_millis);
     state
         .manager

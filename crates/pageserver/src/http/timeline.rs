@@ -21,13 +21,13 @@ use std::sync::Arc;
 #[derive(Debug, Deserialize)]
 pub struct CreateBody {
     new_timeline_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::extract::present")]
     ancestor_timeline_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::extract::present")]
     ancestor_start_lsn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::extract::present")]
     pg_version: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::extract::present")]
     existing_initdb_timeline_id: Option<String>,
 }
 
