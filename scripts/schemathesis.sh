@@ -4,7 +4,7 @@
 # number of examples per operation and a time bound, against a pageserver
 # started by `sediment init --auth` on free ports, with a pageserverapi token.
 #
-#   bash scripts/schemathesis.sh            # exit 0 only with 0 failures
+#   bash scripts/schemathesis.sh [ST RUN OPTIONS]   # exit 0 only with 0 failures
 #
 # Environment: ST_MAX_EXAMPLES (default 25), ST_TIME_LIMIT seconds (default
 # 900), SCHEMATHESIS_VENV (default target/schemathesis-venv).
@@ -50,6 +50,13 @@ trap cleanup EXIT
 "$SEDIMENT" --workdir "$WORK/w" tenant create --set-default >/dev/null
 TOKEN=$("$SEDIMENT" --workdir "$WORK/w" token --scope pageserverapi | tail -n 1)
 BASE="http://127.0.0.1:$HTTP_PORT"
+# The tenant's first timeline, for operations that need live ids
+# (scripts/schemathesis.toml reads these two variables).
+ST_TENANT_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/tenant/" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+ST_TIMELINE_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/tenant/$ST_TENANT_ID/timeline" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["timeline_id"])')
+export ST_TENANT_ID ST_TIMELINE_ID
 
 echo "schemathesis $SCHEMATHESIS_VERSION against $BASE (max $MAX_EXAMPLES examples per operation, ${TIME_LIMIT}s)"
 timeout "$TIME_LIMIT" "$ST" --config-file scripts/schemathesis.toml run "$BASE/v1/openapi.yml" \
@@ -59,4 +66,5 @@ timeout "$TIME_LIMIT" "$ST" --config-file scripts/schemathesis.toml run "$BASE/v
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 60 \
     --workers 1 \
-    --seed 1
+    --seed 1 \
+    "$@"
