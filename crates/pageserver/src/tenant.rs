@@ -740,13 +740,9 @@ impl Tenant {
         };
         let cutoff = by_horizon.min(by_time).max(storage.gc_cutoff());
         if cutoff != storage.gc_cutoff() {
-            storage
-                .set_gc_cutoff(cutoff)
-                .map_err(GcError::Cutoff)?;
+            storage.set_gc_cutoff(cutoff).map_err(GcError::Cutoff)?;
         }
-        let result = repo
-            .gc_timeline(id)
-            .map_err(GcError::Storage)?;
+        let result = repo.gc_timeline(id).map_err(GcError::Storage)?;
         let bytes_removed = result.bytes_removed;
         tracing::info!(tenant_id = %self.id, timeline_id = %id, %cutoff,
             removed = result.layers_removed.len(), kept = result.layers_kept, bytes_removed,

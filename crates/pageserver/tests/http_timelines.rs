@@ -166,7 +166,11 @@ async fn bootstrap_branch_recreate_and_delete() {
     // Unknown fields are tolerated (the schema allows them); nulls are not.
     // (An identical re-creation of `main`, so the timeline count stays.)
     let (status, body) = create(json!({"new_timeline_id": main, "surprise": true})).await;
-    assert_eq!((status, &body["timeline_id"]), (201, &json!(main)), "{body}");
+    assert_eq!(
+        (status, &body["timeline_id"]),
+        (201, &json!(main)),
+        "{body}"
+    );
     assert_error(
         create(json!({"new_timeline_id": hex_id(), "ancestor_timeline_id": null})).await,
         400,

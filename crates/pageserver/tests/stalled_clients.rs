@@ -3,6 +3,8 @@
 //! management API after its header or body read timeout, and the API keeps
 //! answering other clients meanwhile.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -79,7 +79,11 @@ async fn attach(
     // The body is optional, but a body must carry `config` (the schema
     // requires it); without a body the pageserver's defaults apply.
     let config = match (has_body, super::extract::take_field(&mut fields, "config")?) {
-        (true, None) => return Err(ApiError::bad_request("config is required in an attach body")),
+        (true, None) => {
+            return Err(ApiError::bad_request(
+                "config is required in an attach body",
+            ))
+        }
         (_, config) => parse_config(config)?.unwrap_or_default(),
     };
     // Other top-level fields are tolerated, as the spec's schema allows
@@ -149,14 +153,12 @@ async fn location_config(
         Some(Value::String(body_id)) => body_id,
         _ => return Err(ApiError::bad_request("tenant_id (a string) is required")),
     };
-    {
-        if parse_tenant_id(&body_id)? != id {
-            // Both ids are well-formed, so the request is not malformed;
-            // it names two tenants at once (docs/api-deviations.md).
-            return Err(ApiError::conflict(
-                "tenant_id in the body differs from the one in the path",
-            ));
-        }
+    if parse_tenant_id(&body_id)? != id {
+        // Both ids are well-formed, so the request is not malformed; it
+        // names two tenants at once (docs/api-deviations.md).
+        return Err(ApiError::conflict(
+            "tenant_id in the body differs from the one in the path",
+        ));
     }
     let mode: LocationMode = match fields.remove("mode") {
         Some(Value::String(text)) => text.parse()?,
@@ -171,18 +173,17 @@ async fn location_config(
     };
     let generation = take_generation(&mut fields)?;
     let config = parse_config(super::extract::take_field(&mut fields, "tenant_conf")?)?;
-    match super::extract::take_field(&mut fields, "secondary_conf")? {
-        None => {}
-        Some(Value::Object(conf)) => {
-            if conf.get("warm").is_some_and(|warm| !warm.is_boolean()) {
-                return Err(ApiError::bad_request("secondary_conf.warm must be a boolean"));
-            }
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "secondary_conf must be an object, got {other}"
-            )))
-        }
+    // Only checked (nothing here acts on it): a schema-violating value
+    // must still be refused.
+    let secondary_ok = match super::extract::take_field(&mut fields, "secondary_conf")? {
+        None => true,
+        Some(Value::Object(conf)) => conf.get("warm").is_none_or(Value::is_boolean),
+        Some(_) => false,
+    };
+    if !secondary_ok {
+        return Err(ApiError::bad_request(
+            "secondary_conf must be an object whose warm is a boolean",
+        ));
     }
     let flush = query.flush_ms.map(Duration::from_millis);
     state
