@@ -40,6 +40,8 @@ HTTP_PORT=$(free_port)
 PG_PORT=$(free_port)
 cleanup() {
     "$SEDIMENT" --workdir "$WORK/w" stop >/dev/null 2>&1 || true
+    # Kept for a failed run's investigation.
+    find "$WORK/w" -name '*.log' -path '*pageserver*' -exec cp {} target/schemathesis-pageserver.log \; 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT

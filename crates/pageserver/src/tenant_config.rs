@@ -95,11 +95,13 @@ pub enum TenantConfigError {
         /// The rejected text.
         value: String,
     },
-    /// A size or count field must be positive.
-    #[error("{field} must be greater than zero")]
-    Zero {
+    /// A size or count field is below its minimum.
+    #[error("{field} must be at least {minimum}")]
+    TooSmall {
         /// The field.
         field: &'static str,
+        /// The smallest accepted value.
+        minimum: u64,
     },
     /// The setting has nothing to act on in this pageserver.
     #[error("{field} is not supported: {reason}")]
@@ -231,16 +233,19 @@ impl TenantConfig {
                 }
             }
         }
-        let positive = [
-            ("checkpoint_distance", self.checkpoint_distance),
-            ("compaction_target_size", self.compaction_target_size),
-            ("compaction_threshold", self.compaction_threshold),
-            ("image_creation_threshold", self.image_creation_threshold),
-            ("max_lsn_wal_lag", self.max_lsn_wal_lag),
+        // Layer sizes below 1 MiB would write thousands of tiny files for
+        // every initdb (a schemathesis run found a 40 s detach that way).
+        const MIB: u64 = 1024 * 1024;
+        let minimums = [
+            ("checkpoint_distance", self.checkpoint_distance, MIB),
+            ("compaction_target_size", self.compaction_target_size, MIB),
+            ("compaction_threshold", self.compaction_threshold, 1),
+            ("image_creation_threshold", self.image_creation_threshold, 1),
+            ("max_lsn_wal_lag", self.max_lsn_wal_lag, 1),
         ];
-        for (field, value) in positive {
-            if value == Some(0) {
-                return Err(TenantConfigError::Zero { field });
+        for (field, value, minimum) in minimums {
+            if value.is_some_and(|value| value < minimum) {
+                return Err(TenantConfigError::TooSmall { field, minimum });
             }
         }
         self.validate_supported()
@@ -369,6 +374,8 @@ mod tests {
             json!({"gc_period": ""}),
             json!({"gc_period": "1 h"}),
             json!({"gc_period": " 1h"}),
+            json!({"checkpoint_distance": 1024}),
+            json!({"compaction_target_size": 1}),
             json!([1, 2]),
         ];
         for case in cases {
