@@ -144,9 +144,12 @@ pub enum GcError {
     /// The tenant's retention settings are unusable.
     #[error("{0}")]
     Config(String),
-    /// Storage refused or failed.
+    /// Moving the timeline's GC cutoff failed.
+    #[error("garbage collection failed moving the cutoff: {0}")]
+    Cutoff(#[source] storage::WriteError),
+    /// Deleting the layer files below the cutoff failed.
     #[error("garbage collection failed: {0}")]
-    Storage(String),
+    Storage(#[source] storage::RepositoryError),
 }
 
 /// What one GC run of a timeline did.
@@ -737,13 +740,9 @@ impl Tenant {
         };
         let cutoff = by_horizon.min(by_time).max(storage.gc_cutoff());
         if cutoff != storage.gc_cutoff() {
-            storage
-                .set_gc_cutoff(cutoff)
-                .map_err(|error| GcError::Storage(error.to_string()))?;
+            storage.set_gc_cutoff(cutoff).map_err(GcError::Cutoff)?;
         }
-        let result = repo
-            .gc_timeline(id)
-            .map_err(|error| GcError::Storage(error.to_string()))?;
+        let result = repo.gc_timeline(id).map_err(GcError::Storage)?;
         let bytes_removed = result.bytes_removed;
         tracing::info!(tenant_id = %self.id, timeline_id = %id, %cutoff,
             removed = result.layers_removed.len(), kept = result.layers_kept, bytes_removed,

@@ -95,11 +95,13 @@ pub enum TenantConfigError {
         /// The rejected text.
         value: String,
     },
-    /// A size or count field must be positive.
-    #[error("{field} must be greater than zero")]
-    Zero {
+    /// A size or count field is below its minimum.
+    #[error("{field} must be at least {minimum}")]
+    TooSmall {
         /// The field.
         field: &'static str,
+        /// The smallest accepted value.
+        minimum: u64,
     },
     /// The setting has nothing to act on in this pageserver.
     #[error("{field} is not supported: {reason}")]
@@ -126,15 +128,34 @@ fn number_or_numeric_string<'de, D: Deserializer<'de>>(
     match Option::<Raw>::deserialize(deserializer)? {
         None => Ok(None),
         Some(Raw::Number(n)) => Ok(Some(n)),
-        Some(Raw::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!("{text:?} is not a non-negative integer"))
-        }),
+        Some(Raw::Text(text)) => text
+            .parse()
+            .ok()
+            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+            .map(Some)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not a non-negative integer"))
+            }),
     }
 }
 
 /// Parses a duration the way the config files write them.
+///
+/// The grammar is the served spec's `pattern` for duration settings: one or
+/// more `<1-9 digits><unit>` separated by single spaces, units `ms`, `s`,
+/// `m`, `min`, `h`, `d`, `days`, `w`. Anything else is refused, also what
+/// `humantime` would take (`1 h`, ` 1h`): a schema-violating value must be
+/// refused, not silently read.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    humantime::parse_duration(text.trim()).ok()
+    const UNITS: [&str; 8] = ["ms", "s", "m", "min", "h", "d", "days", "w"];
+    let well_formed = text.split(' ').all(|part| {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        (1..=9).contains(&digits) && UNITS.contains(&&part[digits..])
+    });
+    if !well_formed {
+        return None;
+    }
+    humantime::parse_duration(text).ok()
 }
 
 impl TenantConfig {
@@ -159,7 +180,30 @@ impl TenantConfig {
     }
 
     /// Parses a JSON object, rejecting unknown fields and invalid values.
+    ///
+    /// Types are the spec's: `compaction_threshold` a numeric string,
+    /// `heatmap_period` an integer (config files may write either as a
+    /// number or a numeric string; the API holds clients to its schema).
     pub fn from_json(value: serde_json::Value) -> Result<TenantConfig, TenantConfigError> {
+        // No setting is nullable in the spec; serde would read `null` as unset.
+        if let Some((key, _)) = value
+            .as_object()
+            .and_then(|fields| fields.iter().find(|(_, v)| v.is_null()))
+        {
+            return Err(TenantConfigError::Malformed(format!(
+                "{key} must not be null; omit it instead"
+            )));
+        }
+        if let Some(value) = value.get("compaction_threshold").filter(|v| !v.is_string()) {
+            return Err(TenantConfigError::Malformed(format!(
+                "compaction_threshold must be a string of digits, got {value}"
+            )));
+        }
+        if let Some(value) = value.get("heatmap_period").filter(|v| !v.is_u64()) {
+            return Err(TenantConfigError::Malformed(format!(
+                "heatmap_period must be a non-negative integer, got {value}"
+            )));
+        }
         let config: TenantConfig = serde_json::from_value(value)
             .map_err(|error| TenantConfigError::Malformed(error.to_string()))?;
         config.validate()?;
@@ -189,16 +233,19 @@ impl TenantConfig {
                 }
             }
         }
-        let positive = [
-            ("checkpoint_distance", self.checkpoint_distance),
-            ("compaction_target_size", self.compaction_target_size),
-            ("compaction_threshold", self.compaction_threshold),
-            ("image_creation_threshold", self.image_creation_threshold),
-            ("max_lsn_wal_lag", self.max_lsn_wal_lag),
+        // Layer sizes below 1 MiB would write thousands of tiny files for
+        // every initdb (a schemathesis run found a 40 s detach that way).
+        const MIB: u64 = 1024 * 1024;
+        let minimums = [
+            ("checkpoint_distance", self.checkpoint_distance, MIB),
+            ("compaction_target_size", self.compaction_target_size, MIB),
+            ("compaction_threshold", self.compaction_threshold, 1),
+            ("image_creation_threshold", self.image_creation_threshold, 1),
+            ("max_lsn_wal_lag", self.max_lsn_wal_lag, 1),
         ];
-        for (field, value) in positive {
-            if value == Some(0) {
-                return Err(TenantConfigError::Zero { field });
+        for (field, value, minimum) in minimums {
+            if value.is_some_and(|value| value < minimum) {
+                return Err(TenantConfigError::TooSmall { field, minimum });
             }
         }
         self.validate_supported()
@@ -321,6 +368,14 @@ mod tests {
             json!({"trace_read_requests": true}),
             json!({"heatmap_period": 60}),
             json!({"compaction_threshold": "x"}),
+            json!({"compaction_threshold": 4}),
+            json!({"compaction_threshold": " 4"}),
+            json!({"heatmap_period": "0"}),
+            json!({"gc_period": ""}),
+            json!({"gc_period": "1 h"}),
+            json!({"gc_period": " 1h"}),
+            json!({"checkpoint_distance": 1024}),
+            json!({"compaction_target_size": 1}),
             json!([1, 2]),
         ];
         for case in cases {

@@ -145,12 +145,14 @@ impl SourcePaths {
     /// Forgets the source and its local WAL.
     pub fn remove(&self) -> std::io::Result<()> {
         match std::fs::remove_file(&self.file) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(parent) = self.file.parent() {
+                    durable::sync_dir(parent)?;
+                }
+            }
+            // Nothing attached (the directory may not exist either).
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
-        }
-        if let Some(parent) = self.file.parent() {
-            durable::sync_dir(parent)?;
         }
         remove_dir_if_exists(&self.store)
     }

@@ -163,8 +163,16 @@ async fn bootstrap_branch_recreate_and_delete() {
         create(json!({"new_timeline_id": hex_id(), "existing_initdb_timeline_id": main})).await,
         400,
     );
+    // Unknown fields are tolerated (the schema allows them); nulls are not.
+    // (An identical re-creation of `main`, so the timeline count stays.)
+    let (status, body) = create(json!({"new_timeline_id": main, "surprise": true})).await;
+    assert_eq!(
+        (status, &body["timeline_id"]),
+        (201, &json!(main)),
+        "{body}"
+    );
     assert_error(
-        create(json!({"new_timeline_id": hex_id(), "surprise": true})).await,
+        create(json!({"new_timeline_id": hex_id(), "ancestor_timeline_id": null})).await,
         400,
     );
     assert_error(create(json!({"ancestor_timeline_id": main})).await, 400);
@@ -241,7 +249,7 @@ async fn bootstrap_branch_recreate_and_delete() {
                 None,
             )
             .await,
-        412,
+        404,
     );
     let (_, list) = server
         .call("GET", &format!("/v1/tenant/{tenant}/timeline"), None)

@@ -425,7 +425,10 @@ fn parse_settings(items: &[String]) -> anyhow::Result<Map<String, Value>> {
         let (key, value) = item
             .split_once('=')
             .with_context(|| format!("setting {item:?} is not of the form key=value"))?;
-        let value = if let Ok(n) = value.parse::<u64>() {
+        // The spec types compaction_threshold as a (numeric) string.
+        let value = if key.trim() == "compaction_threshold" {
+            json!(value)
+        } else if let Ok(n) = value.parse::<u64>() {
             json!(n)
         } else if let Ok(b) = value.parse::<bool>() {
             json!(b)
@@ -655,11 +658,13 @@ mod tests {
             "gc_horizon=1024".into(),
             "trace_read_requests=true".into(),
             "pitr_interval=1h".into(),
+            "compaction_threshold=5".into(),
         ])
         .unwrap();
         assert_eq!(
             Value::Object(parsed),
-            json!({"gc_horizon": 1024, "trace_read_requests": true, "pitr_interval": "1h"})
+            json!({"gc_horizon": 1024, "trace_read_requests": true, "pitr_interval": "1h",
+                   "compaction_threshold": "5"})
         );
         assert!(parse_settings(&["novalue".into()]).is_err());
     }

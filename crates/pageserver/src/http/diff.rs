@@ -17,7 +17,6 @@ use super::AppState;
 
 /// Query of the diff endpoint.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     from: String,
     #[serde(default)]
@@ -53,8 +52,12 @@ pub async fn diff(
         .map_err(|error| ApiError::internal(format!("diff task failed: {error}")))?;
     match result {
         Ok(diff) => Ok(Json(to_json(&diff))),
-        Err(error @ (HistoryError::BadRange { .. } | HistoryError::LsnNotAvailable { .. })) => {
-            Err(ApiError::bad_request(error.to_string()))
+        Err(error @ HistoryError::BadRange { .. }) => Err(ApiError::bad_request(error.to_string())),
+        // A point outside the readable history (below the GC cutoff, above
+        // the head, before initdb wrote a catalog) is not there: 404, as
+        // the seed answers a timestamp with no data.
+        Err(error @ (HistoryError::LsnNotAvailable { .. } | HistoryError::Catalog(_))) => {
+            Err(ApiError::not_found(error.to_string()))
         }
         Err(error) => Err(ApiError::internal(error.to_string())),
     }

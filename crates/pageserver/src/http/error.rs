@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::tenant::{CreateTimelineError, DeleteTimelineError};
+use crate::tenant::{CreateTimelineError, DeleteTimelineError, GcError};
 use crate::tenant_manager::TenantError;
 
 /// An error response.
@@ -135,6 +135,29 @@ impl From<crate::wal_source::WalSourceError> for ApiError {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string())
             }
             WalSourceError::Io { .. } => ApiError::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<GcError> for ApiError {
+    fn from(error: GcError) -> ApiError {
+        use storage::{RepositoryError, WriteError};
+        let msg = error.to_string();
+        match &error {
+            GcError::NotFound(_) | GcError::Storage(RepositoryError::TimelineNotFound(_)) => {
+                ApiError::not_found(msg)
+            }
+            // The tenant's own retention setting does not parse: the
+            // request cannot succeed until the setting is changed.
+            GcError::Config(_) => ApiError::bad_request(msg),
+            // Another GC run or a write moved the cutoff or head meanwhile.
+            GcError::Cutoff(WriteError::GcCutoffOutOfRange { .. }) => ApiError::conflict(msg),
+            GcError::Cutoff(WriteError::ShuttingDown)
+            | GcError::Storage(RepositoryError::ShuttingDown)
+            | GcError::Storage(RepositoryError::Write(WriteError::ShuttingDown)) => {
+                ApiError::unavailable(msg)
+            }
+            GcError::Cutoff(_) | GcError::Storage(_) => ApiError::internal(msg),
         }
     }
 }

@@ -20,7 +20,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EvictionRequest {
     evict_bytes: u64,
 }

@@ -37,8 +37,8 @@ fn empty(status: StatusCode) -> Response {
 }
 
 fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
-    match fields.remove("generation") {
-        None | Some(Value::Null) => Ok(None),
+    match super::extract::take_field(fields, "generation")? {
+        None => Ok(None),
         Some(value) => serde_json::from_value::<u32>(value.clone())
             .map(Some)
             .map_err(|_| {
@@ -73,14 +73,21 @@ async fn attach(
     OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
+    let has_body = body.is_some();
     let mut fields = object(body)?;
     let generation = take_generation(&mut fields)?;
-    let config = parse_config(fields.remove("config"))?.unwrap_or_default();
-    if let Some(key) = fields.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown field {key:?} in attach request"
-        )));
-    }
+    // The body is optional, but a body must carry `config` (the schema
+    // requires it); without a body the pageserver's defaults apply.
+    let config = match (has_body, super::extract::take_field(&mut fields, "config")?) {
+        (true, None) => {
+            return Err(ApiError::bad_request(
+                "config is required in an attach body",
+            ))
+        }
+        (_, config) => parse_config(config)?.unwrap_or_default(),
+    };
+    // Other top-level fields are tolerated, as the spec's schema allows
+    // them; the config itself rejects unknown settings (its schema says so).
     state.manager.attach(id, generation, config, false).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
@@ -142,12 +149,16 @@ async fn location_config(
 ) -> Result<Response, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
     let mut fields = object(body)?;
-    if let Some(Value::String(body_id)) = fields.remove("tenant_id") {
-        if parse_tenant_id(&body_id)? != id {
-            return Err(ApiError::bad_request(
-                "tenant_id in the body differs from the one in the path",
-            ));
-        }
+    let body_id = match fields.remove("tenant_id") {
+        Some(Value::String(body_id)) => body_id,
+        _ => return Err(ApiError::bad_request("tenant_id (a string) is required")),
+    };
+    if parse_tenant_id(&body_id)? != id {
+        // Both ids are well-formed, so the request is not malformed; it
+        // names two tenants at once (docs/api-deviations.md).
+        return Err(ApiError::conflict(
+            "tenant_id in the body differs from the one in the path",
+        ));
     }
     let mode: LocationMode = match fields.remove("mode") {
         Some(Value::String(text)) => text.parse()?,
@@ -161,12 +172,18 @@ async fn location_config(
         }
     };
     let generation = take_generation(&mut fields)?;
-    let config = parse_config(fields.remove("tenant_conf"))?;
-    fields.remove("secondary_conf");
-    if let Some(key) = fields.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown field {key:?} in location_config request"
-        )));
+    let config = parse_config(super::extract::take_field(&mut fields, "tenant_conf")?)?;
+    // Only checked (nothing here acts on it): a schema-violating value
+    // must still be refused.
+    let secondary_ok = match super::extract::take_field(&mut fields, "secondary_conf")? {
+        None => true,
+        Some(Value::Object(conf)) => conf.get("warm").is_none_or(Value::is_boolean),
+        Some(_) => false,
+    };
+    if !secondary_ok {
+        return Err(ApiError::bad_request(
+            "secondary_conf must be an object whose warm is a boolean",
+        ));
     }
     let flush = query.flush_ms.map(Duration::from_millis);
     state

@@ -13,7 +13,6 @@ use crate::size::SizeModel;
 
 /// Query of `GET .../size`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SizeQuery {
     #[serde(default)]
     inputs_only: Option<bool>,

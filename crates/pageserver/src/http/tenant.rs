@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::extract::{parse_tenant_id, ApiPath, JsonBody};
+use super::extract::{parse_tenant_id, ApiPath, JsonBody, OptionalJsonBody};
 use super::{json_response, AppState};
 use crate::tenant_config::TenantConfig;
 use crate::tenant_manager::{TenantInfo, TenantManager};
@@ -23,16 +23,18 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<TenantInfo>> {
     )
 }
 
-/// `POST /v1/tenant`: 201 with the new id as a JSON string.
+/// `POST /v1/tenant`: 201 with the new id as a JSON string. Without
+/// `new_tenant_id` an id is generated (the spec's prose; the served schema
+/// does not require the field).
 pub async fn create(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<Value>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let Value::Object(mut fields) = body else {
+    let Value::Object(mut fields) = body.unwrap_or_else(|| Value::Object(Map::new())) else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
-    let tenant_id = match fields.remove("new_tenant_id") {
-        None | Some(Value::Null) => None,
+    let tenant_id = match super::extract::take_field(&mut fields, "new_tenant_id")? {
+        None => None,
         Some(Value::String(text)) => Some(parse_tenant_id(&text)?),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -47,8 +49,8 @@ pub async fn create(
 }
 
 fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
-    match fields.remove("generation") {
-        None | Some(Value::Null) => Ok(None),
+    match super::extract::take_field(fields, "generation")? {
+        None => Ok(None),
         Some(value) => serde_json::from_value::<u32>(value.clone())
             .map(Some)
             .map_err(|_| {

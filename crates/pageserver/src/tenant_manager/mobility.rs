@@ -289,9 +289,8 @@ impl TenantManager {
             return Err(TenantError::AlreadyExists(id));
         }
         if !dir.join(tenant_mod::TENANT_FILE).exists() {
-            return Err(TenantError::BadRequest(format!(
-                "tenant {id} is not on this pageserver's disk; attach it instead"
-            )));
+            // Nothing to load: 404, as for any unknown tenant.
+            return Err(TenantError::NotFound(id));
         }
         let mark = dir.join(IGNORED_MARK);
         if mark.exists() {
