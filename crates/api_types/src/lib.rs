@@ -316,7 +316,10 @@ mod tests {
             layers_kept: 7,
         };
         let text = summary.to_string();
-        assert_eq!(text, "gc cutoff 0/16B9188: removed 3 layer files (123456 bytes), kept 7");
+        assert_eq!(
+            text,
+            "gc cutoff 0/16B9188: removed 3 layer files (123456 bytes), kept 7"
+        );
         assert_eq!(text.parse::<GcSummary>(), Ok(summary));
         assert!("gc cutoff x".parse::<GcSummary>().is_err());
     }

@@ -106,7 +106,12 @@ pub enum TenantConfigCommand {
         #[arg(long)]
         tenant_id: Option<String>,
         /// Tenant setting, `key=value` (as in TenantConfig); repeatable.
-        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", required = true)]
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "KEY=VALUE",
+            required = true
+        )]
         config: Vec<String>,
     },
 }
@@ -493,13 +498,12 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                 if branches.values().any(|known| known == id) {
                     continue;
                 }
-                let name = if timeline.ancestor_timeline_id.is_none()
-                    && !branches.contains_key("main")
-                {
-                    "main".to_owned()
-                } else {
-                    id.clone()
-                };
+                let name =
+                    if timeline.ancestor_timeline_id.is_none() && !branches.contains_key("main") {
+                        "main".to_owned()
+                    } else {
+                        id.clone()
+                    };
                 branches.insert(name, id.clone());
             }
             if set_default || workdir.config.default_tenant.is_none() {
@@ -881,13 +885,15 @@ fn delete_timeline(
                 let named = endpoints
                     .iter()
                     .find(|e| e.timeline_id == timeline && e.writable)
-                    .map_or_else(|| "its writable endpoint".to_owned(), |e| format!("endpoint {}", e.name));
+                    .map_or_else(
+                        || "its writable endpoint".to_owned(),
+                        |e| format!("endpoint {}", e.name),
+                    );
                 bail!("branch {name:?} cannot be deleted while a writable endpoint streams into it; stop {named} first")
             }
-            Some(reqwest::StatusCode::PRECONDITION_FAILED) => bail!(
-                "branch {name:?} cannot be deleted: {}",
-                refused_msg(&error)
-            ),
+            Some(reqwest::StatusCode::PRECONDITION_FAILED) => {
+                bail!("branch {name:?} cannot be deleted: {}", refused_msg(&error))
+            }
             Some(reqwest::StatusCode::NOT_FOUND) => {
                 bail!("branch {name:?} (timeline {timeline}) does not exist on the pageserver")
             }
@@ -1090,6 +1096,10 @@ mod tests {
             "{}",
             rows[1].text
         );
-        assert!(rows[0].text.contains("logical 8.0 KiB  physical -"), "{}", rows[0].text);
+        assert!(
+            rows[0].text.contains("logical 8.0 KiB  physical -"),
+            "{}",
+            rows[0].text
+        );
     }
 }
