@@ -609,17 +609,19 @@ fn delete_tenant(client: &ApiClient, workdir: &Workdir, tenant_id: &str) -> anyh
     let _progress = Progress::spinner(format!("deleting tenant {tenant_id}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     loop {
-        match client.get(&format!("/v1/tenant/{tenant_id}")) {
+        match client.get_as::<TenantInfo>(&format!("/v1/tenant/{tenant_id}")) {
             Err(error) if refused_status(&error) == Some(reqwest::StatusCode::NOT_FOUND) => {
                 return Ok(())
             }
             Err(error) => return Err(error),
             Ok(info) => {
-                if info["state"].as_str() == Some("Broken") {
+                if info.state == "Broken" {
                     bail!(
                         "deleting tenant {tenant_id} failed: {}",
-                        info["attachment_status"]["data"]["reason"]
-                            .as_str()
+                        info.attachment_status
+                            .data
+                            .reason
+                            .as_deref()
                             .unwrap_or("no reason given")
                     );
                 }
