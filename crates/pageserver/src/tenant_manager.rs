@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PageServerConf;
@@ -66,39 +65,8 @@ pub enum TenantError {
     Io(#[from] std::io::Error),
 }
 
-/// `attachment_status` of `TenantInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentStatus {
-    /// `maybe`, `attached` or `failed`.
-    pub slug: String,
-    /// Details; `reason` is set when `failed`.
-    pub data: AttachmentStatusData,
-}
-
-/// The `data` of an attachment status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentStatusData {
-    /// Why the attachment failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// `TenantInfo` of the management API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantInfo {
-    /// The tenant id.
-    #[serde(with = "crate::ids::hex")]
-    pub id: TenantId,
-    /// `Active`, `Stopping` or `Broken`.
-    pub state: String,
-    /// Bytes on local disk.
-    pub current_physical_size: u64,
-    /// Attachment state.
-    pub attachment_status: AttachmentStatus,
-    /// Attachment generation, if given at creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<u32>,
-}
+/// The API's tenant types (shared with the CLI).
+pub use api_types::{AttachmentStatus, AttachmentStatusData, TenantInfo};
 
 /// All tenants of this pageserver.
 #[derive(Debug)]
@@ -344,7 +312,7 @@ impl TenantManager {
             ),
         };
         TenantInfo {
-            id: tenant.id(),
+            id: tenant.id().to_string(),
             state: state_name.to_owned(),
             current_physical_size: tenant.physical_size_bytes(),
             attachment_status,

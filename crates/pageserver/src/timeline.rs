@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use postgres_wal::Lsn;
-use serde::{Deserialize, Serialize};
 
 use crate::commit_times::CommitTimes;
-use crate::ids::{self, TenantId, TimelineId};
+use crate::ids::{TenantId, TimelineId};
 use crate::wal_source::{ActiveSource, IngestCounters};
 
 /// The only PostgreSQL major version this pageserver serves.
@@ -188,9 +187,9 @@ impl Timeline {
             .as_ref()
             .map(|active| (active.file.connstr.clone(), active.receiver.status()));
         TimelineInfo {
-            tenant_id: self.tenant_id,
-            timeline_id: self.id(),
-            ancestor_timeline_id: ancestor.map(|(id, _)| id),
+            tenant_id: self.tenant_id.to_string(),
+            timeline_id: self.id().to_string(),
+            ancestor_timeline_id: ancestor.map(|(id, _)| id.to_string()),
             ancestor_lsn: ancestor.map(|(_, lsn)| lsn),
             last_record_lsn: self.last_record_lsn(),
             prev_record_lsn: prev.is_valid().then_some(prev),
@@ -219,69 +218,5 @@ impl Timeline {
     }
 }
 
-/// `TimelineInfo` of the management API. Absent optional fields are left
-/// out, not `null`: the spec's schema has no `nullable`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineInfo {
-    /// Owning tenant.
-    #[serde(with = "ids::hex")]
-    pub tenant_id: TenantId,
-    /// The timeline.
-    #[serde(with = "ids::hex")]
-    pub timeline_id: TimelineId,
-    /// Parent, for branches.
-    #[serde(
-        with = "ids::optional_hex",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ancestor_timeline_id: Option<TimelineId>,
-    /// Branch point on the parent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestor_lsn: Option<Lsn>,
-    /// Last ingested record's end.
-    pub last_record_lsn: Lsn,
-    /// Start of the last ingested record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_record_lsn: Option<Lsn>,
-    /// Everything up to here is on local disk.
-    pub disk_consistent_lsn: Lsn,
-    /// Everything up to here is in remote storage (none configured: null).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_consistent_lsn: Option<Lsn>,
-    /// Remote-consistent LSN visible to readers of remote storage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_consistent_lsn_visible: Option<Lsn>,
-    /// Reads and branches below this LSN are refused.
-    pub latest_gc_cutoff_lsn: Lsn,
-    /// Where the timeline's history starts.
-    pub initdb_lsn: Lsn,
-    /// Bytes of a base backup at the head.
-    pub current_logical_size: Option<u64>,
-    /// Bytes of the layer files the timeline reads from.
-    pub current_physical_size: Option<u64>,
-    /// WAL receiver source, when streaming.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wal_source_connstr: Option<String>,
-    /// LSN of the last WAL message received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_received_msg_lsn: Option<Lsn>,
-    /// Time (microseconds since the epoch) of the last WAL message received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_received_msg_ts: Option<u64>,
-    /// Why the WAL receiver last failed to connect or stream, if it did
-    /// (an extension to the spec's fields).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wal_receiver_error: Option<String>,
-    /// `Active` or `Broken`.
-    pub state: String,
-    /// Why it is broken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broken_reason: Option<String>,
-    /// The last corrupt layer file a read ran into (an extension to the
-    /// spec's fields): the file, and the key for base backups.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub corruption_error: Option<String>,
-    /// PostgreSQL major version.
-    pub pg_version: u32,
-}
+/// `TimelineInfo` of the management API (shared with the CLI).
+pub use api_types::TimelineInfo;

@@ -60,10 +60,10 @@ pub fn fetch(
 /// The timeline's last corruption error, if the pageserver reports one.
 fn corruption_error(workdir: &Workdir, tenant: &str, timeline: &str) -> Option<String> {
     let client = crate::client::ApiClient::for_workdir(workdir).ok()?;
-    let info = client
-        .get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))
-        .ok()?;
-    info["corruption_error"].as_str().map(str::to_owned)
+    client
+        .timeline_info(tenant, timeline)
+        .ok()?
+        .corruption_error
 }
 
 /// The libpq connection string that selects tenant, timeline and LSN on the

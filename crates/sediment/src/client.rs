@@ -1,12 +1,47 @@
 //! A small blocking client for the pageserver management API, turning
 //! connection failures and `{"msg"}` error bodies into one-sentence errors.
+//! Bodies are the shared types of the `api_types` crate: a field renamed on
+//! the server fails to deserialise here with its name, instead of printing `?`.
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
+use api_types::{ErrorBody, TimelineInfo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::workdir::Workdir;
+
+/// The pageserver answered with an error status; callers that handle a
+/// particular status (409 for a running endpoint, 404) downcast to this.
+#[derive(Debug)]
+pub struct Refused {
+    /// HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The `msg` of the error body.
+    pub msg: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the pageserver refused the request ({}): {}",
+            self.status, self.msg
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The HTTP status of a refusal somewhere in `error`'s chain.
+pub fn refused_status(error: &anyhow::Error) -> Option<reqwest::StatusCode> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Refused>())
+        .map(|refused| refused.status)
+}
 
 /// Client for one pageserver.
 pub struct ApiClient {
@@ -53,13 +88,32 @@ impl ApiClient {
         self.send(self.http.get(self.url(path)), path)
     }
 
+    /// GET into a typed answer.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        typed(self.get(path)?, path)
+    }
+
+    /// The `TimelineInfo` of one timeline.
+    pub fn timeline_info(&self, tenant: &str, timeline: &str) -> anyhow::Result<TimelineInfo> {
+        self.get_as(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))
+    }
+
     /// POST a JSON body, expecting success and a JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> anyhow::Result<Value> {
         self.send(self.http.post(self.url(path)).json(body), path)
     }
 
+    /// POST into a typed answer.
+    pub fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        typed(self.post(path, body)?, path)
+    }
+
     /// PUT a JSON body, expecting success and a JSON body.
-    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub fn put<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> anyhow::Result<Value> {
         self.send(self.http.put(self.url(path)).json(body), path)
     }
 
@@ -94,7 +148,7 @@ impl ApiClient {
         let response = request.send().map_err(|error| {
             if error.is_connect() {
                 anyhow!(
-                    "the pageserver is not reachable at {}; is it running (`sediment start`)?",
+                    "cannot reach the pageserver at {}; is it running (`sediment start`)?",
                     self.base
                 )
             } else {
@@ -111,12 +165,17 @@ impl ApiClient {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if !status.is_success() {
-            let msg = body["msg"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| body.to_string());
-            bail!("the pageserver refused the request ({status}): {msg}");
+            let msg = serde_json::from_value::<ErrorBody>(body.clone())
+                .map(|error| error.msg)
+                .unwrap_or_else(|_| body.to_string());
+            return Err(Refused { status, msg }.into());
         }
         Ok(body)
     }
+}
+
+/// Deserialises an answer, naming the request when it does not fit.
+fn typed<T: DeserializeOwned>(body: Value, path: &str) -> anyhow::Result<T> {
+    serde_json::from_value(body)
+        .with_context(|| format!("the pageserver's answer to {path} has an unexpected shape"))
 }

@@ -8,9 +8,11 @@ use clap::{Args, Subcommand};
 use postgres_wal::Lsn;
 use serde_json::{json, Map, Value};
 
-use crate::client::ApiClient;
+use api_types::{GcSummary, TenantInfo, TimelineCreateRequest, TimelineInfo};
+
+use crate::client::{refused_status, ApiClient};
 use crate::daemon;
-use crate::output::Output;
+use crate::output::{human_size, Output, Progress};
 use crate::workdir::{self, CliConfig, PageserverSettings, Workdir};
 
 /// Where Debian installs PostgreSQL 15.
@@ -77,6 +79,41 @@ pub enum TenantCommand {
         /// Tenant id (32 hex digits).
         tenant_id: String,
     },
+    /// Delete a tenant with all its branches; waits until it is gone.
+    /// Refused while a writable endpoint of it runs.
+    Delete {
+        /// Tenant id (32 hex digits).
+        tenant_id: String,
+    },
+    /// Show or change a tenant's settings.
+    #[command(subcommand)]
+    Config(TenantConfigCommand),
+}
+
+/// `sediment tenant config ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantConfigCommand {
+    /// Show the tenant's own settings and the effective ones.
+    Get {
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+    /// Change settings (`key=value`; `key=` removes the override); the
+    /// other overrides stay.
+    Set {
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Tenant setting, `key=value` (as in TenantConfig); repeatable.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "KEY=VALUE",
+            required = true
+        )]
+        config: Vec<String>,
+    },
 }
 
 /// `sediment timeline ...`
@@ -111,6 +148,24 @@ pub enum TimelineCommand {
     /// Which relations were created, dropped, truncated or changed between
     /// two points of a branch, with pages and bytes.
     Diff(crate::history::diff::DiffArgs),
+    /// Delete a branch. Refused while it has child branches or a running
+    /// writable endpoint.
+    Delete {
+        /// Branch name.
+        name: String,
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+    /// Garbage-collect a branch now with the tenant's retention settings
+    /// (gc_horizon, pitr_interval) and report what was removed.
+    Gc {
+        /// Branch name.
+        name: String,
+        /// Tenant (default: the default tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
 }
 
 /// `sediment init`.
@@ -173,17 +228,23 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
 fn attach_tenant(client: &ApiClient, tenant_id: &str, generation: u32) -> anyhow::Result<()> {
     client.post(
         &format!("/v1/tenant/{tenant_id}/attach"),
-        &json!({"generation": generation, "config": {}}),
+        &api_types::TenantAttachRequest {
+            config: api_types::TenantConfig::new(),
+            generation: Some(generation),
+        },
     )?;
+    let _progress = Progress::spinner(format!("attaching tenant {tenant_id}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
     loop {
-        let info = client.get(&format!("/v1/tenant/{tenant_id}"))?;
-        match info["attachment_status"]["slug"].as_str() {
-            Some("attached") => return Ok(()),
-            Some("failed") => bail!(
+        let info: TenantInfo = client.get_as(&format!("/v1/tenant/{tenant_id}"))?;
+        match info.attachment_status.slug.as_str() {
+            "attached" => return Ok(()),
+            "failed" => bail!(
                 "attaching tenant {tenant_id} failed: {}",
-                info["attachment_status"]["data"]["reason"]
-                    .as_str()
+                info.attachment_status
+                    .data
+                    .reason
+                    .as_deref()
                     .unwrap_or("no reason given")
             ),
             _ if std::time::Instant::now() > deadline => {
@@ -281,6 +342,44 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
     if let Some(tenant) = &workdir.config.default_tenant {
         text.push_str(&format!("\ndefault tenant: {tenant}"));
     }
+    // Sizes come from the pageserver; without it there are none to show.
+    let mut tenants_json = Vec::new();
+    if answering {
+        let tenants: Vec<TenantInfo> = client.get_as("/v1/tenant")?;
+        for tenant in tenants {
+            let timelines: Vec<TimelineInfo> = client
+                .get_as(&format!("/v1/tenant/{}/timeline", tenant.id))
+                .unwrap_or_default();
+            let names = workdir
+                .config
+                .branches
+                .get(&tenant.id)
+                .cloned()
+                .unwrap_or_default();
+            let logical: Option<u64> = timelines
+                .iter()
+                .map(|t| t.current_logical_size)
+                .sum::<Option<u64>>();
+            text.push_str(&format!(
+                "\ntenant {}  {}  physical {}  {} branches",
+                tenant.id,
+                tenant.attachment_status.slug,
+                human_size(Some(tenant.current_physical_size)),
+                timelines.len()
+            ));
+            let rows = branch_rows(&timelines, &names);
+            for row in &rows {
+                text.push_str(&format!("\n  {}", row.text));
+            }
+            tenants_json.push(json!({
+                "tenant_id": tenant.id,
+                "attachment_status": tenant.attachment_status.slug,
+                "current_physical_size": tenant.current_physical_size,
+                "logical_size_sum": logical,
+                "timelines": rows.into_iter().map(|r| r.json).collect::<Vec<_>>(),
+            }));
+        }
+    }
     for endpoint in &endpoints {
         text.push_str(&format!("\nendpoint {}", endpoint.summary()));
     }
@@ -290,6 +389,7 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
             "pageserver": {"running": pid.is_some(), "pid": pid.map(|p| p.as_raw()), "answering": answering,
                            "http": workdir.config.pageserver.http_addr, "page_service": workdir.config.pageserver.pg_addr},
             "default_tenant": workdir.config.default_tenant,
+            "tenants": tenants_json,
             "endpoints": endpoints.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         }),
     );
@@ -305,24 +405,36 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
             set_default,
             config,
         } => {
-            let mut body = parse_settings(&config)?;
             if let Some(id) = &tenant_id {
-                body.insert("new_tenant_id".into(), json!(id));
+                check_id("tenant", id)?;
             }
-            let created = client.post("/v1/tenant", &Value::Object(body))?;
+            let request = api_types::TenantCreateRequest {
+                new_tenant_id: tenant_id,
+                generation: None,
+                config: parse_settings(&config)?,
+            };
+            let created = client.post("/v1/tenant", &request)?;
             let tenant = created
                 .as_str()
                 .context("the pageserver returned no tenant id")?
                 .to_owned();
             let timeline = random_id();
-            let info = client
-                .post(
-                    &format!("/v1/tenant/{tenant}/timeline"),
-                    &json!({"new_timeline_id": timeline}),
-                )
-                .with_context(|| {
-                    format!("tenant {tenant} was created, but bootstrapping its main branch failed")
-                })?;
+            let info: TimelineInfo = {
+                let _progress = Progress::spinner("bootstrapping branch main (initdb)");
+                client
+                    .post_as(
+                        &format!("/v1/tenant/{tenant}/timeline"),
+                        &TimelineCreateRequest {
+                            new_timeline_id: timeline.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .with_context(|| {
+                        format!(
+                            "tenant {tenant} was created, but bootstrapping its main branch failed"
+                        )
+                    })?
+            };
             workdir
                 .config
                 .branches
@@ -336,85 +448,235 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
             out.print(
                 &format!(
                     "tenant {tenant} created; branch main is timeline {timeline} at {}",
-                    info["last_record_lsn"].as_str().unwrap_or("?")
+                    info.last_record_lsn
                 ),
                 &json!({"tenant_id": tenant, "timeline_id": timeline, "branch": "main", "timeline": info}),
             );
         }
         TenantCommand::List => {
-            let tenants = client.get("/v1/tenant")?;
+            let tenants: Vec<TenantInfo> = client.get_as("/v1/tenant")?;
             let rows: Vec<String> = tenants
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
                 .iter()
                 .map(|t| {
-                    let id = t["id"].as_str().unwrap_or("?");
-                    let marker = if workdir.config.default_tenant.as_deref() == Some(id) {
+                    let marker = if workdir.config.default_tenant.as_deref() == Some(&t.id) {
                         " (default)"
                     } else {
                         ""
                     };
-                    let generation = t["generation"]
-                        .as_u64()
+                    let generation = t
+                        .generation
                         .map_or_else(|| "-".to_owned(), |g| g.to_string());
                     format!(
-                        "{id}  {}  generation {generation}{marker}",
-                        t["attachment_status"]["slug"].as_str().unwrap_or("?")
+                        "{}  {}  generation {generation}  physical {}{marker}",
+                        t.id,
+                        t.attachment_status.slug,
+                        human_size(Some(t.current_physical_size))
                     )
                 })
                 .collect();
-            out.print(&rows.join("\n"), &tenants);
+            out.print_as(&rows.join("\n"), &tenants);
         }
         TenantCommand::Attach {
             tenant_id,
             generation,
             set_default,
         } => {
+            check_id("tenant", &tenant_id)?;
             attach_tenant(&client, &tenant_id, generation)?;
-            let info = client.get(&format!("/v1/tenant/{tenant_id}"))?;
+            let info: TenantInfo = client.get_as(&format!("/v1/tenant/{tenant_id}"))?;
             // Branch names live in the CLI config; an attach into another
             // work directory names the root `main` and the others by id.
-            let timelines = client.get(&format!("/v1/tenant/{tenant_id}/timeline"))?;
+            let timelines: Vec<TimelineInfo> =
+                client.get_as(&format!("/v1/tenant/{tenant_id}/timeline"))?;
             let branches = workdir
                 .config
                 .branches
                 .entry(tenant_id.clone())
                 .or_default();
-            for timeline in timelines.as_array().map(Vec::as_slice).unwrap_or_default() {
-                let Some(id) = timeline["timeline_id"].as_str() else {
-                    continue;
-                };
+            for timeline in &timelines {
+                let id = &timeline.timeline_id;
                 if branches.values().any(|known| known == id) {
                     continue;
                 }
-                let name = if timeline["ancestor_timeline_id"].is_null()
-                    && !branches.contains_key("main")
-                {
-                    "main".to_owned()
-                } else {
-                    id.to_owned()
-                };
-                branches.insert(name, id.to_owned());
+                let name =
+                    if timeline.ancestor_timeline_id.is_none() && !branches.contains_key("main") {
+                        "main".to_owned()
+                    } else {
+                        id.clone()
+                    };
+                branches.insert(name, id.clone());
             }
             if set_default || workdir.config.default_tenant.is_none() {
                 workdir.config.default_tenant = Some(tenant_id.clone());
             }
             workdir.save()?;
-            out.print(
+            out.print_as(
                 &format!("tenant {tenant_id} attached (generation {generation})"),
                 &info,
             );
         }
         TenantCommand::Detach { tenant_id } => {
+            check_id("tenant", &tenant_id)?;
             client.post(&format!("/v1/tenant/{tenant_id}/detach"), &json!({}))?;
             out.print(
                 &format!("tenant {tenant_id} detached"),
                 &json!({"tenant_id": tenant_id}),
             );
         }
+        TenantCommand::Delete { tenant_id } => {
+            check_id("tenant", &tenant_id)?;
+            delete_tenant(&client, &workdir, &tenant_id)?;
+            workdir.config.branches.remove(&tenant_id);
+            if workdir.config.default_tenant.as_deref() == Some(tenant_id.as_str()) {
+                workdir.config.default_tenant = None;
+            }
+            workdir.save()?;
+            out.print(
+                &format!("tenant {tenant_id} deleted"),
+                &json!({"tenant_id": tenant_id, "deleted": true}),
+            );
+        }
+        TenantCommand::Config(TenantConfigCommand::Get { tenant_id }) => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            let config: api_types::TenantConfigResponse =
+                client.get_as(&format!("/v1/tenant/{tenant}/config"))?;
+            out.print_as(&config_text(&tenant, &config), &config);
+        }
+        TenantCommand::Config(TenantConfigCommand::Set { tenant_id, config }) => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            let changes = parse_config_changes(&config)?;
+            let current: api_types::TenantConfigResponse =
+                client.get_as(&format!("/v1/tenant/{tenant}/config"))?;
+            // The API replaces the overrides; merge so that setting one key
+            // keeps the others.
+            let mut overrides = current.tenant_specific_overrides;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => overrides.insert(key, value),
+                    None => overrides.remove(&key),
+                };
+            }
+            client
+                .put(
+                    "/v1/tenant/config",
+                    &api_types::TenantConfigRequest {
+                        tenant_id: tenant.clone(),
+                        config: overrides,
+                    },
+                )
+                .with_context(|| format!("cannot change the settings of tenant {tenant}"))?;
+            let config: api_types::TenantConfigResponse =
+                client.get_as(&format!("/v1/tenant/{tenant}/config"))?;
+            out.print_as(&config_text(&tenant, &config), &config);
+        }
     }
     Ok(())
+}
+
+/// Rejects a malformed id before asking the pageserver, with a sentence
+/// that names the argument.
+fn check_id(kind: &str, id: &str) -> anyhow::Result<()> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{id:?} is not a {kind} id: expected 32 hexadecimal digits");
+    }
+    Ok(())
+}
+
+/// Starts the deletion (refused while a writable endpoint of the tenant
+/// runs) and waits until the tenant is gone.
+fn delete_tenant(client: &ApiClient, workdir: &Workdir, tenant_id: &str) -> anyhow::Result<()> {
+    let running: Vec<String> = crate::endpoint::list_states(workdir)
+        .into_iter()
+        .filter(|e| e.tenant_id == tenant_id && e.writable && e.running)
+        .map(|e| e.name)
+        .collect();
+    if !running.is_empty() {
+        bail!(
+            "tenant {tenant_id} has running writable endpoints ({}); stop them first with `sediment endpoint stop NAME`",
+            running.join(", ")
+        );
+    }
+    if let Err(error) = client.delete(&format!("/v1/tenant/{tenant_id}")) {
+        match refused_status(&error) {
+            Some(reqwest::StatusCode::NOT_FOUND) => bail!("tenant {tenant_id} does not exist"),
+            Some(reqwest::StatusCode::CONFLICT) => bail!(
+                "tenant {tenant_id} cannot be deleted now: {}",
+                refused_msg(&error)
+            ),
+            _ => return Err(error),
+        }
+    }
+    let _progress = Progress::spinner(format!("deleting tenant {tenant_id}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        match client.get_as::<TenantInfo>(&format!("/v1/tenant/{tenant_id}")) {
+            Err(error) if refused_status(&error) == Some(reqwest::StatusCode::NOT_FOUND) => {
+                return Ok(())
+            }
+            Err(error) => return Err(error),
+            Ok(info) => {
+                if info.state == "Broken" {
+                    bail!(
+                        "deleting tenant {tenant_id} failed: {}",
+                        info.attachment_status
+                            .data
+                            .reason
+                            .as_deref()
+                            .unwrap_or("no reason given")
+                    );
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("tenant {tenant_id} is still being deleted after 10 minutes");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The server's message of a refusal in `error`'s chain.
+fn refused_msg(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::client::Refused>())
+        .map_or_else(|| error.to_string(), |refused| refused.msg.clone())
+}
+
+/// `tenant config get|set` as text: overrides, then the effective values.
+fn config_text(tenant: &str, config: &api_types::TenantConfigResponse) -> String {
+    let mut text = format!("tenant {tenant}\noverrides:");
+    if config.tenant_specific_overrides.is_empty() {
+        text.push_str(" none");
+    }
+    for (key, value) in &config.tenant_specific_overrides {
+        text.push_str(&format!("\n  {key} = {value}"));
+    }
+    text.push_str("\neffective:");
+    for (key, value) in &config.effective_config {
+        text.push_str(&format!("\n  {key} = {value}"));
+    }
+    text
+}
+
+/// `key=value` changes; `key=` (nothing after `=`) removes the override.
+fn parse_config_changes(items: &[String]) -> anyhow::Result<Vec<(String, Option<Value>)>> {
+    let mut changes = Vec::new();
+    for item in items {
+        let (key, value) = item
+            .split_once('=')
+            .with_context(|| format!("setting {item:?} is not of the form key=value"))?;
+        let key = key.trim();
+        if key.is_empty() {
+            bail!("setting {item:?} has no key");
+        }
+        let value = if value.trim().is_empty() {
+            None
+        } else {
+            parse_settings(std::slice::from_ref(item))?.remove(key)
+        };
+        changes.push((key.to_owned(), value));
+    }
+    Ok(changes)
 }
 
 /// Turns `key=value` settings into JSON: integers and booleans as such,
@@ -425,6 +687,9 @@ fn parse_settings(items: &[String]) -> anyhow::Result<Map<String, Value>> {
         let (key, value) = item
             .split_once('=')
             .with_context(|| format!("setting {item:?} is not of the form key=value"))?;
+        if key.trim().is_empty() {
+            bail!("setting {item:?} has no key");
+        }
         // The spec types compaction_threshold as a (numeric) string.
         let value = if key.trim() == "compaction_threshold" {
             json!(value)
@@ -458,17 +723,15 @@ pub fn timeline(
         }
         TimelineCommand::List { tenant_id } => {
             let tenant = workdir.tenant(tenant_id.as_deref())?;
-            let timelines = client.get(&format!("/v1/tenant/{tenant}/timeline"))?;
+            let timelines: Vec<TimelineInfo> =
+                client.get_as(&format!("/v1/tenant/{tenant}/timeline"))?;
             let names = workdir
                 .config
                 .branches
                 .get(&tenant)
                 .cloned()
                 .unwrap_or_default();
-            let rows = branch_rows(
-                timelines.as_array().map(Vec::as_slice).unwrap_or_default(),
-                &names,
-            );
+            let rows = branch_rows(&timelines, &names);
             let text = rows
                 .iter()
                 .map(|r| r.text.clone())
@@ -492,7 +755,6 @@ pub fn timeline(
             }
             let ancestor = workdir.branch_timeline(&tenant, &ancestor_branch_name)?;
             let timeline = random_id();
-            let mut body = json!({"new_timeline_id": timeline, "ancestor_timeline_id": ancestor});
             let ancestor_start_lsn = match at {
                 Some(at) => Some(lsn_at_time(
                     &client,
@@ -503,15 +765,22 @@ pub fn timeline(
                 )?),
                 None => ancestor_start_lsn,
             };
+            let mut request = TimelineCreateRequest {
+                new_timeline_id: timeline.clone(),
+                ancestor_timeline_id: Some(ancestor.clone()),
+                ..Default::default()
+            };
             if let Some(lsn) = &ancestor_start_lsn {
-                let lsn: Lsn = lsn
-                    .parse()
-                    .with_context(|| format!("--ancestor-start-lsn {lsn:?}"))?;
-                body["ancestor_start_lsn"] = json!(lsn.to_string());
+                let lsn: Lsn = lsn.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--ancestor-start-lsn {lsn:?} is not an LSN (two hex numbers like 0/16B9188)"
+                    )
+                })?;
+                request.ancestor_start_lsn = Some(lsn.to_string());
                 wait_for_streamed_lsn(&client, &tenant, &ancestor, lsn)?;
             }
-            let info = client
-                .post(&format!("/v1/tenant/{tenant}/timeline"), &body)
+            let info: TimelineInfo = client
+                .post_as(&format!("/v1/tenant/{tenant}/timeline"), &request)
                 .with_context(|| format!("cannot create branch {branch_name:?}"))?;
             workdir
                 .config
@@ -523,13 +792,119 @@ pub fn timeline(
             out.print(
                 &format!(
                     "branch {branch_name} created: timeline {timeline}, from {ancestor_branch_name} at {}",
-                    info["ancestor_lsn"].as_str().unwrap_or("?")
+                    info.ancestor_lsn.map_or_else(|| "?".to_owned(), |lsn| lsn.to_string())
                 ),
                 &json!({"branch": branch_name, "timeline_id": timeline, "timeline": info}),
             );
         }
+        TimelineCommand::Delete { name, tenant_id } => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            let timeline = workdir.branch_timeline(&tenant, &name)?;
+            delete_timeline(&client, &workdir, &tenant, &name, &timeline)?;
+            if let Some(branches) = workdir.config.branches.get_mut(&tenant) {
+                branches.remove(&name);
+            }
+            workdir.save()?;
+            out.print(
+                &format!("branch {name} (timeline {timeline}) deleted"),
+                &json!({"branch": name, "timeline_id": timeline, "tenant_id": tenant, "deleted": true}),
+            );
+        }
+        TimelineCommand::Gc { name, tenant_id } => {
+            let tenant = workdir.tenant(tenant_id.as_deref())?;
+            let timeline = workdir.branch_timeline(&tenant, &name)?;
+            let answer = {
+                let _progress = Progress::spinner(format!("garbage-collecting branch {name}"));
+                client
+                    .put(
+                        &format!("/v1/tenant/{tenant}/timeline/{timeline}/do_gc"),
+                        &json!({}),
+                    )
+                    .with_context(|| format!("cannot garbage-collect branch {name:?}"))?
+            };
+            let text = answer
+                .as_str()
+                .context("the pageserver's GC answer is not a string")?;
+            let summary: GcSummary = text.parse()?;
+            out.print(
+                &format!(
+                    "branch {name}: gc cutoff {}, removed {} layer files ({}), kept {}",
+                    summary.cutoff,
+                    summary.layers_removed,
+                    human_size(Some(summary.bytes_removed)),
+                    summary.layers_kept
+                ),
+                &json!({"branch": name, "timeline_id": timeline, "cutoff": summary.cutoff,
+                        "layers_removed": summary.layers_removed, "bytes_removed": summary.bytes_removed,
+                        "layers_kept": summary.layers_kept}),
+            );
+        }
     }
     Ok(())
+}
+
+/// Deletes one branch: refused, with what to do instead, while a writable
+/// endpoint streams into it or while child branches depend on it.
+fn delete_timeline(
+    client: &ApiClient,
+    workdir: &Workdir,
+    tenant: &str,
+    name: &str,
+    timeline: &str,
+) -> anyhow::Result<()> {
+    let endpoints = crate::endpoint::list_states(workdir);
+    if let Some(endpoint) = endpoints
+        .iter()
+        .find(|e| e.timeline_id == timeline && e.writable && e.running)
+    {
+        bail!(
+            "branch {name:?} has a running writable endpoint; stop endpoint {} first (`sediment endpoint stop {}`)",
+            endpoint.name,
+            endpoint.name
+        );
+    }
+    let timelines: Vec<TimelineInfo> = client.get_as(&format!("/v1/tenant/{tenant}/timeline"))?;
+    let names = workdir
+        .config
+        .branches
+        .get(tenant)
+        .cloned()
+        .unwrap_or_default();
+    let children: Vec<String> = timelines
+        .iter()
+        .filter(|t| t.ancestor_timeline_id.as_deref() == Some(timeline))
+        .map(|t| name_of(&names, &t.timeline_id))
+        .collect();
+    if !children.is_empty() {
+        bail!(
+            "branch {name:?} has child branches ({}); delete them first",
+            children.join(", ")
+        );
+    }
+    match client.delete(&format!("/v1/tenant/{tenant}/timeline/{timeline}")) {
+        Ok(_) => Ok(()),
+        Err(error) => match refused_status(&error) {
+            Some(reqwest::StatusCode::CONFLICT) => {
+                // Streaming from an endpoint this work directory does not
+                // know as running (a stale state file, another CLI).
+                let named = endpoints
+                    .iter()
+                    .find(|e| e.timeline_id == timeline && e.writable)
+                    .map_or_else(
+                        || "its writable endpoint".to_owned(),
+                        |e| format!("endpoint {}", e.name),
+                    );
+                bail!("branch {name:?} cannot be deleted while a writable endpoint streams into it; stop {named} first")
+            }
+            Some(reqwest::StatusCode::PRECONDITION_FAILED) => {
+                bail!("branch {name:?} cannot be deleted: {}", refused_msg(&error))
+            }
+            Some(reqwest::StatusCode::NOT_FOUND) => {
+                bail!("branch {name:?} (timeline {timeline}) does not exist on the pageserver")
+            }
+            _ => Err(error),
+        },
+    }
 }
 
 /// How long a branch at an LSN the ancestor has not ingested yet waits for
@@ -547,16 +922,17 @@ fn wait_for_streamed_lsn(
     lsn: Lsn,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let mut progress = None;
     loop {
-        let info = client.get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))?;
-        let head: Option<Lsn> = info["last_record_lsn"]
-            .as_str()
-            .and_then(|s| s.parse().ok());
-        let streaming = info["wal_source_connstr"].is_string();
-        if !streaming || head.is_none_or(|head| head >= lsn) || started.elapsed() >= BRANCH_LSN_WAIT
-        {
+        let info = client.timeline_info(tenant, timeline)?;
+        let head = info.last_record_lsn;
+        let streaming = info.wal_source_connstr.is_some();
+        if !streaming || head >= lsn || started.elapsed() >= BRANCH_LSN_WAIT {
             return Ok(());
         }
+        progress
+            .get_or_insert_with(|| Progress::spinner(format!("waiting for WAL up to {lsn}")))
+            .set_message(format!("waiting for WAL up to {lsn} (ingested {head})"));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -567,7 +943,7 @@ struct Row {
 }
 
 /// Orders timelines as a tree (parents before children, depth-indented).
-fn branch_rows(timelines: &[Value], names: &BTreeMap<String, String>) -> Vec<Row> {
+fn branch_rows(timelines: &[TimelineInfo], names: &BTreeMap<String, String>) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut visited = std::collections::HashSet::new();
     add_children(timelines, names, None, 0, &mut visited, &mut rows);
@@ -583,41 +959,47 @@ fn name_of(names: &BTreeMap<String, String>, id: &str) -> String {
 }
 
 fn add_children(
-    timelines: &[Value],
+    timelines: &[TimelineInfo],
     names: &BTreeMap<String, String>,
     parent: Option<&str>,
     depth: usize,
     visited: &mut std::collections::HashSet<String>,
     rows: &mut Vec<Row>,
 ) {
-    let mut children: Vec<&Value> = timelines
+    let mut children: Vec<&TimelineInfo> = timelines
         .iter()
-        .filter(|t| t["ancestor_timeline_id"].as_str() == parent)
+        .filter(|t| t.ancestor_timeline_id.as_deref() == parent)
         .collect();
-    children.sort_by_key(|t| name_of(names, t["timeline_id"].as_str().unwrap_or("")));
+    children.sort_by_key(|t| name_of(names, &t.timeline_id));
     for t in children {
-        let id = t["timeline_id"].as_str().unwrap_or("?").to_owned();
+        let id = t.timeline_id.clone();
         // Guards against a malformed answer with a cycle.
         if !visited.insert(id.clone()) {
             continue;
         }
         let name = name_of(names, &id);
-        let ancestor = match t["ancestor_timeline_id"].as_str() {
+        let ancestor = match &t.ancestor_timeline_id {
             Some(a) => format!(
                 "{}@{}",
                 name_of(names, a),
-                t["ancestor_lsn"].as_str().unwrap_or("?")
+                t.ancestor_lsn
+                    .map_or_else(|| "?".to_owned(), |lsn| lsn.to_string())
             ),
             None => "-".into(),
         };
         rows.push(Row {
             text: format!(
-                "{}{name}  {id}  ancestor {ancestor}  last record {}",
+                "{}{name}  {id}  ancestor {ancestor}  last record {}  logical {}  physical {}",
                 "  ".repeat(depth),
-                t["last_record_lsn"].as_str().unwrap_or("?")
+                t.last_record_lsn,
+                human_size(t.current_logical_size),
+                human_size(t.current_physical_size),
             ),
-            json: json!({"branch": name, "timeline_id": id, "ancestor_timeline_id": t["ancestor_timeline_id"],
-                         "ancestor_lsn": t["ancestor_lsn"], "last_record_lsn": t["last_record_lsn"], "depth": depth}),
+            json: json!({"branch": name, "timeline_id": id, "ancestor_timeline_id": t.ancestor_timeline_id,
+                         "ancestor_lsn": t.ancestor_lsn, "last_record_lsn": t.last_record_lsn,
+                         "current_logical_size": t.current_logical_size,
+                         "current_physical_size": t.current_physical_size,
+                         "depth": depth}),
         });
         add_children(timelines, names, Some(&id), depth + 1, visited, rows);
     }
@@ -633,15 +1015,15 @@ fn lsn_at_time(
     at: &str,
 ) -> anyhow::Result<String> {
     let query: String = form_urlencoded::byte_serialize(at.as_bytes()).collect();
-    let found = client
-        .get(&format!(
+    let found: api_types::LsnByTimestampResponse = client
+        .get_as(&format!(
             "/v1/tenant/{tenant}/timeline/{timeline}/get_lsn_by_timestamp?timestamp={query}"
         ))
         .with_context(|| format!("cannot find the LSN of branch {branch:?} at {at:?}"))?;
-    let lsn = found["lsn"].as_str().unwrap_or_default().to_owned();
-    match found["kind"].as_str() {
-        Some("present") | Some("future") => Ok(lsn),
-        Some("past") => bail!(
+    let lsn = found.lsn;
+    match found.kind.as_str() {
+        "present" | "future" => Ok(lsn.to_string()),
+        "past" => bail!(
             "{at:?} is before the oldest commit the pageserver knows on branch {branch:?}; pass --ancestor-start-lsn {lsn} to branch where its history starts"
         ),
         _ => bail!("the pageserver knows no commit times on branch {branch:?} yet, so --at cannot be resolved; pass --ancestor-start-lsn LSN"),
@@ -671,11 +1053,34 @@ mod tests {
 
     #[test]
     fn branch_tree_lists_parents_before_children() {
+        let info = |id: &str, ancestor: Option<(&str, u64)>, head: u64| TimelineInfo {
+            tenant_id: "t".into(),
+            timeline_id: id.into(),
+            ancestor_timeline_id: ancestor.map(|(a, _)| a.into()),
+            ancestor_lsn: ancestor.map(|(_, lsn)| Lsn(lsn)),
+            last_record_lsn: Lsn(head),
+            prev_record_lsn: None,
+            disk_consistent_lsn: Lsn(head),
+            remote_consistent_lsn: None,
+            remote_consistent_lsn_visible: None,
+            latest_gc_cutoff_lsn: Lsn(0),
+            initdb_lsn: Lsn(1),
+            current_logical_size: Some(8192),
+            current_physical_size: None,
+            wal_source_connstr: None,
+            last_received_msg_lsn: None,
+            last_received_msg_ts: None,
+            wal_receiver_error: None,
+            state: "Active".into(),
+            broken_reason: None,
+            corruption_error: None,
+            pg_version: 15,
+        };
         let timelines = vec![
-            json!({"timeline_id": "c", "ancestor_timeline_id": "b", "ancestor_lsn": "0/3", "last_record_lsn": "0/3"}),
-            json!({"timeline_id": "a", "ancestor_timeline_id": null, "last_record_lsn": "0/9"}),
-            json!({"timeline_id": "b", "ancestor_timeline_id": "a", "ancestor_lsn": "0/2", "last_record_lsn": "0/5"}),
-            json!({"timeline_id": "d", "ancestor_timeline_id": "a", "ancestor_lsn": "0/4", "last_record_lsn": "0/4"}),
+            info("c", Some(("b", 3)), 3),
+            info("a", None, 9),
+            info("b", Some(("a", 2)), 5),
+            info("d", Some(("a", 4)), 4),
         ];
         let names: BTreeMap<String, String> =
             [("main", "a"), ("dev", "b"), ("feature", "c"), ("zzz", "d")]
@@ -697,6 +1102,11 @@ mod tests {
             rows[1].text.contains("ancestor main@0/2"),
             "{}",
             rows[1].text
+        );
+        assert!(
+            rows[0].text.contains("logical 8.0 KiB  physical -"),
+            "{}",
+            rows[0].text
         );
     }
 }

@@ -79,16 +79,55 @@ fn main() -> ExitCode {
         // The fill process of a lazy endpoint (internal; see endpoint::lazy).
         return endpoint::lazy::fill_process_main(&args[2..]);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let out = output::Output { json: cli.json };
     let workdir = workdir::resolve(cli.workdir);
     match run(cli.command, &workdir, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--help` and `--version` print as clap renders them (exit 0); a usage
+/// mistake prints clap's first line, which names the problem, plus a
+/// pointer to `--help`, as one line (exit 2, clap's convention).
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Help for a bare `sediment` or `sediment tenant` is still a
+            // mistake (nothing ran), but the help is what the user needs.
+            let _ = error.print();
+            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            // The first paragraph names the problem (and, for missing
+            // arguments, lists them); tips and usage follow.
+            let rendered = error.render().to_string();
+            let first = one_line(rendered.trim().split("\n\n").next().unwrap_or_default());
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
+            eprintln!("error: {}; see --help", first.trim_end_matches('.'));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Errors are one line: messages that carry a newline (a child process's
+/// output, a server message) are joined with spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run(command: Command, workdir: &std::path::Path, out: &output::Output) -> anyhow::Result<()> {

@@ -400,7 +400,10 @@ fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
         "SET synchronous_commit = local; CREATE TABLE unseen AS SELECT generate_series(1, 100) AS x;",
     );
     let refused = run_fail(&sediment, &["endpoint", "stop", "main"]);
-    assert!(refused.contains("not reachable"), "{refused}");
+    assert!(
+        refused.contains("cannot reach the pageserver at"),
+        "{refused}"
+    );
     let again = run_fail(&sediment, &["endpoint", "start", "main"]);
     assert!(again.contains("not stopped cleanly"), "{again}");
     common::run_ok(&mut sediment.cmd(&["start"]));

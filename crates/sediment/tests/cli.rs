@@ -1,9 +1,16 @@
-//! CLI behaviour that needs no running pageserver: help, init, and the
-//! one-sentence errors for common mistakes.
+//! CLI behaviour: help, init and the one-sentence errors for common
+//! mistakes without a pageserver; and, against a real pageserver and
+//! PostgreSQL 15 endpoint, the management commands (`--json` of each, tenant
+//! and timeline delete, tenant config, timeline gc, sizes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{lsn_value, psql, Sediment};
+use serde_json::Value;
 
 fn sediment(workdir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sediment"))
@@ -38,6 +45,17 @@ fn every_command_has_help() {
         &["endpoint", "start"],
         &["endpoint", "stop"],
         &["endpoint", "list"],
+        &["tenant", "delete"],
+        &["tenant", "attach"],
+        &["tenant", "detach"],
+        &["tenant", "config"],
+        &["tenant", "config", "get"],
+        &["tenant", "config", "set"],
+        &["timeline", "delete"],
+        &["timeline", "gc"],
+        &["timeline", "diff"],
+        &["table", "restore"],
+        &["token"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -94,7 +112,7 @@ fn init_writes_config_and_refuses_twice() {
     let output = sediment(&work, &["tenant", "list"]);
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("not reachable"),
+        stderr(&output).contains("cannot reach the pageserver at"),
         "{}",
         stderr(&output)
     );
@@ -166,4 +184,246 @@ fn bad_pg_bin_is_refused() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn usage_mistakes_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["tenant", "delete"][..],
+        &["--bogus", "status"],
+        &["timeline", "gc", "a", "b"],
+        &["tenant", "config", "set"],
+        &["nosuchcommand"],
+    ] {
+        let output = sediment(dir.path(), args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = stderr(&output);
+        assert_eq!(message.trim().lines().count(), 1, "{args:?}: {message}");
+        assert!(message.starts_with("error: "), "{args:?}: {message}");
+        assert!(message.contains("--help"), "{args:?}: {message}");
+    }
+}
+
+/// The management commands against a real pageserver and a writable
+/// endpoint: `--json` of each, refusals while an endpoint runs or a child
+/// branch exists, tenant config taking effect on GC, deletes that the API
+/// confirms with 404, and one-line errors for bad input.
+#[test]
+fn management_commands_against_a_pageserver() {
+    let _serial = common::serial();
+    let scratch = common::scratch();
+    let (s, tenant) = Sediment::running_with_tenant(scratch.path());
+    let api = s.api();
+    let main_id = s.timeline_id("main");
+
+    // A writable endpoint on main streams WAL into it.
+    let port = s.endpoint("ep1", &[]);
+    psql(
+        port,
+        "CREATE TABLE t(id int, v text); INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g;",
+    );
+
+    // Deleting under it is refused, by the CLI (naming the endpoint) and by
+    // the API (409), and the endpoint keeps working.
+    let refused = s.fails(&["timeline", "delete", "main"]);
+    assert!(refused.contains("stop endpoint ep1"), "{refused}");
+    let (code, body) = api.delete(&format!("/v1/tenant/{tenant}/timeline/{main_id}"));
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("stop the endpoint"),
+        "{body}"
+    );
+    let refused = s.fails(&["tenant", "delete", &tenant]);
+    assert!(refused.contains("ep1"), "{refused}");
+    let (code, body) = api.delete(&format!("/v1/tenant/{tenant}"));
+    assert_eq!(code, 409, "{body}");
+    psql(
+        port,
+        "INSERT INTO t SELECT g, 'y' FROM generate_series(1001, 1010) g;",
+    );
+    assert_eq!(psql(port, "SELECT count(*) FROM t").trim(), "1010");
+    s.json(&["endpoint", "stop", "ep1"]);
+
+    // GC with the default retention keeps everything; with gc_horizon=0 and
+    // no PITR window the cutoff moves to the head.
+    let before = s.json(&["timeline", "gc", "main"]);
+    for field in ["cutoff", "layers_removed", "bytes_removed", "layers_kept"] {
+        assert!(!before[field].is_null(), "{field} missing: {before}");
+    }
+    let set = s.json(&[
+        "tenant",
+        "config",
+        "set",
+        "-c",
+        "gc_horizon=0",
+        "-c",
+        "pitr_interval=0s",
+    ]);
+    assert_eq!(set["tenant_specific_overrides"]["gc_horizon"], 0, "{set}");
+    let got = s.json(&["tenant", "config", "get"]);
+    assert_eq!(got["tenant_specific_overrides"]["gc_horizon"], 0, "{got}");
+    assert_eq!(
+        got["tenant_specific_overrides"]["pitr_interval"], "0s",
+        "{got}"
+    );
+    assert_eq!(got["effective_config"]["gc_horizon"], 0, "{got}");
+    let text =
+        String::from_utf8(s.cmd(&["tenant", "config", "get"]).output().unwrap().stdout).unwrap();
+    assert!(text.contains("gc_horizon = 0"), "{text}");
+    let after = s.json(&["timeline", "gc", "main"]);
+    let head = s.branch_info("main")["last_record_lsn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(after["cutoff"].as_str().unwrap(), head, "{after}");
+    assert!(
+        lsn_value(after["cutoff"].as_str().unwrap())
+            > lsn_value(before["cutoff"].as_str().unwrap()),
+        "{before} {after}"
+    );
+    let info = api.timeline(&tenant, &main_id);
+    assert_eq!(
+        info["latest_gc_cutoff_lsn"].as_str().unwrap(),
+        head,
+        "{info}"
+    );
+    // Removing an override with `key=`.
+    let unset = s.json(&["tenant", "config", "set", "-c", "pitr_interval="]);
+    assert!(
+        unset["tenant_specific_overrides"]["pitr_interval"].is_null(),
+        "{unset}"
+    );
+    assert_eq!(
+        unset["tenant_specific_overrides"]["gc_horizon"], 0,
+        "{unset}"
+    );
+
+    // A branch with a child is not deleted.
+    s.json(&["timeline", "branch", "--branch-name", "dev"]);
+    let dev_id = s.timeline_id("dev");
+    let refused = s.fails(&["timeline", "delete", "main"]);
+    assert!(refused.contains("child branches (dev)"), "{refused}");
+
+    // Sizes in `timeline list` and `status`.
+    let list = s.json(&["timeline", "list"]);
+    for row in list.as_array().unwrap() {
+        assert!(row["current_logical_size"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["current_physical_size"].is_u64(), "{row}");
+    }
+    let text = String::from_utf8(s.cmd(&["timeline", "list"]).output().unwrap().stdout).unwrap();
+    assert!(text.contains("logical ") && text.contains("iB"), "{text}");
+    let status = s.json(&["status"]);
+    let tenants = status["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 1, "{status}");
+    assert_eq!(
+        tenants[0]["timelines"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    assert!(
+        tenants[0]["current_physical_size"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    let tenants = s.json(&["tenant", "list"]);
+    assert_eq!(tenants[0]["id"], tenant.as_str(), "{tenants}");
+
+    // Delete the child: gone from the list, the API and the name mapping.
+    let deleted = s.json(&["timeline", "delete", "dev"]);
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    assert_eq!(deleted["timeline_id"], dev_id.as_str(), "{deleted}");
+    let list = s.json(&["timeline", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let (code, _) = api.get(&format!("/v1/tenant/{tenant}/timeline/{dev_id}"));
+    assert_eq!(code, 404);
+    let again = s.fails(&["timeline", "delete", "dev"]);
+    assert!(again.contains("no branch named \"dev\""), "{again}");
+    // The name is free again.
+    s.json(&["timeline", "branch", "--branch-name", "dev"]);
+    assert_ne!(s.timeline_id("dev"), dev_id);
+
+    // Tenant delete of a second tenant.
+    let other = s.json(&["tenant", "create"]);
+    let other = other["tenant_id"].as_str().unwrap().to_owned();
+    let deleted = s.json(&["tenant", "delete", &other]);
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    let (code, _) = api.get(&format!("/v1/tenant/{other}"));
+    assert_eq!(code, 404);
+    let tenants = s.json(&["tenant", "list"]);
+    assert_eq!(tenants.as_array().unwrap().len(), 1, "{tenants}");
+    let config = std::fs::read_to_string(s.workdir.join("sediment.toml")).unwrap();
+    assert!(!config.contains(&other), "{config}");
+
+    // Bad input: one sentence, non-zero exit.
+    let cases: &[(&[&str], &str)] = &[
+        (&["tenant", "delete", "xyz"], "not a tenant id"),
+        (
+            &["tenant", "delete", "00000000000000000000000000000001"],
+            "does not exist",
+        ),
+        (&["timeline", "gc", "nosuch"], "no branch named"),
+        (&["timeline", "delete", "nosuch"], "no branch named"),
+        (&["tenant", "config", "set", "-c", "novalue"], "key=value"),
+        (
+            &["tenant", "config", "set", "-c", "no_such_setting=1"],
+            "refused",
+        ),
+        (
+            &[
+                "tenant",
+                "config",
+                "get",
+                "--tenant-id",
+                "00000000000000000000000000000001",
+            ],
+            "not found",
+        ),
+        (
+            &[
+                "timeline",
+                "branch",
+                "--branch-name",
+                "x",
+                "--ancestor-start-lsn",
+                "zz",
+            ],
+            "not an LSN",
+        ),
+        (
+            &[
+                "timeline",
+                "branch",
+                "--branch-name",
+                "x",
+                "--ancestor-branch-name",
+                "nope",
+            ],
+            "no branch named",
+        ),
+        (
+            &[
+                "timeline",
+                "list",
+                "--tenant-id",
+                "00000000000000000000000000000001",
+            ],
+            "not found",
+        ),
+    ];
+    for (args, expected) in cases {
+        let message = s.fails(args);
+        assert!(message.contains(expected), "{args:?}: {message}");
+        assert!(!message.contains("Error {"), "{args:?}: {message}");
+    }
+
+    // Every JSON document parses (checked by `json`); `start`/`stop` too.
+    let stopped = s.json(&["stop"]);
+    assert!(stopped["stopped"].is_i64(), "{stopped}");
+    let down = s.fails(&["tenant", "list"]);
+    assert!(down.contains("cannot reach the pageserver at"), "{down}");
+    let started = s.json(&["start"]);
+    assert!(started["pid"].is_u64(), "{started}");
+    let list: Value = s.json(&["endpoint", "list"]);
+    assert!(list.is_array(), "{list}");
+    s.shutdown();
 }

@@ -33,17 +33,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))
 }
 
-/// For an optional body field (`#[serde(default, deserialize_with =
-/// "present")]`): absent is `None`, but an explicit `null` is refused, since
-/// no request schema of the spec is `nullable` (serde alone would read
-/// `null` as absent and accept a schema-violating request).
-pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
+pub use api_types::present;
 
 /// The same for handlers that take a body apart as a JSON object: the
 /// field's value unless it is `null`.

@@ -82,6 +82,22 @@ pub async fn delete(
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
+    // Deleting under a running writable endpoint would leave its commits
+    // waiting forever for a standby that is gone: it must stop first.
+    let streaming: Vec<String> = state
+        .manager
+        .get(id)?
+        .timelines()
+        .iter()
+        .filter(|timeline| timeline.wal_source_connstr().is_some())
+        .map(|timeline| timeline.id().to_string())
+        .collect();
+    if !streaming.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "tenant {id} has running writable endpoints streaming WAL into timeline(s) {}; stop them first",
+            streaming.join(", ")
+        )));
+    }
     state.manager.start_delete(id)?;
     Ok(json_response(
         StatusCode::ACCEPTED,
@@ -93,12 +109,25 @@ pub async fn delete(
 pub async fn get_config(
     State(state): State<AppState>,
     ApiPath(tenant_id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api_types::TenantConfigResponse>, ApiError> {
     let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
-    Ok(Json(serde_json::json!({
-        "tenant_specific_overrides": tenant.config(),
-        "effective_config": tenant.effective_config(),
-    })))
+    Ok(Json(api_types::TenantConfigResponse {
+        tenant_specific_overrides: config_object(&tenant.config())?,
+        effective_config: config_object(&tenant.effective_config())?,
+    }))
+}
+
+/// A tenant config as the API's JSON object.
+fn config_object(config: &TenantConfig) -> Result<api_types::TenantConfig, ApiError> {
+    match serde_json::to_value(config) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::internal(format!(
+            "tenant config serialised as {other}, not an object"
+        ))),
+        Err(error) => Err(ApiError::internal(format!(
+            "cannot serialise the tenant config: {error}"
+        ))),
+    }
 }
 
 /// `PUT /v1/tenant/config`: replaces a tenant's overrides.

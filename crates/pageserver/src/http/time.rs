@@ -106,7 +106,7 @@ pub async fn lsn_by_timestamp(
     State(state): State<AppState>,
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<TimestampQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<api_types::LsnByTimestampResponse>, ApiError> {
     let time = parse_timestamp(&query.timestamp)?;
     let (tenant, timeline) = find(&state, &tenant_id, &timeline_id)?;
     let head = timeline.last_record_lsn();
@@ -116,9 +116,10 @@ pub async fn lsn_by_timestamp(
         LsnForTime::Past => (history_start(&timeline), "past"),
         LsnForTime::NoData => (history_start(&timeline), "nodata"),
     };
-    Ok(Json(
-        serde_json::json!({ "lsn": lsn.to_string(), "kind": kind }),
-    ))
+    Ok(Json(api_types::LsnByTimestampResponse {
+        lsn,
+        kind: kind.to_owned(),
+    }))
 }
 
 /// `GET .../get_timestamp_of_lsn?lsn=...`: the time of the last commit at or

@@ -15,23 +15,18 @@ use crate::tenant::Tenant;
 use crate::timeline::{Timeline, TimelineInfo};
 use std::sync::Arc;
 
-/// The body of `POST /v1/tenant/{tenant_id}/timeline`. Ids and LSNs are kept
-/// as text here and parsed afterwards, so a malformed one gets a message
-/// naming the field rather than a generic deserialisation error.
-#[derive(Debug, Deserialize)]
-pub struct CreateBody {
-    new_timeline_id: String,
-    #[serde(default, deserialize_with = "super::extract::present")]
-    ancestor_timeline_id: Option<String>,
-    #[serde(default, deserialize_with = "super::extract::present")]
-    ancestor_start_lsn: Option<String>,
-    #[serde(default, deserialize_with = "super::extract::present")]
-    pg_version: Option<u32>,
-    #[serde(default, deserialize_with = "super::extract::present")]
-    existing_initdb_timeline_id: Option<String>,
+/// The body of `POST /v1/tenant/{tenant_id}/timeline` (shared with the
+/// CLI). Ids and LSNs are text there and parsed here, so a malformed one
+/// gets a message naming the field rather than a generic deserialisation
+/// error.
+pub type CreateBody = api_types::TimelineCreateRequest;
+
+/// Turns the wire request into the tenant's.
+trait ParseCreate {
+    fn parse(self) -> Result<CreateTimelineRequest, ApiError>;
 }
 
-impl CreateBody {
+impl ParseCreate for CreateBody {
     fn parse(self) -> Result<CreateTimelineRequest, ApiError> {
         if self.existing_initdb_timeline_id.is_some() {
             return Err(ApiError::bad_request(
@@ -98,14 +93,15 @@ pub async fn list(
         tenant
             .timelines()
             .iter()
-            .map(|t| with_corruption(&state, t.info()))
+            .map(|t| with_corruption(&state, t))
             .collect(),
     ))
 }
 
 /// Adds the last corrupt read the page service saw on the timeline.
-fn with_corruption(state: &AppState, mut info: TimelineInfo) -> TimelineInfo {
-    info.corruption_error = state.corruption.last_error(info.timeline_id);
+fn with_corruption(state: &AppState, timeline: &Timeline) -> TimelineInfo {
+    let mut info = timeline.info();
+    info.corruption_error = state.corruption.last_error(timeline.id());
     info
 }
 
@@ -115,7 +111,7 @@ pub async fn get(
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
 ) -> Result<Json<TimelineInfo>, ApiError> {
     let (_, timeline) = find_timeline(&state, &tenant_id, &timeline_id, false)?;
-    Ok(Json(with_corruption(&state, timeline.info())))
+    Ok(Json(with_corruption(&state, &timeline)))
 }
 
 /// Parses both ids and finds the timeline (404 when either is unknown);
@@ -151,14 +147,15 @@ pub async fn delete(
     // of a well-formed request; 404 (also listed) is what every other
     // operation answers for it (docs/api-deviations.md).
     let tenant = state.manager.get_active(tenant_id)?;
-    // A timeline being deleted takes no more WAL.
+    // A running writable endpoint streams into the timeline: deleting it
+    // under the endpoint would leave its commits waiting forever for a
+    // standby that is gone. Refuse; the endpoint has to stop first.
     if let Some(timeline) = tenant.timeline(timeline_id) {
-        let has_children = tenant
-            .timelines()
-            .iter()
-            .any(|t| t.ancestor_timeline_id() == Some(timeline_id));
-        if timeline.wal_source_connstr().is_some() && !has_children {
-            crate::wal_source::detach(tenant.dir(), &timeline).await?;
+        if let Some(connstr) = timeline.wal_source_connstr() {
+            return Err(ApiError::conflict(format!(
+                "timeline {timeline_id} has a running writable endpoint streaming WAL into it ({}); stop the endpoint first",
+                redact_password(&connstr)
+            )));
         }
     }
     let work = tokio::task::spawn_blocking(move || tenant.delete_timeline(timeline_id));
@@ -173,6 +170,15 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct WalSourceBody {
     connstr: String,
+}
+
+/// A connection string without its password, for messages.
+fn redact_password(connstr: &str) -> String {
+    connstr
+        .split_whitespace()
+        .filter(|part| !part.starts_with("password="))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `PUT .../wal_source`: starts streaming WAL from the endpoint at `connstr`.
@@ -216,11 +222,13 @@ pub async fn do_gc(
         .await
         .map_err(|error| ApiError::internal(format!("GC task failed: {error}")))?
         .map_err(ApiError::from)?;
-    Ok(Json(format!(
-        "gc cutoff {}: removed {} layer files ({} bytes), kept {}",
-        report.cutoff,
-        report.layers_removed.len(),
-        report.bytes_removed,
-        report.layers_kept
-    )))
+    Ok(Json(
+        api_types::GcSummary {
+            cutoff: report.cutoff,
+            layers_removed: report.layers_removed.len() as u64,
+            bytes_removed: report.bytes_removed,
+            layers_kept: report.layers_kept as u64,
+        }
+        .to_string(),
+    ))
 }

@@ -394,6 +394,11 @@ fn provision_and_start(
     };
     let lsn = (!state.lsn.is_empty()).then_some(state.lsn.as_str());
     phases.mark("pageserver status");
+    let progress = crate::output::Progress::spinner(format!(
+        "endpoint {}: {} base backup",
+        state.name,
+        if state.lazy { "lazy" } else { "full" }
+    ));
     if state.lazy {
         lazy::provision(workdir, state, dir)?;
     } else {
@@ -433,6 +438,7 @@ fn provision_and_start(
     }
     state.save(dir)?;
     phases.mark("config, ownership, control data");
+    progress.set_message(format!("endpoint {}: starting postgres", state.name));
     start_postgres(workdir, &pg, state, dir)?;
     phases.mark("postgres accepting connections");
     if let (Some(superuser), Some(replication)) = (&state.password, &state.replication_password) {
@@ -450,6 +456,10 @@ fn provision_and_start(
         state.wal_source_attached = true;
         state.save(dir)?;
         phases.mark("WAL source attached");
+        progress.set_message(format!(
+            "endpoint {}: waiting for the pageserver to stream",
+            state.name
+        ));
         if let Err(error) = wal_source::wait_streaming(workdir, state.port) {
             // Undo the attach too: nothing will stream from this endpoint.
             let _ = wal_source::detach(&client, &state.tenant_id, &state.timeline_id);

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use postgres_wal::Lsn;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::client::ApiClient;
 use crate::workdir::Workdir;
@@ -98,12 +98,7 @@ pub fn wait_streaming(workdir: &Workdir, port: u16) -> anyhow::Result<()> {
 
 /// The timeline's ingested head.
 fn last_record_lsn(client: &ApiClient, tenant: &str, timeline: &str) -> anyhow::Result<Lsn> {
-    let info: Value = client.get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))?;
-    let text = info["last_record_lsn"]
-        .as_str()
-        .context("the pageserver's timeline info has no last_record_lsn")?;
-    text.parse()
-        .with_context(|| format!("the pageserver reported a bad last_record_lsn {text:?}"))
+    Ok(client.timeline_info(tenant, timeline)?.last_record_lsn)
 }
 
 /// How long `endpoint stop` waits for ingest (`SEDIMENT_CATCH_UP_TIMEOUT_SECS`).

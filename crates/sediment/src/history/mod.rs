@@ -33,17 +33,15 @@ pub fn resolve_point(
         );
     }
     let query: String = form_urlencoded::byte_serialize(point.as_bytes()).collect();
-    let found = client
-        .get(&format!(
+    let found: api_types::LsnByTimestampResponse = client
+        .get_as(&format!(
             "/v1/tenant/{tenant}/timeline/{timeline}/get_lsn_by_timestamp?timestamp={query}"
         ))
         .with_context(|| format!("cannot find the LSN of branch {branch:?} at {point:?}"))?;
-    let lsn = found["lsn"].as_str().unwrap_or_default();
-    match found["kind"].as_str() {
-        Some("present") | Some("future") => lsn
-            .parse()
-            .with_context(|| format!("the pageserver answered a malformed LSN {lsn:?}")),
-        Some("past") => bail!(
+    let lsn = found.lsn;
+    match found.kind.as_str() {
+        "present" | "future" => Ok(lsn),
+        "past" => bail!(
             "{point:?} is before the oldest commit the pageserver knows on branch {branch:?} (its history starts at {lsn})"
         ),
         _ => bail!("the pageserver knows no commit times on branch {branch:?} yet, so {point:?} cannot be resolved; pass an LSN"),

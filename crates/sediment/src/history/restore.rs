@@ -181,17 +181,14 @@ fn check_readable(
     branch: &str,
     lsn: Lsn,
 ) -> anyhow::Result<()> {
-    let info = client.get(&format!("/v1/tenant/{tenant}/timeline/{timeline}"))?;
-    let field = |name: &str| info[name].as_str().and_then(|t| t.parse::<Lsn>().ok());
-    if let Some(cutoff) = field("latest_gc_cutoff_lsn") {
-        if lsn < cutoff {
-            bail!("LSN {lsn} is below the GC cutoff {cutoff} of branch {branch:?}: that history has been garbage-collected");
-        }
+    let info = client.timeline_info(tenant, timeline)?;
+    let cutoff = info.latest_gc_cutoff_lsn;
+    if lsn < cutoff {
+        bail!("LSN {lsn} is below the GC cutoff {cutoff} of branch {branch:?}: that history has been garbage-collected");
     }
-    if let Some(head) = field("last_record_lsn") {
-        if lsn > head {
-            bail!("LSN {lsn} is beyond the head {head} of branch {branch:?}");
-        }
+    let head = info.last_record_lsn;
+    if lsn > head {
+        bail!("LSN {lsn} is beyond the head {head} of branch {branch:?}");
     }
     Ok(())
 }
