@@ -119,6 +119,18 @@ fn contents(
         .collect()
 }
 
+/// (eviction markers, resident layer files) in a timeline directory.
+fn layer_entries(dir: &Path) -> (usize, usize) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("delta_") || n.starts_with("image_"))
+        .collect();
+    let markers = names.iter().filter(|n| n.ends_with(".evicted")).count();
+    let resident = names.iter().filter(|n| !n.contains('.')).count();
+    (markers, resident)
+}
+
 fn lsn_of(info: &Value, field: &str) -> postgres_wal::Lsn {
     info[field].as_str().unwrap().parse().unwrap()
 }
@@ -158,7 +170,20 @@ async fn detach_attach_round_trip_and_generations() {
     let info = wait_attached(&b, &tenant).await;
     assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
     assert_eq!(info["generation"], 2);
+    // The attach is lazy: B holds eviction markers, no layer files, until
+    // reads download them.
+    let b_timeline = dir
+        .path()
+        .join("b/tenants")
+        .join(&tenant)
+        .join("timelines")
+        .join(&timeline);
+    let (markers, resident) = layer_entries(&b_timeline);
+    assert!(markers > 0, "no eviction markers after a lazy attach");
+    assert_eq!(resident, 0, "the attach downloaded layer files");
     assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    let (_, resident) = layer_entries(&b_timeline);
+    assert!(resident > 0, "reads downloaded no layer");
     // B writes its own index (same layers, generation 2) on its first round.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !objects(&remote)

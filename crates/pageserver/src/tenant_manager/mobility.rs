@@ -4,7 +4,8 @@
 //! Attach follows the `attachment_status` contract (spec, seed `001`): the
 //! fast checks (is remote storage on, is a generation given, does the
 //! remote have the tenant, is the generation stale) and the write of our
-//! generation marker happen before the API answers 202; the download runs
+//! generation marker happen before the API answers 202; the download of
+//! the indexes (layers stay remote until read: a lazy attach) runs
 //! in the background with the tenant listed as `Attaching` (status
 //! `maybe`), and ends `Active` (`attached`) or `Broken` (`failed`, with a
 //! reason). The download goes to a temporary directory renamed into place
@@ -187,6 +188,11 @@ impl TenantManager {
         let indexes = attach::download(remote, id, plan, &temp_dir)
             .await
             .map_err(|e| e.to_string())?;
+        // Layers are markers until read: reads download from here on,
+        // including any the opening itself does.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tenant.downloader().set_remote(remote.clone(), runtime);
+        }
         let final_dir = tenant.dir().to_owned();
         let tenants_dir = self.tenants_dir.clone();
         let file = file.clone();
