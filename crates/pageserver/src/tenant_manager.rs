@@ -127,6 +127,7 @@ impl TenantManager {
             .remote_config(workdir)
             .and_then(|config| config.map(|c| c.open()).transpose())
             .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?
+            .map(crate::remote_faults::maybe_wrap)
             .map(remote_storage::Remote::new);
         let mut tenants = HashMap::new();
         for entry in std::fs::read_dir(&tenants_dir)? {
