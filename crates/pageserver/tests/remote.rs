@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{assert_error, hex_id, test_conf, TestServer};
-use remote_storage::{Remote, RemoteConfig, RemotePath, S3Settings};
+use remote_storage::{Remote, RemoteConfig, RemoteError, RemotePath, S3Settings};
 use serde_json::{json, Value};
 use testkit::s3::SeaweedS3;
 
@@ -63,8 +63,14 @@ impl Store {
             .unwrap();
         let mut found = BTreeMap::new();
         for object in listing {
-            let bytes = self.client.get(&object.path).await.unwrap();
-            found.insert(object.path.as_str().to_owned(), bytes.to_vec());
+            match self.client.get(&object.path).await {
+                Ok(bytes) => {
+                    found.insert(object.path.as_str().to_owned(), bytes.to_vec());
+                }
+                // Deleted between the listing and the read.
+                Err(RemoteError::NotFound(_)) => {}
+                Err(error) => panic!("cannot read {}: {error}", object.path.as_str()),
+            }
         }
         found
     }
@@ -426,6 +432,44 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     assert_eq!(status, 202, "{body}");
     assert_eq!(contents(&c, &tenant, &timeline, lsn), expected);
 
+    // Deleting a timeline removes its remote objects (after the 404).
+    let doomed = hex_id();
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(json!({"new_timeline_id": doomed, "ancestor_timeline_id": timeline})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store.objects().await.keys().any(|n| n.contains(&doomed)) {
+        assert!(Instant::now() < deadline, "the branch was never uploaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = c
+        .call(
+            "DELETE",
+            &format!("/v1/tenant/{tenant}/timeline/{doomed}"),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .call("GET", &format!("/v1/tenant/{tenant}/timeline/{doomed}"), None)
+        .await
+        .0
+        != 404
+        || store.objects().await.keys().any(|n| n.contains(&doomed))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted timeline's remote objects remain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Deleting the tenant removes its remote objects too.
     let (status, body) = c
         .call("DELETE", &format!("/v1/tenant/{tenant}"), None)
@@ -525,4 +569,120 @@ async fn bad_mobility_requests_get_clear_errors() {
         400,
     );
     server.stop().await;
+}
+
+/// `Secondary` keeps a warm copy: B, secondary while A is attached,
+/// downloads A's layers (also those A adds later) and writes nothing
+/// remote; switched to `AttachedSingle` with a new generation it holds
+/// every layer locally at once (no eviction markers, no download) and
+/// serves exactly what A served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_keeps_a_warm_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("remote"));
+    let a = store.start(&dir.path().join("a")).await;
+    let (tenant, timeline) = create_with_timeline(&a, 1).await;
+    wait_uploaded(&a, &tenant, &timeline).await;
+    let b = store.start(&dir.path().join("b")).await;
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "Secondary"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Not a tenant B serves.
+    assert_error(
+        b.call("GET", &format!("/v1/tenant/{tenant}"), None).await,
+        404,
+    );
+    // A adds layers; B's copy follows A's newest index.
+    let a_storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    let churned = a_storage.clone();
+    tokio::task::spawn_blocking(move || churn(&churned, 3))
+        .await
+        .unwrap();
+    let info = wait_uploaded(&a, &tenant, &timeline).await;
+    let lsn = lsn_of(&info, "last_record_lsn");
+    let expected = contents(&a, &tenant, &timeline, lsn);
+    let warm = dir.path().join("b/secondary").join(&tenant).join(&timeline);
+    let wanted: std::collections::BTreeSet<String> = a_storage
+        .layer_files()
+        .iter()
+        .map(storage::LayerDesc::file_name)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have: std::collections::BTreeSet<String> = std::fs::read_dir(&warm)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        if have == wanted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secondary copy {have:?}, A has {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = store.objects().await;
+    assert!(
+        !before.keys().any(|n| n.ends_with("-00000002")),
+        "the secondary wrote objects"
+    );
+
+    // A hands over; B becomes attached with generation 2.
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedStale", "generation": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let info = wait_attached(&b, &tenant).await;
+    assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
+    let b_timeline = dir
+        .path()
+        .join("b/tenants")
+        .join(&tenant)
+        .join("timelines")
+        .join(&timeline);
+    assert_eq!(
+        layer_entries(&b_timeline),
+        (0, wanted.len()),
+        "not every layer was adopted from the warm copy"
+    );
+    assert!(!warm.exists(), "the secondary copy stayed behind");
+    let b_tenant = b.manager().get(tenant.parse().unwrap()).unwrap();
+    assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    assert_eq!(
+        b_tenant
+            .on_demand_io()
+            .counters()
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "reads after a warm attach downloaded layers"
+    );
+    a.stop().await;
+    b.stop().await;
 }
