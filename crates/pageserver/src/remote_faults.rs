@@ -44,7 +44,11 @@ fn control_loop(file: &std::path::Path, faulty: &Weak<FaultyStorage>) {
             .filter(|rate| rate.is_finite())
             .unwrap_or(0.0);
         if rate != current {
-            tracing::warn!(rate, injected = faulty.injected(), "remote fault rate changed");
+            tracing::warn!(
+                rate,
+                injected = faulty.injected(),
+                "remote fault rate changed"
+            );
             faulty.set_failure_rate(rate);
             current = rate;
         }

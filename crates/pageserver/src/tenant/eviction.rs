@@ -136,6 +136,8 @@ pub fn bytes_over(
 }
 
 /// (total, free, available) bytes of the filesystem holding `dir`.
+// The statvfs field types differ across platforms; u64 on this one.
+#[allow(clippy::unnecessary_cast)]
 fn filesystem_usage(dir: &std::path::Path) -> std::io::Result<(u64, u64, u64)> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
     let block = stat.fragment_size() as u64;
@@ -173,16 +175,23 @@ pub async fn disk_usage_task(
         drop(manager);
         let dir = workdir.clone();
         let limits = limits.clone();
-        let run = tokio::task::spawn_blocking(move || -> std::io::Result<Option<EvictionReport>> {
-            let (total, free, avail) = filesystem_usage(&dir)?;
-            let over = bytes_over(&limits, total, free, avail);
-            if over == 0 {
-                return Ok(None);
-            }
-            tracing::info!(total, free, avail, over, "disk usage over the eviction threshold");
-            Ok(Some(evict(&tenants, over)))
-        })
-        .await;
+        let run =
+            tokio::task::spawn_blocking(move || -> std::io::Result<Option<EvictionReport>> {
+                let (total, free, avail) = filesystem_usage(&dir)?;
+                let over = bytes_over(&limits, total, free, avail);
+                if over == 0 {
+                    return Ok(None);
+                }
+                tracing::info!(
+                    total,
+                    free,
+                    avail,
+                    over,
+                    "disk usage over the eviction threshold"
+                );
+                Ok(Some(evict(&tenants, over)))
+            })
+            .await;
         match run {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {

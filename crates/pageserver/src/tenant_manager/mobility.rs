@@ -22,9 +22,9 @@ use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::{TenantId, TimelineId};
 use crate::tenant::attach::{self, AttachError};
 use crate::tenant::upload::{self, RemoteTenant};
-use crate::tenant_manager::secondary;
 use crate::tenant::{self as tenant_mod, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
+use crate::tenant_manager::secondary;
 
 /// `mode` of a `location_config` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,12 +404,7 @@ impl TenantManager {
             return Ok(());
         }
         let dir = secondary::tenant_dir(&self.secondary_root, id);
-        let task = tokio::spawn(secondary::run(
-            remote,
-            id,
-            dir,
-            self.shutdown.child_token(),
-        ));
+        let task = tokio::spawn(secondary::run(remote, id, dir, self.shutdown.child_token()));
         secondaries.insert(id, task);
         tracing::info!(tenant_id = %id, "secondary location started");
         Ok(())

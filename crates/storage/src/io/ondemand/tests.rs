@@ -177,5 +177,8 @@ fn page_cache_hits_count_as_uses() {
         0,
         "not served from the page cache"
     );
-    assert!(io.last_access_micros(&path) > first, "the cache hit was not counted");
+    assert!(
+        io.last_access_micros(&path) > first,
+        "the cache hit was not counted"
+    );
 }
