@@ -42,6 +42,51 @@ pub enum AuthType {
     Jwt,
 }
 
+/// `disk_usage_based_eviction`: evict while the work directory's
+/// filesystem is fuller than `max_usage_pct` or has less than
+/// `min_avail_bytes` free, checked every `period`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskUsageEviction {
+    /// Highest allowed use of the filesystem, percent (0–100).
+    pub max_usage_pct: u8,
+    /// Least free space to keep, bytes.
+    #[serde(default)]
+    pub min_avail_bytes: u64,
+    /// How often to check, e.g. `"10s"` (default 10 s).
+    #[serde(default = "default_eviction_period")]
+    pub period: String,
+}
+
+fn default_eviction_period() -> String {
+    "10s".into()
+}
+
+impl DiskUsageEviction {
+    /// The check period.
+    pub fn period(&self) -> std::time::Duration {
+        crate::tenant_config::parse_duration(&self.period)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_usage_pct > 100 {
+            return Err(format!(
+                "disk_usage_based_eviction.max_usage_pct {} is above 100",
+                self.max_usage_pct
+            ));
+        }
+        match crate::tenant_config::parse_duration(&self.period) {
+            Some(d) if !d.is_zero() => Ok(()),
+            _ => Err(format!(
+                "disk_usage_based_eviction.period {:?} is not a positive duration",
+                self.period
+            )),
+        }
+    }
+}
+
 /// Settings of one pageserver process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,10 +106,11 @@ pub struct PageServerConf {
     /// Remote storage: `s3://bucket/prefix`, a local directory, or `"none"`.
     /// Unset means the local directory `<workdir>/remote`.
     pub remote_storage: Option<String>,
-    /// Disk-usage eviction: when the tenants use more than this many bytes
-    /// of local disk, the least recently used uploaded layers are evicted.
-    /// Unset: no background eviction.
-    pub eviction_threshold_bytes: Option<u64>,
+    /// Background disk-usage eviction: keeps the filesystem of the work
+    /// directory under a threshold by evicting the least recently used
+    /// uploaded layers. Unset: eviction runs only through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_usage_based_eviction: Option<DiskUsageEviction>,
     /// Public keys (a PEM file or a directory of them, relative to the work
     /// directory) that JWTs are checked against.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,7 +138,7 @@ impl Default for PageServerConf {
             log_format: LogFormat::Plain,
             tenant_config: TenantConfig::default(),
             remote_storage: None,
-            eviction_threshold_bytes: None,
+            disk_usage_based_eviction: None,
             auth_validation_public_key_path: None,
             http_auth_type: AuthType::None,
             pg_auth_type: AuthType::None,
@@ -176,6 +222,9 @@ impl PageServerConf {
         conf.tenant_config
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("tenant_config: {error}")))?;
+        if let Some(eviction) = &conf.disk_usage_based_eviction {
+            eviction.validate().map_err(ConfigError::Invalid)?;
+        }
         Ok(conf)
     }
 

@@ -36,6 +36,7 @@ pub mod http;
 pub mod http_serve;
 pub mod ids;
 pub mod metrics;
+pub mod remote_faults;
 pub mod security;
 pub mod server;
 pub mod size;

@@ -133,6 +133,14 @@ pub async fn start(
     ));
     // The layer lifecycle (flushes, compaction, GC) runs per tenant.
     manager.start_background_tasks(background_metrics);
+    if let Some(limits) = conf.disk_usage_based_eviction.clone() {
+        tokio::spawn(crate::tenant::eviction::disk_usage_task(
+            Arc::downgrade(&manager),
+            limits,
+            workdir.clone(),
+            shutdown.clone(),
+        ));
+    }
     let stop_task = tokio::spawn(shutdown_tenants(Arc::clone(&manager), shutdown));
 
     Ok(RunningServer {

@@ -4,6 +4,7 @@
 //! load, location_config) lives in [`mobility`].
 
 pub mod mobility;
+pub mod secondary;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,10 @@ pub struct TenantManager {
     shutdown: CancellationToken,
     /// Set once the server runs background tasks: new tenants get one too.
     background: parking_lot::Mutex<Option<crate::metrics::Metrics>>,
+    /// `Secondary` locations: the refresh task of each.
+    secondaries: parking_lot::Mutex<HashMap<TenantId, tokio::task::JoinHandle<()>>>,
+    /// Where secondary locations keep their copies.
+    secondary_root: PathBuf,
 }
 
 impl TenantManager {
@@ -91,10 +96,16 @@ impl TenantManager {
     ) -> std::io::Result<TenantManager> {
         let tenants_dir = workdir.join(TENANTS_DIR);
         std::fs::create_dir_all(&tenants_dir)?;
+        // Warm copies are not resumed after a restart (see `secondary`).
+        let secondary_root = workdir.join(secondary::SECONDARY_DIR);
+        if secondary_root.exists() {
+            std::fs::remove_dir_all(&secondary_root)?;
+        }
         let remote = conf
             .remote_config(workdir)
             .and_then(|config| config.map(|c| c.open()).transpose())
             .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?
+            .map(crate::remote_faults::maybe_wrap)
             .map(remote_storage::Remote::new);
         let mut tenants = HashMap::new();
         for entry in std::fs::read_dir(&tenants_dir)? {
@@ -127,6 +138,8 @@ impl TenantManager {
             tenants: RwLock::new(tenants),
             shutdown,
             background: parking_lot::Mutex::new(None),
+            secondaries: parking_lot::Mutex::default(),
+            secondary_root,
         })
     }
 

@@ -229,3 +229,50 @@ async fn evict_everything_then_read_exactly_downloading_on_demand() {
     );
     server.stop().await;
 }
+
+/// The background task with a threshold no disk meets (`max_usage_pct =
+/// 0`): every uploaded layer is evicted without an API call, the timeline
+/// still reads exactly (downloading), and the task evicts them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_eviction_keeps_disk_under_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (workdir, remote) = (dir.path().join("ps"), dir.path().join("remote"));
+    let mut conf = test_conf();
+    conf.remote_storage = Some(remote.display().to_string());
+    conf.disk_usage_based_eviction = Some(pageserver::config::DiskUsageEviction {
+        max_usage_pct: 0,
+        min_avail_bytes: 0,
+        period: "200ms".into(),
+    });
+    let server = TestServer::start_with(&workdir, conf).await;
+    let (status, body) = server
+        .call("POST", "/v1/tenant", Some(json!({"generation": 1})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let tenant = body.as_str().unwrap().to_owned();
+    let main = create_timeline(&server, &tenant, json!({})).await;
+    let info = wait_uploaded(&server, &tenant, &main).await;
+    let lsn = lsn_of(&info, "last_record_lsn");
+    let wait_all_evicted = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (layers, markers) = local_files(&workdir, &tenant, &main);
+            if layers == 0 && markers > 0 {
+                return markers;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "background eviction never evicted: {layers} layers, {markers} markers"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let markers = wait_all_evicted().await;
+    let read = contents(&server, &tenant, &main, lsn).await;
+    assert!(read.len() > 100, "initdb has many keys");
+    assert!(metric(&server, "pageserver_ondemand_downloads_total").await > 0);
+    assert_eq!(wait_all_evicted().await, markers);
+    // Exact: the same values as read the first time, after re-downloads.
+    assert_eq!(contents(&server, &tenant, &main, lsn).await, read);
+    server.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Remote storage through the management API, on in-process pageservers
-//! sharing one remote directory: uploads, attach (`maybe` → `attached`),
+//! sharing one remote storage (a local directory, and SeaweedFS as a real
+//! S3 server): uploads, lazy attach (`maybe` → `attached`),
 //! generations (a stale pageserver never overwrites or deletes a newer
 //! one's objects), detach/ignore/load, and bad input.
 
@@ -12,30 +13,67 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{assert_error, hex_id, test_conf, TestServer};
+use remote_storage::{Remote, RemoteConfig, RemoteError, RemotePath, S3Settings};
 use serde_json::{json, Value};
+use testkit::s3::SeaweedS3;
 
-async fn start(workdir: &Path, remote: &Path) -> TestServer {
-    let mut conf = test_conf();
-    conf.remote_storage = Some(remote.display().to_string());
-    TestServer::start_with(workdir, conf).await
+/// The remote storage the pageservers of one test share, and a client of
+/// it for checking objects.
+struct Store {
+    url: String,
+    client: Remote,
 }
 
-/// Every object under the remote directory with its bytes.
-fn objects(remote: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut stack = vec![remote.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path.strip_prefix(remote).unwrap().display().to_string();
-                found.insert(name, std::fs::read(&path).unwrap());
+impl Store {
+    fn local(dir: &Path) -> Store {
+        let url = dir.display().to_string();
+        let client = Remote::new(RemoteConfig::parse(&url).unwrap().open().unwrap());
+        Store { url, client }
+    }
+
+    fn s3(s3: &SeaweedS3, prefix: &str) -> Store {
+        let url = format!("s3://{}/{prefix}", s3.bucket());
+        let settings = S3Settings {
+            endpoint: Some(s3.endpoint()),
+            region: Some(testkit::s3::REGION.into()),
+            access_key_id: Some(testkit::s3::ACCESS_KEY_ID.into()),
+            secret_access_key: Some(testkit::s3::SECRET_ACCESS_KEY.into()),
+        };
+        let client = Remote::new(
+            RemoteConfig::parse(&url)
+                .unwrap()
+                .open_with(&settings)
+                .unwrap(),
+        );
+        Store { url, client }
+    }
+
+    async fn start(&self, workdir: &Path) -> TestServer {
+        let mut conf = test_conf();
+        conf.remote_storage = Some(self.url.clone());
+        TestServer::start_with(workdir, conf).await
+    }
+
+    /// Every object with its bytes.
+    async fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        let listing = self
+            .client
+            .list(&RemotePath::new("tenants").unwrap())
+            .await
+            .unwrap();
+        let mut found = BTreeMap::new();
+        for object in listing {
+            match self.client.get(&object.path).await {
+                Ok(bytes) => {
+                    found.insert(object.path.as_str().to_owned(), bytes.to_vec());
+                }
+                // Deleted between the listing and the read.
+                Err(RemoteError::NotFound(_)) => {}
+                Err(error) => panic!("cannot read {}: {error}", object.path.as_str()),
             }
         }
+        found
     }
-    found
 }
 
 async fn create_with_timeline(server: &TestServer, generation: u32) -> (String, String) {
@@ -119,6 +157,18 @@ fn contents(
         .collect()
 }
 
+/// (eviction markers, resident layer files) in a timeline directory.
+fn layer_entries(dir: &Path) -> (usize, usize) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("delta_") || n.starts_with("image_"))
+        .collect();
+    let markers = names.iter().filter(|n| n.ends_with(".evicted")).count();
+    let resident = names.iter().filter(|n| !n.contains('.')).count();
+    (markers, resident)
+}
+
 fn lsn_of(info: &Value, field: &str) -> postgres_wal::Lsn {
     info[field].as_str().unwrap().parse().unwrap()
 }
@@ -126,14 +176,62 @@ fn lsn_of(info: &Value, field: &str) -> postgres_wal::Lsn {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_attach_round_trip_and_generations() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = dir.path().join("remote");
-    let a = start(&dir.path().join("a"), &remote).await;
+    let store = Store::local(&dir.path().join("remote"));
+    round_trip_and_generations(dir.path(), &store).await;
+}
+
+/// The same against a real S3 server (SeaweedFS).
+#[test]
+fn detach_attach_round_trip_and_generations_on_s3() {
+    let s3 = SeaweedS3::start_new("gens").expect("weed mini starts");
+    // The in-process pageservers read S3 settings from the environment; set
+    // before any runtime thread exists.
+    for (key, value) in s3.env() {
+        std::env::set_var(key, value);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::s3(&s3, "ps");
+        round_trip_and_generations(dir.path(), &store).await;
+    });
+}
+
+/// Writes `count` new versions of a few keys into the timeline's storage
+/// and flushes each batch into its own layer (so compaction has work).
+fn churn(storage: &storage::Timeline, count: u32) {
+    let rel = postgres_wal::record::RelFileNode {
+        spc_node: 1663,
+        db_node: 5,
+        rel_node: 777_777,
+    };
+    for round in 0..count {
+        let lsn = postgres_wal::Lsn(storage.last_record_lsn().0 + 0x100);
+        let mut writer = storage.writer();
+        for blkno in 0..8u32 {
+            let key = storage::Key::rel_block(rel, postgres_wal::record::ForkNumber::Main, blkno);
+            let page = vec![u8::try_from(round % 251).unwrap(); 8192];
+            writer
+                .put(key, lsn, storage::Value::Image(page.into()))
+                .unwrap();
+        }
+        writer.finish(lsn).unwrap();
+        storage.freeze_and_flush().unwrap();
+    }
+}
+
+async fn round_trip_and_generations(dir: &Path, store: &Store) {
+    let a = store.start(&dir.join("a")).await;
     let (tenant, timeline) = create_with_timeline(&a, 1).await;
     let uploaded = wait_uploaded(&a, &tenant, &timeline).await;
     let lsn = lsn_of(&uploaded, "last_record_lsn");
     let expected = contents(&a, &tenant, &timeline, lsn);
     assert!(expected.len() > 100, "initdb has many keys");
-    let names: Vec<String> = objects(&remote).into_keys().collect();
+    let names: Vec<String> = store.objects().await.into_keys().collect();
     assert!(
         names
             .iter()
@@ -146,7 +244,7 @@ async fn detach_attach_round_trip_and_generations() {
     );
 
     // B takes the tenant over with generation 2 while A keeps running.
-    let b = start(&dir.path().join("b"), &remote).await;
+    let b = store.start(&dir.join("b")).await;
     let (status, body) = b
         .call(
             "PUT",
@@ -158,10 +256,24 @@ async fn detach_attach_round_trip_and_generations() {
     let info = wait_attached(&b, &tenant).await;
     assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
     assert_eq!(info["generation"], 2);
+    // The attach is lazy: B holds eviction markers, no layer files, until
+    // reads download them.
+    let b_timeline = dir
+        .join("b/tenants")
+        .join(&tenant)
+        .join("timelines")
+        .join(&timeline);
+    let (markers, resident) = layer_entries(&b_timeline);
+    assert!(markers > 0, "no eviction markers after a lazy attach");
+    assert_eq!(resident, 0, "the attach downloaded layer files");
     assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    let (_, resident) = layer_entries(&b_timeline);
+    assert!(resident > 0, "reads downloaded no layer");
     // B writes its own index (same layers, generation 2) on its first round.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !objects(&remote)
+    while !store
+        .objects()
+        .await
         .keys()
         .any(|n| n.ends_with("index_part.json-00000002"))
     {
@@ -173,7 +285,7 @@ async fn detach_attach_round_trip_and_generations() {
             .filter(|(n, _)| n.ends_with("-00000002"))
             .collect()
     };
-    let before = objects(&remote);
+    let before = store.objects().await;
     assert!(gen2(before.clone())
         .keys()
         .any(|n| n.ends_with("index_part.json-00000002")));
@@ -188,6 +300,32 @@ async fn detach_attach_round_trip_and_generations() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    // New layers, compacted (old L0s deleted locally), a new image.
+    let a_storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    tokio::task::spawn_blocking(move || {
+        churn(&a_storage, 6);
+        let policy = storage::CompactionPolicy {
+            compaction_threshold: 2,
+            ..storage::CompactionPolicy::default()
+        };
+        let compacted = a_storage.compact(&policy).unwrap();
+        eprintln!("stale pageserver compacted: {compacted:?}");
+        a_storage
+            .create_image_layer(
+                storage::Key::MIN..storage::Key::MAX,
+                a_storage.disk_consistent_lsn(),
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
     let (status, body) = a
         .call(
             "PUT",
@@ -198,7 +336,7 @@ async fn detach_attach_round_trip_and_generations() {
     assert_eq!(status, 200, "{body}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.stop().await;
-    let after = objects(&remote);
+    let after = store.objects().await;
     assert_eq!(
         gen2(after.clone()),
         gen2(before.clone()),
@@ -216,13 +354,27 @@ async fn detach_attach_round_trip_and_generations() {
         "the stale pageserver uploaded a new timeline"
     );
     assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    // B evicts everything and reads again: every layer comes back from the
+    // objects A left alone.
+    let (status, report) = b
+        .call(
+            "PUT",
+            "/v1/disk_usage_eviction/run",
+            Some(json!({"evict_bytes": u64::MAX / 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert!(report["evicted_layers"].as_u64().unwrap() > 0, "{report}");
+    let (_, resident) = layer_entries(&b_timeline);
+    assert_eq!(resident, 0, "{report}");
+    assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
 
     // Detach from B, attach again (generation 3) with the local copy gone.
     let (status, body) = b
         .call("POST", &format!("/v1/tenant/{tenant}/detach"), None)
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(!dir.path().join("b/tenants").join(&tenant).exists());
+    assert!(!dir.join("b/tenants").join(&tenant).exists());
     let (status, body) = b
         .call(
             "POST",
@@ -246,7 +398,7 @@ async fn detach_attach_round_trip_and_generations() {
         409,
     );
     b.stop().await;
-    let c = start(&dir.path().join("c"), &remote).await;
+    let c = store.start(&dir.join("c")).await;
     let msg = assert_error(
         c.call(
             "POST",
@@ -282,6 +434,48 @@ async fn detach_attach_round_trip_and_generations() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(contents(&c, &tenant, &timeline, lsn), expected);
 
+    // Deleting a timeline removes its remote objects (after the 404).
+    let doomed = hex_id();
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(json!({"new_timeline_id": doomed, "ancestor_timeline_id": timeline})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store.objects().await.keys().any(|n| n.contains(&doomed)) {
+        assert!(Instant::now() < deadline, "the branch was never uploaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = c
+        .call(
+            "DELETE",
+            &format!("/v1/tenant/{tenant}/timeline/{doomed}"),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{doomed}"),
+            None,
+        )
+        .await
+        .0
+        != 404
+        || store.objects().await.keys().any(|n| n.contains(&doomed))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted timeline's remote objects remain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Deleting the tenant removes its remote objects too.
     let (status, body) = c
         .call("DELETE", &format!("/v1/tenant/{tenant}"), None)
@@ -293,7 +487,7 @@ async fn detach_attach_round_trip_and_generations() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        !objects(&remote).keys().any(|n| n.contains(&tenant)),
+        !store.objects().await.keys().any(|n| n.contains(&tenant)),
         "remote objects of a deleted tenant remain"
     );
     c.stop().await;
@@ -302,8 +496,8 @@ async fn detach_attach_round_trip_and_generations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_mobility_requests_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = dir.path().join("remote");
-    let server = start(&dir.path().join("ps"), &remote).await;
+    let store = Store::local(&dir.path().join("remote"));
+    let server = store.start(&dir.path().join("ps")).await;
     let unknown = hex_id();
     let msg = assert_error(
         server
@@ -381,4 +575,120 @@ async fn bad_mobility_requests_get_clear_errors() {
         400,
     );
     server.stop().await;
+}
+
+/// `Secondary` keeps a warm copy: B, secondary while A is attached,
+/// downloads A's layers (also those A adds later) and writes nothing
+/// remote; switched to `AttachedSingle` with a new generation it holds
+/// every layer locally at once (no eviction markers, no download) and
+/// serves exactly what A served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_keeps_a_warm_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("remote"));
+    let a = store.start(&dir.path().join("a")).await;
+    let (tenant, timeline) = create_with_timeline(&a, 1).await;
+    wait_uploaded(&a, &tenant, &timeline).await;
+    let b = store.start(&dir.path().join("b")).await;
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "Secondary"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Not a tenant B serves.
+    assert_error(
+        b.call("GET", &format!("/v1/tenant/{tenant}"), None).await,
+        404,
+    );
+    // A adds layers; B's copy follows A's newest index.
+    let a_storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    let churned = a_storage.clone();
+    tokio::task::spawn_blocking(move || churn(&churned, 3))
+        .await
+        .unwrap();
+    let info = wait_uploaded(&a, &tenant, &timeline).await;
+    let lsn = lsn_of(&info, "last_record_lsn");
+    let expected = contents(&a, &tenant, &timeline, lsn);
+    let warm = dir.path().join("b/secondary").join(&tenant).join(&timeline);
+    let wanted: std::collections::BTreeSet<String> = a_storage
+        .layer_files()
+        .iter()
+        .map(storage::LayerDesc::file_name)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have: std::collections::BTreeSet<String> = std::fs::read_dir(&warm)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        if have == wanted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secondary copy {have:?}, A has {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = store.objects().await;
+    assert!(
+        !before.keys().any(|n| n.ends_with("-00000002")),
+        "the secondary wrote objects"
+    );
+
+    // A hands over; B becomes attached with generation 2.
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedStale", "generation": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let info = wait_attached(&b, &tenant).await;
+    assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
+    let b_timeline = dir
+        .path()
+        .join("b/tenants")
+        .join(&tenant)
+        .join("timelines")
+        .join(&timeline);
+    assert_eq!(
+        layer_entries(&b_timeline),
+        (0, wanted.len()),
+        "not every layer was adopted from the warm copy"
+    );
+    assert!(!warm.exists(), "the secondary copy stayed behind");
+    let b_tenant = b.manager().get(tenant.parse().unwrap()).unwrap();
+    assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    assert_eq!(
+        b_tenant
+            .on_demand_io()
+            .counters()
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "reads after a warm attach downloaded layers"
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -1,8 +1,10 @@
 //! Remote storage throughput against a real S3 server (SeaweedFS): upload
 //! MB/s of a ~1 GiB tenant and the time to attach it on another pageserver,
 //! next to the raw object-store throughput of the same bytes from the same
-//! process (sequential puts, as the uploader does; gets 8 at a time, as
-//! attach does). Prints one line per number and the ratios.
+//! process (sequential puts, as the uploader does; gets 8 at a time).
+//! Attach is lazy (indexes only), so the time to read one page and then
+//! every page afterwards (each layer downloaded on first read) is printed
+//! too. Prints one line per number and the ratios.
 //!
 //! Run (about 2–4 minutes; needs `weed`, ~4 GB of disk):
 //!
@@ -48,13 +50,17 @@ fn page(seed: u64) -> Vec<u8> {
     out
 }
 
-/// Writes `mb` MiB of pages into the timeline's storage, flushing as it goes.
-fn fill(storage: &storage::Timeline, mb: usize) {
+fn key_of(blkno: u32) -> storage::Key {
     let rel = postgres_wal::record::RelFileNode {
         spc_node: 1663,
         db_node: 5,
         rel_node: 900_000,
     };
+    storage::Key::rel_block(rel, postgres_wal::record::ForkNumber::Main, blkno)
+}
+
+/// Writes `mb` MiB of pages into the timeline's storage, flushing as it goes.
+fn fill(storage: &storage::Timeline, mb: usize) {
     let pages = mb * 1024 * 1024 / PAGE;
     let mut lsn = storage.last_record_lsn();
     for batch in 0..pages / 256 {
@@ -62,7 +68,7 @@ fn fill(storage: &storage::Timeline, mb: usize) {
         let mut writer = storage.writer();
         for i in 0..256 {
             let blkno = u32::try_from(batch * 256 + i).unwrap();
-            let key = storage::Key::rel_block(rel, postgres_wal::record::ForkNumber::Main, blkno);
+            let key = key_of(blkno);
             let value = storage::Value::Image(page(u64::from(blkno) * 7919 + 1).into());
             writer.put(key, lsn, value).unwrap();
         }
@@ -238,6 +244,33 @@ async fn bench(s3: &SeaweedS3, mb: usize) {
     }
     let attach = started.elapsed().as_secs_f64();
 
+    // The attach is lazy: reads download. One page, then every page.
+    let b_storage = {
+        let t = b.manager().get(tenant.parse().unwrap()).unwrap();
+        t.timeline(timeline.parse().unwrap())
+            .unwrap()
+            .storage()
+            .clone()
+    };
+    let (first_read, all_read) = tokio::task::spawn_blocking(move || {
+        // The first read downloads the one layer holding the page.
+        let lsn = b_storage.last_record_lsn();
+        let started = Instant::now();
+        let blkno = u32::try_from(mb * 1024 * 1024 / PAGE / 2).unwrap();
+        let page = b_storage.get(key_of(blkno), lsn).unwrap();
+        assert_eq!(&page[..], &self::page(u64::from(blkno) * 7919 + 1)[..]);
+        let first = started.elapsed().as_secs_f64();
+        let keys = b_storage
+            .list_keys(storage::Key::MIN..storage::Key::MAX, lsn)
+            .unwrap();
+        for key in keys {
+            b_storage.get(key, lsn).unwrap();
+        }
+        (first, started.elapsed().as_secs_f64())
+    })
+    .await
+    .unwrap();
+
     eprintln!("layers: {} files, {total_mb:.0} MiB", layers.len());
     eprintln!(
         "upload: {upload:.1} s = {:.1} MiB/s; raw sequential put: {raw_put:.1} s = {:.1} MiB/s; ratio {:.2}",
@@ -250,6 +283,10 @@ async fn bench(s3: &SeaweedS3, mb: usize) {
         total_mb / attach,
         total_mb / raw_get,
         raw_get / attach
+    );
+    eprintln!(
+        "after attach: first page read {first_read:.2} s; every page read (downloads every layer on demand) {all_read:.1} s = {:.1} MiB/s",
+        total_mb / all_read
     );
     a.stop().await;
     b.stop().await;

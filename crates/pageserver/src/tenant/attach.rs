@@ -1,17 +1,23 @@
 //! Attaching a tenant from remote storage: deciding whether the remote has
 //! it and whether our generation may take it (fast, answered before the
 //! API's 202), then downloading every timeline's newest index at or below
-//! our generation, its metadata file and its layer files into a directory
-//! that the caller renames into place once everything is durable.
+//! our generation and its metadata file into a directory that the caller
+//! renames into place once everything is durable.
 //!
-//! Layers are downloaded eagerly and verified (size and CRC-32C from the
-//! index); a layer that does not match is refused by name, never written.
+//! Attach is lazy: instead of the layer files it writes their eviction
+//! markers (size, CRC-32C, object path from the index), so the tenant is
+//! usable as soon as the indexes are read and each layer is downloaded by
+//! the first read that needs it (`storage::io::OnDemandIo`). Eager download
+//! ([`download_layers`], verified by size and CRC-32C; a layer that does not
+//! match is refused by name, never written) serves secondary locations,
+//! which keep a warm copy.
 
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use remote_storage::layout::{self, IndexChoice};
 use remote_storage::{Generation, IndexPart, Remote, RemoteError};
+use storage::io::{marker_path, EvictedMarker};
 use storage::metadata::METADATA_FILE_NAME;
 
 use crate::durable;
@@ -107,7 +113,8 @@ pub async fn plan(
     Ok(RemotePlan { indexes })
 }
 
-/// Downloads every timeline of `plan` into `<tenant_dir>/timelines/`.
+/// Prepares every timeline of `plan` in `<tenant_dir>/timelines/`: its
+/// metadata and an eviction marker per layer (nothing else is downloaded).
 /// Returns the indexes, which the uploader starts from.
 pub async fn download(
     remote: &Remote,
@@ -121,7 +128,7 @@ pub async fn download(
         let dir = tenant_dir
             .join(storage::repository::TIMELINES_DIR_NAME)
             .join(timeline.to_string());
-        download_timeline(remote, tenant, *timeline, &index, &dir).await?;
+        prepare_timeline(tenant, *timeline, &index, &dir).await?;
         indexes.push((*timeline, index));
     }
     Ok(indexes)
@@ -149,19 +156,87 @@ pub async fn fetch_index(
     Ok(index)
 }
 
-async fn download_timeline(
-    remote: &Remote,
+/// Writes the timeline directory of a lazy attach: one marker per layer,
+/// then the metadata (a timeline directory with metadata is complete).
+async fn prepare_timeline(
     tenant: TenantId,
     timeline: TimelineId,
     index: &IndexPart,
     dir: &Path,
 ) -> Result<(), AttachError> {
+    let mut markers = Vec::with_capacity(index.layers.len());
+    for (name, layer) in &index.layers {
+        let object = layout::layer_path(
+            &tenant.to_string(),
+            &timeline.to_string(),
+            name,
+            layer.generation,
+        )?;
+        let marker = EvictedMarker {
+            file_size: layer.file_size,
+            crc32c: layer.crc32c,
+            source: object.as_str().to_owned(),
+        };
+        markers.push((marker_path(&dir.join(name)), marker.encode()));
+    }
+    let metadata = index.metadata().ok_or_else(|| AttachError::BadIndex {
+        path: format!("timeline {timeline}"),
+        reason: "metadata_bytes is not hex".into(),
+    })?;
+    let dir = dir.to_owned();
+    let failed = dir.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), AttachError> {
+        let local = |path: &Path| {
+            let path = path.to_owned();
+            move |source| AttachError::Local { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(local(&dir))?;
+        // The directory is a temporary one renamed into place after: each
+        // file needs its data synced, the directory once.
+        for (path, bytes) in &markers {
+            write_synced(path, bytes).map_err(local(path))?;
+        }
+        durable::sync_dir(&dir).map_err(local(&dir))?;
+        durable::write_file(&dir.join(METADATA_FILE_NAME), &metadata)
+            .map_err(local(&dir.join(METADATA_FILE_NAME)))
+    })
+    .await
+    .map_err(|error| AttachError::Local {
+        path: failed,
+        source: std::io::Error::other(error),
+    })?
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Downloads the layers of `index` that `dir` does not hold at their size,
+/// verified, each written durably. Returns
+/// the bytes downloaded. Used by secondary locations.
+pub async fn download_layers(
+    remote: &Remote,
+    tenant: TenantId,
+    timeline: TimelineId,
+    index: &IndexPart,
+    dir: &Path,
+) -> Result<u64, AttachError> {
     let local = |path: PathBuf| move |source| AttachError::Local { path, source };
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(local(dir.to_owned()))?;
+    let total = std::sync::atomic::AtomicU64::new(0);
+    let total_ref = &total;
     futures::stream::iter(index.layers.iter().map(Ok))
         .try_for_each_concurrent(DOWNLOAD_CONCURRENCY, |(name, layer)| async move {
+            let path = dir.join(name);
+            let size = tokio::fs::metadata(&path).await.map(|m| m.len()).ok();
+            if size == Some(layer.file_size) {
+                return Ok(());
+            }
             let object = layout::layer_path(
                 &tenant.to_string(),
                 &timeline.to_string(),
@@ -171,16 +246,11 @@ async fn download_timeline(
             let data = remote
                 .get_verified(&object, layer.file_size, layer.crc32c)
                 .await?;
-            write_durably(dir.join(name), data.to_vec()).await
+            total_ref.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            write_durably(path, data.to_vec()).await
         })
         .await?;
-    // The metadata goes last: a timeline directory with metadata is complete.
-    let metadata = index.metadata().ok_or_else(|| AttachError::BadIndex {
-        path: format!("timeline {timeline}"),
-        reason: "metadata_bytes is not hex".into(),
-    })?;
-    write_durably(dir.join(METADATA_FILE_NAME), metadata).await?;
-    Ok(())
+    Ok(total.into_inner())
 }
 
 async fn write_durably(path: PathBuf, bytes: Vec<u8>) -> Result<(), AttachError> {

@@ -4,7 +4,8 @@
 //! Attach follows the `attachment_status` contract (spec, seed `001`): the
 //! fast checks (is remote storage on, is a generation given, does the
 //! remote have the tenant, is the generation stale) and the write of our
-//! generation marker happen before the API answers 202; the download runs
+//! generation marker happen before the API answers 202; the download of
+//! the indexes (layers stay remote until read: a lazy attach) runs
 //! in the background with the tenant listed as `Attaching` (status
 //! `maybe`), and ends `Active` (`attached`) or `Broken` (`failed`, with a
 //! reason). The download goes to a temporary directory renamed into place
@@ -23,6 +24,7 @@ use crate::tenant::attach::{self, AttachError};
 use crate::tenant::upload::{self, RemoteTenant};
 use crate::tenant::{self as tenant_mod, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
+use crate::tenant_manager::secondary;
 
 /// `mode` of a `location_config` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +35,8 @@ pub enum LocationMode {
     AttachedMulti,
     /// Attached but superseded: serves reads, no uploads or deletions.
     AttachedStale,
-    /// A warm standby location (here: nothing kept locally).
+    /// A warm standby location: layers downloaded, nothing ingested,
+    /// uploaded or deleted (`secondary`).
     Secondary,
     /// Not here at all.
     Detached,
@@ -150,9 +153,13 @@ impl TenantManager {
             self.tenants.write().remove(&id);
             return Err(TenantError::Remote(error.to_string()));
         }
+        // A secondary location becomes attached: its warm layers are used.
+        let warm = self.stop_secondary(id).await;
         let manager = Arc::clone(self);
         tokio::spawn(async move {
-            let result = manager.finish_attach(&tenant, &remote, &plan, &file).await;
+            let result = manager
+                .finish_attach(&tenant, &remote, &plan, &file, warm.as_deref())
+                .await;
             match result {
                 Ok(seed) => {
                     start_remote(Some(&remote), &tenant, seed);
@@ -177,6 +184,7 @@ impl TenantManager {
         remote: &remote_storage::Remote,
         plan: &attach::RemotePlan,
         file: &TenantFile,
+        warm: Option<&std::path::Path>,
     ) -> Result<Vec<(TimelineId, IndexPart)>, String> {
         let id = tenant.id();
         let temp_dir = self.tenants_dir.join(format!("{id}.{TEMP_SUFFIX}"));
@@ -187,11 +195,32 @@ impl TenantManager {
         let indexes = attach::download(remote, id, plan, &temp_dir)
             .await
             .map_err(|e| e.to_string())?;
+        // Layers are markers until read: reads download from here on,
+        // including any the opening itself does.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tenant.downloader().set_remote(remote.clone(), runtime);
+        }
         let final_dir = tenant.dir().to_owned();
         let tenants_dir = self.tenants_dir.clone();
         let file = file.clone();
         let opened = Arc::clone(tenant);
+        let timelines: Vec<TimelineId> = indexes.iter().map(|(id, _)| *id).collect();
+        let warm = warm.map(std::path::Path::to_owned);
         tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if let Some(warm) = &warm {
+                let mut moved = 0;
+                for timeline in timelines {
+                    let target = temp_dir
+                        .join(storage::repository::TIMELINES_DIR_NAME)
+                        .join(timeline.to_string());
+                    moved += secondary::adopt_layers(warm, timeline, &target)
+                        .map_err(|e| format!("cannot adopt the secondary copy: {e}"))?;
+                }
+                tracing::info!(tenant_id = %id, moved, "layers adopted from the secondary copy");
+                if let Err(error) = std::fs::remove_dir_all(warm) {
+                    tracing::warn!(%error, "cannot remove the secondary copy");
+                }
+            }
             tenant_mod::write_tenant_file(&temp_dir, &file).map_err(|e| e.to_string())?;
             std::fs::rename(&temp_dir, &final_dir).map_err(|e| e.to_string())?;
             durable::sync_dir(&tenants_dir).map_err(|e| e.to_string())?;
@@ -349,14 +378,45 @@ impl TenantManager {
                     }
                 }
             }
-            LocationMode::Secondary | LocationMode::Detached => match present {
-                None => Ok(()),
-                Some(_) => {
+            LocationMode::Secondary | LocationMode::Detached => {
+                if present.is_some() {
                     let limit = flush.unwrap_or(upload::FINAL_UPLOAD_TIMEOUT);
-                    self.detach(id, false, limit).await
+                    self.detach(id, false, limit).await?;
                 }
-            },
+                if mode == LocationMode::Secondary {
+                    self.start_secondary(id)
+                } else {
+                    if let Some(dir) = self.stop_secondary(id).await {
+                        remove_dir_quietly(dir).await;
+                    }
+                    Ok(())
+                }
+            }
         }
+    }
+
+    /// Makes this pageserver a secondary location of `id` (idempotent).
+    fn start_secondary(&self, id: TenantId) -> Result<(), TenantError> {
+        let remote = self.require_remote()?.clone();
+        let mut secondaries = self.secondaries.lock();
+        if secondaries.get(&id).is_some_and(|task| !task.is_finished()) {
+            return Ok(());
+        }
+        let dir = secondary::tenant_dir(&self.secondary_root, id);
+        let task = tokio::spawn(secondary::run(remote, id, dir, self.shutdown.child_token()));
+        secondaries.insert(id, task);
+        tracing::info!(tenant_id = %id, "secondary location started");
+        Ok(())
+    }
+
+    /// Stops the secondary location of `id`, if any; returns its directory
+    /// (the caller adopts or removes it).
+    async fn stop_secondary(&self, id: TenantId) -> Option<std::path::PathBuf> {
+        let task = self.secondaries.lock().remove(&id)?;
+        task.abort();
+        // An aborted download leaves at most a temp file of one layer.
+        let _ = task.await;
+        Some(secondary::tenant_dir(&self.secondary_root, id))
     }
 
     /// An attached tenant gets a new generation, config or staleness.
@@ -403,5 +463,16 @@ impl TenantManager {
             remote.set_stale(stale);
         }
         Ok(())
+    }
+}
+
+async fn remove_dir_quietly(dir: std::path::PathBuf) {
+    let result = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err(error)) = result {
+        tracing::warn!(%error, "cannot remove a secondary copy");
     }
 }

@@ -34,6 +34,9 @@ pub trait ReadAt: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// A read of this file was served without touching it (from the page
+    /// cache): recency trackers count it as a use. No-op by default.
+    fn note_access(&self) {}
 }
 
 /// One directory entry.

@@ -15,6 +15,10 @@
 //!   fsync, rename, directory fsync), removes the marker and reads;
 //! - `remove_file` of the layer (GC, compaction) removes the marker too.
 //!
+//! Each opened layer file records its last use (a read, or a read served
+//! from the page cache, reported through `ReadAt::note_access`) for the
+//! eviction's least-recently-used order.
+//!
 //! Concurrent readers of one evicted layer download it once: downloads of a
 //! path are serialised by a per-path gate and the second reader finds the
 //! file installed. Readers opened before an eviction keep reading from the
@@ -327,6 +331,10 @@ impl ReadAt for LazyFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.len)
+    }
+
+    fn note_access(&self) {
+        self.last_access.store(now_micros(), Ordering::Relaxed);
     }
 }
 

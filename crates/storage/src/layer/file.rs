@@ -372,6 +372,8 @@ impl LayerFile {
             })?;
         if let Some((cache, uid)) = cache {
             if let Some(value) = cache.get((uid, entry.offset)) {
+                // Eviction's LRU order must see cache hits as uses.
+                self.file.note_access();
                 return Ok(value);
             }
         }

@@ -147,3 +147,38 @@ fn markers_round_trip_and_bad_ones_are_refused() {
         assert!(EvictedMarker::decode(bad).is_err());
     }
 }
+
+#[test]
+fn page_cache_hits_count_as_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let aside = tempfile::tempdir().unwrap();
+    let downloader = Arc::new(CopyDownloader::default());
+    let (io, repo) = open(dir.path(), &downloader);
+    let timeline = repo
+        .create_timeline(TimelineId::generate(), 15, Lsn(0x100))
+        .unwrap();
+    let mut writer = timeline.writer();
+    writer
+        .put(key(1), Lsn(0x200), Value::Image(vec![7; 100].into()))
+        .unwrap();
+    writer.finish(Lsn(0x200)).unwrap();
+    timeline.freeze_and_flush().unwrap();
+    let path = timeline.dir().join(timeline.layer_files()[0].file_name());
+    timeline.get(key(1), Lsn(0x200)).unwrap();
+    let first = io.last_access_micros(&path);
+    assert!(first > 0);
+    // Evicted, so only the page cache can answer without a download.
+    evict_all(&io, &repo, aside.path());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let page = timeline.get(key(1), Lsn(0x200)).unwrap();
+    assert_eq!(&page[..], &[7; 100][..]);
+    assert_eq!(
+        downloader.calls.load(Ordering::SeqCst),
+        0,
+        "not served from the page cache"
+    );
+    assert!(
+        io.last_access_micros(&path) > first,
+        "the cache hit was not counted"
+    );
+}
