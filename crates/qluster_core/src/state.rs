@@ -153,6 +153,10 @@ pub enum Command {
     AddReadonly { query_ids: Vec<String> },
     /// Forget query ids that were observed to write WAL.
     RemoveReadonly { query_ids: Vec<String> },
+    /// The primary `node` starts (`alone: true`) or stops acknowledging commits without
+    /// any standby (asynchronous fallback). While set, only that node may be promoted:
+    /// the commits it acknowledged alone exist nowhere else.
+    AcknowledgeAlone { node: NodeId, alone: bool },
 }
 
 /// What membership change (if any) a command implies for Raft.
@@ -192,6 +196,10 @@ pub struct ClusterState {
     pub readonly: BTreeSet<String>,
     pub events: VecDeque<Event>,
     pub next_node_id: NodeId,
+    /// A primary that may have acknowledged commits no standby holds (see
+    /// [`Command::AcknowledgeAlone`]); no other node is promoted while this is set.
+    #[serde(default)]
+    pub acknowledged_alone: Option<NodeId>,
 }
 
 impl ClusterState {
@@ -208,6 +216,7 @@ impl ClusterState {
             readonly: BTreeSet::new(),
             events: VecDeque::new(),
             next_node_id,
+            acknowledged_alone: None,
         }
     }
 
@@ -229,6 +238,7 @@ impl ClusterState {
             | Command::RemoveReadonly { .. }
             | Command::SetSynchronous { .. }
             | Command::DbInitialized
+            | Command::AcknowledgeAlone { .. }
             | Command::PrimaryReady { .. } => Ok(None),
             Command::AddNode {
                 ip,
@@ -350,6 +360,11 @@ impl ClusterState {
                 if self.leader.map(|(l, _)| l) == Some(*node) {
                     self.leader = None;
                 }
+                // Removing the node that acknowledged alone is the operator accepting
+                // the loss of those commits: other nodes may be promoted again.
+                if self.acknowledged_alone == Some(*node) {
+                    self.acknowledged_alone = None;
+                }
                 (
                     "membership",
                     Some(*node),
@@ -396,6 +411,30 @@ impl ClusterState {
                     format!("node {node} is the primary in term {term}"),
                     None,
                 )
+            }
+            Command::AcknowledgeAlone { node, alone } => {
+                if *alone {
+                    self.acknowledged_alone = Some(*node);
+                    (
+                        "db-config",
+                        Some(*node),
+                        format!(
+                            "node {node} acknowledges commits without a standby; \
+                             only it may be promoted until a standby caught up"
+                        ),
+                        None,
+                    )
+                } else if self.acknowledged_alone == Some(*node) {
+                    self.acknowledged_alone = None;
+                    (
+                        "db-config",
+                        Some(*node),
+                        format!("a standby caught up with node {node}; commits wait for it"),
+                        None,
+                    )
+                } else {
+                    return Ok(None);
+                }
             }
             Command::DbInitialized => {
                 self.db_config.initialized = true;
