@@ -504,6 +504,31 @@ mod tests {
     const T: &str = "2026-01-01T00:00:00Z";
 
     #[test]
+    fn acknowledged_alone_is_set_cleared_by_its_node_and_by_removal() {
+        let mut s = three();
+        let alone = |node, alone| Command::AcknowledgeAlone { node, alone };
+        s.apply(&alone(1, true), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, Some(1));
+        // Only the node that acknowledged alone can clear it.
+        s.apply(&alone(2, false), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, Some(1));
+        s.apply(&alone(1, false), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, None);
+        s.apply(&alone(1, true), 3, T).unwrap();
+        let remove = Command::RemoveNode {
+            node: 1,
+            reason: "test".into(),
+        };
+        s.apply(&remove, 3, T).unwrap();
+        assert_eq!(s.acknowledged_alone, None, "removal accepts the loss");
+        // A state saved before the field existed still loads.
+        let mut json = serde_json::to_value(&s).unwrap();
+        json.as_object_mut().unwrap().remove("acknowledged_alone");
+        let old: ClusterState = serde_json::from_value(json).unwrap();
+        assert_eq!(old.acknowledged_alone, None);
+    }
+
+    #[test]
     fn listener_then_voter_then_removed() {
         let mut s = three();
         let add = Command::AddNode {
