@@ -190,12 +190,15 @@ async fn db_config(State(app): State<AppState>) -> ApiResult<Json<serde_json::Va
     let s = status(&app);
     let state = cluster(&s)?;
     let mut parameters: BTreeMap<String, String> = state.db_config.parameters.clone();
-    if state.db_config.synchronous_standbys > 0 {
-        parameters.insert(
-            "synchronous_standby_names".into(),
-            format!("'ANY {} (*)'", state.db_config.synchronous_standbys),
-        );
-    }
+    // The setting the primary runs with, not only the configured count: asynchronous
+    // mode waits for one standby (`ANY 1`) unless the primary logged its fallback to
+    // acknowledging alone (it logs that before it falls back, see the supervisor).
+    let names = match state.db_config.synchronous_standbys {
+        0 if state.acknowledged_alone.is_some() => "''".to_string(),
+        0 => "'ANY 1 (*)'".to_string(),
+        k => format!("'ANY {k} (*)'"),
+    };
+    parameters.insert("synchronous_standby_names".into(), names);
     let mut body = json!({ "parameters": parameters });
     if let Some(primary) = routable_primary(&app, &s, state) {
         body["primary"] = json!(primary);
@@ -480,12 +483,18 @@ async fn raft_messages(
 }
 
 async fn wal_lsn(State(app): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let lsn = app
+    // A node without data (none managed, or being cloned) holds no commits: it answers
+    // lsn 0. One with data whose database is down answers 503: its WAL is unknown, and
+    // a new leader must not promote past it.
+    if app.db.pg.as_ref().is_some_and(|pg| !pg.has_data()) {
+        return Ok(Json(json!({ "lsn": 0, "in_recovery": true })));
+    }
+    let pos = app
         .db
         .wal_position()
         .await
-        .map_err(|e| ApiError::new(500, e.to_string()))?;
-    Ok(Json(json!({ "lsn": lsn })))
+        .map_err(|e| ApiError::new(503, e.to_string()))?;
+    Ok(Json(json!(pos)))
 }
 
 async fn send(app: &AppState, req: Request) -> ApiResult<()> {

@@ -287,6 +287,7 @@ impl Driver {
                 | Command::RemoveReadonly { .. }
                 | Command::LeaderElected { .. }
                 | Command::DbInitialized
+                | Command::AcknowledgeAlone { .. }
         );
         if is_change && self.pending.iter().any(|p| p.is_change) {
             let _ = reply.send(Err(ProposeError::InFlight));

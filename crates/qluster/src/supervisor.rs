@@ -27,9 +27,8 @@ const LOOP_INTERVAL: Duration = Duration::from_millis(200);
 /// it. Only voters heard from within node-timeout are asked at all, so a dead or cut-off
 /// node costs nothing; a live one gets this long even on a loaded host.
 const WAL_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long a new leader waits for reachable standbys that do not report their WAL
-/// before it promotes without them.
-const PROMOTE_HOLD_MAX: Duration = Duration::from_secs(5);
+/// How often a new leader that holds its promotion says why.
+const HOLD_LOG_EVERY: Duration = Duration::from_secs(2);
 /// In asynchronous mode a primary still waits for one standby (`ANY 1 (*)`) while any
 /// standby streams; only after none has streamed for this long, and while it holds the
 /// write lease, does it fall back to acknowledging alone (see the README's rules).
@@ -38,10 +37,10 @@ const ASYNC_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 /// One standby's answer to a WAL position probe.
 enum Probe {
     Standby(NodeId, u64),
-    /// Answered, but is no standby (or has no WAL, or its database is down).
+    /// Answered, but is no standby or has no data: holds no commit the others lack.
     NoStandby,
-    /// No answer in time.
-    Silent,
+    /// No answer in time, or its database is down: its WAL is unknown.
+    Unknown,
 }
 
 /// WAL position of the local database.
@@ -145,8 +144,8 @@ pub struct Supervisor {
     /// "streaming" for a moment on every retry.
     receiver_pid: Option<i32>,
     failed_starts: u32,
-    /// Since when promotion waits for silent standbys (see [`PROMOTE_HOLD_MAX`]).
-    promote_hold_since: Option<Instant>,
+    /// When a held promotion last logged why.
+    promote_hold_logged: Option<Instant>,
     last_readonly_scan: Instant,
     readonly_interval: Duration,
     writers: HashSet<String>,
@@ -154,6 +153,10 @@ pub struct Supervisor {
     no_standby_since: Option<Instant>,
     /// Asynchronous mode degraded to acknowledging without any standby.
     async_fallback: bool,
+    /// While the log says this node acknowledged alone: the WAL position every commit
+    /// so acknowledged lies below, taken once `ANY 1` is back in force. A standby that
+    /// flushed past it holds them all, and the flag is cleared.
+    alone_clear_lsn: Option<u64>,
 }
 
 fn split_addr(addr: &str) -> Option<(String, u16)> {
@@ -178,12 +181,13 @@ impl Supervisor {
             repairs: 0,
             receiver_pid: None,
             failed_starts: 0,
-            promote_hold_since: None,
+            promote_hold_logged: None,
             last_readonly_scan: Instant::now(),
             readonly_interval,
             writers: HashSet::new(),
             no_standby_since: None,
             async_fallback: false,
+            alone_clear_lsn: None,
         }
     }
 
@@ -242,7 +246,10 @@ impl Supervisor {
             }
             Decision::Hold => Ok(()),
             Decision::BePrimary => self.be_primary(&pg, status, state, view.observed).await,
-            Decision::FollowPrimary(addr) => self.follow(&pg, state, &addr, view.observed).await,
+            Decision::FollowPrimary(addr) => {
+                self.follow(&pg, status.id, state, &addr, view.observed)
+                    .await
+            }
         }
     }
 
@@ -280,34 +287,76 @@ impl Supervisor {
     /// decides the deliberate fallback to acknowledging alone (logged both ways). The
     /// fallback needs the write lease: a primary cut off from the quorum never falls
     /// back, so its unreplicated commits stay unacknowledged until it is fenced.
-    async fn track_standbys(&mut self, pg: &Postgres) -> Result<(), PgError> {
+    ///
+    /// The fallback is first written to the cluster log ([`Command::AcknowledgeAlone`]):
+    /// only once a quorum accepted it are commits acknowledged alone, and while it is
+    /// logged no other node is promoted. It is cleared once `ANY 1` is in force again and
+    /// a standby flushed past every commit acknowledged alone.
+    async fn track_standbys(
+        &mut self,
+        pg: &Postgres,
+        status: &Status,
+        state: &ClusterState,
+    ) -> Result<(), PgError> {
         let client = pg.connect().await?;
         let row = client
             .query_one(
-                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                "SELECT count(*), \
+                 coalesce(max(flush_lsn), '0/0')::text, pg_current_wal_lsn()::text \
+                 FROM pg_stat_replication WHERE state = 'streaming'",
                 &[],
             )
             .await?;
         let streaming: i64 = row.get(0);
+        let flushed = parse_lsn(&row.get::<_, String>(1)).unwrap_or(0);
+        let current = parse_lsn(&row.get::<_, String>(2)).unwrap_or(u64::MAX);
+        if state.acknowledged_alone == Some(status.id) && !self.async_fallback {
+            // `ANY 1` was written and reloaded by an earlier round; commits from now on
+            // wait for a standby, so `current` bounds every commit acknowledged alone.
+            let target = *self.alone_clear_lsn.get_or_insert(current);
+            if streaming > 0 && flushed >= target {
+                tracing::info!("a standby flushed past the commits acknowledged alone");
+                self.propose(Command::AcknowledgeAlone {
+                    node: status.id,
+                    alone: false,
+                })
+                .await;
+            }
+        } else {
+            self.alone_clear_lsn = None;
+        }
         if streaming > 0 {
             self.no_standby_since = None;
             if self.async_fallback {
                 tracing::info!("a standby streams again: commits wait for one standby");
                 self.async_fallback = false;
+                self.alone_clear_lsn = None;
             }
             return Ok(());
         }
         let since = *self.no_standby_since.get_or_insert_with(Instant::now);
         if !self.async_fallback
+            && state.db_config.synchronous_standbys == 0
             && since.elapsed() >= ASYNC_FALLBACK_AFTER
             && self.db.lease.may_write()
         {
-            tracing::warn!(
-                "no standby has streamed for {:?}: acknowledging commits without a standby \
-                 (asynchronous fallback; a failover now may lose up to a lease of commits)",
-                since.elapsed()
-            );
-            self.async_fallback = true;
+            // Logged first: a primary cut off from the quorum cannot log it, so it never
+            // acknowledges alone, and once logged no other node can be promoted.
+            let logged = self
+                .propose(Command::AcknowledgeAlone {
+                    node: status.id,
+                    alone: true,
+                })
+                .await;
+            if logged && self.db.lease.may_write() {
+                tracing::warn!(
+                    "no standby has streamed for {:?}: acknowledging commits without a \
+                     standby (asynchronous fallback; no other node is promoted until a \
+                     standby caught up)",
+                    since.elapsed()
+                );
+                self.async_fallback = true;
+            }
         }
         Ok(())
     }
@@ -321,7 +370,7 @@ impl Supervisor {
     ) -> Result<(), PgError> {
         match observed {
             Observed::Primary => {
-                if let Err(e) = self.track_standbys(pg).await {
+                if let Err(e) = self.track_standbys(pg, status, state).await {
                     tracing::warn!("could not read pg_stat_replication: {e}");
                 }
                 if pg.write_settings(&self.primary_settings(state))? {
@@ -372,19 +421,35 @@ impl Supervisor {
         status: &Status,
         state: &ClusterState,
     ) -> Result<(), PgError> {
-        let mine = self.db.wal_position().await?.lsn;
-        let (best, silent) = self.best_other_standby(status, state).await;
-        if silent > 0 {
-            // A live standby that did not answer may hold commits this one lacks: wait
-            // for it (the next round asks again), but not forever.
-            let since = *self.promote_hold_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < PROMOTE_HOLD_MAX {
-                tracing::warn!(
-                    "{silent} reachable standby(s) did not report their WAL; not promoting yet"
-                );
-                return Ok(());
+        if let Some(alone) = state.acknowledged_alone.filter(|n| *n != status.id) {
+            // Node `alone` acknowledged commits no standby holds: only it may become
+            // the primary. Hand leadership to it once it is reachable; until then hold.
+            if status.reachable.contains(&alone) {
+                tracing::warn!("node {alone} acknowledged commits alone; handing leadership over");
+                let _ = self
+                    .driver
+                    .requests
+                    .send(Request::TransferLeader { to: alone })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            } else {
+                self.log_hold(&format!(
+                    "node {alone} acknowledged commits alone and is unreachable; not promoting"
+                ));
             }
-            tracing::warn!("promoting without the WAL position of {silent} standby(s)");
+            return Ok(());
+        }
+        let mine = self.db.wal_position().await?.lsn;
+        let (best, unknown) = self.best_other_standby(status, state).await;
+        // Every acknowledged commit is on the old primary and on k standbys. Unless at
+        // most k-1 other standbys' WAL is unknown, one of them may hold a commit this
+        // node lacks: wait (the next round asks again) rather than lose it.
+        let k = state.db_config.synchronous_standbys.max(1) as usize;
+        if unknown >= k {
+            self.log_hold(&format!(
+                "the WAL of {unknown} standby(s) is unknown (commits wait for {k}); not promoting yet"
+            ));
+            return Ok(());
         }
         if let Some((id, lsn)) = best {
             if lsn > mine {
@@ -398,7 +463,7 @@ impl Supervisor {
                 return Ok(());
             }
         }
-        self.promote_hold_since = None;
+        self.promote_hold_logged = None;
         // A new primary starts safe (waiting for one standby); the fallback clock starts.
         self.async_fallback = false;
         self.no_standby_since = Some(Instant::now());
@@ -412,26 +477,41 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The reachable standby voter with the most WAL, if any, and how many reachable
-    /// voters did not answer in time. Every voter is asked at once, each for at most
-    /// [`WAL_PROBE_TIMEOUT`]; voters not heard from within node-timeout (dead or cut
-    /// off, the usual reason for this failover) are not asked.
+    fn log_hold(&mut self, why: &str) {
+        if self
+            .promote_hold_logged
+            .is_none_or(|t| t.elapsed() >= HOLD_LOG_EVERY)
+        {
+            tracing::warn!("{why}");
+            self.promote_hold_logged = Some(Instant::now());
+        }
+    }
+
+    /// The reachable standby voter with the most WAL, if any, and how many other
+    /// voters' WAL is unknown. Every reachable voter is asked at once, each for at most
+    /// [`WAL_PROBE_TIMEOUT`]; one not heard from within node-timeout, one that does not
+    /// answer in time and one whose database is down count as unknown. The previous
+    /// primary is not counted: what it acknowledged is also on the standbys.
     async fn best_other_standby(
         &self,
         status: &Status,
         state: &ClusterState,
     ) -> (Option<(NodeId, u64)>, usize) {
+        let old_primary = state.primary.map(|(id, _)| id);
         let mut probes = tokio::task::JoinSet::new();
+        let mut unknown = 0;
         for node in state.nodes.values() {
-            if node.id == status.id
-                || node.role != NodeRole::Replica
-                || !status.reachable.contains(&node.id)
-            {
+            if node.id == status.id || node.role != NodeRole::Replica {
                 continue;
             }
+            let counts = Some(node.id) != old_primary;
             let Some(addr) = node.api_addr() else {
                 continue;
             };
+            if !status.reachable.contains(&node.id) {
+                unknown += usize::from(counts);
+                continue;
+            }
             let (http, id) = (self.http.clone(), node.id);
             probes.spawn(async move {
                 let resp = http
@@ -440,30 +520,31 @@ impl Supervisor {
                     .send()
                     .await;
                 let resp = match resp {
-                    Ok(r) => r,
-                    Err(e) if e.is_timeout() => return Probe::Silent,
-                    Err(_) => return Probe::NoStandby,
+                    Ok(r) if r.status().is_success() => r,
+                    _ => return (counts, Probe::Unknown),
                 };
-                match resp.json::<WalPosition>().await {
+                let probe = match resp.json::<WalPosition>().await {
                     Ok(pos) if pos.in_recovery && pos.lsn > 0 => Probe::Standby(id, pos.lsn),
                     Ok(_) => Probe::NoStandby,
-                    Err(e) if e.is_timeout() => Probe::Silent,
-                    Err(_) => Probe::NoStandby,
-                }
+                    Err(_) => Probe::Unknown,
+                };
+                (counts, probe)
             });
         }
         let mut best: Option<(NodeId, u64)> = None;
-        let mut silent = 0;
         while let Some(done) = probes.join_next().await {
             match done {
-                Ok(Probe::Standby(id, lsn)) if best.is_none_or(|(_, l)| lsn > l) => {
-                    best = Some((id, lsn));
+                Ok((_, Probe::Standby(id, lsn))) => {
+                    if best.is_none_or(|(_, l)| lsn > l) {
+                        best = Some((id, lsn));
+                    }
                 }
-                Ok(Probe::Silent) => silent += 1,
-                _ => {}
+                Ok((counts, Probe::Unknown)) => unknown += usize::from(counts),
+                Ok((_, Probe::NoStandby)) => {}
+                Err(_) => unknown += 1,
             }
         }
-        (best, silent)
+        (best, unknown)
     }
 
     async fn hand_over(&self, status: &Status, state: &ClusterState) {
@@ -480,6 +561,7 @@ impl Supervisor {
     async fn follow(
         &mut self,
         pg: &Postgres,
+        me: NodeId,
         state: &ClusterState,
         addr: &str,
         observed: Observed,
@@ -497,6 +579,9 @@ impl Supervisor {
                 self.check_streaming(pg).await
             }
             Observed::Primary => Ok(()), // the policy stops a primary first
+            // The commits this node acknowledged alone exist nowhere else: keep its data
+            // as it is (no rewind, no clone) until it is the primary again.
+            Observed::Stopped if state.acknowledged_alone == Some(me) && pg.has_data() => Ok(()),
             Observed::Stopped => {
                 if !pg.has_data() {
                     tracing::info!("cloning from primary {addr}");

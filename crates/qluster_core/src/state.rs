@@ -153,6 +153,10 @@ pub enum Command {
     AddReadonly { query_ids: Vec<String> },
     /// Forget query ids that were observed to write WAL.
     RemoveReadonly { query_ids: Vec<String> },
+    /// The primary `node` starts (`alone: true`) or stops acknowledging commits without
+    /// any standby (asynchronous fallback). While set, only that node may be promoted:
+    /// the commits it acknowledged alone exist nowhere else.
+    AcknowledgeAlone { node: NodeId, alone: bool },
 }
 
 /// What membership change (if any) a command implies for Raft.
@@ -192,6 +196,10 @@ pub struct ClusterState {
     pub readonly: BTreeSet<String>,
     pub events: VecDeque<Event>,
     pub next_node_id: NodeId,
+    /// A primary that may have acknowledged commits no standby holds (see
+    /// [`Command::AcknowledgeAlone`]); no other node is promoted while this is set.
+    #[serde(default)]
+    pub acknowledged_alone: Option<NodeId>,
 }
 
 impl ClusterState {
@@ -208,6 +216,7 @@ impl ClusterState {
             readonly: BTreeSet::new(),
             events: VecDeque::new(),
             next_node_id,
+            acknowledged_alone: None,
         }
     }
 
@@ -229,6 +238,7 @@ impl ClusterState {
             | Command::RemoveReadonly { .. }
             | Command::SetSynchronous { .. }
             | Command::DbInitialized
+            | Command::AcknowledgeAlone { .. }
             | Command::PrimaryReady { .. } => Ok(None),
             Command::AddNode {
                 ip,
@@ -350,6 +360,11 @@ impl ClusterState {
                 if self.leader.map(|(l, _)| l) == Some(*node) {
                     self.leader = None;
                 }
+                // Removing the node that acknowledged alone is the operator accepting
+                // the loss of those commits: other nodes may be promoted again.
+                if self.acknowledged_alone == Some(*node) {
+                    self.acknowledged_alone = None;
+                }
                 (
                     "membership",
                     Some(*node),
@@ -396,6 +411,30 @@ impl ClusterState {
                     format!("node {node} is the primary in term {term}"),
                     None,
                 )
+            }
+            Command::AcknowledgeAlone { node, alone } => {
+                if *alone {
+                    self.acknowledged_alone = Some(*node);
+                    (
+                        "db-config",
+                        Some(*node),
+                        format!(
+                            "node {node} acknowledges commits without a standby; \
+                             only it may be promoted until a standby caught up"
+                        ),
+                        None,
+                    )
+                } else if self.acknowledged_alone == Some(*node) {
+                    self.acknowledged_alone = None;
+                    (
+                        "db-config",
+                        Some(*node),
+                        format!("a standby caught up with node {node}; commits wait for it"),
+                        None,
+                    )
+                } else {
+                    return Ok(None);
+                }
             }
             Command::DbInitialized => {
                 self.db_config.initialized = true;
@@ -463,6 +502,31 @@ mod tests {
     }
 
     const T: &str = "2026-01-01T00:00:00Z";
+
+    #[test]
+    fn acknowledged_alone_is_set_cleared_by_its_node_and_by_removal() {
+        let mut s = three();
+        let alone = |node, alone| Command::AcknowledgeAlone { node, alone };
+        s.apply(&alone(1, true), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, Some(1));
+        // Only the node that acknowledged alone can clear it.
+        s.apply(&alone(2, false), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, Some(1));
+        s.apply(&alone(1, false), 2, T).unwrap();
+        assert_eq!(s.acknowledged_alone, None);
+        s.apply(&alone(1, true), 3, T).unwrap();
+        let remove = Command::RemoveNode {
+            node: 1,
+            reason: "test".into(),
+        };
+        s.apply(&remove, 3, T).unwrap();
+        assert_eq!(s.acknowledged_alone, None, "removal accepts the loss");
+        // A state saved before the field existed still loads.
+        let mut json = serde_json::to_value(&s).unwrap();
+        json.as_object_mut().unwrap().remove("acknowledged_alone");
+        let old: ClusterState = serde_json::from_value(json).unwrap();
+        assert_eq!(old.acknowledged_alone, None);
+    }
 
     #[test]
     fn listener_then_voter_then_removed() {

@@ -312,6 +312,14 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
+        // A failing test keeps its node directories (logs, data) for the post-mortem.
+        if std::thread::panicking() {
+            self.root.disable_cleanup(true);
+            eprintln!(
+                "test failed; node logs kept in {}",
+                self.root.path().display()
+            );
+        }
     }
 }
 
