@@ -318,7 +318,7 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
             let info = client
                 .post(
                     &format!("/v1/tenant/{tenant}/timeline"),
-                    &json!({"new_timeline_id": timeline}),
+                    &json!({"new_timeline_id": timeline, "branch_name": "main"}),
                 )
                 .with_context(|| {
                     format!("tenant {tenant} was created, but bootstrapping its main branch failed")
@@ -489,7 +489,8 @@ pub fn timeline(
             }
             let ancestor = workdir.branch_timeline(&tenant, &ancestor_branch_name)?;
             let timeline = random_id();
-            let mut body = json!({"new_timeline_id": timeline, "ancestor_timeline_id": ancestor});
+            let mut body = json!({"new_timeline_id": timeline, "ancestor_timeline_id": ancestor,
+                                  "branch_name": branch_name});
             let ancestor_start_lsn = match at {
                 Some(at) => Some(lsn_at_time(
                     &client,
