@@ -50,9 +50,7 @@ pub fn validate(name: &str) -> Result<(), BranchNameError> {
 
 /// The name file of `timeline` under `tenant_dir`.
 fn path(tenant_dir: &Path, timeline: TimelineId) -> PathBuf {
-    tenant_dir
-        .join(NAMES_DIR)
-        .join(format!("{timeline}.json"))
+    tenant_dir.join(NAMES_DIR).join(format!("{timeline}.json"))
 }
 
 /// The persisted name, if any. An unreadable or malformed file is logged

@@ -19,8 +19,43 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{ensure_pageserver_built, free_port, psql, run_ok, Sediment};
+use common::{ensure_pageserver_built, free_port, run_ok, Sediment, PG_BIN};
 use serde_json::Value;
+
+/// psql against a connection string (auth on: it carries the password).
+fn sql(connstr: &str, statements: &str) -> String {
+    run_ok(
+        Command::new(format!("{PG_BIN}/psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                connstr,
+            ])
+            .args(["-c", statements]),
+    )
+    .trim()
+    .to_owned()
+}
+
+/// `endpoint start`; returns its connection string.
+fn start_endpoint(sediment: &Sediment, name: &str, branch: &str) -> String {
+    let port = free_port().to_string();
+    let started = sediment.json(&[
+        "endpoint",
+        "start",
+        name,
+        "--branch-name",
+        branch,
+        "--port",
+        &port,
+    ]);
+    started["connstr"].as_str().unwrap().to_owned()
+}
 
 /// Debian's Chromium, or a clear failure.
 fn chromium() -> PathBuf {
@@ -29,7 +64,9 @@ fn chromium() -> PathBuf {
             return PathBuf::from(candidate);
         }
     }
-    panic!("the console browser test needs Debian's headless Chromium: apt-get install -y chromium");
+    panic!(
+        "the console browser test needs Debian's headless Chromium: apt-get install -y chromium"
+    );
 }
 
 /// Chromium headless with a throwaway profile; `extra` says what to do.
@@ -153,9 +190,8 @@ fn check_screenshot(path: &Path) {
     let frame = reader.next_frame(&mut pixels).unwrap();
     assert!(frame.width >= 1000 && frame.height >= 700, "{frame:?}");
     let channels = frame.color_type.samples();
-    let colours: std::collections::HashSet<&[u8]> = pixels[..frame.buffer_size()]
-        .chunks(channels)
-        .collect();
+    let colours: std::collections::HashSet<&[u8]> =
+        pixels[..frame.buffer_size()].chunks(channels).collect();
     // Text, the dark header, blue branch lines, green endpoint markers.
     assert!(
         colours.len() > 50,
@@ -191,13 +227,13 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
         .to_owned();
 
     // main with a table, dev branched off it with more data, feature off dev.
-    let main_port = sediment.endpoint("main", &["--port", &free_port().to_string()]);
-    psql(
-        main_port,
+    let main_endpoint = start_endpoint(&sediment, "main-ep", "main");
+    sql(
+        &main_endpoint,
         "CREATE TABLE accounts (id int PRIMARY KEY, note text);
          INSERT INTO accounts SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;",
     );
-    let lsn = psql(main_port, "SELECT pg_current_wal_lsn()");
+    let lsn = sql(&main_endpoint, "SELECT pg_current_wal_lsn()");
     sediment.json(&[
         "timeline",
         "branch",
@@ -206,16 +242,12 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
         "--ancestor-start-lsn",
         &lsn,
     ]);
-    let dev_port = sediment.endpoint(
-        "dev",
-        &["--branch-name", "dev", "--port", &free_port().to_string()],
+    let dev_endpoint = start_endpoint(&sediment, "dev-ep", "dev");
+    sql(
+        &dev_endpoint,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS digest FROM generate_series(1, 30000) g;",
     );
-    psql(
-        dev_port,
-        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS digest FROM generate_series(1, 30000) g;
-         CHECKPOINT;",
-    );
-    let dev_lsn = psql(dev_port, "SELECT pg_current_wal_lsn()");
+    let dev_lsn = sql(&dev_endpoint, "SELECT pg_current_wal_lsn()");
     sediment.json(&[
         "timeline",
         "branch",
@@ -284,7 +316,8 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
         for (timeline_id, name, branch_lsn, logical_bytes) in &before {
             let row = branch_row(&dom, timeline_id);
             assert!(
-                row.contains(&format!("data-branch=\"{name}\"")) && row.contains(&format!(">{name}</a>")),
+                row.contains(&format!("data-branch=\"{name}\""))
+                    && row.contains(&format!(">{name}</a>")),
                 "{name}: {row}"
             );
             assert!(
@@ -297,11 +330,19 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
                 "{name} logical size {logical_bytes}: {row}"
             );
             let streaming = name != "feature";
-            assert_eq!(row.contains("badge ok\">writable"), streaming, "{name}: {row}");
+            assert_eq!(
+                row.contains("badge ok\">writable"),
+                streaming,
+                "{name}: {row}"
+            );
         }
         // The tree is drawn: one group per branch, two endpoint markers.
         assert_eq!(dom.matches("class=\"branch\" data-timeline=").count(), 3);
-        assert_eq!(dom.matches("writable endpoint 127.0.0.1:").count(), 2, "{dom}");
+        assert_eq!(
+            dom.matches("writable endpoint 127.0.0.1:").count(),
+            2,
+            "{dom}"
+        );
         checked = true;
         break;
     }
@@ -336,7 +377,8 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
     );
     let dom = rendered_dom(&profile.join("token"), &layer_url, "id=\"layer-map\"");
     let drawn = dom.matches("class=\"layer\"").count();
-    let after = api.get(&format!("/v1/tenant/{tenant}/timeline/{main_id}/layer"))["historic_layers"]
+    let after = api.get(&format!("/v1/tenant/{tenant}/timeline/{main_id}/layer"))
+        ["historic_layers"]
         .as_array()
         .unwrap()
         .len();

@@ -49,10 +49,12 @@ pub(crate) fn name_timeline(
     if timeline.branch_name().as_deref() == Some(name) {
         return Ok(());
     }
-    timeline.set_branch_name(tenant.dir(), name).map_err(|error| {
-        ApiError::internal(format!(
-            "timeline {} was created, but its branch name could not be saved: {error}",
-            timeline.id()
-        ))
-    })
+    timeline
+        .set_branch_name(tenant.dir(), name)
+        .map_err(|error| {
+            ApiError::internal(format!(
+                "timeline {} was created, but its branch name could not be saved: {error}",
+                timeline.id()
+            ))
+        })
 }
