@@ -116,6 +116,9 @@ pub struct TimelineInfo {
     pub corruption_error: Option<String>,
     /// PostgreSQL major version.
     pub pg_version: u32,
+    /// Human name given at creation (an extension to the spec's fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_name: Option<String>,
 }
 
 /// For an optional request field (`#[serde(default, deserialize_with =
@@ -165,6 +168,13 @@ pub struct TimelineCreateRequest {
         deserialize_with = "present"
     )]
     pub existing_initdb_timeline_id: Option<String>,
+    /// Human name of the timeline (an extension): unique within the tenant.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub branch_name: Option<String>,
 }
 
 /// Tenant settings as the API carries them (`TenantConfig`): a JSON object

@@ -14,6 +14,7 @@
 //! - [`http`]: the management API (axum), one file per resource;
 //! - [`wal_source`]: the endpoint a timeline streams WAL from (walreceiver
 //!   crate) and the sink that feeds it to ingest (walingest crate);
+//! - [`branch_names`]: human names of timelines (the CLI's branch names);
 //! - [`commit_times`]: commit timestamp ↔ LSN samples (time lookups and
 //!   branching at a point in time);
 //! - [`background`]: the per-tenant task that owns the layer lifecycle
@@ -29,6 +30,7 @@
 //! The `pageserver` binary is a thin shell over [`server::start`].
 
 pub mod background;
+pub mod branch_names;
 pub mod commit_times;
 pub mod config;
 pub mod durable;

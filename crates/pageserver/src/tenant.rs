@@ -811,6 +811,10 @@ impl Tenant {
                 tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,
                     "cannot remove the timeline's commit times");
             }
+            if let Err(error) = crate::branch_names::remove(&self.dir, id) {
+                tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,
+                    "cannot remove the timeline's branch name");
+            }
         }
         tracing::info!(tenant_id = %self.id, timeline_id = %id, "timeline deleted");
         Ok(())

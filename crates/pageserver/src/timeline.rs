@@ -31,6 +31,8 @@ pub struct Timeline {
     commit_times: Arc<CommitTimes>,
     /// `disk_consistent_lsn` of the last index uploaded (0: none yet).
     remote_consistent_lsn: std::sync::atomic::AtomicU64,
+    /// Human name given at creation ([`crate::branch_names`]).
+    branch_name: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -47,11 +49,13 @@ impl Timeline {
     /// Its commit-time samples live in `<tenant>/commit_times/<id>.bin`; an
     /// unreadable file only costs the time lookups (logged, started empty).
     pub fn new(tenant_id: TenantId, storage: Arc<storage::Timeline>) -> Timeline {
-        let path = storage
+        let tenant_dir = storage
             .dir()
             .parent()
             .and_then(Path::parent)
-            .unwrap_or(storage.dir())
+            .unwrap_or(storage.dir());
+        let branch_name = crate::branch_names::read(tenant_dir, storage.id());
+        let path = tenant_dir
             .join("commit_times")
             .join(format!("{}.bin", storage.id()));
         let commit_times = CommitTimes::open(&path).unwrap_or_else(|error| {
@@ -61,6 +65,7 @@ impl Timeline {
         Timeline {
             commit_times: Arc::new(commit_times),
             remote_consistent_lsn: std::sync::atomic::AtomicU64::new(0),
+            branch_name: Mutex::new(branch_name),
             tenant_id,
             storage,
             logical_size: Mutex::new(None),
@@ -140,6 +145,19 @@ impl Timeline {
         }
     }
 
+    /// The human name given at creation, if any.
+    pub fn branch_name(&self) -> Option<String> {
+        self.branch_name.lock().clone()
+    }
+
+    /// Names the timeline: persisted under `tenant_dir` first, so a name the
+    /// API reported survives a crash.
+    pub fn set_branch_name(&self, tenant_dir: &Path, name: &str) -> std::io::Result<()> {
+        crate::branch_names::write(tenant_dir, self.id(), name)?;
+        *self.branch_name.lock() = Some(name.to_owned());
+        Ok(())
+    }
+
     /// Commit time samples.
     pub fn commit_times(&self) -> &Arc<CommitTimes> {
         &self.commit_times
@@ -214,6 +232,7 @@ impl Timeline {
             broken_reason: self.storage.broken_reason(),
             corruption_error: None,
             pg_version: self.storage.pg_version(),
+            branch_name: self.branch_name(),
         }
     }
 }

@@ -426,6 +426,7 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                         &format!("/v1/tenant/{tenant}/timeline"),
                         &TimelineCreateRequest {
                             new_timeline_id: timeline.clone(),
+                            branch_name: Some("main".to_owned()),
                             ..Default::default()
                         },
                     )
@@ -768,6 +769,7 @@ pub fn timeline(
             let mut request = TimelineCreateRequest {
                 new_timeline_id: timeline.clone(),
                 ancestor_timeline_id: Some(ancestor.clone()),
+                branch_name: Some(branch_name.clone()),
                 ..Default::default()
             };
             if let Some(lsn) = &ancestor_start_lsn {

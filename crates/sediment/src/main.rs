@@ -7,12 +7,14 @@
 //! Modules: [`workdir`] (config and layout), [`client`] (management API),
 //! [`daemon`] (the pageserver process), [`commands`] (tenant and timeline
 //! commands), [`endpoint`] (Postgres endpoints), [`output`] (text or JSON),
-//! [`security`] (auth key, TLS CA, `sediment token`), [`history`] (`timeline
+//! [`security`] (auth key, TLS CA, `sediment token`), [`console`] (the web
+//! console's URL), [`history`] (`timeline
 //! diff`, `table restore`).
 
 mod basebackup;
 mod client;
 mod commands;
+mod console;
 mod daemon;
 mod endpoint;
 mod history;
@@ -63,6 +65,9 @@ enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// Print a JWT signed with the work directory's key (last line).
     Token(security::TokenArgs),
+    /// Print the URL of the pageserver's web console (with a token when
+    /// auth is on).
+    Console,
 }
 
 /// `sediment table ...`
@@ -149,5 +154,6 @@ fn run(command: Command, workdir: &std::path::Path, out: &output::Output) -> any
             history::restore::run(&workdir::Workdir::open(workdir)?, args, out)
         }
         Command::Token(args) => security::token(&workdir::Workdir::open(workdir)?, args, out),
+        Command::Console => console::run(&workdir::Workdir::open(workdir)?, out),
     }
 }

@@ -140,6 +140,7 @@ pub use repository::{Repository, RepositoryConfig};
 pub use stats::{StatsSnapshot, StorageStats};
 pub use timeline::history::StoredVersion;
 pub use timeline::{
-    CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
+    CompactionResult, GcResult, InMemoryLayerInfo, LayerFileInfo, LayerMapInfo, LayerStats,
+    Timeline, TimelineWriter, WaitLsnFuture,
 };
 pub use value::{DerivedOp, Value};

@@ -5,7 +5,8 @@
 //! `pageserverapi` one); everything else except the public operations needs
 //! `pageserverapi`. Public, as the spec marks with `security: []` (plus the
 //! spec and the metrics, which reveal no tenant data): `/v1/status`,
-//! `/v1/disk_usage_eviction/run`, `/v1/openapi.yml`, `/metrics`.
+//! `/v1/disk_usage_eviction/run`, `/v1/openapi.yml`, `/metrics`, and the
+//! web console's static assets under `/console` (no data).
 //! No or invalid token → 401, valid but not allowed → 403.
 
 use axum::extract::{Request, State};
@@ -47,7 +48,9 @@ pub(crate) async fn require_token(
         return next.run(request).await;
     };
     let path = request.uri().path().trim_end_matches('/');
-    if PUBLIC_PATHS.contains(&path) {
+    // The console's HTML and script are public; the data it shows comes
+    // from API calls that carry the token like any other client's.
+    if PUBLIC_PATHS.contains(&path) || super::console::is_console_path(path) {
         return next.run(request).await;
     }
     let header_value = request

@@ -1,18 +1,22 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline`, `time` (LSN ↔ timestamp), `diff` (what changed between two
-//! LSNs), `size` (the tenant size model), `mobility` (attach, detach,
+//! `timeline` (with `names`, the `branch_name` extension), `layer` (the
+//! layer map), `console` (the web console's embedded assets), `time`
+//! (LSN ↔ timestamp), `diff` (what changed between two LSNs), `size` (the tenant size model), `mobility` (attach, detach,
 //! location_config), and `eviction` (one run of disk-usage eviction).
 //! Every error, including axum's own rejections, unknown routes and wrong
 //! methods, is a `{"msg": ...}` body.
 
 mod auth;
+mod console;
 mod diff;
 pub mod error;
 mod eviction;
 pub mod extract;
+mod layer;
 mod mobility;
+mod names;
 mod size;
 mod status;
 mod tenant;
@@ -87,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             get(diff::diff),
         )
         .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer",
+            get(layer::layer_map),
+        )
+        .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",
             put(timeline::do_gc),
         )
@@ -96,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(mobility::routes())
         .merge(eviction::routes())
+        .merge(console::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

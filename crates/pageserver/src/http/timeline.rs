@@ -61,8 +61,12 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let tenant_id = parse_tenant_id(&tenant_id)?;
+    let branch_name = body.branch_name.clone();
     let request = body.parse()?;
     let tenant = state.manager.get_active(tenant_id)?;
+    if let Some(name) = &branch_name {
+        super::names::check_new_name(&tenant, request.new_timeline_id, name)?;
+    }
     let kind = if request.ancestor_timeline_id.is_some() {
         "branch"
     } else {
@@ -80,6 +84,9 @@ pub async fn create(
         .with_label_values(&[kind, outcome])
         .inc();
     let (timeline, _) = result?;
+    if let Some(name) = &branch_name {
+        super::names::name_timeline(&tenant, &timeline, name)?;
+    }
     Ok(json_response(StatusCode::CREATED, timeline.info()))
 }
 

@@ -49,7 +49,7 @@ use crate::value::Value;
 
 pub use compact::CompactionResult;
 pub use gc::GcResult;
-pub use size::LayerStats;
+pub use size::{InMemoryLayerInfo, LayerFileInfo, LayerMapInfo, LayerStats};
 pub use wait::WaitLsnFuture;
 
 /// LSNs that move as the timeline is written, flushed and garbage-collected.

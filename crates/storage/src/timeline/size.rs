@@ -26,6 +26,38 @@ pub struct LayerStats {
     pub image_bytes: u64,
 }
 
+/// One layer file as the layer-map view reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerFileInfo {
+    /// Key range × LSN range and kind.
+    pub desc: crate::layer::LayerDesc,
+    /// Whether a delta file is L1 (compaction output); false for images.
+    pub is_l1: bool,
+    /// Bytes of the file (0 when it cannot be read).
+    pub size_bytes: u64,
+}
+
+/// One in-memory layer (the open one or a frozen one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InMemoryLayerInfo {
+    /// First LSN it covers.
+    pub start_lsn: Lsn,
+    /// End of its LSN range (exclusive); `None` for the open layer.
+    pub end_lsn: Option<Lsn>,
+    /// Bytes of values it holds.
+    pub size_bytes: u64,
+}
+
+/// Every layer a timeline reads from, at one moment: what a layer-map
+/// picture needs (its ancestors' layers are not included).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerMapInfo {
+    /// The open layer first, then frozen ones, oldest first.
+    pub in_memory: Vec<InMemoryLayerInfo>,
+    /// Delta files by LSN start, then image files by LSN.
+    pub files: Vec<LayerFileInfo>,
+}
+
 impl Timeline {
     /// Records the size of a file this timeline just wrote.
     pub(super) fn note_file_size(&self, name: &str, bytes: u64) {
@@ -60,6 +92,37 @@ impl Timeline {
     pub fn physical_size_bytes(&self) -> u64 {
         let stats = self.layer_stats();
         stats.l0_bytes + stats.l1_bytes + stats.image_bytes
+    }
+
+    /// The layer map as it is now. The map lock is held only to copy the
+    /// handles; file sizes are looked up afterwards (one stat per file the
+    /// first time).
+    pub fn layer_map_info(&self) -> LayerMapInfo {
+        let (in_memory, files) = {
+            let map = self.layers.read();
+            let mut in_memory = vec![InMemoryLayerInfo {
+                start_lsn: map.open.start_lsn(),
+                end_lsn: None,
+                size_bytes: map.open.size_bytes(),
+            }];
+            in_memory.extend(map.frozen.iter().map(|frozen| InMemoryLayerInfo {
+                start_lsn: frozen.start_lsn(),
+                end_lsn: Some(frozen.end_lsn()),
+                size_bytes: frozen.size_bytes(),
+            }));
+            let files: Vec<(std::sync::Arc<LayerHandle>, bool)> =
+                map.files().map(|h| (h.clone(), map.is_l1(h))).collect();
+            (in_memory, files)
+        };
+        let files = files
+            .into_iter()
+            .map(|(handle, is_l1)| LayerFileInfo {
+                desc: handle.desc().clone(),
+                is_l1: is_l1 && handle.desc().kind == LayerKind::Delta,
+                size_bytes: self.file_size(&handle),
+            })
+            .collect();
+        LayerMapInfo { in_memory, files }
     }
 
     /// Layer files per level with their bytes (for metrics).
