@@ -122,6 +122,7 @@ pub mod io;
 pub mod key;
 pub mod layer;
 pub mod layer_map;
+pub mod materialized;
 pub mod metadata;
 pub mod policy;
 pub mod redo;
@@ -140,6 +141,6 @@ pub use repository::{Repository, RepositoryConfig};
 pub use stats::{StatsSnapshot, StorageStats};
 pub use timeline::history::StoredVersion;
 pub use timeline::{
-    CompactionResult, GcResult, LayerStats, Timeline, TimelineWriter, WaitLsnFuture,
+    CompactionResult, GcResult, LayerStats, MaterializeResult, Timeline, TimelineWriter, WaitLsnFuture,
 };
 pub use value::{DerivedOp, Value};
