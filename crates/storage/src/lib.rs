@@ -147,6 +147,7 @@ pub use repository::{Repository, RepositoryConfig};
 pub use stats::{StatsSnapshot, StorageStats};
 pub use timeline::history::StoredVersion;
 pub use timeline::{
-    CompactionResult, GcResult, LayerStats, MaterializeResult, Timeline, TimelineWriter, WaitLsnFuture,
+    CompactionResult, GcResult, LayerStats, MaterializeResult, Timeline, TimelineWriter,
+    WaitLsnFuture,
 };
 pub use value::{DerivedOp, Value};

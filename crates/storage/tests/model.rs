@@ -382,7 +382,11 @@ fn answer_of(result: Result<Bytes, GetError>) -> Answer {
 /// only); reads that applied `materialize_after_records` records fill the
 /// materialised image cache (0: never). The cache holds a handful of
 /// entries, so entries are evicted and replaced all the time.
-fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64, materialize_after_records: usize) -> Repository {
+fn open(
+    io: &Arc<MemoryFileIo>,
+    auto_freeze_bytes: u64,
+    materialize_after_records: usize,
+) -> Repository {
     let config = RepositoryConfig {
         freeze: FreezePolicy {
             max_open_bytes: auto_freeze_bytes,

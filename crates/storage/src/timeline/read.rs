@@ -261,7 +261,10 @@ impl Timeline {
                 .map_err(|source| GetError::Redo { key, lsn, source })?,
         };
         if policy::fill_after_read(applied, self.shared.config.materialize_after_records)
-            && self.shared.materialized.insert(self.uid, key, lsn, bytes.clone())
+            && self
+                .shared
+                .materialized
+                .insert(self.uid, key, lsn, bytes.clone())
         {
             self.shared.stats.record_materialized_fill(false);
         }
