@@ -10,6 +10,16 @@
 //! blocking thread while the task keeps ticking, so flushes never wait for a
 //! compaction; a pass never starts while the previous one runs.
 //!
+//! Every tick, too, a materialising pass (its own blocking thread, one at a
+//! time) rebuilds at the head the pages writers made hot
+//! (`storage::Timeline::materialize_hot` with
+//! `storage::policy::materialize_threshold(image_creation_threshold)`), so
+//! a read at the head applies about `image_creation_threshold` records
+//! whatever the freeze thresholds. Every tick rather than every
+//! `compaction_period`: its work is proportional to the keys written since
+//! the last pass, and a longer period would let hot pages collect that
+//! period's records.
+//!
 //! Settings are re-read from the tenant on every tick, so a `PUT
 //! /v1/tenant/config` takes effect without a restart. A failing step is
 //! logged and counted in the metrics and tried again next period; it never
@@ -48,6 +58,10 @@ pub fn inline_freeze_policy() -> FreezePolicy {
         max_age: Duration::MAX,
     }
 }
+
+/// Most keys one materialising pass rebuilds per timeline (the hottest
+/// first): bounds a pass to about a second of redo on a busy timeline.
+pub const MAX_MATERIALIZE_KEYS: usize = 2000;
 
 /// A tenant's lifecycle settings, decoded from its effective config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +152,8 @@ struct TaskState {
     dirty_since: HashMap<TimelineId, Instant>,
     /// The compaction or GC pass running now, if any.
     pass: Option<JoinHandle<()>>,
+    /// The materialising pass running now, if any.
+    materialize: Option<JoinHandle<()>>,
     next_compaction: Option<Instant>,
     next_gc: Option<Instant>,
 }
@@ -156,9 +172,13 @@ async fn run(tenant: Arc<Tenant>, metrics: Metrics) {
             continue;
         }
         flush_tick(&tenant, &settings, &mut state, &metrics).await;
+        start_materialize(&tenant, &settings, &mut state, &metrics);
         start_pass_if_due(&tenant, &settings, &mut state, &metrics);
     }
-    if let Some(pass) = state.pass.take() {
+    for pass in [state.pass.take(), state.materialize.take()]
+        .into_iter()
+        .flatten()
+    {
         // A pass cannot be interrupted; waiting keeps shutdown orderly.
         let _ = pass.await;
     }
@@ -262,6 +282,61 @@ fn start_pass_if_due(
             let _running = guard;
             gc_pass(&tenant, &metrics);
         }));
+    }
+}
+
+/// Starts a materialising pass over every timeline unless one runs.
+fn start_materialize(
+    tenant: &Arc<Tenant>,
+    settings: &LifecycleSettings,
+    state: &mut TaskState,
+    metrics: &Metrics,
+) {
+    if state
+        .materialize
+        .as_ref()
+        .is_some_and(|pass| !pass.is_finished())
+    {
+        return;
+    }
+    let threshold =
+        storage::policy::materialize_threshold(settings.compaction.image_creation_threshold);
+    if threshold == 0 {
+        state.materialize = None;
+        return;
+    }
+    let tenant = Arc::clone(tenant);
+    let metrics = metrics.clone();
+    state.materialize = Some(tokio::task::spawn_blocking(move || {
+        materialize_pass(&tenant, threshold, &metrics);
+    }));
+}
+
+/// Materialises the hot keys of every active timeline at its head.
+fn materialize_pass(tenant: &Tenant, threshold: usize, metrics: &Metrics) {
+    for timeline in tenant.timelines() {
+        if tenant.cancel_token().is_cancelled() {
+            return;
+        }
+        let storage = timeline.storage();
+        if storage.broken_reason().is_some() {
+            continue;
+        }
+        let started = Instant::now();
+        match storage.materialize_hot(threshold, MAX_MATERIALIZE_KEYS) {
+            Ok(result) if result.materialized + result.skipped > 0 => {
+                metrics.background_run("materialize", started, true);
+                tracing::debug!(tenant_id = %tenant.id(), timeline_id = %timeline.id(),
+                    lsn = %result.lsn, keys = result.materialized, skipped = result.skipped,
+                    "materialised hot pages");
+            }
+            Ok(_) | Err(storage::GetError::ShuttingDown) => {}
+            Err(error) => {
+                metrics.background_run("materialize", started, false);
+                tracing::warn!(tenant_id = %tenant.id(), timeline_id = %timeline.id(), %error,
+                    "materialising hot pages failed; retrying next tick");
+            }
+        }
     }
 }
 

@@ -306,5 +306,21 @@ fn render_reconstruct_histogram(stats: &[storage::StatsSnapshot]) -> String {
         let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
     }
     let _ = writeln!(text, "{name}_sum {sum}\n{name}_count {cumulative}");
+    let total = |field: fn(&storage::StatsSnapshot) -> u64| stats.iter().map(field).sum::<u64>();
+    let hits = "pageserver_materialized_hits_total";
+    let _ = writeln!(
+        text,
+        "# HELP {hits} Page reconstructions that started from a materialised image\n\
+         # TYPE {hits} counter\n{hits} {}",
+        total(|s| s.materialized_hits)
+    );
+    let fills = "pageserver_materialized_fills_total";
+    let _ = writeln!(
+        text,
+        "# HELP {fills} Materialised page images stored, by source\n\
+         # TYPE {fills} counter\n{fills}{{source=\"background\"}} {}\n{fills}{{source=\"read\"}} {}",
+        total(|s| s.materialized_fills_background),
+        total(|s| s.materialized_fills_read)
+    );
     text
 }

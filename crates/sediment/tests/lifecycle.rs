@@ -552,6 +552,14 @@ fn twenty_kills_during_background_work_serve_identical_data() {
 /// `SEDIMENT_LIFECYCLE_CHECKPOINT_MIB=16` (and a 10 s timeout) the late
 /// backup took 4.10 s with p99 ≤ 8 records. The bound needs depth counted
 /// in records per key, not layers (e.g. materialized head images).
+///
+/// With materialised head images (storage `materialized`, rebuilt every
+/// background tick; 2026-12-04, SCALE=10 SECS=150, debug build, loaded
+/// machine): 11.87 s (p99 ≤ 8) after 1 min, 4.09 s (p99 bucket +Inf) after
+/// 150 s — the time bound holds, the p99 bound does not. The histogram is
+/// repository-wide, so reconstructions by concurrent image creation and the
+/// materialising pass itself are counted with the backup's; separating
+/// them (a per-request count) is the next step.
 #[test]
 #[ignore = "pgbench -s 50 and 10 minutes of -c 4"]
 fn full_size_main_stays_within_the_database_and_a_scan_branch_within_ten_percent() {

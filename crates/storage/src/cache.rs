@@ -1,11 +1,15 @@
 //! A bounded cache of values read from layer files, shared by all timelines
 //! of a repository, so hot reads do not go to disk and re-verify checksums.
 //!
+//! The same CLOCK structure ([`ClockCache`]) also holds the materialised
+//! head images of [`crate::materialized`].
+//!
 //! Eviction is CLOCK (second chance): each hit sets a reference bit, the hand
 //! clears bits and evicts the first entry whose bit is already clear. It
 //! approximates LRU without reordering on every hit.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use parking_lot::Mutex;
 
@@ -14,30 +18,42 @@ use crate::value::Value;
 /// Cache key: a layer file's process-unique id and a byte offset in it.
 pub type CacheKey = (u64, u64);
 
-struct Slot {
-    key: CacheKey,
-    value: Value,
+struct Slot<K, V> {
+    key: K,
+    value: V,
     size_bytes: usize,
     referenced: bool,
 }
 
-struct Inner {
-    slots: Vec<Slot>,
-    index: HashMap<CacheKey, usize>,
+struct Inner<K, V> {
+    slots: Vec<Slot<K, V>>,
+    index: HashMap<K, usize>,
     hand: usize,
     used_bytes: usize,
 }
 
-/// A size-bounded CLOCK cache of decoded values.
-pub struct PageCache {
+/// A size-bounded CLOCK cache; the caller states each value's size.
+pub struct ClockCache<K, V> {
     capacity_bytes: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<K, V>>,
 }
 
+/// The cache of values read from layer files.
+pub type PageCache = ClockCache<CacheKey, Value>;
+
 impl PageCache {
+    /// Inserts a value read from a layer file (values never change, so an
+    /// existing entry is kept), evicting others to stay within capacity.
+    pub fn insert(&self, key: CacheKey, value: Value) {
+        let size_bytes = value.size_bytes() + 64;
+        self.insert_sized(key, value, size_bytes, |_| false);
+    }
+}
+
+impl<K: Hash + Eq + Copy, V: Clone> ClockCache<K, V> {
     /// A cache holding at most `capacity_bytes` of values (0 disables it).
-    pub fn new(capacity_bytes: usize) -> PageCache {
-        PageCache {
+    pub fn new(capacity_bytes: usize) -> ClockCache<K, V> {
+        ClockCache {
             capacity_bytes,
             inner: Mutex::new(Inner {
                 slots: Vec::new(),
@@ -49,7 +65,7 @@ impl PageCache {
     }
 
     /// The cached value, if present.
-    pub fn get(&self, key: CacheKey) -> Option<Value> {
+    pub fn get(&self, key: K) -> Option<V> {
         let mut inner = self.inner.lock();
         let slot_index = *inner.index.get(&key)?;
         let slot = &mut inner.slots[slot_index];
@@ -57,15 +73,35 @@ impl PageCache {
         Some(slot.value.clone())
     }
 
-    /// Inserts a value, evicting others to stay within capacity.
-    pub fn insert(&self, key: CacheKey, value: Value) {
-        let size_bytes = value.size_bytes() + 64;
+    /// Inserts `value` accounted as `size_bytes`, evicting others to stay
+    /// within capacity. An existing entry for `key` is replaced only when
+    /// `replace(existing)` says so. Returns whether `value` was stored.
+    pub fn insert_sized(
+        &self,
+        key: K,
+        value: V,
+        size_bytes: usize,
+        replace: impl FnOnce(&V) -> bool,
+    ) -> bool {
         if size_bytes > self.capacity_bytes {
-            return;
+            return false;
         }
         let mut inner = self.inner.lock();
-        if inner.index.contains_key(&key) {
-            return;
+        if let Some(&at) = inner.index.get(&key) {
+            if !replace(&inner.slots[at].value) {
+                return false;
+            }
+            let old = std::mem::replace(&mut inner.slots[at].size_bytes, size_bytes);
+            inner.slots[at].value = value;
+            inner.used_bytes = inner.used_bytes - old + size_bytes;
+            // Shrink back within capacity; the replaced entry may go too,
+            // which only costs a later miss.
+            while inner.used_bytes > self.capacity_bytes {
+                if !inner.evict_one() {
+                    break;
+                }
+            }
+            return true;
         }
         while inner.used_bytes + size_bytes > self.capacity_bytes {
             if !inner.evict_one() {
@@ -81,6 +117,7 @@ impl PageCache {
         });
         inner.index.insert(key, slot_index);
         inner.used_bytes += size_bytes;
+        true
     }
 
     /// Drops everything (benchmarks measure cold reads with this).
@@ -98,7 +135,7 @@ impl PageCache {
     }
 }
 
-impl Inner {
+impl<K: Hash + Eq + Copy, V> Inner<K, V> {
     /// Evicts one entry; false if the cache is empty.
     fn evict_one(&mut self) -> bool {
         if self.slots.is_empty() {
@@ -152,6 +189,19 @@ mod tests {
         assert!(cache.get((1, 14)).is_some());
         cache.clear();
         assert!(cache.get((1, 14)).is_none());
+    }
+
+    #[test]
+    fn replacement_is_conditional_and_keeps_the_bound() {
+        let cache: ClockCache<u32, u64> = ClockCache::new(100);
+        assert!(cache.insert_sized(1, 10, 40, |_| true));
+        assert!(!cache.insert_sized(1, 5, 40, |old| *old < 5));
+        assert_eq!(cache.get(1), Some(10));
+        assert!(cache.insert_sized(1, 20, 60, |old| *old < 20));
+        assert_eq!(cache.get(1), Some(20));
+        assert!(cache.insert_sized(2, 30, 40, |_| true));
+        assert!(cache.used_bytes() <= 100);
+        assert_eq!(cache.get(2), Some(30));
     }
 
     #[test]

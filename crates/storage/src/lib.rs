@@ -87,11 +87,17 @@
 //!   deltas into L1 deltas split by key range, then image layers per key
 //!   partition ([`CompactionResult`]); [`Repository::gc_timeline`] →
 //!   [`GcResult`] with `layers_removed` and `bytes_removed`;
+//! - materialised head images ([`materialized`]):
+//!   [`Timeline::materialize_hot`]`(threshold, max_keys)` (a background
+//!   caller rebuilds the keys writers made hot at the last record LSN),
+//!   [`Timeline::materialize`]`(key, lsn)`; reads use them like image
+//!   layers and fill them after a long replay
+//!   ([`RepositoryConfig::materialize_after_records`]);
 //! - sizes and metrics: [`Timeline::physical_size_bytes`],
 //!   [`Timeline::logical_size_bytes`]`(lsn)`,
 //!   [`Timeline::layer_stats`] (L0/L1/image counts and bytes),
 //!   [`Repository::stats`] (records applied per reconstruction histogram,
-//!   compaction/image/GC counters);
+//!   compaction/image/GC counters, materialised image hits and fills);
 //! - maintenance: [`Timeline::create_image_layer`],
 //!   [`Timeline::create_image_layer_if_due`], [`Timeline::verify_layers`],
 //!   [`Timeline::layer_files`], [`Timeline::broken_reason`].
@@ -122,6 +128,7 @@ pub mod io;
 pub mod key;
 pub mod layer;
 pub mod layer_map;
+pub mod materialized;
 pub mod metadata;
 pub mod policy;
 pub mod redo;
@@ -141,6 +148,6 @@ pub use stats::{StatsSnapshot, StorageStats};
 pub use timeline::history::StoredVersion;
 pub use timeline::{
     CompactionResult, GcResult, InMemoryLayerInfo, LayerFileInfo, LayerMapInfo, LayerStats,
-    Timeline, TimelineWriter, WaitLsnFuture,
+    MaterializeResult, Timeline, TimelineWriter, WaitLsnFuture,
 };
 pub use value::{DerivedOp, Value};

@@ -1,7 +1,7 @@
 //! Decisions as pure functions (STYLE §8): when to freeze the open layer,
 //! which L0 deltas to compact and how to split them into L1 files, how to
 //! partition the key space for image layers and which partitions need a
-//! new image, which files of an interrupted compaction to drop on open, and
+//! new image, which hot keys to materialise at the head, which files of an interrupted compaction to drop on open, and
 //! which layers garbage collection may delete. The timeline executes them;
 //! tests check them without any I/O.
 
@@ -97,6 +97,45 @@ impl Default for CompactionPolicy {
 
 /// Estimated bytes of one key's value in an image (a page).
 pub const IMAGE_BYTES_PER_KEY: u64 = 8192;
+
+/// How many records written to a key since its last materialised image
+/// make it due for a new one, for an image creation threshold `t` (0
+/// disables materialising). `t - 1` rather than `t`: a key is refreshed
+/// at the pass after it reaches `t - 1`, so a read between two passes
+/// applies at most `t - 1` carried records plus what one pass period
+/// added — within `t` for all but the hottest keys, which the next pass
+/// refreshes again.
+pub fn materialize_threshold(image_creation_threshold: usize) -> usize {
+    match image_creation_threshold {
+        0 => 0,
+        t => (t - 1).max(1),
+    }
+}
+
+/// The keys to materialise in one pass: those with at least `threshold`
+/// records since their last image (`counts` as (key, records)), hottest
+/// first (ties by key, so a pass is deterministic), at most `max_keys`.
+/// `threshold` 0 disables.
+pub fn keys_to_materialize(counts: &[(Key, u32)], threshold: usize, max_keys: usize) -> Vec<Key> {
+    if threshold == 0 {
+        return Vec::new();
+    }
+    let mut due: Vec<(Key, u32)> = counts
+        .iter()
+        .filter(|(_, count)| *count as usize >= threshold)
+        .copied()
+        .collect();
+    due.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    due.truncate(max_keys);
+    due.into_iter().map(|(key, _)| key).collect()
+}
+
+/// Whether a read that applied `records_applied` records should store its
+/// result as the key's materialised image (`threshold` 0 disables): the
+/// next read of the page then starts from it.
+pub fn fill_after_read(records_applied: usize, threshold: usize) -> bool {
+    threshold > 0 && records_applied >= threshold
+}
 
 /// Which L0 deltas to compact: indices into `l0_lsn_ranges` (sorted by LSN
 /// start, disjoint) of every L0 starting at or above `l1_end` (the end of
@@ -419,6 +458,25 @@ mod tests {
         assert!(!image_layer_due(2, 3));
         assert!(image_layer_due(3, 3));
         assert!(!image_layer_due(100, 0));
+    }
+
+    #[test]
+    fn hot_keys_are_picked_hottest_first_within_the_budget() {
+        assert_eq!(materialize_threshold(0), 0);
+        assert_eq!(materialize_threshold(1), 1);
+        assert_eq!(materialize_threshold(2), 1);
+        assert_eq!(materialize_threshold(3), 2);
+        let counts = [(k(1), 2), (k(2), 9), (k(3), 1), (k(4), 5), (k(5), 5)];
+        assert_eq!(
+            keys_to_materialize(&counts, 2, 10),
+            vec![k(2), k(4), k(5), k(1)]
+        );
+        assert_eq!(keys_to_materialize(&counts, 5, 2), vec![k(2), k(4)]);
+        assert!(keys_to_materialize(&counts, 0, 10).is_empty());
+        assert!(keys_to_materialize(&counts, 10, 10).is_empty());
+        assert!(fill_after_read(3, 3));
+        assert!(!fill_after_read(2, 3));
+        assert!(!fill_after_read(100, 0));
     }
 
     #[test]

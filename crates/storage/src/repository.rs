@@ -15,6 +15,7 @@ use crate::cache::PageCache;
 use crate::error::RepositoryError;
 use crate::id::TimelineId;
 use crate::io::{FileIo, StdFileIo, TEMP_SUFFIX};
+use crate::materialized::MaterializedCache;
 use crate::metadata::TimelineMetadata;
 use crate::policy::FreezePolicy;
 use crate::redo::{BuiltinRedo, Reconstruct};
@@ -37,6 +38,13 @@ pub struct RepositoryConfig {
     /// (back-pressure bounding memory to about `(this + 1) ×
     /// freeze.max_open_bytes`).
     pub max_frozen_layers: usize,
+    /// Capacity of the cache of materialised page images, shared by every
+    /// timeline ([`crate::materialized`]); 0 disables it.
+    pub materialized_cache_bytes: usize,
+    /// A read that applied at least this many records stores its result
+    /// as the key's materialised image ([`crate::policy::fill_after_read`];
+    /// 0: only [`crate::Timeline::materialize_hot`] fills the cache).
+    pub materialize_after_records: usize,
 }
 
 impl Default for RepositoryConfig {
@@ -45,6 +53,8 @@ impl Default for RepositoryConfig {
             freeze: FreezePolicy::default(),
             page_cache_bytes: 64 * 1024 * 1024,
             max_frozen_layers: 4,
+            materialized_cache_bytes: 128 * 1024 * 1024,
+            materialize_after_records: 3,
         }
     }
 }
@@ -54,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) io: Arc<dyn FileIo>,
     pub(crate) redo: Arc<dyn Reconstruct>,
     pub(crate) cache: PageCache,
+    pub(crate) materialized: MaterializedCache,
     pub(crate) config: RepositoryConfig,
     pub(crate) stats: StorageStats,
 }
@@ -110,6 +121,7 @@ impl Repository {
             io,
             redo,
             cache: PageCache::new(config.page_cache_bytes),
+            materialized: MaterializedCache::new(config.materialized_cache_bytes),
             config,
             stats: StorageStats::default(),
         });
@@ -347,9 +359,11 @@ impl Repository {
         &self.shared.stats
     }
 
-    /// Empties the page cache (benchmarks use this to measure cold reads).
+    /// Empties the page cache and the materialised images (benchmarks use
+    /// this to measure cold reads).
     pub fn clear_page_cache(&self) {
         self.shared.cache.clear();
+        self.shared.materialized.clear();
     }
 
     /// Wakes every `wait_lsn` waiter with `ShuttingDown` and refuses

@@ -1,6 +1,6 @@
 //! Counters a repository keeps for the pageserver to export as metrics:
 //! records applied per page reconstruction (a histogram), compaction,
-//! image creation and GC runs. Plain atomics, updated without locks.
+//! image creation and GC runs, materialised image hits and fills. Plain atomics, updated without locks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +25,9 @@ pub struct StorageStats {
     gc_runs: AtomicU64,
     gc_layers_removed: AtomicU64,
     gc_bytes_removed: AtomicU64,
+    materialized_hits: AtomicU64,
+    materialized_fills_background: AtomicU64,
+    materialized_fills_read: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -52,6 +55,12 @@ pub struct StatsSnapshot {
     pub gc_layers_removed: u64,
     /// Bytes GC freed.
     pub gc_bytes_removed: u64,
+    /// Reconstructions that started from a materialised image.
+    pub materialized_hits: u64,
+    /// Materialised images stored by [`crate::Timeline::materialize_hot`].
+    pub materialized_fills_background: u64,
+    /// Materialised images stored by reads after a long replay.
+    pub materialized_fills_read: u64,
 }
 
 impl StorageStats {
@@ -65,6 +74,19 @@ impl StorageStats {
             .unwrap_or(RECORDS_BUCKETS.len());
         self.records_histogram[bucket].fetch_add(1, Ordering::Relaxed);
         self.records_total.fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_materialized_hit(&self) {
+        self.materialized_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_materialized_fill(&self, background: bool) {
+        let counter = if background {
+            &self.materialized_fills_background
+        } else {
+            &self.materialized_fills_read
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_compaction(&self, result: &CompactionResult) {
@@ -103,6 +125,9 @@ impl StorageStats {
             gc_runs: get(&self.gc_runs),
             gc_layers_removed: get(&self.gc_layers_removed),
             gc_bytes_removed: get(&self.gc_bytes_removed),
+            materialized_hits: get(&self.materialized_hits),
+            materialized_fills_background: get(&self.materialized_fills_background),
+            materialized_fills_read: get(&self.materialized_fills_read),
         }
     }
 }

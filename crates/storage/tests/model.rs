@@ -1,7 +1,9 @@
 //! Model-based property test: random interleavings of put, branch, freeze,
 //! flush, compaction (L0 → L1, images per partition), explicit image
-//! creation, GC with children's branch points retained, delete, clean
-//! reopen and simulated power loss,
+//! creation, materialised images (explicit at random LSNs, the hot-key
+//! pass at the head, and fills by reads after a replay, in a cache small
+//! enough to evict), GC with children's branch points retained, delete,
+//! clean reopen and simulated power loss,
 //! checked against a trivial in-memory model of versioned keys. Every `get`
 //! and `list_keys` on every timeline at random LSNs must give the model's
 //! answer (value or error kind).
@@ -120,6 +122,15 @@ enum Op {
     Delete {
         tl: usize,
     },
+    Materialize {
+        tl: usize,
+        key: u8,
+        lsn_pick: u64,
+    },
+    MaterializeHot {
+        tl: usize,
+        threshold: usize,
+    },
     Reopen,
     Crash,
     Get {
@@ -148,6 +159,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             Op::Compact { tl, threshold, target_pick, image_threshold }
         }),
         1 => tl.clone().prop_map(|tl| Op::Delete { tl }),
+        2 => (tl.clone(), 0..KEYS, any::<u64>()).prop_map(|(tl, key, lsn_pick)| Op::Materialize { tl, key, lsn_pick }),
+        2 => (tl.clone(), 0usize..4).prop_map(|(tl, threshold)| Op::MaterializeHot { tl, threshold }),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
         8 => (tl.clone(), 0..KEYS, any::<u64>()).prop_map(|(tl, key, lsn_pick)| Op::Get { tl, key, lsn_pick }),
@@ -208,6 +221,7 @@ enum Answer {
 struct Model {
     timelines: Vec<ModelTimeline>,
     auto_freeze_bytes: u64,
+    materialize_after_records: usize,
 }
 
 impl Model {
@@ -364,8 +378,15 @@ fn answer_of(result: Result<Bytes, GetError>) -> Answer {
 }
 
 /// Opens the store; `auto_freeze_bytes` is the freeze policy's size
-/// threshold (`u64::MAX`: freezing is driven by the test's operations only).
-fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64) -> Repository {
+/// threshold (`u64::MAX`: freezing is driven by the test's operations
+/// only); reads that applied `materialize_after_records` records fill the
+/// materialised image cache (0: never). The cache holds a handful of
+/// entries, so entries are evicted and replaced all the time.
+fn open(
+    io: &Arc<MemoryFileIo>,
+    auto_freeze_bytes: u64,
+    materialize_after_records: usize,
+) -> Repository {
     let config = RepositoryConfig {
         freeze: FreezePolicy {
             max_open_bytes: auto_freeze_bytes,
@@ -374,13 +395,15 @@ fn open(io: &Arc<MemoryFileIo>, auto_freeze_bytes: u64) -> Repository {
         },
         page_cache_bytes: 4096,
         max_frozen_layers: 0,
+        materialized_cache_bytes: 800,
+        materialize_after_records,
     };
     Repository::open_with(Path::new("/repo"), config, io.clone(), Arc::new(AppendRedo)).unwrap()
 }
 
-fn run(ops: Vec<Op>, auto_freeze_bytes: u64) {
+fn run(ops: Vec<Op>, auto_freeze_bytes: u64, materialize_after_records: usize) {
     let io = Arc::new(MemoryFileIo::new());
-    let mut repo = open(&io, auto_freeze_bytes);
+    let mut repo = open(&io, auto_freeze_bytes, materialize_after_records);
     let root = TimelineId([0; 16]);
     repo.create_timeline(root, 15, Lsn(1)).unwrap();
     let mut model = Model {
@@ -396,6 +419,7 @@ fn run(ops: Vec<Op>, auto_freeze_bytes: u64) {
             deleted: false,
         }],
         auto_freeze_bytes,
+        materialize_after_records,
     };
     for op in ops {
         step(&io, &mut repo, &mut model, op);
@@ -580,15 +604,35 @@ fn step(io: &Arc<MemoryFileIo>, repo: &mut Repository, model: &mut Model, op: Op
             }
         }
         Op::Reopen => {
-            *repo = open(io, model.auto_freeze_bytes);
+            *repo = open(io, model.auto_freeze_bytes, model.materialize_after_records);
             let lost = model.restart();
             refeed(repo, model, lost);
         }
         Op::Crash => {
             io.crash();
-            *repo = open(io, model.auto_freeze_bytes);
+            *repo = open(io, model.auto_freeze_bytes, model.materialize_after_records);
             let lost = model.restart();
             refeed(repo, model, lost);
+        }
+        Op::Materialize {
+            tl,
+            key: k,
+            lsn_pick,
+        } => {
+            let Some(tl) = model.live(tl) else { return };
+            let lsn = model.pick_lsn(tl, lsn_pick);
+            let timeline = repo.timeline(model.timelines[tl].id).unwrap();
+            assert_eq!(
+                answer_of(timeline.materialize(key(k), lsn)),
+                model.get(tl, k, lsn),
+                "materialise key {k} at {lsn}"
+            );
+        }
+        Op::MaterializeHot { tl, threshold } => {
+            let Some(tl) = model.live(tl) else { return };
+            let timeline = repo.timeline(model.timelines[tl].id).unwrap();
+            let result = timeline.materialize_hot(threshold, 3).unwrap();
+            assert!(result.materialized + result.skipped <= 3, "{result:?}");
         }
         Op::Get {
             tl,
@@ -664,7 +708,8 @@ proptest! {
     fn store_matches_model(
         ops in prop::collection::vec(op_strategy(), 1..60),
         auto_freeze_bytes in prop_oneof![3 => Just(u64::MAX), 1 => 1u64..40],
+        materialize_after_records in 0usize..3,
     ) {
-        run(ops, auto_freeze_bytes);
+        run(ops, auto_freeze_bytes, materialize_after_records);
     }
 }

@@ -28,6 +28,7 @@ mod flush;
 mod gc;
 pub mod history;
 pub(crate) mod load;
+mod materialize;
 mod read;
 mod size;
 mod wait;
@@ -43,12 +44,14 @@ use crate::id::TimelineId;
 use crate::key::Key;
 use crate::layer::LayerDesc;
 use crate::layer_map::LayerMap;
+use crate::materialized::HotKeys;
 use crate::metadata::TimelineMetadata;
 use crate::repository::Shared;
 use crate::value::Value;
 
 pub use compact::CompactionResult;
 pub use gc::GcResult;
+pub use materialize::MaterializeResult;
 pub use size::{InMemoryLayerInfo, LayerFileInfo, LayerMapInfo, LayerStats};
 pub use wait::WaitLsnFuture;
 
@@ -95,7 +98,15 @@ pub struct Timeline {
     /// Bytes of each layer file by name, learnt when written or first
     /// asked (`size.rs`).
     file_sizes: Mutex<std::collections::HashMap<String, u64>>,
+    /// Process-unique id: the key of this timeline's entries in the
+    /// materialised image cache (never reused, so a reopened timeline
+    /// never sees entries of history it may have lost).
+    uid: u64,
+    /// Records written per key since its last materialised image.
+    hot: Mutex<HotKeys>,
 }
+
+static NEXT_TIMELINE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Timeline {
     fn from_parts(
@@ -132,6 +143,8 @@ impl Timeline {
             file_sizes: Mutex::new(std::collections::HashMap::new()),
             freezes: Mutex::new(0),
             frozen_cv: Condvar::new(),
+            uid: NEXT_TIMELINE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hot: Mutex::new(HotKeys::default()),
         }
     }
 
@@ -268,6 +281,9 @@ impl Timeline {
 
     /// Applies a finished batch and advances `last_record_lsn`.
     fn apply_batch(&self, batch: Vec<(Key, Lsn, Value)>, lsn: Lsn) {
+        self.hot
+            .lock()
+            .note_batch(batch.iter().map(|(key, _, value)| (*key, value)));
         {
             let mut map = self.layers.write();
             for (key, value_lsn, value) in batch {

@@ -2,6 +2,12 @@
 //! below an LSN, collect every later version, and hand them to the redo
 //! implementation. Walks this timeline's layers newest first, then the
 //! ancestor's below the branch point.
+//!
+//! A materialised image ([`crate::materialized`]) of the key at `C ≤ lsn`,
+//! on the timeline being walked, is a *floor*: only versions above `C` are
+//! collected and the image is the base, exactly as if an image layer at
+//! `C` existed — unless a stored image newer than `C` or a will-init
+//! version above it ends the walk first.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -16,6 +22,7 @@ use crate::error::GetError;
 use crate::key::Key;
 use crate::layer::LayerHandle;
 use crate::layer_map::{DeltaSource, LayerMap};
+use crate::policy;
 use crate::value::Value;
 
 /// How far collecting versions in one timeline got.
@@ -27,6 +34,8 @@ enum Step {
     AbsentBelow,
     /// This timeline has nothing older; continue in the ancestor.
     Exhausted,
+    /// Reached the floor: the materialised image is the base.
+    Floor,
 }
 
 /// The next file read of a lookup, planned under the layer map lock.
@@ -50,11 +59,49 @@ enum Next {
 /// the way, until a file must be read (or nothing older exists). An image
 /// layer at least as new as the delta's start wins: only the delta's
 /// versions above the image are needed.
-fn plan(map: &LayerMap, key: Key, cont_lsn: &mut Lsn, out: &mut Vec<(Lsn, Value)>) -> Next {
+///
+/// With a `floor` (the LSN of a materialised image at or above every stored
+/// image below `cont_lsn`), only versions above the floor are collected and
+/// the walk ends there with [`Step::Floor`].
+fn plan(
+    map: &LayerMap,
+    key: Key,
+    cont_lsn: &mut Lsn,
+    floor: Option<Lsn>,
+    out: &mut Vec<(Lsn, Value)>,
+) -> Next {
     loop {
         let delta = map.find_delta(key, *cont_lsn);
         let image = map.find_image(key, *cont_lsn);
         let image_lsn = image.map(|i| i.desc().image_lsn());
+        if let Some(floor) = floor.filter(|f| image_lsn.is_none_or(|i| i <= *f)) {
+            let above = Lsn(floor.0.saturating_add(1));
+            if *cont_lsn <= above {
+                return Next::Done(Step::Floor);
+            }
+            let Some(delta) = delta else {
+                // Versions between the floor and here (if any) are in the
+                // ancestor, below the branch point.
+                return Next::Done(Step::Exhausted);
+            };
+            let start = delta.start_lsn().max(above);
+            let lsns = start..*cont_lsn;
+            *cont_lsn = start;
+            match delta {
+                DeltaSource::Memory(layer) => {
+                    if layer.collect(key, lsns, out) {
+                        return Next::Done(Step::Done);
+                    }
+                }
+                DeltaSource::File(file) => {
+                    return Next::Delta {
+                        file: file.clone(),
+                        lsns,
+                    }
+                }
+            }
+            continue;
+        }
         let delta_wins = match (&delta, image_lsn) {
             (Some(d), Some(image_lsn)) => d.start_lsn() > image_lsn,
             (Some(_), None) => true,
@@ -203,35 +250,64 @@ impl Timeline {
             _ => None,
         };
         self.shared.stats.record_reconstruction(records.len());
-        match (base, records.is_empty()) {
-            (Some(bytes), true) => Ok(bytes),
-            (None, true) => Err(GetError::KeyNotFound { key, lsn }),
+        let applied = records.len();
+        let bytes = match (base, records.is_empty()) {
+            (Some(bytes), true) => return Ok(bytes),
+            (None, true) => return Err(GetError::KeyNotFound { key, lsn }),
             (base, false) => self
                 .shared
                 .redo
                 .reconstruct(key, lsn, base, &records)
-                .map_err(|source| GetError::Redo { key, lsn, source }),
+                .map_err(|source| GetError::Redo { key, lsn, source })?,
+        };
+        if policy::fill_after_read(applied, self.shared.config.materialize_after_records)
+            && self
+                .shared
+                .materialized
+                .insert(self.uid, key, lsn, bytes.clone())
+        {
+            self.shared.stats.record_materialized_fill(false);
         }
+        Ok(bytes)
     }
 
     /// Versions of `key` at or below `lsn`, newest first, down to and
-    /// including the first will-init one.
+    /// including the first will-init one or image (a stored image or a
+    /// materialised one).
     fn collect_versions(&self, key: Key, lsn: Lsn) -> Result<Vec<(Lsn, Value)>, GetError> {
         let mut records = Vec::new();
         let mut cont_lsn = Lsn(lsn.0.saturating_add(1));
         let mut timeline = self;
+        // The newest materialised image below `cont_lsn` seen so far, on
+        // this timeline or (below the branch point) an ancestor.
+        let mut floor: Option<(Lsn, Bytes)> = None;
         loop {
-            match timeline.collect_own(key, &mut cont_lsn, &mut records)? {
+            if let Some((at, image)) = self.shared.materialized.get(timeline.uid, key) {
+                if at < cont_lsn && floor.as_ref().is_none_or(|(f, _)| *f < at) {
+                    floor = Some((at, image));
+                }
+            }
+            let floor_lsn = floor.as_ref().map(|(at, _)| *at);
+            match timeline.collect_own(key, &mut cont_lsn, floor_lsn, &mut records)? {
                 Step::Done | Step::AbsentBelow => return Ok(records),
+                Step::Floor => break,
                 Step::Exhausted => match &timeline.ancestor {
                     Some(ancestor) => {
                         cont_lsn = cont_lsn.min(Lsn(timeline.ancestor_lsn.0.saturating_add(1)));
                         timeline = ancestor;
                     }
+                    // Nothing older anywhere: with a floor, every version
+                    // above it was collected.
+                    None if floor.is_some() => break,
                     None => return Ok(records),
                 },
             }
         }
+        if let Some((at, image)) = floor {
+            self.shared.stats.record_materialized_hit();
+            records.push((at, Value::Image(image)));
+        }
+        Ok(records)
     }
 
     /// Collects versions below `cont_lsn` from this timeline's own layers,
@@ -243,13 +319,14 @@ impl Timeline {
         &self,
         key: Key,
         cont_lsn: &mut Lsn,
+        floor: Option<Lsn>,
         out: &mut Vec<(Lsn, Value)>,
     ) -> Result<Step, GetError> {
         let _gc = self.gc_guard.read();
         loop {
             let next = {
                 let map = self.layers.read();
-                plan(&map, key, cont_lsn, out)
+                plan(&map, key, cont_lsn, floor, out)
             };
             match next {
                 Next::Done(step) => return Ok(step),
