@@ -42,7 +42,10 @@ pub enum BranchNameError {
 /// Checks a name: 1..=[`MAX_NAME_CHARS`] characters, no control characters (it
 /// is shown in terminals and web pages).
 pub fn validate(name: &str) -> Result<(), BranchNameError> {
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err(BranchNameError::Invalid(name.to_owned()));
     }
     Ok(())
