@@ -1077,6 +1077,7 @@ mod tests {
             broken_reason: None,
             corruption_error: None,
             pg_version: 15,
+            branch_name: None,
         };
         let timelines = vec![
             info("c", Some(("b", 3)), 3),
