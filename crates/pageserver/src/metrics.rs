@@ -280,32 +280,24 @@ impl Lifecycle {
     }
 }
 
-/// `pageserver_reconstruct_records` in the text exposition format: cumulative
-/// buckets over `storage::stats::RECORDS_BUCKETS`, then `+Inf`, sum and count.
+/// `pageserver_reconstruct_records` (reads serving clients) and
+/// `pageserver_background_reconstruct_records` (image creation,
+/// materialisation, sizes) in the text exposition format, then the
+/// materialised-image counters.
 fn render_reconstruct_histogram(stats: &[storage::StatsSnapshot]) -> String {
     use std::fmt::Write as _;
-    let buckets = storage::stats::RECORDS_BUCKETS.len() + 1;
-    let mut counts = vec![0u64; buckets];
-    let mut sum = 0u64;
-    for snapshot in stats {
-        for (total, count) in counts.iter_mut().zip(&snapshot.records_histogram) {
-            *total += count;
-        }
-        sum += snapshot.records_total;
-    }
-    let name = "pageserver_reconstruct_records";
-    let mut text = format!(
-        "# HELP {name} WAL records applied to reconstruct one page\n# TYPE {name} histogram\n"
+    let mut text = render_records_histogram(
+        stats,
+        "pageserver_reconstruct_records",
+        "WAL records applied to reconstruct one page for a client read",
+        |s| (&s.records_histogram, s.records_total),
     );
-    let mut cumulative = 0u64;
-    for (i, count) in counts.iter().enumerate() {
-        cumulative += count;
-        let bound = storage::stats::RECORDS_BUCKETS
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), u64::to_string);
-        let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    let _ = writeln!(text, "{name}_sum {sum}\n{name}_count {cumulative}");
+    text.push_str(&render_records_histogram(
+        stats,
+        "pageserver_background_reconstruct_records",
+        "WAL records applied to reconstruct one page for background work",
+        |s| (&s.background_records_histogram, s.background_records_total),
+    ));
     let total = |field: fn(&storage::StatsSnapshot) -> u64| stats.iter().map(field).sum::<u64>();
     let hits = "pageserver_materialized_hits_total";
     let _ = writeln!(
@@ -322,5 +314,37 @@ fn render_reconstruct_histogram(stats: &[storage::StatsSnapshot]) -> String {
         total(|s| s.materialized_fills_background),
         total(|s| s.materialized_fills_read)
     );
+    text
+}
+
+/// One records-applied histogram: cumulative buckets over
+/// `storage::stats::RECORDS_BUCKETS`, then `+Inf`, sum and count.
+fn render_records_histogram(
+    stats: &[storage::StatsSnapshot],
+    name: &str,
+    help: &str,
+    field: fn(&storage::StatsSnapshot) -> (&Vec<u64>, u64),
+) -> String {
+    use std::fmt::Write as _;
+    let buckets = storage::stats::RECORDS_BUCKETS.len() + 1;
+    let mut counts = vec![0u64; buckets];
+    let mut sum = 0u64;
+    for snapshot in stats {
+        let (histogram, total) = field(snapshot);
+        for (all, count) in counts.iter_mut().zip(histogram) {
+            *all += count;
+        }
+        sum += total;
+    }
+    let mut text = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
+    let mut cumulative = 0u64;
+    for (i, count) in counts.iter().enumerate() {
+        cumulative += count;
+        let bound = storage::stats::RECORDS_BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), u64::to_string);
+        let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(text, "{name}_sum {sum}\n{name}_count {cumulative}");
     text
 }

@@ -572,7 +572,7 @@ async fn bad_mobility_requests_get_clear_errors() {
         server
             .call("POST", &format!("/v1/tenant/{unknown}/load"), None)
             .await,
-        400,
+        404,
     );
     server.stop().await;
 }

@@ -144,7 +144,7 @@ pub use layer::{LayerDesc, LayerKind};
 pub use policy::{CompactionPolicy, FreezePolicy};
 pub use redo::{apply_derived, BuiltinRedo, Reconstruct, RedoError};
 pub use repository::{Repository, RepositoryConfig};
-pub use stats::{StatsSnapshot, StorageStats};
+pub use stats::{ReadPurpose, StatsSnapshot, StorageStats};
 pub use timeline::history::StoredVersion;
 pub use timeline::{
     CompactionResult, GcResult, InMemoryLayerInfo, LayerFileInfo, LayerMapInfo, LayerStats,

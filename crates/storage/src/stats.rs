@@ -10,6 +10,15 @@ use crate::timeline::{CompactionResult, GcResult};
 /// buckets; one more bucket counts everything above the last.
 pub const RECORDS_BUCKETS: [u64; 9] = [0, 1, 2, 4, 8, 16, 32, 64, 128];
 
+/// Who a page reconstruction is for: the histograms keep them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPurpose {
+    /// A read serving a client (`Timeline::get`: page service, base backup).
+    Request,
+    /// Background work: image creation, materialisation, size computation.
+    Background,
+}
+
 /// Repository-wide counters (see [`crate::Repository::stats`]).
 #[derive(Debug, Default)]
 pub struct StorageStats {
@@ -17,6 +26,11 @@ pub struct StorageStats {
     /// then one for more).
     records_histogram: [AtomicU64; RECORDS_BUCKETS.len() + 1],
     records_total: AtomicU64,
+    /// The same for background reconstructions (image creation,
+    /// materialisation, sizes): they replay long chains on purpose, so that
+    /// reads serving clients do not.
+    background_records_histogram: [AtomicU64; RECORDS_BUCKETS.len() + 1],
+    background_records_total: AtomicU64,
     compaction_runs: AtomicU64,
     compaction_micros: AtomicU64,
     image_micros: AtomicU64,
@@ -39,6 +53,11 @@ pub struct StatsSnapshot {
     pub records_histogram: Vec<u64>,
     /// Records applied over all reconstructions (the histogram's sum).
     pub records_total: u64,
+    /// [`Self::records_histogram`] of background reconstructions (image
+    /// creation, materialisation, sizes), kept apart from client reads.
+    pub background_records_histogram: Vec<u64>,
+    /// Records applied over all background reconstructions.
+    pub background_records_total: u64,
     /// `Timeline::compact` runs.
     pub compaction_runs: u64,
     /// Total time compacting L0s, microseconds.
@@ -65,15 +84,22 @@ pub struct StatsSnapshot {
 
 impl StorageStats {
     /// Records one reconstruction that applied `records` records on top of
-    /// its base image.
-    pub fn record_reconstruction(&self, records: usize) {
+    /// its base image, in the histogram of its purpose.
+    pub fn record_reconstruction(&self, records: usize, purpose: ReadPurpose) {
         let records = records as u64;
         let bucket = RECORDS_BUCKETS
             .iter()
             .position(|bound| records <= *bound)
             .unwrap_or(RECORDS_BUCKETS.len());
-        self.records_histogram[bucket].fetch_add(1, Ordering::Relaxed);
-        self.records_total.fetch_add(records, Ordering::Relaxed);
+        let (histogram, total) = match purpose {
+            ReadPurpose::Request => (&self.records_histogram, &self.records_total),
+            ReadPurpose::Background => (
+                &self.background_records_histogram,
+                &self.background_records_total,
+            ),
+        };
+        histogram[bucket].fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(records, Ordering::Relaxed);
     }
 
     pub(crate) fn record_materialized_hit(&self) {
@@ -117,6 +143,12 @@ impl StorageStats {
         StatsSnapshot {
             records_histogram: self.records_histogram.iter().map(get).collect(),
             records_total: get(&self.records_total),
+            background_records_histogram: self
+                .background_records_histogram
+                .iter()
+                .map(get)
+                .collect(),
+            background_records_total: get(&self.background_records_total),
             compaction_runs: get(&self.compaction_runs),
             compaction_micros: get(&self.compaction_micros),
             image_micros: get(&self.image_micros),
@@ -140,10 +172,16 @@ mod tests {
     fn histogram_buckets_by_upper_bound() {
         let stats = StorageStats::default();
         for n in [0, 1, 3, 4, 200] {
-            stats.record_reconstruction(n);
+            stats.record_reconstruction(n, ReadPurpose::Request);
         }
+        stats.record_reconstruction(500, ReadPurpose::Background);
         let snap = stats.snapshot();
         assert_eq!(snap.records_histogram, vec![1, 1, 0, 2, 0, 0, 0, 0, 0, 1]);
         assert_eq!(snap.records_total, 208);
+        assert_eq!(
+            snap.background_records_histogram,
+            vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(snap.background_records_total, 500);
     }
 }

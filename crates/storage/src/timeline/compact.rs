@@ -22,6 +22,7 @@ use crate::key::Key;
 use crate::layer::file::{encode_layer, LayerFile};
 use crate::layer::{LayerDesc, LayerHandle, LayerKind};
 use crate::policy::{self, CompactionPolicy, LayerInfo};
+use crate::stats::ReadPurpose;
 use crate::value::Value;
 
 /// What one [`Timeline::compact`] run did.
@@ -225,7 +226,7 @@ impl Timeline {
     fn image_values(&self, keys: &[Key], lsn: Lsn) -> Result<Option<Versions>, WriteError> {
         let mut values = Vec::with_capacity(keys.len());
         for &key in keys {
-            match self.reconstruct_value(key, lsn) {
+            match self.reconstruct_value(key, lsn, ReadPurpose::Background) {
                 Ok(bytes) => values.push((key, lsn, Value::Image(bytes))),
                 Err(GetError::KeyNotFound { .. }) => {}
                 Err(GetError::Redo { .. } | GetError::BadValue { .. }) => return Ok(None),
@@ -281,7 +282,7 @@ impl Timeline {
         }
         let mut values = Vec::new();
         for key in self.list_keys_unchecked(&keys, lsn)? {
-            let bytes = self.reconstruct_value(key, lsn)?;
+            let bytes = self.reconstruct_value(key, lsn, ReadPurpose::Background)?;
             values.push((key, Value::Image(bytes)));
         }
         let values: Vec<(Key, Lsn, Value)> = values.into_iter().map(|(k, v)| (k, lsn, v)).collect();

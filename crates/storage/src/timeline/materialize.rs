@@ -9,6 +9,7 @@ use super::Timeline;
 use crate::error::GetError;
 use crate::key::Key;
 use crate::policy;
+use crate::stats::ReadPurpose;
 
 /// What one [`Timeline::materialize_hot`] pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,7 +78,7 @@ impl Timeline {
     }
 
     fn materialize_at(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
-        let bytes = self.reconstruct_value(key, lsn)?;
+        let bytes = self.reconstruct_value(key, lsn, ReadPurpose::Background)?;
         if self
             .shared
             .materialized

@@ -23,6 +23,7 @@ use crate::key::Key;
 use crate::layer::LayerHandle;
 use crate::layer_map::{DeltaSource, LayerMap};
 use crate::policy;
+use crate::stats::ReadPurpose;
 use crate::value::Value;
 
 /// How far collecting versions in one timeline got.
@@ -156,7 +157,7 @@ impl Timeline {
     /// ingest may be behind).
     pub fn get(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
         self.check_readable(lsn)?;
-        self.reconstruct_value(key, lsn)
+        self.reconstruct_value(key, lsn, ReadPurpose::Request)
     }
 
     /// Number of blocks of a relation fork at `lsn`, or `None` if the
@@ -237,7 +238,13 @@ impl Timeline {
 
     /// The read path proper, without the LSN bounds checks (used for the
     /// ancestor's data below a branch point and by image creation).
-    pub(super) fn reconstruct_value(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
+    /// `purpose` picks the records-applied histogram it is counted in.
+    pub(super) fn reconstruct_value(
+        &self,
+        key: Key,
+        lsn: Lsn,
+        purpose: ReadPurpose,
+    ) -> Result<Bytes, GetError> {
         let mut records = self.collect_versions(key, lsn)?;
         // Oldest first from here on.
         records.reverse();
@@ -249,7 +256,9 @@ impl Timeline {
             }
             _ => None,
         };
-        self.shared.stats.record_reconstruction(records.len());
+        self.shared
+            .stats
+            .record_reconstruction(records.len(), purpose);
         let applied = records.len();
         let bytes = match (base, records.is_empty()) {
             (Some(bytes), true) => return Ok(bytes),

@@ -7,6 +7,7 @@ use super::Timeline;
 use crate::error::GetError;
 use crate::key::{Key, KeyKind};
 use crate::layer::{LayerHandle, LayerKind};
+use crate::stats::ReadPurpose;
 use crate::value::Value;
 
 /// Layer files of one timeline per level, with their bytes.
@@ -164,7 +165,7 @@ impl Timeline {
             if !matches!(kind, KeyKind::RelSize { .. }) || !keep(&kind) {
                 continue;
             }
-            let bytes = match self.reconstruct_value(key, lsn) {
+            let bytes = match self.reconstruct_value(key, lsn, ReadPurpose::Background) {
                 Ok(bytes) => bytes,
                 Err(GetError::KeyNotFound { .. }) => continue,
                 Err(e) => return Err(e),
