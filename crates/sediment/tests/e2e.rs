@@ -63,7 +63,13 @@ fn init_start_tenant_basebackup_restart() {
         .cmd(&["tenant", "create", "--tenant-id", "xyz"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("400"));
+    // The CLI checks the id before asking the pageserver.
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not a tenant id"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 
     let created = sediment.json(&[
         "tenant",
