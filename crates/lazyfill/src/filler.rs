@@ -4,7 +4,7 @@
 //! holes by *reading* them, so that every write into a segment goes through
 //! the one event thread (see the crate docs for why that matters).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -57,6 +57,16 @@ pub struct Filler {
     /// By (device, inode): the event fd says which file it is.
     segments: Mutex<HashMap<(u64, u64), SegmentState>>,
     pub pages_fetched: AtomicU64,
+    /// Fetches that failed (each denied an access or left a range to the
+    /// background filler unfilled).
+    pub fetch_failures: AtomicU64,
+    /// The last failed fetch's message (the page service's, naming the
+    /// layer file and key on corruption), for the status file.
+    last_error: Mutex<Option<String>>,
+    /// Segments the background filler could not complete: they stay marked
+    /// (every access of a hole still fetches, and fails with EIO while the
+    /// page cannot be read) but the background filler no longer retries them.
+    given_up: Mutex<HashSet<PathBuf>>,
 }
 
 impl Filler {
@@ -95,6 +105,9 @@ impl Filler {
                 runtime,
                 segments: Mutex::new(map),
                 pages_fetched: AtomicU64::new(0),
+                fetch_failures: AtomicU64::new(0),
+                last_error: Mutex::new(None),
+                given_up: Mutex::new(HashSet::new()),
             },
             marked,
         ))
@@ -109,6 +122,16 @@ impl Filler {
             .collect()
     }
 
+    /// The last failed fetch's message, if any fetch failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    fn record_failure(&self, error: &FillError) {
+        self.fetch_failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(error.to_string());
+    }
+
     /// Serves events until the group fd fails (then the caller exits and
     /// the guard stops Postgres).
     pub fn event_loop(&self) -> std::io::Result<()> {
@@ -119,6 +142,7 @@ impl Filler {
                     Ok(()) => self.group.allow(&event)?,
                     Err(error) => {
                         tracing::error!(%error, pid = event.pid, "fill failed; denying the access with EIO");
+                        self.record_failure(&error);
                         self.group.deny(&event)?;
                     }
                 }
@@ -131,7 +155,7 @@ impl Filler {
         let meta = nix::sys::stat::fstat(event.fd.as_raw_fd()).map_err(std::io::Error::from)?;
         let key = (meta.st_dev, meta.st_ino);
         let size = meta.st_size.max(0) as u64;
-        let (segment, from, to) = {
+        let (segment, from, requested_to, to) = {
             let mut map = self.segments.lock();
             let Some(state) = map.get_mut(&key) else {
                 return Ok(()); // not a segment of ours (any more)
@@ -149,7 +173,12 @@ impl Filler {
                 0
             };
             state.next_expected = to;
-            (state.segment.clone(), from, to.saturating_add(state.window))
+            (
+                state.segment.clone(),
+                from,
+                to,
+                to.saturating_add(state.window),
+            )
         };
         // Never fill past the segment's stored size nor the file's current
         // size (Postgres may have truncated it: those pages are gone).
@@ -159,16 +188,21 @@ impl Filler {
             return Ok(());
         }
         let holes = holes_in(event.fd.as_fd(), from, to)?;
-        self.fetch_and_write(event.fd.as_fd(), &segment, &holes)
+        self.fetch_and_write(event.fd.as_fd(), &segment, &holes, requested_to)
     }
 
     /// Fetches the hole pages (runs of up to MAX_RANGE_PAGES, pipelined)
-    /// and writes them through the event fd, which raises no events.
+    /// and writes the runs that arrived through the event fd, which raises
+    /// no events. A run that failed stays a hole (never zeros); it fails
+    /// the access only when it overlaps the pages the access asked for
+    /// (below `requested_to`): a bad page in the read-ahead window must not
+    /// fail a read of good pages.
     fn fetch_and_write(
         &self,
         fd: BorrowedFd<'_>,
         segment: &Segment,
         holes: &[(u32, u32)],
+        requested_to: u32,
     ) -> Result<(), FillError> {
         let mut runs = Vec::new();
         for &(start, end) in holes {
@@ -190,20 +224,38 @@ impl Filler {
                 let client = client.clone();
                 tasks.spawn(async move {
                     let pages = client.get_pages(tag, first + page, count, lsn).await;
-                    (page, pages)
+                    (page, count, pages)
                 });
             }
             let mut out = Vec::new();
             while let Some(done) = tasks.join_next().await {
-                match done {
-                    Ok((page, Ok(pages))) => out.push((page, pages)),
-                    Ok((_, Err(e))) => return Err(FillError::Fetch(e)),
-                    Err(e) => return Err(FillError::Io(std::io::Error::other(e))),
-                }
+                out.push(done);
             }
-            Ok(out)
-        })?;
-        for (page, pages) in fetched {
+            out
+        });
+        let mut failure = None;
+        for done in fetched {
+            let (page, count, pages) = match done {
+                Ok(run) => run,
+                Err(e) => {
+                    failure = Some(FillError::Io(std::io::Error::other(e)));
+                    continue;
+                }
+            };
+            let pages = match pages {
+                Ok(pages) => pages,
+                Err(e) => {
+                    let error = FillError::Fetch(e);
+                    if page < requested_to {
+                        failure = Some(error);
+                    } else {
+                        // Only read-ahead: the access itself can proceed.
+                        tracing::warn!(%error, page, count, "read-ahead fetch failed");
+                        self.record_failure(&error);
+                    }
+                    continue;
+                }
+            };
             let mut buf = Vec::with_capacity(pages.len() * BLCKSZ);
             for p in &pages {
                 buf.extend_from_slice(p);
@@ -212,39 +264,79 @@ impl Filler {
             self.pages_fetched
                 .fetch_add(pages.len() as u64, Ordering::Relaxed);
         }
-        Ok(())
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Background: reads every remaining hole (raising events the event
-    /// thread answers), unmarking each segment once it has none.
+    /// thread answers), unmarking each segment once it has none. A segment
+    /// with a page that cannot be fetched stays marked (its holes never
+    /// read as zeros) and is not retried; the rest is filled.
     pub fn background(&self) {
         loop {
-            let remaining = self.remaining();
+            let remaining: Vec<Segment> = {
+                let given_up = self.given_up.lock();
+                self.remaining()
+                    .into_iter()
+                    .filter(|s| !given_up.contains(&s.path))
+                    .collect()
+            };
             if remaining.is_empty() {
-                tracing::info!("every relation segment is filled");
+                let left = self.given_up.lock().len();
+                if left == 0 {
+                    tracing::info!("every relation segment is filled");
+                } else {
+                    tracing::error!(
+                        segments = left,
+                        last_error = self.last_error().as_deref().unwrap_or(""),
+                        "background fill done; some pages could not be fetched and stay unfilled (reads of them fail with EIO)"
+                    );
+                }
                 return;
             }
             for segment in remaining {
                 if let Err(error) = self.complete(&segment) {
-                    tracing::warn!(%error, path = %segment.path.display(), "background fill");
-                    self.forget(&segment);
+                    tracing::error!(%error, path = %segment.path.display(), "background fill could not complete the segment; it stays marked");
+                    self.given_up.lock().insert(segment.path.clone());
                 }
             }
         }
     }
 
+    /// Reads every hole of `segment`; a range whose read fails (the event
+    /// thread denied it) is skipped so the rest still fills. Unmarks the
+    /// segment only when no hole is left.
     fn complete(&self, segment: &Segment) -> std::io::Result<()> {
         let file = std::fs::File::open(&segment.path)?;
         let meta = file.metadata()?;
         let mut buf = vec![0u8; MAX_RANGE_PAGES as usize * BLCKSZ];
-        while let Some(hole) = first_hole(file.as_fd(), 0, meta.len())? {
+        let mut pos = 0;
+        let mut failed = None;
+        while let Some(hole) = first_hole(file.as_fd(), pos, meta.len())? {
             let len = (meta.len() - hole).min(buf.len() as u64) as usize;
             // The read raises a pre-access event; the event thread fills.
-            let n = nix::sys::uio::pread(&file, &mut buf[..len], hole as i64)
-                .map_err(std::io::Error::from)?;
-            if n == 0 {
-                break;
+            match nix::sys::uio::pread(&file, &mut buf[..len], hole as i64) {
+                Ok(0) => break,
+                Ok(n) => pos = hole + n as u64,
+                Err(e) => {
+                    failed = Some(std::io::Error::from(e));
+                    // The event thread wrote the runs it could fetch; find
+                    // the hole that is left and step one page past it.
+                    let bad = first_hole(file.as_fd(), hole, meta.len())?.unwrap_or(hole);
+                    pos = bad + PAGE;
+                }
             }
+        }
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        // Unmarking with a hole left would let it read as zeros.
+        if let Some(hole) = first_hole(file.as_fd(), 0, meta.len())? {
+            return Err(std::io::Error::other(format!(
+                "a hole is left at byte {hole} after reading the segment"
+            )));
         }
         self.group.remove(&segment.path)?;
         self.forget(segment);

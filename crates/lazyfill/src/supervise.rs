@@ -85,6 +85,14 @@ pub struct FillStatus {
     pub pages_total: u64,
     pub pages_remaining: u64,
     pub pages_fetched: u64,
+    /// Fetches that failed; each failed a read with EIO or left pages
+    /// unfilled (never zeros).
+    #[serde(default)]
+    pub fetch_failures: u64,
+    /// The last failed fetch's message (on corruption the page service's
+    /// names the layer file and key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 fn fork_from(b: u8) -> anyhow::Result<ForkNumber> {
@@ -208,6 +216,8 @@ fn write_status(path: &Path, filler: &Filler, segments_total: usize, pages_total
         pages_total,
         pages_remaining: remaining_pages(&remaining),
         pages_fetched: filler.pages_fetched.load(Ordering::Relaxed),
+        fetch_failures: filler.fetch_failures.load(Ordering::Relaxed),
+        last_error: filler.last_error(),
     };
     let tmp = path.with_extension("tmp");
     if let Ok(text) = serde_json::to_vec(&status) {

@@ -314,7 +314,8 @@ impl Connection {
             None => self.session_target()?.1,
         };
         let wait = self.shared.config.wait_lsn_timeout;
-        match crate::stream::serve_stream(&mut self.stream, timeline, wait).await {
+        let corruption = self.shared.config.corruption.clone();
+        match crate::stream::serve_stream(&mut self.stream, timeline, wait, corruption).await {
             Ok(true) => {
                 self.out.copy_done();
                 self.out.command_complete("PAGESTREAM_V2");
@@ -332,8 +333,15 @@ impl Connection {
         security::authorize(self.claims.as_ref(), request.tenant)?;
         let timeline = self.resolve(request.tenant, request.timeline).await?;
         let key = Key::rel_block(request.rel, request.fork, request.blkno);
-        let page = read_blocking(timeline, key, request.lsn)
+        let lsn = request.lsn;
+        let page = read_blocking(timeline, key, lsn)
             .await
+            .map_err(|mut error| {
+                if error.code == crate::corruption::DATA_CORRUPTED {
+                    error.message = format!("reading key {key} at LSN {lsn}: {}", error.message);
+                }
+                error
+            })
             .inspect_err(|error| {
                 if error.code == crate::corruption::DATA_CORRUPTED {
                     self.shared

@@ -10,6 +10,11 @@
 //! Reading and writing run concurrently so a client can pipeline: it sends
 //! a batch (or read-ahead) of requests without waiting, and the slowest
 //! page does not hold back the others.
+//!
+//! A read that meets a corrupt layer file is answered with an error
+//! response (SQLSTATE `XX001`, naming the file and the key) and recorded in
+//! the [`CorruptionLog`] (counted, logged at ERROR, kept for the
+//! timeline's status): the client never gets a page in its place.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::connection::ClientError;
+use crate::corruption::CorruptionLog;
 use crate::pagestream::{
     LazyBackup, RelSizeEntry, RelTag, Request, RequestKind, Response, ResponseKind, SegmentEntry,
 };
@@ -37,6 +43,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: &mut BufReader<S>,
     timeline: Arc<Timeline>,
     wait_timeout: Duration,
+    corruption: Arc<CorruptionLog>,
 ) -> Result<bool, ProtocolError> {
     let mut out = Out::default();
     out.copy_both_response();
@@ -63,7 +70,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
             let Ok(permits) = limit.clone().acquire_many_owned(batch.len() as u32).await else {
                 return Ok(false);
             };
-            dispatch(batch, &timeline, wait_timeout, &tx, permits);
+            dispatch(batch, &timeline, wait_timeout, &corruption, &tx, permits);
         }
     };
     let writer = async move {
@@ -180,6 +187,7 @@ fn dispatch(
     batch: Vec<Request>,
     timeline: &Arc<Timeline>,
     wait_timeout: Duration,
+    corruption: &Arc<CorruptionLog>,
     tx: &mpsc::Sender<Result<Response, String>>,
     mut permits: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -189,9 +197,9 @@ fn dispatch(
     // (A lazy base backup at LSN 0/0 means "the last record": always ready.)
     for request in waiting {
         let permit = permits.split(1);
-        let (tx, timeline) = (tx.clone(), timeline.clone());
+        let (tx, timeline, corruption) = (tx.clone(), timeline.clone(), corruption.clone());
         tokio::spawn(async move {
-            let response = answer(timeline, request, wait_timeout).await;
+            let response = answer(timeline, request, wait_timeout, &corruption).await;
             let _ = tx.send(Ok(response)).await;
             drop(permit);
         });
@@ -199,10 +207,11 @@ fn dispatch(
     if ready.is_empty() {
         return;
     }
-    let (tx, timeline) = (tx.clone(), timeline.clone());
+    let (tx, timeline, corruption) = (tx.clone(), timeline.clone(), corruption.clone());
     tokio::task::spawn_blocking(move || {
         for request in ready {
-            let kind = read(&timeline, request.lsn, request.kind).unwrap_or_else(error_kind);
+            let kind = read(&timeline, request.lsn, request.kind)
+                .unwrap_or_else(|e| error_kind(&timeline, &corruption, e));
             if tx
                 .blocking_send(Ok(Response {
                     id: request.id,
@@ -219,19 +228,33 @@ fn dispatch(
 
 /// Answers one request: waits for its LSN (bounded), then reads on a
 /// blocking thread.
-async fn answer(timeline: Arc<Timeline>, request: Request, wait_timeout: Duration) -> Response {
+async fn answer(
+    timeline: Arc<Timeline>,
+    request: Request,
+    wait_timeout: Duration,
+    corruption: &CorruptionLog,
+) -> Response {
     let id = request.id;
-    let kind = match wait_for(&timeline, request.lsn, wait_timeout).await {
-        Err(e) => error_kind(e),
-        Ok(()) => tokio::task::spawn_blocking(move || read(&timeline, request.lsn, request.kind))
-            .await
-            .unwrap_or_else(|e| Err(ClientError::new("XX000", format!("read task failed: {e}"))))
-            .unwrap_or_else(error_kind),
+    let result = match wait_for(&timeline, request.lsn, wait_timeout).await {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let reader = timeline.clone();
+            tokio::task::spawn_blocking(move || read(&reader, request.lsn, request.kind))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ClientError::new("XX000", format!("read task failed: {e}")))
+                })
+        }
     };
+    let kind = result.unwrap_or_else(|e| error_kind(&timeline, corruption, e));
     Response { id, kind }
 }
 
-fn error_kind(e: ClientError) -> ResponseKind {
+/// The error response for a failed request; corrupt data is recorded.
+fn error_kind(timeline: &Timeline, corruption: &CorruptionLog, e: ClientError) -> ResponseKind {
+    if e.code == crate::corruption::DATA_CORRUPTED {
+        corruption.record(timeline.id(), &e.message);
+    }
     ResponseKind::Error {
         sqlstate: e.code.to_owned(),
         message: e.message,
@@ -312,6 +335,12 @@ fn get_optional(timeline: &Timeline, key: Key, lsn: Lsn) -> Result<Option<Bytes>
     match timeline.get(key, lsn) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(GetError::KeyNotFound { .. }) => Ok(None),
+        Err(e) if crate::corruption::is_corrupt_read(&e) => {
+            // The layer error names the file; the operator also needs the key.
+            let mut error = ClientError::from_get(&e);
+            error.message = format!("reading key {key} at LSN {lsn}: {}", error.message);
+            Err(error)
+        }
         Err(e) => Err(ClientError::from_get(&e)),
     }
 }

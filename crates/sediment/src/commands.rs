@@ -989,18 +989,29 @@ fn add_children(
             ),
             None => "-".into(),
         };
+        let mut text = format!(
+            "{}{name}  {id}  ancestor {ancestor}  last record {}  logical {}  physical {}",
+            "  ".repeat(depth),
+            t.last_record_lsn,
+            human_size(t.current_logical_size),
+            human_size(t.current_physical_size),
+        );
+        // An operator must see a broken timeline or a corrupt read here,
+        // not only in the pageserver's log.
+        if let Some(reason) = &t.broken_reason {
+            text.push_str(&format!("  BROKEN: {reason}"));
+        }
+        if let Some(corruption) = &t.corruption_error {
+            text.push_str(&format!("  CORRUPT READ: {corruption}"));
+        }
         rows.push(Row {
-            text: format!(
-                "{}{name}  {id}  ancestor {ancestor}  last record {}  logical {}  physical {}",
-                "  ".repeat(depth),
-                t.last_record_lsn,
-                human_size(t.current_logical_size),
-                human_size(t.current_physical_size),
-            ),
+            text,
             json: json!({"branch": name, "timeline_id": id, "ancestor_timeline_id": t.ancestor_timeline_id,
                          "ancestor_lsn": t.ancestor_lsn, "last_record_lsn": t.last_record_lsn,
                          "current_logical_size": t.current_logical_size,
                          "current_physical_size": t.current_physical_size,
+                         "state": t.state, "broken_reason": t.broken_reason,
+                         "corruption_error": t.corruption_error,
                          "depth": depth}),
         });
         add_children(timelines, names, Some(&id), depth + 1, visited, rows);

@@ -151,14 +151,23 @@ impl EndpointState {
         }
         let dir = self.pgdata.parent().unwrap_or(Path::new("."));
         match lazy::progress(dir) {
-            Some(p) => format!(
-                "lazy ({}): {} of {} pages filled, {} of {} files complete",
-                p.mechanism,
-                p.pages_total.saturating_sub(p.pages_remaining),
-                p.pages_total,
-                p.segments_total.saturating_sub(p.segments_remaining),
-                p.segments_total
-            ),
+            Some(p) => {
+                let progress = format!(
+                    "{} of {} pages filled, {} of {} files complete",
+                    p.pages_total.saturating_sub(p.pages_remaining),
+                    p.pages_total,
+                    p.segments_total.saturating_sub(p.segments_remaining),
+                    p.segments_total
+                );
+                match &p.last_error {
+                    // Reads of the pages it could not fetch fail with EIO.
+                    Some(error) => format!(
+                        "lazy ({}): fill failed ({} fetches): {error}; {progress}",
+                        p.mechanism, p.fetch_failures
+                    ),
+                    None => format!("lazy ({}): {progress}", p.mechanism),
+                }
+            }
             None => "lazy".to_owned(),
         }
     }
@@ -337,7 +346,13 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         // Leave nothing half-made behind: a retry starts from scratch.
         let stopped = cleanup_failed_start(workdir, &state, &dir);
         return Err(match stopped {
-            Ok(()) => error,
+            Ok(None) => error,
+            // Postgres only says "Input/output error"; the fill process
+            // kept the page service's message, which names the layer file
+            // and key.
+            Ok(Some(fill_error)) => {
+                error.context(format!("the lazy fill could not fetch a page: {fill_error}"))
+            }
             Err(cleanup) => error.context(format!("cleaning up also failed: {cleanup:#}")),
         });
     }
@@ -486,18 +501,23 @@ fn start_postgres(
     }
 }
 
+/// Stops what a failed start left running and removes the endpoint's
+/// directory; returns the lazy fill's last fetch error, if it had one.
 fn cleanup_failed_start(
     workdir: &Workdir,
     state: &EndpointState,
     dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     if pg::is_running(&state.pgdata) {
         pg::stop_fast(workdir, &pg::PgUser::new(workdir)?, &state.pgdata)?;
     }
+    let mut fill_error = None;
     if state.lazy {
         lazy::wait_fill_process_exit(dir);
+        fill_error = lazy::progress(dir).and_then(|p| p.last_error);
     }
-    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
+    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    Ok(fill_error)
 }
 
 /// Stops an endpoint; for a writable one returns the pageserver's ingested
