@@ -316,6 +316,17 @@ fn unflip(path: &std::path::Path, offset: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A byte flipped in each layer file in turn (pageserver restarted so no
+/// cached copy hides it):
+/// - `endpoint start --full` fails naming the file;
+/// - a lazy (default) read-only endpoint at the same LSN either fails to
+///   start naming the file (the skeleton or what Postgres reads at start
+///   is corrupt), or starts, and then its fill process meets the corrupt
+///   page: `endpoint list` shows the fill failed with the page service's
+///   message naming the file, a query reading every relation file fails
+///   with an I/O error (the page is never served as zeros), and the
+///   timeline's status (`timeline list`) names the file;
+/// - `/metrics` counts corrupt reads.
 #[test]
 fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
     let _serial = common::serial();
@@ -323,33 +334,138 @@ fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
     let layers = layer_files(&sediment.workdir.join("pageserver/tenants").join(&tenant));
     assert!(!layers.is_empty());
+    // Read-only endpoints at this LSN: nothing written while the test runs
+    // can supersede the flipped blob.
+    let lsn = branch_lsn(&sediment);
     for (n, layer) in layers.iter().enumerate() {
         // A restart drops any cached copy of the layer's contents.
         run_ok(&mut sediment.cmd(&["stop"]));
         let offset = flip_blob_byte(layer);
         run_ok(&mut sediment.cmd(&["start"]));
-        let error = run_fail_stderr(&sediment, &format!("c{n}"));
         let name = layer.file_name().unwrap().to_string_lossy().into_owned();
+        let error = run_fail_stderr(&sediment, &format!("c{n}"));
         assert!(
             error.contains(&name),
             "{} not named in: {error}",
             layer.display()
         );
-        let metrics =
-            reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
-                .unwrap()
-                .text()
-                .unwrap();
-        let count = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("pageserver_corrupt_reads_total "))
-            .unwrap_or_else(|| panic!("no corruption counter in {metrics}"));
-        assert_ne!(count.trim(), "0", "{metrics}");
+        assert_ne!(corrupt_reads(&sediment), 0);
+
+        let lazy = format!("l{n}");
+        let before = corrupt_reads(&sediment);
+        let started = sediment
+            .cmd(&["--json", "endpoint", "start", &lazy, "--lsn", &lsn])
+            .output()
+            .unwrap();
+        if started.status.success() {
+            eprintln!("{name}: lazy start succeeded; the fill meets the corrupt page");
+            lazy_endpoint_meets_corruption(&sediment, &lazy, &name);
+            run_ok(&mut sediment.cmd(&["endpoint", "stop", &lazy, "--destroy"]));
+        } else {
+            let error = String::from_utf8_lossy(&started.stderr);
+            eprintln!("{name}: lazy start failed: {error}");
+            assert!(error.contains(&name), "{name} not named in: {error}");
+        }
+        assert!(corrupt_reads(&sediment) > before, "lazy reads not counted");
+        let timelines = sediment.json(&["timeline", "list"]);
+        assert!(
+            timelines.to_string().contains(&name),
+            "{name} not in the timeline's status: {timelines}"
+        );
+        let text = run_ok(&mut sediment.cmd(&["timeline", "list"]));
+        assert!(text.contains("CORRUPT READ") && text.contains(&name), "{text}");
+
         run_ok(&mut sediment.cmd(&["stop"]));
         unflip(layer, offset);
         run_ok(&mut sediment.cmd(&["start"]));
     }
     sediment.shutdown();
+}
+
+fn branch_lsn(sediment: &Sediment) -> String {
+    sediment.branch_info("main")["last_record_lsn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `pageserver_corrupt_reads_total` from `/metrics`.
+fn corrupt_reads(sediment: &Sediment) -> u64 {
+    let metrics =
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sediment.http_port))
+            .unwrap()
+            .text()
+            .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("pageserver_corrupt_reads_total "))
+        .unwrap_or_else(|| panic!("no corruption counter in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The lazy endpoint `name` started on a timeline with a corrupt layer
+/// `file`: its background filler must meet the corrupt page and say so,
+/// and reading every relation file through Postgres must fail with EIO.
+fn lazy_endpoint_meets_corruption(sediment: &Sediment, name: &str, file: &str) {
+    let endpoint = |sediment: &Sediment| {
+        let list = sediment.json(&["endpoint", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let info = endpoint(sediment);
+    assert!(info["lazy"].as_bool().unwrap(), "not lazy: {info}");
+    let port = u16::try_from(info["port"].as_u64().unwrap()).unwrap();
+    // The background filler walks every hole; a generous bound, not a
+    // timing assertion.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let fill_error = loop {
+        let info = endpoint(sediment);
+        if let Some(error) = info["fill"]["last_error"].as_str() {
+            break error.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fill never met the corrupt page: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(fill_error.contains(file), "{file} not in {fill_error}");
+    let list = run_ok(&mut sediment.cmd(&["endpoint", "list"]));
+    assert!(
+        list.contains("fill failed") && list.contains(file),
+        "{list}"
+    );
+    let log = std::fs::read_to_string(
+        sediment
+            .workdir
+            .join("endpoints")
+            .join(name)
+            .join("lazyfill.log"),
+    )
+    .unwrap();
+    assert!(log.contains(file), "{file} not in the fill log: {log}");
+    // Every relation file of every database, read by Postgres.
+    let read_all = "SELECT sum(length(pg_read_binary_file(f))) FROM ( \
+        SELECT 'global/' || pg_ls_dir('global') AS f UNION ALL \
+        SELECT 'base/' || d.oid || '/' || pg_ls_dir('base/' || d.oid) FROM pg_database d) s \
+        WHERE f ~ '/[0-9]+(_[a-z]+)?([.][0-9]+)?$'";
+    let output = Command::new(format!("{PG_BIN}/psql"))
+        .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &port.to_string(), "-d", "postgres", "-c", read_all])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("Input/output error"),
+        "reading every relation file did not fail with EIO: {stderr} {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 /// `endpoint start NAME` (read-write at the head) must fail; its stderr.
