@@ -141,8 +141,10 @@ pub fn flush_due(
 }
 
 /// Starts the tenant's background task.
-pub fn spawn(tenant: Arc<Tenant>, metrics: Metrics) -> JoinHandle<()> {
-    tokio::spawn(run(tenant, metrics))
+pub fn spawn(tenant: Arc<Tenant>, metrics: Metrics) {
+    let task = tokio::spawn(run(Arc::clone(&tenant), metrics));
+    // Kept by the tenant: deletion waits for it to stop.
+    tenant.add_background_task(task);
 }
 
 /// Per-task state carried between ticks.

@@ -183,6 +183,10 @@ pub struct Tenant {
     /// Background compaction or GC passes running now (deletion waits for
     /// them so none writes into a directory being removed).
     background_passes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The tenant's background task (flushes, materialising, compaction,
+    /// GC); deletion awaits it after cancelling, so no flush it started
+    /// writes into a directory being removed.
+    background_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The remote side (uploads, generation), when remote storage is on.
     remote: Mutex<Option<Arc<upload::RemoteTenant>>>,
     /// File I/O of the storage: evicts layers, downloads them on demand.
@@ -236,6 +240,7 @@ impl Tenant {
             creating: Mutex::new(HashMap::new()),
             cancel,
             background_passes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            background_tasks: Mutex::new(Vec::new()),
             remote: Mutex::new(None),
             io,
             downloader,
@@ -346,6 +351,19 @@ impl Tenant {
         self.background_passes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         BackgroundPassGuard(Arc::clone(&self.background_passes))
+    }
+
+    /// Keeps the handle of a background task of the tenant.
+    pub fn add_background_task(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.background_tasks.lock();
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
+    }
+
+    /// Takes the handles of the background tasks (to await them once the
+    /// tenant's token is cancelled).
+    pub fn take_background_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *self.background_tasks.lock())
     }
 
     /// Number of background passes running.

@@ -21,7 +21,12 @@
 //!
 //! A record ingest cannot apply puts the timeline into the Broken state; the
 //! receiver then stops, and commits on a synchronous endpoint wait rather
-//! than being acknowledged on top of a corrupt timeline.
+//! than being acknowledged on top of a corrupt timeline. Why ingest stopped
+//! is an [`IngestFailure`]; what each kind does to the timeline (Broken or
+//! not) and to the receiver is decided in one place,
+//! [`IngestFailure::into_sink_error`]: a shutdown (pageserver stopping,
+//! timeline being deleted) stops the receiver quietly and never marks the
+//! timeline Broken.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -249,6 +254,78 @@ pub struct IngestCounters {
     pub image_mismatches: std::sync::atomic::AtomicU64,
 }
 
+/// Why ingest stopped consuming WAL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestFailure {
+    /// The pageserver or the timeline is shutting down (stop, delete):
+    /// nothing is wrong with the WAL or the data; ingest resumes from the
+    /// local WAL store after a restart.
+    #[error("WAL ingest stopped: shutting down")]
+    ShuttingDown,
+    /// The WAL does not decode: retrying fails the same way.
+    #[error("cannot decode WAL: {0}")]
+    Undecodable(String),
+    /// The record cannot be applied (unsupported, malformed, or it builds
+    /// on stored state that does not parse): retrying fails the same way.
+    #[error("cannot ingest the WAL record at {lsn}: {source}")]
+    Unappliable {
+        /// Where the record starts.
+        lsn: postgres_wal::Lsn,
+        /// What ingest said.
+        source: IngestError,
+    },
+    /// Reading or writing the store failed (I/O, a corrupt layer file, a
+    /// write the store refused).
+    #[error("storage failed while ingesting the WAL record at {lsn}: {source}")]
+    Storage {
+        /// Where the record starts.
+        lsn: postgres_wal::Lsn,
+        /// What ingest said.
+        source: IngestError,
+    },
+}
+
+impl IngestFailure {
+    /// Classifies an ingest error of the record at `lsn`.
+    pub fn from_ingest(lsn: postgres_wal::Lsn, error: IngestError) -> IngestFailure {
+        use storage::{GetError, WriteError};
+        match &error {
+            IngestError::Storage(WriteError::ShuttingDown)
+            | IngestError::Read(GetError::ShuttingDown | GetError::Cancelled) => {
+                IngestFailure::ShuttingDown
+            }
+            IngestError::Storage(_) | IngestError::Read(_) => {
+                IngestFailure::Storage { lsn, source: error }
+            }
+            _ => IngestFailure::Unappliable { lsn, source: error },
+        }
+    }
+
+    /// Whether the timeline must be marked Broken: every failure but a
+    /// shutdown (a storage failure leaves what is stored in doubt, a WAL
+    /// problem repeats on every retry; either way acknowledging more
+    /// commits on top would be wrong).
+    pub fn breaks_timeline(&self) -> bool {
+        !matches!(self, IngestFailure::ShuttingDown)
+    }
+
+    /// The one place a failure becomes a timeline state and a receiver
+    /// outcome: Broken (with this message as the reason) and a receiver
+    /// error shown in the timeline's `wal_receiver_error`, or, on
+    /// shutdown, a quiet stop.
+    pub fn into_sink_error(self, timeline: &storage::Timeline) -> SinkError {
+        if !self.breaks_timeline() {
+            tracing::info!(timeline_id = %timeline.id(), "WAL ingest stopped: shutting down");
+            return SinkError::ShuttingDown;
+        }
+        let reason = self.to_string();
+        tracing::error!(timeline_id = %timeline.id(), %reason, "WAL ingest stopped; timeline is broken");
+        timeline.set_broken(reason.clone());
+        SinkError::from(reason)
+    }
+}
+
 /// Feeds durable WAL through the decoder into ingest.
 pub struct IngestSink {
     timeline: Arc<storage::Timeline>,
@@ -291,10 +368,8 @@ impl IngestSink {
         })
     }
 
-    fn fail(&self, reason: String) -> SinkError {
-        tracing::error!(timeline_id = %self.timeline.id(), %reason, "WAL ingest stopped; timeline is broken");
-        self.timeline.set_broken(reason.clone());
-        SinkError::from(reason)
+    fn fail(&self, failure: IngestFailure) -> SinkError {
+        failure.into_sink_error(&self.timeline)
     }
 }
 
@@ -312,8 +387,7 @@ impl WalSink for IngestSink {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
                 Err(error) => {
-                    let reason = format!("cannot decode WAL: {error}");
-                    return Err(self.fail(reason));
+                    return Err(self.fail(IngestFailure::Undecodable(error.to_string())));
                 }
             };
             match self.ingest.ingest_record(&self.timeline, &raw) {
@@ -330,9 +404,8 @@ impl WalSink for IngestSink {
                     }
                 }
                 Err(error) => {
-                    let reason =
-                        format!("cannot ingest the WAL record at {}: {error}", raw.start_lsn);
-                    return Err(self.fail(reason));
+                    let failure = IngestFailure::from_ingest(raw.start_lsn, error);
+                    return Err(self.fail(failure));
                 }
             }
         }
