@@ -399,3 +399,127 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
     endpoint.stop().unwrap();
     server.stop().await;
 }
+
+/// Deleting a tenant right after its streaming endpoint is detached, while
+/// the background task flushes what was ingested in small layers: every deletion completes (the tenant is then
+/// 404, its directory gone, it never turns Broken with "deletion failed"),
+/// several times. (A flush running when deletion removed the directory
+/// made the removal fail with "Directory not empty".) Then a pageserver
+/// stopped while WAL streams comes back with its timeline Active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path()).await;
+    // Asynchronous: commits must not wait for a pageserver being deleted.
+    let streaming: &[(&str, &str)] = &[
+        ("wal_level", "replica"),
+        ("max_wal_senders", "4"),
+        ("max_replication_slots", "4"),
+        ("wal_consistency_checking", ""),
+    ];
+    for round in 0..4 {
+        let tenant = server.create_tenant().await;
+        let (status, body) = server
+            .call(
+                "PUT",
+                "/v1/tenant/config",
+                Some(json!({"tenant_id": tenant, "checkpoint_distance": 1 << 20,
+                            "checkpoint_timeout": "1s", "compaction_period": "1s"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let timeline = bootstrap(&server, &tenant).await;
+        let storage = storage_timeline(&server.manager(), &tenant, &timeline);
+        let mut endpoint = endpoint_from(&storage, None, streaming);
+        endpoint.start().unwrap();
+        let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
+        let (status, info) = server
+            .call(
+                "PUT",
+                &path,
+                Some(json!({"connstr": source_connstr(&endpoint)})),
+            )
+            .await;
+        assert_eq!(status, 200, "{info}");
+        endpoint
+            .psql("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g;")
+            .unwrap();
+        let head = insert_lsn(&endpoint);
+        wait_ingested(&server, &tenant, &timeline, head).await;
+        // Keep WAL coming (a few MB: several flushes) while deleting.
+        let (psql, connstr) = (endpoint.bin("psql"), endpoint.connstr());
+        let writer = std::thread::spawn(move || {
+            let _ = Command::new(psql)
+                .args(["-X", "-q", "-d", &connstr, "-c"])
+                .arg("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 300000) g")
+                .output();
+        });
+        // Delete at a different point of the flush cycle each round, right
+        // after detaching the source (a tenant with an attached source is
+        // refused), with ingested WAL still being flushed.
+        tokio::time::sleep(Duration::from_millis(150 * round)).await;
+        let (status, body) = server.call("DELETE", &path, None).await;
+        assert!(status < 300, "{status} {body}");
+        let (status, body) = server
+            .call("DELETE", &format!("/v1/tenant/{tenant}"), None)
+            .await;
+        assert!(status == 202 || status == 200, "{status} {body}");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, info) = server
+                .call("GET", &format!("/v1/tenant/{tenant}"), None)
+                .await;
+            if status == 404 {
+                break;
+            }
+            assert_ne!(info["state"], "Broken", "round {round}: {info}");
+            assert!(Instant::now() < deadline, "round {round}: never deleted: {info}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let tenants_dir = dir.path().join("tenants");
+        let left: Vec<_> = std::fs::read_dir(&tenants_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&tenant))
+            .collect();
+        assert!(left.is_empty(), "round {round}: left behind: {left:?}");
+        writer.join().unwrap();
+        drop(endpoint);
+    }
+
+    // Stopping the pageserver while WAL streams is a shutdown, not a
+    // failure: after the restart the timeline is Active.
+    let tenant = server.create_tenant().await;
+    let timeline = bootstrap(&server, &tenant).await;
+    let storage = storage_timeline(&server.manager(), &tenant, &timeline);
+    let mut endpoint = endpoint_from(&storage, None, streaming);
+    endpoint.start().unwrap();
+    let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
+    let (status, info) = server
+        .call(
+            "PUT",
+            &path,
+            Some(json!({"connstr": source_connstr(&endpoint)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    let (psql, connstr) = (endpoint.bin("psql"), endpoint.connstr());
+    let writer = std::thread::spawn(move || {
+        let _ = Command::new(psql)
+            .args(["-X", "-q", "-d", &connstr, "-c"])
+            .arg("CREATE TABLE u AS SELECT g, md5(g::text) AS v FROM generate_series(1, 300000) g")
+            .output();
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = timeline_info(&server, &tenant, &timeline).await;
+    assert_eq!(before["state"], "Active", "{before}");
+    server.stop().await;
+    server = TestServer::start(dir.path()).await;
+    writer.join().unwrap();
+    let head = insert_lsn(&endpoint);
+    let info = wait_ingested(&server, &tenant, &timeline, head).await;
+    assert_eq!(info["state"], "Active", "{info}");
+    assert!(info.get("broken_reason").is_none(), "{info}");
+    server.stop().await;
+}
