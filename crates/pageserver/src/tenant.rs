@@ -366,6 +366,20 @@ impl Tenant {
         std::mem::take(&mut *self.background_tasks.lock())
     }
 
+    /// Waits until the tenant's background work has stopped (call after
+    /// cancelling its token): the background task, which waits for the
+    /// flush, materialising, compaction or GC pass it started, and any
+    /// pass still counted. Afterwards nothing of it writes into the
+    /// tenant's directory.
+    pub async fn wait_background_stopped(&self) {
+        for task in self.take_background_tasks() {
+            let _ = task.await;
+        }
+        while self.background_passes_running() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Number of background passes running.
     pub fn background_passes_running(&self) -> usize {
         self.background_passes

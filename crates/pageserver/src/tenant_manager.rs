@@ -273,18 +273,10 @@ impl TenantManager {
         tenant.stop_wal_receivers().await;
         tenant.shutdown();
         // The background task sees the cancelled token between ticks; a
-        // flush or materialising pass it started is still writing layer
-        // files into the tenant's directory (removing the directory under
-        // it failed with "Directory not empty"). It waits for its passes
-        // before it ends.
-        for task in tenant.take_background_tasks() {
-            let _ = task.await;
-        }
-        // A compaction or GC pass stops at its next timeline once the
-        // token is cancelled; the files it writes must not outlive deletion.
-        while tenant.background_passes_running() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // flush or materialising pass it started may still be writing layer
+        // files into the tenant's directory, and a compaction or GC pass
+        // stops at its next timeline. None may outlive deletion.
+        tenant.wait_background_stopped().await;
         let id = tenant.id();
         if let Some(remote) = tenant.remote() {
             // Remote first: a failure leaves the tenant visible (broken) so

@@ -652,4 +652,54 @@ mod tests {
             walreceiver::connstr::ConnectionConfig::parse(&with_connect_timeout("host=h", t));
         assert_eq!(parsed.map(|c| c.connect_timeout).ok().flatten(), t);
     }
+
+    #[test]
+    fn only_a_shutdown_leaves_the_timeline_unbroken() {
+        use storage::{GetError, WriteError};
+        let lsn = postgres_wal::Lsn(0x1000);
+        for shutdown in [
+            IngestError::Storage(WriteError::ShuttingDown),
+            IngestError::Read(GetError::ShuttingDown),
+            IngestError::Read(GetError::Cancelled),
+        ] {
+            let failure = IngestFailure::from_ingest(lsn, shutdown);
+            assert!(matches!(failure, IngestFailure::ShuttingDown), "{failure}");
+            assert!(!failure.breaks_timeline());
+        }
+        let unappliable = IngestFailure::from_ingest(
+            lsn,
+            IngestError::Malformed {
+                lsn,
+                reason: "bad".into(),
+            },
+        );
+        assert!(matches!(unappliable, IngestFailure::Unappliable { .. }));
+        assert!(unappliable.breaks_timeline());
+        let storage = IngestFailure::from_ingest(
+            lsn,
+            IngestError::Storage(WriteError::Io {
+                path: "x".into(),
+                source: std::io::Error::other("disk"),
+            }),
+        );
+        assert!(matches!(storage, IngestFailure::Storage { .. }));
+        assert!(storage.breaks_timeline());
+        assert!(IngestFailure::Undecodable("x".into()).breaks_timeline());
+    }
+
+    #[test]
+    fn a_shutdown_stops_the_receiver_quietly_and_a_failure_breaks_the_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo =
+            storage::Repository::open(dir.path(), storage::RepositoryConfig::default()).unwrap();
+        let timeline = repo
+            .create_timeline(storage::TimelineId::generate(), 15, postgres_wal::Lsn::INVALID)
+            .unwrap();
+        let quiet = IngestFailure::ShuttingDown.into_sink_error(&timeline);
+        assert!(matches!(quiet, SinkError::ShuttingDown));
+        assert_eq!(timeline.broken_reason(), None);
+        let failed = IngestFailure::Undecodable("garbage".into()).into_sink_error(&timeline);
+        assert!(matches!(failed, SinkError::Failed(_)));
+        assert!(timeline.broken_reason().unwrap().contains("garbage"));
+    }
 }

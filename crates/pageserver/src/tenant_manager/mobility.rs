@@ -261,6 +261,9 @@ impl TenantManager {
         }
         tenant.cancel_token().cancel();
         tenant.shutdown();
+        // Detach removes the directory and ignore marks it: no flush or
+        // pass of the tenant may still be writing there.
+        tenant.wait_background_stopped().await;
         Ok(tenant)
     }
 
