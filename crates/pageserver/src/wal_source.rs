@@ -693,7 +693,11 @@ mod tests {
         let repo =
             storage::Repository::open(dir.path(), storage::RepositoryConfig::default()).unwrap();
         let timeline = repo
-            .create_timeline(storage::TimelineId::generate(), 15, postgres_wal::Lsn::INVALID)
+            .create_timeline(
+                storage::TimelineId::generate(),
+                15,
+                postgres_wal::Lsn::INVALID,
+            )
             .unwrap();
         let quiet = IngestFailure::ShuttingDown.into_sink_error(&timeline);
         assert!(matches!(quiet, SinkError::ShuttingDown));

@@ -473,7 +473,10 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
                 break;
             }
             assert_ne!(info["state"], "Broken", "round {round}: {info}");
-            assert!(Instant::now() < deadline, "round {round}: never deleted: {info}");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: never deleted: {info}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let tenants_dir = dir.path().join("tenants");

@@ -373,7 +373,10 @@ fn a_corrupt_layer_fails_endpoint_start_naming_the_file() {
             "{name} not in the timeline's status: {timelines}"
         );
         let text = run_ok(&mut sediment.cmd(&["timeline", "list"]));
-        assert!(text.contains("CORRUPT READ") && text.contains(&name), "{text}");
+        assert!(
+            text.contains("CORRUPT READ") && text.contains(&name),
+            "{text}"
+        );
 
         run_ok(&mut sediment.cmd(&["stop"]));
         unflip(layer, offset);

@@ -350,9 +350,9 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
             // Postgres only says "Input/output error"; the fill process
             // kept the page service's message, which names the layer file
             // and key.
-            Ok(Some(fill_error)) => {
-                error.context(format!("the lazy fill could not fetch a page: {fill_error}"))
-            }
+            Ok(Some(fill_error)) => error.context(format!(
+                "the lazy fill could not fetch a page: {fill_error}"
+            )),
             Err(cleanup) => error.context(format!("cleaning up also failed: {cleanup:#}")),
         });
     }
