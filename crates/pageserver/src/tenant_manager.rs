@@ -290,6 +290,11 @@ impl TenantManager {
         let source = tenant.dir().to_path_buf();
         let tenants_dir = self.tenants_dir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // A leftover of an earlier removal that failed half-way: renaming
+            // onto a non-empty directory fails with "Directory not empty".
+            if std::fs::symlink_metadata(&doomed).is_ok() {
+                std::fs::remove_dir_all(&doomed)?;
+            }
             std::fs::rename(&source, &doomed)?;
             durable::sync_dir(&tenants_dir)?;
             std::fs::remove_dir_all(&doomed)

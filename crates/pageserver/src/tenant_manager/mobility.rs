@@ -293,6 +293,11 @@ impl TenantManager {
         let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
         let tenants_dir = self.tenants_dir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // A leftover of an earlier removal that failed half-way: renaming
+            // onto a non-empty directory fails with "Directory not empty".
+            if std::fs::symlink_metadata(&doomed).is_ok() {
+                std::fs::remove_dir_all(&doomed)?;
+            }
             std::fs::rename(&source, &doomed)?;
             durable::sync_dir(&tenants_dir)?;
             std::fs::remove_dir_all(&doomed)
