@@ -463,7 +463,10 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
         if round == 0 {
             // What an earlier removal that failed half-way leaves: renaming
             // the tenant onto it failed with "Directory not empty".
-            let stale = dir.path().join("tenants").join(format!("{tenant}.___deleted"));
+            let stale = dir
+                .path()
+                .join("tenants")
+                .join(format!("{tenant}.___deleted"));
             std::fs::create_dir_all(stale.join("timelines")).unwrap();
             std::fs::write(stale.join("timelines/leftover"), b"x").unwrap();
         }
