@@ -439,6 +439,8 @@ fn lazy_endpoint_meets_corruption(sediment: &Sediment, name: &str, file: &str) {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(fill_error.contains(file), "{file} not in {fill_error}");
+    assert!(fill_error.contains("reading key"), "no key in {fill_error}");
+    eprintln!("fill error: {fill_error}");
     let list = run_ok(&mut sediment.cmd(&["endpoint", "list"]));
     assert!(
         list.contains("fill failed") && list.contains(file),
