@@ -15,7 +15,13 @@
 //! read-ahead), through the event's fd — opened by the kernel without
 //! notification, so the filler's own writes raise no events — then allows
 //! the access. A fetch that fails is answered `FAN_DENY` with `EIO`: the
-//! query fails; it never sees a hole as a page. FUSE (the other option
+//! query fails; it never sees a hole as a page. (Only the pages the access
+//! asked for count: a bad page in the read-ahead window stays a hole and
+//! the access proceeds.) The failure's message — on a corrupt layer the
+//! page service's, naming the layer file and key — is logged and kept in
+//! the status file (`last_error`). A segment the background filler cannot
+//! complete stays marked, so its remaining holes keep failing reads rather
+//! than reading as zeros. FUSE (the other option
 //! measured) is not built: with fanotify the steady state costs nothing
 //! (filled segments are unmarked, hot reads never leave the kernel), and
 //! the kernel here has pre-content events. Without them `Group::new` fails
