@@ -29,6 +29,9 @@ pub use poison::{AtomicFile, FileIoError, Poison};
 /// Suffix of files and directories being written; anything with it is
 /// garbage from an interrupted write and is deleted on open.
 pub const TEMP_SUFFIX: &str = ".___temp";
+/// Suffix of directories whose deletion has begun (renamed first so that a
+/// crash mid-delete leaves a name the next start finishes deleting).
+pub const DELETED_SUFFIX: &str = ".___deleted";
 
 /// A file opened for positioned reads.
 pub trait ReadAt: Send + Sync {
