@@ -214,9 +214,11 @@ mod tests {
         let times = CommitTimes::open(&path).unwrap();
         times.record(Lsn(100), 10).unwrap();
         // Stands in for a failed fsync: the next sync must not try again.
-        let _ = times.poison.guard("fsync", &path, || -> std::io::Result<()> {
-            Err(std::io::Error::other("injected"))
-        });
+        let _ = times
+            .poison
+            .guard("fsync", &path, || -> std::io::Result<()> {
+                Err(std::io::Error::other("injected"))
+            });
         let error = times.sync().unwrap_err().to_string();
         assert!(error.contains("reopen"), "{error}");
         times.record(Lsn(200), 20).unwrap();

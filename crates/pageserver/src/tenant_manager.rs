@@ -15,10 +15,10 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PageServerConf;
-use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::TenantId;
 use crate::tenant::{self, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
+use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 
 /// Subdirectory of the work directory holding the tenants.
 pub const TENANTS_DIR: &str = "tenants";

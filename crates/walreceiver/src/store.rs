@@ -317,8 +317,14 @@ impl WalStore {
         if from < start || from > end {
             return Err(self.out_of_range(from));
         }
-        read_range(&self.files, Some((self.pending_lsn, &self.pending)), from, end, max)
-            .map_err(|e| e.map_or_else(|error| error, |at| self.out_of_range(at)))
+        read_range(
+            &self.files,
+            Some((self.pending_lsn, &self.pending)),
+            from,
+            end,
+            max,
+        )
+        .map_err(|e| e.map_or_else(|error| error, |at| self.out_of_range(at)))
     }
 
     /// What a reader on another thread may read: the files as they are now
@@ -557,7 +563,15 @@ fn read_range(
     while out.len() < wanted {
         let at = from + out.len() as u64;
         let before = out.len();
-        read_some(files, pending, at, wanted - out.len(), &mut handle, &mut out).map_err(Err)?;
+        read_some(
+            files,
+            pending,
+            at,
+            wanted - out.len(),
+            &mut handle,
+            &mut out,
+        )
+        .map_err(Err)?;
         if out.len() == before {
             // Only possible if the index is inconsistent; never spin.
             return Err(Ok(at));
@@ -588,14 +602,14 @@ impl ReadView {
             start: self.files.first().map(|f| f.start).unwrap_or_default(),
             end: self.end_lsn().unwrap_or_default(),
         };
-        let (Some(start), Some(end)) = (self.files.first().map(|f| f.start), self.end_lsn())
-        else {
+        let (Some(start), Some(end)) = (self.files.first().map(|f| f.start), self.end_lsn()) else {
             return Err(out_of_range(from));
         };
         if from < start || from > end {
             return Err(out_of_range(from));
         }
-        read_range(&self.files, None, from, end, max).map_err(|e| e.map_or_else(|error| error, out_of_range))
+        read_range(&self.files, None, from, end, max)
+            .map_err(|e| e.map_or_else(|error| error, out_of_range))
     }
 }
 

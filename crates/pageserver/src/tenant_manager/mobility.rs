@@ -18,13 +18,13 @@ use std::time::Duration;
 use remote_storage::{Generation, IndexPart};
 
 use super::{TenantError, TenantManager, IGNORED_MARK};
-use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::{TenantId, TimelineId};
 use crate::tenant::attach::{self, AttachError};
 use crate::tenant::upload::{self, RemoteTenant};
 use crate::tenant::{self as tenant_mod, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
 use crate::tenant_manager::secondary;
+use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 
 /// `mode` of a `location_config` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

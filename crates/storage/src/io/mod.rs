@@ -7,8 +7,8 @@
 mod ondemand;
 
 pub use fileio::{
-    remove_temp_files, write_atomic, DirEntry, Fault, FaultyIo, FileIo, FileIoError,
-    MemoryFileIo, Poison, AtomicFile, ReadAt, StdFileIo, TEMP_SUFFIX,
+    remove_temp_files, write_atomic, AtomicFile, DirEntry, Fault, FaultyIo, FileIo, FileIoError,
+    MemoryFileIo, Poison, ReadAt, StdFileIo, TEMP_SUFFIX,
 };
 pub use ondemand::{
     marker_path, DownloadCounters, EvictedMarker, LayerDownloader, OnDemandIo, EVICTED_SUFFIX,
