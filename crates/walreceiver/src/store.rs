@@ -142,14 +142,60 @@ impl FrameIndex {
     }
 }
 
+/// Frames per shared chunk of a [`FrameList`].
+const FRAME_CHUNK: usize = 1024;
+
+/// The frames of one file, oldest first, in chunks shared by reference so
+/// that a [`ReadView`] costs O(chunks) to take and the writer copies at most
+/// one chunk on its next append (copy on write), not the whole list.
+#[derive(Debug, Clone, Default)]
+struct FrameList {
+    chunks: Vec<Arc<Vec<FrameIndex>>>,
+}
+
+impl FrameList {
+    fn from_vec(frames: Vec<FrameIndex>) -> FrameList {
+        FrameList {
+            chunks: frames
+                .chunks(FRAME_CHUNK)
+                .map(|chunk| Arc::new(chunk.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, frame: FrameIndex) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < FRAME_CHUNK => Arc::make_mut(chunk).push(frame),
+            _ => self.chunks.push(Arc::new(vec![frame])),
+        }
+    }
+
+    fn last(&self) -> Option<&FrameIndex> {
+        self.chunks.last().and_then(|chunk| chunk.last())
+    }
+
+    /// The first frame that ends after `at`.
+    fn find(&self, at: Lsn) -> Option<&FrameIndex> {
+        let chunk_index = self
+            .chunks
+            .partition_point(|chunk| chunk.last().is_none_or(|frame| frame.end() <= at));
+        let chunk = self.chunks.get(chunk_index)?;
+        chunk.get(chunk.partition_point(|frame| frame.end() <= at))
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &FrameIndex> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
+}
+
 /// One file of the store and the frames found or written in it. Cloned
-/// into [`ReadView`]s: the frame list is shared, and copied on write only
-/// for the newest file.
+/// into [`ReadView`]s (cheaply: see [`FrameList`]).
 #[derive(Debug, Clone)]
 struct StoreFile {
     start: Lsn,
     path: PathBuf,
-    frames: Arc<Vec<FrameIndex>>,
+    frames: FrameList,
     size_bytes: u64,
 }
 
@@ -453,7 +499,7 @@ impl WalStore {
         self.files.push(StoreFile {
             start: lsn,
             path,
-            frames: Arc::new(Vec::new()),
+            frames: FrameList::default(),
             size_bytes: 0,
         });
         self.active = Some(handle);
@@ -473,7 +519,7 @@ impl WalStore {
             .write_all(&frame)
             .map_err(|e| io_error("write", &file.path, e))?;
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        Arc::make_mut(&mut file.frames).push(FrameIndex {
+        file.frames.push(FrameIndex {
             lsn,
             payload_offset: file.size_bytes + FRAME_HEADER_BYTES as u64,
             len,
@@ -520,8 +566,7 @@ fn read_some(
     let Some(file) = files.get(file_index) else {
         return Ok(());
     };
-    let frame_index = file.frames.partition_point(|frame| frame.end() <= at);
-    let Some(frame) = file.frames.get(frame_index) else {
+    let Some(frame) = file.frames.find(at) else {
         return Ok(());
     };
     let skip = at - frame.lsn;
@@ -699,7 +744,7 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
     Ok(Some(StoreFile {
         start,
         path,
-        frames: Arc::new(frames),
+        frames: FrameList::from_vec(frames),
         size_bytes: valid_bytes,
     }))
 }
