@@ -40,7 +40,7 @@ fn free_port() -> u16 {
 }
 
 fn directory_bytes(dir: &Path) -> u64 {
-    pageserver::durable::directory_size_bytes(dir)
+    fileio::directory_size_bytes(dir)
 }
 
 /// Best of three runs of `pg_basebackup` with `connstr`; returns (seconds, bytes).

@@ -5,7 +5,7 @@
 //! creation request, so that the web console and other clients of the API
 //! can show names without the CLI's work directory. Each name is one small
 //! file, `<tenant>/branch_names/<timeline_id>.json` holding
-//! `{"branch_name": "..."}`, written through [`crate::durable::write_file`]
+//! `{"branch_name": "..."}`, written through [`fileio::replace_file`]
 //! (temp name, fsync, rename): after a crash a name is there whole or not at
 //! all. A missing or unreadable file means "no name" (the timeline is shown
 //! by id); names are local and are not uploaded to remote storage, so a
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable;
 use crate::ids::TimelineId;
 
 /// Directory (under the tenant) of the name files.
@@ -84,7 +83,7 @@ pub fn write(tenant_dir: &Path, timeline: TimelineId, name: &str) -> std::io::Re
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
             if let Some(tenant) = dir.parent() {
-                durable::sync_dir(tenant)?;
+                fileio::sync_dir(tenant)?;
             }
         }
     }
@@ -92,7 +91,7 @@ pub fn write(tenant_dir: &Path, timeline: TimelineId, name: &str) -> std::io::Re
         branch_name: name.to_owned(),
     })
     .map_err(std::io::Error::other)?;
-    durable::write_file(&path, &bytes)
+    fileio::replace_file(&path, &bytes)
 }
 
 /// Removes the name file (deleting a timeline); absent is fine.

@@ -10,7 +10,10 @@
 //! housekeeping, not per sample: samples lost in a crash are recreated when
 //! the local WAL above `disk_consistent_lsn` is ingested again; older lost
 //! samples only make time lookups coarser (an earlier, still consistent
-//! point), never wrong. A torn last entry is ignored on open.
+//! point), never wrong. A torn last entry is ignored on open. A failed
+//! append or fsync poisons the writer ([`fileio::Poison`]): the fsync is
+//! never retried (a retry can succeed after the kernel dropped the data);
+//! further samples stay in memory only until the timeline is reopened.
 //!
 //! Commit timestamps are taken before the commit record is inserted, so they
 //! are not strictly increasing in LSN order; samples are clamped to be
@@ -43,6 +46,7 @@ pub enum LsnForTime {
 pub struct CommitTimes {
     path: PathBuf,
     state: Mutex<State>,
+    poison: fileio::Poison,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +63,7 @@ impl CommitTimes {
         CommitTimes {
             path: path.to_owned(),
             state: Mutex::new(State::default()),
+            poison: fileio::Poison::new(),
         }
     }
 
@@ -99,6 +104,7 @@ impl CommitTimes {
                 file: None,
                 dirty: false,
             }),
+            poison: fileio::Poison::new(),
         })
     }
 
@@ -112,6 +118,11 @@ impl CommitTimes {
             None => unix_micros,
         };
         state.entries.push((lsn, micros));
+        if self.poison.is_poisoned() {
+            // Kept in memory only; `sync` reports the poisoning, once per
+            // housekeeping round rather than once per commit.
+            return Ok(());
+        }
         if state.file.is_none() {
             if let Some(parent) = self.path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -126,7 +137,9 @@ impl CommitTimes {
         entry[..8].copy_from_slice(&lsn.0.to_le_bytes());
         entry[8..].copy_from_slice(&micros.to_le_bytes());
         if let Some(file) = state.file.as_mut() {
-            file.write_all(&entry)?;
+            self.poison
+                .guard("append", &self.path, || file.write_all(&entry))
+                .map_err(std::io::Error::other)?;
         }
         state.dirty = true;
         Ok(())
@@ -139,8 +152,12 @@ impl CommitTimes {
             return Ok(());
         }
         if let Some(file) = state.file.as_mut() {
-            file.flush()?;
-            file.get_ref().sync_data()?;
+            self.poison
+                .guard("fsync", &self.path, || {
+                    file.flush()?;
+                    file.get_ref().sync_data()
+                })
+                .map_err(std::io::Error::other)?;
         }
         state.dirty = false;
         Ok(())
@@ -189,6 +206,30 @@ impl CommitTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_sync_is_never_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.bin");
+        let times = CommitTimes::open(&path).unwrap();
+        times.record(Lsn(100), 10).unwrap();
+        // Stands in for a failed fsync: the next sync must not try again.
+        let _ = times
+            .poison
+            .guard("fsync", &path, || -> std::io::Result<()> {
+                Err(std::io::Error::other("injected"))
+            });
+        let error = times.sync().unwrap_err().to_string();
+        assert!(error.contains("reopen"), "{error}");
+        times.record(Lsn(200), 20).unwrap();
+        assert_eq!(times.lsn_for_time(25, Lsn::MAX), LsnForTime::Future);
+        assert!(times.sync().is_err());
+        // Reopening re-reads what is really on disk and writes again.
+        drop(times);
+        let reopened = CommitTimes::open(&path).unwrap();
+        reopened.record(Lsn(300), 30).unwrap();
+        reopened.sync().unwrap();
+    }
 
     #[test]
     fn lookups_follow_the_samples_and_survive_reopen() {

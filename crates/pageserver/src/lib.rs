@@ -33,7 +33,6 @@ pub mod background;
 pub mod branch_names;
 pub mod commit_times;
 pub mod config;
-pub mod durable;
 pub mod http;
 pub mod http_serve;
 pub mod ids;

@@ -24,7 +24,6 @@ pub mod ondemand;
 pub mod upload;
 
 use crate::config::PageServerConf;
-use crate::durable;
 use crate::ids::{TenantId, TimelineId};
 use crate::tenant_config::TenantConfig;
 use crate::timeline::{Timeline, PG_VERSION};
@@ -403,7 +402,7 @@ impl Tenant {
 
     /// Bytes of files under the tenant directory.
     pub fn physical_size_bytes(&self) -> u64 {
-        durable::directory_size_bytes(&self.dir)
+        fileio::directory_size_bytes(&self.dir)
     }
 
     /// The storage counters of the tenant's repository (none while it is
@@ -898,7 +897,7 @@ fn check_branch_point(ancestor: &Timeline, lsn: Lsn) -> Result<(), CreateTimelin
 /// Writes `tenant.json` durably.
 pub fn write_tenant_file(dir: &Path, file: &TenantFile) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
-    durable::write_file(&dir.join(TENANT_FILE), &bytes)
+    fileio::replace_file(&dir.join(TENANT_FILE), &bytes)
 }
 
 /// Reads `tenant.json`.

@@ -15,10 +15,10 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PageServerConf;
-use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::TenantId;
 use crate::tenant::{self, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
+use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 
 /// Subdirectory of the work directory holding the tenants.
 pub const TENANTS_DIR: &str = "tenants";
@@ -175,7 +175,7 @@ impl TenantManager {
             return Err(TenantError::AlreadyExists(id));
         }
         let final_dir = self.tenants_dir.join(id.to_string());
-        let temp_dir = self.tenants_dir.join(format!("{id}.{TEMP_SUFFIX}"));
+        let temp_dir = self.tenants_dir.join(format!("{id}{TEMP_SUFFIX}"));
         if temp_dir.exists() {
             std::fs::remove_dir_all(&temp_dir)?;
         }
@@ -183,7 +183,7 @@ impl TenantManager {
         let file = TenantFile { config, generation };
         tenant::write_tenant_file(&temp_dir, &file)?;
         std::fs::rename(&temp_dir, &final_dir)?;
-        durable::sync_dir(&self.tenants_dir)?;
+        fileio::sync_dir(&self.tenants_dir)?;
         let tenant = Arc::new(Tenant::new(
             id,
             final_dir.clone(),
@@ -286,7 +286,7 @@ impl TenantManager {
                 .await
                 .map_err(|error| std::io::Error::other(format!("remote deletion: {error}")))?;
         }
-        let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
+        let doomed = self.tenants_dir.join(format!("{id}{DELETED_SUFFIX}"));
         let source = tenant.dir().to_path_buf();
         let tenants_dir = self.tenants_dir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -296,7 +296,7 @@ impl TenantManager {
                 std::fs::remove_dir_all(&doomed)?;
             }
             std::fs::rename(&source, &doomed)?;
-            durable::sync_dir(&tenants_dir)?;
+            fileio::sync_dir(&tenants_dir)?;
             std::fs::remove_dir_all(&doomed)
         })
         .await

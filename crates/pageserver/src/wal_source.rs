@@ -41,7 +41,6 @@ use walingest::{IngestError, WalIngest};
 use walreceiver::{ReceiverOptions, SinkError, WalReceiver, WalSink, WalStore};
 
 use crate::commit_times::CommitTimes;
-use crate::durable;
 use crate::ids::TimelineId;
 
 /// `application_name` the pageserver connects with; endpoints name it in
@@ -144,7 +143,7 @@ impl SourcePaths {
             std::fs::create_dir_all(parent)?;
         }
         let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
-        durable::write_file(&self.file, &bytes)
+        fileio::replace_file(&self.file, &bytes)
     }
 
     /// Forgets the source and its local WAL.
@@ -152,7 +151,7 @@ impl SourcePaths {
         match std::fs::remove_file(&self.file) {
             Ok(()) => {
                 if let Some(parent) = self.file.parent() {
-                    durable::sync_dir(parent)?;
+                    fileio::sync_dir(parent)?;
                 }
             }
             // Nothing attached (the directory may not exist either).

@@ -104,17 +104,13 @@ fn decode<M: protobuf::Message>(bytes: &[u8], path: &Path) -> Result<M, StoreErr
     })
 }
 
-/// Writes `data` to `dir/name` atomically and durably.
+/// Writes `data` to `dir/name` atomically and durably, by the shared
+/// protocol of the `fileio` crate (temp file, fsync, rename, fsync directory).
+/// A failure poisons the storage at the caller (`guard`); it is never retried.
 fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    fileio::write_atomic(&fileio::StdFileIo, dir, name, data)
+        .map(|_| ())
+        .map_err(io_err(&dir.join(name)))
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
@@ -129,6 +125,8 @@ impl DurableStorage {
     /// Opens (or creates) the storage in `dir` and replays it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Leftovers of a write_atomic interrupted by a crash.
+        fileio::remove_temp_files(&fileio::StdFileIo, dir).map_err(io_err(dir))?;
         let mut snapshot = Snapshot::default();
         let snap_path = dir.join(SNAPSHOT_FILE);
         if let Some(buf) = read_optional(&snap_path)? {

@@ -132,9 +132,8 @@ pub fn write_config(dir: &Path, config: &CliConfig) -> anyhow::Result<()> {
     write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
 }
 
-/// Replaces a file atomically.
+/// Replaces a file atomically and durably (`fileio::replace_file`: temp
+/// file, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, bytes).with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+    fileio::replace_file(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -37,4 +37,4 @@ pub mod store;
 pub use error::{ReceiverError, SinkError};
 pub use postgres_wal::Lsn;
 pub use receiver::{probe, ReceiverOptions, ReceiverStatus, SourceInfo, WalReceiver, WalSink};
-pub use store::{StoreError, WalStore};
+pub use store::{ReadView, StoreError, WalStore};

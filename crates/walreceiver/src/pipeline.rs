@@ -7,6 +7,11 @@
 //! for, and never makes the receiver stop answering the walsender: ingest
 //! may lag behind by as much WAL as the disk holds, in bounded memory.
 //!
+//! The writer owns the store: appends, fsyncs and deletions run without any
+//! lock, and after each sync it publishes a [`ReadView`] of the files (under
+//! a lock held only to swap an `Arc`) before the new durable end. The sink
+//! reads that view, so it never waits on the writer's fsync (#16).
+//!
 //! Both publish their progress in [`Progress`]; the streaming task turns it
 //! into standby status updates. A failure of either is recorded there too
 //! and stops the receiver.
@@ -21,7 +26,7 @@ use postgres_wal::Lsn;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{ReceiverError, SinkError};
-use crate::store::WalStore;
+use crate::store::{ReadView, WalStore};
 use crate::WalSink;
 
 /// Received WAL messages queued for the writer.
@@ -184,16 +189,16 @@ impl Pipeline {
             sink_from,
             ..
         } = prepared;
-        let store = Arc::new(Mutex::new(store));
+        let view: SharedView = Arc::new(Mutex::new(Arc::new(store.read_view())));
         let (sender, received) = mpsc::channel(WRITER_QUEUE_MESSAGES);
         let writer_progress = progress.clone();
-        let writer_store = store.clone();
+        let writer_view = view.clone();
         let writer = std::thread::Builder::new()
             .name("wal-writer".to_owned())
-            .spawn(move || run_writer(&writer_store, received, &writer_progress))?;
+            .spawn(move || run_writer(store, &writer_view, received, &writer_progress))?;
         let sink = std::thread::Builder::new()
             .name("wal-sink".to_owned())
-            .spawn(move || run_sink(sink, &store, sink_from, &progress))?;
+            .spawn(move || run_sink(sink, &view, sink_from, &progress))?;
         Ok(Pipeline {
             sender,
             writer,
@@ -212,8 +217,12 @@ impl Pipeline {
     }
 }
 
+/// The newest [`ReadView`]; the lock is held only to clone or swap the `Arc`.
+type SharedView = Arc<Mutex<Arc<ReadView>>>;
+
 fn run_writer(
-    store: &Mutex<WalStore>,
+    mut store: WalStore,
+    view: &Mutex<Arc<ReadView>>,
     mut received: mpsc::Receiver<(Lsn, Bytes)>,
     progress: &Progress,
 ) {
@@ -232,7 +241,7 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        if let Err(error) = write_batch(&mut store.lock(), &batch, progress) {
+        if let Err(error) = write_batch(&mut store, view, &batch, progress) {
             progress.fail(Err(error.into()));
             return;
         }
@@ -241,6 +250,7 @@ fn run_writer(
 
 fn write_batch(
     store: &mut WalStore,
+    view: &Mutex<Arc<ReadView>>,
     batch: &[(Lsn, Bytes)],
     progress: &Progress,
 ) -> Result<(), crate::StoreError> {
@@ -248,6 +258,10 @@ fn write_batch(
         store.append(*lsn, bytes)?;
     }
     let flush = store.sync()?;
+    // The view first: a sink that sees the new durable end must find it in
+    // the view it reads next.
+    let fresh = Arc::new(store.read_view());
+    *view.lock() = fresh;
     progress.publish_flush(flush);
     // Kept, not taken: files below it may only be complete after later
     // syncs. Never past what the sink has read.
@@ -258,12 +272,18 @@ fn write_batch(
     Ok(())
 }
 
-fn run_sink(mut sink: Box<dyn WalSink>, store: &Mutex<WalStore>, mut at: Lsn, progress: &Progress) {
+fn run_sink(
+    mut sink: Box<dyn WalSink>,
+    view: &Mutex<Arc<ReadView>>,
+    mut at: Lsn,
+    progress: &Progress,
+) {
     while let Some(durable) = progress.wait_for_durable_past(at) {
         let wanted = usize::try_from(durable - at)
             .unwrap_or(usize::MAX)
             .min(READ_CHUNK_BYTES);
-        let chunk = match store.lock().read(at, wanted) {
+        let current = view.lock().clone();
+        let chunk = match current.read(at, wanted) {
             Ok(chunk) => chunk,
             Err(error) => {
                 progress.fail(Err(error.into()));
@@ -376,6 +396,78 @@ mod tests {
         let replayed: Vec<u8> = calls.iter().flat_map(|(_, b)| b.clone()).collect();
         assert_eq!(&replayed[..2500], &data[500..]);
         assert_eq!(&replayed[2500..], b"new");
+    }
+
+    /// Like [`VecSink`], but its first consume waits for `go`.
+    struct GatedSink {
+        go: std::sync::mpsc::Receiver<()>,
+        calls: usize,
+    }
+
+    impl WalSink for GatedSink {
+        fn resume_lsn(&self) -> Lsn {
+            Lsn(1000)
+        }
+        fn consume(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<Lsn, SinkError> {
+            if self.calls == 0 {
+                let _ = self.go.recv();
+            }
+            self.calls += 1;
+            Ok(lsn + bytes.len() as u64)
+        }
+    }
+
+    /// #16: while the writer is inside a (here: stuck) fsync, the sink still
+    /// reads and consumes what was durable before. With the store's lock
+    /// held across the fsync, the sink's second read waits for the fsync and
+    /// this test fails at its 60 s deadline.
+    #[test]
+    fn the_sink_is_not_blocked_by_a_slow_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than one read chunk, so the sink reads again after its first
+        // (held) consume.
+        let data = vec![7u8; READ_CHUNK_BYTES + READ_CHUNK_BYTES / 2];
+        let end = Lsn(1000) + data.len() as u64;
+        let mut store = store_with(dir.path(), Lsn(1000), &data);
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        store.sync_gate = Some((entered_tx, release_rx));
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let sink = Box::new(GatedSink {
+            go: go_rx,
+            calls: 0,
+        });
+        let prepared = prepare(store, sink).unwrap();
+        let progress = Progress::new(prepared.positions, prepared.sink_from, Arc::default());
+        let pipeline = Pipeline::start(prepared, progress.clone()).unwrap();
+        pipeline
+            .sender
+            .blocking_send((end, Bytes::from_static(b"new")))
+            .unwrap();
+        entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the writer reaches its fsync");
+        // The writer is inside its fsync now; let the sink go on.
+        go.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut caught_up = false;
+        while std::time::Instant::now() < deadline {
+            if progress.positions.borrow().apply >= end {
+                caught_up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Still inside the fsync: the writer has not published the new WAL.
+        assert!(progress.positions.borrow().flush <= end);
+        release.send(()).unwrap();
+        assert!(caught_up, "the sink waited for the writer's fsync");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while progress.positions.borrow().apply < end + 3 {
+            assert!(std::time::Instant::now() < deadline, "sink did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pipeline.finish(&progress);
     }
 
     #[test]

@@ -67,6 +67,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use postgres_wal::Lsn;
 
@@ -141,12 +142,60 @@ impl FrameIndex {
     }
 }
 
-/// One file of the store and the frames found or written in it.
-#[derive(Debug)]
+/// Frames per shared chunk of a [`FrameList`].
+const FRAME_CHUNK: usize = 1024;
+
+/// The frames of one file, oldest first, in chunks shared by reference so
+/// that a [`ReadView`] costs O(chunks) to take and the writer copies at most
+/// one chunk on its next append (copy on write), not the whole list.
+#[derive(Debug, Clone, Default)]
+struct FrameList {
+    chunks: Vec<Arc<Vec<FrameIndex>>>,
+}
+
+impl FrameList {
+    fn from_vec(frames: Vec<FrameIndex>) -> FrameList {
+        FrameList {
+            chunks: frames
+                .chunks(FRAME_CHUNK)
+                .map(|chunk| Arc::new(chunk.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, frame: FrameIndex) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < FRAME_CHUNK => Arc::make_mut(chunk).push(frame),
+            _ => self.chunks.push(Arc::new(vec![frame])),
+        }
+    }
+
+    fn last(&self) -> Option<&FrameIndex> {
+        self.chunks.last().and_then(|chunk| chunk.last())
+    }
+
+    /// The first frame that ends after `at`.
+    fn find(&self, at: Lsn) -> Option<&FrameIndex> {
+        let chunk_index = self
+            .chunks
+            .partition_point(|chunk| chunk.last().is_none_or(|frame| frame.end() <= at));
+        let chunk = self.chunks.get(chunk_index)?;
+        chunk.get(chunk.partition_point(|frame| frame.end() <= at))
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &FrameIndex> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
+}
+
+/// One file of the store and the frames found or written in it. Cloned
+/// into [`ReadView`]s (cheaply: see [`FrameList`]).
+#[derive(Debug, Clone)]
 struct StoreFile {
     start: Lsn,
     path: PathBuf,
-    frames: Vec<FrameIndex>,
+    frames: FrameList,
     size_bytes: u64,
 }
 
@@ -182,6 +231,10 @@ pub struct WalStore {
     /// Test hook: the next fdatasync of the newest file fails.
     #[cfg(test)]
     fail_next_sync: bool,
+    /// Test hook, a slow disk: every fdatasync of the newest file first
+    /// says so on the sender, then waits for a message on the receiver.
+    #[cfg(test)]
+    pub(crate) sync_gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
 impl WalStore {
@@ -236,6 +289,8 @@ impl WalStore {
             poisoned: None,
             #[cfg(test)]
             fail_next_sync: false,
+            #[cfg(test)]
+            sync_gate: None,
         })
     }
 
@@ -308,19 +363,24 @@ impl WalStore {
         if from < start || from > end {
             return Err(self.out_of_range(from));
         }
-        let wanted = usize::try_from(end - from).unwrap_or(usize::MAX).min(max);
-        let mut out = Vec::with_capacity(wanted);
-        let mut handle: Option<(usize, File)> = None;
-        while out.len() < wanted {
-            let at = from + out.len() as u64;
-            let before = out.len();
-            self.read_some(at, wanted - out.len(), &mut handle, &mut out)?;
-            if out.len() == before {
-                // Only possible if the index is inconsistent; never spin.
-                return Err(self.out_of_range(at));
-            }
+        read_range(
+            &self.files,
+            Some((self.pending_lsn, &self.pending)),
+            from,
+            end,
+            max,
+        )
+        .map_err(|e| e.map_or_else(|error| error, |at| self.out_of_range(at)))
+    }
+
+    /// What a reader on another thread may read: the files as they are now
+    /// (call after [`WalStore::sync`], so they hold everything durable).
+    /// Reading it takes no lock of the store's owner, so a reader never
+    /// waits for the owner's appends, fsyncs or deletions.
+    pub fn read_view(&self) -> ReadView {
+        ReadView {
+            files: self.files.clone(),
         }
-        Ok(out)
     }
 
     /// Removes every file that lies wholly below `lsn`. The newest file is
@@ -382,56 +442,6 @@ impl WalStore {
         }
     }
 
-    /// Appends to `out` some bytes (at most `max`) starting at `at`, from one
-    /// file frame or from the pending buffer. `handle` caches the open file.
-    fn read_some(
-        &self,
-        at: Lsn,
-        max: usize,
-        handle: &mut Option<(usize, File)>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let in_files = self.files.last().is_some_and(|file| at < file.end());
-        if !in_files {
-            let skip = at
-                .checked_sub(self.pending_lsn)
-                .and_then(|skip| usize::try_from(skip).ok())
-                .unwrap_or(usize::MAX);
-            let available = self.pending.get(skip..).unwrap_or_default();
-            out.extend_from_slice(&available[..available.len().min(max)]);
-            return Ok(());
-        }
-        let file_index = self.files.partition_point(|file| file.end() <= at);
-        let Some(file) = self.files.get(file_index) else {
-            return Ok(());
-        };
-        let frame_index = file.frames.partition_point(|frame| frame.end() <= at);
-        let Some(frame) = file.frames.get(frame_index) else {
-            return Ok(());
-        };
-        let skip = at - frame.lsn;
-        let take = (u64::from(frame.len) - skip).min(max as u64);
-        let mut buffer = vec![0u8; usize::try_from(take).unwrap_or(0)];
-        if handle.as_ref().map(|(index, _)| *index) != Some(file_index) {
-            let opened = File::open(&file.path).map_err(|e| io_error("open", &file.path, e))?;
-            *handle = Some((file_index, opened));
-        }
-        if let Some((_, opened)) = handle {
-            opened
-                .read_exact_at(&mut buffer, frame.payload_offset + skip)
-                .map_err(|e| io_error("read", &file.path, e))?;
-        }
-        if skip == 0 && take == u64::from(frame.len) && !frame::payload_matches(frame, &buffer) {
-            return Err(StoreError::Corrupt {
-                path: file.path.clone(),
-                offset: frame.payload_offset,
-                reason: format!("CRC mismatch in the frame at {}", frame.lsn),
-            });
-        }
-        out.extend_from_slice(&buffer);
-        Ok(())
-    }
-
     /// Writes the pending buffer as frames, rolling over to new files.
     fn write_pending(&mut self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.pending);
@@ -453,6 +463,11 @@ impl WalStore {
 
     /// `fdatasync` of the newest file.
     fn sync_active(&mut self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if let Some((entered, release)) = &self.sync_gate {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_sync) {
             return Err(io_error(
@@ -484,7 +499,7 @@ impl WalStore {
         self.files.push(StoreFile {
             start: lsn,
             path,
-            frames: Vec::new(),
+            frames: FrameList::default(),
             size_bytes: 0,
         });
         self.active = Some(handle);
@@ -521,6 +536,125 @@ impl WalStore {
             .map_err(|e| io_error("fsync directory", &self.dir, e))?;
         self.dir_dirty = false;
         Ok(())
+    }
+}
+
+/// Appends to `out` some bytes (at most `max`) starting at `at`, from one
+/// file frame or from the pending buffer (if given). `handle` caches the open file.
+fn read_some(
+    files: &[StoreFile],
+    pending: Option<(Lsn, &[u8])>,
+    at: Lsn,
+    max: usize,
+    handle: &mut Option<(usize, File)>,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let in_files = files.last().is_some_and(|file| at < file.end());
+    if !in_files {
+        let Some((pending_lsn, pending)) = pending else {
+            return Ok(());
+        };
+        let skip = at
+            .checked_sub(pending_lsn)
+            .and_then(|skip| usize::try_from(skip).ok())
+            .unwrap_or(usize::MAX);
+        let available = pending.get(skip..).unwrap_or_default();
+        out.extend_from_slice(&available[..available.len().min(max)]);
+        return Ok(());
+    }
+    let file_index = files.partition_point(|file| file.end() <= at);
+    let Some(file) = files.get(file_index) else {
+        return Ok(());
+    };
+    let Some(frame) = file.frames.find(at) else {
+        return Ok(());
+    };
+    let skip = at - frame.lsn;
+    let take = (u64::from(frame.len) - skip).min(max as u64);
+    let mut buffer = vec![0u8; usize::try_from(take).unwrap_or(0)];
+    if handle.as_ref().map(|(index, _)| *index) != Some(file_index) {
+        let opened = File::open(&file.path).map_err(|e| io_error("open", &file.path, e))?;
+        *handle = Some((file_index, opened));
+    }
+    if let Some((_, opened)) = handle {
+        opened
+            .read_exact_at(&mut buffer, frame.payload_offset + skip)
+            .map_err(|e| io_error("read", &file.path, e))?;
+    }
+    if skip == 0 && take == u64::from(frame.len) && !frame::payload_matches(frame, &buffer) {
+        return Err(StoreError::Corrupt {
+            path: file.path.clone(),
+            offset: frame.payload_offset,
+            reason: format!("CRC mismatch in the frame at {}", frame.lsn),
+        });
+    }
+    out.extend_from_slice(&buffer);
+    Ok(())
+}
+
+/// Up to `max` bytes from `from` (below `end`) out of `files` and then the
+/// pending buffer. Errors: `Err(Ok(at))` when nothing could be read at `at`
+/// (out of range), `Err(Err(_))` for an I/O or CRC failure.
+fn read_range(
+    files: &[StoreFile],
+    pending: Option<(Lsn, &[u8])>,
+    from: Lsn,
+    end: Lsn,
+    max: usize,
+) -> Result<Vec<u8>, Result<Lsn, StoreError>> {
+    let wanted = usize::try_from(end - from).unwrap_or(usize::MAX).min(max);
+    let mut out = Vec::with_capacity(wanted);
+    let mut handle: Option<(usize, File)> = None;
+    while out.len() < wanted {
+        let at = from + out.len() as u64;
+        let before = out.len();
+        read_some(
+            files,
+            pending,
+            at,
+            wanted - out.len(),
+            &mut handle,
+            &mut out,
+        )
+        .map_err(Err)?;
+        if out.len() == before {
+            // Only possible if the index is inconsistent; never spin.
+            return Err(Ok(at));
+        }
+    }
+    Ok(out)
+}
+
+/// A snapshot of a [`WalStore`]'s files for readers on other threads (see
+/// [`WalStore::read_view`]). Files the owner deletes later stay readable
+/// through handles already open; the owner only deletes files wholly below
+/// what the reader has consumed.
+#[derive(Debug, Clone, Default)]
+pub struct ReadView {
+    files: Vec<StoreFile>,
+}
+
+impl ReadView {
+    /// End of the bytes in the view's files; `None` when empty.
+    pub fn end_lsn(&self) -> Option<Lsn> {
+        self.files.last().map(StoreFile::end)
+    }
+
+    /// Up to `max` bytes starting at `from`, like [`WalStore::read`].
+    pub fn read(&self, from: Lsn, max: usize) -> Result<Vec<u8>, StoreError> {
+        let out_of_range = |from| StoreError::OutOfRange {
+            from,
+            start: self.files.first().map(|f| f.start).unwrap_or_default(),
+            end: self.end_lsn().unwrap_or_default(),
+        };
+        let (Some(start), Some(end)) = (self.files.first().map(|f| f.start), self.end_lsn()) else {
+            return Err(out_of_range(from));
+        };
+        if from < start || from > end {
+            return Err(out_of_range(from));
+        }
+        read_range(&self.files, None, from, end, max)
+            .map_err(|e| e.map_or_else(|error| error, out_of_range))
     }
 }
 
@@ -610,7 +744,7 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
     Ok(Some(StoreFile {
         start,
         path,
-        frames,
+        frames: FrameList::from_vec(frames),
         size_bytes: valid_bytes,
     }))
 }

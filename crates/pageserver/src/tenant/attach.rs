@@ -20,7 +20,6 @@ use remote_storage::{Generation, IndexPart, Remote, RemoteError};
 use storage::io::{marker_path, EvictedMarker};
 use storage::metadata::METADATA_FILE_NAME;
 
-use crate::durable;
 use crate::ids::{TenantId, TimelineId};
 
 /// Layer downloads in flight at once per attach.
@@ -196,8 +195,8 @@ async fn prepare_timeline(
         for (path, bytes) in &markers {
             write_synced(path, bytes).map_err(local(path))?;
         }
-        durable::sync_dir(&dir).map_err(local(&dir))?;
-        durable::write_file(&dir.join(METADATA_FILE_NAME), &metadata)
+        fileio::sync_dir(&dir).map_err(local(&dir))?;
+        fileio::replace_file(&dir.join(METADATA_FILE_NAME), &metadata)
             .map_err(local(&dir.join(METADATA_FILE_NAME)))
     })
     .await
@@ -255,7 +254,7 @@ pub async fn download_layers(
 
 async fn write_durably(path: PathBuf, bytes: Vec<u8>) -> Result<(), AttachError> {
     let target = path.clone();
-    tokio::task::spawn_blocking(move || durable::write_file(&target, &bytes))
+    tokio::task::spawn_blocking(move || fileio::replace_file(&target, &bytes))
         .await
         .map_err(|error| AttachError::Local {
             path: path.clone(),

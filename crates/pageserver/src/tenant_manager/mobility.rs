@@ -18,13 +18,13 @@ use std::time::Duration;
 use remote_storage::{Generation, IndexPart};
 
 use super::{TenantError, TenantManager, IGNORED_MARK};
-use crate::durable::{self, DELETED_SUFFIX, TEMP_SUFFIX};
 use crate::ids::{TenantId, TimelineId};
 use crate::tenant::attach::{self, AttachError};
 use crate::tenant::upload::{self, RemoteTenant};
 use crate::tenant::{self as tenant_mod, Tenant, TenantFile, TenantState};
 use crate::tenant_config::TenantConfig;
 use crate::tenant_manager::secondary;
+use fileio::{DELETED_SUFFIX, TEMP_SUFFIX};
 
 /// `mode` of a `location_config` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ impl TenantManager {
         warm: Option<&std::path::Path>,
     ) -> Result<Vec<(TimelineId, IndexPart)>, String> {
         let id = tenant.id();
-        let temp_dir = self.tenants_dir.join(format!("{id}.{TEMP_SUFFIX}"));
+        let temp_dir = self.tenants_dir.join(format!("{id}{TEMP_SUFFIX}"));
         if temp_dir.exists() {
             std::fs::remove_dir_all(&temp_dir).map_err(|e| e.to_string())?;
         }
@@ -223,7 +223,7 @@ impl TenantManager {
             }
             tenant_mod::write_tenant_file(&temp_dir, &file).map_err(|e| e.to_string())?;
             std::fs::rename(&temp_dir, &final_dir).map_err(|e| e.to_string())?;
-            durable::sync_dir(&tenants_dir).map_err(|e| e.to_string())?;
+            fileio::sync_dir(&tenants_dir).map_err(|e| e.to_string())?;
             opened
                 .load_timelines()
                 .map_err(|e| format!("cannot open the downloaded timelines: {e}"))
@@ -290,7 +290,7 @@ impl TenantManager {
 
     async fn remove_dir(&self, id: TenantId) -> Result<(), TenantError> {
         let source = self.tenants_dir.join(id.to_string());
-        let doomed = self.tenants_dir.join(format!("{id}.{DELETED_SUFFIX}"));
+        let doomed = self.tenants_dir.join(format!("{id}{DELETED_SUFFIX}"));
         let tenants_dir = self.tenants_dir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             // A leftover of an earlier removal that failed half-way: renaming
@@ -299,7 +299,7 @@ impl TenantManager {
                 std::fs::remove_dir_all(&doomed)?;
             }
             std::fs::rename(&source, &doomed)?;
-            durable::sync_dir(&tenants_dir)?;
+            fileio::sync_dir(&tenants_dir)?;
             std::fs::remove_dir_all(&doomed)
         })
         .await
@@ -313,7 +313,7 @@ impl TenantManager {
         let tenant = self
             .stop_and_remove(id, Some(upload::FINAL_UPLOAD_TIMEOUT))
             .await?;
-        durable::write_file(&tenant.dir().join(IGNORED_MARK), b"")?;
+        fileio::replace_file(&tenant.dir().join(IGNORED_MARK), b"")?;
         tracing::info!(tenant_id = %id, "tenant ignored");
         Ok(())
     }
@@ -332,7 +332,7 @@ impl TenantManager {
         let mark = dir.join(IGNORED_MARK);
         if mark.exists() {
             std::fs::remove_file(&mark)?;
-            durable::sync_dir(&dir)?;
+            fileio::sync_dir(&dir)?;
         }
         let tenant = Arc::new(super::load_tenant(
             &self.conf,

@@ -115,6 +115,6 @@ pub fn adopt_layers(
         std::fs::remove_file(&marker_file)?;
         moved += 1;
     }
-    crate::durable::sync_dir(target)?;
+    fileio::sync_dir(target)?;
     Ok(moved)
 }

@@ -1,140 +1,15 @@
-//! All file I/O of the store goes through [`FileIo`], so tests can inject
-//! torn writes and failed fsyncs ([`FaultyIo`]), run on a simulated disk
-//! that can lose everything not yet fsynced ([`MemoryFileIo`]), and the
-//! commit protocol is in one place ([`write_atomic`]).
+//! All file I/O of the store goes through [`FileIo`] from the shared
+//! `fileio` crate (crash-safe replace, fault injection, simulated disk,
+//! poisoning); this module re-exports it and adds what only the store needs:
+//! layer files evicted to remote storage and fetched on demand
+//! ([`OnDemandIo`]).
 
-use std::fmt;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-mod faulty;
-mod memory;
 mod ondemand;
 
-pub use faulty::{Fault, FaultyIo};
-pub use memory::MemoryFileIo;
+pub use fileio::{
+    remove_temp_files, write_atomic, AtomicFile, DirEntry, Fault, FaultyIo, FileIo, FileIoError,
+    MemoryFileIo, Poison, ReadAt, StdFileIo, TEMP_SUFFIX,
+};
 pub use ondemand::{
     marker_path, DownloadCounters, EvictedMarker, LayerDownloader, OnDemandIo, EVICTED_SUFFIX,
 };
-
-/// Suffix of files and directories being written; anything with it is
-/// garbage from an interrupted write and is deleted on open.
-pub const TEMP_SUFFIX: &str = ".___temp";
-
-/// A file opened for positioned reads.
-pub trait ReadAt: Send + Sync {
-    /// Fills `buf` from `offset`, or fails (short files included).
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
-    /// Current length in bytes.
-    fn len(&self) -> io::Result<u64>;
-    /// Whether the file is empty.
-    fn is_empty(&self) -> io::Result<bool> {
-        Ok(self.len()? == 0)
-    }
-    /// A read of this file was served without touching it (from the page
-    /// cache): recency trackers count it as a use. No-op by default.
-    fn note_access(&self) {}
-}
-
-/// One directory entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirEntry {
-    /// File name (not a path).
-    pub name: String,
-    /// Whether it is a directory.
-    pub is_dir: bool,
-}
-
-/// The file operations the store uses.
-pub trait FileIo: Send + Sync + fmt::Debug {
-    /// Creates or truncates `path`, writes all of `data` and fsyncs the file.
-    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Reads a whole file.
-    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
-    /// Opens a file for positioned reads.
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>>;
-    /// Renames `from` to `to`, replacing `to`.
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Fsyncs a directory so renames and creations in it are durable.
-    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Creates a directory and its parents.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Lists a directory.
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
-    /// Removes a file.
-    fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// Removes a directory tree.
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
-}
-
-/// [`FileIo`] on the local file system.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdFileIo;
-
-struct StdReadFile(fs::File);
-
-impl ReadAt for StdReadFile {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
-    }
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-}
-
-impl FileIo for StdFileIo {
-    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut file = fs::File::create(path)?;
-        file.write_all(data)?;
-        file.sync_all()
-    }
-    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
-        Ok(Arc::new(StdReadFile(fs::File::open(path)?)))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        fs::File::open(dir)?.sync_all()
-    }
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
-    }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            out.push(DirEntry {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                is_dir: entry.file_type()?.is_dir(),
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
-    }
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::remove_dir_all(dir)
-    }
-}
-
-/// The commit protocol for every file the store writes: write to
-/// `<name>.___temp`, fsync it, rename over `<name>`, fsync the directory.
-/// A crash at any point leaves either the old file or the new one, plus
-/// possibly a temp file that the next open deletes.
-pub fn write_atomic(io: &dyn FileIo, dir: &Path, name: &str, data: &[u8]) -> io::Result<PathBuf> {
-    let final_path = dir.join(name);
-    let temp_path = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    io.write_file(&temp_path, data)?;
-    io.rename(&temp_path, &final_path)?;
-    io.sync_dir(dir)?;
-    Ok(final_path)
-}

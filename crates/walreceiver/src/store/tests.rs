@@ -407,3 +407,45 @@ proptest! {
         run(dir.path(), &ops);
     }
 }
+
+/// Read views taken between syncs keep serving exactly what was durable when
+/// they were taken, across many frames (several shared frame chunks) and
+/// while the writer goes on appending; and agree with the store's own reads.
+#[test]
+fn read_views_serve_what_was_durable_when_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    let start = 1000u64;
+    let step = 7usize;
+    let count = FRAME_CHUNK * 2 + 100;
+    let mut views = Vec::new();
+    for i in 0..count {
+        let lsn = start + (i * step) as u64;
+        store.append(Lsn(lsn), &pattern(lsn, step)).unwrap();
+        store.sync().unwrap();
+        if i % 500 == 0 || i + 1 == count {
+            views.push((lsn + step as u64, store.read_view()));
+        }
+    }
+    let all = pattern(start, count * step);
+    for (end, view) in &views {
+        assert_eq!(view.end_lsn(), Some(Lsn(*end)));
+        let len = (*end - start) as usize;
+        assert_eq!(view.read(Lsn(start), usize::MAX).unwrap(), &all[..len]);
+        // From inside a frame of a later chunk.
+        let from = start + len as u64 / 2 + 3;
+        let expected = &all[(from - start) as usize..len];
+        assert_eq!(view.read(Lsn(from), usize::MAX).unwrap(), expected);
+        assert!(view.read(Lsn(*end + 1), 10).is_err());
+    }
+    assert_eq!(
+        store.read(Lsn(start), usize::MAX).unwrap(),
+        views
+            .last()
+            .unwrap()
+            .1
+            .read(Lsn(start), usize::MAX)
+            .unwrap()
+    );
+    assert!(ReadView::default().read(Lsn(start), 1).is_err());
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{DirEntry, FileIo, ReadAt};
+use crate::{DirEntry, FileIo, ReadAt};
 
 #[derive(Clone, Debug, Default)]
 struct Tree {
@@ -278,7 +278,7 @@ impl FileIo for MemoryFileIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::write_atomic;
+    use crate::write_atomic;
 
     #[test]
     fn only_synced_names_survive_a_crash() {

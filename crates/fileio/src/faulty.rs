@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{DirEntry, FileIo, ReadAt};
+use crate::{DirEntry, FileIo, ReadAt};
 
 /// A fault [`FaultyIo`] injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
