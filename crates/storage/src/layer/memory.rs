@@ -68,6 +68,35 @@ impl InMemoryLayer {
         self.entries.insert((key, lsn), value);
     }
 
+    /// Replaces the newest version of `key` at or below `at` with `image`,
+    /// the value of the key at `at`, unless that version is already an
+    /// image or the layer holds no version of the key in range. Exact for
+    /// every read at or above that version's LSN (they see the same
+    /// value), and reads below it never use it. Returns whether it
+    /// replaced a version.
+    ///
+    /// This is how a materialised image survives eviction from the
+    /// materialised cache: the chain of records ends in the layer itself.
+    pub fn replace_newest_with_image(&mut self, key: Key, at: Lsn, image: bytes::Bytes) -> bool {
+        let range = (
+            Bound::Included((key, self.start_lsn)),
+            Bound::Included((key, at)),
+        );
+        if at < self.start_lsn {
+            return false;
+        }
+        let Some((_, value)) = self.entries.range_mut(range).next_back() else {
+            return false;
+        };
+        if matches!(value, Value::Image(_)) {
+            return false;
+        }
+        let old = value.size_bytes() as u64;
+        *value = Value::Image(image);
+        self.size_bytes = self.size_bytes.saturating_sub(old) + value.size_bytes() as u64;
+        true
+    }
+
     /// Ends the LSN range at `end_lsn` (exclusive); no more puts.
     /// `prev_record_lsn` is recorded so that flushing can persist it.
     pub fn freeze(&mut self, end_lsn: Lsn, prev_record_lsn: Lsn) {
