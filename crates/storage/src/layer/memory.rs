@@ -190,4 +190,41 @@ mod tests {
         layer.keys_at(&(Key::MIN..Key::MAX), Lsn(2), &mut keys);
         assert_eq!(keys, vec![k]);
     }
+
+    #[test]
+    fn replace_newest_with_image_touches_only_the_newest_record_at_or_below() {
+        let mut layer = InMemoryLayer::new(Lsn(10));
+        let k = Key::checkpoint();
+        let other = Key::control_file();
+        let rec = |b: &'static [u8]| Value::WalRecord {
+            will_init: false,
+            rec: Bytes::from_static(b),
+        };
+        layer.put(k, Lsn(10), rec(b"a"));
+        layer.put(k, Lsn(12), rec(b"b"));
+        layer.put(k, Lsn(14), rec(b"c"));
+        layer.put(other, Lsn(11), rec(b"x"));
+        let before = layer.size_bytes();
+        // Below the layer or for an absent key: nothing to replace.
+        assert!(!layer.replace_newest_with_image(k, Lsn(9), Bytes::from_static(b"I")));
+        assert!(!layer.replace_newest_with_image(Key::MIN, Lsn(20), Bytes::from_static(b"I")));
+        // At 13 the newest version is the one at 12.
+        assert!(layer.replace_newest_with_image(k, Lsn(13), Bytes::from_static(b"IMAGE")));
+        assert_eq!(layer.size_bytes(), before - 2 + 6);
+        let mut out = Vec::new();
+        assert!(layer.collect(k, Lsn(0)..Lsn(20), &mut out));
+        assert_eq!(
+            out,
+            vec![
+                (Lsn(14), rec(b"c")),
+                (Lsn(12), Value::Image(Bytes::from_static(b"IMAGE")))
+            ]
+        );
+        // Older versions stay for reads below the image.
+        out.clear();
+        assert!(!layer.collect(k, Lsn(0)..Lsn(12), &mut out));
+        assert_eq!(out, vec![(Lsn(10), rec(b"a"))]);
+        // An image is never replaced again.
+        assert!(!layer.replace_newest_with_image(k, Lsn(13), Bytes::from_static(b"J")));
+    }
 }
