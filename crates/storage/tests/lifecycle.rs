@@ -210,3 +210,97 @@ fn compaction_images_and_gc_shrink_the_store_and_keep_every_answer() {
     check_all(&main, &flushed, flushed.len() - 1);
     assert_eq!(main.verify_layers().unwrap(), main.layer_files().len());
 }
+
+/// Issue #11: hot keys whose records sit in the open in-memory layer stay
+/// shallow after the background pass even when the materialised cache is
+/// far too small to hold them all (it evicts): the pass leaves the image
+/// in the open layer itself, so a later read at the head applies at most
+/// the image creation threshold's worth of records. Before the fix, an
+/// evicted floor made such a read apply every record since the last image.
+#[test]
+fn hot_keys_in_the_open_layer_stay_shallow_when_the_cache_evicts() {
+    const HOT: u32 = 200;
+    const PUTS: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = RepositoryConfig {
+        // Room for a handful of 8 KB images only.
+        materialized_cache_bytes: 64 * 1024,
+        // Only the background pass fills (no read-time fills).
+        materialize_after_records: 0,
+        ..RepositoryConfig::default()
+    };
+    let repo = Repository::open(dir.path(), config).unwrap();
+    let main = repo
+        .create_timeline(TimelineId([3; 16]), 15, Lsn(0x10))
+        .unwrap();
+    let mut lsn = 0x100u64;
+    {
+        let mut writer = main.writer();
+        for n in 0..HOT {
+            writer
+                .put(block(n), Lsn(lsn), Value::Image(page(n)))
+                .unwrap();
+            lsn += 8;
+        }
+        writer.finish(Lsn(lsn)).unwrap();
+        lsn += 8;
+    }
+    // 1000 records on one key plus 5 on each of the others, all in the
+    // open layer (never frozen here).
+    let mut writer = main.writer();
+    for i in 0..PUTS {
+        let n = if i < 5 * u64::from(HOT) {
+            (i % u64::from(HOT)) as u32
+        } else {
+            0
+        };
+        writer
+            .put(
+                block(n),
+                Lsn(lsn),
+                Value::Derived(DerivedOp::WriteBytes {
+                    offset: 300 + (i % 1000) as u32,
+                    bytes: Bytes::from(vec![(i % 251) as u8; 1]),
+                }),
+            )
+            .unwrap();
+        lsn += 8;
+    }
+    writer.finish(Lsn(lsn)).unwrap();
+    let head = main.last_record_lsn();
+    let expect: Vec<Bytes> = {
+        // What the pages must read as (computed before any pass).
+        (0..HOT)
+            .map(|n| main.get(block(n), head).unwrap())
+            .collect()
+    };
+    let result = main.materialize_hot(2, HOT as usize).unwrap();
+    assert_eq!(result.materialized, HOT as usize, "{result:?}");
+
+    let before = repo.stats().snapshot();
+    for n in 0..HOT {
+        assert_eq!(
+            main.get(block(n), head).unwrap(),
+            expect[n as usize],
+            "block {n}"
+        );
+    }
+    let after = repo.stats().snapshot();
+    let applied: Vec<u64> = after
+        .records_histogram
+        .iter()
+        .zip(&before.records_histogram)
+        .map(|(a, b)| a - b)
+        .collect();
+    // Bucket 0 is "no record applied": every read starts at an image.
+    assert_eq!(applied.iter().sum::<u64>(), u64::from(HOT), "{applied:?}");
+    assert_eq!(
+        applied[0],
+        u64::from(HOT),
+        "records applied per read: {applied:?}"
+    );
+    assert_eq!(after.records_total, before.records_total);
+    // Reads below the images still see the history.
+    let first_page = main.get(block(1), Lsn(0x100 + 8)).unwrap();
+    assert_eq!(first_page, page(1));
+}

@@ -68,6 +68,35 @@ impl InMemoryLayer {
         self.entries.insert((key, lsn), value);
     }
 
+    /// Replaces the newest version of `key` at or below `at` with `image`,
+    /// the value of the key at `at`, unless that version is already an
+    /// image or the layer holds no version of the key in range. Exact for
+    /// every read at or above that version's LSN (they see the same
+    /// value), and reads below it never use it. Returns whether it
+    /// replaced a version.
+    ///
+    /// This is how a materialised image survives eviction from the
+    /// materialised cache: the chain of records ends in the layer itself.
+    pub fn replace_newest_with_image(&mut self, key: Key, at: Lsn, image: bytes::Bytes) -> bool {
+        let range = (
+            Bound::Included((key, self.start_lsn)),
+            Bound::Included((key, at)),
+        );
+        if at < self.start_lsn {
+            return false;
+        }
+        let Some((_, value)) = self.entries.range_mut(range).next_back() else {
+            return false;
+        };
+        if matches!(value, Value::Image(_)) {
+            return false;
+        }
+        let old = value.size_bytes() as u64;
+        *value = Value::Image(image);
+        self.size_bytes = self.size_bytes.saturating_sub(old) + value.size_bytes() as u64;
+        true
+    }
+
     /// Ends the LSN range at `end_lsn` (exclusive); no more puts.
     /// `prev_record_lsn` is recorded so that flushing can persist it.
     pub fn freeze(&mut self, end_lsn: Lsn, prev_record_lsn: Lsn) {
@@ -160,5 +189,42 @@ mod tests {
         let mut keys = Vec::new();
         layer.keys_at(&(Key::MIN..Key::MAX), Lsn(2), &mut keys);
         assert_eq!(keys, vec![k]);
+    }
+
+    #[test]
+    fn replace_newest_with_image_touches_only_the_newest_record_at_or_below() {
+        let mut layer = InMemoryLayer::new(Lsn(10));
+        let k = Key::checkpoint();
+        let other = Key::control_file();
+        let rec = |b: &'static [u8]| Value::WalRecord {
+            will_init: false,
+            rec: Bytes::from_static(b),
+        };
+        layer.put(k, Lsn(10), rec(b"a"));
+        layer.put(k, Lsn(12), rec(b"b"));
+        layer.put(k, Lsn(14), rec(b"c"));
+        layer.put(other, Lsn(11), rec(b"x"));
+        let before = layer.size_bytes();
+        // Below the layer or for an absent key: nothing to replace.
+        assert!(!layer.replace_newest_with_image(k, Lsn(9), Bytes::from_static(b"I")));
+        assert!(!layer.replace_newest_with_image(Key::MIN, Lsn(20), Bytes::from_static(b"I")));
+        // At 13 the newest version is the one at 12.
+        assert!(layer.replace_newest_with_image(k, Lsn(13), Bytes::from_static(b"IMAGE")));
+        assert_eq!(layer.size_bytes(), before - 2 + 6);
+        let mut out = Vec::new();
+        assert!(layer.collect(k, Lsn(0)..Lsn(20), &mut out));
+        assert_eq!(
+            out,
+            vec![
+                (Lsn(14), rec(b"c")),
+                (Lsn(12), Value::Image(Bytes::from_static(b"IMAGE")))
+            ]
+        );
+        // Older versions stay for reads below the image.
+        out.clear();
+        assert!(!layer.collect(k, Lsn(0)..Lsn(12), &mut out));
+        assert_eq!(out, vec![(Lsn(10), rec(b"a"))]);
+        // An image is never replaced again.
+        assert!(!layer.replace_newest_with_image(k, Lsn(13), Bytes::from_static(b"J")));
     }
 }

@@ -79,6 +79,7 @@ impl Timeline {
 
     fn materialize_at(&self, key: Key, lsn: Lsn) -> Result<Bytes, GetError> {
         let bytes = self.reconstruct_value(key, lsn, ReadPurpose::Background)?;
+        self.keep_in_open_layer(key, lsn, &bytes);
         if self
             .shared
             .materialized
@@ -87,5 +88,19 @@ impl Timeline {
             self.shared.stats.record_materialized_fill(true);
         }
         Ok(bytes)
+    }
+
+    /// Stores `image` (the value of `key` at `lsn`) in the open layer in
+    /// place of the key's newest record there, so the chain ends in the
+    /// layer even after the materialised cache evicts the image: the cache
+    /// (bounded) cannot hold every page a busy workload keeps touching,
+    /// and an evicted floor made a read apply every record since the last
+    /// image layer (the long chains of issue #11's full-size test). The
+    /// write lock is held only for one map lookup.
+    pub(super) fn keep_in_open_layer(&self, key: Key, lsn: Lsn, image: &Bytes) {
+        self.layers
+            .write()
+            .open
+            .replace_newest_with_image(key, lsn, image.clone());
     }
 }

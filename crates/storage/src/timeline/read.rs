@@ -269,13 +269,15 @@ impl Timeline {
                 .reconstruct(key, lsn, base, &records)
                 .map_err(|source| GetError::Redo { key, lsn, source })?,
         };
-        if policy::fill_after_read(applied, self.shared.config.materialize_after_records)
-            && self
+        if policy::fill_after_read(applied, self.shared.config.materialize_after_records) {
+            self.keep_in_open_layer(key, lsn, &bytes);
+            if self
                 .shared
                 .materialized
                 .insert(self.uid, key, lsn, bytes.clone())
-        {
-            self.shared.stats.record_materialized_fill(false);
+            {
+                self.shared.stats.record_materialized_fill(false);
+            }
         }
         Ok(bytes)
     }
