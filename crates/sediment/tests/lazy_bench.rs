@@ -103,29 +103,36 @@ fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str) -> f64 {
     let port = common::free_port();
     let begun = Instant::now();
     run_ok(Command::new("cp").arg("-a").arg(base).arg(dest));
-    // The endpoint's settings (synchronous standby, archive) do not apply.
-    std::fs::write(
-        dest.join("postgresql.conf"),
-        format!(
-            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             restore_command = 'cp {}/%f %p'\nrecovery_target_lsn = '{lsn}'\n\
-             recovery_target_action = 'promote'\n",
-            dest.display(),
-            archive.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dest.join("postgresql.auto.conf"), "").unwrap();
+    // The endpoint's settings stay (recovery refuses lower values of
+    // max_prepared_transactions and friends than the primary had); ours go
+    // last in postgresql.auto.conf, which wins: no synchronous standby, no
+    // archiving, no replication source, a port of its own.
+    let mut auto = std::fs::read_to_string(dest.join("postgresql.auto.conf")).unwrap_or_default();
+    auto.push_str(&format!(
+        "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         synchronous_standby_names = ''\narchive_mode = off\nprimary_conninfo = ''\n\
+         restore_command = 'cp {}/%f %p'\nrecovery_target_lsn = '{lsn}'\n\
+         recovery_target_action = 'promote'\n",
+        dest.display(),
+        archive.display()
+    ));
+    std::fs::write(dest.join("postgresql.auto.conf"), auto).unwrap();
     std::fs::write(dest.join("recovery.signal"), "").unwrap();
     give_to_postgres(dest);
-    let log = dest.with_extension("log");
-    run_ok(
-        as_postgres(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(dest)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "600", "start"]),
+    // Inside the data directory: the scratch directory is root's.
+    let log = dest.join("pitr.log");
+    let started = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+        .arg("-D")
+        .arg(dest)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "600", "start"])
+        .status()
+        .unwrap();
+    assert!(
+        started.success(),
+        "PITR did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     while psql(port, "SELECT pg_is_in_recovery()").trim() != "f" {
         std::thread::sleep(Duration::from_millis(10));
@@ -163,10 +170,7 @@ fn lazy_start_vs_pitr_and_tps() {
     let tps_secs = env_u64("LAZY_BENCH_TPS_SECS", 20);
     let scratch = common::scratch();
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
-    // `--full`: the PITR baseline must not depend on lazy fill. KNOWN
-    // ISSUE: in trial runs (12:00 UTC, Dec 4) the pg_basebackup below hung
-    // after its checkpoint on a lazy *and* on a full endpoint (walsender
-    // `START_REPLICATION 0/4000000` waited until killed); not yet found.
+    // `--full`: the PITR baseline must not depend on lazy fill.
     let main = sediment.endpoint("main", &["--full"]);
     let begun = Instant::now();
     run_ok(&mut pgbench(main, &["-i", "-q", "-s", &scale.to_string()]));
@@ -198,10 +202,9 @@ fn lazy_start_vs_pitr_and_tps() {
         "SELECT pg_switch_wal(); CREATE TABLE after_history (x int);",
     );
     std::thread::sleep(Duration::from_secs(2));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(receiver.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    );
+    // The child is `runuser`, which does not pass SIGINT on: signal the
+    // pg_receivewal it started (this was the "hang" of earlier trial runs).
+    run_ok(Command::new("pkill").args(["-INT", "-P", &receiver.id().to_string()]));
     let _ = receiver.wait();
     let timeline = sediment.timeline_id("main");
     sediment.api().wait_ingested(&tenant, &timeline, &lsn);
