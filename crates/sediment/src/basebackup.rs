@@ -32,7 +32,11 @@ pub fn fetch(
     }
     let mut command = Command::new(workdir.config.pg_bin_dir.join("pg_basebackup"));
     // The page service takes a JWT as the password (confined to the tenant).
-    if let Some(token) = crate::security::own_token(workdir, auth::Claims::tenant(tenant))? {
+    if let Some(token) = crate::security::own_token(
+        workdir,
+        auth::Claims::tenant(tenant),
+        crate::security::OWN_TOKEN_LIFETIME,
+    )? {
         command.env("PGPASSWORD", token);
     }
     let output = command

@@ -54,7 +54,11 @@ impl ApiClient {
     /// A client for the work directory's pageserver: HTTPS against the
     /// configured CA and a `pageserverapi` token when those are set up.
     pub fn for_workdir(workdir: &Workdir) -> anyhow::Result<ApiClient> {
-        let token = crate::security::own_token(workdir, auth::Claims::pageserver_api())?;
+        let token = crate::security::own_token(
+            workdir,
+            auth::Claims::pageserver_api(),
+            crate::security::OWN_TOKEN_LIFETIME,
+        )?;
         Self::build(workdir.api_base(), token, crate::security::ca_file(workdir))
     }
 

@@ -12,7 +12,7 @@
 //! verifies them against that CA (`pageserver/tls/ca.crt`).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use auth::{Claims, Scope};
@@ -29,8 +29,8 @@ pub const PRIVATE_KEY_FILE: &str = "auth_private_key.pem";
 pub const PUBLIC_KEYS_DIR: &str = "auth_public_keys";
 /// Where `init --tls` writes the CA and the server certificate.
 pub const TLS_DIR: &str = "tls";
-/// How long the tokens the CLI signs for itself stay valid.
-const OWN_TOKEN_SECONDS: u64 = 3600;
+/// How long the tokens the CLI signs for its own calls stay valid.
+pub const OWN_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Credentials settings in `sediment.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,8 +104,13 @@ pub fn init(
     Ok(Some(settings))
 }
 
-/// A token the CLI signs for itself (`None` when auth is off).
-pub fn own_token(workdir: &Workdir, claims: Claims) -> anyhow::Result<Option<String>> {
+/// A token the CLI signs for itself with `claims`, valid for `lifetime`
+/// from now (`None` when auth is off).
+pub fn own_token(
+    workdir: &Workdir,
+    claims: Claims,
+    lifetime: Duration,
+) -> anyhow::Result<Option<String>> {
     let Some(key) = workdir
         .config
         .security
@@ -119,7 +124,7 @@ pub fn own_token(workdir: &Workdir, claims: Claims) -> anyhow::Result<Option<Str
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let claims = Claims {
-        exp: Some(now + OWN_TOKEN_SECONDS),
+        exp: Some(now.saturating_add(lifetime.as_secs())),
         ..claims
     };
     Ok(Some(auth::keys::sign_with_file(

@@ -66,7 +66,11 @@ pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow
         text => Some(text.parse::<Lsn>().context("endpoint LSN")?),
     };
     let ca_file = crate::security::ca_file(workdir);
-    let token = crate::security::own_token(workdir, auth::Claims::tenant(state.tenant_id.clone()))?;
+    let token = crate::security::own_token(
+        workdir,
+        auth::Claims::tenant(state.tenant_id.clone()),
+        crate::security::OWN_TOKEN_LIFETIME,
+    )?;
     let security = Security::new(ca_file.as_deref(), token.clone())?;
     let backup = runtime.block_on(async {
         let client = PageClient::connect_secured(
