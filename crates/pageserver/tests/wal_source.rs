@@ -93,6 +93,24 @@ fn source_connstr(cluster: &PgCluster) -> String {
     )
 }
 
+/// Points the timeline's WAL source at `endpoint`; asserts 200.
+async fn attach_wal_source(
+    server: &TestServer,
+    tenant: &str,
+    timeline: &str,
+    endpoint: &PgCluster,
+) {
+    let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
+    let (status, info) = server
+        .call(
+            "PUT",
+            &path,
+            Some(json!({"connstr": source_connstr(endpoint)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+}
+
 async fn timeline_info(server: &TestServer, tenant: &str, timeline: &str) -> Value {
     let (status, info) = server
         .call(
@@ -291,15 +309,7 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
     let branch_storage = storage_timeline(&server.manager(), &tenant, &branch);
     let mut branch_endpoint = endpoint_from(&branch_storage, None, WRITABLE);
     branch_endpoint.start().unwrap();
-    let branch_path = format!("/v1/tenant/{tenant}/timeline/{branch}/wal_source");
-    let (status, info) = server
-        .call(
-            "PUT",
-            &branch_path,
-            Some(json!({"connstr": source_connstr(&branch_endpoint)})),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
+    attach_wal_source(&server, &tenant, &branch, &branch_endpoint).await;
     branch_endpoint
         .psql("DELETE FROM t WHERE id <= 10;")
         .unwrap();
@@ -432,15 +442,7 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
         let storage = storage_timeline(&server.manager(), &tenant, &timeline);
         let mut endpoint = endpoint_from(&storage, None, streaming);
         endpoint.start().unwrap();
-        let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
-        let (status, info) = server
-            .call(
-                "PUT",
-                &path,
-                Some(json!({"connstr": source_connstr(&endpoint)})),
-            )
-            .await;
-        assert_eq!(status, 200, "{info}");
+        attach_wal_source(&server, &tenant, &timeline, &endpoint).await;
         endpoint
             .psql("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g;")
             .unwrap();
@@ -458,7 +460,8 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
         // after detaching the source (a tenant with an attached source is
         // refused), with ingested WAL still being flushed.
         tokio::time::sleep(Duration::from_millis(150 * round)).await;
-        let (status, body) = server.call("DELETE", &path, None).await;
+        let source = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
+        let (status, body) = server.call("DELETE", &source, None).await;
         assert!(status < 300, "{status} {body}");
         if round == 0 {
             // What an earlier removal that failed half-way leaves: renaming
@@ -508,15 +511,7 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
     let storage = storage_timeline(&server.manager(), &tenant, &timeline);
     let mut endpoint = endpoint_from(&storage, None, streaming);
     endpoint.start().unwrap();
-    let path = format!("/v1/tenant/{tenant}/timeline/{timeline}/wal_source");
-    let (status, info) = server
-        .call(
-            "PUT",
-            &path,
-            Some(json!({"connstr": source_connstr(&endpoint)})),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
+    attach_wal_source(&server, &tenant, &timeline, &endpoint).await;
     let (psql, connstr) = (endpoint.bin("psql"), endpoint.connstr());
     let writer = std::thread::spawn(move || {
         let _ = Command::new(psql)

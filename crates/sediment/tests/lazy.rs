@@ -21,23 +21,13 @@ fn checksums(port: u16) -> String {
     psql(port, &format!("{CHECKSUM_T}{CHECKSUM_U}"))
 }
 
-fn fill(sediment: &Sediment, name: &str) -> serde_json::Value {
-    let list = sediment.json(&["endpoint", "list"]);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap()
-        .clone()
-}
-
 #[test]
 fn lazy_endpoints_match_full_ones() {
     let _serial = common::serial();
     let dir = scratch();
     let (sediment, _tenant) = Sediment::running_with_tenant(dir.path());
     let port = sediment.endpoint("main", &[]);
-    let lazy = fill(&sediment, "main")["lazy"].as_bool().unwrap();
+    let lazy = sediment.endpoint_info("main")["lazy"].as_bool().unwrap();
     psql(
         port,
         "CREATE TABLE t (g int PRIMARY KEY, v text); \
@@ -79,7 +69,7 @@ fn lazy_endpoints_match_full_ones() {
     if lazy {
         let line = text.lines().find(|l| l.starts_with("past-lazy")).unwrap();
         assert!(line.contains("lazy (fanotify)"), "{line}");
-        let progress = &fill(&sediment, "past-lazy")["fill"];
+        let progress = &sediment.endpoint_info("past-lazy")["fill"];
         assert!(progress["pages_total"].as_u64().unwrap() > 0, "{progress}");
     } else {
         eprintln!("lazy endpoints unavailable here: checked the full fallback only");

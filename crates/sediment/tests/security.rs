@@ -412,23 +412,14 @@ fn corrupt_reads(sediment: &Sediment) -> u64 {
 /// `file`: its background filler must meet the corrupt page and say so,
 /// and reading every relation file through Postgres must fail with EIO.
 fn lazy_endpoint_meets_corruption(sediment: &Sediment, name: &str, file: &str) {
-    let endpoint = |sediment: &Sediment| {
-        let list = sediment.json(&["endpoint", "list"]);
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap()
-            .clone()
-    };
-    let info = endpoint(sediment);
+    let info = sediment.endpoint_info(name);
     assert!(info["lazy"].as_bool().unwrap(), "not lazy: {info}");
     let port = u16::try_from(info["port"].as_u64().unwrap()).unwrap();
     // The background filler walks every hole; a generous bound, not a
     // timing assertion.
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let fill_error = loop {
-        let info = endpoint(sediment);
+        let info = sediment.endpoint_info(name);
         if let Some(error) = info["fill"]["last_error"].as_str() {
             break error.to_owned();
         }

@@ -200,6 +200,17 @@ impl Sediment {
             .to_owned()
     }
 
+    /// The `endpoint list` row of an endpoint.
+    pub fn endpoint_info(&self, name: &str) -> Value {
+        let list = self.json(&["endpoint", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no endpoint {name} in {list}"))
+    }
+
     /// The `timeline list` row of a branch.
     pub fn branch_info(&self, branch: &str) -> Value {
         let list = self.json(&["timeline", "list"]);
