@@ -506,8 +506,29 @@ async fn send(app: &AppState, req: Request) -> ApiResult<()> {
 }
 
 /// Proposes a command and maps the outcome onto the spec's status codes.
+/// How long a mutating request waits for an election in progress to end before it is
+/// answered 530. A leader that rebuilt its Raft node for new timeouts wins its own
+/// election back within a round trip; a client should not have to retry for that.
+const ELECTION_WAIT: Duration = Duration::from_secs(2);
+
+/// The driver's status once some leader is known, or after [`ELECTION_WAIT`].
+async fn status_with_leader(app: &AppState) -> Arc<Status> {
+    let mut rx = app.driver.status.clone();
+    let known = |s: &Arc<Status>| s.is_leader || s.leader_id != 0;
+    // A timeout or a stopped driver both leave the latest status to answer from.
+    let _ = tokio::time::timeout(ELECTION_WAIT, rx.wait_for(known)).await;
+    let latest = rx.borrow().clone();
+    latest
+}
+
 async fn propose(app: &AppState, command: Command) -> ApiResult<Option<Node>> {
     let s = status(app);
+    // Bad input is refused as such whoever leads: checked against this node's copy of the
+    // state (the leader checks again against its own).
+    if let Err(e @ StateError::InvalidConfig(_)) = cluster(&s)?.validate(&command) {
+        return Err(ApiError::new(400, e.to_string()));
+    }
+    let s = status_with_leader(app).await;
     if !cluster(&s)?.nodes.contains_key(&s.id) {
         return Err(ApiError::new(
             410,
