@@ -53,10 +53,6 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }

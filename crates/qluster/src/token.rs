@@ -36,7 +36,7 @@ impl ApiToken {
     /// Default headers for the daemon's client to its peers (marked sensitive, so they
     /// are never logged).
     pub fn client_headers(&self) -> Result<HeaderMap, header::InvalidHeaderValue> {
-        let mut value = HeaderValue::from_bytes(&[b"Bearer ".as_slice(), &self.0].concat())?;
+        let mut value = HeaderValue::from_bytes(&[b"Bearer ".as_slice(), &self.0[..]].concat())?;
         value.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, value);
