@@ -502,10 +502,7 @@ impl Postgres {
     /// [`Postgres::checkpoint_source`] first). Returns false when pg_rewind found
     /// nothing to do (both on one timeline).
     pub async fn rewind(&self, host: &str, port: u16) -> Result<bool, PgError> {
-        let source = format!(
-            "{} dbname=postgres",
-            self.conninfo(host, port, "postgres")
-        );
+        let source = format!("{} dbname=postgres", self.conninfo(host, port, "postgres"));
         self.remove_stale_pid_file()?;
         // pg_rewind finishes crash recovery in single-user mode, which refuses standby
         // mode: drop the signal file first (the caller writes it again).

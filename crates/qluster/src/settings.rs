@@ -143,7 +143,11 @@ pub enum SecretError {
 
 /// A secret must be printable ASCII without spaces: the token travels in an HTTP
 /// header, the passwords in libpq's password file (one line per entry).
-fn check_secret(name: &'static str, secret: Option<&Secret>, min: usize) -> Result<(), SecretError> {
+fn check_secret(
+    name: &'static str,
+    secret: Option<&Secret>,
+    min: usize,
+) -> Result<(), SecretError> {
     let value = secret.ok_or(SecretError::Missing(name))?.expose();
     if value.is_empty() {
         return Err(SecretError::Missing(name));
@@ -265,16 +269,24 @@ mod tests {
 
         let err = |extra: &str| format!("{:#}", parse(extra).unwrap_err());
         assert!(err("superuser-password: a\nreplication-password: b\n").contains("api-token"));
-        assert!(err("api-token: short\nsuperuser-password: a\nreplication-password: b\n")
-            .contains("at least 16"));
-        assert!(err("api-token: \"0123456789 abcdef\"\nsuperuser-password: a\nreplication-password: b\n")
-            .contains("printable"));
-        assert!(err("api-token: 0123456789abcdef\nreplication-password: b\n")
-            .contains("superuser-password"));
+        assert!(
+            err("api-token: short\nsuperuser-password: a\nreplication-password: b\n")
+                .contains("at least 16")
+        );
+        assert!(err(
+            "api-token: \"0123456789 abcdef\"\nsuperuser-password: a\nreplication-password: b\n"
+        )
+        .contains("printable"));
+        assert!(
+            err("api-token: 0123456789abcdef\nreplication-password: b\n")
+                .contains("superuser-password")
+        );
         assert!(err("api-token: 0123456789abcdef\nsuperuser-password: a\n")
             .contains("replication-password"));
-        assert!(err("api-token: 0123456789abcdef\nsuperuser-password: \"\"\nreplication-password: b\n")
-            .contains("superuser-password is required"));
+        assert!(err(
+            "api-token: 0123456789abcdef\nsuperuser-password: \"\"\nreplication-password: b\n"
+        )
+        .contains("superuser-password is required"));
         // Without a managed Postgres only the token is needed.
         parse("api-token: 0123456789abcdef\nmanage-postgres: false\n").unwrap();
     }

@@ -154,10 +154,18 @@ fn mutating_calls_need_the_api_token() {
     let (_, map_before) = c.get(leader, "/map");
 
     let mutating: Vec<(&str, String, Option<&str>)> = vec![
-        ("POST", "/config".into(), Some(r#"{"autoremove-minimum": 7}"#)),
+        (
+            "POST",
+            "/config".into(),
+            Some(r#"{"autoremove-minimum": 7}"#),
+        ),
         ("POST", format!("/leader?node={follower_id}"), None),
         ("POST", "/node?ip=127.0.0.5&role=listener".into(), None),
-        ("PATCH", format!("/node/{follower_id}?db-port=1&api-port=2"), None),
+        (
+            "PATCH",
+            format!("/node/{follower_id}?db-port=1&api-port=2"),
+            None,
+        ),
         ("DELETE", format!("/node/{follower_id}"), None),
         ("POST", format!("/node-down/{follower_id}"), None),
         ("POST", "/raft".into(), Some("")),
@@ -177,7 +185,15 @@ fn mutating_calls_need_the_api_token() {
     assert_eq!(c.get(leader, "/map").1, map_before);
 
     // Reads need no token.
-    for path in ["/map", "/config", "/db-config", "/info", "/events", "/leader", "/is-leader"] {
+    for path in [
+        "/map",
+        "/config",
+        "/db-config",
+        "/info",
+        "/events",
+        "/leader",
+        "/is-leader",
+    ] {
         assert_eq!(c.send_as(None, "GET", leader, path, None).0, 200, "{path}");
     }
     assert_eq!(c.send_as(None, "GET", follower, "/map", None).0, 200);
@@ -186,7 +202,12 @@ fn mutating_calls_need_the_api_token() {
     // is made, and a switchover sent to a follower is forwarded to the leader.
     let (code, _) = c.send_as(Some(API_TOKEN), "POST", leader, "/raft", Some("xx"));
     assert_eq!(code, 400);
-    let (code, body) = c.send("POST", leader, "/config", Some(r#"{"autoremove-minimum": 7}"#));
+    let (code, body) = c.send(
+        "POST",
+        leader,
+        "/config",
+        Some(r#"{"autoremove-minimum": 7}"#),
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["autoremove-minimum"], 7);
     let other = (0..3).find(|i| *i != leader && *i != follower).unwrap();

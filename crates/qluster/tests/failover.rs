@@ -10,9 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    checker, sql, wait_until, Cluster, PG_BIN, REPLICATION_PASSWORD, SUPERUSER_PASSWORD,
-};
+use common::{checker, sql, wait_until, Cluster, PG_BIN, REPLICATION_PASSWORD, SUPERUSER_PASSWORD};
 
 /// The two tests each run three Postgres servers; running them one at a time keeps the
 /// timing checks meaningful on a small machine.
@@ -129,14 +127,33 @@ fn assert_passwords_required(c: &Cluster) {
             let err = psql_as(port, "postgres", wrong, false, "SELECT 1").unwrap_err();
             assert!(err.contains("password"), "node {}: superuser: {err}", n.id);
         }
-        let system = psql_as(port, repl, Some(REPLICATION_PASSWORD), true, "IDENTIFY_SYSTEM")
-            .unwrap_or_else(|e| panic!("node {}: IDENTIFY_SYSTEM refused: {e}", n.id));
+        let system = psql_as(
+            port,
+            repl,
+            Some(REPLICATION_PASSWORD),
+            true,
+            "IDENTIFY_SYSTEM",
+        )
+        .unwrap_or_else(|e| panic!("node {}: IDENTIFY_SYSTEM refused: {e}", n.id));
         assert!(system.contains('|'), "node {}: {system}", n.id);
-        let err = psql_as(port, "postgres", Some(SUPERUSER_PASSWORD), true, "IDENTIFY_SYSTEM")
-            .unwrap_err();
+        let err = psql_as(
+            port,
+            "postgres",
+            Some(SUPERUSER_PASSWORD),
+            true,
+            "IDENTIFY_SYSTEM",
+        )
+        .unwrap_err();
         assert!(err.contains("pg_hba.conf"), "node {}: {err}", n.id);
         assert_eq!(
-            psql_as(port, "postgres", Some(SUPERUSER_PASSWORD), false, "SELECT 1").unwrap(),
+            psql_as(
+                port,
+                "postgres",
+                Some(SUPERUSER_PASSWORD),
+                false,
+                "SELECT 1"
+            )
+            .unwrap(),
             "1\n"
         );
     }
