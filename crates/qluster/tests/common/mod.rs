@@ -146,7 +146,7 @@ impl Cluster {
                 dir.display(),
                 secrets_yaml()
             );
-            std::fs::write(&config, yaml).unwrap();
+            write_config(&config, &yaml);
             nodes.push(NodeProc {
                 id,
                 ip: ips[i],
@@ -379,6 +379,19 @@ fn children_of(pid: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// Writes a node's config file, mode 0600 as it holds the cluster's secrets.
+pub fn write_config(path: &std::path::Path, yaml: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
 }
 
 /// Runs SQL on a node's database over TCP as the superuser (with its password); `Err`
