@@ -2,7 +2,8 @@
 //! messages) and `GET /wal-lsn` (failover candidate check).
 //!
 //! Reads are served from the local node's applied state (identical on every node once
-//! applied). Writes must reach the leader: a follower answers 417 naming it.
+//! applied). Writes must reach the leader: a follower answers 417 naming it. Every
+//! request but GET/HEAD needs the API token ([`crate::token`]), or gets 401.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::driver::{DriverHandle, ProposeError, Request, Status};
 use crate::supervisor::LocalDb;
+use crate::token::{require_token, ApiToken};
 use crate::transport::{decode_batch, learn_addr, FROM_HEADER};
 
 /// Everything a handler needs.
@@ -31,6 +33,7 @@ pub struct AppState {
     pub db: Arc<LocalDb>,
     pub http: reqwest::Client,
     pub peer_addrs: crate::transport::PeerAddrs,
+    pub token: ApiToken,
 }
 
 /// An error response `{"msg": ..., "leader": ...}`.
@@ -83,6 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc", get(rpc))
         .route("/raft", post(raft_messages))
         .route("/wal-lsn", get(wal_lsn))
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            require_token,
+        ))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
@@ -272,6 +279,7 @@ async fn post_leader(
     wait_for_leader(&app, target).await
 }
 
+/// Forwards a switchover to the leader (the daemon's HTTP client sends the API token).
 async fn forward_leader(
     app: &AppState,
     addr: &str,

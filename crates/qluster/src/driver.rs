@@ -321,7 +321,6 @@ impl Driver {
         let out = self.core.process_ready(&now_text())?;
         self.transport.send(out.messages);
         self.note_applied(out.applied);
-        self.resolve_pending();
         self.track_role();
         let deadline = if self.core.leadership_confirmed() {
             self.lease_deadline()
@@ -334,6 +333,9 @@ impl Driver {
         self.lease.set(deadline);
         self.autoremove();
         self.publish();
+        // Answered only after the status shows what they applied: an API handler reads
+        // the state right after its proposal resolves (`POST /config` returns it).
+        self.resolve_pending();
         Ok(())
     }
 

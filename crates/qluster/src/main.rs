@@ -7,6 +7,7 @@ mod driver;
 mod postgres;
 mod settings;
 mod supervisor;
+mod token;
 mod transport;
 mod watchdog;
 
@@ -58,20 +59,31 @@ fn open_core(settings: &Settings) -> anyhow::Result<Core> {
     Ok(core)
 }
 
-fn local_db(settings: &Settings) -> supervisor::LocalDb {
+fn local_db(settings: &Settings) -> anyhow::Result<supervisor::LocalDb> {
     if !settings.manage_postgres {
-        return supervisor::LocalDb {
+        return Ok(supervisor::LocalDb {
             pg: None,
             can_lead: AtomicBool::new(true),
             lease: Arc::default(),
-        };
+        });
     }
     let os_user = match &settings.pg_os_user {
         Some(u) => Some(u.clone()),
         None if is_root() => Some("postgres".to_string()),
         None => None,
     };
-    supervisor::LocalDb {
+    let auth = postgres::PgAuth {
+        superuser_password: settings
+            .superuser_password
+            .clone()
+            .context("superuser-password is required")?,
+        replication_password: settings
+            .replication_password
+            .clone()
+            .context("replication-password is required")?,
+        secrets_dir: settings.secrets_dir(),
+    };
+    Ok(supervisor::LocalDb {
         pg: Some(postgres::Postgres {
             bin_dir: settings.pg_bin_dir.clone(),
             data_dir: settings.pg_data_dir(),
@@ -79,10 +91,11 @@ fn local_db(settings: &Settings) -> supervisor::LocalDb {
             os_user,
             application_name: format!("node{}", settings.node_id),
             log_file: settings.data_dir.join("postgres.log"),
+            auth,
         }),
         can_lead: AtomicBool::new(true),
         lease: Arc::default(),
-    }
+    })
 }
 
 #[tokio::main]
@@ -101,7 +114,12 @@ async fn main() -> anyhow::Result<()> {
     let config = args.config.context("--config is required")?;
     let settings = Arc::new(Settings::load(&config)?);
     let core = open_core(&settings)?;
-    let mut http = reqwest::Client::builder().pool_max_idle_per_host(4);
+    let token = token::ApiToken::new(settings.api_token.expose());
+    // Peers require the token on `/raft` and forwarded switchovers: every request of
+    // ours carries it.
+    let mut http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .default_headers(token.client_headers().context("api-token")?);
     if settings.bind_source_address {
         let ip: std::net::IpAddr = settings
             .ip
@@ -113,8 +131,10 @@ async fn main() -> anyhow::Result<()> {
     let addr = qluster_core::state::join_host_port(&settings.ip, settings.api_port);
     let transport = transport::Transport::new(settings.node_id, addr.clone(), http.clone());
     let peer_addrs = transport.addrs();
-    let db = Arc::new(local_db(&settings));
+    let db = Arc::new(local_db(&settings)?);
     if let Some(pg) = &db.pg {
+        pg.install_passfile()
+            .context("writing the Postgres password file")?;
         // Before anything can start Postgres: from here on it never outlives us.
         watchdog::spawn_link(pg.data_dir.clone(), db.lease.clone()).context("watchdog")?;
     }
@@ -125,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         db: db.clone(),
         http: http.clone(),
         peer_addrs,
+        token,
     });
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -4,6 +4,14 @@
 //!
 //! Postgres refuses to run as root, so when the daemon is root every program runs as the
 //! OS user `postgres` (or `pg-os-user`) through `runuser`, on directories it owns.
+//!
+//! No `trust` (issue #14): qluster owns `pg_hba.conf`, where every TCP connection needs a
+//! `scram-sha-256` password — the superuser `postgres`'s for clients, pg_rewind and the
+//! daemon itself, [`REPLICATION_ROLE`]'s for streaming and base backups (the only role
+//! allowed replication connections). Both passwords come from the config file and are
+//! the same on every node; libpq programs (walreceiver, pg_basebackup, pg_rewind) read
+//! them from a password file (`<data-dir>/secrets/pgpass`, 0600, owned by the OS user),
+//! so they never appear in a command line or in `postgresql.conf`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +20,44 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::settings::Secret;
+
 /// Name of the settings file qluster writes in the data directory.
 const CONF_FILE: &str = "qluster.conf";
+
+/// The role standbys stream and clone with (LOGIN REPLICATION, created by the first
+/// primary).
+pub const REPLICATION_ROLE: &str = "qluster_replication";
+
+/// libpq's password file, in [`PgAuth::secrets_dir`].
+const PASSFILE: &str = "pgpass";
+/// The superuser password for initdb (`--pwfile`), removed once initdb ran.
+const INITDB_PWFILE: &str = "initdb-password";
+
+/// The whole `pg_hba.conf` of every node (earlier lines win). No `trust`: a TCP client
+/// needs a password; `peer` for the OS user `postgres` on the Unix socket (which qluster
+/// turns off, `unix_socket_directories = ''`) is the only way in without one.
+const PG_HBA_CONF: &str = "\
+# Written by qluster; changes are overwritten. Every TCP connection needs a
+# scram-sha-256 password; replication connections only as qluster_replication.
+local   all             postgres                                peer
+host    replication     qluster_replication 0.0.0.0/0           scram-sha-256
+host    replication     qluster_replication ::/0                scram-sha-256
+host    all             all                 0.0.0.0/0           scram-sha-256
+host    all             all                 ::/0                scram-sha-256
+";
+
+/// The passwords of the node's Postgres roles and where libpq programs find them.
+#[derive(Debug, Clone)]
+pub struct PgAuth {
+    /// Password of the superuser `postgres`.
+    pub superuser_password: Secret,
+    /// Password of [`REPLICATION_ROLE`].
+    pub replication_password: Secret,
+    /// Directory (0700, owned by the OS user) of the password file. Outside the data
+    /// directory: pg_rewind and pg_basebackup replace what is in there.
+    pub secrets_dir: PathBuf,
+}
 
 /// Failures of a Postgres program.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +90,7 @@ pub struct Postgres {
     /// Server log. Kept outside the data directory: pg_rewind and pg_basebackup copy
     /// every file of the source's data directory, which would replace it.
     pub log_file: PathBuf,
+    pub auth: PgAuth,
 }
 
 /// What the settings file should say.
@@ -141,30 +186,100 @@ impl Postgres {
         }
     }
 
-    /// `initdb` with checksums (pg_rewind needs them or wal_log_hints) and trust auth.
-    pub async fn initdb(&self) -> Result<(), PgError> {
-        self.prepare_dir()?;
-        self.run(
-            "initdb",
-            &[
-                "-D",
-                self.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--data-checksums",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-            Duration::from_secs(120),
-        )
-        .await?;
-        self.install_conf_hooks()
+    /// Writes a file into the secrets directory (created 0700 and owned by the OS user,
+    /// so the atomic write's temporary file is never readable by anyone else), mode 0600,
+    /// owned by the OS user. Returns its path.
+    fn write_secret_file(&self, name: &str, text: &str) -> Result<PathBuf, PgError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = &self.auth.secrets_dir;
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        self.chown(dir)?;
+        let path = fileio::write_atomic(&fileio::StdFileIo, dir, name, text.as_bytes())?;
+        // libpq ignores a password file that others may read.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        self.chown(&path)?;
+        Ok(path)
     }
 
-    /// Makes `postgresql.conf` include our file and lets peers connect for replication.
-    fn install_conf_hooks(&self) -> Result<(), PgError> {
+    fn passfile(&self) -> PathBuf {
+        self.auth.secrets_dir.join(PASSFILE)
+    }
+
+    /// Writes libpq's password file with both passwords (at every daemon start, so a
+    /// changed config applies to every later connection).
+    pub fn install_passfile(&self) -> Result<(), PgError> {
+        let text = passfile_text(
+            self.auth.superuser_password.expose(),
+            self.auth.replication_password.expose(),
+        );
+        self.write_secret_file(PASSFILE, &text).map(|_| ())
+    }
+
+    /// A libpq connection string to `host:port` as `user`, passwords from the password
+    /// file.
+    fn conninfo(&self, host: &str, port: u16, user: &str) -> String {
+        format!(
+            "host={} port={port} user={} passfile={}",
+            conninfo_quote(host),
+            conninfo_quote(user),
+            conninfo_quote(&self.passfile().to_string_lossy()),
+        )
+    }
+
+    /// The daemon's own connections (tokio-postgres reads no password file), as the
+    /// superuser.
+    fn client_config(&self, host: &str, port: u16, timeout: Duration) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(host)
+            .port(port)
+            .user("postgres")
+            .password(self.auth.superuser_password.expose())
+            .dbname("postgres")
+            .connect_timeout(timeout);
+        config
+    }
+
+    /// `initdb` with checksums (pg_rewind needs them or wal_log_hints) and password
+    /// authentication: the superuser's password from a file (removed again), `peer` on
+    /// the Unix socket and `scram-sha-256` over TCP until [`PG_HBA_CONF`] replaces it.
+    pub async fn initdb(&self) -> Result<(), PgError> {
+        self.prepare_dir()?;
+        let pwfile = self.write_secret_file(
+            INITDB_PWFILE,
+            &format!("{}\n", self.auth.superuser_password.expose()),
+        )?;
+        let pwfile_arg = format!("--pwfile={}", pwfile.to_string_lossy());
+        let result = self
+            .run(
+                "initdb",
+                &[
+                    "-D",
+                    self.data(),
+                    "-U",
+                    "postgres",
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    &pwfile_arg,
+                    "--data-checksums",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ],
+                Duration::from_secs(120),
+            )
+            .await;
+        let removed = std::fs::remove_file(&pwfile);
+        result?;
+        removed?;
+        self.install_conf_hooks().map(|_| ())
+    }
+
+    /// Makes `postgresql.conf` include our file and writes our `pg_hba.conf` (also over
+    /// one a base backup or rewind copied, or an older qluster wrote with `trust`).
+    /// Returns whether `pg_hba.conf` changed (a running server must reload it).
+    fn install_conf_hooks(&self) -> Result<bool, PgError> {
         let conf = self.data_dir.join("postgresql.conf");
         let text = std::fs::read_to_string(&conf)?;
         let include = format!("include_if_exists = '{CONF_FILE}'");
@@ -172,20 +287,40 @@ impl Postgres {
             std::fs::write(&conf, format!("{text}\n{include}\n"))?;
         }
         let hba = self.data_dir.join("pg_hba.conf");
-        let text = std::fs::read_to_string(&hba)?;
-        let marker = "# qluster";
-        if !text.contains(marker) {
-            let lines = "host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n\
-                         host replication all 0.0.0.0/0 trust\nhost replication all ::/0 trust\n";
-            std::fs::write(&hba, format!("{text}\n{marker}\n{lines}"))?;
+        if std::fs::read_to_string(&hba).ok().as_deref() == Some(PG_HBA_CONF) {
+            return Ok(false);
         }
+        std::fs::write(&hba, PG_HBA_CONF)?;
+        self.chown(&hba)?;
+        Ok(true)
+    }
+
+    /// Creates [`REPLICATION_ROLE`] unless it exists, on a just-initialized primary. The
+    /// password is sent as a SCRAM verifier computed here, never in clear. The commit is
+    /// local: standbys need the role to clone, so it must not wait for one of them.
+    pub async fn create_replication_role(&self) -> Result<(), PgError> {
+        let verifier = postgres_protocol::password::scram_sha_256(
+            self.auth.replication_password.expose().as_bytes(),
+        );
+        let client = self.connect().await?;
+        client
+            .batch_execute("SET synchronous_commit = local")
+            .await?;
+        // The verifier is base64 and `$:=` only: nothing to escape in the literal.
+        client
+            .batch_execute(&format!(
+                "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = \
+                 '{REPLICATION_ROLE}') THEN CREATE ROLE {REPLICATION_ROLE} LOGIN REPLICATION \
+                 PASSWORD '{verifier}'; END IF; END$$"
+            ))
+            .await?;
         Ok(())
     }
 
     /// Writes `qluster.conf` (and `standby.signal` for a standby). Returns whether the
-    /// file changed.
+    /// file (or `pg_hba.conf`) changed.
     pub fn write_settings(&self, s: &PgSettings) -> Result<bool, PgError> {
-        self.install_conf_hooks()?;
+        let hba_changed = self.install_conf_hooks()?;
         let mut text = String::from("# Written by qluster; changes are overwritten.\n");
         for (k, v) in &s.parameters {
             text.push_str(&format!("{k} = {v}\n"));
@@ -195,10 +330,12 @@ impl Postgres {
         text.push_str("recovery_target_timeline = 'latest'\n");
         match &s.primary {
             Some((host, port)) => {
-                text.push_str(&format!(
-                    "primary_conninfo = 'host={host} port={port} user=postgres application_name={} connect_timeout=2'\n",
-                    self.application_name
-                ));
+                let conninfo = format!(
+                    "{} application_name={} connect_timeout=2",
+                    self.conninfo(host, *port, REPLICATION_ROLE),
+                    conninfo_quote(&self.application_name)
+                );
+                text.push_str(&format!("primary_conninfo = {}\n", conf_quote(&conninfo)));
                 text.push_str("synchronous_standby_names = ''\n");
             }
             None => {
@@ -218,7 +355,7 @@ impl Postgres {
             self.chown(&signal)?;
         }
         if old == text {
-            return Ok(false);
+            return Ok(hba_changed);
         }
         std::fs::write(&path, &text)?;
         self.chown(&path)?;
@@ -331,16 +468,12 @@ impl Postgres {
     pub async fn base_backup(&self, host: &str, port: u16) -> Result<(), PgError> {
         self.wipe()?;
         self.prepare_dir()?;
-        let port = port.to_string();
+        let source = self.conninfo(host, port, REPLICATION_ROLE);
         self.run(
             "pg_basebackup",
             &[
-                "-h",
-                host,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
+                "-d",
+                &source,
                 "-D",
                 self.data(),
                 "-X",
@@ -351,7 +484,7 @@ impl Postgres {
             Duration::from_secs(600),
         )
         .await?;
-        self.install_conf_hooks()
+        self.install_conf_hooks().map(|_| ())
     }
 
     /// Makes the rewind source's control file name its current timeline.
@@ -362,16 +495,14 @@ impl Postgres {
     /// pg_rewind would then say "no rewind required" and leave a diverged standby that
     /// can never stream. So force that checkpoint first.
     pub async fn checkpoint_source(&self, host: &str, port: u16) -> Result<(), PgError> {
-        let conninfo =
-            format!("host={host} port={port} user=postgres dbname=postgres connect_timeout=5");
-        checkpoint(&conninfo).await
+        checkpoint(&self.client_config(host, port, Duration::from_secs(5))).await
     }
 
     /// Rewinds a former primary onto the current primary's timeline (call
     /// [`Postgres::checkpoint_source`] first). Returns false when pg_rewind found
     /// nothing to do (both on one timeline).
     pub async fn rewind(&self, host: &str, port: u16) -> Result<bool, PgError> {
-        let source = format!("host={host} port={port} user=postgres dbname=postgres");
+        let source = format!("{} dbname=postgres", self.conninfo(host, port, "postgres"));
         self.remove_stale_pid_file()?;
         // pg_rewind finishes crash recovery in single-user mode, which refuses standby
         // mode: drop the signal file first (the caller writes it again).
@@ -400,11 +531,10 @@ impl Postgres {
 
     /// A connection to the local database.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
-        let conn_str = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
-            self.port
-        );
-        let (client, conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await?;
+        let (client, conn) = self
+            .client_config("127.0.0.1", self.port, Duration::from_secs(2))
+            .connect(tokio_postgres::NoTls)
+            .await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -465,9 +595,38 @@ fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// A value for a libpq connection string: as it is when it needs no quotes, else
+/// quoted with `\\` and `'` escaped.
+fn conninfo_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\');
+    if plain {
+        return value.to_string();
+    }
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A string literal for `postgresql.conf` (`\\` escapes, `''` for a quote).
+fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// libpq's password file: both roles, any host, port and database (`replication`
+/// included); `\\` and `:` escaped as the format wants.
+fn passfile_text(superuser: &str, replication: &str) -> String {
+    let field = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    format!(
+        "*:*:*:postgres:{}\n*:*:*:{REPLICATION_ROLE}:{}\n",
+        field(superuser),
+        field(replication)
+    )
+}
+
 /// Runs `CHECKPOINT` on a server and waits for it.
-async fn checkpoint(conninfo: &str) -> Result<(), PgError> {
-    let (client, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+async fn checkpoint(config: &tokio_postgres::Config) -> Result<(), PgError> {
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -477,4 +636,35 @@ async fn checkpoint(conninfo: &str) -> Result<(), PgError> {
             program: "CHECKPOINT".into(),
         })??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hba_has_no_trust_line() {
+        let rules: Vec<&str> = PG_HBA_CONF
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert!(!rules.is_empty());
+        for line in rules {
+            let method = line.split_whitespace().last().unwrap_or_default();
+            assert!(method == "scram-sha-256" || method == "peer", "{line}");
+        }
+        assert!(!PG_HBA_CONF.contains("trust"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(conninfo_quote(r"/a b/it's\x"), r"'/a b/it\'s\\x'");
+        assert_eq!(conninfo_quote("/var/lib/q/pgpass"), "/var/lib/q/pgpass");
+        assert_eq!(conninfo_quote(""), "''");
+        assert_eq!(conf_quote(r"user='x' p=\y"), r"'user=''x'' p=\\y'");
+        assert_eq!(
+            passfile_text(r"a:b\c", "plain"),
+            "*:*:*:postgres:a\\:b\\\\c\n*:*:*:qluster_replication:plain\n"
+        );
+    }
 }

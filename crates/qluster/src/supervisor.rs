@@ -376,6 +376,10 @@ impl Supervisor {
                 if pg.write_settings(&self.primary_settings(state))? {
                     pg.reload().await?;
                 }
+                if !state.db_config.initialized {
+                    // A bootstrap cut short (daemon restarted after initdb).
+                    self.finish_bootstrap(pg).await?;
+                }
                 self.announce_primary(status, state).await;
                 self.scan_readonly(pg, state).await;
                 Ok(())
@@ -392,13 +396,7 @@ impl Supervisor {
                 // No standby exists yet: the bootstrap commits must not wait for one.
                 pg.write_settings(&Self::settings(state, None))?;
                 pg.start().await?;
-                let client = pg.connect().await?;
-                client
-                    .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                    .await?;
-                self.propose(Command::DbInitialized).await;
-                tracing::info!("initialized the cluster database as primary");
-                Ok(())
+                self.finish_bootstrap(pg).await
             }
             Observed::Stopped => {
                 // Start as a standby and promote, so the primary always opens a new
@@ -411,6 +409,21 @@ impl Supervisor {
             }
             Observed::Standby => self.promote_if_best(pg, status, state).await,
         }
+    }
+
+    /// The rest of the bootstrap on the first primary: the replication role standbys
+    /// clone and stream with, `pg_stat_statements`, and the log entry saying the cluster
+    /// database exists. Every step may run again.
+    async fn finish_bootstrap(&mut self, pg: &Postgres) -> Result<(), PgError> {
+        pg.create_replication_role().await?;
+        let client = pg.connect().await?;
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await?;
+        if self.propose(Command::DbInitialized).await {
+            tracing::info!("initialized the cluster database as primary");
+        }
+        Ok(())
     }
 
     /// Promotes, unless another reachable standby holds more WAL: then hands leadership

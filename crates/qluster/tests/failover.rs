@@ -1,6 +1,7 @@
 //! Postgres follows the leader, with three real `qluster` daemons each managing a real
 //! PostgreSQL 15: replication, `kill -9` failover with rejoin, and fencing of a leader
-//! cut off by a real (proxied) network partition.
+//! cut off by a real (proxied) network partition. Every node's database wants passwords
+//! (no `trust`), so replication, rewinds and clones here all run with them.
 //!
 //! `QLUSTER_KILL_LOOPS` sets the number of kill rounds (default 10, about 9 s each).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{checker, sql, wait_until, Cluster};
+use common::{checker, sql, wait_until, Cluster, PG_BIN, REPLICATION_PASSWORD, SUPERUSER_PASSWORD};
 
 /// The two tests each run three Postgres servers; running them one at a time keeps the
 /// timing checks meaningful on a small machine.
@@ -60,6 +61,104 @@ fn streaming(c: &Cluster, i: usize) -> bool {
     .is_ok_and(|r| r == ["1"])
 }
 
+/// Runs `query` through psql on `127.0.0.1:port` as `user`, with `password` or none
+/// (`-w`: never prompt; no password file either), on a replication connection when
+/// `replication`. Returns stdout, or stderr when refused.
+fn psql_as(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    replication: bool,
+    query: &str,
+) -> Result<String, String> {
+    let mut conninfo = format!("host=127.0.0.1 port={port} user={user} dbname=postgres");
+    if replication {
+        conninfo.push_str(" replication=true");
+    }
+    let mut cmd = std::process::Command::new(format!("{PG_BIN}/psql"));
+    cmd.args(["-XAtqw", "-d", &conninfo, "-c", query])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .env("PGPASSFILE", "/nonexistent")
+        .env_remove("PGPASSWORD");
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// Issue #14 on every node: no `trust` in `pg_hba.conf`; a replication connection as
+/// `qluster_replication` is refused without its password or with a wrong one and
+/// accepted with it (`IDENTIFY_SYSTEM`); the superuser needs its password and may not
+/// open replication connections; libpq's password file is private, and no password is
+/// written into `postgresql.conf` or qluster's settings file.
+fn assert_passwords_required(c: &Cluster) {
+    use std::os::unix::fs::PermissionsExt;
+    for n in &c.nodes {
+        let pgdata = n.dir.join("pgdata");
+        let hba = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap();
+        assert!(!hba.contains("trust"), "node {}: {hba}", n.id);
+        assert!(hba.contains("scram-sha-256"), "node {}: {hba}", n.id);
+        for conf in ["postgresql.conf", "qluster.conf", "postgresql.auto.conf"] {
+            let text = std::fs::read_to_string(pgdata.join(conf)).unwrap_or_default();
+            assert!(
+                !text.contains(REPLICATION_PASSWORD) && !text.contains(SUPERUSER_PASSWORD),
+                "node {}: a password in {conf}",
+                n.id
+            );
+        }
+        let passfile = n.dir.join("secrets").join("pgpass");
+        let mode = std::fs::metadata(&passfile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", passfile.display());
+
+        let port = n.db_port;
+        let repl = "qluster_replication";
+        for wrong in [None, Some("wrong-password")] {
+            let err = psql_as(port, repl, wrong, true, "IDENTIFY_SYSTEM").unwrap_err();
+            assert!(
+                err.contains("password"),
+                "node {}: replication with {wrong:?}: {err}",
+                n.id
+            );
+            let err = psql_as(port, "postgres", wrong, false, "SELECT 1").unwrap_err();
+            assert!(err.contains("password"), "node {}: superuser: {err}", n.id);
+        }
+        let system = psql_as(
+            port,
+            repl,
+            Some(REPLICATION_PASSWORD),
+            true,
+            "IDENTIFY_SYSTEM",
+        )
+        .unwrap_or_else(|e| panic!("node {}: IDENTIFY_SYSTEM refused: {e}", n.id));
+        assert!(system.contains('|'), "node {}: {system}", n.id);
+        let err = psql_as(
+            port,
+            "postgres",
+            Some(SUPERUSER_PASSWORD),
+            true,
+            "IDENTIFY_SYSTEM",
+        )
+        .unwrap_err();
+        assert!(err.contains("pg_hba.conf"), "node {}: {err}", n.id);
+        assert_eq!(
+            psql_as(
+                port,
+                "postgres",
+                Some(SUPERUSER_PASSWORD),
+                false,
+                "SELECT 1"
+            )
+            .unwrap(),
+            "1\n"
+        );
+    }
+}
+
 fn setup(c: &Cluster) -> usize {
     wait_until(Duration::from_secs(90), "primary initialized", || {
         c.leaders().len() == 1
@@ -99,6 +198,8 @@ fn replication_and_kill9_failover() {
     });
 
     check_readonly_ids(&c, leader);
+    // The standbys cloned and stream with the replication role's password.
+    assert_passwords_required(&c);
 
     let mut times = Vec::new();
     let mut rejoins = Vec::new();
@@ -146,6 +247,8 @@ fn replication_and_kill9_failover() {
     }
     eprintln!("failover times (kill -> first accepted write): {times:?}");
     eprintln!("rejoin times (restart -> standby with every acknowledged row): {rejoins:?}");
+    // Rewound and re-cloned nodes too (a base backup copies the primary's files).
+    assert_passwords_required(&c);
     // A correct rewind leaves a standby that streams at once: none of them ever needed
     // the repair of a standby that cannot stream (which also costs a grace period).
     for node in &c.nodes {

@@ -63,8 +63,11 @@ impl Checker {
 }
 
 async fn probe(node: usize, port: u16, stop: Arc<AtomicBool>) -> Vec<Attempt> {
-    let conninfo =
-        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1");
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=postgres password={} dbname=postgres \
+         connect_timeout=1",
+        super::SUPERUSER_PASSWORD
+    );
     let mut out = Vec::new();
     let mut client: Option<tokio_postgres::Client> = None;
     let mut value = node as i32 * 1_000_000;

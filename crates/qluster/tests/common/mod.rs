@@ -44,6 +44,21 @@ pub struct Cluster {
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// The cluster's API token (`api-token`), which mutating requests carry.
+pub const API_TOKEN: &str = "test-token-5f2a9c81d4e7b036";
+/// Password of the Postgres superuser `postgres` on every node.
+pub const SUPERUSER_PASSWORD: &str = "su-pw-8c1e4b7d2f";
+/// Password of the replication role `qluster_replication` on every node.
+pub const REPLICATION_PASSWORD: &str = "repl-pw-3a9d6e0c5b";
+
+/// The secrets every node's YAML carries.
+pub fn secrets_yaml() -> String {
+    format!(
+        "api-token: {API_TOKEN}\nsuperuser-password: {SUPERUSER_PASSWORD}\n\
+         replication-password: {REPLICATION_PASSWORD}\n"
+    )
+}
+
 impl Cluster {
     /// `n` founding nodes; `extra` is appended to every node's YAML.
     pub fn new(n: u64, manage_pg: bool, extra: &str) -> Cluster {
@@ -126,11 +141,12 @@ impl Cluster {
             let yaml = format!(
                 "node-id: {id}\nip: {}\napi-port: {api}\ndb-port: {db}\ndata-dir: {}\n\
                  manage-postgres: {manage_pg}\nreadonly-scan-interval: 1s\n{source_binding}\
-                 peers:\n{peers}{extra}",
+                 {}peers:\n{peers}{extra}",
                 ips[i],
-                dir.display()
+                dir.display(),
+                secrets_yaml()
             );
-            std::fs::write(&config, yaml).unwrap();
+            write_config(&config, &yaml);
             nodes.push(NodeProc {
                 id,
                 ip: ips[i],
@@ -242,9 +258,25 @@ impl Cluster {
         }
     }
 
+    /// A request carrying the API token (as every operator's would).
     pub fn send(&self, method: &str, i: usize, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.send_as(Some(API_TOKEN), method, i, path, body)
+    }
+
+    /// A request with `Authorization: Bearer <token>`, or without the header (`None`).
+    pub fn send_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        i: usize,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, self.url(i, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/json")
@@ -349,7 +381,21 @@ fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
-/// Runs SQL on a node's database over TCP; `Err` when it does not accept it.
+/// Writes a node's config file, mode 0600 as it holds the cluster's secrets.
+pub fn write_config(path: &std::path::Path, yaml: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
+}
+
+/// Runs SQL on a node's database over TCP as the superuser (with its password); `Err`
+/// when it does not accept it.
 pub fn sql(port: u16, query: &str) -> Result<Vec<String>, String> {
     let out = Command::new(format!("{PG_BIN}/psql"))
         .args([
@@ -364,6 +410,7 @@ pub fn sql(port: u16, query: &str) -> Result<Vec<String>, String> {
         ])
         .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query])
         .env("PGCONNECT_TIMEOUT", "2")
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {

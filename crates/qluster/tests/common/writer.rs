@@ -48,10 +48,11 @@ impl Writer {
         let hosts: Vec<String> = c.nodes.iter().map(|_| "127.0.0.1".to_string()).collect();
         let ports: Vec<String> = c.nodes.iter().map(|n| n.db_port.to_string()).collect();
         let conninfo = format!(
-            "host={} port={} user=postgres dbname=postgres connect_timeout=1 \
+            "host={} port={} user=postgres password={} dbname=postgres connect_timeout=1 \
              target_session_attrs=read-write",
             hosts.join(","),
-            ports.join(",")
+            ports.join(","),
+            super::SUPERUSER_PASSWORD
         );
         let rt = c.proxies.as_ref().expect("a proxied cluster").runtime();
         let stop = Arc::new(AtomicBool::new(false));
