@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 /// The configured token (compared in constant time).
 #[derive(Clone)]
@@ -30,7 +31,8 @@ impl ApiToken {
         else {
             return false;
         };
-        constant_time_eq(given, &self.0)
+        // Constant time, so the token cannot be guessed byte by byte from response times.
+        bool::from(given.ct_eq(&self.0))
     }
 
     /// Default headers for the daemon's client to its peers (marked sensitive, so they
@@ -42,16 +44,6 @@ impl ApiToken {
         headers.insert(header::AUTHORIZATION, value);
         Ok(headers)
     }
-}
-
-/// Equality whose time depends only on the lengths, not on where the first difference
-/// is, so the token cannot be guessed byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// Middleware: 401 (`{"msg": ...}`, `WWW-Authenticate: Bearer`) for a mutating request
