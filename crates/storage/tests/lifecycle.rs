@@ -8,7 +8,8 @@ use bytes::Bytes;
 use postgres_wal::record::{ForkNumber, RelFileNode};
 use postgres_wal::Lsn;
 use storage::{
-    CompactionPolicy, DerivedOp, Key, Repository, RepositoryConfig, Timeline, TimelineId, Value,
+    CompactionPolicy, DerivedOp, Key, KeyKind, Repository, RepositoryConfig, Timeline, TimelineId,
+    Value,
 };
 
 const KEYS: u32 = 64;
@@ -128,6 +129,9 @@ fn compaction_images_and_gc_shrink_the_store_and_keep_every_answer() {
         main.logical_size_bytes(head).unwrap(),
         u64::from(KEYS) * 8192
     );
+    // A fork the caller's directories no longer list is not counted.
+    let dropped = |kind: &KeyKind| !matches!(kind, KeyKind::RelSize { rel: r, .. } if *r == rel());
+    assert_eq!(main.logical_size_bytes_filtered(head, &dropped).unwrap(), 0);
 
     // A child branched in the middle of the history pins it.
     let branch_at = flushed[5];

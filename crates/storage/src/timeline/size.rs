@@ -148,11 +148,12 @@ impl Timeline {
 
     /// Logical size at `lsn`: the sum over every relation fork with a size
     /// key of its block count × 8192 (exact for what the size keys say).
+    /// The one definition of logical size: the pageserver's API reports it.
     /// `keep` filters the forks counted: ingest keeps a dropped relation's
     /// size key and removes it from the database's relation directory, whose
     /// encoding storage does not know, so the caller passes a filter built
-    /// from the directories (or `|_| true`). Cost: one pass over the key
-    /// indexes plus one read per relation fork.
+    /// from the directories (the pageserver's `storage_ops`), or `|_| true`.
+    /// Cost: one pass over the key indexes plus one read per relation fork.
     pub fn logical_size_bytes_filtered(
         &self,
         lsn: Lsn,
