@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use datadir::layout;
 use postgres_wal::record::{ForkNumber, RelFileNode};
 use postgres_wal::Lsn;
-use storage::{GetError, Key, KeyKind};
+use storage::{GetError, Key};
 
 pub use storage::CompactionPolicy;
 
@@ -113,18 +113,16 @@ pub struct LogicalSizeError {
 }
 
 /// Logical size at `lsn`, as storage defines it
-/// ([`storage::Timeline::logical_size_bytes_filtered`]: block count × 8 KiB
-/// summed over relation forks) over the forks the relation directories
+/// ([`storage::Timeline::logical_size_bytes_of`]: block count × 8 KiB
+/// summed over relation forks), over the forks the relation directories
 /// list at `lsn`. Storage owns the definition; this adds only what storage
 /// cannot know, the directory encoding: ingest keeps a dropped relation's
 /// size key and removes the relation from its database's directory.
+/// Cost: the directories plus one read per listed fork.
 pub fn logical_size_bytes(timeline: &storage::Timeline, lsn: Lsn) -> Result<u64, LogicalSizeError> {
     let listed = listed_forks(timeline, lsn)?;
     timeline
-        .logical_size_bytes_filtered(lsn, &|kind| match kind {
-            KeyKind::RelSize { rel, fork } => listed.contains(&(*rel, *fork)),
-            _ => false,
-        })
+        .logical_size_bytes_of(lsn, listed)
         .map_err(|error| LogicalSizeError {
             lsn,
             reason: error.to_string(),
