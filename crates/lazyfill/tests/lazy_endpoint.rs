@@ -47,21 +47,13 @@ fn fanotify_usable() -> bool {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A cluster with table `t` (~25 MB), imported into a timeline and served.
 fn source() -> Source {
     let root = scratch();
     let orig = postgres_dir(&root.path().join("orig"));
     datadir::run_initdb(common::PG_BIN.as_ref(), &orig).unwrap();
     let sock = postgres_dir(&root.path().join("sock-orig"));
-    let pg = Postgres::start(&orig, &sock, free_port());
+    let pg = Postgres::start(&orig, &sock, testkit::free_port().unwrap());
     pg.psql(
         "postgres",
         "CREATE TABLE t (g int PRIMARY KEY, v text); \
@@ -136,7 +128,7 @@ fn lazy_dir(src: &Source, name: &str, background_fill: bool) -> Lazy {
     common::give_tree_to_postgres(&dir);
     common::give_tree_to_postgres(&pgdata);
     let sock = postgres_dir(&dir.join("sock"));
-    let port = free_port();
+    let port = testkit::free_port().unwrap();
     let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
     let config = FillConfig {
         ca_file: None,

@@ -31,14 +31,6 @@ fn run_ok(command: &mut Command) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn directory_bytes(dir: &Path) -> u64 {
     fileio::directory_size_bytes(dir)
 }
@@ -70,7 +62,7 @@ fn best_of_three(connstr: &str, scratch: &Path, label: &str) -> (f64, u64) {
 fn make_cluster(scratch: &Path, rows: u64) -> (PathBuf, u16) {
     let pgdata = scratch.join("source");
     datadir::run_initdb(Path::new(PG_BIN), &pgdata).unwrap();
-    let port = free_port();
+    let port = testkit::free_port().unwrap();
     let conf = format!(
         "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
         pgdata.display()

@@ -2,9 +2,12 @@
 //! lifecycle (compaction and image creation, sizes, layer statistics) and
 //! turns its results into what the API and the metrics report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use datadir::layout;
+use postgres_wal::record::{ForkNumber, RelFileNode};
 use postgres_wal::Lsn;
+use storage::{GetError, Key};
 
 pub use storage::CompactionPolicy;
 
@@ -109,16 +112,118 @@ pub struct LogicalSizeError {
     pub reason: String,
 }
 
-/// Logical size at `lsn`: the bytes of every file a base backup at `lsn`
-/// would hold (relations, SLRUs, control files). Computed through the base
-/// backup's file list rather than `Timeline::logical_size_bytes`, because
-/// only the data-directory layer knows which relations a database's
-/// relation directory still lists (a dropped relation keeps its size key).
+/// Logical size at `lsn`, as storage defines it
+/// ([`storage::Timeline::logical_size_bytes_of`]: block count × 8 KiB
+/// summed over relation forks), over the forks the relation directories
+/// list at `lsn`. Storage owns the definition; this adds only what storage
+/// cannot know, the directory encoding: ingest keeps a dropped relation's
+/// size key and removes the relation from its database's directory.
+/// Cost: the directories plus one read per listed fork.
 pub fn logical_size_bytes(timeline: &storage::Timeline, lsn: Lsn) -> Result<u64, LogicalSizeError> {
-    datadir::Basebackup::prepare(timeline, Some(lsn))
-        .map(|backup| backup.total_size_bytes())
+    let listed = listed_forks(timeline, lsn)?;
+    timeline
+        .logical_size_bytes_of(lsn, listed)
         .map_err(|error| LogicalSizeError {
             lsn,
             reason: error.to_string(),
         })
+}
+
+/// Every relation fork the database list and the relation directories
+/// (the shared catalogs' included) name at `lsn`.
+fn listed_forks(
+    timeline: &storage::Timeline,
+    lsn: Lsn,
+) -> Result<HashSet<(RelFileNode, ForkNumber)>, LogicalSizeError> {
+    let failed = |reason: String| LogicalSizeError { lsn, reason };
+    let get = |key: Key| match timeline.get(key, lsn) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(GetError::KeyNotFound { .. }) => Ok(None),
+        Err(error) => Err(failed(error.to_string())),
+    };
+    let databases = match get(Key::db_dir())? {
+        Some(bytes) => layout::decode_db_dir(&bytes)
+            .ok_or_else(|| failed("the database list is malformed".into()))?,
+        None => Vec::new(),
+    };
+    let mut forks = HashSet::new();
+    for (spc_node, db_node) in std::iter::once((layout::GLOBAL_TABLESPACE_OID, 0)).chain(databases)
+    {
+        let Some(bytes) = get(Key::rel_dir(spc_node, db_node))? else {
+            continue;
+        };
+        let rels = layout::decode_rel_dir(&bytes).ok_or_else(|| {
+            failed(format!(
+                "the relation list of database {db_node} in tablespace {spc_node} is malformed"
+            ))
+        })?;
+        forks.extend(rels.into_iter().map(|(rel_node, fork)| {
+            let rel = RelFileNode {
+                spc_node,
+                db_node,
+                rel_node,
+            };
+            (rel, fork)
+        }));
+    }
+    Ok(forks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use storage::{Repository, RepositoryConfig, TimelineId, Value};
+
+    /// A dropped relation keeps its size key but leaves its database's
+    /// directory: only listed forks count, the shared catalogs' included.
+    #[test]
+    fn logical_size_counts_the_forks_the_directories_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+        let timeline = repo
+            .create_timeline(TimelineId([1; 16]), 15, Lsn(0x10))
+            .unwrap();
+        let rel = |spc_node, db_node, rel_node| RelFileNode {
+            spc_node,
+            db_node,
+            rel_node,
+        };
+        let (db, global) = (
+            layout::DEFAULT_TABLESPACE_OID,
+            layout::GLOBAL_TABLESPACE_OID,
+        );
+        let (table, dropped, shared) = (rel(db, 5, 16384), rel(db, 5, 16385), rel(global, 0, 1262));
+        let image = |bytes: Vec<u8>| Value::Image(Bytes::from(bytes));
+        let lsn = Lsn(0x100);
+        let mut writer = timeline.writer();
+        let listed = [
+            (Key::db_dir(), layout::encode_db_dir(&[(db, 5)])),
+            (
+                Key::rel_dir(db, 5),
+                layout::encode_rel_dir(&[(16384, ForkNumber::Main), (16384, ForkNumber::Fsm)]),
+            ),
+            (
+                Key::rel_dir(global, 0),
+                layout::encode_rel_dir(&[(1262, ForkNumber::Main)]),
+            ),
+        ];
+        for (key, bytes) in listed {
+            writer.put(key, lsn, image(bytes)).unwrap();
+        }
+        for (rel, fork, blocks) in [
+            (table, ForkNumber::Main, 10),
+            (table, ForkNumber::Fsm, 3),
+            (dropped, ForkNumber::Main, 100),
+            (shared, ForkNumber::Main, 2),
+        ] {
+            writer
+                .put(Key::rel_size(rel, fork), lsn, Value::rel_size(blocks))
+                .unwrap();
+        }
+        writer.finish(lsn).unwrap();
+        assert_eq!(logical_size_bytes(&timeline, lsn).unwrap(), 15 * 8192);
+        // Storage alone cannot tell the dropped relation apart.
+        assert_eq!(timeline.logical_size_bytes(lsn).unwrap(), 115 * 8192);
+    }
 }

@@ -168,7 +168,7 @@ impl Timeline {
         Arc::clone(&self.ingest_counters)
     }
 
-    /// Sum of the sizes of the files a base backup at the head would hold.
+    /// Logical size at the head ([`crate::storage_ops::logical_size_bytes`]).
     fn logical_size_bytes(&self) -> Option<u64> {
         let head = self.last_record_lsn();
         if let Some((lsn, size)) = *self.logical_size.lock() {

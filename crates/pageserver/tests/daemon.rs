@@ -13,14 +13,6 @@ fn pageserver() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pageserver"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn unknown_or_malformed_settings_refuse_to_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,7 +48,7 @@ fn unknown_or_malformed_settings_refuse_to_start() {
 #[test]
 fn serves_base_backups_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, pg_port) = (free_port(), free_port());
+    let (http_port, pg_port) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
     let mut child = pageserver()
         .arg("--workdir")
         .arg(dir.path())

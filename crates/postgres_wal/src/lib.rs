@@ -25,8 +25,9 @@
 //! }
 //! ```
 //!
-//! Also here: `pg_control` ([`control`]), SLRU arithmetic ([`slru`]) and a
-//! synthesised shutdown-checkpoint segment ([`synth`]).
+//! Also here: `pg_control` ([`control`]), SLRU arithmetic ([`slru`]), the
+//! visibility-map page layout ([`vm`]) and a synthesised
+//! shutdown-checkpoint segment ([`synth`]).
 
 pub mod control;
 pub mod decode;
@@ -42,6 +43,7 @@ pub mod stats;
 pub mod synth;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testwal;
+pub mod vm;
 
 pub use decode::{decode_record, RecordError, RecordLayout, XLogRecordHeader};
 pub use lsn::{Lsn, LsnParseError};

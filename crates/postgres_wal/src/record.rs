@@ -9,6 +9,9 @@ use crate::Lsn;
 
 /// Size of a heap/index page (`BLCKSZ`).
 pub const BLCKSZ: usize = 8192;
+/// Size of the standard header of a heap/index page
+/// (`SizeOfPageHeaderData`, a multiple of `MAXALIGN`).
+pub const SIZE_OF_PAGE_HEADER: usize = 24;
 
 /// Identifies a relation's storage (`RelFileNode` in PG15): tablespace,
 /// database and relfilenode OIDs.

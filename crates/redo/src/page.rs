@@ -10,8 +10,8 @@
 use postgres_wal::record::BLCKSZ;
 use thiserror::Error;
 
-/// `SizeOfPageHeaderData`.
-pub const SIZE_OF_PAGE_HEADER: usize = 24;
+/// `SizeOfPageHeaderData` (defined in the format crate).
+pub use postgres_wal::record::SIZE_OF_PAGE_HEADER;
 /// `sizeof(ItemIdData)`.
 pub const SIZE_OF_ITEM_ID: usize = 4;
 /// `PD_HAS_FREE_LINES`.

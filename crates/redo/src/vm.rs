@@ -8,7 +8,7 @@
 //! page a `HEAP2 VISIBLE` record sets bits on *is* registered (block 0),
 //! so [`crate::apply`] handles it and it is not listed here.
 
-use postgres_wal::record::{DecodedRecord, RelFileNode, BLCKSZ};
+use postgres_wal::record::{DecodedRecord, RelFileNode};
 use postgres_wal::rmgr::heap::{
     HeapRecord, XLH_DELETE_ALL_VISIBLE_CLEARED, XLH_INSERT_ALL_VISIBLE_CLEARED,
     XLH_LOCK_ALL_FROZEN_CLEARED, XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED,
@@ -17,8 +17,13 @@ use postgres_wal::rmgr::heap::{
 use postgres_wal::rmgr::heap2::Heap2Record;
 use postgres_wal::rmgr::RmgrId;
 
-use crate::page::{Page, SIZE_OF_PAGE_HEADER};
+use crate::page::Page;
 use crate::RedoError;
+
+/// Heap blocks covered by one VM page (`HEAPBLOCKS_PER_PAGE`; the layout
+/// is defined in [`postgres_wal::vm`]).
+pub use postgres_wal::vm::HEAP_BLOCKS_PER_PAGE;
+use postgres_wal::vm::{BITS_PER_HEAP_BLOCK, HEAP_BLOCKS_PER_BYTE, PAGE_HEADER_SIZE};
 
 /// `VISIBILITYMAP_ALL_VISIBLE`.
 pub const ALL_VISIBLE: u8 = 0x01;
@@ -27,19 +32,17 @@ pub const ALL_FROZEN: u8 = 0x02;
 /// `VISIBILITYMAP_VALID_BITS`.
 pub const VALID_BITS: u8 = 0x03;
 
-/// Bytes of map per VM page (`MAPSIZE`).
-const MAP_SIZE: u32 = (BLCKSZ - SIZE_OF_PAGE_HEADER) as u32;
-/// Heap blocks covered by one VM page (`HEAPBLOCKS_PER_PAGE`).
-pub const HEAP_BLOCKS_PER_PAGE: u32 = MAP_SIZE * 4;
-
 /// The VM block holding `heap_block`'s bits.
 pub fn vm_block(heap_block: u32) -> u32 {
     heap_block / HEAP_BLOCKS_PER_PAGE
 }
 
 fn byte_and_shift(heap_block: u32) -> (usize, u32) {
-    let byte = (heap_block % HEAP_BLOCKS_PER_PAGE) / 4;
-    (SIZE_OF_PAGE_HEADER + byte as usize, (heap_block % 4) * 2)
+    let byte = (heap_block % HEAP_BLOCKS_PER_PAGE) / HEAP_BLOCKS_PER_BYTE;
+    (
+        PAGE_HEADER_SIZE + byte as usize,
+        (heap_block % HEAP_BLOCKS_PER_BYTE) * BITS_PER_HEAP_BLOCK,
+    )
 }
 
 /// One VM change a heap record implies: clear `clear_bits` of `heap_block`
@@ -133,6 +136,7 @@ pub fn get_bits(page: &[u8], heap_block: u32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use postgres_wal::record::BLCKSZ;
 
     #[test]
     fn block_to_map_position() {
@@ -142,7 +146,7 @@ mod tests {
         let mut bytes = vec![0u8; BLCKSZ];
         let mut page = Page::new(&mut bytes).unwrap();
         set_bits(&mut page, 5, ALL_VISIBLE | ALL_FROZEN);
-        assert_eq!(page.bytes()[SIZE_OF_PAGE_HEADER + 1], 0b0000_1100);
+        assert_eq!(page.bytes()[PAGE_HEADER_SIZE + 1], 0b0000_1100);
         let change = VmClear {
             rel: RelFileNode::default(),
             vm_block: 0,

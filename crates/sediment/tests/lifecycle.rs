@@ -490,7 +490,10 @@ fn kills_serve_identical_data(kills: u64) {
     let mut settings = short_periods("30s");
     settings["gc_period"] = json!("1s");
     configure(&sediment, &tenant, settings);
-    let main = sediment.endpoint("main", &[]);
+    // Free ports, not the CLI's default from 55432 up: another test run on
+    // the machine may hold those.
+    let main_port = common::free_port().to_string();
+    let main = sediment.endpoint("main", &["--port", &main_port]);
     let timeline = sediment.timeline_id("main");
     pgbench_init(main, 1);
     for round in 0..kills {
@@ -514,7 +517,8 @@ fn kills_serve_identical_data(kills: u64) {
     }
     let last = sample(main);
     api.wait_ingested(&tenant, &timeline, &last.lsn);
-    let reader = sediment.endpoint("reader", &["--lsn", &last.lsn]);
+    let reader_port = common::free_port().to_string();
+    let reader = sediment.endpoint("reader", &["--lsn", &last.lsn, "--port", &reader_port]);
     assert_eq!(values(reader), (last.balance, last.history));
     sediment.shutdown();
 }

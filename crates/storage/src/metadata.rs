@@ -36,8 +36,27 @@ pub struct TimelineMetadata {
 
 /// Why metadata bytes were rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct MetadataDecodeError(pub String);
+#[non_exhaustive]
+pub enum MetadataDecodeError {
+    /// Not exactly [`METADATA_SIZE`] bytes.
+    #[error("size {0} bytes, expected {METADATA_SIZE}")]
+    WrongSize(usize),
+    /// The bytes do not start with the metadata magic.
+    #[error("bad magic")]
+    BadMagic,
+    /// The stored CRC-32C does not match.
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// A format version this build does not read.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u16),
+    /// Flag bits this build does not know.
+    #[error("unknown flags {0:#x}")]
+    UnknownFlags(u16),
+    /// `disk_consistent_lsn` is `Lsn::MAX`, leaving no room above it.
+    #[error("disk_consistent_lsn out of range")]
+    DiskConsistentLsnOutOfRange,
+}
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut v = [0u8; 8];
@@ -73,24 +92,24 @@ impl TimelineMetadata {
 
     /// Decodes and validates metadata bytes.
     pub fn decode(b: &[u8]) -> Result<TimelineMetadata, MetadataDecodeError> {
-        let err = |s: String| Err(MetadataDecodeError(s));
         if b.len() != METADATA_SIZE {
-            return err(format!("size {} bytes, expected {METADATA_SIZE}", b.len()));
+            return Err(MetadataDecodeError::WrongSize(b.len()));
         }
         if b[0..8] != MAGIC {
-            return err("bad magic".into());
+            return Err(MetadataDecodeError::BadMagic);
         }
-        let stored_crc = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
-        if crc32c::crc32c(&b[..CRC_OFFSET]) != stored_crc {
-            return err("checksum mismatch".into());
+        let stored = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
+        let computed = crc32c::crc32c(&b[..CRC_OFFSET]);
+        if computed != stored {
+            return Err(MetadataDecodeError::ChecksumMismatch { stored, computed });
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
         if version != METADATA_FORMAT_VERSION {
-            return err(format!("unsupported format version {version}"));
+            return Err(MetadataDecodeError::UnsupportedVersion(version));
         }
         let flags = u16::from_le_bytes([b[10], b[11]]);
         if flags & !FLAG_HAS_ANCESTOR != 0 {
-            return err(format!("unknown flags {flags:#x}"));
+            return Err(MetadataDecodeError::UnknownFlags(flags));
         }
         let ancestor = (flags & FLAG_HAS_ANCESTOR != 0).then(|| {
             let mut id = [0u8; 16];
@@ -100,7 +119,7 @@ impl TimelineMetadata {
         let disk_consistent_lsn = Lsn(u64_at(b, 16));
         // The open layer starts right after it; Lsn::MAX leaves no room.
         if disk_consistent_lsn == Lsn::MAX {
-            return err("disk_consistent_lsn out of range".into());
+            return Err(MetadataDecodeError::DiskConsistentLsnOutOfRange);
         }
         Ok(TimelineMetadata {
             pg_version: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
@@ -145,7 +164,10 @@ mod tests {
             disk_consistent_lsn: Lsn::MAX,
             ..sample()
         };
-        assert!(TimelineMetadata::decode(&m.encode()).is_err());
+        assert_eq!(
+            TimelineMetadata::decode(&m.encode()),
+            Err(MetadataDecodeError::DiskConsistentLsnOutOfRange)
+        );
     }
 
     #[test]
@@ -154,10 +176,22 @@ mod tests {
         for i in 0..METADATA_SIZE {
             let mut bad = bytes;
             bad[i] ^= 0x40;
-            assert!(TimelineMetadata::decode(&bad).is_err(), "byte {i}");
+            let err = TimelineMetadata::decode(&bad).expect_err(&format!("byte {i}"));
+            // Every byte but the magic is under the checksum.
+            if i < 8 {
+                assert_eq!(err, MetadataDecodeError::BadMagic, "byte {i}");
+            } else {
+                assert!(
+                    matches!(err, MetadataDecodeError::ChecksumMismatch { .. }),
+                    "byte {i}: {err}"
+                );
+            }
         }
         for len in 0..METADATA_SIZE {
-            assert!(TimelineMetadata::decode(&bytes[..len]).is_err());
+            assert_eq!(
+                TimelineMetadata::decode(&bytes[..len]),
+                Err(MetadataDecodeError::WrongSize(len))
+            );
         }
     }
 }

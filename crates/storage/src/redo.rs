@@ -7,12 +7,12 @@
 //! calls [`apply_derived`] for the derived operations.
 
 use bytes::Bytes;
+use postgres_wal::slru::CLOG_XACTS_PER_PAGE;
+use postgres_wal::vm::{HEAP_BLOCKS_PER_PAGE, PAGE_HEADER_SIZE as VM_PAGE_HEADER_SIZE};
 use postgres_wal::Lsn;
 
 use crate::key::Key;
-use crate::value::{
-    DerivedOp, Value, CLOG_XACTS_PER_PAGE, VM_HEAP_BLOCKS_PER_PAGE, VM_PAGE_HEADER_SIZE,
-};
+use crate::value::{DerivedOp, Value};
 
 /// Why a value could not be reconstructed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +115,7 @@ pub fn apply_derived(page: &mut [u8], op: &DerivedOp) -> Result<(), RedoError> {
                     page,
                     VM_PAGE_HEADER_SIZE,
                     u32::from(slot),
-                    VM_HEAP_BLOCKS_PER_PAGE,
+                    HEAP_BLOCKS_PER_PAGE,
                     |b, shift| b & !((flags & 0b11) << shift),
                 )?;
             }

@@ -7,14 +7,6 @@
 
 use bytes::Bytes;
 
-/// Number of transactions whose status one CLOG page holds (2 bits each).
-pub const CLOG_XACTS_PER_PAGE: u32 = (postgres_wal::record::BLCKSZ as u32) * 4;
-/// Bytes of page header before the visibility-map bitmap (`MAXALIGN(SizeOfPageHeaderData)`).
-pub const VM_PAGE_HEADER_SIZE: usize = 24;
-/// Number of heap blocks one visibility-map page covers (2 bits each).
-pub const VM_HEAP_BLOCKS_PER_PAGE: u32 =
-    ((postgres_wal::record::BLCKSZ - VM_PAGE_HEADER_SIZE) as u32) * 4;
-
 const TAG_IMAGE: u8 = 1;
 const TAG_WAL_RECORD: u8 = 2;
 const TAG_WAL_RECORD_WILL_INIT: u8 = 3;
@@ -46,11 +38,12 @@ pub enum Value {
 #[non_exhaustive]
 pub enum DerivedOp {
     /// Set the 2-bit status of transactions on a CLOG page. `slots` are
-    /// positions on the page (`xid % CLOG_XACTS_PER_PAGE`); `status` is the
+    /// positions on the page (`xid % postgres_wal::slru::CLOG_XACTS_PER_PAGE`); `status` is the
     /// `TRANSACTION_STATUS_*` value (0..=3).
     ClogSetStatus { status: u8, slots: Vec<u16> },
     /// Clear visibility-map bits (`flags`: 0x01 all-visible, 0x02 all-frozen)
-    /// for heap blocks at positions `slots` (`heap_blkno % VM_HEAP_BLOCKS_PER_PAGE`).
+    /// for heap blocks at positions `slots`
+    /// (`heap_blkno % postgres_wal::vm::HEAP_BLOCKS_PER_PAGE`).
     VmClearBits { flags: u8, slots: Vec<u16> },
     /// Overwrite `bytes` at `offset` (multixact pages, small files).
     WriteBytes { offset: u32, bytes: Bytes },

@@ -128,6 +128,18 @@ fn compaction_images_and_gc_shrink_the_store_and_keep_every_answer() {
         main.logical_size_bytes(head).unwrap(),
         u64::from(KEYS) * 8192
     );
+    // Only the forks the caller names count (its directories list).
+    let listed = [(rel(), ForkNumber::Main)];
+    assert_eq!(
+        main.logical_size_bytes_of(head, listed).unwrap(),
+        u64::from(KEYS) * 8192
+    );
+    assert_eq!(main.logical_size_bytes_of(head, []).unwrap(), 0);
+    let never_written = (rel(), ForkNumber::Fsm);
+    assert_eq!(
+        main.logical_size_bytes_of(head, [never_written]).unwrap(),
+        0
+    );
 
     // A child branched in the middle of the history pins it.
     let branch_at = flushed[5];

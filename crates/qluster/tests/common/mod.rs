@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A free TCP port on 127.0.0.1 ([`testkit::free_port`]).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    testkit::free_port().expect("no free port")
 }
 
 pub struct NodeProc {

@@ -62,12 +62,9 @@ fn build_pageserver() {
     assert!(pageserver.exists());
 }
 
+/// A free TCP port on 127.0.0.1 ([`testkit::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port().expect("no free port")
 }
 
 pub fn is_root() -> bool {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use postgres_wal::Lsn;
 
 use crate::cache::PageCache;
-use crate::error::LayerFileError;
+use crate::error::{LayerFileError, LayerFormatError, LayerPart, ValueFormatError};
 use crate::io::{FileIo, ReadAt};
 use crate::key::{Key, KEY_SIZE};
 use crate::layer::{LayerDesc, LayerKind};
@@ -163,31 +163,37 @@ fn encode_v2_payload(raw: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The encoded value inside a verified v2 payload.
-fn decode_v2_payload(payload: Bytes) -> Result<Bytes, String> {
+fn decode_v2_payload(payload: Bytes) -> Result<Bytes, ValueFormatError> {
     let (&codec, body) = payload
         .split_first()
-        .ok_or_else(|| "empty payload".to_string())?;
+        .ok_or(ValueFormatError::Truncated { need: 1, have: 0 })?;
     match codec {
         CODEC_RAW => Ok(payload.slice(1..)),
         CODEC_ZSTD => {
-            let (len, frame) = body
-                .split_first_chunk::<4>()
-                .ok_or_else(|| "compressed payload shorter than its length".to_string())?;
+            let (len, frame) =
+                body.split_first_chunk::<4>()
+                    .ok_or(ValueFormatError::Truncated {
+                        need: 5,
+                        have: payload.len(),
+                    })?;
             let raw_len = u32::from_le_bytes(*len) as usize;
             if raw_len > MAX_RAW_VALUE_BYTES {
-                return Err(format!("raw length {raw_len} exceeds the limit"));
+                return Err(ValueFormatError::RawLengthTooLarge {
+                    raw_len,
+                    limit: MAX_RAW_VALUE_BYTES,
+                });
             }
-            let raw = zstd::bulk::decompress(frame, raw_len)
-                .map_err(|e| format!("zstd frame does not decode: {e}"))?;
+            let raw =
+                zstd::bulk::decompress(frame, raw_len).map_err(ValueFormatError::Decompress)?;
             if raw.len() != raw_len {
-                return Err(format!(
-                    "zstd frame holds {} bytes, header says {raw_len}",
-                    raw.len()
-                ));
+                return Err(ValueFormatError::DecompressedLength {
+                    have: raw.len(),
+                    expected: raw_len,
+                });
             }
             Ok(Bytes::from(raw))
         }
-        other => Err(format!("unknown codec {other}")),
+        other => Err(ValueFormatError::UnknownCodec(other)),
     }
 }
 
@@ -226,26 +232,35 @@ impl LayerHeader {
     }
 
     /// Decodes and validates a header.
-    pub fn decode(b: &[u8]) -> Result<LayerHeader, String> {
-        if b.len() < HEADER_SIZE {
-            return Err(format!("{} bytes, shorter than the header", b.len()));
+    pub fn decode(b: &[u8]) -> Result<LayerHeader, LayerFormatError> {
+        let Some(b) = b.get(..HEADER_SIZE) else {
+            return Err(LayerFormatError::Truncated {
+                need: HEADER_SIZE as u64,
+                have: b.len() as u64,
+            });
+        };
+        let mut magic = [0u8; 8];
+        magic.copy_from_slice(&b[0..8]);
+        if magic != LAYER_MAGIC {
+            return Err(LayerFormatError::BadMagic { found: magic });
         }
-        let b = &b[..HEADER_SIZE];
-        if b[0..8] != LAYER_MAGIC {
-            return Err("bad magic".into());
-        }
-        let crc = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
-        if crc32c::crc32c(&b[..HEADER_CRC_OFFSET]) != crc {
-            return Err("header checksum mismatch".into());
+        let stored = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
+        let computed = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
+        if computed != stored {
+            return Err(LayerFormatError::ChecksumMismatch {
+                part: LayerPart::Header,
+                stored,
+                computed,
+            });
         }
         let format_version = u16::from_le_bytes([b[8], b[9]]);
         if format_version != LAYER_FORMAT_VERSION && format_version != LAYER_FORMAT_V1 {
-            return Err(format!("unsupported format version {format_version}"));
+            return Err(LayerFormatError::UnsupportedVersion(format_version));
         }
         let kind = match b[10] {
             KIND_DELTA => LayerKind::Delta,
             KIND_IMAGE => LayerKind::Image,
-            other => return Err(format!("unknown layer kind {other}")),
+            other => return Err(LayerFormatError::UnknownKind(other)),
         };
         let desc = LayerDesc {
             kind,
@@ -253,7 +268,7 @@ impl LayerHeader {
             lsn_range: Lsn(u64_at(b, 48))..Lsn(u64_at(b, 56)),
         };
         if !desc.is_well_formed() {
-            return Err("empty key or LSN range".into());
+            return Err(LayerFormatError::EmptyRange);
         }
         Ok(LayerHeader {
             format_version,
@@ -281,7 +296,7 @@ impl LayerFile {
         path: &Path,
         expected: Option<&LayerDesc>,
     ) -> Result<LayerFile, LayerFileError> {
-        let corrupt = |reason: String| LayerFileError::Corrupt {
+        let corrupt = |reason: LayerFormatError| LayerFileError::Corrupt {
             path: path.to_owned(),
             reason,
         };
@@ -292,16 +307,20 @@ impl LayerFile {
         let file = io.open_read(path).map_err(io_err)?;
         let file_len = file.len().map_err(io_err)?;
         if file_len < HEADER_SIZE as u64 {
-            return Err(corrupt(format!(
-                "{file_len} bytes, shorter than the header"
-            )));
+            return Err(corrupt(LayerFormatError::Truncated {
+                need: HEADER_SIZE as u64,
+                have: file_len,
+            }));
         }
         let mut header_bytes = [0u8; HEADER_SIZE];
         file.read_exact_at(&mut header_bytes, 0).map_err(io_err)?;
         let header = LayerHeader::decode(&header_bytes).map_err(corrupt)?;
         if let Some(expected) = expected {
             if *expected != header.desc {
-                return Err(corrupt(format!("header says {}", header.desc)));
+                return Err(corrupt(LayerFormatError::WrongDesc {
+                    expected: Box::new(expected.clone()),
+                    found: Box::new(header.desc),
+                }));
             }
         }
         let index_len = header
@@ -310,16 +329,22 @@ impl LayerFile {
             .filter(|len| header.index_offset.checked_add(*len) == Some(file_len))
             .filter(|_| header.index_offset >= HEADER_SIZE as u64)
             .ok_or_else(|| {
-                corrupt(format!(
-                    "length {file_len} does not match {} entries indexed at {}",
-                    header.entry_count, header.index_offset
-                ))
+                corrupt(LayerFormatError::IndexBounds {
+                    file_len,
+                    entry_count: header.entry_count,
+                    index_offset: header.index_offset,
+                })
             })?;
         let mut index_bytes = vec![0u8; index_len as usize];
         file.read_exact_at(&mut index_bytes, header.index_offset)
             .map_err(io_err)?;
-        if crc32c::crc32c(&index_bytes) != header.index_crc {
-            return Err(corrupt("index checksum mismatch".into()));
+        let computed = crc32c::crc32c(&index_bytes);
+        if computed != header.index_crc {
+            return Err(corrupt(LayerFormatError::ChecksumMismatch {
+                part: LayerPart::Index,
+                stored: header.index_crc,
+                computed,
+            }));
         }
         let index = decode_index(&index_bytes, &header).map_err(corrupt)?;
         Ok(LayerFile {
@@ -368,7 +393,10 @@ impl LayerFile {
             .get(position)
             .ok_or_else(|| LayerFileError::Corrupt {
                 path: self.path.clone(),
-                reason: format!("index position {position} out of range"),
+                reason: LayerFormatError::PositionOutOfRange {
+                    position,
+                    entries: self.index.len(),
+                },
             })?;
         if let Some((cache, uid)) = cache {
             if let Some(value) = cache.get((uid, entry.offset)) {
@@ -396,9 +424,13 @@ impl LayerFile {
     }
 
     fn read_blob(&self, entry: &IndexEntry, end: u64) -> Result<Value, LayerFileError> {
-        let corrupt = |reason: String| LayerFileError::Corrupt {
+        let corrupt = |source: ValueFormatError| LayerFileError::Corrupt {
             path: self.path.clone(),
-            reason: format!("value of {} at {}: {reason}", entry.key, entry.lsn),
+            reason: LayerFormatError::Value {
+                key: entry.key,
+                lsn: entry.lsn,
+                source,
+            },
         };
         // The index decoder guarantees offsets increase and stay below the
         // index, so this cannot underflow.
@@ -412,22 +444,27 @@ impl LayerFile {
         let len = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as u64;
         let crc = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]);
         if len + BLOB_HEADER_SIZE != blob.len() as u64 {
-            return Err(corrupt(format!(
-                "length field {len} does not match the index"
-            )));
+            return Err(corrupt(ValueFormatError::LengthMismatch {
+                stored: len,
+                expected: blob.len() as u64 - BLOB_HEADER_SIZE,
+            }));
         }
         let payload = Bytes::from(blob).slice(BLOB_HEADER_SIZE as usize..);
-        if crc32c::crc32c(&payload) != crc {
-            return Err(corrupt("checksum mismatch".into()));
+        let computed = crc32c::crc32c(&payload);
+        if computed != crc {
+            return Err(corrupt(ValueFormatError::ChecksumMismatch {
+                stored: crc,
+                computed,
+            }));
         }
         let encoded = if self.header.format_version == LAYER_FORMAT_V1 {
             payload
         } else {
             decode_v2_payload(payload).map_err(corrupt)?
         };
-        let value = Value::decode(encoded).map_err(|e| corrupt(e.to_string()))?;
+        let value = Value::decode(encoded).map_err(|e| corrupt(e.into()))?;
         if self.header.desc.kind == LayerKind::Image && !matches!(value, Value::Image(_)) {
-            return Err(corrupt("non-image value in an image layer".into()));
+            return Err(corrupt(ValueFormatError::WrongKind));
         }
         Ok(value)
     }
@@ -436,7 +473,7 @@ impl LayerFile {
 /// Decodes the index and checks the invariants readers rely on: sorted
 /// unique (key, lsn) inside the header's ranges, blob offsets strictly
 /// increasing with room for a blob header, all before the index.
-fn decode_index(bytes: &[u8], header: &LayerHeader) -> Result<Vec<IndexEntry>, String> {
+fn decode_index(bytes: &[u8], header: &LayerHeader) -> Result<Vec<IndexEntry>, LayerFormatError> {
     let mut index = Vec::with_capacity(bytes.len() / INDEX_ENTRY_SIZE);
     let mut min_offset = HEADER_SIZE as u64;
     for chunk in bytes.chunks_exact(INDEX_ENTRY_SIZE) {
@@ -447,25 +484,30 @@ fn decode_index(bytes: &[u8], header: &LayerHeader) -> Result<Vec<IndexEntry>, S
         };
         if let Some(prev) = index.last().map(|p: &IndexEntry| (p.key, p.lsn)) {
             if prev >= (entry.key, entry.lsn) {
-                return Err(format!("index out of order at {} {}", entry.key, entry.lsn));
+                return Err(LayerFormatError::IndexOutOfOrder {
+                    key: entry.key,
+                    lsn: entry.lsn,
+                });
             }
         }
         if !header.desc.key_range.contains(&entry.key)
             || !header.desc.lsn_range.contains(&entry.lsn)
         {
-            return Err(format!(
-                "index entry {} {} outside the header's ranges",
-                entry.key, entry.lsn
-            ));
+            return Err(LayerFormatError::IndexEntryOutsideRanges {
+                key: entry.key,
+                lsn: entry.lsn,
+            });
         }
         if entry.offset < min_offset {
-            return Err(format!("blob offset {} out of order", entry.offset));
+            return Err(LayerFormatError::BlobOffsetOutOfOrder {
+                offset: entry.offset,
+            });
         }
         min_offset = entry.offset.saturating_add(BLOB_HEADER_SIZE);
         index.push(entry);
     }
     if min_offset > header.index_offset {
-        return Err("last blob overlaps the index".into());
+        return Err(LayerFormatError::BlobOverlapsIndex);
     }
     Ok(index)
 }
@@ -536,6 +578,85 @@ mod tests {
             });
             let err = result.expect_err(&format!("flip at byte {i} went unnoticed"));
             assert!(err.to_string().contains(&desc().file_name()), "{err}");
+            assert!(matches!(err, LayerFileError::Corrupt { .. }), "{err}");
+        }
+    }
+
+    /// A small layer of every value shape (page images compressed and not,
+    /// WAL records, derived operations), for the flip property below.
+    fn mixed_layer() -> (LayerDesc, Vec<(Key, Lsn, Value)>, Vec<u8>) {
+        use crate::value::DerivedOp;
+        let versions = vec![
+            (
+                Key::from_bytes([1; KEY_SIZE]),
+                Lsn(10),
+                Value::Image(Bytes::from(vec![3u8; 300])),
+            ),
+            (
+                Key::from_bytes([1; KEY_SIZE]),
+                Lsn(12),
+                Value::WalRecord {
+                    will_init: false,
+                    rec: Bytes::from_static(b"record"),
+                },
+            ),
+            (
+                Key::from_bytes([2; KEY_SIZE]),
+                Lsn(11),
+                Value::Derived(DerivedOp::ClogSetStatus {
+                    status: 1,
+                    slots: vec![3, 4],
+                }),
+            ),
+            (
+                Key::from_bytes([3; KEY_SIZE]),
+                Lsn(13),
+                Value::Image(Bytes::from_static(b"small")),
+            ),
+        ];
+        let bytes = encode_layer(&desc(), versions.iter().map(|(k, l, v)| (*k, *l, v))).unwrap();
+        (desc(), versions, bytes)
+    }
+
+    proptest::proptest! {
+        /// Changing any one byte of a layer file to any other value makes
+        /// opening it or reading some value fail with `Corrupt` naming the
+        /// file (checksums cover every byte); no read returns a value that
+        /// was not written, and nothing panics.
+        #[test]
+        fn any_changed_byte_is_corrupt_never_a_wrong_value(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            mask in 1u8..=255,
+        ) {
+            use crate::io::{FileIo, MemoryFileIo};
+            let (desc, versions, mut bytes) = mixed_layer();
+            let at = at.index(bytes.len());
+            bytes[at] ^= mask;
+            let io = MemoryFileIo::new();
+            let dir = Path::new("/d");
+            io.create_dir_all(dir).unwrap();
+            let path = dir.join(desc.file_name());
+            io.write_file(&path, &bytes).unwrap();
+            let mut failure = None;
+            match LayerFile::open(&io, &path, Some(&desc)) {
+                Err(e) => failure = Some(e),
+                Ok(file) => {
+                    for (position, entry) in file.index().iter().enumerate() {
+                        match file.read_value(position, None) {
+                            Ok(value) => {
+                                let written = versions
+                                    .iter()
+                                    .find(|(k, l, _)| *k == entry.key && *l == entry.lsn);
+                                proptest::prop_assert_eq!(Some(&value), written.map(|(_, _, v)| v));
+                            }
+                            Err(e) => failure = failure.or(Some(e)),
+                        }
+                    }
+                }
+            }
+            let err = failure.unwrap_or_else(|| panic!("byte {at} ^ {mask:#x} went unnoticed"));
+            proptest::prop_assert!(matches!(err, LayerFileError::Corrupt { .. }), "{}", err);
+            proptest::prop_assert!(err.to_string().contains(&desc.file_name()), "{}", err);
         }
     }
 
@@ -611,14 +732,78 @@ mod tests {
 
     #[test]
     fn bad_zstd_payloads_are_errors() {
-        assert!(decode_v2_payload(Bytes::new()).is_err());
-        assert!(decode_v2_payload(Bytes::from_static(&[9, 1, 2])).is_err());
-        assert!(decode_v2_payload(Bytes::from_static(&[CODEC_ZSTD, 1])).is_err());
+        use ValueFormatError as E;
+        let decode = |bytes: &[u8]| decode_v2_payload(Bytes::copy_from_slice(bytes));
+        assert!(matches!(
+            decode(&[]),
+            Err(E::Truncated { need: 1, have: 0 })
+        ));
+        assert!(matches!(decode(&[9, 1, 2]), Err(E::UnknownCodec(9))));
+        assert!(matches!(
+            decode(&[CODEC_ZSTD, 1]),
+            Err(E::Truncated { need: 5, have: 2 })
+        ));
         let huge = [CODEC_ZSTD, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
-        assert!(decode_v2_payload(Bytes::copy_from_slice(&huge)).is_err());
+        assert!(matches!(
+            decode(&huge),
+            Err(E::RawLengthTooLarge {
+                raw_len: 0xFFFF_FFFF,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&[CODEC_ZSTD, 10, 0, 0, 0, 1, 2, 3]),
+            Err(E::Decompress(_))
+        ));
         let mut lying = vec![CODEC_ZSTD, 10, 0, 0, 0];
         lying.extend(zstd::bulk::compress(&[1u8; 100], 1).unwrap());
-        assert!(decode_v2_payload(Bytes::from(lying)).is_err());
+        // The frame holds more than the header allows: zstd refuses it or
+        // the lengths differ; either way an error, never a value.
+        assert!(matches!(
+            decode(&lying),
+            Err(E::Decompress(_) | E::DecompressedLength { .. })
+        ));
+    }
+
+    #[test]
+    fn header_errors_are_typed() {
+        use LayerFormatError as E;
+        let good = LayerHeader {
+            format_version: LAYER_FORMAT_VERSION,
+            desc: desc(),
+            entry_count: 0,
+            index_offset: HEADER_SIZE as u64,
+            index_crc: 0,
+        }
+        .encode();
+        assert!(matches!(
+            LayerHeader::decode(&good[..100]),
+            Err(E::Truncated {
+                need: 128,
+                have: 100
+            })
+        ));
+        let mut bad = good;
+        bad[0] = b'X';
+        assert!(matches!(LayerHeader::decode(&bad), Err(E::BadMagic { .. })));
+        let mut bad = good;
+        bad[64] ^= 1;
+        assert!(matches!(
+            LayerHeader::decode(&bad),
+            Err(E::ChecksumMismatch {
+                part: LayerPart::Header,
+                ..
+            })
+        ));
+        let reencoded = |version: u16| {
+            let mut header = LayerHeader::decode(&good).unwrap();
+            header.format_version = version;
+            header.encode()
+        };
+        assert!(matches!(
+            LayerHeader::decode(&reencoded(3)),
+            Err(E::UnsupportedVersion(3))
+        ));
     }
 
     #[test]

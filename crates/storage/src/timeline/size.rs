@@ -1,6 +1,7 @@
 //! Sizes of a timeline: bytes of its layer files (physical), bytes of its
 //! relations at an LSN (logical), and layer counts per level for metrics.
 
+use postgres_wal::record::{ForkNumber, RelFileNode, BLCKSZ};
 use postgres_wal::Lsn;
 
 use super::Timeline;
@@ -146,43 +147,49 @@ impl Timeline {
         stats
     }
 
-    /// Logical size at `lsn`: the sum over every relation fork with a size
-    /// key of its block count × 8192 (exact for what the size keys say).
-    /// `keep` filters the forks counted: ingest keeps a dropped relation's
-    /// size key and removes it from the database's relation directory, whose
-    /// encoding storage does not know, so the caller passes a filter built
-    /// from the directories (or `|_| true`). Cost: one pass over the key
-    /// indexes plus one read per relation fork.
-    pub fn logical_size_bytes_filtered(
+    /// Logical size at `lsn` of the relation forks `forks`: the sum of
+    /// their block counts × `BLCKSZ` (a fork without a size key counts 0).
+    /// The one definition of logical size; the pageserver's API reports it
+    /// for the forks the relation directories list, whose encoding storage
+    /// does not know (ingest keeps a dropped relation's size key and removes
+    /// the relation from its database's directory). Cost: one read per fork.
+    pub fn logical_size_bytes_of(
         &self,
         lsn: Lsn,
-        keep: &dyn Fn(&KeyKind) -> bool,
+        forks: impl IntoIterator<Item = (RelFileNode, ForkNumber)>,
     ) -> Result<u64, GetError> {
         self.check_readable(lsn)?;
-        let mut total = 0u64;
-        for key in self.list_keys_unchecked(&(Key::MIN..Key::MAX), lsn)? {
-            let kind = key.kind();
-            if !matches!(kind, KeyKind::RelSize { .. }) || !keep(&kind) {
-                continue;
-            }
-            let bytes = match self.reconstruct_value(key, lsn, ReadPurpose::Background) {
-                Ok(bytes) => bytes,
-                Err(GetError::KeyNotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            let blocks = Value::decode_rel_size(&bytes).ok_or_else(|| GetError::BadValue {
-                key,
-                lsn,
-                reason: format!("relation size of {} bytes, expected 4", bytes.len()),
-            })?;
-            total += u64::from(blocks) * 8192;
-        }
-        Ok(total)
+        forks.into_iter().try_fold(0u64, |total, (rel, fork)| {
+            Ok(total + self.fork_bytes(Key::rel_size(rel, fork), lsn)?)
+        })
     }
 
-    /// [`Timeline::logical_size_bytes_filtered`] counting every relation
-    /// fork that has a size key at `lsn`.
+    /// [`Timeline::logical_size_bytes_of`] every relation fork that has a
+    /// size key at `lsn`, dropped relations included. Cost: one pass over
+    /// the key indexes of the relation key space plus one read per fork.
     pub fn logical_size_bytes(&self, lsn: Lsn) -> Result<u64, GetError> {
-        self.logical_size_bytes_filtered(lsn, &|_| true)
+        self.check_readable(lsn)?;
+        // Relation keys (tag 0) all sort below the first directory key.
+        let keys = self.list_keys_unchecked(&(Key::MIN..Key::db_dir()), lsn)?;
+        let forks = keys.into_iter().filter_map(|key| match key.kind() {
+            KeyKind::RelSize { rel, fork } => Some((rel, fork)),
+            _ => None,
+        });
+        self.logical_size_bytes_of(lsn, forks)
+    }
+
+    /// Bytes of one relation fork by its size key (0 without one).
+    fn fork_bytes(&self, key: Key, lsn: Lsn) -> Result<u64, GetError> {
+        let bytes = match self.reconstruct_value(key, lsn, ReadPurpose::Background) {
+            Ok(bytes) => bytes,
+            Err(GetError::KeyNotFound { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let blocks = Value::decode_rel_size(&bytes).ok_or_else(|| GetError::BadValue {
+            key,
+            lsn,
+            reason: format!("relation size of {} bytes, expected 4", bytes.len()),
+        })?;
+        Ok(u64::from(blocks) * BLCKSZ as u64)
     }
 }
