@@ -245,6 +245,15 @@ fn management_commands_against_a_pageserver() {
     assert_eq!(psql(port, "SELECT count(*) FROM t").trim(), "1010");
     s.json(&["endpoint", "stop", "ep1"]);
 
+    // Another program binds the port ep1 had while it is stopped: starting it
+    // again without --port moves it to a free port instead of failing.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let moved = s.endpoint("ep1", &[]);
+    assert_ne!(moved, port);
+    assert_eq!(psql(moved, "SELECT count(*) FROM t").trim(), "1010");
+    drop(squatter);
+    s.json(&["endpoint", "stop", "ep1"]);
+
     // GC with the default retention keeps everything; with gc_horizon=0 and
     // no PITR window the cutoff moves to the head.
     let before = s.json(&["timeline", "gc", "main"]);

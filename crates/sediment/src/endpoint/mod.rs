@@ -316,7 +316,7 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
     phases.mark("resolve tenant and branch");
     let port = match request.port.or(previous.as_ref().map(|p| p.port)) {
         Some(port) => port,
-        None => free_port(workdir)?,
+        None => free_port(workdir, &[])?,
     };
     if dir.exists() {
         // A stopped endpoint starts again from a fresh base backup: its old
@@ -341,10 +341,31 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         running: false,
     };
     phases.mark("port and directory");
-    let result = provision_and_start(workdir, &mut state, &dir, &mut phases);
-    if let Err(error) = result {
+    let mut ports_taken_meanwhile = Vec::new();
+    loop {
+        let result = provision_and_start(workdir, &mut state, &dir, &mut phases);
+        let Err(error) = result else { break };
         // Leave nothing half-made behind: a retry starts from scratch.
         let stopped = cleanup_failed_start(workdir, &state, &dir);
+        // A port we chose (not one the user asked for) can be bound by
+        // another program between our probe and Postgres's bind: take the
+        // next free one rather than failing the start.
+        if request.port.is_none()
+            && stopped.is_ok()
+            && port_was_taken(&error)
+            && ports_taken_meanwhile.len() < PORT_ATTEMPTS
+        {
+            let taken = state.port;
+            ports_taken_meanwhile.push(taken);
+            state.port = free_port(workdir, &ports_taken_meanwhile)?;
+            eprintln!(
+                "note: port {taken} was taken before Postgres could bind it; trying {}",
+                state.port
+            );
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            continue;
+        }
         return Err(match stopped {
             Ok(None) => error,
             // Postgres only says "Input/output error"; the fill process
@@ -628,13 +649,28 @@ pub fn list_states(workdir: &Workdir) -> Vec<EndpointState> {
     states
 }
 
-fn free_port(workdir: &Workdir) -> anyhow::Result<u16> {
+/// How many ports an endpoint start tries when the ones it picked are bound
+/// by someone else before Postgres binds them.
+const PORT_ATTEMPTS: usize = 5;
+
+/// The first port from [`FIRST_PORT`] that no endpoint of this work
+/// directory uses, that is not in `skip`, and that is free right now.
+fn free_port(workdir: &Workdir, skip: &[u16]) -> anyhow::Result<u16> {
     let taken: Vec<u16> = list_states(workdir).iter().map(|s| s.port).collect();
     (FIRST_PORT..FIRST_PORT + 1000)
         .find(|port| {
-            !taken.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+            !taken.contains(port)
+                && !skip.contains(port)
+                && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
         })
         .context("no free port from 55432 on")
+}
+
+/// Whether a failed start failed because Postgres could not bind its port
+/// (its log says so; the message is quoted into our error).
+fn port_was_taken(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("could not bind IPv4 address") && text.contains("Address already in use")
 }
 
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
