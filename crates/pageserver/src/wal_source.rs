@@ -406,8 +406,8 @@ impl WalSink for IngestSink {
                     self.counters.records.fetch_add(1, Relaxed);
                 }
                 Err(error) => {
-                    self.record_commit_times();
                     let failure = IngestFailure::from_ingest(raw.start_lsn, error);
+                    self.record_commit_times();
                     return Err(self.fail(failure));
                 }
             }

@@ -549,4 +549,24 @@ mod tests {
             Key::slru_range(SlruKind::Clog).contains(&Key::slru_segment_size(SlruKind::Clog, 9))
         );
     }
+
+    #[test]
+    fn key_hashes_spread_over_low_and_high_bits() {
+        use std::hash::BuildHasher;
+        // Consecutive blocks of one relation differ in a few bytes only:
+        // the worst case for a weak hash. A hash table indexes buckets by
+        // the low bits and tags them with the top 7.
+        let builder = KeyHashBuilder::default();
+        let hashes: Vec<u64> = (0..65_536)
+            .map(|blkno| builder.hash_one(Key::rel_block(rel(7), ForkNumber::Main, blkno)))
+            .collect();
+        let low: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 0xffff).collect();
+        let top: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        // Random hashes fill 1 - 1/e ≈ 63% of 2^16 slots.
+        assert!(low.len() > 38_000, "{} distinct low 16 bits", low.len());
+        assert_eq!(top.len(), 128);
+        let mut map: KeyMap<u32> = KeyMap::default();
+        map.insert(Key::checkpoint(), 1);
+        assert_eq!(map.get(&Key::checkpoint()), Some(&1));
+    }
 }
