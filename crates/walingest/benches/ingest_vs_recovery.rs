@@ -32,6 +32,8 @@ use testkit::workload;
 use walingest::WalIngest;
 
 const SCALE: u32 = 5;
+/// Bytes fed to the decoder at a time.
+const FEED_CHUNK_BYTES: usize = 128 * 1024;
 
 fn bench_secs() -> u32 {
     std::env::var("INGEST_BENCH_SECS")
@@ -132,30 +134,35 @@ fn ingest(timeline: &Timeline, segments: &[(Lsn, Vec<u8>)], timed_from: Lsn) -> 
             continue;
         }
         let from = start.0.saturating_sub(segment_start.0) as usize;
-        decoder.feed_bytes(&bytes[from..]);
-        loop {
-            match decoder.poll_raw() {
-                Ok(Some(raw)) => {
-                    let is_timed = raw.start_lsn >= timed_from;
-                    if is_timed {
-                        if began.is_none() {
-                            began = Some(Instant::now());
-                            cpu_began = thread_cpu_secs();
+        // Fed in chunks the size a WAL receiver reads off its socket, not a
+        // whole 16 MB segment at once (which made the decoder's buffer that
+        // large and copying into it a tenth of the timed work).
+        for chunk in bytes[from..].chunks(FEED_CHUNK_BYTES) {
+            decoder.feed_bytes(chunk);
+            loop {
+                match decoder.poll_raw() {
+                    Ok(Some(raw)) => {
+                        let is_timed = raw.start_lsn >= timed_from;
+                        if is_timed {
+                            if began.is_none() {
+                                began = Some(Instant::now());
+                                cpu_began = thread_cpu_secs();
+                            }
+                            timed.records += 1;
+                            timed.bytes += raw.bytes.len() as u64;
                         }
-                        timed.records += 1;
-                        timed.bytes += raw.bytes.len() as u64;
+                        let call = Instant::now();
+                        ingest
+                            .ingest_record(timeline, &raw)
+                            .with_context(|| format!("record at {}", raw.start_lsn))?;
+                        if is_timed {
+                            timed.ingest_secs += call.elapsed().as_secs_f64();
+                        }
                     }
-                    let call = Instant::now();
-                    ingest
-                        .ingest_record(timeline, &raw)
-                        .with_context(|| format!("record at {}", raw.start_lsn))?;
-                    if is_timed {
-                        timed.ingest_secs += call.elapsed().as_secs_f64();
-                    }
+                    Ok(None) => break,
+                    Err(e) if e.is_end_of_wal() => break 'segments,
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(None) => break,
-                Err(e) if e.is_end_of_wal() => break 'segments,
-                Err(e) => return Err(e.into()),
             }
         }
     }
