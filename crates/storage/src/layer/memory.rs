@@ -28,7 +28,7 @@ use crate::key::{Key, KeyMap};
 use crate::value::Value;
 
 /// Values per chunk of the value arena: big enough that chunk allocation
-/// is rare, small enough that an idle timeline's open layer stays small.
+/// is rare (a chunk is about 160 KB).
 const VALUE_CHUNK: usize = 4096;
 
 /// One version of a key: its LSN and the slot of its value in the arena.
@@ -51,7 +51,14 @@ impl ValueArena {
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < VALUE_CHUNK => chunk.push(value),
             _ => {
-                let mut chunk = Vec::with_capacity(VALUE_CHUNK);
+                // The first chunk grows by doubling, so that the open layer
+                // of an idle timeline (a few values) stays small; later
+                // chunks are allocated whole.
+                let mut chunk = if self.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(VALUE_CHUNK)
+                };
                 chunk.push(value);
                 self.chunks.push(chunk);
             }
@@ -328,6 +335,25 @@ mod tests {
         assert_eq!(out, vec![(Lsn(10), rec(b"a"))]);
         // An image is never replaced again.
         assert!(!layer.replace_newest_with_image(k, Lsn(13), Bytes::from_static(b"J")));
+    }
+
+    #[test]
+    fn values_stay_addressable_across_arena_chunks() {
+        let mut layer = InMemoryLayer::new(Lsn(1));
+        let count = 3 * VALUE_CHUNK as u64 + 17;
+        let key = |i: u64| Key::slru_block(crate::key::SlruKind::Clog, 0, (i % 7) as u32);
+        for i in 0..count {
+            let bytes = Bytes::copy_from_slice(&i.to_le_bytes());
+            layer.put(key(i), Lsn(1 + i), Value::Image(bytes));
+        }
+        for i in [0, 1, VALUE_CHUNK as u64 - 1, VALUE_CHUNK as u64, count - 1] {
+            let mut out = Vec::new();
+            assert!(layer.collect(key(i), Lsn(1 + i)..Lsn(2 + i), &mut out));
+            let expected = Value::Image(Bytes::copy_from_slice(&i.to_le_bytes()));
+            assert_eq!(out, vec![(Lsn(1 + i), expected)]);
+        }
+        assert_eq!(layer.iter().count() as u64, count);
+        assert_eq!(layer.size_bytes(), count * 9);
     }
 
     /// The layer against a map of (key, lsn) → value, the layout it
