@@ -370,6 +370,18 @@ impl IngestSink {
     fn fail(&self, failure: IngestFailure) -> SinkError {
         failure.into_sink_error(&self.timeline)
     }
+
+    /// Records every commit of the WAL just ingested (each one, so that a
+    /// time lookup lands exactly between two commits rather than on a batch
+    /// boundary), once per batch of WAL rather than after every record.
+    fn record_commit_times(&mut self) {
+        for commit in self.ingest.take_commits() {
+            if let Err(error) = self.commit_times.record(commit.lsn, commit.unix_micros) {
+                tracing::warn!(timeline_id = %self.timeline.id(), %error,
+                    "cannot record a commit time");
+            }
+        }
+    }
 }
 
 impl WalSink for IngestSink {
@@ -392,22 +404,15 @@ impl WalSink for IngestSink {
             match self.ingest.ingest_record(&self.timeline, &raw) {
                 Ok(()) => {
                     self.counters.records.fetch_add(1, Relaxed);
-                    // Every commit, so that a time lookup lands exactly
-                    // between two commits rather than on a batch boundary.
-                    if let Some(commit) = self.ingest.last_commit() {
-                        if let Err(error) = self.commit_times.record(commit.lsn, commit.unix_micros)
-                        {
-                            tracing::warn!(timeline_id = %self.timeline.id(), %error,
-                                "cannot record a commit time");
-                        }
-                    }
                 }
                 Err(error) => {
                     let failure = IngestFailure::from_ingest(raw.start_lsn, error);
+                    self.record_commit_times();
                     return Err(self.fail(failure));
                 }
             }
         }
+        self.record_commit_times();
         let stats = self.ingest.stats();
         self.counters
             .native_checks

@@ -23,13 +23,11 @@
 //! path after a reconstruction that applied many records
 //! ([`crate::policy::fill_after_read`]).
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use postgres_wal::Lsn;
 
 use crate::cache::ClockCache;
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 use crate::value::Value;
 
 /// Bytes accounted per entry besides the image (key, LSN, slot, index).
@@ -83,7 +81,7 @@ impl MaterializedCache {
 /// will-init record: a read stops there anyway).
 #[derive(Default)]
 pub struct HotKeys {
-    counts: HashMap<Key, u32>,
+    counts: KeyMap<u32>,
 }
 
 impl HotKeys {

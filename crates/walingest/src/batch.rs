@@ -6,11 +6,10 @@
 //! (two VM bits on one VM page, subtransactions on one CLOG page) are
 //! therefore merged here into one value.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use postgres_wal::record::BLCKSZ;
 use postgres_wal::Lsn;
+use storage::key::KeyMap;
 use storage::{apply_derived, DerivedOp, GetError, Key, Timeline, Value};
 
 use crate::IngestError;
@@ -23,17 +22,39 @@ pub(crate) struct Batch<'t> {
     /// Where the record starts (for error messages).
     pub start_lsn: Lsn,
     puts: Vec<(Key, Value)>,
-    index: HashMap<Key, usize>,
+    /// Where each key is in `puts`, once there are too many for a linear
+    /// search (most records put a handful of values; a relation extension
+    /// may put thousands of zero pages).
+    index: Option<KeyMap<usize>>,
 }
 
+/// Puts a batch holds before it indexes them.
+const LINEAR_SEARCH_MAX: usize = 16;
+
 impl<'t> Batch<'t> {
-    pub fn new(timeline: &'t Timeline, read_lsn: Lsn, start_lsn: Lsn) -> Batch<'t> {
+    /// A batch collecting into `puts` (an empty buffer, reused between
+    /// records so that a record allocates none).
+    pub fn new(
+        timeline: &'t Timeline,
+        read_lsn: Lsn,
+        start_lsn: Lsn,
+        mut puts: Vec<(Key, Value)>,
+    ) -> Batch<'t> {
+        puts.clear();
         Batch {
             timeline,
             read_lsn,
             start_lsn,
-            puts: Vec::new(),
-            index: HashMap::new(),
+            puts,
+            index: None,
+        }
+    }
+
+    /// Where `key` is in `puts`.
+    fn slot(&self, key: Key) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&key).copied(),
+            None => self.puts.iter().position(|(k, _)| *k == key),
         }
     }
 
@@ -75,8 +96,15 @@ impl<'t> Batch<'t> {
 
     /// Adds a version of `key`, merging it with one this record already put.
     pub fn put(&mut self, key: Key, value: Value) -> Result<(), IngestError> {
-        let Some(&slot) = self.index.get(&key) else {
-            self.index.insert(key, self.puts.len());
+        let Some(slot) = self.slot(key) else {
+            if let Some(index) = &mut self.index {
+                index.insert(key, self.puts.len());
+            } else if self.puts.len() >= LINEAR_SEARCH_MAX {
+                let mut index = KeyMap::default();
+                index.extend(self.puts.iter().enumerate().map(|(i, (k, _))| (*k, i)));
+                index.insert(key, self.puts.len());
+                self.index = Some(index);
+            }
             self.puts.push((key, value));
             return Ok(());
         };
@@ -94,7 +122,7 @@ impl<'t> Batch<'t> {
         key: Key,
         change: impl FnOnce(&mut [u8]),
     ) -> Result<(), IngestError> {
-        let mut page = match self.index.get(&key).map(|&slot| &self.puts[slot].1) {
+        let mut page = match self.slot(key).map(|slot| &self.puts[slot].1) {
             Some(Value::Image(bytes)) => bytes.to_vec(),
             Some(_) => return Err(self.malformed(format!("{key}: page rewritten after a record"))),
             None => match self.read(key)? {

@@ -15,8 +15,6 @@
 //! that heap records clear without registering the VM page come from
 //! [`redo::vm::vm_changes`].
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use bytes::Bytes;
 use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
 use postgres_wal::rmgr::RmgrId;
@@ -144,44 +142,49 @@ fn extend_for_blocks(
     known: &mut Known,
     b: &mut Batch<'_>,
     record: &DecodedRecord,
-) -> Result<BTreeSet<(RelFileNode, ForkNumber, u32)>, IngestError> {
-    let mut written: BTreeMap<(RelFileNode, ForkNumber), BTreeSet<u32>> = BTreeMap::new();
+) -> Result<Vec<(RelFileNode, ForkNumber, u32)>, IngestError> {
+    // A record has at most 33 blocks: a sorted vector, not a tree per fork.
+    let mut written = Vec::with_capacity(record.blocks.len());
     for block in &record.blocks {
         if block.blkno == INVALID_BLOCK {
             return Err(b.malformed("block reference to InvalidBlockNumber"));
         }
-        written
-            .entry((block.rel, block.fork))
-            .or_default()
-            .insert(block.blkno);
+        written.push((block.rel, block.fork, block.blkno));
     }
-    let mut past_end = BTreeSet::new();
-    for ((rel, fork), blocks) in written {
+    written.sort_unstable();
+    written.dedup();
+    let mut past_end = Vec::new();
+    for fork_blocks in written.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
+        let (rel, fork, _) = fork_blocks[0];
         known.create_rel(b, rel, fork)?;
         let old_size = known.rel_size(b, rel, fork)?;
-        let Some(&last) = blocks.last() else { continue };
+        let Some(&(_, _, last)) = fork_blocks.last() else {
+            continue;
+        };
         if last < old_size {
             continue;
         }
-        fill_gap(b, rel, fork, old_size, last, &blocks)?;
+        let own: Vec<u32> = fork_blocks.iter().map(|&(_, _, blkno)| blkno).collect();
+        fill_gap(b, rel, fork, old_size, last, &own)?;
         known.set_rel_size(rel, fork, last + 1);
-        past_end.extend(blocks.range(old_size..).map(|&blkno| (rel, fork, blkno)));
+        past_end.extend(fork_blocks.iter().filter(|w| w.2 >= old_size));
     }
     Ok(past_end)
 }
 
-/// Zero pages for blocks `from..upto` the record does not write itself.
+/// Zero pages for blocks `from..upto` the record does not write itself
+/// (`own`, sorted).
 fn fill_gap(
     b: &mut Batch<'_>,
     rel: RelFileNode,
     fork: ForkNumber,
     from: u32,
     upto: u32,
-    own: &BTreeSet<u32>,
+    own: &[u32],
 ) -> Result<(), IngestError> {
     let end = upto.min(from.saturating_add(MAX_GAP_FILL_BLOCKS));
     for blkno in from..end {
-        if !own.contains(&blkno) {
+        if own.binary_search(&blkno).is_err() {
             b.put(Key::rel_block(rel, fork, blkno), zero_page())?;
         }
     }
@@ -209,8 +212,14 @@ pub(crate) fn ingest_vm_clears(
         if change.vm_block >= size {
             // `visibilitymap_pin` extends the map with initialised pages;
             // clearing bits on a fresh page leaves it just initialised.
-            let own = BTreeSet::from([change.vm_block]);
-            fill_gap(b, change.rel, fork, size, change.vm_block, &own)?;
+            fill_gap(
+                b,
+                change.rel,
+                fork,
+                size,
+                change.vm_block,
+                &[change.vm_block],
+            )?;
             known.set_rel_size(change.rel, fork, change.vm_block + 1);
             let mut page = vec![0u8; BLCKSZ];
             redo::vm::apply_clear(&mut page, &change).map_err(|e| b.malformed(e.to_string()))?;

@@ -46,6 +46,15 @@ pub struct CommitPoint {
     pub unix_micros: i64,
 }
 
+/// Capacity of the per-record buffer kept between records (a relation
+/// extension can put thousands of values once; that buffer is dropped).
+const MAX_KEPT_PUTS: usize = 1024;
+
+/// Commits [`WalIngest::take_commits`] keeps when nobody takes them (a
+/// caller that only reads [`WalIngest::last_commit`]); the older half is
+/// dropped beyond this.
+const MAX_PENDING_COMMITS: usize = 65_536;
+
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -57,6 +66,10 @@ pub struct WalIngest {
     stats: IngestStats,
     check_native: bool,
     last_commit: Option<CommitPoint>,
+    /// Commits ingested since [`WalIngest::take_commits`] last ran.
+    commits: Vec<CommitPoint>,
+    /// The buffer a record's values are collected in, kept between records.
+    puts: Vec<(Key, Value)>,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -79,6 +92,8 @@ impl WalIngest {
             stats: IngestStats::default(),
             check_native: false,
             last_commit: None,
+            commits: Vec::new(),
+            puts: Vec::new(),
         })
     }
 
@@ -100,6 +115,14 @@ impl WalIngest {
     /// The newest commit ingested since this value was created.
     pub fn last_commit(&self) -> Option<CommitPoint> {
         self.last_commit
+    }
+
+    /// Every commit ingested since the previous call, oldest first: for a
+    /// caller that samples commit times once per batch of WAL rather than
+    /// after every record. At most the newest 65,536 are kept when
+    /// nobody takes them.
+    pub fn take_commits(&mut self) -> std::vec::Drain<'_, CommitPoint> {
+        self.commits.drain(..)
     }
 
     /// The checkpoint state as ingest currently sees it (next xid, oid, ...).
@@ -155,7 +178,12 @@ impl WalIngest {
             Some(state) => state,
             None => CheckpointState::new(load_checkpoint(timeline, read_lsn)?),
         };
-        let mut b = Batch::new(timeline, read_lsn, raw.start_lsn);
+        let mut b = Batch::new(
+            timeline,
+            read_lsn,
+            raw.start_lsn,
+            std::mem::take(&mut self.puts),
+        );
         blocks::ingest_blocks(
             &mut self.known,
             &mut b,
@@ -174,16 +202,25 @@ impl WalIngest {
             let bytes = checkpoint.value.serialize().to_vec();
             b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
         }
+        let mut puts = b.into_puts();
         let mut writer = timeline.writer();
-        for (key, value) in b.into_puts() {
+        for (key, value) in puts.drain(..) {
             writer.put(key, raw.end_lsn, value)?;
         }
         writer.finish(raw.end_lsn)?;
+        if puts.capacity() <= MAX_KEPT_PUTS {
+            self.puts = puts;
+        }
         if let Some(micros) = commit_time {
-            self.last_commit = Some(CommitPoint {
+            let commit = CommitPoint {
                 lsn: raw.end_lsn,
                 unix_micros: micros.saturating_add(POSTGRES_EPOCH_UNIX_MICROS),
-            });
+            };
+            self.last_commit = Some(commit);
+            if self.commits.len() >= MAX_PENDING_COMMITS {
+                self.commits.drain(..MAX_PENDING_COMMITS / 2);
+            }
+            self.commits.push(commit);
         }
         checkpoint.dirty = false;
         self.checkpoint = Some(checkpoint);

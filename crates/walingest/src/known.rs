@@ -19,11 +19,15 @@ use crate::IngestError;
 
 type RelFork = (RelFileNode, ForkNumber);
 
+/// The maps looked up for every block of every record: hashed like the
+/// store's key maps rather than with SipHash.
+type FastMap<K, V> = HashMap<K, V, storage::key::KeyHashBuilder>;
+
 /// Cached state; see the module docs.
 #[derive(Default)]
 pub(crate) struct Known {
-    rel_sizes: HashMap<RelFork, u32>,
-    rel_dirs: HashMap<(u32, u32), BTreeSet<(u32, ForkNumber)>>,
+    rel_sizes: FastMap<RelFork, u32>,
+    rel_dirs: FastMap<(u32, u32), BTreeSet<(u32, ForkNumber)>>,
     db_dir: Option<BTreeSet<(u32, u32)>>,
     slru_dirs: HashMap<SlruKind, BTreeSet<u32>>,
     slru_sizes: HashMap<(SlruKind, u32), u32>,

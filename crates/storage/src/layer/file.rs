@@ -101,6 +101,7 @@ pub fn encode_layer_version<'a>(
     }
     let mut out = vec![0u8; HEADER_SIZE];
     let mut scratch = Vec::new();
+    let mut compress = Compress::new();
     let mut index = Vec::new();
     let mut previous: Option<(Key, Lsn)> = None;
     for (key, lsn, value) in versions {
@@ -125,7 +126,7 @@ pub fn encode_layer_version<'a>(
         } else {
             scratch.clear();
             value.encode_into(&mut scratch);
-            encode_v2_payload(&scratch, &mut out);
+            encode_v2_payload(&scratch, &mut out, &mut compress);
         }
         let payload = &out[blob_start + BLOB_HEADER_SIZE as usize..];
         let len = u32::try_from(payload.len()).map_err(|_| format!("value too large at {key}"))?;
@@ -145,15 +146,43 @@ pub fn encode_layer_version<'a>(
     Ok(out)
 }
 
+/// One zstd context and frame buffer for every value of a layer file:
+/// creating a context per value (`zstd::bulk::compress`) cost more than
+/// compressing (issue #16's profile of a flush).
+struct Compress {
+    /// `None` if zstd could not allocate a context: values are stored raw.
+    context: Option<zstd::bulk::Compressor<'static>>,
+    frame: Vec<u8>,
+}
+
+impl Compress {
+    fn new() -> Compress {
+        Compress {
+            context: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
+            frame: Vec::new(),
+        }
+    }
+
+    /// The zstd frame of `raw`, if compressing worked.
+    fn frame_of(&mut self, raw: &[u8]) -> Option<&[u8]> {
+        let context = self.context.as_mut()?;
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let len = context.compress_to_buffer(raw, &mut self.frame).ok()?;
+        self.frame.get(..len)
+    }
+}
+
 /// Appends a v2 payload for the encoded value `raw`: zstd when it pays.
-fn encode_v2_payload(raw: &[u8], out: &mut Vec<u8>) {
+fn encode_v2_payload(raw: &[u8], out: &mut Vec<u8>, compress: &mut Compress) {
     if raw.len() >= COMPRESS_MIN_BYTES && raw.len() <= MAX_RAW_VALUE_BYTES {
-        if let Ok(frame) = zstd::bulk::compress(raw, ZSTD_LEVEL) {
+        if let Some(frame) = compress.frame_of(raw) {
             if frame.len() + 4 < raw.len() {
                 out.push(CODEC_ZSTD);
                 // Fits: raw.len() <= MAX_RAW_VALUE_BYTES < u32::MAX.
                 out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-                out.extend_from_slice(&frame);
+                out.extend_from_slice(frame);
                 return;
             }
         }

@@ -46,6 +46,7 @@ use crate::layer::LayerDesc;
 use crate::layer_map::LayerMap;
 use crate::materialized::HotKeys;
 use crate::metadata::TimelineMetadata;
+use crate::policy::OpenLayerState;
 use crate::repository::Shared;
 use crate::value::Value;
 
@@ -81,8 +82,10 @@ pub struct Timeline {
     layers: RwLock<LayerMap>,
     lsns: Mutex<LsnState>,
     lsn_advanced: Condvar,
-    /// Serialises writers (one batch at a time) and freezes.
-    write_lock: Mutex<()>,
+    /// Serialises writers (one batch at a time) and freezes. Holds the
+    /// writer's batch buffer, kept between batches so that a batch (one per
+    /// WAL record) allocates nothing; empty whenever no writer holds it.
+    write_lock: Mutex<Vec<(Key, Lsn, Value)>>,
     /// Serialises everything that writes files or metadata: flush,
     /// compaction, image creation, GC, GC cutoff updates. Never held by a
     /// writer except under back-pressure (see `flush.rs`).
@@ -105,6 +108,9 @@ pub struct Timeline {
     /// Records written per key since its last materialised image.
     hot: Mutex<HotKeys>,
 }
+
+/// Capacity (versions) of the writer's batch buffer kept between batches.
+const MAX_KEPT_BATCH: usize = 1024;
 
 static NEXT_TIMELINE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -136,7 +142,7 @@ impl Timeline {
                 waiters: Vec::new(),
             }),
             lsn_advanced: Condvar::new(),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(Vec::new()),
             layer_work: Mutex::new(()),
             gc_guard: RwLock::new(()),
             broken: Mutex::new(None),
@@ -229,10 +235,13 @@ impl Timeline {
     /// # Ok(()) }
     /// ```
     pub fn writer(&self) -> TimelineWriter<'_> {
+        let batch = self.write_lock.lock();
+        debug_assert!(batch.is_empty());
         TimelineWriter {
             timeline: self,
-            _guard: self.write_lock.lock(),
-            batch: Vec::new(),
+            batch,
+            // Only a writer moves it, and this one holds the write lock.
+            last_record_lsn: self.last_record_lsn(),
             max_put_lsn: Lsn::INVALID,
         }
     }
@@ -279,17 +288,34 @@ impl Timeline {
         WriteError::Io { path, source }
     }
 
-    /// Applies a finished batch and advances `last_record_lsn`.
-    fn apply_batch(&self, batch: Vec<(Key, Lsn, Value)>, lsn: Lsn) {
+    /// Applies a finished batch and advances `last_record_lsn`. Returns
+    /// whether the freeze policy now says to freeze (decided under the
+    /// locks taken anyway, rather than taking them again per batch).
+    fn apply_batch(&self, batch: &mut Vec<(Key, Lsn, Value)>, lsn: Lsn) -> bool {
         self.hot
             .lock()
             .note_batch(batch.iter().map(|(key, _, value)| (*key, value)));
-        {
+        let open = {
             let mut map = self.layers.write();
-            for (key, value_lsn, value) in batch {
+            for (key, value_lsn, value) in batch.drain(..) {
                 map.open.put(key, value_lsn, value);
             }
-        }
+            // A rare huge batch (a relation extended by thousands of
+            // blocks) should not pin its buffer for the timeline's life.
+            if batch.capacity() > MAX_KEPT_BATCH {
+                batch.shrink_to(MAX_KEPT_BATCH);
+            }
+            OpenLayerState {
+                size_bytes: map.open.size_bytes(),
+                start_lsn: map.open.start_lsn(),
+                last_record_lsn: lsn,
+                age: map
+                    .open
+                    .first_put()
+                    .map_or(std::time::Duration::ZERO, |t| t.elapsed()),
+                is_empty: map.open.is_empty(),
+            }
+        };
         let mut state = self.lsns.lock();
         if lsn > state.last_record {
             state.prev_record = state.last_record;
@@ -304,6 +330,7 @@ impl Timeline {
         for (_, waker) in ready {
             waker.wake();
         }
+        crate::policy::should_freeze(&self.shared.config.freeze, &open)
     }
 }
 
@@ -324,9 +351,19 @@ impl std::fmt::Debug for Timeline {
 /// [`TimelineWriter::finish`]. Dropping it without `finish` discards the batch.
 pub struct TimelineWriter<'a> {
     timeline: &'a Timeline,
-    _guard: MutexGuard<'a, ()>,
-    batch: Vec<(Key, Lsn, Value)>,
+    /// The write lock, whose buffer is this batch.
+    batch: MutexGuard<'a, Vec<(Key, Lsn, Value)>>,
+    /// The timeline's `last_record_lsn`, fixed while the writer holds the
+    /// write lock.
+    last_record_lsn: Lsn,
     max_put_lsn: Lsn,
+}
+
+impl Drop for TimelineWriter<'_> {
+    /// A batch not finished is discarded; the buffer stays for the next.
+    fn drop(&mut self) {
+        self.batch.clear();
+    }
 }
 
 impl TimelineWriter<'_> {
@@ -340,7 +377,7 @@ impl TimelineWriter<'_> {
                 lsn,
             });
         }
-        let last_record_lsn = timeline.last_record_lsn();
+        let last_record_lsn = self.last_record_lsn;
         if lsn <= last_record_lsn {
             return Err(WriteError::LsnNotAdvancing {
                 timeline: timeline.id,
@@ -371,7 +408,7 @@ impl TimelineWriter<'_> {
     /// `RepositoryConfig::max_frozen_layers` frozen layers wait; then it
     /// flushes them itself and a flush failure is returned (the batch is
     /// applied and readable either way).
-    pub fn finish(self, lsn: Lsn) -> Result<(), WriteError> {
+    pub fn finish(mut self, lsn: Lsn) -> Result<(), WriteError> {
         let timeline = self.timeline;
         timeline.check_writable()?;
         if lsn == Lsn::MAX {
@@ -380,7 +417,7 @@ impl TimelineWriter<'_> {
                 lsn,
             });
         }
-        let last_record_lsn = timeline.last_record_lsn();
+        let last_record_lsn = self.last_record_lsn;
         if lsn < last_record_lsn {
             return Err(WriteError::LsnNotAdvancing {
                 timeline: timeline.id,
@@ -395,8 +432,7 @@ impl TimelineWriter<'_> {
                 max_put_lsn: self.max_put_lsn,
             });
         }
-        timeline.apply_batch(self.batch, lsn);
-        if timeline.freeze_policy_says_freeze() {
+        if timeline.apply_batch(&mut self.batch, lsn) {
             timeline.freeze_locked();
             timeline.flush_if_backlogged()?;
         }
