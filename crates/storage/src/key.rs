@@ -363,89 +363,11 @@ impl FromStr for Key {
 /// path's per-record maps use (the open layer's index, hot-key counts).
 pub type KeyMap<V> = std::collections::HashMap<Key, V, KeyHashBuilder>;
 
-/// Hashing for maps keyed by [`Key`] on the write path. SipHash (the
-/// standard map's default) costs more than the rest of a put; a key is
-/// 18 bytes, so three multiply-rotate rounds and a final avalanche do.
-/// The seed is random per map (from the standard library's random
-/// state), so colliding keys cannot be prepared offline; the keys come
-/// from the tenant's own WAL in any case.
-#[derive(Clone, Copy, Debug)]
-pub struct KeyHashBuilder {
-    seed: u64,
-}
-
-impl Default for KeyHashBuilder {
-    fn default() -> KeyHashBuilder {
-        use std::hash::BuildHasher;
-        KeyHashBuilder {
-            seed: std::collections::hash_map::RandomState::new().hash_one(0u8),
-        }
-    }
-}
-
-impl std::hash::BuildHasher for KeyHashBuilder {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher { state: self.seed }
-    }
-}
-
-/// The hasher of [`KeyHashBuilder`]; usable for any input, fast for keys.
-#[derive(Clone, Copy, Debug)]
-pub struct KeyHasher {
-    state: u64,
-}
-
-impl KeyHasher {
-    fn mix(&mut self, word: u64) {
-        self.state = (self.state.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.mix(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.mix(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.mix(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    /// murmur3's 64-bit finaliser: the map uses both the low bits (bucket)
-    /// and the top bits (tag), which the rounds alone mix poorly.
-    fn finish(&self) -> u64 {
-        let mut h = self.state;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
+/// Hashing for the write path's maps. SipHash (the standard map's default)
+/// costs more than the rest of a put; foldhash's fast hasher does not, and
+/// is seeded randomly per map, so colliding keys cannot be prepared offline
+/// (the keys come from the tenant's own WAL in any case).
+pub type KeyHashBuilder = foldhash::fast::RandomState;
 
 #[cfg(test)]
 mod tests {
