@@ -60,6 +60,12 @@ pub struct WalSourceFile {
     pub connstr: String,
     /// Where streaming started when the source was attached.
     pub start_lsn: Lsn,
+    /// The timeline's head (flushed to layers) when the source was
+    /// attached: the stream at `start_lsn` continues it, the bytes between
+    /// hold no record of ours. Lets remote WAL start at `start_lsn` while
+    /// the layers end here. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_lsn: Option<Lsn>,
 }
 
 /// Why a WAL source cannot be attached.
@@ -500,6 +506,7 @@ pub async fn attach(
     let file = WalSourceFile {
         connstr: connstr.to_owned(),
         start_lsn,
+        head_lsn: Some(head),
     };
     // Everything ingested so far goes to layer files before the old local
     // WAL is dropped: after this, the store only holds the new source's WAL.
