@@ -242,7 +242,9 @@ mod tests {
         let mut index = sample(2, vec![]);
         assert_eq!(index.remote_consistent_lsn(), 0x1_0000);
         // Without WAL objects the field is left out, as in version 1.
-        assert!(!String::from_utf8(index.encode()).unwrap().contains("\"wal\""));
+        assert!(!String::from_utf8(index.encode())
+            .unwrap()
+            .contains("\"wal\""));
         index.wal = vec![
             WalObject {
                 start_lsn: 0xff00,

@@ -147,14 +147,18 @@ pub struct WalUploadPlan {
 /// Plans a round. `previous`: the chain of the last index. `disk_lsn`: the
 /// `disk_consistent_lsn` the new index will carry (everything at or below
 /// is in its layers). `local`: the local WAL, if a source is streaming.
-pub fn plan_upload(previous: &[WalObject], disk_lsn: u64, local: Option<&LocalWal>) -> WalUploadPlan {
+pub fn plan_upload(
+    previous: &[WalObject],
+    disk_lsn: u64,
+    local: Option<&LocalWal>,
+) -> WalUploadPlan {
     let (mut keep, mut drop): (Vec<WalObject>, Vec<WalObject>) =
         previous.iter().partition(|o| o.end_lsn > disk_lsn);
     let continues = |local: &LocalWal| {
         keep.iter().all(|o| o.stream_lsn == local.stream_lsn)
-            && keep
-                .first()
-                .is_none_or(|first| first.start_lsn <= disk_lsn || Some(first.start_lsn) == local.from)
+            && keep.first().is_none_or(|first| {
+                first.start_lsn <= disk_lsn || Some(first.start_lsn) == local.from
+            })
     };
     if local.is_some_and(|local| !continues(local)) {
         // Bytes of another stream, or not continuing the layers: start

@@ -47,10 +47,7 @@ pub struct WalRound {
 
 /// What the local WAL store offers for the chain, from the running
 /// receiver's last published view.
-fn local_wal(
-    timeline: &Timeline,
-    disk_lsn: Lsn,
-) -> Option<(Arc<walreceiver::ReadView>, LocalWal)> {
+fn local_wal(timeline: &Timeline, disk_lsn: Lsn) -> Option<(Arc<walreceiver::ReadView>, LocalWal)> {
     let (view, stream_start, head) = timeline.durable_wal()?;
     let (start, end) = (view.start_lsn()?, view.end_lsn()?);
     let from = if start <= disk_lsn {
@@ -220,8 +217,8 @@ pub async fn recover_tenant(
 }
 
 /// `indexes` ordered so that every timeline comes after its ancestor.
-fn parents_first(indexes: &[(TimelineId, IndexPart)]) -> Vec<(TimelineId, &IndexPart)> {
-    let depth = |mut index: &IndexPart| {
+fn parents_first<'a>(indexes: &'a [(TimelineId, IndexPart)]) -> Vec<(TimelineId, &'a IndexPart)> {
+    let depth = |mut index: &'a IndexPart| {
         let mut depth = 0usize;
         while let Some(parent) = index.ancestor_timeline_id.as_deref() {
             match indexes.iter().find(|(id, _)| id.to_string() == parent) {
@@ -234,7 +231,7 @@ fn parents_first(indexes: &[(TimelineId, IndexPart)]) -> Vec<(TimelineId, &Index
         }
         depth
     };
-    let mut ordered: Vec<(usize, TimelineId, &IndexPart)> = indexes
+    let mut ordered: Vec<(usize, TimelineId, &'a IndexPart)> = indexes
         .iter()
         .map(|(id, index)| (depth(index), *id, index))
         .collect();

@@ -269,8 +269,9 @@ impl RemoteTenant {
             None => {
                 let found = self.remote_index(id, timeline.dir()).await;
                 if let Some(index) = &found {
-                    timeline
-                        .set_remote_consistent_lsn(postgres_wal::Lsn(index.remote_consistent_lsn()));
+                    timeline.set_remote_consistent_lsn(postgres_wal::Lsn(
+                        index.remote_consistent_lsn(),
+                    ));
                     self.uploaded.lock().insert(id, index.clone());
                 }
                 found
@@ -298,12 +299,16 @@ impl RemoteTenant {
             }
         }
         let previous_wal = previous.as_ref().map(|i| i.wal.clone()).unwrap_or_default();
-        let planned = remote_wal::plan(timeline, &previous_wal, snapshot.metadata.disk_consistent_lsn);
+        let planned = remote_wal::plan(
+            timeline,
+            &previous_wal,
+            snapshot.metadata.disk_consistent_lsn,
+        );
         if planned.uploads() {
             self.ensure_validated(validated).await?;
         }
-        let wal = remote_wal::upload(&self.remote, &self.tenant_id, self.generation, id, planned)
-            .await?;
+        let wal =
+            remote_wal::upload(&self.remote, &self.tenant_id, self.generation, id, planned).await?;
         let mut index = self.build_index(id, &snapshot, layers);
         index.wal = wal.chain;
         if previous.as_ref() == Some(&index) {
@@ -327,7 +332,11 @@ impl RemoteTenant {
         }
         for object in &wal.dropped {
             // A name the new chain still holds is never deleted.
-            if !index.wal.iter().any(|o| o.name() == object.name() && o.generation == object.generation) {
+            if !index
+                .wal
+                .iter()
+                .any(|o| o.name() == object.name() && o.generation == object.generation)
+            {
                 self.deletions
                     .push(layout::wal_path(&self.tenant_id, &id.to_string(), object)?);
             }
