@@ -10,7 +10,8 @@
 //! (a huge `checkpoint_distance`), the pageserver is killed (-9) once
 //! `remote_consistent_lsn` has passed a recorded LSN, its local tenant data
 //! is deleted, and the attached tenant re-ingests the uploaded WAL: a
-//! branch at the recorded LSN shows exactly the recorded sums.
+//! branch at the recorded LSN shows exactly the recorded sums; the still
+//! running endpoint then resumes streaming from the recovered head.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -268,6 +269,7 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
         "layers were flushed past {lsn}, so this does not test the WAL upload: {info}"
     );
     eprintln!("at the kill: {info}");
+    let connstr = info["wal_source_connstr"].as_str().unwrap().to_owned();
 
     let pid = nix::unistd::Pid::from_raw(sediment.pageserver_pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -282,6 +284,24 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     let port = sediment.endpoint("check", &["--lsn", &lsn]);
     assert_eq!(values(port), (balance, history), "at {lsn}");
     sediment.json(&["endpoint", "stop", "check", "--destroy"]);
-    // `main` still streams to no one (its pageserver was killed): a clean
-    // stop would wait for ingest in vain. Dropping `sediment` kills it.
+
+    // The endpoint still runs: it resumes streaming from the recovered
+    // head, and new commits (synchronous: they wait for the pageserver)
+    // arrive on top of the re-ingested WAL.
+    let (status, body) = api.put(
+        &format!("/v1/tenant/{tenant}/timeline/{main_timeline}/wal_source"),
+        &json!({"connstr": connstr, "resume": true}),
+    );
+    assert_eq!(status, 200, "{body}");
+    psql(
+        main,
+        "CREATE TABLE after_recovery AS SELECT generate_series(1, 100) AS x",
+    );
+    let later = psql(main, "SELECT pg_current_wal_insert_lsn()");
+    api.wait_ingested(&tenant, &main_timeline, &later);
+    let port = sediment.endpoint("check-later", &["--lsn", &later]);
+    assert_eq!(psql(port, "SELECT count(*) FROM after_recovery"), "100");
+    assert_eq!(values(port), values(main), "at {later}");
+    sediment.json(&["endpoint", "stop", "check-later", "--destroy"]);
+    sediment.shutdown();
 }
