@@ -271,9 +271,13 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     eprintln!("at the kill: {info}");
     let connstr = info["wal_source_connstr"].as_str().unwrap().to_owned();
 
-    let pid = nix::unistd::Pid::from_raw(sediment.pageserver_pid());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let _ = nix::sys::wait::waitpid(pid, None);
+    let pid = sediment.pageserver_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_gone(pid);
     std::fs::remove_dir_all(sediment.workdir.join("pageserver/tenants")).unwrap();
     run_ok(&mut cmd(&sediment, &s3, &["start"]));
     attach_and_wait(&api, &tenant, 2);
@@ -304,4 +308,23 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     assert_eq!(values(port), values(main), "at {later}");
     sediment.json(&["endpoint", "stop", "check-later", "--destroy"]);
     sediment.shutdown();
+}
+
+/// Waits until process `pid` (not our child: the CLI daemonises the
+/// pageserver) has exited, so a new start does not find it running.
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        // The state follows the parenthesised command name; Z = exited.
+        let running = state
+            .as_deref()
+            .and_then(|stat| stat.rsplit_once(") "))
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        if !running {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} does not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
