@@ -310,3 +310,48 @@ async fn recover_timeline(
         "remote WAL re-ingested");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(id: TimelineId, parent: Option<TimelineId>) -> (TimelineId, IndexPart) {
+        let index = IndexPart {
+            version: remote_storage::index::INDEX_FORMAT_VERSION,
+            generation: Generation(1),
+            timeline_id: id.to_string(),
+            disk_consistent_lsn: 0x100,
+            prev_record_lsn: 0,
+            ancestor_timeline_id: parent.map(|p| p.to_string()),
+            ancestor_lsn: parent.map(|_| 0x80),
+            gc_cutoff_lsn: 0,
+            initdb_lsn: 0x10,
+            pg_version: 15,
+            metadata_bytes: IndexPart::encode_metadata(&[1u8; 128]),
+            layers: Default::default(),
+            wal: Vec::new(),
+        };
+        (id, index)
+    }
+
+    /// A branch's WAL is re-ingested after its parent's (and the parent's
+    /// parent's), whatever the order the indexes were listed in.
+    #[test]
+    fn parents_come_before_their_branches() {
+        let (root, child, grandchild) = (
+            TimelineId::generate(),
+            TimelineId::generate(),
+            TimelineId::generate(),
+        );
+        let indexes = vec![
+            index(grandchild, Some(child)),
+            index(child, Some(root)),
+            index(root, None),
+        ];
+        let order: Vec<TimelineId> = parents_first(&indexes)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(order, vec![root, child, grandchild]);
+    }
+}
