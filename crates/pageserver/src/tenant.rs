@@ -21,6 +21,7 @@ pub mod attach;
 mod deletion;
 pub mod eviction;
 pub mod ondemand;
+pub mod remote_wal;
 pub mod upload;
 
 use crate::config::PageServerConf;

@@ -29,7 +29,8 @@ pub struct Timeline {
     ingest_counters: Arc<IngestCounters>,
     /// Commit time ↔ LSN samples, fed by the receiver's sink.
     commit_times: Arc<CommitTimes>,
-    /// `disk_consistent_lsn` of the last index uploaded (0: none yet).
+    /// What the last uploaded index makes durable remotely, layers and WAL
+    /// objects (0: none yet).
     remote_consistent_lsn: std::sync::atomic::AtomicU64,
     /// Human name given at creation ([`crate::branch_names`]).
     branch_name: Mutex<Option<String>>,
@@ -138,6 +139,16 @@ impl Timeline {
         std::mem::replace(&mut *self.wal_source.lock(), source)
     }
 
+    /// The WAL durable in the local store, as its receiver last published
+    /// it, with the source's stream start and the head it continued
+    /// (`None` without a running source).
+    pub fn durable_wal(&self) -> Option<(Arc<walreceiver::ReadView>, Lsn, Option<Lsn>)> {
+        let source = self.wal_source.lock();
+        let active = source.as_ref()?;
+        let view = active.receiver.durable_view()?;
+        Some((view, active.file.start_lsn, active.file.head_lsn))
+    }
+
     /// Lets the WAL receiver drop local WAL below `lsn` (it is in layer files).
     pub fn truncate_wal_store_before(&self, lsn: Lsn) {
         if let Some(active) = self.wal_source.lock().as_ref() {
@@ -181,7 +192,9 @@ impl Timeline {
         Some(size)
     }
 
-    /// What the last uploaded index covers, if anything was uploaded.
+    /// What the last uploaded (or downloaded) index makes durable in remote
+    /// storage: the end of its WAL objects, or its `disk_consistent_lsn`
+    /// without any; `None` if nothing was uploaded.
     pub fn remote_consistent_lsn(&self) -> Option<Lsn> {
         let lsn = self
             .remote_consistent_lsn

@@ -15,6 +15,9 @@
 //!   ([`postgres_wal::synth::checkpoint_position`]): the endpoint's WAL
 //!   begins with that record. Before the store is reset for the new source,
 //!   the timeline is flushed, so nothing ingested lives only in the old store.
+//! - an attachment with `resume` (the endpoint continues the timeline's own
+//!   stream, e.g. after its tenant was attached from remote storage on a
+//!   new disk) streams from the timeline's head itself.
 //! - after a pageserver restart, ingest resumes at the timeline's
 //!   `last_record_lsn` (its `disk_consistent_lsn` after a restart) from the
 //!   local store, and streaming resumes at the store's end.
@@ -60,6 +63,12 @@ pub struct WalSourceFile {
     pub connstr: String,
     /// Where streaming started when the source was attached.
     pub start_lsn: Lsn,
+    /// The timeline's head (flushed to layers) when the source was
+    /// attached: the stream at `start_lsn` continues it, the bytes between
+    /// hold no record of ours. Lets remote WAL start at `start_lsn` while
+    /// the layers end here. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_lsn: Option<Lsn>,
 }
 
 /// Why a WAL source cannot be attached.
@@ -463,10 +472,18 @@ pub fn spawn_receiver(
 /// Attaches `connstr` as the WAL source of `timeline` (a timeline of the
 /// tenant in `tenant_dir`) and starts streaming. Attaching the source the
 /// timeline already streams from is a no-op.
+///
+/// Streaming starts where a base backup at the timeline's head put its
+/// synthesised checkpoint, unless `resume`: then the endpoint continues the
+/// very WAL the timeline holds (it streamed into it before, e.g. to a
+/// pageserver whose disk was lost and whose tenant was attached from remote
+/// storage), and streaming starts at the head itself, the end of the last
+/// record ingested.
 pub async fn attach(
     tenant_dir: &Path,
     timeline: &crate::timeline::Timeline,
     connstr: &str,
+    resume: bool,
     connect_timeout: Option<Duration>,
 ) -> Result<(), WalSourceError> {
     let _serial = timeline.wal_source_lock().lock().await;
@@ -491,10 +508,13 @@ pub async fn attach(
     let info = walreceiver::probe(connstr, Some(facts.system_id))
         .await
         .map_err(|error| WalSourceError::BadSource(format!("WAL source {connstr:?}: {error}")))?;
-    let start_lsn =
+    let start_lsn = if resume {
+        head
+    } else {
         postgres_wal::synth::checkpoint_position(head, facts.segment_size).map_err(|error| {
             WalSourceError::NotActive(format!("no stream start after {head}: {error}"))
-        })?;
+        })?
+    };
     if info.xlogpos < start_lsn {
         return Err(WalSourceError::BadSource(format!(
             "WAL source {connstr:?} is at {}, behind the timeline's head {head}: it was not started from this branch",
@@ -505,6 +525,7 @@ pub async fn attach(
     let file = WalSourceFile {
         connstr: connstr.to_owned(),
         start_lsn,
+        head_lsn: Some(head),
     };
     // Everything ingested so far goes to layer files before the old local
     // WAL is dropped: after this, the store only holds the new source's WAL.
@@ -536,7 +557,7 @@ pub async fn attach(
         Arc::clone(timeline.commit_times()),
         connect_timeout,
     )?;
-    tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, "WAL source attached");
+    tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, resume, "WAL source attached");
     timeline.set_wal_source(Some(ActiveSource { file, receiver }));
     Ok(())
 }

@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::generation::Generation;
+use crate::wal::{self, WalObject};
 
-/// Current format version.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Current format version (2 added `wal`; version 1 indexes are read too).
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// Oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// One layer file as the index records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,11 @@ pub struct IndexPart {
     pub metadata_bytes: String,
     /// Layer file name (without generation suffix) → what was uploaded.
     pub layers: BTreeMap<String, LayerMetadata>,
+    /// WAL above `disk_consistent_lsn` in remote WAL objects ([`crate::wal`]):
+    /// a chain, oldest first, starting at or below `disk_consistent_lsn`
+    /// (or at the stream start of a WAL source attached there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<WalObject>,
 }
 
 /// Why index bytes were refused.
@@ -88,7 +96,7 @@ impl IndexPart {
     /// Decodes and validates.
     pub fn decode(bytes: &[u8]) -> Result<IndexPart, IndexDecodeError> {
         let index: IndexPart = serde_json::from_slice(bytes)?;
-        if index.version != INDEX_FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=INDEX_FORMAT_VERSION).contains(&index.version) {
             return Err(IndexDecodeError::Version(index.version));
         }
         index.validate()?;
@@ -116,7 +124,21 @@ impl IndexPart {
         if self.metadata().is_none() {
             return bad("metadata_bytes is not non-empty hex".into());
         }
+        wal::validate_chain(&self.wal, self.generation).map_err(IndexDecodeError::Inconsistent)?;
+        if self
+            .wal
+            .last()
+            .is_some_and(|last| last.end_lsn <= self.disk_consistent_lsn)
+        {
+            return bad("the WAL objects end at or below disk_consistent_lsn".into());
+        }
         Ok(())
+    }
+
+    /// Everything at or below this LSN is durable in remote storage: the
+    /// end of the WAL objects' chain, or `disk_consistent_lsn` without one.
+    pub fn remote_consistent_lsn(&self) -> u64 {
+        wal::chain_end(&self.wal, self.disk_consistent_lsn)
     }
 
     /// The metadata file's bytes.
@@ -176,6 +198,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            wal: Vec::new(),
         }
     }
 
@@ -212,5 +235,41 @@ mod tests {
         let extra = text.replacen('{', "{\"surprise\": 1,", 1);
         assert!(IndexPart::decode(extra.as_bytes()).is_err());
         assert_eq!(sample(1, vec![]).metadata().unwrap(), vec![7u8; 128]);
+    }
+
+    #[test]
+    fn wal_objects_round_trip_and_define_the_remote_end() {
+        let mut index = sample(2, vec![]);
+        assert_eq!(index.remote_consistent_lsn(), 0x1_0000);
+        // Without WAL objects the field is left out, as in version 1.
+        assert!(!String::from_utf8(index.encode())
+            .unwrap()
+            .contains("\"wal\""));
+        index.wal = vec![
+            WalObject {
+                start_lsn: 0xff00,
+                end_lsn: 0x2_0000,
+                crc32c: 7,
+                generation: Generation(1),
+                stream_lsn: 0xff00,
+            },
+            WalObject {
+                start_lsn: 0x2_0000,
+                end_lsn: 0x2_0010,
+                crc32c: 8,
+                generation: Generation(2),
+                stream_lsn: 0xff00,
+            },
+        ];
+        let decoded = IndexPart::decode(&index.encode()).unwrap();
+        assert_eq!(decoded, index);
+        assert_eq!(decoded.remote_consistent_lsn(), 0x2_0010);
+        // A broken chain is refused.
+        index.wal[1].start_lsn = 0x2_0001;
+        assert!(IndexPart::decode(&index.encode()).is_err());
+        // A version 1 index still reads.
+        let mut old = sample(1, vec![]);
+        old.version = 1;
+        assert_eq!(IndexPart::decode(&old.encode()).unwrap(), old);
     }
 }

@@ -5,6 +5,7 @@
 //! tenants/<tenant>/generation-<gen>                           attachment marker
 //! tenants/<tenant>/timelines/<timeline>/index_part.json-<gen> the timeline's index
 //! tenants/<tenant>/timelines/<timeline>/<layer file>-<gen>    a layer file
+//! tenants/<tenant>/timelines/<timeline>/wal_<start>_<end>-<gen> WAL bytes start..end
 //! ```
 //!
 //! Ids are passed as strings (32 hex digits) so this crate does not depend
@@ -53,6 +54,15 @@ pub fn layer_path(
     generation: Generation,
 ) -> Result<RemotePath, RemoteError> {
     timeline_path(tenant_id, timeline_id)?.join(&generation.suffixed(layer_name))
+}
+
+/// A WAL object (see [`crate::wal`]) uploaded by `generation`.
+pub fn wal_path(
+    tenant_id: &str,
+    timeline_id: &str,
+    object: &crate::wal::WalObject,
+) -> Result<RemotePath, RemoteError> {
+    timeline_path(tenant_id, timeline_id)?.join(&object.generation.suffixed(&object.name()))
 }
 
 /// The attachment marker of `generation`.

@@ -12,9 +12,10 @@
 //! - [`remote`]: [`Remote`], the handle the pageserver uses: bounded
 //!   concurrency, per-attempt timeouts, retries with exponential backoff and
 //!   jitter, cancellation;
-//! - [`generation`], [`index`], [`layout`]: the pure part (no I/O): generation
-//!   numbers and the names they suffix, the `index_part.json` format and the
-//!   choice of which index to load, and where every object lives.
+//! - [`generation`], [`index`], [`layout`], [`wal`]: the pure part (no I/O):
+//!   generation numbers and the names they suffix, the `index_part.json`
+//!   format and the choice of which index to load, where every object
+//!   lives, and how the WAL above the layers is cut into objects.
 //!
 //! Formats and the generation protocol are described in
 //! `docs/remote-storage.md`.
@@ -41,6 +42,7 @@ pub mod generation;
 pub mod index;
 pub mod layout;
 pub mod remote;
+pub mod wal;
 
 pub use backend::{ObjectMeta, ObjectStorage, ObjectStoreBackend, RemotePath};
 pub use config::{ConfigError, RemoteConfig, S3Settings};
@@ -49,3 +51,4 @@ pub use faulty::{Fault, FaultyStorage};
 pub use generation::Generation;
 pub use index::{IndexDecodeError, IndexPart, LayerMetadata};
 pub use remote::{Remote, RetryPolicy};
+pub use wal::WalObject;

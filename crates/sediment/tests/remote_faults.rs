@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{free_port, psql, run_ok, Sediment, PG_BIN};
-use serde_json::json;
+use serde_json::{json, Value};
 use testkit::s3::SeaweedS3;
 
 fn pgbench(port: u16, args: &[&str]) -> Command {
@@ -118,9 +118,7 @@ fn s3_outage_during_uploads_loses_nothing() {
     loop {
         let info = api.timeline(&tenant, &timeline);
         assert_eq!(info["state"], "Active", "{info}");
-        if info["remote_consistent_lsn"] == info["disk_consistent_lsn"]
-            && info["disk_consistent_lsn"].as_str() >= Some(lsn.as_str())
-        {
+        if remote_covers_disk(&info) && info["disk_consistent_lsn"].as_str() >= Some(lsn.as_str()) {
             break;
         }
         assert!(Instant::now() < deadline, "uploads never caught up: {info}");
@@ -241,7 +239,7 @@ fn injected_remote_faults_lose_nothing() {
     loop {
         let info = api.timeline(&tenant, &timeline);
         assert_eq!(info["state"], "Active", "{info}");
-        if info["remote_consistent_lsn"] == info["disk_consistent_lsn"]
+        if remote_covers_disk(&info)
             && common::lsn_value(info["disk_consistent_lsn"].as_str().unwrap())
                 >= common::lsn_value(&lsn)
         {
@@ -293,4 +291,12 @@ fn injected_remote_faults_lose_nothing() {
     let main = sediment.endpoint("main", &[]);
     assert_eq!(values(main), expected);
     sediment.shutdown();
+}
+
+/// Remote storage holds everything the local disk does: the index's layers
+/// and WAL objects reach `disk_consistent_lsn` (`remote_consistent_lsn`
+/// includes the uploaded WAL, so it may pass it).
+fn remote_covers_disk(info: &Value) -> bool {
+    let lsn = |field: &str| info[field].as_str().map(common::lsn_value);
+    matches!((lsn("remote_consistent_lsn"), lsn("disk_consistent_lsn")), (Some(remote), Some(disk)) if remote >= disk)
 }

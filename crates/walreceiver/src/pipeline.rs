@@ -175,6 +175,8 @@ pub(crate) fn prepare(
 /// Handles of the two threads; dropping the sender ends the writer.
 pub(crate) struct Pipeline {
     pub(crate) sender: mpsc::Sender<(Lsn, Bytes)>,
+    /// The newest durable view of the store (for [`crate::WalReceiver::durable_view`]).
+    pub(crate) view: SharedView,
     writer: JoinHandle<()>,
     sink: JoinHandle<()>,
 }
@@ -193,6 +195,7 @@ impl Pipeline {
         let (sender, received) = mpsc::channel(WRITER_QUEUE_MESSAGES);
         let writer_progress = progress.clone();
         let writer_view = view.clone();
+        let shared_view = view.clone();
         let writer = std::thread::Builder::new()
             .name("wal-writer".to_owned())
             .spawn(move || run_writer(store, &writer_view, received, &writer_progress))?;
@@ -201,6 +204,7 @@ impl Pipeline {
             .spawn(move || run_sink(sink, &view, sink_from, &progress))?;
         Ok(Pipeline {
             sender,
+            view: shared_view,
             writer,
             sink,
         })
@@ -218,7 +222,7 @@ impl Pipeline {
 }
 
 /// The newest [`ReadView`]; the lock is held only to clone or swap the `Arc`.
-type SharedView = Arc<Mutex<Arc<ReadView>>>;
+pub(crate) type SharedView = Arc<Mutex<Arc<ReadView>>>;
 
 fn run_writer(
     mut store: WalStore,

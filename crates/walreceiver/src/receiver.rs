@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::Connection;
 use crate::connstr::ConnectionConfig;
 use crate::error::{ReceiverError, SinkError};
-use crate::pipeline::{self, Pipeline, Positions, Progress};
+use crate::pipeline::{self, Pipeline, Positions, Progress, SharedView};
 use crate::protocol::{self, ReplicationMessage, StandbyPositions};
-use crate::store::WalStore;
+use crate::store::{ReadView, WalStore};
 
 /// After this long without any message, ask the server for a keepalive.
 const QUIET_BEFORE_PING: Duration = Duration::from_secs(30);
@@ -119,6 +119,7 @@ pub struct ReceiverStatus {
 pub struct WalReceiver {
     status: Arc<Mutex<ReceiverStatus>>,
     progress: Arc<Mutex<Option<Arc<Progress>>>>,
+    view: Arc<Mutex<Option<SharedView>>>,
     truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -156,12 +157,14 @@ impl WalReceiver {
             ..ReceiverStatus::default()
         }));
         let progress = Arc::new(Mutex::new(None));
+        let view = Arc::new(Mutex::new(None));
         let truncate_before = Arc::new(Mutex::new(None));
         let cancel = CancellationToken::new();
         let state = LoopState {
             opts,
             status: status.clone(),
             progress_slot: progress.clone(),
+            view_slot: view.clone(),
             truncate_before: truncate_before.clone(),
             cancel: cancel.clone(),
         };
@@ -169,6 +172,7 @@ impl WalReceiver {
         WalReceiver {
             status,
             progress,
+            view,
             truncate_before,
             cancel,
             task: Some(task),
@@ -184,6 +188,17 @@ impl WalReceiver {
             status.apply_lsn = positions.apply;
         }
         status
+    }
+
+    /// The store's files as of its last sync: WAL that is durable locally,
+    /// readable without waiting for the writer (the uploader of remote WAL
+    /// reads it). `None` before the receiver has started its threads.
+    /// Files the writer truncates later fail to read (the caller skips).
+    pub fn durable_view(&self) -> Option<Arc<ReadView>> {
+        let slot = self.view.lock();
+        let shared = slot.as_ref()?;
+        let view = shared.lock().clone();
+        Some(view)
     }
 
     /// Lets the store drop whole files below `lsn` (WAL the consumer has made
@@ -270,6 +285,7 @@ struct LoopState {
     opts: ReceiverOptions,
     status: Arc<Mutex<ReceiverStatus>>,
     progress_slot: Arc<Mutex<Option<Arc<Progress>>>>,
+    view_slot: Arc<Mutex<Option<SharedView>>>,
     truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
 }
@@ -301,6 +317,7 @@ impl LoopState {
             Ok(pipeline) => pipeline,
             Err(error) => return self.finish(Some(format!("cannot start WAL threads: {error}"))),
         };
+        *self.view_slot.lock() = Some(pipeline.view.clone());
         self.stream_until_stopped(&pipeline, &progress, stream_from)
             .await;
         self.status.lock().connected = false;

@@ -635,6 +635,11 @@ pub struct ReadView {
 }
 
 impl ReadView {
+    /// First byte in the view's files; `None` when empty.
+    pub fn start_lsn(&self) -> Option<Lsn> {
+        self.files.first().map(|file| file.start)
+    }
+
     /// End of the bytes in the view's files; `None` when empty.
     pub fn end_lsn(&self) -> Option<Lsn> {
         self.files.last().map(StoreFile::end)

@@ -177,6 +177,10 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct WalSourceBody {
     connstr: String,
+    /// The endpoint continues the WAL the timeline holds (see
+    /// [`crate::wal_source::attach`]).
+    #[serde(default)]
+    resume: bool,
 }
 
 /// A connection string without its password, for messages.
@@ -201,7 +205,14 @@ pub async fn attach_wal_source(
         return Err(ApiError::bad_request("connstr must not be empty"));
     }
     let connect_timeout = tenant.effective_config().connect_timeout();
-    crate::wal_source::attach(tenant.dir(), &timeline, &body.connstr, connect_timeout).await?;
+    crate::wal_source::attach(
+        tenant.dir(),
+        &timeline,
+        &body.connstr,
+        body.resume,
+        connect_timeout,
+    )
+    .await?;
     Ok(Json(timeline.info()))
 }
 

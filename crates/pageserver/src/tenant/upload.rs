@@ -35,6 +35,7 @@ use remote_storage::{Generation, IndexPart, LayerMetadata, Remote, RemoteError};
 use storage::metadata::{TimelineMetadata, METADATA_FILE_NAME};
 
 use super::deletion::DeletionQueue;
+use super::remote_wal;
 use crate::ids::{TenantId, TimelineId};
 use crate::timeline::Timeline;
 
@@ -182,12 +183,13 @@ impl RemoteTenant {
         Some(index)
     }
 
-    /// `disk_consistent_lsn` of the last index uploaded for a timeline.
+    /// What the last index uploaded for a timeline makes durable remotely
+    /// (layers and WAL objects).
     pub fn remote_consistent_lsn(&self, timeline: TimelineId) -> Option<u64> {
         self.uploaded
             .lock()
             .get(&timeline)
-            .map(|index| index.disk_consistent_lsn)
+            .map(IndexPart::remote_consistent_lsn)
     }
 
     /// Writes the attachment marker of our generation (`generation-<gen>`).
@@ -267,8 +269,9 @@ impl RemoteTenant {
             None => {
                 let found = self.remote_index(id, timeline.dir()).await;
                 if let Some(index) = &found {
-                    timeline
-                        .set_remote_consistent_lsn(postgres_wal::Lsn(index.disk_consistent_lsn));
+                    timeline.set_remote_consistent_lsn(postgres_wal::Lsn(
+                        index.remote_consistent_lsn(),
+                    ));
                     self.uploaded.lock().insert(id, index.clone());
                 }
                 found
@@ -295,7 +298,19 @@ impl RemoteTenant {
                 Err(other) => return Err(other),
             }
         }
-        let index = self.build_index(id, &snapshot, layers);
+        let previous_wal = previous.as_ref().map(|i| i.wal.clone()).unwrap_or_default();
+        let planned = remote_wal::plan(
+            timeline,
+            &previous_wal,
+            snapshot.metadata.disk_consistent_lsn,
+        );
+        if planned.uploads() {
+            self.ensure_validated(validated).await?;
+        }
+        let wal =
+            remote_wal::upload(&self.remote, &self.tenant_id, self.generation, id, planned).await?;
+        let mut index = self.build_index(id, &snapshot, layers);
+        index.wal = wal.chain;
         if previous.as_ref() == Some(&index) {
             return Ok(false);
         }
@@ -315,9 +330,21 @@ impl RemoteTenant {
                 }
             }
         }
+        for object in &wal.dropped {
+            // A name the new chain still holds is never deleted.
+            if !index
+                .wal
+                .iter()
+                .any(|o| o.name() == object.name() && o.generation == object.generation)
+            {
+                self.deletions
+                    .push(layout::wal_path(&self.tenant_id, &id.to_string(), object)?);
+            }
+        }
         tracing::debug!(tenant_id = %self.tenant_id, timeline_id = %id,
-            layers = index.layers.len(), lsn = index.disk_consistent_lsn, "index uploaded");
-        timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.disk_consistent_lsn));
+            layers = index.layers.len(), lsn = index.disk_consistent_lsn,
+            wal_objects = index.wal.len(), remote_lsn = index.remote_consistent_lsn(), "index uploaded");
+        timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.remote_consistent_lsn()));
         self.uploaded.lock().insert(id, index);
         Ok(true)
     }
@@ -378,6 +405,7 @@ impl RemoteTenant {
             pg_version: m.pg_version,
             metadata_bytes: IndexPart::encode_metadata(&snapshot.metadata_bytes),
             layers,
+            wal: Vec::new(),
         }
     }
 

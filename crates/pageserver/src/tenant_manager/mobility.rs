@@ -81,7 +81,7 @@ pub fn start_remote(
     let remote_tenant = Arc::new(RemoteTenant::new(remote.clone(), tenant.id(), generation));
     for (id, index) in &seed {
         if let Some(timeline) = tenant.timeline(*id) {
-            timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.disk_consistent_lsn));
+            timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.remote_consistent_lsn()));
         }
     }
     remote_tenant.seed(seed);
@@ -230,6 +230,11 @@ impl TenantManager {
         })
         .await
         .map_err(|e| e.to_string())??;
+        // WAL uploaded above the layers comes back before the tenant is
+        // active: reads and branches see everything remote storage held.
+        crate::tenant::remote_wal::recover_tenant(tenant, remote, &indexes)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(indexes)
     }
 
