@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn as_postgres(program: &str) -> Command {
-    datadir::bootstrap::postgres_command(&Path::new(PG_BIN).join(program))
+    datadir::bootstrap::postgres_command(&Path::new(PG_BIN).join(program)).unwrap()
 }
 
 fn run_ok(command: &mut Command) {

@@ -17,7 +17,7 @@ use serde_json::json;
 use testkit::s3::SeaweedS3;
 
 fn pgbench(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    let mut command = common::client("pgbench", port);
     command
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)

@@ -451,7 +451,7 @@ fn lazy_endpoint_meets_corruption(sediment: &Sediment, name: &str, file: &str) {
         SELECT 'global/' || pg_ls_dir('global') AS f UNION ALL \
         SELECT 'base/' || d.oid || '/' || pg_ls_dir('base/' || d.oid) FROM pg_database d) s \
         WHERE f ~ '/[0-9]+(_[a-z]+)?([.][0-9]+)?$'";
-    let output = Command::new(format!("{PG_BIN}/psql"))
+    let output = common::client("psql", port)
         .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-p", &port.to_string(), "-d", "postgres", "-c", read_all])
         .output()
