@@ -25,7 +25,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lsn_value, psql, psql_db, Sediment, PG_BIN};
+use common::{lsn_value, psql, psql_db, Sediment};
 use serde_json::{json, Value};
 
 fn pgbench_secs() -> u64 {

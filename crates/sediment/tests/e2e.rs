@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{
     as_postgres, base_backup, ensure_pageserver_built, free_port, give_to_postgres, relation_files,

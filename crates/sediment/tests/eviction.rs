@@ -10,10 +10,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{pg_dump, psql, run_ok, Sediment, PG_BIN};
+use common::{pg_dump, psql, run_ok, Sediment};
 use serde_json::json;
 
 fn pgbench(port: u16, args: &[&str]) {

@@ -29,7 +29,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lsn_value, psql, Sediment, PG_BIN};
+use common::{lsn_value, psql, Sediment};
 use serde_json::{json, Value};
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, pg_dump, psql, run_ok, Sediment, PG_BIN};
+use common::{free_port, pg_dump, psql, run_ok, Sediment};
 use serde_json::{json, Value};
 use testkit::s3::SeaweedS3;
 

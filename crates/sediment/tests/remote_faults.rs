@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, psql, run_ok, Sediment, PG_BIN};
+use common::{free_port, psql, run_ok, Sediment};
 use serde_json::json;
 use testkit::s3::SeaweedS3;
 

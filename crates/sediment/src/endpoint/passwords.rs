@@ -84,10 +84,12 @@ pub fn set_passwords(
 ) -> anyhow::Result<()> {
     // synchronous_commit=local: a writable endpoint's commits otherwise wait
     // for the pageserver, which cannot connect before this password exists.
+    // default_transaction_read_only=off: a read-only endpoint has it on.
+    // Both as connection options: the statements of one `-c` run in one
+    // transaction, which a `SET` inside it would come too late for.
     // The passwords are hex, so quoting them needs no escaping.
     let sql = format!(
-        "SET synchronous_commit = local; SET default_transaction_read_only = off; \
-         ALTER ROLE postgres PASSWORD '{superuser}'; \
+        "ALTER ROLE postgres PASSWORD '{superuser}'; \
          DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{REPLICATION_ROLE}') \
          THEN CREATE ROLE {REPLICATION_ROLE} LOGIN REPLICATION; END IF; END$$; \
          ALTER ROLE {REPLICATION_ROLE} PASSWORD '{replication}'"
@@ -104,7 +106,11 @@ pub fn set_passwords(
             "postgres",
             "-c",
             &sql,
-        ]);
+        ])
+        .env(
+            "PGOPTIONS",
+            "-c synchronous_commit=local -c default_transaction_read_only=off",
+        );
     pg.run(&mut psql, "setting the endpoint's passwords")?;
     remember(workdir, port, superuser)
 }
