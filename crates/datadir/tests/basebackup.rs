@@ -26,7 +26,14 @@ fn imported_initdb_cluster_starts_from_its_base_backup_without_redo() {
     methods.sort();
     assert_eq!(
         methods,
-        ["peer", "peer", "scram-sha-256", "scram-sha-256", "scram-sha-256", "scram-sha-256"]
+        [
+            "peer",
+            "peer",
+            "scram-sha-256",
+            "scram-sha-256",
+            "scram-sha-256",
+            "scram-sha-256"
+        ]
     );
 
     let backup = Basebackup::prepare(&timeline, Some(stats.lsn)).unwrap();

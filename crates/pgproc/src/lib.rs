@@ -227,7 +227,11 @@ impl RunAs {
         self.chown(path)?;
         let io = |source| Error::Chown {
             path: path.to_owned(),
-            user: self.switch_to.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+            user: self
+                .switch_to
+                .as_ref()
+                .map(|u| u.name.clone())
+                .unwrap_or_default(),
             source,
         };
         let metadata = std::fs::symlink_metadata(path).map_err(io)?;
@@ -249,7 +253,10 @@ mod tests {
         let run_as = RunAs::detect().unwrap();
         let output = run_as.command("id").arg("-u").output().unwrap();
         assert!(output.status.success());
-        let uid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+        let uid: u32 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(uid, run_as.ids().0);
         if running_as_root() {
             assert_ne!(uid, 0, "a Postgres program would run as root");
@@ -264,10 +271,8 @@ mod tests {
         }
         assert_eq!(
             run_as.user_name().unwrap(),
-            String::from_utf8_lossy(
-                &run_as.command("id").arg("-un").output().unwrap().stdout
-            )
-            .trim()
+            String::from_utf8_lossy(&run_as.command("id").arg("-un").output().unwrap().stdout)
+                .trim()
         );
     }
 
@@ -295,7 +300,10 @@ mod tests {
             assert!(matches!(error, Error::UserNotFound { .. }), "{error}");
             assert!(error.to_string().contains(OS_USER_ENV));
         } else {
-            assert!(RunAs::named("no-such-user-sediment").unwrap().switch_to().is_none());
+            assert!(RunAs::named("no-such-user-sediment")
+                .unwrap()
+                .switch_to()
+                .is_none());
         }
     }
 }

@@ -137,9 +137,13 @@ fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str, password: &str) -> 
     // The copy has the endpoint's roles and passwords, on a port of its own.
     let in_recovery = || {
         let mut command = common::client("psql", port);
-        command
-            .env("PGPASSWORD", password)
-            .args(["-X", "-A", "-t", "-c", "SELECT pg_is_in_recovery()"]);
+        command.env("PGPASSWORD", password).args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT pg_is_in_recovery()",
+        ]);
         run_ok(&mut command)
     };
     while in_recovery().trim() != "f" {
@@ -229,7 +233,13 @@ fn lazy_start_vs_pitr_and_tps() {
 
     let (lazy_secs, lazy_port) = branch_and_start(&sediment, "pitr-lazy", &lsn, &[]);
     let (full_secs, _) = branch_and_start(&sediment, "pitr-full", &lsn, &["--full"]);
-    let pitr_secs = pitr(&base, &archive, &scratch.path().join("pitr"), &lsn, &password);
+    let pitr_secs = pitr(
+        &base,
+        &archive,
+        &scratch.path().join("pitr"),
+        &lsn,
+        &password,
+    );
     let count = "SELECT count(*) FROM pgbench_accounts";
     assert_eq!(psql(lazy_port, count).trim(), (scale * 100_000).to_string());
     println!(

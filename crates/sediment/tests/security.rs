@@ -225,7 +225,10 @@ fn assert_no_trust_and_replication_needs_the_password(sediment: &Sediment, name:
     let methods = hba_methods(&dir.join("pgdata/pg_hba.conf"));
     assert!(!methods.is_empty());
     for method in &methods {
-        assert!(method == "peer" || method == "scram-sha-256", "{name}: {methods:?}");
+        assert!(
+            method == "peer" || method == "scram-sha-256",
+            "{name}: {methods:?}"
+        );
     }
     let info = sediment.endpoint_info(name);
     let port = info["port"].as_u64().unwrap();
@@ -237,7 +240,9 @@ fn assert_no_trust_and_replication_needs_the_password(sediment: &Sediment, name:
     assert!(connstr.contains(password), "{connstr}");
     // The state file holds passwords: owner only.
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.join("endpoint.json")).unwrap().permissions(),
+        &std::fs::metadata(dir.join("endpoint.json"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o077, 0, "endpoint.json: {mode:o}");
 
@@ -246,8 +251,12 @@ fn assert_no_trust_and_replication_needs_the_password(sediment: &Sediment, name:
     };
     let error = psql_as(&as_role("sediment_replication"), None, "IDENTIFY_SYSTEM").unwrap_err();
     assert!(error.contains("password"), "{error}");
-    let error =
-        psql_as(&as_role("sediment_replication"), Some("wrong"), "IDENTIFY_SYSTEM").unwrap_err();
+    let error = psql_as(
+        &as_role("sediment_replication"),
+        Some("wrong"),
+        "IDENTIFY_SYSTEM",
+    )
+    .unwrap_err();
     assert!(error.contains("password authentication failed"), "{error}");
     let system = psql_as(
         &as_role("sediment_replication"),

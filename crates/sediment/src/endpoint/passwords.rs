@@ -52,7 +52,9 @@ pub fn pgpass_file(workdir: &Workdir) -> PathBuf {
 
 /// `pg_ident.conf` mapping OS user `os_user` to the superuser.
 fn pg_ident_conf(os_user: &str) -> String {
-    format!("# Written by sediment: the OS user Postgres runs as.\n{IDENT_MAP}  {os_user}  postgres\n")
+    format!(
+        "# Written by sediment: the OS user Postgres runs as.\n{IDENT_MAP}  {os_user}  postgres\n"
+    )
 }
 
 /// Replaces the endpoint's `pg_hba.conf` with the password-only one and its
@@ -60,7 +62,11 @@ fn pg_ident_conf(os_user: &str) -> String {
 pub fn write_hba(pgdata: &Path, os_user: &str) -> anyhow::Result<()> {
     // A name with blanks or quotes would change the map's meaning; login
     // names never have them.
-    if os_user.is_empty() || !os_user.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'#') {
+    if os_user.is_empty()
+        || !os_user
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'#')
+    {
         anyhow::bail!("OS user name {os_user:?} cannot go into pg_ident.conf");
     }
     for (name, text) in [
@@ -145,13 +151,18 @@ mod tests {
         assert_eq!(rules.len(), 5);
         for line in rules {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let method = if words[0] == "local" { words[3] } else { words[4] };
+            let method = if words[0] == "local" {
+                words[3]
+            } else {
+                words[4]
+            };
             assert!(method == "scram-sha-256" || method == "peer", "{line}");
             assert!(!line.contains("trust"), "{line}");
         }
         let ident = std::fs::read_to_string(dir.path().join("pg_ident.conf")).unwrap();
-        assert!(ident.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-            == [IDENT_MAP, "postgres", "postgres"]));
+        assert!(ident.lines().any(
+            |l| l.split_whitespace().collect::<Vec<_>>() == [IDENT_MAP, "postgres", "postgres"]
+        ));
         assert!(write_hba(dir.path(), "a b").is_err());
         assert!(write_hba(dir.path(), "").is_err());
         assert_eq!(generate().len(), 32);
