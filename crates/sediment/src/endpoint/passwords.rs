@@ -2,9 +2,9 @@
 //!
 //! The base backup's `pg_hba.conf` is replaced by one where TCP clients need
 //! a password (`scram-sha-256`) and the only passwordless way in is the
-//! Unix socket (in the endpoint's directory, reachable by the owner only)
-//! for the OS user Postgres runs as, mapped to the superuser `postgres`
-//! (`peer` with the `pg_ident.conf` map [`IDENT_MAP`]). Sediment uses that
+//! Unix socket in the endpoint's directory for the OS user Postgres runs as
+//! (`peer`: the kernel vouches for the connecting process's user), mapped
+//! to the superuser `postgres` by the `pg_ident.conf` map [`IDENT_MAP`]. Sediment uses that
 //! once per start to set two fresh random passwords: one for the superuser
 //! `postgres`, one for the role the pageserver streams WAL with
 //! ([`REPLICATION_ROLE`], allowed replication only). Both live in the
