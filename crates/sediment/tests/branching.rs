@@ -475,6 +475,7 @@ fn pg_dump_of_a_branch_equals_its_source_after_rich_workloads() {
     source.start().unwrap();
     // The base backup lets TCP clients in with a password only.
     let connstr = source.set_superuser_password("branching-test").unwrap();
+    common::remember_password(source.port(), "branching-test");
     let wal_source = format!("/v1/tenant/{tenant}/timeline/{main_timeline}/wal_source");
     let (code, answer) = api.put(&wal_source, &json!({"connstr": connstr}));
     assert_eq!(code, 200, "{answer}");

@@ -98,12 +98,30 @@ fn remember_workdir(workdir: &Path) {
     }
 }
 
+/// Superuser passwords of servers that are no sediment endpoint (a test
+/// cluster adopted from a base backup), by port.
+static PASSWORDS: std::sync::Mutex<BTreeMap<u16, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Makes [`client`] log in to 127.0.0.1:`port` with `password`.
+pub fn remember_password(port: u16, password: &str) {
+    PASSWORDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(port, password.to_owned());
+}
+
 /// The superuser password of the sediment endpoint on 127.0.0.1:`port`
 /// (every endpoint has one; there is no `trust`), from the endpoint state
 /// files of the work directories this process used. A running endpoint
 /// wins over a stopped one that had the same port. `None` when no
 /// endpoint had the port.
 pub fn endpoint_password(port: u16) -> Option<String> {
+    let (running, stopped) = endpoint_passwords(port);
+    running.or(stopped)
+}
+
+/// (a running endpoint's, a stopped endpoint's) password for `port`.
+fn endpoint_passwords(port: u16) -> (Option<String>, Option<String>) {
     let dirs = WORKDIRS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut stopped = None;
     for workdir in dirs.iter().rev() {
@@ -124,17 +142,18 @@ pub fn endpoint_password(port: u16) -> Option<String> {
                 continue;
             };
             if entry.path().join("pgdata/postmaster.pid").exists() {
-                return Some(password.to_owned());
+                return (Some(password.to_owned()), stopped);
             }
             stopped.get_or_insert_with(|| password.to_owned());
         }
     }
-    stopped
+    (None, stopped)
 }
 
 /// A PostgreSQL client program (`psql`, `pgbench`, `pg_dump`, ...) for the
 /// endpoint on 127.0.0.1:`port`: `PGHOST`/`PGPORT`/`PGUSER` point at it and
-/// `PGPASSWORD` is its superuser's password (see [`endpoint_password`]).
+/// `PGPASSWORD` is its superuser's password (see [`remember_password`],
+/// [`endpoint_password`]).
 pub fn client(tool: &str, port: u16) -> Command {
     let mut command = Command::new(format!("{PG_BIN}/{tool}"));
     command
@@ -143,7 +162,14 @@ pub fn client(tool: &str, port: u16) -> Command {
         .env("PGUSER", "postgres")
         .env("PGPASSFILE", "/nonexistent")
         .env_remove("PGPASSWORD");
-    if let Some(password) = endpoint_password(port) {
+    let remembered = PASSWORDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&port)
+        .cloned();
+    // A running endpoint first: a remembered port may have been reused.
+    let (running, stopped) = endpoint_passwords(port);
+    if let Some(password) = running.or(remembered).or(stopped) {
         command.env("PGPASSWORD", password);
     }
     command
