@@ -223,9 +223,13 @@ fn lazy_start_vs_pitr_and_tps() {
         "SELECT pg_switch_wal(); CREATE TABLE after_history (x int);",
     );
     std::thread::sleep(Duration::from_secs(2));
-    // The child is `runuser`, which does not pass SIGINT on: signal the
-    // pg_receivewal it started (this was the "hang" of earlier trial runs).
-    run_ok(Command::new("pkill").args(["-INT", "-P", &receiver.id().to_string()]));
+    // The child is pg_receivewal itself (no `runuser` in between): SIGINT
+    // makes it finish the segment and exit.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(receiver.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let _ = receiver.wait();
     let timeline = sediment.timeline_id("main");
     sediment.api().wait_ingested(&tenant, &timeline, &lsn);
