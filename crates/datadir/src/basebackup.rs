@@ -59,16 +59,20 @@ pub const EXPECTED_DIRECTORIES: &[&str] = &[
     "pg_xact",
 ];
 
-/// `pg_hba.conf` of a base backup: trust for local and loopback clients,
-/// replication included (the endpoint is reached only through its port).
+/// `pg_hba.conf` of a base backup: no `trust`. On the Unix socket an OS
+/// user gets in as the role of its own name (`peer`); over TCP every client
+/// needs a password (`scram-sha-256`), replication included. Whoever starts
+/// the data directory sets the passwords (sediment's endpoints generate
+/// them and write their own `pg_hba.conf`).
 pub const PG_HBA_CONF: &str = "\
-# Written by Sediment's base backup.
-local   all             all                                     trust
-host    all             all             127.0.0.1/32            trust
-host    all             all             ::1/128                 trust
-local   replication     all                                     trust
-host    replication     all             127.0.0.1/32            trust
-host    replication     all             ::1/128                 trust
+# Written by Sediment's base backup: peer on the Unix socket, passwords
+# (scram-sha-256) over TCP; no trust.
+local   all             all                                     peer
+local   replication     all                                     peer
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+host    replication     all             127.0.0.1/32            scram-sha-256
+host    replication     all             ::1/128                 scram-sha-256
 ";
 
 /// `postgresql.conf` of a base backup: defaults only; whoever starts the

@@ -2,7 +2,13 @@
 //! result, giving a new root timeline its first (initdb) LSN.
 //!
 //! PostgreSQL refuses to run as root, so when we are root `initdb` runs as
-//! the OS user `postgres` (through `runuser`) in a directory it owns.
+//! the unprivileged OS user ([`pgproc::RunAs`]: `SEDIMENT_PG_OS_USER`, else
+//! `postgres`) in a directory it owns.
+//!
+//! The cluster initdb makes has no `trust` in its `pg_hba.conf`: `peer` on
+//! the Unix socket, `scram-sha-256` over TCP. Nothing ever connects to it
+//! (it is imported, never started), but a data directory Sediment writes
+//! does not let anyone in without a password.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,9 +17,6 @@ use storage::Timeline;
 
 use crate::error::ImportError;
 use crate::import::{import_datadir, ImportStats};
-
-/// The OS user PostgreSQL binaries run as when we are root.
-pub const POSTGRES_OS_USER: &str = "postgres";
 
 /// Runs `initdb` into `tmp_dir/initdb-<pid>-<n>`, imports it into
 /// `timeline` (which must be empty below the new cluster's checkpoint LSN)
@@ -54,41 +57,34 @@ fn scratch_dir(tmp_dir: &Path) -> Result<PathBuf, ImportError> {
     }
 }
 
-/// Whether PostgreSQL binaries must run under [`POSTGRES_OS_USER`].
+/// Whether PostgreSQL binaries must run as another OS user (we are root).
 pub fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    pgproc::running_as_root()
 }
 
-/// Hands `dir` to the postgres user when we are root (no-op otherwise).
+/// How Postgres programs run here (as whom), for callers that spawn or
+/// hand files to them themselves.
+pub fn run_as() -> Result<pgproc::RunAs, ImportError> {
+    Ok(pgproc::RunAs::detect()?)
+}
+
+/// Hands `dir` to the Postgres OS user when we are root (no-op otherwise).
 pub fn give_to_postgres(dir: &Path) -> Result<(), ImportError> {
-    if !running_as_root() {
-        return Ok(());
-    }
-    let user = nix::unistd::User::from_name(POSTGRES_OS_USER)
-        .ok()
-        .flatten()
-        .ok_or_else(|| ImportError::Initdb(format!("no OS user {POSTGRES_OS_USER:?}")))?;
-    nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| ImportError::Io {
-        path: dir.to_owned(),
-        source: e.into(),
-    })
+    Ok(pgproc::RunAs::detect()?.chown(dir)?)
 }
 
-/// A command for a PostgreSQL binary, run as the postgres user when root.
-pub fn postgres_command(program: &Path) -> Command {
-    if running_as_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", POSTGRES_OS_USER, "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
+/// A command for a PostgreSQL binary, run as the Postgres OS user when we
+/// are root.
+pub fn postgres_command(program: &Path) -> Result<Command, ImportError> {
+    Ok(pgproc::RunAs::detect()?.command(program))
 }
 
 /// Runs `initdb` for an empty `pgdata` with the settings every Sediment
-/// cluster shares: superuser `postgres`, UTF-8, C.UTF-8 locale, trust auth.
+/// cluster shares: superuser `postgres`, UTF-8, C.UTF-8 locale; `peer` on
+/// the Unix socket and `scram-sha-256` over TCP (the superuser gets no
+/// password, so nobody logs in over TCP until an endpoint sets one).
 pub fn run_initdb(pg_bin_dir: &Path, pgdata: &Path) -> Result<(), ImportError> {
-    let output = postgres_command(&pg_bin_dir.join("initdb"))
+    let output = postgres_command(&pg_bin_dir.join("initdb"))?
         .arg("-D")
         .arg(pgdata)
         .args([
@@ -97,7 +93,8 @@ pub fn run_initdb(pg_bin_dir: &Path, pgdata: &Path) -> Result<(), ImportError> {
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
-            "--auth=trust",
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
             "--no-sync",
             "--no-instructions",
         ])

@@ -32,6 +32,9 @@ pub enum ImportError {
     /// Writing to the store failed.
     #[error("storing the import: {0}")]
     Store(#[from] WriteError),
+    /// The OS user Postgres runs as is unusable (we are root).
+    #[error(transparent)]
+    OsUser(#[from] pgproc::Error),
     /// `initdb` could not be started or failed.
     #[error("initdb failed: {0}")]
     Initdb(String),

@@ -21,6 +21,20 @@ fn imported_initdb_cluster_starts_from_its_base_backup_without_redo() {
     let stats = import_datadir(&timeline, &orig).unwrap();
     assert!(stats.relation_pages > 100, "{stats:?}");
     assert_eq!(stats.databases, 3);
+    // initdb's own cluster has no passwordless TCP either.
+    let mut methods = hba_methods(&orig);
+    methods.sort();
+    assert_eq!(
+        methods,
+        [
+            "peer",
+            "peer",
+            "scram-sha-256",
+            "scram-sha-256",
+            "scram-sha-256",
+            "scram-sha-256"
+        ]
+    );
 
     let backup = Basebackup::prepare(&timeline, Some(stats.lsn)).unwrap();
     assert!(backup.checkpoint_lsn() >= stats.lsn);
@@ -36,6 +50,14 @@ fn imported_initdb_cluster_starts_from_its_base_backup_without_redo() {
     let restored_dir = root.path().join("restored");
     untar(&tar_bytes, &restored_dir);
     let sockets = postgres_dir(&root.path().join("sock-restored"));
+    // No trust: peer on the socket (how this test gets in), passwords over
+    // TCP.
+    let methods = hba_methods(&restored_dir);
+    assert!(methods.contains(&"peer".to_owned()), "{methods:?}");
+    assert!(
+        methods.iter().all(|m| m == "peer" || m == "scram-sha-256"),
+        "{methods:?}"
+    );
     let restored = Postgres::start(&restored_dir, &sockets, 5432);
     let log = restored.log_text();
     assert!(!log.contains("redo starts"), "WAL replayed:\n{log}");
@@ -55,6 +77,21 @@ fn imported_initdb_cluster_starts_from_its_base_backup_without_redo() {
         restored.psql("postgres", "SELECT count(*) FROM t").trim(),
         "1000"
     );
+}
+
+/// The authentication method of every rule in `pgdata/pg_hba.conf`.
+fn hba_methods(pgdata: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap();
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // local: type db user method; host: type db user address method.
+            let at = if words[0] == "local" { 3 } else { 4 };
+            words[at].to_owned()
+        })
+        .collect()
 }
 
 /// Files of a tar archive by path.
@@ -171,7 +208,7 @@ fn pg_control_round_trips_and_backup_control_reads_as_shut_down() {
 }
 
 fn controldata(pgdata: &std::path::Path) -> String {
-    let mut command = datadir::bootstrap::postgres_command(&common::bin("pg_controldata"));
+    let mut command = datadir::bootstrap::postgres_command(&common::bin("pg_controldata")).unwrap();
     command.arg("-D").arg(pgdata);
     common::run(command)
 }

@@ -129,7 +129,7 @@ fn lazy_dir(src: &Source, name: &str, background_fill: bool) -> Lazy {
     common::give_tree_to_postgres(&pgdata);
     let sock = postgres_dir(&dir.join("sock"));
     let port = testkit::free_port().unwrap();
-    let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    let (postgres_uid, postgres_gid) = datadir::bootstrap::run_as().unwrap().ids();
     let config = FillConfig {
         ca_file: None,
         token: None,
@@ -163,8 +163,8 @@ fn lazy_dir(src: &Source, name: &str, background_fill: bool) -> Lazy {
             "-c".into(),
             "listen_addresses=".into(),
         ],
-        postgres_uid: user.uid.as_raw(),
-        postgres_gid: user.gid.as_raw(),
+        postgres_uid,
+        postgres_gid,
         postgres_log: dir.join("postgres.log"),
         background_fill,
     };
@@ -259,7 +259,7 @@ fn lazy_endpoint_reads_writes_crashes_and_resumes() {
     let after_writes = try_psql(&lazy.pg, CHECKSUM).unwrap();
     assert!(after_writes.starts_with("299000:"), "{after_writes}");
     // Immediate-mode crash: Postgres exits, the guard and the filler follow.
-    let mut stop = datadir::bootstrap::postgres_command(&common::bin("pg_ctl"));
+    let mut stop = datadir::bootstrap::postgres_command(&common::bin("pg_ctl")).unwrap();
     stop.arg("-D")
         .arg(&lazy.pg.pgdata)
         .args(["-m", "immediate", "-w", "stop"]);

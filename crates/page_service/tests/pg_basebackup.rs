@@ -97,7 +97,7 @@ impl Fixture {
         format: &str,
         extra: &[&str],
     ) -> (bool, String) {
-        let mut command = postgres_command(&common::bin("pg_basebackup"));
+        let mut command = postgres_command(&common::bin("pg_basebackup")).unwrap();
         command
             .args([
                 "-h",
@@ -151,7 +151,7 @@ async fn pg_basebackup_fetches_a_branch_that_starts_without_redo() {
         .await;
     assert!(ok, "pg_basebackup -Fp failed: {stderr}");
     // The manifest it received checks out, WAL range included.
-    let mut verify = postgres_command(&common::bin("pg_verifybackup"));
+    let mut verify = postgres_command(&common::bin("pg_verifybackup")).unwrap();
     verify.arg(&plain);
     let verified = common::run(verify);
     assert!(verified.contains("successfully verified"), "{verified}");
@@ -284,7 +284,7 @@ async fn pagestream_get_returns_the_stored_page_through_psql() {
         fx.timeline.id(),
         fx.lsn
     );
-    let mut command = postgres_command(&common::bin("psql"));
+    let mut command = postgres_command(&common::bin("psql")).unwrap();
     command.args([
         "-X",
         "-A",

@@ -185,10 +185,11 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 fn make_wal() -> PathBuf {
     let root = std::env::temp_dir().join(format!("waldump-bench-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
+    let run_as = pgproc::RunAs::detect().unwrap();
     let as_pg = |args: &[&str]| {
-        let status = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .args(args)
+        let status = run_as
+            .command(args[0])
+            .args(&args[1..])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -196,10 +197,7 @@ fn make_wal() -> PathBuf {
         assert!(status.success(), "{args:?} failed");
     };
     let root_s = root.to_str().unwrap();
-    Command::new("chown")
-        .args(["postgres", root_s])
-        .status()
-        .unwrap();
+    run_as.chown(&root).unwrap();
     let data = format!("{root_s}/data");
     let initdb = format!("{PG_BIN}/initdb");
     let pg_ctl = format!("{PG_BIN}/pg_ctl");

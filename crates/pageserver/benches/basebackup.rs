@@ -17,9 +17,11 @@ use pageserver::config::PageServerConf;
 use tokio_util::sync::CancellationToken;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The stock cluster's superuser password (TCP logins need one).
+const PASSWORD: &str = "basebackup-bench";
 
 fn as_postgres(program: &str) -> Command {
-    datadir::bootstrap::postgres_command(&Path::new(PG_BIN).join(program))
+    datadir::bootstrap::postgres_command(&Path::new(PG_BIN).join(program)).unwrap()
 }
 
 fn run_ok(command: &mut Command) {
@@ -71,8 +73,10 @@ fn make_cluster(scratch: &Path, rows: u64) -> (PathBuf, u16) {
     text.push_str(&conf);
     std::fs::write(pgdata.join("postgresql.conf"), text).unwrap();
     pg_ctl(&pgdata, "start");
-    run_ok(Command::new(format!("{PG_BIN}/psql")).args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string(), "-c"]).arg(format!(
-        "CREATE TABLE bench AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {rows}) g; CREATE INDEX ON bench (id); CHECKPOINT;"
+    // initdb's cluster has peer on the socket, passwords over TCP (where
+    // pg_basebackup is measured): the superuser gets one.
+    run_ok(as_postgres("psql").arg("-h").arg(&pgdata).args(["-X", "-q", "-U", "postgres", "-p", &port.to_string(), "-c"]).arg(format!(
+        "ALTER ROLE postgres PASSWORD '{PASSWORD}'; CREATE TABLE bench AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {rows}) g; CREATE INDEX ON bench (id); CHECKPOINT;"
     )));
     pg_ctl(&pgdata, "stop");
     (pgdata, port)
@@ -135,7 +139,7 @@ fn main() {
     let (ps_seconds, ps_bytes) = best_of_three(&from_pageserver, scratch.path(), "pageserver");
 
     pg_ctl(&pgdata, "start");
-    let from_postgres = format!("host=127.0.0.1 port={pg_port} user=postgres");
+    let from_postgres = format!("host=127.0.0.1 port={pg_port} user=postgres password={PASSWORD}");
     let (pg_seconds, pg_bytes) = best_of_three(&from_postgres, scratch.path(), "postgres");
     pg_ctl(&pgdata, "stop");
     shutdown.cancel();

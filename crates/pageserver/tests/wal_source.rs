@@ -85,12 +85,22 @@ const WRITABLE: &[(&str, &str)] = &[
     ("wal_consistency_checking", ""),
 ];
 
+/// The superuser's password on writable endpoints: a base backup's
+/// `pg_hba.conf` lets TCP clients (the pageserver) in with a password only.
+const PASSWORD: &str = "wal-source-test";
+
 fn source_connstr(cluster: &PgCluster) -> String {
     format!(
-        "host=127.0.0.1 port={} user={} dbname=postgres",
+        "host=127.0.0.1 port={} user={} password={PASSWORD} dbname=postgres",
         cluster.port(),
         testkit::SUPERUSER
     )
+}
+
+/// Starts a writable endpoint and gives its superuser [`PASSWORD`].
+fn start_writable(endpoint: &mut PgCluster) {
+    endpoint.start().unwrap();
+    endpoint.set_superuser_password(PASSWORD).unwrap();
 }
 
 /// Points the timeline's WAL source at `endpoint`; asserts 200.
@@ -164,7 +174,7 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
         .contains(&json!("Heap")));
 
     let mut endpoint = endpoint_from(&storage, None, WRITABLE);
-    endpoint.start().unwrap();
+    start_writable(&mut endpoint);
 
     // Bad sources are refused before anything changes.
     let closed = testkit::free_port().unwrap();
@@ -308,7 +318,7 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
     assert_eq!(status, 201, "{info}");
     let branch_storage = storage_timeline(&server.manager(), &tenant, &branch);
     let mut branch_endpoint = endpoint_from(&branch_storage, None, WRITABLE);
-    branch_endpoint.start().unwrap();
+    start_writable(&mut branch_endpoint);
     attach_wal_source(&server, &tenant, &branch, &branch_endpoint).await;
     branch_endpoint
         .psql("DELETE FROM t WHERE id <= 10;")
@@ -441,7 +451,7 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
         let timeline = bootstrap(&server, &tenant).await;
         let storage = storage_timeline(&server.manager(), &tenant, &timeline);
         let mut endpoint = endpoint_from(&storage, None, streaming);
-        endpoint.start().unwrap();
+        start_writable(&mut endpoint);
         attach_wal_source(&server, &tenant, &timeline, &endpoint).await;
         endpoint
             .psql("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g;")
@@ -510,7 +520,7 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
     let timeline = bootstrap(&server, &tenant).await;
     let storage = storage_timeline(&server.manager(), &tenant, &timeline);
     let mut endpoint = endpoint_from(&storage, None, streaming);
-    endpoint.start().unwrap();
+    start_writable(&mut endpoint);
     attach_wal_source(&server, &tenant, &timeline, &endpoint).await;
     let (psql, connstr) = (endpoint.bin("psql"), endpoint.connstr());
     let writer = std::thread::spawn(move || {

@@ -34,10 +34,6 @@ struct Args {
     watchdog: Option<PathBuf>,
 }
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 fn open_core(settings: &Settings) -> anyhow::Result<Core> {
     let bootstrap = if settings.peers.is_empty() {
         None
@@ -69,7 +65,8 @@ fn local_db(settings: &Settings) -> anyhow::Result<supervisor::LocalDb> {
     }
     let os_user = match &settings.pg_os_user {
         Some(u) => Some(u.clone()),
-        None if is_root() => Some("postgres".to_string()),
+        // The workspace's one setting (SEDIMENT_PG_OS_USER, else postgres).
+        None if pgproc::running_as_root() => Some(pgproc::configured_user_name()),
         None => None,
     };
     let auth = postgres::PgAuth {

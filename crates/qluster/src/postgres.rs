@@ -3,7 +3,8 @@
 //! `postgresql.conf`).
 //!
 //! Postgres refuses to run as root, so when the daemon is root every program runs as the
-//! OS user `postgres` (or `pg-os-user`) through `runuser`, on directories it owns.
+//! OS user `pg-os-user` (default: `SEDIMENT_PG_OS_USER`, else `postgres`) through the
+//! workspace's one helper, [`pgproc::RunAs`], on directories it owns.
 //!
 //! No `trust` (issue #14): qluster owns `pg_hba.conf`, where every TCP connection needs a
 //! `scram-sha-256` password — the superuser `postgres`'s for clients, pg_rewind and the
@@ -107,18 +108,19 @@ impl Postgres {
         self.bin_dir.join(name)
     }
 
+    /// As whom Postgres programs run.
+    fn run_as(&self) -> Result<pgproc::RunAs, PgError> {
+        match &self.os_user {
+            Some(user) => pgproc::RunAs::named(user).map_err(|e| PgError::User(e.to_string())),
+            None => Ok(pgproc::RunAs::current_user()),
+        }
+    }
+
     /// Runs a Postgres program (as the OS user when we are root); returns its stdout
     /// followed by its stderr, or an error with its stderr when it fails.
     async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> Result<String, PgError> {
         let program = self.program(name);
-        let mut cmd = match &self.os_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.arg("-u").arg(user).arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
+        let mut cmd = Command::from(self.run_as()?.command(&program));
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -168,13 +170,9 @@ impl Postgres {
     }
 
     fn chown(&self, path: &Path) -> Result<(), PgError> {
-        let Some(user) = &self.os_user else {
-            return Ok(());
-        };
-        let u = nix::unistd::User::from_name(user)
-            .map_err(|e| PgError::User(e.to_string()))?
-            .ok_or_else(|| PgError::User(format!("no OS user {user}")))?;
-        nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| PgError::User(e.to_string()))
+        self.run_as()?
+            .chown(path)
+            .map_err(|e| PgError::User(e.to_string()))
     }
 
     /// Removes the data directory entirely (before a re-clone).

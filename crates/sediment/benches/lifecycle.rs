@@ -16,9 +16,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Sediment, PG_BIN};
+use common::Sediment;
 use serde_json::{json, Value};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -46,7 +45,7 @@ fn configure(sediment: &Sediment, tenant: &str, mut settings: Value) {
 /// returns the latencies in milliseconds.
 fn round(port: u16, secs: u64, dir: &Path, label: &str) -> Vec<f64> {
     let prefix = dir.join(label);
-    let output = Command::new(format!("{PG_BIN}/pgbench"))
+    let output = common::client("pgbench", port)
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(["-c", "4", "-j", "2", "-T", &secs.to_string(), "-l"])
         .arg(format!("--log-prefix={}", prefix.display()))
@@ -106,7 +105,7 @@ fn main() {
     });
     configure(&sediment, &tenant, quiet.clone());
     let main = sediment.endpoint("main", &[]);
-    let init = Command::new(format!("{PG_BIN}/pgbench"))
+    let init = common::client("pgbench", main)
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &main.to_string()])
         .args(["-i", "-q", "-s", &scale.to_string(), "postgres"])
         .output()

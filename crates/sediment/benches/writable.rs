@@ -65,7 +65,7 @@ fn main() {
     let timeline = sediment.timeline_id("main");
     let main = sediment.endpoint("main", &[]);
     let pgbench = |args: &[&str]| {
-        let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+        let mut command = common::client("pgbench", main);
         command
             .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &main.to_string()])
             .args(args)
@@ -132,12 +132,19 @@ fn main() {
         sediment.json(&["endpoint", "stop", &name, "--destroy"]);
     }
     let mut basebackup_secs = Vec::new();
+    let replication = sediment.endpoint_info("main")["replication_password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for attempt in 0..3 {
         let dest = scratch.path().join(format!("pg-basebackup-{attempt}"));
         let begun = Instant::now();
         common::run_ok(
+            // Replication is for the endpoint's replication role only.
             Command::new(format!("{PG_BIN}/pg_basebackup"))
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &main.to_string()])
+                .args(["-h", "127.0.0.1", "-U", "sediment_replication"])
+                .args(["-p", &main.to_string()])
+                .env("PGPASSWORD", &replication)
                 .arg("-D")
                 .arg(&dest)
                 .args(["-X", "stream", "-c", "fast", "--no-sync", "--no-manifest"]),

@@ -30,9 +30,6 @@ pub struct InitArgs {
     /// Port of the pageserver page service.
     #[arg(long, default_value_t = 64000)]
     pg_port: u16,
-    /// OS user that runs Postgres when sediment runs as root.
-    #[arg(long, default_value = "postgres")]
-    pg_os_user: String,
     /// Remote storage: `s3://bucket/prefix` (endpoint, region and keys from
     /// the AWS_* environment variables) or a local directory; default
     /// `<workdir>/pageserver/remote`.
@@ -176,7 +173,7 @@ pub fn init(path: &Path, args: InitArgs, out: &Output) -> anyhow::Result<()> {
     let pg_bin_dir = find_pg_bin(args.pg_bin)?;
     let config = CliConfig {
         pg_bin_dir: pg_bin_dir.clone(),
-        pg_os_user: args.pg_os_user.clone(),
+        legacy_pg_os_user: None,
         pageserver: PageserverSettings {
             http_addr: format!("127.0.0.1:{}", args.http_port),
             pg_addr: format!("127.0.0.1:{}", args.pg_port),

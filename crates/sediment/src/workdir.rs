@@ -30,8 +30,11 @@ pub struct PageserverSettings {
 pub struct CliConfig {
     /// Directory with the PostgreSQL 15 binaries.
     pub pg_bin_dir: PathBuf,
-    /// OS user that runs Postgres when the CLI runs as root.
-    pub pg_os_user: String,
+    /// Ignored: older work directories named the OS user Postgres runs as
+    /// here. It is one setting for every component now:
+    /// `SEDIMENT_PG_OS_USER`, else `postgres` (see the `pgproc` crate).
+    #[serde(default, rename = "pg_os_user", skip_serializing)]
+    pub legacy_pg_os_user: Option<String>,
     /// The pageserver's addresses.
     pub pageserver: PageserverSettings,
     /// Tenant used when a command is given none.

@@ -25,7 +25,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lsn_value, psql, psql_db, Sediment, PG_BIN};
+use common::{lsn_value, psql, psql_db, Sediment};
 use serde_json::{json, Value};
 
 fn pgbench_secs() -> u64 {
@@ -43,7 +43,7 @@ fn pgbench_secs() -> u64 {
 }
 
 fn pgbench_command(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    let mut command = common::client("pgbench", port);
     command
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)
@@ -473,10 +473,13 @@ fn pg_dump_of_a_branch_equals_its_source_after_rich_workloads() {
         .adopt(root, "data")
         .unwrap();
     source.start().unwrap();
+    // The base backup lets TCP clients in with a password only.
+    let connstr = source.set_superuser_password("branching-test").unwrap();
+    common::remember_password(source.port(), "branching-test");
     let wal_source = format!("/v1/tenant/{tenant}/timeline/{main_timeline}/wal_source");
-    let (code, answer) = api.put(&wal_source, &json!({"connstr": source.tcp_connstr()}));
+    let (code, answer) = api.put(&wal_source, &json!({"connstr": connstr}));
     assert_eq!(code, 200, "{answer}");
-    assert_eq!(answer["wal_source_connstr"], json!(source.tcp_connstr()));
+    assert_eq!(answer["wal_source_connstr"], json!(connstr));
 
     workload::pgbench_init(&source, 1).unwrap();
     workload::pgbench_run(&source, 5, 4).unwrap();
@@ -675,7 +678,14 @@ fn bad_branch_points_writers_and_wal_sources_are_refused_clearly() {
 
     // The pageserver's own defence: a branch already streaming from one
     // server refuses another, and the CLI stops the postgres it started.
-    let reader = format!("host=127.0.0.1 port={side_reader} user=postgres dbname=postgres");
+    // (Endpoints take passwords only: the reader's replication role.)
+    let replication = sediment.endpoint_info("side-reader")["replication_password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reader = format!(
+        "host=127.0.0.1 port={side_reader} user=sediment_replication password={replication} dbname=postgres"
+    );
     let (code, answer) = api.put(&side_source, &json!({"connstr": reader}));
     assert_eq!(code, 200, "{answer}");
     let refused = run_fail(

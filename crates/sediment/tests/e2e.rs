@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{
     as_postgres, base_backup, ensure_pageserver_built, free_port, give_to_postgres, relation_files,
@@ -30,7 +29,8 @@ fn fresh_initdb_dump(scratch: &Path) -> (String, String) {
                 "--username=postgres",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
-                "--auth=trust",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
                 "--no-instructions",
                 "--no-sync",
             ])
@@ -145,8 +145,8 @@ fn init_start_tenant_basebackup_restart() {
 
     // The CLI's own endpoint does the same.
     let endpoint = sediment.json(&["endpoint", "start", "ro", "--lsn", &initdb_lsn]);
-    let port = endpoint["port"].as_u64().unwrap().to_string();
-    let read_only = run_ok(Command::new(format!("{PG_BIN}/psql")).args([
+    let port = u16::try_from(endpoint["port"].as_u64().unwrap()).unwrap();
+    let read_only = run_ok(common::client("psql", port).args([
         "-X",
         "-A",
         "-t",
@@ -155,7 +155,7 @@ fn init_start_tenant_basebackup_restart() {
         "-U",
         "postgres",
         "-p",
-        &port,
+        &port.to_string(),
         "-c",
         "SHOW default_transaction_read_only",
     ]));
@@ -170,8 +170,8 @@ fn init_start_tenant_basebackup_restart() {
         "--lsn",
         &initdb_lsn,
     ]);
-    let port = on_branch["port"].as_u64().unwrap().to_string();
-    let count = run_ok(Command::new(format!("{PG_BIN}/psql")).args([
+    let port = u16::try_from(on_branch["port"].as_u64().unwrap()).unwrap();
+    let count = run_ok(common::client("psql", port).args([
         "-X",
         "-A",
         "-t",
@@ -180,7 +180,7 @@ fn init_start_tenant_basebackup_restart() {
         "-U",
         "postgres",
         "-p",
-        &port,
+        &port.to_string(),
         "-c",
         "SELECT count(*) FROM pg_database",
     ]));

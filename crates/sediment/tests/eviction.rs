@@ -10,14 +10,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{pg_dump, psql, run_ok, Sediment, PG_BIN};
+use common::{pg_dump, psql, run_ok, Sediment};
 use serde_json::json;
 
 fn pgbench(port: u16, args: &[&str]) {
-    let output = Command::new(format!("{PG_BIN}/pgbench"))
+    let output = common::client("pgbench", port)
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)
         .arg("postgres")

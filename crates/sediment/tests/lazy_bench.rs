@@ -46,7 +46,7 @@ fn drop_caches() {
 }
 
 fn pgbench(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    let mut command = common::client("pgbench", port);
     command
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)
@@ -98,7 +98,7 @@ fn branch_and_start(sediment: &Sediment, name: &str, lsn: &str, extra: &[&str]) 
 
 /// PostgreSQL's own PITR to `lsn`: copy the base backup, replay the
 /// archive to the target, promote. Seconds until it is out of recovery.
-fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str) -> f64 {
+fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str, password: &str) -> f64 {
     drop_caches();
     let port = common::free_port();
     let begun = Instant::now();
@@ -134,7 +134,19 @@ fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str) -> f64 {
         "PITR did not start: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    while psql(port, "SELECT pg_is_in_recovery()").trim() != "f" {
+    // The copy has the endpoint's roles and passwords, on a port of its own.
+    let in_recovery = || {
+        let mut command = common::client("psql", port);
+        command.env("PGPASSWORD", password).args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT pg_is_in_recovery()",
+        ]);
+        run_ok(&mut command)
+    };
+    while in_recovery().trim() != "f" {
         std::thread::sleep(Duration::from_millis(10));
     }
     let took = begun.elapsed().as_secs_f64();
@@ -147,11 +159,15 @@ fn pitr(base: &Path, archive: &Path, dest: &Path, lsn: &str) -> f64 {
     took
 }
 
-fn receive_wal(port: u16, archive: &Path) -> Child {
+/// Streams the endpoint's WAL into `archive` as its replication role (the
+/// only role its `pg_hba.conf` lets replicate).
+fn receive_wal(port: u16, archive: &Path, replication: &str) -> Child {
     std::fs::create_dir_all(archive).unwrap();
     give_to_postgres(archive);
     as_postgres(&format!("{PG_BIN}/pg_receivewal"))
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+        .args(["-h", "127.0.0.1", "-U", "sediment_replication"])
+        .args(["-p", &port.to_string()])
+        .env("PGPASSWORD", replication)
         .arg("-D")
         .arg(archive)
         .args(["--no-loop", "--no-sync"])
@@ -179,16 +195,21 @@ fn lazy_start_vs_pitr_and_tps() {
         begun.elapsed().as_secs_f64()
     );
 
+    let info = sediment.endpoint_info("main");
+    let password = info["password"].as_str().unwrap().to_owned();
+    let replication = info["replication_password"].as_str().unwrap().to_owned();
     let base = scratch.path().join("base");
     run_ok(
         Command::new(format!("{PG_BIN}/pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &main.to_string()])
+            .args(["-h", "127.0.0.1", "-U", "sediment_replication"])
+            .args(["-p", &main.to_string()])
+            .env("PGPASSWORD", &replication)
             .arg("-D")
             .arg(&base)
             .args(["-X", "stream", "-c", "fast", "--no-sync", "--no-manifest"]),
     );
     let archive = scratch.path().join("archive");
-    let mut receiver = receive_wal(main, &archive);
+    let mut receiver = receive_wal(main, &archive, &replication);
     let mut history = pgbench(main, &["-c", "4", "-j", "2", "-T", &secs.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -202,9 +223,13 @@ fn lazy_start_vs_pitr_and_tps() {
         "SELECT pg_switch_wal(); CREATE TABLE after_history (x int);",
     );
     std::thread::sleep(Duration::from_secs(2));
-    // The child is `runuser`, which does not pass SIGINT on: signal the
-    // pg_receivewal it started (this was the "hang" of earlier trial runs).
-    run_ok(Command::new("pkill").args(["-INT", "-P", &receiver.id().to_string()]));
+    // The child is pg_receivewal itself (no `runuser` in between): SIGINT
+    // makes it finish the segment and exit.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(receiver.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let _ = receiver.wait();
     let timeline = sediment.timeline_id("main");
     sediment.api().wait_ingested(&tenant, &timeline, &lsn);
@@ -212,7 +237,13 @@ fn lazy_start_vs_pitr_and_tps() {
 
     let (lazy_secs, lazy_port) = branch_and_start(&sediment, "pitr-lazy", &lsn, &[]);
     let (full_secs, _) = branch_and_start(&sediment, "pitr-full", &lsn, &["--full"]);
-    let pitr_secs = pitr(&base, &archive, &scratch.path().join("pitr"), &lsn);
+    let pitr_secs = pitr(
+        &base,
+        &archive,
+        &scratch.path().join("pitr"),
+        &lsn,
+        &password,
+    );
     let count = "SELECT count(*) FROM pgbench_accounts";
     assert_eq!(psql(lazy_port, count).trim(), (scale * 100_000).to_string());
     println!(

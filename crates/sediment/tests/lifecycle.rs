@@ -29,7 +29,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lsn_value, psql, Sediment, PG_BIN};
+use common::{lsn_value, psql, Sediment};
 use serde_json::{json, Value};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -40,7 +40,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn pgbench_command(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    let mut command = common::client("pgbench", port);
     command
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)

@@ -20,12 +20,12 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, pg_dump, psql, run_ok, Sediment, PG_BIN};
+use common::{free_port, pg_dump, psql, run_ok, Sediment};
 use serde_json::{json, Value};
 use testkit::s3::SeaweedS3;
 
 fn pgbench(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(format!("{PG_BIN}/pgbench"));
+    let mut command = common::client("pgbench", port);
     command
         .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
         .args(args)

@@ -142,9 +142,7 @@ fn auth_and_tls_from_init_to_endpoint() {
     let started = sediment.json(&["endpoint", "start", "main"]);
     let port = u16::try_from(started["port"].as_u64().unwrap()).unwrap();
     let connstr = started["connstr"].as_str().unwrap().to_owned();
-    let hba = std::fs::read_to_string(sediment.workdir.join("endpoints/main/pgdata/pg_hba.conf"))
-        .unwrap();
-    assert!(!hba.contains("trust"), "{hba}");
+    assert_no_trust_and_replication_needs_the_password(&sediment, "main");
     // A commit waits for the pageserver: its replication login works.
     assert_eq!(
         psql_as(
@@ -198,6 +196,132 @@ fn auth_and_tls_from_init_to_endpoint() {
     );
     assert!(error.contains("TLS"), "{error}");
 
+    sediment.shutdown();
+}
+
+/// The authentication method of every rule in a `pg_hba.conf`.
+fn hba_methods(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // local: type db user method; host: type db user address method.
+            let at = if words[0] == "local" { 3 } else { 4 };
+            words[at].to_owned()
+        })
+        .collect()
+}
+
+/// Endpoint `name`'s `pg_hba.conf` has no `trust` rule (peer on the
+/// socket, scram over TCP); a replication connection as
+/// `sediment_replication` without the password, or with a wrong one, is
+/// refused, with the endpoint's generated password it connects; the
+/// superuser may not replicate; a TCP login without a password is refused
+/// and the printed connection string works.
+fn assert_no_trust_and_replication_needs_the_password(sediment: &Sediment, name: &str) {
+    let dir = sediment.workdir.join("endpoints").join(name);
+    let methods = hba_methods(&dir.join("pgdata/pg_hba.conf"));
+    assert!(!methods.is_empty());
+    for method in &methods {
+        assert!(
+            method == "peer" || method == "scram-sha-256",
+            "{name}: {methods:?}"
+        );
+    }
+    let info = sediment.endpoint_info(name);
+    let port = info["port"].as_u64().unwrap();
+    let password = info["password"].as_str().unwrap();
+    let replication = info["replication_password"].as_str().unwrap();
+    assert_eq!(password.len(), 32);
+    assert_ne!(password, replication);
+    let connstr = info["connstr"].as_str().unwrap();
+    assert!(connstr.contains(password), "{connstr}");
+    // The state file holds passwords: owner only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("endpoint.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "endpoint.json: {mode:o}");
+
+    let as_role = |user: &str| {
+        format!("replication=true host=127.0.0.1 port={port} user={user} dbname=postgres")
+    };
+    let error = psql_as(&as_role("sediment_replication"), None, "IDENTIFY_SYSTEM").unwrap_err();
+    assert!(error.contains("password"), "{error}");
+    let error = psql_as(
+        &as_role("sediment_replication"),
+        Some("wrong"),
+        "IDENTIFY_SYSTEM",
+    )
+    .unwrap_err();
+    assert!(error.contains("password authentication failed"), "{error}");
+    let system = psql_as(
+        &as_role("sediment_replication"),
+        Some(replication),
+        "IDENTIFY_SYSTEM",
+    )
+    .unwrap();
+    assert!(system.split('|').count() >= 3, "{system}");
+    // Replication is for the replication role only, even with the
+    // superuser's password.
+    let error = psql_as(&as_role("postgres"), Some(password), "IDENTIFY_SYSTEM").unwrap_err();
+    assert!(error.contains("pg_hba.conf"), "{error}");
+
+    let plain = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let error = psql_as(&plain, None, "select 1").unwrap_err();
+    assert!(error.contains("password"), "{error}");
+    assert_eq!(psql_as(connstr, None, "select 1").unwrap(), "1");
+}
+
+/// Without `init --auth` endpoints have no `trust` either: a writable and
+/// a read-only endpoint get generated passwords (the writable one's
+/// commits, which wait for the pageserver, prove the pageserver's WAL
+/// source connection carries the replication password), and the base
+/// backup the page service serves has no `trust` rule.
+#[test]
+fn endpoints_without_auth_have_no_trust_either() {
+    let _serial = common::serial();
+    let scratch = common::scratch();
+    let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
+    let started = sediment.json(&["endpoint", "start", "main"]);
+    let connstr = started["connstr"].as_str().unwrap().to_owned();
+    assert_eq!(
+        psql_as(
+            &connstr,
+            None,
+            "create table t (x int); insert into t values (7); select x from t"
+        )
+        .unwrap(),
+        "7"
+    );
+    assert_no_trust_and_replication_needs_the_password(&sediment, "main");
+    let lsn = branch_lsn(&sediment);
+    sediment.json(&["endpoint", "start", "ro", "--lsn", &lsn]);
+    assert_no_trust_and_replication_needs_the_password(&sediment, "ro");
+    let ro = sediment.endpoint_info("ro");
+    assert_eq!(
+        psql_as(ro["connstr"].as_str().unwrap(), None, "select x from t").unwrap(),
+        "7"
+    );
+    // Restarted, an endpoint gets new passwords; the old one is refused.
+    sediment.json(&["endpoint", "stop", "main"]);
+    let restarted = sediment.json(&["endpoint", "start", "main"]);
+    assert_ne!(restarted["password"], started["password"]);
+    let error = psql_as(&connstr, None, "select 1").unwrap_err();
+    assert!(error.contains("password authentication failed"), "{error}");
+    assert_no_trust_and_replication_needs_the_password(&sediment, "main");
+
+    let backup = scratch.path().join("bb");
+    let timeline = sediment.timeline_id("main");
+    common::base_backup(sediment.pg_port, &tenant, &timeline, None, &backup);
+    let methods = hba_methods(&backup.join("pg_hba.conf"));
+    assert!(
+        !methods.is_empty() && methods.iter().all(|m| m == "peer" || m == "scram-sha-256"),
+        "{methods:?}"
+    );
     sediment.shutdown();
 }
 
@@ -451,7 +575,7 @@ fn lazy_endpoint_meets_corruption(sediment: &Sediment, name: &str, file: &str) {
         SELECT 'global/' || pg_ls_dir('global') AS f UNION ALL \
         SELECT 'base/' || d.oid || '/' || pg_ls_dir('base/' || d.oid) FROM pg_database d) s \
         WHERE f ~ '/[0-9]+(_[a-z]+)?([.][0-9]+)?$'";
-    let output = Command::new(format!("{PG_BIN}/psql"))
+    let output = common::client("psql", port)
         .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-p", &port.to_string(), "-d", "postgres", "-c", read_all])
         .output()

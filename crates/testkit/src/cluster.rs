@@ -344,6 +344,23 @@ impl PgCluster {
         run_capture(&mut psql, Some(sql.as_bytes()))
     }
 
+    /// Gives the superuser `password` and returns the TCP connection string
+    /// carrying it. Base backups Sediment serves let TCP clients in with a
+    /// password only (no `trust`), and nobody has one yet. Committed with
+    /// `synchronous_commit = local`: it works on a primary whose synchronous
+    /// standby (the pageserver) is not connected yet.
+    pub fn set_superuser_password(&self, password: &str) -> Result<String> {
+        let quoted = password.replace('\'', "''");
+        self.psql(&format!(
+            "SET synchronous_commit = local; ALTER ROLE {SUPERUSER} PASSWORD '{quoted}'"
+        ))?;
+        Ok(format!(
+            "{} password='{}'",
+            self.tcp_connstr(),
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        ))
+    }
+
     /// Runs a query returning one value and parses it (`i64`, `String`,
     /// `Lsn`, …).
     pub fn query_scalar<T: FromStr>(&self, sql: &str) -> Result<T> {

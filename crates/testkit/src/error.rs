@@ -17,12 +17,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The OS user that must run Postgres (we are root) does not exist.
-    #[error("OS user {name:?} (to run PostgreSQL as, since we are root) not found; create it or set SEDIMENT_PG_OS_USER")]
-    OsUserNotFound {
-        /// The user name looked up.
-        name: String,
-    },
+    /// The OS user that must run Postgres (we are root) is unusable, or a
+    /// path could not be given to it.
+    #[error(transparent)]
+    OsUser(#[from] pgproc::Error),
 
     /// A child process could not be spawned at all.
     #[error("could not run {command}: {source}")]

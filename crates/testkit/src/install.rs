@@ -3,13 +3,11 @@
 //! Postgres refuses to run as root, and CI runs as root: every server-side
 //! binary (`initdb`, `pg_ctl`, `postgres`) — and, for uniformity, the client
 //! tools too — is started through [`PgInstall::command`], which drops to the
-//! unprivileged user (`postgres`, or `SEDIMENT_PG_OS_USER`) when we are root.
-//! Dropping privileges uses std's safe `Command::uid/gid`, so no `unsafe`
-//! `pre_exec` and no `runuser`/PAM round trip per command.
+//! unprivileged user (`postgres`, or `SEDIMENT_PG_OS_USER`) when we are root,
+//! through the workspace's one helper for that, [`pgproc::RunAs`].
 
 use std::ffi::OsStr;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
@@ -22,56 +20,20 @@ use crate::error::{Error, Result};
 
 /// Environment variable naming the directory of the PostgreSQL 15 binaries.
 pub const PG_BIN_ENV: &str = "SEDIMENT_PG_BIN";
-/// Environment variable naming the OS user to run Postgres as when we are root.
-pub const PG_OS_USER_ENV: &str = "SEDIMENT_PG_OS_USER";
+/// Environment variable naming the OS user to run Postgres as when we are
+/// root (the one setting, owned by [`pgproc`]).
+pub use pgproc::OS_USER_ENV as PG_OS_USER_ENV;
 /// Where Debian installs PostgreSQL 15.
 pub const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// An unprivileged OS user the Postgres processes run as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsUser {
-    /// Login name.
-    pub name: String,
-    /// Numeric user id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Home directory (set as `HOME` for its processes).
-    pub home: PathBuf,
-}
-
-impl OsUser {
-    /// The user to run Postgres as: `None` when we are not root (run as
-    /// ourselves), otherwise `SEDIMENT_PG_OS_USER` or `postgres`.
-    pub fn for_postgres() -> Result<Option<OsUser>> {
-        if !nix::unistd::Uid::current().is_root() {
-            return Ok(None);
-        }
-        let name = std::env::var(PG_OS_USER_ENV).unwrap_or_else(|_| "postgres".to_owned());
-        let user = nix::unistd::User::from_name(&name)
-            .ok()
-            .flatten()
-            .ok_or_else(|| Error::OsUserNotFound { name: name.clone() })?;
-        Ok(Some(OsUser {
-            name,
-            uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
-            home: user.dir,
-        }))
-    }
-
-    /// Makes `path` (not recursively) owned by this user.
-    pub fn chown(&self, path: &Path) -> Result<()> {
-        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
-            .map_err(|e| Error::io("chown", path, e))
-    }
-}
+pub use pgproc::OsUser;
 
 /// A located PostgreSQL 15 installation plus the user that runs it.
 #[derive(Debug, Clone)]
 pub struct PgInstall {
     bin_dir: PathBuf,
-    run_as: Option<OsUser>,
+    run_as: pgproc::RunAs,
 }
 
 impl PgInstall {
@@ -113,7 +75,7 @@ impl PgInstall {
         }
         Ok(PgInstall {
             bin_dir,
-            run_as: OsUser::for_postgres()?,
+            run_as: pgproc::RunAs::detect()?,
         })
     }
 
@@ -129,34 +91,18 @@ impl PgInstall {
 
     /// The user Postgres runs as, or `None` when that is the current user.
     pub fn run_as(&self) -> Option<&OsUser> {
-        self.run_as.as_ref()
+        self.run_as.switch_to()
     }
 
     /// Gives `path` to the Postgres user (no-op when not root).
     pub fn chown(&self, path: &Path) -> Result<()> {
-        match &self.run_as {
-            Some(user) => user.chown(path),
-            None => Ok(()),
-        }
+        Ok(self.run_as.chown(path)?)
     }
 
     /// Gives `path` and everything below it to the Postgres user (no-op when
     /// not root). Symbolic links are changed themselves, never followed.
     pub fn chown_recursive(&self, path: &Path) -> Result<()> {
-        let Some(user) = &self.run_as else {
-            return Ok(());
-        };
-        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
-            .map_err(|e| Error::io("chown", path, e))?;
-        let metadata = std::fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
-        if metadata.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| Error::io("list", path, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io("list", path, e))?;
-                self.chown_recursive(&entry.path())?;
-            }
-        }
-        Ok(())
+        Ok(self.run_as.chown_recursive(path)?)
     }
 
     /// A `Command` for binary `name`, already set to run as the Postgres user,
@@ -166,9 +112,7 @@ impl PgInstall {
         // The test's own cwd may be unreadable to the postgres user, and
         // initdb/pg_ctl resolve their own path relative to it.
         command.current_dir("/");
-        if let Some(user) = &self.run_as {
-            command.uid(user.uid).gid(user.gid).env("HOME", &user.home);
-        }
+        self.run_as.apply(&mut command);
         command
     }
 }

@@ -38,14 +38,10 @@ pub fn postgres_dir(path: &Path) -> PathBuf {
 
 /// Hands a whole tree to the postgres user and sets the data directory mode.
 pub fn give_tree_to_postgres(path: &Path) {
-    if datadir::bootstrap::running_as_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    datadir::bootstrap::run_as()
+        .unwrap()
+        .chown_recursive(path)
+        .unwrap();
     chmod(path, 0o700);
 }
 
@@ -77,7 +73,7 @@ impl Postgres {
     /// Starts with extra server options (`-c name=value ...`).
     pub fn start_with(pgdata: &Path, socket_dir: &Path, port: u16, extra: &str) -> Postgres {
         let log = socket_dir.join("postmaster.log");
-        let mut command = postgres_command(&bin("pg_ctl"));
+        let mut command = postgres_command(&bin("pg_ctl")).unwrap();
         command
             .arg("-D")
             .arg(pgdata)
@@ -111,7 +107,7 @@ impl Postgres {
     }
 
     pub fn client(&self, tool: &str) -> Command {
-        let mut command = postgres_command(&bin(tool));
+        let mut command = postgres_command(&bin(tool)).unwrap();
         command
             .arg("-h")
             .arg(&self.socket_dir)
@@ -173,7 +169,7 @@ impl Postgres {
     }
 
     pub fn stop(&self) {
-        let mut command = postgres_command(&bin("pg_ctl"));
+        let mut command = postgres_command(&bin("pg_ctl")).unwrap();
         command
             .arg("-D")
             .arg(&self.pgdata)

@@ -83,31 +83,6 @@ pub fn wal_consistency_checking(status: &serde_json::Value) -> String {
     }
 }
 
-/// The `pg_hba.conf` line that lets the pageserver connect for replication.
-const REPLICATION_HBA: &str =
-    "host    replication     all             127.0.0.1/32            trust";
-
-/// Makes sure `pg_hba.conf` lets local replication connections in (the base
-/// backup's does; a hand-edited one might not).
-pub fn ensure_replication_hba(pgdata: &Path) -> anyhow::Result<()> {
-    let path = pgdata.join("pg_hba.conf");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let allowed = text.lines().any(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        words.len() >= 5
-            && words[0] == "host"
-            && words[1] == "replication"
-            && words[3] == "127.0.0.1/32"
-            && words[4] == "trust"
-    });
-    if !allowed {
-        // Earlier lines win in pg_hba.conf: ours goes first.
-        let text = format!("{REPLICATION_HBA}\n{text}");
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Appends `text` to `pgdata/postgresql.conf`.
 pub fn append_postgresql_conf(pgdata: &Path, text: &str) -> anyhow::Result<()> {
     let path = pgdata.join("postgresql.conf");
@@ -160,16 +135,5 @@ mod tests {
         assert_eq!(wcc(json!({"wal_consistency_checking": ""})), "");
         assert_eq!(wcc(json!({"wal_consistency_checking": null})), "all");
         assert_eq!(wcc(json!({"wal_consistency_checking": "x'\n"})), "all");
-    }
-
-    #[test]
-    fn replication_hba_is_added_once() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pg_hba.conf"), "local all all trust\n").unwrap();
-        ensure_replication_hba(dir.path()).unwrap();
-        ensure_replication_hba(dir.path()).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("pg_hba.conf")).unwrap();
-        assert_eq!(text.matches("replication").count(), 1, "{text}");
-        assert!(text.starts_with("host    replication"));
     }
 }

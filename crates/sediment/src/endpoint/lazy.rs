@@ -92,7 +92,7 @@ pub fn provision(workdir: &Workdir, state: &EndpointState, dir: &Path) -> anyhow
             size_bytes: u64::from(s.blocks) * 8192,
         }),
     )?;
-    let (uid, gid) = pg::PgUser::new(workdir)?.ids();
+    let (uid, gid) = pg::PgUser::new()?.ids();
     let config = FillConfig {
         pageserver: addr,
         ca_file,
@@ -173,8 +173,8 @@ pub fn start(state: &EndpointState, dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         // What `pg_ctl -w` waits for: our postmaster's status line says
-        // `ready` (it then accepts connections). No trial query: with auth
-        // on no password is set yet, and each psql costs ~20 ms of start.
+        // `ready` (it then accepts connections). No trial query: no
+        // password is set yet, and each psql costs ~20 ms of start.
         if postmaster_ready(&state.pgdata) {
             return Ok(());
         }

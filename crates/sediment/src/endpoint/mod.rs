@@ -13,9 +13,11 @@
 //!
 //! Each endpoint lives in `<workdir>/endpoints/<name>/` (`pgdata/`,
 //! `postgres.log`, the Unix socket and `endpoint.json`). Submodules:
-//! [`config`] (settings written into the data directory), [`pg`] (running
-//! Postgres programs as the unprivileged OS user), [`wal_source`] (the
-//! pageserver's WAL receiver for a writable endpoint).
+//! [`config`] (settings written into the data directory), [`passwords`]
+//! (every endpoint's `pg_hba.conf` — no `trust` — and its generated
+//! passwords), [`pg`] (running Postgres programs as the unprivileged OS
+//! user), [`wal_source`] (the pageserver's WAL receiver for a writable
+//! endpoint).
 
 mod config;
 pub mod lazy;
@@ -107,10 +109,11 @@ pub struct EndpointState {
     /// Whether its relation files are filled on first access (lazy).
     #[serde(default)]
     pub lazy: bool,
-    /// The superuser's password (work directories with auth on).
+    /// The superuser's password (generated at every start; absent only in
+    /// state files of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// The pageserver's replication role's password (auth on).
+    /// The pageserver's replication role's password (generated with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_password: Option<String>,
     /// Whether its postmaster is running (computed, not stored).
@@ -418,7 +421,7 @@ fn provision_and_start(
     dir: &Path,
     phases: &mut timings::Phases,
 ) -> anyhow::Result<()> {
-    let pg = pg::PgUser::new(workdir)?;
+    let pg = pg::PgUser::new()?;
     let client = ApiClient::for_workdir(workdir)?;
     let mode = if state.writable {
         let status = client.get("/v1/status")?;
@@ -455,14 +458,12 @@ fn provision_and_start(
         &state.pgdata,
         &config::postgresql_conf(&state.name, state.port, dir, &mode),
     )?;
-    let secured = passwords::enabled(workdir);
-    if secured {
-        passwords::write_hba(&state.pgdata)?;
-        state.password = Some(passwords::generate());
-        state.replication_password = Some(passwords::generate());
-    } else if state.writable {
-        config::ensure_replication_hba(&state.pgdata)?;
-    }
+    // Every endpoint gets fresh passwords and an hba without `trust`.
+    passwords::write_hba(&state.pgdata, &pg.name()?)?;
+    let superuser = passwords::generate();
+    let replication = passwords::generate();
+    state.password = Some(superuser.clone());
+    state.replication_password = Some(replication.clone());
     // Postgres insists its data directory is private to its owner.
     set_mode(&state.pgdata, 0o700)?;
     pg.give(dir)?;
@@ -477,14 +478,12 @@ fn provision_and_start(
     progress.set_message(format!("endpoint {}: starting postgres", state.name));
     start_postgres(workdir, &pg, state, dir)?;
     phases.mark("postgres accepting connections");
-    if let (Some(superuser), Some(replication)) = (&state.password, &state.replication_password) {
-        passwords::set_passwords(workdir, &pg, dir, state.port, superuser, replication)?;
-        phases.mark("passwords");
-    }
+    passwords::set_passwords(workdir, &pg, dir, state.port, &superuser, &replication)?;
+    phases.mark("passwords");
     if state.writable {
         let source = wal_source::Source {
             port: state.port,
-            replication_password: state.replication_password.as_deref(),
+            replication_password: &replication,
         };
         wal_source::attach(&client, &state.tenant_id, &state.timeline_id, &source).context(
             "the pageserver cannot stream from the new endpoint, so it was stopped again",
@@ -530,7 +529,7 @@ fn cleanup_failed_start(
     dir: &Path,
 ) -> anyhow::Result<Option<String>> {
     if pg::is_running(&state.pgdata) {
-        pg::stop_fast(workdir, &pg::PgUser::new(workdir)?, &state.pgdata)?;
+        pg::stop_fast(workdir, &pg::PgUser::new()?, &state.pgdata)?;
     }
     let mut fill_error = None;
     if state.lazy {
@@ -547,7 +546,7 @@ fn stop(workdir: &Workdir, name: &str, destroy: bool) -> anyhow::Result<Option<L
     validate_name(name)?;
     let dir = workdir.endpoints_dir().join(name);
     let mut state = read_state(&dir).with_context(|| format!("no endpoint named {name}"))?;
-    let pg = pg::PgUser::new(workdir)?;
+    let pg = pg::PgUser::new()?;
     if state.running {
         pg::stop_fast(workdir, &pg, &state.pgdata)?;
     }
@@ -711,7 +710,7 @@ pub(crate) fn query(workdir: &Workdir, port: u16, sql: &str) -> anyhow::Result<S
     pg::query(workdir, port, sql)
 }
 
-/// The password file clients use to reach endpoints (auth on).
+/// The password file clients use to reach endpoints.
 pub(crate) fn pgpass_file(workdir: &Workdir) -> PathBuf {
     passwords::pgpass_file(workdir)
 }

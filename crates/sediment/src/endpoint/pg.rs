@@ -13,56 +13,44 @@ use crate::workdir::Workdir;
 /// `pg_ctl -t`: generous, the machine may be loaded.
 const PG_CTL_TIMEOUT_SECS: &str = "120";
 
-/// Runs Postgres programs as the configured OS user when we are root
-/// (Postgres refuses to run as root), directly otherwise.
+/// Runs Postgres programs as the unprivileged OS user when we are root
+/// (Postgres refuses to run as root), directly otherwise: the workspace's
+/// [`pgproc::RunAs`], with its one setting (`SEDIMENT_PG_OS_USER`, else
+/// `postgres`).
 pub struct PgUser {
-    user: Option<nix::unistd::User>,
+    run_as: pgproc::RunAs,
 }
 
 impl PgUser {
-    /// Resolves the OS user from the config.
-    pub fn new(workdir: &Workdir) -> anyhow::Result<PgUser> {
-        if !nix::unistd::Uid::effective().is_root() {
-            return Ok(PgUser { user: None });
-        }
-        let name = &workdir.config.pg_os_user;
-        let user = nix::unistd::User::from_name(name)
-            .ok()
-            .flatten()
-            .with_context(|| {
-                format!("OS user {name:?} does not exist (Postgres refuses to run as root)")
-            })?;
-        Ok(PgUser { user: Some(user) })
+    /// Resolves the OS user.
+    pub fn new() -> anyhow::Result<PgUser> {
+        Ok(PgUser {
+            run_as: pgproc::RunAs::detect()?,
+        })
     }
 
     /// The (uid, gid) Postgres runs as.
     pub fn ids(&self) -> (u32, u32) {
-        match &self.user {
-            Some(user) => (user.uid.as_raw(), user.gid.as_raw()),
-            None => (
-                nix::unistd::getuid().as_raw(),
-                nix::unistd::getgid().as_raw(),
-            ),
-        }
+        self.run_as.ids()
+    }
+
+    /// Login name of the OS user Postgres runs as (what `peer`
+    /// authentication on the Unix socket sees).
+    pub fn name(&self) -> anyhow::Result<String> {
+        Ok(self.run_as.user_name()?)
     }
 
     /// Hands `dir` (recursively) to the Postgres user.
     pub fn give(&self, dir: &Path) -> anyhow::Result<()> {
-        let Some(user) = &self.user else {
+        let Some(user) = self.run_as.switch_to() else {
             return Ok(());
         };
-        let status = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", user.uid, user.gid))
-            .arg(dir)
-            .status()
-            .context("cannot run chown")?;
-        if !status.success() {
-            bail!("chown of {} failed", dir.display());
-        }
+        self.run_as.chown_recursive(dir)?;
         // The user must also be able to reach the directory.
-        let reachable = Command::new("runuser")
-            .args(["-u", &user.name, "--", "test", "-x"])
+        let reachable = self
+            .run_as
+            .command("test")
+            .arg("-x")
             .arg(dir)
             .status()
             .map(|s| s.success())
@@ -80,18 +68,9 @@ impl PgUser {
     /// Runs `command` (as the Postgres user when root); fails with its
     /// stderr, returns its stdout.
     pub fn run(&self, command: &mut Command, what: &str) -> anyhow::Result<String> {
-        let mut actual = match &self.user {
-            Some(user) => {
-                let mut wrapped = Command::new("runuser");
-                wrapped
-                    .args(["-u", &user.name, "--"])
-                    .arg(command.get_program())
-                    .args(command.get_args());
-                wrapped
-            }
-            None => std::mem::replace(command, Command::new("true")),
-        };
-        let output = actual
+        let output = self
+            .run_as
+            .apply(command)
             .output()
             .with_context(|| format!("cannot run {what}"))?;
         if !output.status.success() {
@@ -148,7 +127,7 @@ pub fn query(workdir: &Workdir, port: u16, sql: &str) -> anyhow::Result<String> 
         .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-d", "postgres", "-p", &port.to_string(), "-c", sql])
         .env_remove("PGOPTIONS")
-        // Endpoints with passwords (auth on) are listed there.
+        // Every endpoint's superuser password is listed there.
         .env("PGPASSFILE", super::passwords::pgpass_file(workdir))
         .output()
         .context("cannot run psql")?;

@@ -26,20 +26,18 @@ fn path(tenant: &str, timeline: &str) -> String {
 pub struct Source<'a> {
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
-    /// The replication role's password, when the endpoint has passwords.
-    pub replication_password: Option<&'a str>,
+    /// The replication role's password (hex: no quoting needed).
+    pub replication_password: &'a str,
 }
 
 /// The libpq connection string the pageserver uses to stream from `source`.
 pub fn source_connstr(source: &Source<'_>) -> String {
-    let port = source.port;
-    match source.replication_password {
-        Some(password) => format!(
-            "host=127.0.0.1 port={port} user={} password={password} dbname=postgres",
-            super::passwords::REPLICATION_ROLE
-        ),
-        None => format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
-    }
+    format!(
+        "host=127.0.0.1 port={} user={} password={} dbname=postgres",
+        source.port,
+        super::passwords::REPLICATION_ROLE,
+        source.replication_password
+    )
 }
 
 /// Makes the pageserver stream the timeline's WAL from the endpoint on

@@ -71,26 +71,105 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// A command run as the `postgres` OS user when we are root.
+/// A command run as the Postgres OS user when we are root.
 pub fn as_postgres(program: &str) -> Command {
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--", program]);
-        command
-    } else {
-        Command::new(program)
+    pgproc::RunAs::detect().unwrap().command(program)
+}
+
+/// Gives `path` and everything below it to the Postgres OS user.
+pub fn give_to_postgres(path: &Path) {
+    pgproc::RunAs::detect()
+        .unwrap()
+        .chown_recursive(path)
+        .unwrap();
+}
+
+/// Work directories this test process has used (each `Sediment::cmd`
+/// adds its own), searched by [`endpoint_password`].
+static WORKDIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_workdir(workdir: &Path) {
+    let mut dirs = WORKDIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if !dirs.iter().any(|d| d == workdir) {
+        dirs.push(workdir.to_path_buf());
     }
 }
 
-pub fn give_to_postgres(path: &Path) {
-    if is_root() {
-        assert!(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success());
+/// Superuser passwords of servers that are no sediment endpoint (a test
+/// cluster adopted from a base backup), by port.
+static PASSWORDS: std::sync::Mutex<BTreeMap<u16, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Makes [`client`] log in to 127.0.0.1:`port` with `password`.
+pub fn remember_password(port: u16, password: &str) {
+    PASSWORDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(port, password.to_owned());
+}
+
+/// The superuser password of the sediment endpoint on 127.0.0.1:`port`
+/// (every endpoint has one; there is no `trust`), from the endpoint state
+/// files of the work directories this process used. A running endpoint
+/// wins over a stopped one that had the same port. `None` when no
+/// endpoint had the port.
+pub fn endpoint_password(port: u16) -> Option<String> {
+    let (running, stopped) = endpoint_passwords(port);
+    running.or(stopped)
+}
+
+/// (a running endpoint's, a stopped endpoint's) password for `port`.
+fn endpoint_passwords(port: u16) -> (Option<String>, Option<String>) {
+    let dirs = WORKDIRS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut stopped = None;
+    for workdir in dirs.iter().rev() {
+        let Ok(entries) = std::fs::read_dir(workdir.join("endpoints")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path().join("endpoint.json")) else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if state["port"].as_u64() != Some(u64::from(port)) {
+                continue;
+            }
+            let Some(password) = state["password"].as_str() else {
+                continue;
+            };
+            if entry.path().join("pgdata/postmaster.pid").exists() {
+                return (Some(password.to_owned()), stopped);
+            }
+            stopped.get_or_insert_with(|| password.to_owned());
+        }
     }
+    (None, stopped)
+}
+
+/// A PostgreSQL client program (`psql`, `pgbench`, `pg_dump`, ...) for the
+/// endpoint on 127.0.0.1:`port`: `PGHOST`/`PGPORT`/`PGUSER` point at it and
+/// `PGPASSWORD` is its superuser's password (see [`remember_password`],
+/// [`endpoint_password`]).
+pub fn client(tool: &str, port: u16) -> Command {
+    let mut command = Command::new(format!("{PG_BIN}/{tool}"));
+    command
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSFILE", "/nonexistent")
+        .env_remove("PGPASSWORD");
+    let remembered = PASSWORDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&port)
+        .cloned();
+    // A running endpoint first: a remembered port may have been reused.
+    let (running, stopped) = endpoint_passwords(port);
+    if let Some(password) = running.or(remembered).or(stopped) {
+        command.env("PGPASSWORD", password);
+    }
+    command
 }
 
 pub fn run_ok(command: &mut Command) -> String {
@@ -158,6 +237,7 @@ impl Sediment {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
+        remember_workdir(&self.workdir);
         let mut command = Command::new(sediment_exe());
         command
             .arg("--workdir")
@@ -347,17 +427,24 @@ pub fn lsn_value(lsn: &str) -> u64 {
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
-/// psql (unaligned, tuples only, stop on error) against 127.0.0.1:`port`,
-/// the SQL fed on stdin so several statements share one session.
+/// psql (unaligned, tuples only, stop on error) against the endpoint on
+/// 127.0.0.1:`port` with its password, the SQL fed on stdin so several
+/// statements share one session.
 pub fn psql(port: u16, sql: &str) -> String {
     psql_db(port, "postgres", sql)
 }
 
 pub fn psql_db(port: u16, db: &str, sql: &str) -> String {
+    let mut command = client("psql", port);
+    command.args(["-h", "127.0.0.1", "-U", "postgres", "-d", db]);
+    run_psql(command, port, sql)
+}
+
+/// Runs `command` (psql with its connection set) on `sql` from stdin.
+fn run_psql(mut command: Command, port: u16, sql: &str) -> String {
     use std::io::Write;
-    let mut child = Command::new(format!("{PG_BIN}/psql"))
+    let mut child = command
         .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
         .args(["-p", &port.to_string(), "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -382,19 +469,22 @@ pub fn psql_db(port: u16, db: &str, sql: &str) -> String {
 /// `pg_dump` of a database, without the per-run random `\restrict` key
 /// lines newer pg_dump releases emit. `extra` are more pg_dump flags.
 pub fn pg_dump(port: u16, db: &str, extra: &[&str]) -> String {
-    let dump = run_ok(
-        Command::new(format!("{PG_BIN}/pg_dump"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
-            .args(extra)
-            .arg(db),
-    );
+    let mut command = client("pg_dump", port);
+    command.args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()]);
+    dump_with(command, db, extra)
+}
+
+fn dump_with(mut command: Command, db: &str, extra: &[&str]) -> String {
+    let dump = run_ok(command.args(extra).arg(db));
     dump.lines()
         .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// A Postgres data directory started on a port; stopped on drop.
+/// A Postgres data directory started on a port; stopped on drop. Its
+/// clients run as the Postgres OS user on its Unix socket (the base
+/// backup's `pg_hba.conf` has `peer` there and passwords over TCP).
 pub struct Postgres {
     pub pgdata: PathBuf,
     pub port: u16,
@@ -433,13 +523,25 @@ impl Postgres {
         }
     }
 
+    /// A client program on the server's Unix socket, as the OS user.
+    fn client(&self, tool: &str) -> Command {
+        let mut command = as_postgres(&format!("{PG_BIN}/{tool}"));
+        command
+            .arg("-h")
+            .arg(&self.pgdata)
+            .args(["-U", "postgres", "-p", &self.port.to_string()]);
+        command
+    }
+
     pub fn psql(&self, sql: &str) -> String {
-        psql(self.port, sql)
+        let mut command = self.client("psql");
+        command.args(["-d", "postgres"]);
+        run_psql(command, self.port, sql)
     }
 
     /// `pg_dump` of the `postgres` database.
     pub fn dump(&self) -> String {
-        pg_dump(self.port, "postgres", &[])
+        dump_with(self.client("pg_dump"), "postgres", &[])
     }
 
     /// The catalog contents that pg_dump does not show for an empty database.
