@@ -8,10 +8,17 @@
 //! messages naming the field) and the CLI keeps them as text. LSNs are
 //! [`Lsn`], written as Postgres does (`16/B374D848`). Absent optional fields
 //! are omitted on the wire, never `null`: the spec's schemas are not
-//! `nullable`.
+//! `nullable` (the diff's relation fields are, see `history`). Endpoint
+//! registrations live in `endpoints`.
 
 use std::fmt;
 use std::str::FromStr;
+
+mod endpoints;
+mod history;
+
+pub use endpoints::{EndpointInfo, EndpointMode, EndpointRegistration};
+pub use history::{RelationChangeInfo, StatusResponse, TimelineDiffResponse};
 
 pub use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};

@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::generation::Generation;
 
-/// Current format version.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Current format version: what this build writes. Version 2 added
+/// `branch_name`; version 1 indexes (without it) are still read.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+
+/// Oldest format version this build reads.
+pub const MIN_INDEX_FORMAT_VERSION: u32 = 1;
 
 /// One layer file as the index records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +63,10 @@ pub struct IndexPart {
     pub metadata_bytes: String,
     /// Layer file name (without generation suffix) → what was uploaded.
     pub layers: BTreeMap<String, LayerMetadata>,
+    /// The timeline's human name (version 2 on), so an attach elsewhere
+    /// shows the same branch names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_name: Option<String>,
 }
 
 /// Why index bytes were refused.
@@ -70,7 +78,7 @@ pub enum IndexDecodeError {
     Json(#[from] serde_json::Error),
     /// A version this build does not read.
     #[error(
-        "index_part format version {0} is not supported (this build reads {INDEX_FORMAT_VERSION})"
+        "index_part format version {0} is not supported (this build reads {MIN_INDEX_FORMAT_VERSION} to {INDEX_FORMAT_VERSION})"
     )]
     Version(u32),
     /// Valid JSON that breaks an invariant.
@@ -88,7 +96,7 @@ impl IndexPart {
     /// Decodes and validates.
     pub fn decode(bytes: &[u8]) -> Result<IndexPart, IndexDecodeError> {
         let index: IndexPart = serde_json::from_slice(bytes)?;
-        if index.version != INDEX_FORMAT_VERSION {
+        if !(MIN_INDEX_FORMAT_VERSION..=INDEX_FORMAT_VERSION).contains(&index.version) {
             return Err(IndexDecodeError::Version(index.version));
         }
         index.validate()?;
@@ -115,6 +123,16 @@ impl IndexPart {
         }
         if self.metadata().is_none() {
             return bad("metadata_bytes is not non-empty hex".into());
+        }
+        if self.branch_name.is_some() && self.version < 2 {
+            return bad("branch_name needs format version 2".into());
+        }
+        if self
+            .branch_name
+            .as_ref()
+            .is_some_and(|name| name.is_empty() || name.chars().any(char::is_control))
+        {
+            return bad("branch_name is empty or has control characters".into());
         }
         Ok(())
     }
@@ -163,6 +181,7 @@ mod tests {
             initdb_lsn: 0x100,
             pg_version: 15,
             metadata_bytes: IndexPart::encode_metadata(&[7u8; 128]),
+            branch_name: Some("main".into()),
             layers: layers
                 .into_iter()
                 .map(|(name, size, crc, g)| {
@@ -212,5 +231,21 @@ mod tests {
         let extra = text.replacen('{', "{\"surprise\": 1,", 1);
         assert!(IndexPart::decode(extra.as_bytes()).is_err());
         assert_eq!(sample(1, vec![]).metadata().unwrap(), vec![7u8; 128]);
+    }
+
+    #[test]
+    fn version_1_indexes_without_a_branch_name_still_decode() {
+        let mut old = sample(1, vec![("a".into(), 1, 2, 1)]);
+        old.version = 1;
+        old.branch_name = None;
+        let text = String::from_utf8(old.encode()).unwrap();
+        assert!(!text.contains("branch_name"), "{text}");
+        assert_eq!(IndexPart::decode(text.as_bytes()).unwrap(), old);
+        // A name in a version 1 index is not something a writer produced.
+        old.branch_name = Some("main".into());
+        assert!(IndexPart::decode(&old.encode()).is_err());
+        let mut bad = sample(1, vec![]);
+        bad.branch_name = Some("a\nb".into());
+        assert!(IndexPart::decode(&bad.encode()).is_err());
     }
 }

@@ -49,6 +49,14 @@ impl ParseCreate for CreateBody {
                 .transpose()?,
             ancestor_start_lsn,
             pg_version: self.pg_version,
+            branch_name: self
+                .branch_name
+                .map(|name| {
+                    crate::branch_names::validate(&name)
+                        .map(|()| name)
+                        .map_err(|error| ApiError::bad_request(error.to_string()))
+                })
+                .transpose()?,
         })
     }
 }
@@ -61,12 +69,8 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let tenant_id = parse_tenant_id(&tenant_id)?;
-    let branch_name = body.branch_name.clone();
     let request = body.parse()?;
     let tenant = state.manager.get_active(tenant_id)?;
-    if let Some(name) = &branch_name {
-        super::names::check_new_name(&tenant, request.new_timeline_id, name)?;
-    }
     let kind = if request.ancestor_timeline_id.is_some() {
         "branch"
     } else {
@@ -84,9 +88,6 @@ pub async fn create(
         .with_label_values(&[kind, outcome])
         .inc();
     let (timeline, _) = result?;
-    if let Some(name) = &branch_name {
-        super::names::name_timeline(&tenant, &timeline, name)?;
-    }
     Ok(json_response(StatusCode::CREATED, timeline.info()))
 }
 

@@ -295,7 +295,7 @@ impl RemoteTenant {
                 Err(other) => return Err(other),
             }
         }
-        let index = self.build_index(id, &snapshot, layers);
+        let index = self.build_index(id, &snapshot, layers, timeline.branch_name());
         if previous.as_ref() == Some(&index) {
             return Ok(false);
         }
@@ -363,6 +363,7 @@ impl RemoteTenant {
         id: TimelineId,
         snapshot: &Snapshot,
         layers: BTreeMap<String, LayerMetadata>,
+        branch_name: Option<String>,
     ) -> IndexPart {
         let m = &snapshot.metadata;
         IndexPart {
@@ -378,6 +379,7 @@ impl RemoteTenant {
             pg_version: m.pg_version,
             metadata_bytes: IndexPart::encode_metadata(&snapshot.metadata_bytes),
             layers,
+            branch_name,
         }
     }
 
