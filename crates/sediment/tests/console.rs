@@ -1,11 +1,13 @@
 //! The web console in a real browser: a pageserver with auth on (started by
 //! the CLI), a tenant with three branches (`main`, `dev` off `main`,
-//! `feature` off `dev`) and two running writable endpoints (on `main` and
-//! `dev`); `sediment console` prints a URL with a token, and Debian's
+//! `feature` off `dev`), two running writable endpoints (on `main` and
+//! `dev`) and a read-only one on `main` at the branch point of `dev`; `sediment console` prints a URL with a token, and Debian's
 //! headless Chromium (`apt-get install chromium`; the test fails if it is
 //! missing) loads it. The DOM after the page's script ran must show every
 //! branch name with its branch LSN and logical size exactly as the API
-//! reports them, and both endpoints; without the token the page shows the
+//! reports them, the writable endpoints by name and the read-only one at its
+//! LSN (it is known to the pageserver only by its registration); without
+//! the token the page shows the
 //! auth error instead of data. A screenshot is saved as
 //! `target/test-artifacts/console-tenant.png` (and one of a layer map) and
 //! checked to be a real picture: a PNG that decodes, of some size, with
@@ -243,6 +245,10 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
         &lsn,
     ]);
     let dev_endpoint = start_endpoint(&sediment, "dev-ep", "dev");
+    let ro_port = free_port().to_string();
+    sediment.json(&[
+        "endpoint", "start", "ro-ep", "--lsn", &lsn, "--port", &ro_port,
+    ]);
     sql(
         &dev_endpoint,
         "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS digest FROM generate_series(1, 30000) g;",
@@ -336,13 +342,45 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
                 "{name}: {row}"
             );
         }
-        // The tree is drawn: one group per branch, two endpoint markers.
+        // The tree is drawn: one group per branch, two writable endpoint
+        // markers named by their registration, one read-only marker.
         assert_eq!(dom.matches("class=\"branch\" data-timeline=").count(), 3);
+        for name in ["main-ep", "dev-ep"] {
+            assert!(
+                dom.contains(&format!("writable endpoint {name} 127.0.0.1:")),
+                "{name}: {dom}"
+            );
+        }
         assert_eq!(
-            dom.matches("writable endpoint 127.0.0.1:").count(),
-            2,
+            dom.matches("class=\"read-only-endpoint\" data-endpoint=\"ro-ep\"")
+                .count(),
+            1,
             "{dom}"
         );
+        assert!(
+            dom.contains(&format!(
+                "read-only endpoint ro-ep (port {ro_port}) at {lsn}"
+            )),
+            "{dom}"
+        );
+        let main_id = sediment.timeline_id("main");
+        assert!(
+            branch_row(&dom, &main_id).contains(&format!("ro-ep @ {lsn}")),
+            "{dom}"
+        );
+        // The endpoints table: all three with their mode.
+        for (name, mode) in [
+            ("dev-ep", "writable"),
+            ("main-ep", "writable"),
+            ("ro-ep", "read_only"),
+        ] {
+            assert!(
+                dom.contains(&format!(
+                    "class=\"endpoint-row\" data-endpoint=\"{name}\" data-mode=\"{mode}\""
+                )),
+                "{name}: {dom}"
+            );
+        }
         checked = true;
         break;
     }
