@@ -1,7 +1,9 @@
 //! The web console in a real browser: a pageserver with auth on (started by
 //! the CLI), a tenant with three branches (`main`, `dev` off `main`,
 //! `feature` off `dev`), two running writable endpoints (on `main` and
-//! `dev`) and a read-only one on `main` at the branch point of `dev`; `sediment console` prints a URL with a token, and Debian's
+//! `dev`) and a read-only one registered on `main` at the branch point of
+//! `dev` (registered through the API: `endpoint start --lsn` with auth on
+//! cannot set passwords in a read-only server yet); `sediment console` prints a URL with a token, and Debian's
 //! headless Chromium (`apt-get install chromium`; the test fails if it is
 //! missing) loads it. The DOM after the page's script ran must show every
 //! branch name with its branch LSN and logical size exactly as the API
@@ -130,6 +132,18 @@ impl TokenApi {
         response.json().unwrap()
     }
 
+    fn put(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {response:?}");
+        response.json().unwrap()
+    }
+
     fn status_without_token(&self, path: &str) -> u16 {
         self.http
             .get(format!("{}{path}", self.base))
@@ -245,10 +259,6 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
         &lsn,
     ]);
     let dev_endpoint = start_endpoint(&sediment, "dev-ep", "dev");
-    let ro_port = free_port().to_string();
-    sediment.json(&[
-        "endpoint", "start", "ro-ep", "--lsn", &lsn, "--port", &ro_port,
-    ]);
     sql(
         &dev_endpoint,
         "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS digest FROM generate_series(1, 30000) g;",
@@ -289,6 +299,12 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
             .build()
             .unwrap(),
     };
+    let ro_port = free_port();
+    let main_id = sediment.timeline_id("main");
+    api.put(
+        &format!("/v1/tenant/{tenant}/timeline/{main_id}/endpoint/ro-ep"),
+        &serde_json::json!({"mode": "read_only", "lsn": lsn, "port": ro_port}),
+    );
     // The shell is public, the data is not.
     assert_eq!(api.status_without_token("/console"), 200);
     assert_eq!(api.status_without_token("/console/console.js"), 200);
@@ -363,7 +379,6 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
             )),
             "{dom}"
         );
-        let main_id = sediment.timeline_id("main");
         assert!(
             branch_row(&dom, &main_id).contains(&format!("ro-ep @ {lsn}")),
             "{dom}"
@@ -405,7 +420,6 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
 
     // The layer map of main: the API lists its layer files and the page
     // draws one rectangle per file.
-    let main_id = sediment.timeline_id("main");
     let layers = api.get(&format!("/v1/tenant/{tenant}/timeline/{main_id}/layer"));
     let files = layers["historic_layers"].as_array().unwrap();
     assert!(!files.is_empty(), "{layers}");
