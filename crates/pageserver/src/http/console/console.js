@@ -229,6 +229,9 @@ function branchTreeSvg(order, endpoints) {
   }
   axis.appendChild(svg("text", { x: left, y: height - 8 }, "LSN →"));
   parts.push(axis);
+  // Drawn last, so that a read-only endpoint at a branch point is not
+  // hidden under the child's connector.
+  const overlay = svg("g", { class: "endpoint-markers" });
   order.forEach(({ timeline: t, depth }, i) => {
     const g = svg("g", { class: "branch", "data-timeline": t.timeline_id });
     const yy = y(i);
@@ -252,7 +255,7 @@ function branchTreeSvg(order, endpoints) {
     const registered = endpointsOf(endpoints, t.timeline_id);
     for (const e of registered.filter(e => e.mode === "read_only")) {
       const ex = x(e.lsn);
-      g.appendChild(svg("path", { d: `M${ex},${yy - 9} L${ex + 7},${yy} L${ex},${yy + 9} L${ex - 7},${yy} Z`,
+      overlay.appendChild(svg("path", { d: `M${ex},${yy - 9} L${ex + 7},${yy} L${ex},${yy + 9} L${ex - 7},${yy} Z`,
         fill: "#7b4fc9", stroke: "#fff", "stroke-width": 1, class: "read-only-endpoint", "data-endpoint": e.name },
         svg("title", {}, "read-only endpoint " + e.name + " (port " + e.port + ") at " + e.lsn)));
     }
@@ -267,6 +270,7 @@ function branchTreeSvg(order, endpoints) {
     g.appendChild(svg("text", { x: x1 + (t.wal_source_connstr ? 28 : 12), y: yy + 4 }, label));
     parts.push(g);
   });
+  parts.push(overlay);
   return svg("svg", { id: "branch-tree", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": "branch tree on an LSN axis" }, parts);
 }
