@@ -6,10 +6,12 @@
 //! can show names without the CLI's work directory. Each name is one small
 //! file, `<tenant>/branch_names/<timeline_id>.json` holding
 //! `{"branch_name": "..."}`, written through [`fileio::replace_file`]
-//! (temp name, fsync, rename): after a crash a name is there whole or not at
-//! all. A missing or unreadable file means "no name" (the timeline is shown
-//! by id); names are local and are not uploaded to remote storage, so a
-//! tenant attached elsewhere has unnamed timelines until they are renamed.
+//! (temp name, fsync, rename) before the timeline is created: after a crash
+//! a name is there whole or not at all, and a timeline is never visible
+//! unnamed. A missing or unreadable file means "no name" (the timeline is
+//! shown by id). Uniqueness within a tenant is checked where creations are
+//! admitted (`Tenant::begin_creation`). The name is also uploaded in the
+//! timeline's `index_part.json`, and an attach writes it back here.
 
 use std::path::{Path, PathBuf};
 

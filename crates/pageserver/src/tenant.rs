@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod attach;
 mod deletion;
+pub mod endpoints;
 pub mod eviction;
 pub mod ondemand;
 pub mod remote_wal;
@@ -73,6 +74,8 @@ pub struct CreateTimelineRequest {
     pub ancestor_start_lsn: Option<Lsn>,
     /// PostgreSQL major version; `None` means 15.
     pub pg_version: Option<u32>,
+    /// Human name ([`crate::branch_names`]), unique within the tenant.
+    pub branch_name: Option<String>,
 }
 
 /// Why a timeline could not be created.
@@ -88,6 +91,26 @@ pub enum CreateTimelineError {
     /// A creation of that id is still running.
     #[error("timeline {0} is still being created; retry later")]
     AlreadyCreating(TimelineId),
+    /// Another timeline of the tenant has (or is being created with) the
+    /// branch name.
+    #[error("branch name {name:?} is already timeline {existing} of this tenant{}", if *.creating { " (still being created)" } else { "" })]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// The timeline that has it.
+        existing: TimelineId,
+        /// Whether that timeline is still being created.
+        creating: bool,
+    },
+    /// The timeline exists under another name (or none): re-creating it
+    /// does not rename it.
+    #[error("timeline {timeline_id} already exists {}", match .existing { Some(name) => format!("as branch {name:?}"), None => "without a branch name".to_owned() })]
+    Renaming {
+        /// The timeline.
+        timeline_id: TimelineId,
+        /// Its current name.
+        existing: Option<String>,
+    },
     /// The parent does not exist.
     #[error("ancestor timeline {0} not found")]
     AncestorNotFound(TimelineId),
@@ -193,6 +216,8 @@ pub struct Tenant {
     io: storage::io::OnDemandIo,
     /// Where evicted layers come back from.
     downloader: Arc<ondemand::RemoteLayerDownloader>,
+    /// Endpoints the CLI registered ([`endpoints`]).
+    endpoints: endpoints::EndpointRegistry,
 }
 
 /// Counts a background pass as running while it lives.
@@ -231,6 +256,7 @@ impl Tenant {
         let io = storage::io::OnDemandIo::new(Arc::new(storage::io::StdFileIo), downloader.clone());
         Tenant {
             id,
+            endpoints: endpoints::EndpointRegistry::new(&dir),
             dir,
             conf,
             file: Mutex::new(file),
@@ -315,6 +341,11 @@ impl Tenant {
     /// Where evicted layers are downloaded from.
     pub fn downloader(&self) -> &ondemand::RemoteLayerDownloader {
         &self.downloader
+    }
+
+    /// The endpoints registered with the tenant.
+    pub fn endpoints(&self) -> &endpoints::EndpointRegistry {
+        &self.endpoints
     }
 
     /// Sets the remote side (at load, attach, or a generation change).
@@ -490,6 +521,7 @@ impl Tenant {
             .collect();
         *self.timelines.lock() = loaded;
         *self.repo.lock() = Some(Arc::new(repo));
+        self.endpoints.load();
         Ok(())
     }
 
@@ -565,18 +597,30 @@ impl Tenant {
         if self.state() != TenantState::Active {
             return Err(CreateTimelineError::TenantNotActive(self.id));
         }
+        // Both maps stay locked until the new id is in `creating`: that
+        // makes "is the id free, is the name free" and "take them" one step,
+        // so two racing creations cannot both get a name.
         let timelines = self.timelines.lock();
         let mut creating = self.creating.lock();
         let id = request.new_timeline_id;
         if let Some(existing) = timelines.get(&id) {
-            return if same_parameters(existing, request) {
-                Ok(Begin::Existing(Arc::clone(existing)))
-            } else {
-                Err(CreateTimelineError::Conflict(id))
-            };
+            if !same_parameters(existing, request) {
+                return Err(CreateTimelineError::Conflict(id));
+            }
+            let name = existing.branch_name();
+            if request.branch_name.is_some() && request.branch_name != name {
+                return Err(CreateTimelineError::Renaming {
+                    timeline_id: id,
+                    existing: name,
+                });
+            }
+            return Ok(Begin::Existing(Arc::clone(existing)));
         }
         if creating.contains_key(&id) {
             return Err(CreateTimelineError::AlreadyCreating(id));
+        }
+        if let Some(name) = &request.branch_name {
+            check_name_free(name, &timelines, &creating)?;
         }
         if let Some(ancestor_id) = request.ancestor_timeline_id {
             let ancestor = timelines
@@ -605,9 +649,20 @@ impl Tenant {
         let tenant = Arc::clone(self);
         let cancel = self.cancel.clone();
         // Storage and initdb are blocking: run them off the async workers.
-        let work = tokio::task::spawn_blocking(move || match request.ancestor_timeline_id {
-            Some(ancestor_id) => tenant.branch(&repo, &request, ancestor_id),
-            None => tenant.bootstrap(&repo, request.new_timeline_id),
+        let work = tokio::task::spawn_blocking(move || {
+            // The name is on disk before the timeline exists, so the
+            // timeline is never visible (to the API, to uploads) unnamed.
+            tenant.write_branch_name(&request)?;
+            let created = match request.ancestor_timeline_id {
+                Some(ancestor_id) => tenant.branch(&repo, &request, ancestor_id),
+                None => tenant.bootstrap(&repo, request.new_timeline_id),
+            };
+            if created.is_err() && request.branch_name.is_some() {
+                // A leftover file would only name a timeline that does not
+                // exist (names are read per loaded timeline), but tidy up.
+                let _ = crate::branch_names::remove(&tenant.dir, request.new_timeline_id);
+            }
+            created
         });
         // The blocking work cannot be interrupted; waiting for it keeps this
         // creation counted as in progress, which tenant deletion waits out.
@@ -623,6 +678,19 @@ impl Tenant {
             .insert(timeline.id(), Arc::clone(&timeline));
         tracing::info!(tenant_id = %self.id, timeline_id = %timeline.id(), "timeline created");
         Ok(timeline)
+    }
+
+    fn write_branch_name(
+        &self,
+        request: &CreateTimelineRequest,
+    ) -> Result<(), CreateTimelineError> {
+        match &request.branch_name {
+            Some(name) => crate::branch_names::write(&self.dir, request.new_timeline_id, name)
+                .map_err(|error| {
+                    CreateTimelineError::Bootstrap(format!("cannot save the branch name: {error}"))
+                }),
+            None => Ok(()),
+        }
     }
 
     fn branch(
@@ -847,6 +915,10 @@ impl Tenant {
                 tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,
                     "cannot remove the timeline's branch name");
             }
+            if let Err(error) = self.endpoints.remove_timeline(id) {
+                tracing::warn!(tenant_id = %self.id, timeline_id = %id, %error,
+                    "cannot remove the timeline's endpoint registrations");
+            }
         }
         tracing::info!(tenant_id = %self.id, timeline_id = %id, "timeline deleted");
         Ok(())
@@ -865,6 +937,33 @@ fn same_parameters(existing: &Timeline, request: &CreateTimelineRequest) -> bool
             .ancestor_start_lsn
             .is_none_or(|lsn| Some(lsn) == ancestor.map(|(_, at)| at))
         && request.pg_version.unwrap_or(PG_VERSION) == existing.storage().pg_version()
+}
+
+/// A name is free when no timeline has it and no creation under way asks
+/// for it.
+fn check_name_free(
+    name: &str,
+    timelines: &BTreeMap<TimelineId, Arc<Timeline>>,
+    creating: &HashMap<TimelineId, CreateTimelineRequest>,
+) -> Result<(), CreateTimelineError> {
+    let taken = |existing: TimelineId, creating: bool| CreateTimelineError::NameTaken {
+        name: name.to_owned(),
+        existing,
+        creating,
+    };
+    if let Some(timeline) = timelines
+        .values()
+        .find(|t| t.branch_name().as_deref() == Some(name))
+    {
+        return Err(taken(timeline.id(), false));
+    }
+    if let Some(pending) = creating
+        .values()
+        .find(|pending| pending.branch_name.as_deref() == Some(name))
+    {
+        return Err(taken(pending.new_timeline_id, true));
+    }
+    Ok(())
 }
 
 /// A branch point must lie within the parent's readable history.

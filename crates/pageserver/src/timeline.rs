@@ -32,8 +32,9 @@ pub struct Timeline {
     /// What the last uploaded index makes durable remotely, layers and WAL
     /// objects (0: none yet).
     remote_consistent_lsn: std::sync::atomic::AtomicU64,
-    /// Human name given at creation ([`crate::branch_names`]).
-    branch_name: Mutex<Option<String>>,
+    /// Human name given at creation ([`crate::branch_names`]), written to
+    /// disk before the timeline exists and never changed.
+    branch_name: Option<String>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -66,7 +67,7 @@ impl Timeline {
         Timeline {
             commit_times: Arc::new(commit_times),
             remote_consistent_lsn: std::sync::atomic::AtomicU64::new(0),
-            branch_name: Mutex::new(branch_name),
+            branch_name,
             tenant_id,
             storage,
             logical_size: Mutex::new(None),
@@ -158,15 +159,7 @@ impl Timeline {
 
     /// The human name given at creation, if any.
     pub fn branch_name(&self) -> Option<String> {
-        self.branch_name.lock().clone()
-    }
-
-    /// Names the timeline: persisted under `tenant_dir` first, so a name the
-    /// API reported survives a crash.
-    pub fn set_branch_name(&self, tenant_dir: &Path, name: &str) -> std::io::Result<()> {
-        crate::branch_names::write(tenant_dir, self.id(), name)?;
-        *self.branch_name.lock() = Some(name.to_owned());
-        Ok(())
+        self.branch_name.clone()
     }
 
     /// Commit time samples.

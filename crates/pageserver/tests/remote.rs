@@ -91,11 +91,24 @@ async fn create_with_timeline(server: &TestServer, generation: u32) -> (String, 
         .call(
             "POST",
             &format!("/v1/tenant/{tenant}/timeline"),
-            Some(json!({"new_timeline_id": timeline})),
+            Some(json!({"new_timeline_id": timeline, "branch_name": "main"})),
         )
         .await;
     assert_eq!(status, 201, "{body}");
     (tenant, timeline)
+}
+
+/// The `branch_name` a server reports for a timeline.
+async fn branch_name_of(server: &TestServer, tenant: &str, timeline: &str) -> Value {
+    let (status, info) = server
+        .call(
+            "GET",
+            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    info["branch_name"].clone()
 }
 
 /// Waits until the timeline's remote_consistent_lsn reaches its disk_consistent_lsn.
@@ -231,13 +244,15 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     let lsn = lsn_of(&uploaded, "last_record_lsn");
     let expected = contents(&a, &tenant, &timeline, lsn);
     assert!(expected.len() > 100, "initdb has many keys");
-    let names: Vec<String> = store.objects().await.into_keys().collect();
-    assert!(
-        names
-            .iter()
-            .any(|n| n.ends_with("index_part.json-00000001")),
-        "{names:?}"
-    );
+    let objects = store.objects().await;
+    let index = objects
+        .iter()
+        .find(|(n, _)| n.ends_with("index_part.json-00000001"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_else(|| panic!("no index: {:?}", objects.keys()));
+    assert!(index.contains("\"branch_name\": \"main\""), "{index}");
+    assert!(index.contains("\"version\": 2"), "{index}");
+    let names: Vec<String> = objects.into_keys().collect();
     assert!(
         names.iter().any(|n| n.contains("generation-00000001")),
         "{names:?}"
@@ -269,6 +284,9 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
     let (_, resident) = layer_entries(&b_timeline);
     assert!(resident > 0, "reads downloaded no layer");
+    // The branch name came with the index (format 2). (Asked only now: the
+    // timeline's info computes its logical size, which reads layers.)
+    assert_eq!(branch_name_of(&b, &tenant, &timeline).await, "main");
     // B writes its own index (same layers, generation 2) on its first round.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !store
@@ -386,6 +404,8 @@ async fn round_trip_and_generations(dir: &Path, store: &Store) {
     let info = wait_attached(&b, &tenant).await;
     assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
     assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    // B's own index carried the name on.
+    assert_eq!(branch_name_of(&b, &tenant, &timeline).await, "main");
 
     // A stale generation is refused; so is attaching twice.
     assert_error(

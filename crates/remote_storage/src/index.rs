@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::generation::Generation;
 use crate::wal::{self, WalObject};
 
-/// Current format version (2 added `wal`; version 1 indexes are read too).
+/// Current format version (2 added `wal` and `branch_name`; version 1 indexes are read too).
 pub const INDEX_FORMAT_VERSION: u32 = 2;
 /// Oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -67,6 +67,10 @@ pub struct IndexPart {
     /// (or at the stream start of a WAL source attached there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wal: Vec<WalObject>,
+    /// The timeline's human name (version 2 on), so an attach elsewhere
+    /// shows the same branch names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_name: Option<String>,
 }
 
 /// Why index bytes were refused.
@@ -78,7 +82,7 @@ pub enum IndexDecodeError {
     Json(#[from] serde_json::Error),
     /// A version this build does not read.
     #[error(
-        "index_part format version {0} is not supported (this build reads {INDEX_FORMAT_VERSION})"
+        "index_part format version {0} is not supported (this build reads {OLDEST_READABLE_VERSION} to {INDEX_FORMAT_VERSION})"
     )]
     Version(u32),
     /// Valid JSON that breaks an invariant.
@@ -131,6 +135,16 @@ impl IndexPart {
             .is_some_and(|last| last.end_lsn <= self.disk_consistent_lsn)
         {
             return bad("the WAL objects end at or below disk_consistent_lsn".into());
+        }
+        if self.branch_name.is_some() && self.version < 2 {
+            return bad("branch_name needs format version 2".into());
+        }
+        if self
+            .branch_name
+            .as_ref()
+            .is_some_and(|name| name.is_empty() || name.chars().any(char::is_control))
+        {
+            return bad("branch_name is empty or has control characters".into());
         }
         Ok(())
     }
@@ -185,6 +199,7 @@ mod tests {
             initdb_lsn: 0x100,
             pg_version: 15,
             metadata_bytes: IndexPart::encode_metadata(&[7u8; 128]),
+            branch_name: Some("main".into()),
             layers: layers
                 .into_iter()
                 .map(|(name, size, crc, g)| {
@@ -270,6 +285,23 @@ mod tests {
         // A version 1 index still reads.
         let mut old = sample(1, vec![]);
         old.version = 1;
+        old.branch_name = None;
         assert_eq!(IndexPart::decode(&old.encode()).unwrap(), old);
+    }
+
+    #[test]
+    fn version_1_indexes_without_a_branch_name_still_decode() {
+        let mut old = sample(1, vec![("a".into(), 1, 2, 1)]);
+        old.version = 1;
+        old.branch_name = None;
+        let text = String::from_utf8(old.encode()).unwrap();
+        assert!(!text.contains("branch_name"), "{text}");
+        assert_eq!(IndexPart::decode(text.as_bytes()).unwrap(), old);
+        // A name in a version 1 index is not something a writer produced.
+        old.branch_name = Some("main".into());
+        assert!(IndexPart::decode(&old.encode()).is_err());
+        let mut bad = sample(1, vec![]);
+        bad.branch_name = Some("a\nb".into());
+        assert!(IndexPart::decode(&bad.encode()).is_err());
     }
 }

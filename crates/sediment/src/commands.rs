@@ -336,6 +336,15 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
         ),
         None => "pageserver: stopped".to_owned(),
     };
+    // What the pageserver says about itself (`/v1/status`).
+    let server_status: Option<api_types::StatusResponse> = if answering {
+        client.get_as("/v1/status").ok()
+    } else {
+        None
+    };
+    if let Some(server) = &server_status {
+        text.push_str(&status_text(server));
+    }
     if let Some(tenant) = &workdir.config.default_tenant {
         text.push_str(&format!("\ndefault tenant: {tenant}"));
     }
@@ -384,13 +393,32 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
         &text,
         &json!({
             "pageserver": {"running": pid.is_some(), "pid": pid.map(|p| p.as_raw()), "answering": answering,
-                           "http": workdir.config.pageserver.http_addr, "page_service": workdir.config.pageserver.pg_addr},
+                           "http": workdir.config.pageserver.http_addr, "page_service": workdir.config.pageserver.pg_addr,
+                           "status": server_status},
             "default_tenant": workdir.config.default_tenant,
             "tenants": tenants_json,
             "endpoints": endpoints.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         }),
     );
     Ok(())
+}
+
+/// The pageserver's own status as indented lines.
+fn status_text(server: &api_types::StatusResponse) -> String {
+    let native = if server.native_redo_rmgrs.is_empty() {
+        "none".to_owned()
+    } else {
+        server.native_redo_rmgrs.join(", ")
+    };
+    let checking = if server.wal_consistency_checking.is_empty() {
+        "off"
+    } else {
+        server.wal_consistency_checking.as_str()
+    };
+    format!(
+        "\n  node id {}\n  native redo: {native}\n  endpoints run with wal_consistency_checking = {checking}",
+        server.id
+    )
 }
 
 /// `sediment tenant ...`.
@@ -482,8 +510,9 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
             check_id("tenant", &tenant_id)?;
             attach_tenant(&client, &tenant_id, generation)?;
             let info: TenantInfo = client.get_as(&format!("/v1/tenant/{tenant_id}"))?;
-            // Branch names live in the CLI config; an attach into another
-            // work directory names the root `main` and the others by id.
+            // Branch names come with the tenant (its remote indexes carry
+            // them); timelines without one are named by id, except that an
+            // unnamed root becomes `main` when that name is free.
             let timelines: Vec<TimelineInfo> =
                 client.get_as(&format!("/v1/tenant/{tenant_id}/timeline"))?;
             let branches = workdir
@@ -496,12 +525,18 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                 if branches.values().any(|known| known == id) {
                     continue;
                 }
-                let name =
-                    if timeline.ancestor_timeline_id.is_none() && !branches.contains_key("main") {
+                let name = match &timeline.branch_name {
+                    Some(name) if !branches.contains_key(name) => name.clone(),
+                    _ if timeline.ancestor_timeline_id.is_none()
+                        && !branches.contains_key("main")
+                        && !timelines
+                            .iter()
+                            .any(|t| t.branch_name.as_deref() == Some("main")) =>
+                    {
                         "main".to_owned()
-                    } else {
-                        id.clone()
-                    };
+                    }
+                    _ => id.clone(),
+                };
                 branches.insert(name, id.clone());
             }
             if set_default || workdir.config.default_tenant.is_none() {

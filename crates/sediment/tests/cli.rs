@@ -218,11 +218,16 @@ fn management_commands_against_a_pageserver() {
     let main_id = s.timeline_id("main");
 
     // A writable endpoint on main streams WAL into it.
+    let before_table = api.timeline(&tenant, &main_id)["last_record_lsn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let port = s.endpoint("ep1", &[]);
     psql(
         port,
         "CREATE TABLE t(id int, v text); INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g;",
     );
+    registrations_and_human_output(&s, &api, &tenant, &main_id, port, &before_table);
 
     // Deleting under it is refused, by the CLI (naming the endpoint) and by
     // the API (409), and the endpoint keeps working.
@@ -435,4 +440,130 @@ fn management_commands_against_a_pageserver() {
     let list: Value = s.json(&["endpoint", "list"]);
     assert!(list.is_array(), "{list}");
     s.shutdown();
+}
+
+/// What the pageserver's endpoint list says, as (name, mode) pairs.
+fn registered(api: &common::Api, tenant: &str) -> Vec<(String, String)> {
+    let (code, body) = api.get(&format!("/v1/tenant/{tenant}/endpoint"));
+    assert_eq!(code, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["mode"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Endpoints registered with the pageserver by start, removed by stop
+/// (also after the endpoint died), shown by `endpoint list`; `timeline
+/// diff` as a table and `status` with the pageserver's own status.
+fn registrations_and_human_output(
+    s: &Sediment,
+    api: &common::Api,
+    tenant: &str,
+    main_id: &str,
+    writer_port: u16,
+    before_table: &str,
+) {
+    let pair = |name: &str, mode: &str| (name.to_owned(), mode.to_owned());
+    assert_eq!(registered(api, tenant), [pair("ep1", "writable")]);
+    let lsn = psql(writer_port, "SELECT pg_current_wal_lsn()")
+        .trim()
+        .to_owned();
+    api.wait_ingested(tenant, main_id, &lsn);
+    s.endpoint("ro1", &["--lsn", &lsn, "--full"]);
+    assert_eq!(
+        registered(api, tenant),
+        [pair("ep1", "writable"), pair("ro1", "read_only")]
+    );
+    let (_, listed) = api.get(&format!("/v1/tenant/{tenant}/endpoint"));
+    let ro1 = &listed[1];
+    assert_eq!(ro1["timeline_id"], main_id, "{listed}");
+    assert_eq!(lsn_value(ro1["lsn"].as_str().unwrap()), lsn_value(&lsn));
+    let pid = ro1["pid"].as_i64().unwrap();
+    // A registration no local endpoint accounts for is listed as such.
+    let (code, body) = api.put(
+        &format!("/v1/tenant/{tenant}/timeline/{main_id}/endpoint/elsewhere"),
+        &serde_json::json!({"mode": "read_only", "lsn": lsn, "port": 1}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let list = s.json(&["endpoint", "list"]);
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{list}");
+    for entry in entries {
+        assert_eq!(entry["registered"], true, "{entry}");
+        assert_eq!(entry["local"], entry["name"] != "elsewhere", "{entry}");
+    }
+    let text = String::from_utf8(s.cmd(&["endpoint", "list"]).output().unwrap().stdout).unwrap();
+    assert!(
+        text.contains("elsewhere  registered on the pageserver only  read-only on branch main"),
+        "{text}"
+    );
+    let (code, body) = api.delete(&format!(
+        "/v1/tenant/{tenant}/timeline/{main_id}/endpoint/elsewhere"
+    ));
+    assert_eq!(code, 200, "{body}");
+    // The read-only endpoint goes down behind the CLI's back (an immediate
+    // shutdown, as a crash would); stopping it still removes its entry.
+    assert!(pid > 0);
+    let pgdata = s.endpoint_info("ro1")["pgdata"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    common::run_ok(
+        common::as_postgres(&format!("{}/pg_ctl", common::PG_BIN)).args([
+            "stop",
+            "-m",
+            "immediate",
+            "-w",
+            "-D",
+            &pgdata,
+        ]),
+    );
+    assert_eq!(s.endpoint_info("ro1")["running"], false);
+    let text = String::from_utf8(s.cmd(&["endpoint", "list"]).output().unwrap().stdout).unwrap();
+    assert!(
+        text.contains("(still registered with the pageserver)"),
+        "{text}"
+    );
+    s.json(&["endpoint", "stop", "ro1", "--destroy"]);
+    assert_eq!(registered(api, tenant), [pair("ep1", "writable")]);
+
+    // `timeline diff`: a table by default, the typed answer with --json.
+    let text = String::from_utf8(
+        s.cmd(&["timeline", "diff", "--from", before_table, "--to", &lsn])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let header = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        header.split_whitespace().collect::<Vec<_>>()
+            == ["CHANGE", "RELATION", "KIND", "PAGES", "BYTES", "BLOCKS"],
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("created") && l.contains("postgres:public.t ")),
+        "{text}"
+    );
+    let diff = s.json(&["timeline", "diff", "--from", before_table, "--to", &lsn]);
+    assert_eq!(diff["diff"]["to"].as_str().unwrap(), lsn, "{diff}");
+    // `status`: the pageserver's own status as lines, typed in --json.
+    let text = String::from_utf8(s.cmd(&["status"]).output().unwrap().stdout).unwrap();
+    assert!(
+        text.contains("\n  node id ") && text.contains("\n  native redo: "),
+        "{text}"
+    );
+    assert!(!text.contains('{'), "{text}");
+    let status = s.json(&["status"]);
+    assert!(
+        status["pageserver"]["status"]["native_redo_rmgrs"].is_array(),
+        "{status}"
+    );
 }

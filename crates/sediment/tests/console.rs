@@ -1,11 +1,15 @@
 //! The web console in a real browser: a pageserver with auth on (started by
 //! the CLI), a tenant with three branches (`main`, `dev` off `main`,
-//! `feature` off `dev`) and two running writable endpoints (on `main` and
-//! `dev`); `sediment console` prints a URL with a token, and Debian's
+//! `feature` off `dev`), two running writable endpoints (on `main` and
+//! `dev`) and a read-only one registered on `main` at the branch point of
+//! `dev` (registered through the API: `endpoint start --lsn` with auth on
+//! cannot set passwords in a read-only server yet); `sediment console` prints a URL with a token, and Debian's
 //! headless Chromium (`apt-get install chromium`; the test fails if it is
 //! missing) loads it. The DOM after the page's script ran must show every
 //! branch name with its branch LSN and logical size exactly as the API
-//! reports them, and both endpoints; without the token the page shows the
+//! reports them, the writable endpoints by name and the read-only one at its
+//! LSN (it is known to the pageserver only by its registration); without
+//! the token the page shows the
 //! auth error instead of data. A screenshot is saved as
 //! `target/test-artifacts/console-tenant.png` (and one of a layer map) and
 //! checked to be a real picture: a PNG that decodes, of some size, with
@@ -122,6 +126,18 @@ impl TokenApi {
             .http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {response:?}");
+        response.json().unwrap()
+    }
+
+    fn put(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
             .send()
             .unwrap();
         assert!(response.status().is_success(), "{path}: {response:?}");
@@ -283,6 +299,12 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
             .build()
             .unwrap(),
     };
+    let ro_port = free_port();
+    let main_id = sediment.timeline_id("main");
+    api.put(
+        &format!("/v1/tenant/{tenant}/timeline/{main_id}/endpoint/ro-ep"),
+        &serde_json::json!({"mode": "read_only", "lsn": lsn, "port": ro_port}),
+    );
     // The shell is public, the data is not.
     assert_eq!(api.status_without_token("/console"), 200);
     assert_eq!(api.status_without_token("/console/console.js"), 200);
@@ -336,13 +358,44 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
                 "{name}: {row}"
             );
         }
-        // The tree is drawn: one group per branch, two endpoint markers.
+        // The tree is drawn: one group per branch, two writable endpoint
+        // markers named by their registration, one read-only marker.
         assert_eq!(dom.matches("class=\"branch\" data-timeline=").count(), 3);
+        for name in ["main-ep", "dev-ep"] {
+            assert!(
+                dom.contains(&format!("writable endpoint {name} 127.0.0.1:")),
+                "{name}: {dom}"
+            );
+        }
         assert_eq!(
-            dom.matches("writable endpoint 127.0.0.1:").count(),
-            2,
+            dom.matches("class=\"read-only-endpoint\" data-endpoint=\"ro-ep\"")
+                .count(),
+            1,
             "{dom}"
         );
+        assert!(
+            dom.contains(&format!(
+                "read-only endpoint ro-ep (port {ro_port}) at {lsn}"
+            )),
+            "{dom}"
+        );
+        assert!(
+            branch_row(&dom, &main_id).contains(&format!("ro-ep @ {lsn}")),
+            "{dom}"
+        );
+        // The endpoints table: all three with their mode.
+        for (name, mode) in [
+            ("dev-ep", "writable"),
+            ("main-ep", "writable"),
+            ("ro-ep", "read_only"),
+        ] {
+            assert!(
+                dom.contains(&format!(
+                    "class=\"endpoint-row\" data-endpoint=\"{name}\" data-mode=\"{mode}\""
+                )),
+                "{name}: {dom}"
+            );
+        }
         checked = true;
         break;
     }
@@ -367,7 +420,6 @@ fn console_shows_branches_sizes_and_endpoints_in_chromium() {
 
     // The layer map of main: the API lists its layer files and the page
     // draws one rectangle per file.
-    let main_id = sediment.timeline_id("main");
     let layers = api.get(&format!("/v1/tenant/{tenant}/timeline/{main_id}/layer"));
     let files = layers["historic_layers"].as_array().unwrap();
     assert!(!files.is_empty(), "{layers}");

@@ -114,7 +114,18 @@ fn diff_names_changes_and_counts_pages(
             .stdout,
     )
     .unwrap();
-    assert!(text.contains("dropped   postgres:public.c"), "{text}");
+    // A table: a header, then change and relation in the first columns.
+    assert!(
+        text.contains("CHANGE") && text.contains("RELATION"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|line| line
+            .split_whitespace()
+            .take(2)
+            .eq(["dropped", "postgres:public.c"])),
+        "{text}"
+    );
 
     // Page images at both points, through the pageserver: two --full
     // read-only endpoints; count differing pages of each relation file.

@@ -4,12 +4,12 @@
 //! [`datadir::history`]; this handler parses, runs it on a blocking thread
 //! and shapes the JSON.
 
+use api_types::{RelationChangeInfo, TimelineDiffResponse};
 use axum::extract::State;
 use axum::Json;
 use datadir::{HistoryError, RelationChange, TimelineDiff};
 use postgres_wal::Lsn;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::{parse_tenant_id, parse_timeline_id, ApiPath, ApiQuery};
@@ -33,7 +33,7 @@ pub async fn diff(
     State(state): State<AppState>,
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<DiffQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TimelineDiffResponse>, ApiError> {
     let from = parse_lsn("from", &query.from)?;
     let to = query
         .to
@@ -51,7 +51,7 @@ pub async fn diff(
         .await
         .map_err(|error| ApiError::internal(format!("diff task failed: {error}")))?;
     match result {
-        Ok(diff) => Ok(Json(to_json(&diff))),
+        Ok(diff) => Ok(Json(response(&diff))),
         Err(error @ HistoryError::BadRange { .. }) => Err(ApiError::bad_request(error.to_string())),
         // A point outside the readable history (below the GC cutoff, above
         // the head, before initdb wrote a catalog) is not there: 404, as
@@ -63,29 +63,29 @@ pub async fn diff(
     }
 }
 
-fn to_json(diff: &TimelineDiff) -> Value {
-    json!({
-        "from": diff.from.to_string(),
-        "to": diff.to.to_string(),
-        "relations": diff.relations.iter().map(change_json).collect::<Vec<_>>(),
-    })
+fn response(diff: &TimelineDiff) -> TimelineDiffResponse {
+    TimelineDiffResponse {
+        from: diff.from,
+        to: diff.to,
+        relations: diff.relations.iter().map(change_info).collect(),
+    }
 }
 
-fn change_json(change: &RelationChange) -> Value {
+fn change_info(change: &RelationChange) -> RelationChangeInfo {
     let relation = change.relation.as_ref();
-    json!({
-        "database_oid": change.db_oid,
-        "database": change.db_name,
-        "file_node": change.file_node,
-        "oid": relation.map(|r| r.oid),
-        "schema": relation.map(|r| r.schema.clone()),
-        "name": relation.map(|r| r.name.clone()),
-        "relkind": relation.map(|r| r.kind.to_string()),
-        "system": change.is_system(),
-        "change": change.kind.as_str(),
-        "pages_changed": change.pages_changed,
-        "bytes_changed": change.bytes_changed,
-        "blocks_before": change.blocks_before,
-        "blocks_after": change.blocks_after,
-    })
+    RelationChangeInfo {
+        database_oid: change.db_oid,
+        database: change.db_name.clone(),
+        file_node: change.file_node,
+        oid: relation.map(|r| r.oid),
+        schema: relation.map(|r| r.schema.clone()),
+        name: relation.map(|r| r.name.clone()),
+        relkind: relation.map(|r| r.kind.to_string()),
+        system: change.is_system(),
+        change: change.kind.as_str().to_owned(),
+        pages_changed: change.pages_changed,
+        bytes_changed: change.bytes_changed,
+        blocks_before: change.blocks_before,
+        blocks_after: change.blocks_after,
+    }
 }

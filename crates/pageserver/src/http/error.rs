@@ -89,9 +89,10 @@ impl From<CreateTimelineError> for ApiError {
         let msg = error.to_string();
         match error {
             CreateTimelineError::InvalidRequest(_) => ApiError::bad_request(msg),
-            CreateTimelineError::Conflict(_) | CreateTimelineError::AlreadyCreating(_) => {
-                ApiError::conflict(msg)
-            }
+            CreateTimelineError::Conflict(_)
+            | CreateTimelineError::AlreadyCreating(_)
+            | CreateTimelineError::NameTaken { .. }
+            | CreateTimelineError::Renaming { .. } => ApiError::conflict(msg),
             CreateTimelineError::AncestorNotFound(_) => ApiError::not_found(msg),
             // The spec's "permanently unsatisfiable request, don't retry".
             CreateTimelineError::AncestorLsn(_) => ApiError::new(StatusCode::NOT_ACCEPTABLE, msg),

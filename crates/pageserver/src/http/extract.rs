@@ -28,9 +28,23 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
         .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))
 }
 
+/// Parses a body; the message names the field that did not fit (`port:
+/// invalid value: integer 70000, expected u16`), not only its column.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("malformed request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("malformed request body: {path}: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::bad_request(format!("malformed request body: {error}")))?;
+    Ok(value)
 }
 
 pub use api_types::present;

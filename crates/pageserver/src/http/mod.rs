@@ -1,8 +1,9 @@
 //! The management API (`openapi.yml`, served at `GET /v1/openapi.yml`).
 //!
 //! One file per resource: `status` (health, spec, metrics), `tenant`,
-//! `timeline` (with `names`, the `branch_name` extension), `layer` (the
-//! layer map), `console` (the web console's embedded assets), `time`
+//! `timeline` (with the `branch_name` extension, unique per tenant: see
+//! `tenant::CreateTimelineError::NameTaken`), `endpoints` (endpoints the
+//! CLI registers), `layer` (the layer map), `console` (the web console's embedded assets), `time`
 //! (LSN ↔ timestamp), `diff` (what changed between two LSNs), `size` (the tenant size model), `mobility` (attach, detach,
 //! location_config), and `eviction` (one run of disk-usage eviction).
 //! Every error, including axum's own rejections, unknown routes and wrong
@@ -11,12 +12,12 @@
 mod auth;
 mod console;
 mod diff;
+mod endpoints;
 pub mod error;
 mod eviction;
 pub mod extract;
 mod layer;
 mod mobility;
-mod names;
 mod size;
 mod status;
 mod tenant;
@@ -101,6 +102,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal_source",
             put(timeline::attach_wal_source).delete(timeline::detach_wal_source),
+        )
+        .route("/v1/tenant/{tenant_id}/endpoint", get(endpoints::list))
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/endpoint/{endpoint_name}",
+            put(endpoints::register).delete(endpoints::unregister),
         )
         .merge(mobility::routes())
         .merge(eviction::routes())

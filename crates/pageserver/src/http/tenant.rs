@@ -25,40 +25,24 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<TenantInfo>> {
 
 /// `POST /v1/tenant`: 201 with the new id as a JSON string. Without
 /// `new_tenant_id` an id is generated (the spec's prose; the served schema
-/// does not require the field).
+/// does not require the field). The body is the shared
+/// [`api_types::TenantCreateRequest`]; its settings are validated by
+/// [`TenantConfig::from_json`].
 pub async fn create(
     State(state): State<AppState>,
-    OptionalJsonBody(body): OptionalJsonBody<Value>,
+    OptionalJsonBody(body): OptionalJsonBody<api_types::TenantCreateRequest>,
 ) -> Result<Response, ApiError> {
-    let Value::Object(mut fields) = body.unwrap_or_else(|| Value::Object(Map::new())) else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    let tenant_id = match super::extract::take_field(&mut fields, "new_tenant_id")? {
-        None => None,
-        Some(Value::String(text)) => Some(parse_tenant_id(&text)?),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "new_tenant_id must be a string, got {other}"
-            )))
-        }
-    };
-    let generation = take_generation(&mut fields)?;
-    let config = parse_config(fields)?;
-    let tenant = state.manager.create_tenant(tenant_id, config, generation)?;
+    let body = body.unwrap_or_default();
+    let tenant_id = body
+        .new_tenant_id
+        .as_deref()
+        .map(parse_tenant_id)
+        .transpose()?;
+    let config = parse_config(body.config)?;
+    let tenant = state
+        .manager
+        .create_tenant(tenant_id, config, body.generation)?;
     Ok(json_response(StatusCode::CREATED, tenant.id().to_string()))
-}
-
-fn take_generation(fields: &mut Map<String, Value>) -> Result<Option<u32>, ApiError> {
-    match super::extract::take_field(fields, "generation")? {
-        None => Ok(None),
-        Some(value) => serde_json::from_value::<u32>(value.clone())
-            .map(Some)
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "generation must be a 32-bit unsigned integer, got {value}"
-                ))
-            }),
-    }
 }
 
 fn parse_config(fields: Map<String, Value>) -> Result<TenantConfig, ApiError> {
@@ -133,16 +117,10 @@ fn config_object(config: &TenantConfig) -> Result<api_types::TenantConfig, ApiEr
 /// `PUT /v1/tenant/config`: replaces a tenant's overrides.
 pub async fn update_config(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<api_types::TenantConfigRequest>,
 ) -> Result<Json<Vec<TenantInfo>>, ApiError> {
-    let Value::Object(mut fields) = body else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    let tenant_id = match fields.remove("tenant_id") {
-        Some(Value::String(text)) => parse_tenant_id(&text)?,
-        _ => return Err(ApiError::bad_request("tenant_id (a string) is required")),
-    };
-    let config = parse_config(fields)?;
+    let tenant_id = parse_tenant_id(&body.tenant_id)?;
+    let config = parse_config(body.config)?;
     let tenant = state.manager.get_active(tenant_id)?;
     tenant
         .set_config(config)

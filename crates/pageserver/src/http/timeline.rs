@@ -49,6 +49,14 @@ impl ParseCreate for CreateBody {
                 .transpose()?,
             ancestor_start_lsn,
             pg_version: self.pg_version,
+            branch_name: self
+                .branch_name
+                .map(|name| {
+                    crate::branch_names::validate(&name)
+                        .map(|()| name)
+                        .map_err(|error| ApiError::bad_request(error.to_string()))
+                })
+                .transpose()?,
         })
     }
 }
@@ -61,12 +69,8 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let tenant_id = parse_tenant_id(&tenant_id)?;
-    let branch_name = body.branch_name.clone();
     let request = body.parse()?;
     let tenant = state.manager.get_active(tenant_id)?;
-    if let Some(name) = &branch_name {
-        super::names::check_new_name(&tenant, request.new_timeline_id, name)?;
-    }
     let kind = if request.ancestor_timeline_id.is_some() {
         "branch"
     } else {
@@ -84,9 +88,6 @@ pub async fn create(
         .with_label_values(&[kind, outcome])
         .inc();
     let (timeline, _) = result?;
-    if let Some(name) = &branch_name {
-        super::names::name_timeline(&tenant, &timeline, name)?;
-    }
     Ok(json_response(StatusCode::CREATED, timeline.info()))
 }
 
@@ -96,13 +97,27 @@ pub async fn list(
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<Vec<TimelineInfo>>, ApiError> {
     let tenant = state.manager.get(parse_tenant_id(&tenant_id)?)?;
-    Ok(Json(
-        tenant
-            .timelines()
+    let timelines = tenant.timelines();
+    off_the_workers(move || {
+        timelines
             .iter()
             .map(|t| with_corruption(&state, t))
-            .collect(),
-    ))
+            .collect()
+    })
+    .await
+    .map(Json)
+}
+
+/// Runs `info` work on a blocking thread: the logical size walks every
+/// relation, and on a lazily attached tenant each read may wait for a layer
+/// download that runs on the async workers (waiting for it on one of them
+/// could starve the download).
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::internal(format!("timeline info task failed: {error}")))
 }
 
 /// Adds the last corrupt read the page service saw on the timeline.
@@ -118,7 +133,9 @@ pub async fn get(
     ApiPath((tenant_id, timeline_id)): ApiPath<(String, String)>,
 ) -> Result<Json<TimelineInfo>, ApiError> {
     let (_, timeline) = find_timeline(&state, &tenant_id, &timeline_id, false)?;
-    Ok(Json(with_corruption(&state, &timeline)))
+    off_the_workers(move || with_corruption(&state, &timeline))
+        .await
+        .map(Json)
 }
 
 /// Parses both ids and finds the timeline (404 when either is unknown);

@@ -128,9 +128,36 @@ pub async fn download(
             .join(storage::repository::TIMELINES_DIR_NAME)
             .join(timeline.to_string());
         prepare_timeline(tenant, *timeline, &index, &dir).await?;
+        restore_branch_name(tenant_dir, *timeline, &index).await?;
         indexes.push((*timeline, index));
     }
     Ok(indexes)
+}
+
+/// Writes the branch name the index carries into the tenant directory, where
+/// the timeline reads it when it is opened. An invalid name is skipped (a
+/// label is never a reason to fail an attach).
+async fn restore_branch_name(
+    tenant_dir: &Path,
+    timeline: TimelineId,
+    index: &IndexPart,
+) -> Result<(), AttachError> {
+    let Some(name) = index.branch_name.clone() else {
+        return Ok(());
+    };
+    if crate::branch_names::validate(&name).is_err() {
+        tracing::warn!(%timeline, "ignoring an invalid branch name in the index");
+        return Ok(());
+    }
+    let dir = tenant_dir.to_owned();
+    tokio::task::spawn_blocking(move || crate::branch_names::write(&dir, timeline, &name))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
+        .map_err(|source| AttachError::Local {
+            path: tenant_dir.join("branch_names"),
+            source,
+        })
 }
 
 /// Reads and validates one index.

@@ -309,7 +309,7 @@ impl RemoteTenant {
         }
         let wal =
             remote_wal::upload(&self.remote, &self.tenant_id, self.generation, id, planned).await?;
-        let mut index = self.build_index(id, &snapshot, layers);
+        let mut index = self.build_index(id, &snapshot, layers, timeline.branch_name());
         index.wal = wal.chain;
         if previous.as_ref() == Some(&index) {
             return Ok(false);
@@ -390,6 +390,7 @@ impl RemoteTenant {
         id: TimelineId,
         snapshot: &Snapshot,
         layers: BTreeMap<String, LayerMetadata>,
+        branch_name: Option<String>,
     ) -> IndexPart {
         let m = &snapshot.metadata;
         IndexPart {
@@ -406,6 +407,7 @@ impl RemoteTenant {
             metadata_bytes: IndexPart::encode_metadata(&snapshot.metadata_bytes),
             layers,
             wal: Vec::new(),
+            branch_name,
         }
     }
 

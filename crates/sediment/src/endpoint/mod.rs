@@ -17,12 +17,14 @@
 //! (every endpoint's `pg_hba.conf` — no `trust` — and its generated
 //! passwords), [`pg`] (running Postgres programs as the unprivileged OS
 //! user), [`wal_source`] (the pageserver's WAL receiver for a writable
-//! endpoint).
+//! endpoint), [`registration`] (telling the pageserver which endpoints run,
+//! for the console and `list`).
 
 mod config;
 pub mod lazy;
 mod passwords;
 mod pg;
+mod registration;
 mod timings;
 mod wal_source;
 
@@ -265,20 +267,65 @@ pub fn run(workdir: &Workdir, command: EndpointCommand, out: &Output) -> anyhow:
                         "last_record_lsn": ingested.map(|lsn| lsn.to_string())}),
             );
         }
-        EndpointCommand::List => {
-            let states = list_states(workdir);
-            let text = states
-                .iter()
-                .map(EndpointState::summary)
-                .collect::<Vec<_>>()
-                .join("\n");
-            out.print(
-                &text,
-                &Value::Array(states.iter().map(EndpointState::to_json).collect()),
-            );
-        }
+        EndpointCommand::List => list(workdir, out),
     }
     Ok(())
+}
+
+/// `endpoint list`: the local endpoints, each marked with whether the
+/// pageserver has it registered, then registrations no local endpoint
+/// accounts for (JSON: the same objects, those with `"local": false`).
+fn list(workdir: &Workdir, out: &Output) {
+    let states = list_states(workdir);
+    let registrations = ApiClient::for_workdir(workdir)
+        .ok()
+        .and_then(|client| registration::all(&client));
+    let mut lines = Vec::new();
+    let mut values = Vec::new();
+    for state in &states {
+        let registered = registrations
+            .as_ref()
+            .map(|all| registration::find(all, state).is_some());
+        let mut line = state.summary();
+        match registered {
+            Some(false) if state.running => line.push_str("  (not registered with the pageserver)"),
+            Some(true) if !state.running => {
+                line.push_str("  (still registered with the pageserver)")
+            }
+            _ => {}
+        }
+        lines.push(line);
+        let mut value = state.to_json();
+        value["local"] = json!(true);
+        value["registered"] = json!(registered);
+        values.push(value);
+    }
+    for (tenant, infos) in registrations.iter().flatten() {
+        for info in infos {
+            let known = states.iter().any(|s| {
+                s.name == info.name && &s.tenant_id == tenant && s.timeline_id == info.timeline_id
+            });
+            if known {
+                continue;
+            }
+            let branch = workdir.config.branches.get(tenant).and_then(|names| {
+                names
+                    .iter()
+                    .find(|(_, id)| **id == info.timeline_id)
+                    .map(|(name, _)| name.as_str())
+            });
+            lines.push(registration::summary(info, branch));
+            let mut value = serde_json::to_value(info).unwrap_or(Value::Null);
+            value["local"] = json!(false);
+            value["registered"] = json!(true);
+            value["running"] = Value::Null;
+            values.push(value);
+        }
+    }
+    if registrations.is_none() && !states.is_empty() {
+        lines.push("(the pageserver is not reachable: registrations unknown)".to_owned());
+    }
+    out.print(&lines.join("\n"), &Value::Array(values));
 }
 
 fn validate_name(name: &str) -> anyhow::Result<()> {
@@ -381,6 +428,9 @@ fn start(workdir: &Workdir, request: &StartRequest) -> anyhow::Result<EndpointSt
         });
     }
     state.running = true;
+    if let Ok(client) = ApiClient::for_workdir(workdir) {
+        registration::register(&client, &state);
+    }
     Ok(state)
 }
 
@@ -558,6 +608,10 @@ fn stop(workdir: &Workdir, name: &str, destroy: bool) -> anyhow::Result<Option<L
         ingested = detach_after_catch_up(workdir, &pg, &state)?;
         state.wal_source_attached = false;
         state.save(&dir)?;
+    }
+    // Also when it was not running (it died): its registration is stale.
+    if let Ok(client) = ApiClient::for_workdir(workdir) {
+        registration::unregister(&client, &state);
     }
     if destroy {
         std::fs::remove_dir_all(&dir)

@@ -4,8 +4,9 @@
 //! `--json`).
 
 use anyhow::Context;
+use api_types::{RelationChangeInfo, TimelineDiffResponse};
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::client::ApiClient;
 use crate::output::Output;
@@ -43,8 +44,8 @@ pub fn run(
         let to = super::resolve_point(client, &tenant, &timeline, &args.branch, to)?;
         path.push_str(&format!("&to={to}"));
     }
-    let diff = client
-        .get(&path)
+    let diff: TimelineDiffResponse = client
+        .get_as(&path)
         .with_context(|| format!("cannot diff branch {:?}", args.branch))?;
     out.print(
         &render(&args.branch, &diff),
@@ -53,38 +54,37 @@ pub fn run(
     Ok(())
 }
 
-/// The human text: user relations one per line, catalogs summed up.
-fn render(branch: &str, diff: &Value) -> String {
-    let empty = Vec::new();
-    let relations = diff["relations"].as_array().unwrap_or(&empty);
+/// The human text: a table of user relations (change, relation, kind,
+/// pages, bytes, size in blocks before and after), catalogs summed up in
+/// one line.
+fn render(branch: &str, diff: &TimelineDiffResponse) -> String {
     let mut lines = vec![format!(
         "branch {branch}: changes in ({}, {}]",
-        diff["from"].as_str().unwrap_or("?"),
-        diff["to"].as_str().unwrap_or("?")
+        diff.from, diff.to
     )];
-    let (system, user): (Vec<&Value>, Vec<&Value>) = relations
-        .iter()
-        .partition(|r| r["system"].as_bool().unwrap_or(false));
-    for r in &user {
-        lines.push(format!(
-            "  {:<9} {}  {}  {} pages, {}  (blocks {} -> {})",
-            r["change"].as_str().unwrap_or("?"),
-            relation_name(r),
-            kind_name(r["relkind"].as_str().unwrap_or("")),
-            r["pages_changed"].as_u64().unwrap_or(0),
-            super::human_bytes(r["bytes_changed"].as_u64().unwrap_or(0)),
-            blocks(&r["blocks_before"]),
-            blocks(&r["blocks_after"]),
-        ));
-    }
+    let (system, user): (Vec<&RelationChangeInfo>, Vec<&RelationChangeInfo>) =
+        diff.relations.iter().partition(|r| r.system);
     if user.is_empty() {
         lines.push("  no user relation changed".to_owned());
+    } else {
+        let header = ["CHANGE", "RELATION", "KIND", "PAGES", "BYTES", "BLOCKS"].map(str::to_owned);
+        let rows: Vec<[String; 6]> = user
+            .iter()
+            .map(|r| {
+                [
+                    r.change.clone(),
+                    relation_name(r),
+                    kind_name(r.relkind.as_deref().unwrap_or("")).to_owned(),
+                    r.pages_changed.to_string(),
+                    super::human_bytes(r.bytes_changed),
+                    format!("{} -> {}", blocks(r.blocks_before), blocks(r.blocks_after)),
+                ]
+            })
+            .collect();
+        lines.extend(table(&header, &rows));
     }
     if !system.is_empty() {
-        let bytes: u64 = system
-            .iter()
-            .filter_map(|r| r["bytes_changed"].as_u64())
-            .sum();
+        let bytes: u64 = system.iter().map(|r| r.bytes_changed).sum();
         lines.push(format!(
             "  (and {} system relations, {}; --json lists them)",
             system.len(),
@@ -94,14 +94,44 @@ fn render(branch: &str, diff: &Value) -> String {
     lines.join("\n")
 }
 
-fn relation_name(r: &Value) -> String {
-    let db = r["database"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("db {}", r["database_oid"]));
-    match (r["schema"].as_str(), r["name"].as_str()) {
+/// Left-aligned columns (pages and bytes right-aligned), two spaces
+/// apart, indented by two.
+fn table(header: &[String; 6], rows: &[[String; 6]]) -> Vec<String> {
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let numeric = [false, false, false, true, true, false];
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .zip(numeric)
+                .map(|((cell, width), right)| {
+                    if right {
+                        format!("{cell:>width$}")
+                    } else {
+                        format!("{cell:<width$}")
+                    }
+                })
+                .collect();
+            format!("  {}", cells.join("  ")).trim_end().to_owned()
+        })
+        .collect()
+}
+
+fn relation_name(r: &RelationChangeInfo) -> String {
+    let db = r
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("db {}", r.database_oid));
+    match (&r.schema, &r.name) {
         (Some(schema), Some(name)) => format!("{db}:{schema}.{name}"),
-        _ => format!("{db}:file node {}", r["file_node"]),
+        _ => format!("{db}:file node {}", r.file_node),
     }
 }
 
@@ -118,10 +148,8 @@ fn kind_name(relkind: &str) -> &'static str {
     }
 }
 
-fn blocks(value: &Value) -> String {
-    value
-        .as_u64()
-        .map_or_else(|| "-".to_owned(), |b| b.to_string())
+fn blocks(value: Option<u32>) -> String {
+    value.map_or_else(|| "-".to_owned(), |b| b.to_string())
 }
 
 #[cfg(test)]
@@ -129,20 +157,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_lists_user_relations_and_sums_up_catalogs() {
-        let diff = json!({"from": "0/100", "to": "0/200", "relations": [
-            {"database": "postgres", "database_oid": 5, "schema": "public", "name": "a",
-             "relkind": "r", "system": false, "change": "changed", "pages_changed": 2,
-             "bytes_changed": 300, "blocks_before": 1, "blocks_after": 2, "file_node": 16384},
+    fn text_is_a_table_of_user_relations_with_catalogs_summed_up() {
+        let diff: TimelineDiffResponse = serde_json::from_value(json!({"from": "0/100", "to": "0/200", "relations": [
+            {"database": "postgres", "database_oid": 5, "schema": "public", "name": "accounts",
+             "oid": 16384, "relkind": "r", "system": false, "change": "changed", "pages_changed": 12,
+             "bytes_changed": 300, "blocks_before": 1, "blocks_after": 12, "file_node": 16384},
+            {"database": null, "database_oid": 7, "schema": null, "name": null, "oid": null,
+             "relkind": null, "system": false, "change": "dropped", "pages_changed": 0,
+             "bytes_changed": 0, "blocks_before": 3, "blocks_after": null, "file_node": 16999},
             {"database": "postgres", "database_oid": 5, "schema": "pg_catalog", "name": "pg_class",
-             "relkind": "r", "system": true, "change": "changed", "pages_changed": 1,
+             "oid": 1259, "relkind": "r", "system": true, "change": "changed", "pages_changed": 1,
              "bytes_changed": 100, "blocks_before": 1, "blocks_after": 1, "file_node": 1259},
-        ]});
+        ]}))
+        .unwrap();
         let text = render("main", &diff);
-        assert!(
-            text.contains("changed   postgres:public.a  table  2 pages, 300 B  (blocks 1 -> 2)"),
-            "{text}"
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "branch main: changes in (0/100, 0/200]");
+        assert_eq!(
+            lines[1],
+            "  CHANGE   RELATION                  KIND      PAGES  BYTES  BLOCKS"
         );
-        assert!(text.contains("and 1 system relations"), "{text}");
+        assert_eq!(
+            lines[2],
+            "  changed  postgres:public.accounts  table        12  300 B  1 -> 12"
+        );
+        assert_eq!(
+            lines[3],
+            "  dropped  db 7:file node 16999      relation      0    0 B  3 -> -"
+        );
+        assert_eq!(
+            lines[4],
+            "  (and 1 system relations, 100 B; --json lists them)"
+        );
+        assert_eq!(lines.len(), 5, "{text}");
     }
 }

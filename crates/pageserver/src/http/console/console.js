@@ -183,16 +183,23 @@ function treeOrder(timelines) {
 
 function startLsn(t) { return t.ancestor_lsn || t.initdb_lsn; }
 
+// Registered endpoints of one timeline (GET /v1/tenant/<id>/endpoint).
+function endpointsOf(endpoints, timelineId) {
+  return endpoints.filter(e => e.timeline_id === timelineId);
+}
+
 // The branch tree on a linear LSN axis: one row per timeline from its
 // branch point (or initdb) to its head; a connector from the parent's row
 // at the branch point; a red tick at the GC cutoff; a green marker for a
-// running writable endpoint.
-function branchTreeSvg(order) {
+// running writable endpoint (at the head) and a purple diamond for each
+// registered read-only endpoint (at its LSN).
+function branchTreeSvg(order, endpoints) {
   const rowHeight = 42, left = 170, right = 150, top = 30, width = 1100;
   const height = top + order.length * rowHeight + 30;
   let min = null, max = null;
   for (const { timeline: t } of order) {
-    for (const text of [startLsn(t), t.last_record_lsn]) {
+    const frozen = endpointsOf(endpoints, t.timeline_id).filter(e => e.mode === "read_only").map(e => e.lsn);
+    for (const text of [startLsn(t), t.last_record_lsn, ...frozen]) {
       const v = lsnValue(text);
       if (v === null) continue;
       if (min === null || v < min) min = v;
@@ -222,6 +229,9 @@ function branchTreeSvg(order) {
   }
   axis.appendChild(svg("text", { x: left, y: height - 8 }, "LSN →"));
   parts.push(axis);
+  // Drawn last, so that a read-only endpoint at a branch point is not
+  // hidden under the child's connector.
+  const overlay = svg("g", { class: "endpoint-markers" });
   order.forEach(({ timeline: t, depth }, i) => {
     const g = svg("g", { class: "branch", "data-timeline": t.timeline_id });
     const yy = y(i);
@@ -242,15 +252,25 @@ function branchTreeSvg(order) {
     }
     g.appendChild(svg("circle", { cx: x1, cy: yy, r: 6, fill: "#1d2330" },
       svg("title", {}, "head " + t.last_record_lsn)));
+    const registered = endpointsOf(endpoints, t.timeline_id);
+    for (const e of registered.filter(e => e.mode === "read_only")) {
+      const ex = x(e.lsn);
+      overlay.appendChild(svg("path", { d: `M${ex},${yy - 9} L${ex + 7},${yy} L${ex},${yy + 9} L${ex - 7},${yy} Z`,
+        fill: "#7b4fc9", stroke: "#fff", "stroke-width": 1, class: "read-only-endpoint", "data-endpoint": e.name },
+        svg("title", {}, "read-only endpoint " + e.name + " (port " + e.port + ") at " + e.lsn)));
+    }
     let label = t.last_record_lsn;
+    const writer = registered.find(e => e.mode === "writable");
     if (t.wal_source_connstr) {
+      const who = (writer ? writer.name + " " : "") + endpointLabel(t.wal_source_connstr);
       g.appendChild(svg("rect", { x: x1 + 10, y: yy - 9, width: 12, height: 18, rx: 3, fill: "#1f9d55" },
-        svg("title", {}, "writable endpoint " + endpointLabel(t.wal_source_connstr))));
-      label = "▶ " + endpointLabel(t.wal_source_connstr);
+        svg("title", {}, "writable endpoint " + who)));
+      label = "▶ " + who;
     }
     g.appendChild(svg("text", { x: x1 + (t.wal_source_connstr ? 28 : 12), y: yy + 4 }, label));
     parts.push(g);
   });
+  parts.push(overlay);
   return svg("svg", { id: "branch-tree", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": "branch tree on an LSN axis" }, parts);
 }
@@ -264,18 +284,43 @@ function ingestLag(t) {
     humanBytes(Number(lag)), " ", el("span", { class: "bytes" }, ageText(t.last_received_msg_ts)));
 }
 
-function endpointCell(t) {
+function endpointCell(t, endpoints) {
+  const parts = [];
   if (t.wal_source_connstr) {
-    return el("td", { class: "endpoint" }, el("span", { class: "badge ok" }, "writable"), " ",
+    parts.push(el("span", { class: "badge ok" }, "writable"), " ",
       el("span", { class: "mono" }, endpointLabel(t.wal_source_connstr)));
   }
-  return el("td", { class: "endpoint muted" }, "–");
+  for (const e of endpointsOf(endpoints, t.timeline_id).filter(e => e.mode === "read_only")) {
+    if (parts.length) parts.push(" ");
+    parts.push(el("span", { class: "badge ro" }, "read-only"), " ",
+      el("span", { class: "mono" }, e.name + " @ " + e.lsn));
+  }
+  if (parts.length === 0) return el("td", { class: "endpoint muted" }, "–");
+  return el("td", { class: "endpoint" }, parts);
+}
+
+// Every registered endpoint: name, branch, mode, LSN, port, pid.
+function endpointsTable(endpoints, names) {
+  if (endpoints.length === 0) {
+    return el("p", { class: "muted", id: "no-endpoints" }, "No endpoints registered: `sediment endpoint start`.");
+  }
+  return el("table", { id: "endpoints" },
+    el("thead", {}, el("tr", {}, ["Endpoint", "Branch", "Mode", "LSN", "Port", "Pid"].map(h => el("th", {}, h)))),
+    el("tbody", {}, endpoints.map(e => el("tr", { class: "endpoint-row", "data-endpoint": e.name, "data-mode": e.mode },
+      el("td", { class: "mono" }, e.name),
+      el("td", {}, names.get(e.timeline_id) || e.timeline_id),
+      el("td", {}, el("span", { class: "badge " + (e.mode === "writable" ? "ok" : "ro") },
+        e.mode === "writable" ? "writable" : "read-only")),
+      el("td", { class: "lsn" }, e.lsn),
+      el("td", { class: "num" }, String(e.port)),
+      el("td", { class: "num" }, e.pid === undefined ? "–" : String(e.pid))))));
 }
 
 async function tenantPage(tenantId) {
-  const [tenant, timelines] = await Promise.all([
+  const [tenant, timelines, endpoints] = await Promise.all([
     api("/v1/tenant/" + tenantId),
     api("/v1/tenant/" + tenantId + "/timeline"),
+    api("/v1/tenant/" + tenantId + "/endpoint"),
   ]);
   setCrumbs([["#/tenant/" + tenantId, "tenant " + tenantId.slice(0, 8) + "…"]]);
   const order = treeOrder(timelines);
@@ -290,29 +335,35 @@ async function tenantPage(tenantId) {
     sizeCell(t.current_logical_size, "logical-size"),
     sizeCell(t.current_physical_size, "physical-size"),
     ingestLag(t),
-    endpointCell(t),
+    endpointCell(t, endpoints),
     el("td", {}, el("span", { class: "badge " + (t.state === "Active" ? "ok" : "warn") }, t.state))));
-  const endpoints = timelines.filter(t => t.wal_source_connstr);
+  const writers = timelines.filter(t => t.wal_source_connstr);
+  const readers = endpoints.filter(e => e.mode === "read_only");
   return [
     el("h1", {}, "Tenant ", el("span", { class: "id" }, tenantId), " ",
       el("span", { class: "badge " + (tenant.state === "Active" ? "ok" : "warn") }, tenant.state)),
-    el("p", { class: "muted" }, timelines.length + " branches, " + endpoints.length +
-      " running writable endpoints, " + humanBytes(tenant.current_physical_size) + " on local disk."),
+    el("p", { class: "muted" }, timelines.length + " branches, " + writers.length +
+      " running writable endpoints, " + readers.length + " read-only endpoints, " +
+      humanBytes(tenant.current_physical_size) + " on local disk."),
     el("h2", {}, "Branch tree"),
-    el("div", { class: "panel" }, branchTreeSvg(order)),
+    el("div", { class: "panel" }, branchTreeSvg(order, endpoints)),
     el("p", { class: "legend muted" },
       el("span", {}, el("span", { class: "swatch", style: "background:#2f6fd0" }), "history from branch point to head"),
       el("span", {}, el("span", { class: "swatch", style: "background:#fff;border-color:#2f6fd0" }), "branch point"),
       el("span", {}, el("span", { class: "swatch", style: "background:#c0392b" }), "GC cutoff"),
-      el("span", {}, el("span", { class: "swatch", style: "background:#1f9d55" }), "writable endpoint")),
+      el("span", {}, el("span", { class: "swatch", style: "background:#1f9d55" }), "writable endpoint"),
+      el("span", {}, el("span", { class: "swatch", style: "background:#7b4fc9" }), "read-only endpoint")),
     el("h2", {}, "Branches"),
     el("table", { id: "branches" },
       el("thead", {}, el("tr", {}, ["Branch", "Timeline", "Parent", "Branch LSN", "Head", "GC cutoff",
         "Logical size", "Physical size", "Ingest lag", "Endpoint", "State"].map(h => el("th", {}, h)))),
       el("tbody", {}, rows)),
     el("p", { class: "muted" }, "Branch LSN: the branch point on the parent (for a root, where its history starts). " +
-      "Endpoints: writable endpoints streaming WAL into the branch. Read-only endpoints read a base backup " +
-      "and are not known to the pageserver."),
+      "Endpoint: the writable endpoint streaming WAL into the branch, and the read-only endpoints registered on it."),
+    el("h2", {}, "Endpoints"),
+    endpointsTable(endpoints, names),
+    el("p", { class: "muted" }, "Endpoints as `sediment endpoint start` registered them (`endpoint stop` removes them): " +
+      "writable ones stream into their branch at its head, read-only ones are frozen at their LSN."),
   ];
 }
 
