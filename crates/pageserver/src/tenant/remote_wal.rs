@@ -330,6 +330,7 @@ mod tests {
             metadata_bytes: IndexPart::encode_metadata(&[1u8; 128]),
             layers: Default::default(),
             wal: Vec::new(),
+            branch_name: None,
         };
         (id, index)
     }
