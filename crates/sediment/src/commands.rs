@@ -367,11 +367,12 @@ pub fn status(workdir: &Workdir, out: &Output) -> anyhow::Result<()> {
                 .map(|t| t.current_logical_size)
                 .sum::<Option<u64>>();
             text.push_str(&format!(
-                "\ntenant {}  {}  physical {}  {} branches",
+                "\ntenant {}  {}  physical {}  {} branch{}",
                 tenant.id,
                 tenant.attachment_status.slug,
                 human_size(Some(tenant.current_physical_size)),
-                timelines.len()
+                timelines.len(),
+                if timelines.len() == 1 { "" } else { "es" }
             ));
             let rows = branch_rows(&timelines, &names);
             for row in &rows {
