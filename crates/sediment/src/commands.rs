@@ -544,10 +544,24 @@ pub fn tenant(mut workdir: Workdir, command: TenantCommand, out: &Output) -> any
                 workdir.config.default_tenant = Some(tenant_id.clone());
             }
             workdir.save()?;
-            out.print_as(
-                &format!("tenant {tenant_id} attached (generation {generation})"),
-                &info,
-            );
+            // Endpoints that kept running while the pageserver lost the
+            // tenant (a lost disk) stream into it again.
+            let (resumed, failed) =
+                crate::endpoint::resume_streaming(&workdir, &client, &tenant_id);
+            for (name, error) in &failed {
+                eprintln!(
+                    "warning: endpoint {name} does not stream into the attached tenant \
+                     (its commits wait until it does; restart it): {error:#}"
+                );
+            }
+            let mut text = format!("tenant {tenant_id} attached (generation {generation})");
+            if !resumed.is_empty() {
+                text.push_str(&format!(
+                    "; endpoint(s) {} stream from the recovered head",
+                    resumed.join(", ")
+                ));
+            }
+            out.print_as(&text, &info);
         }
         TenantCommand::Detach { tenant_id } => {
             check_id("tenant", &tenant_id)?;

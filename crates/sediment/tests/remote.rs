@@ -249,7 +249,6 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
         "layers were flushed past {lsn}, so this does not test the WAL upload: {info}"
     );
     eprintln!("at the kill: {info}");
-    let connstr = info["wal_source_connstr"].as_str().unwrap().to_owned();
 
     let pid = sediment.pageserver_pid();
     nix::sys::signal::kill(
@@ -260,7 +259,16 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     wait_gone(pid);
     std::fs::remove_dir_all(sediment.workdir.join("pageserver/tenants")).unwrap();
     run_ok(&mut cmd(&sediment, &s3, &["start"]));
-    attach_and_wait(&api, &tenant, 2);
+    // The CLI's attach also makes the still running endpoint stream again.
+    let attached = run_ok(&mut cmd(
+        &sediment,
+        &s3,
+        &["tenant", "attach", &tenant, "--generation", "2"],
+    ));
+    assert!(
+        attached.contains("endpoint(s) main stream from the recovered head"),
+        "{attached}"
+    );
 
     let info = api.timeline(&tenant, &main_timeline);
     let head = common::lsn_value(info["last_record_lsn"].as_str().unwrap());
@@ -269,14 +277,9 @@ fn uploaded_wal_survives_a_kill_and_the_loss_of_the_local_disk() {
     assert_eq!(values(port), (balance, history), "at {lsn}");
     sediment.json(&["endpoint", "stop", "check", "--destroy"]);
 
-    // The endpoint still runs: it resumes streaming from the recovered
-    // head, and new commits (synchronous: they wait for the pageserver)
-    // arrive on top of the re-ingested WAL.
-    let (status, body) = api.put(
-        &format!("/v1/tenant/{tenant}/timeline/{main_timeline}/wal_source"),
-        &json!({"connstr": connstr, "resume": true}),
-    );
-    assert_eq!(status, 200, "{body}");
+    // The endpoint still runs and streams from the recovered head: new
+    // commits (synchronous: they wait for the pageserver) arrive on top of
+    // the re-ingested WAL.
     psql(
         main,
         "CREATE TABLE after_recovery AS SELECT generate_series(1, 100) AS x",

@@ -755,6 +755,42 @@ pub(crate) fn start_read_only(
 }
 
 /// Stops endpoint `name` and deletes its directory.
+/// After `tenant attach`: the running writable endpoints of this work
+/// directory on the tenant stream into the attached timelines again, from
+/// their recovered heads (until then their commits wait for a standby that
+/// is gone). Returns the endpoints resumed, and those that could not be
+/// with the reason.
+pub(crate) fn resume_streaming(
+    workdir: &Workdir,
+    client: &ApiClient,
+    tenant_id: &str,
+) -> (Vec<String>, Vec<(String, anyhow::Error)>) {
+    let (mut resumed, mut failed) = (Vec::new(), Vec::new());
+    for state in list_states(workdir) {
+        if !(state.running && state.writable && state.wal_source_attached)
+            || state.tenant_id != tenant_id
+        {
+            continue;
+        }
+        let Some(replication_password) = state.replication_password.as_deref() else {
+            failed.push((
+                state.name.clone(),
+                anyhow::anyhow!("its state holds no replication password"),
+            ));
+            continue;
+        };
+        let source = wal_source::Source {
+            port: state.port,
+            replication_password,
+        };
+        match wal_source::resume(client, &state.tenant_id, &state.timeline_id, &source) {
+            Ok(()) => resumed.push(state.name),
+            Err(error) => failed.push((state.name, error)),
+        }
+    }
+    (resumed, failed)
+}
+
 pub(crate) fn stop_and_destroy(workdir: &Workdir, name: &str) -> anyhow::Result<()> {
     stop(workdir, name, true).map(drop)
 }

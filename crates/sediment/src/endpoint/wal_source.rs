@@ -49,10 +49,33 @@ pub fn attach(
     timeline: &str,
     source: &Source<'_>,
 ) -> anyhow::Result<()> {
+    put_source(client, tenant, timeline, source, false)
+}
+
+/// Like [`attach`], for an endpoint that kept running while its tenant was
+/// attached again (from remote storage, after the pageserver lost its
+/// disk): streaming continues at the timeline's recovered head, not at the
+/// start position of a new endpoint.
+pub fn resume(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    source: &Source<'_>,
+) -> anyhow::Result<()> {
+    put_source(client, tenant, timeline, source, true)
+}
+
+fn put_source(
+    client: &ApiClient,
+    tenant: &str,
+    timeline: &str,
+    source: &Source<'_>,
+    resume: bool,
+) -> anyhow::Result<()> {
     client
         .put(
             &path(tenant, timeline),
-            &json!({"connstr": source_connstr(source)}),
+            &json!({"connstr": source_connstr(source), "resume": resume}),
         )
         .map(drop)
 }
