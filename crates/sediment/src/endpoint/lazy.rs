@@ -182,7 +182,7 @@ pub fn start(state: &EndpointState, dir: &Path) -> anyhow::Result<()> {
             bail!(
                 "the fill process exited ({status}) before Postgres accepted connections; see {} ({})",
                 dir.join(LOG_FILE).display(),
-                log_tail(&dir.join("postgres.log"))
+                super::pg::log_tail(&dir.join("postgres.log"))
             );
         }
         if Instant::now() > deadline {
@@ -221,12 +221,6 @@ pub fn wait_fill_process_exit(dir: &Path) {
         let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(5).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
 /// The fill process's last progress report, if any.

@@ -96,14 +96,17 @@ pub fn start(workdir: &Workdir, pg: &PgUser, pgdata: &Path, log: &Path) -> anyho
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "start"]),
         "pg_ctl start",
     )
-    .with_context(|| {
-        // The server's own reason is in its log: quote the end of it.
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("see {} ({})", log.display(), tail.join(" | "))
-    })
+    // The server's own reason is in its log: quote the end of it.
+    .with_context(|| format!("see {} ({})", log.display(), log_tail(log)))
     .map(drop)
+}
+
+/// The last lines of a Postgres log on one line, for an error message
+/// (a failed start's reason, such as a port already bound, is there).
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
 /// `pg_ctl stop -m fast`: a clean shutdown checkpoint (and, on a primary,
