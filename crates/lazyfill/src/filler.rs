@@ -22,6 +22,15 @@ use crate::fanotify::{Event, Group};
 const PAGE: u64 = BLCKSZ as u64;
 /// Largest read-ahead window for a sequential scan, in pages.
 pub const MAX_READAHEAD_PAGES: u32 = 256;
+/// Relations with a smaller relfilenode are PostgreSQL's own catalogs, their
+/// indexes and TOAST tables as initdb made them (`FirstNormalObjectId`).
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+/// `template1` and `template0` (fixed OIDs since PostgreSQL 15): one is
+/// only read by CREATE DATABASE, nobody connects to the other.
+const TEMPLATE1_OID: u32 = 1;
+const TEMPLATE0_OID: u32 = 4;
+/// Range requests in flight while prefilling.
+const PREFILL_IN_FLIGHT: usize = 32;
 
 /// One sparse relation segment file and where its pages come from.
 #[derive(Clone, Debug)]
@@ -30,6 +39,111 @@ pub struct Segment {
     pub tag: RelTag,
     pub first_blkno: u32,
     pub blocks: u32,
+}
+
+impl Segment {
+    /// A segment of a system catalog (or its index or TOAST table) of a
+    /// database one can connect to, or a shared one: what every new
+    /// connection reads before it runs a query.
+    pub fn is_catalog(&self) -> bool {
+        self.tag.rel.rel_node < FIRST_NORMAL_OBJECT_ID && self.tag.rel.db_node != TEMPLATE0_OID
+    }
+
+    /// Background fill order: catalogs first, then small segments before
+    /// large ones (many small relations are touched by more queries per page).
+    fn fill_rank(&self) -> (bool, u32) {
+        (!self.is_catalog(), self.blocks)
+    }
+}
+
+/// Writes the holes of the catalog segments among `segments` (but
+/// `template1`'s, which only CREATE DATABASE reads; at most
+/// `max_pages` pages), before they are marked and before Postgres starts, in
+/// pipelined range requests. Why: every new backend reads a few hundred
+/// catalog pages scattered over ~200 small files; fetched one access at a
+/// time through the event thread (with cold layer files on the page server)
+/// that made the first connection after a start take ~0.7 s, while one
+/// pipelined pass over them costs tens of milliseconds. Only holes are
+/// written (a restarted endpoint keeps what Postgres wrote) and a failed
+/// fetch only leaves its pages holes, which the marks then serve on demand
+/// (or fail with EIO), never zeros. Returns the pages written.
+pub fn prefill_catalogs(
+    client: &PageClient,
+    runtime: &tokio::runtime::Handle,
+    lsn: Lsn,
+    segments: &[Segment],
+    max_pages: u64,
+) -> std::io::Result<u64> {
+    let mut runs = Vec::new();
+    let mut files = Vec::new();
+    let mut budget = max_pages;
+    let mut catalogs: Vec<&Segment> = segments
+        .iter()
+        .filter(|s| s.is_catalog() && s.tag.rel.db_node != TEMPLATE1_OID)
+        .collect();
+    // Shared catalogs first (pg_authid, pg_database: every login), then the
+    // smaller databases' files first as the budget allows.
+    catalogs.sort_by_key(|s| (s.tag.rel.db_node != 0, s.blocks));
+    for segment in catalogs {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment.path)?;
+        let size = file.metadata()?.len();
+        let limit = u64::from(segment.blocks).min(size / PAGE) as u32;
+        let holes = holes_in(file.as_fd(), 0, limit)?;
+        let pages: u64 = holes.iter().map(|&(a, b)| u64::from(b - a)).sum();
+        if pages == 0 {
+            continue;
+        }
+        if pages > budget {
+            break;
+        }
+        budget -= pages;
+        let index = files.len();
+        files.push(file);
+        for (start, end) in holes {
+            let mut page = start;
+            while page < end {
+                let count = (end - page).min(MAX_RANGE_PAGES);
+                runs.push((index, segment.tag, segment.first_blkno, page, count));
+                page += count;
+            }
+        }
+    }
+    let client = client.clone();
+    let fetched = runtime.block_on(async move {
+        let limit = Arc::new(tokio::sync::Semaphore::new(PREFILL_IN_FLIGHT));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, tag, first, page, count) in runs {
+            let (client, limit) = (client.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let pages = client.get_pages(tag, first + page, count, lsn).await;
+                (index, page, pages)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            out.extend(done.ok());
+        }
+        out
+    });
+    let mut written = 0;
+    for (index, page, pages) in fetched {
+        match pages {
+            Ok(pages) => {
+                let mut buf = Vec::with_capacity(pages.len() * BLCKSZ);
+                for p in &pages {
+                    buf.extend_from_slice(p);
+                }
+                write_all_at(files[index].as_fd(), &buf, u64::from(page) * PAGE)?;
+                written += pages.len() as u64;
+            }
+            // The pages stay holes: the marks fetch them again on access.
+            Err(error) => tracing::warn!(%error, page, "catalog prefill fetch failed"),
+        }
+    }
+    Ok(written)
 }
 
 /// Why a fill failed; the access is then denied with EIO.
@@ -113,13 +227,16 @@ impl Filler {
         ))
     }
 
-    /// The segments still marked.
+    /// The segments still marked, in background fill order.
     pub fn remaining(&self) -> Vec<Segment> {
-        self.segments
+        let mut remaining: Vec<Segment> = self
+            .segments
             .lock()
             .values()
             .map(|s| s.segment.clone())
-            .collect()
+            .collect();
+        remaining.sort_by_key(Segment::fill_rank);
+        remaining
     }
 
     /// The last failed fetch's message, if any fetch failed.
@@ -136,8 +253,13 @@ impl Filler {
     /// the guard stops Postgres).
     pub fn event_loop(&self) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
+        let own = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
         loop {
-            for event in self.group.read_events(&mut buf)? {
+            let mut events = self.group.read_events(&mut buf)?;
+            // Postgres's accesses first: a query waits on them, while the
+            // background filler's own reads (this process) can wait.
+            events.sort_by_key(|event| event.pid == own);
+            for event in events {
                 match self.fill_for(&event) {
                     Ok(()) => self.group.allow(&event)?,
                     Err(error) => {

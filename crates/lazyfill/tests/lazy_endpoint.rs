@@ -292,6 +292,54 @@ fn lazy_endpoint_reads_writes_crashes_and_resumes() {
     filler.wait().unwrap();
 }
 
+/// Before Postgres starts, the filler writes every catalog page (what each
+/// new connection reads) in one pipelined pass; user relations stay holes
+/// until touched (background fill off here), and data reads back exactly.
+#[test]
+fn catalogs_are_prefilled_and_user_relations_stay_lazy() {
+    if !fanotify_usable() {
+        return;
+    }
+    let src = source();
+    let lazy = lazy_dir(&src, "prefill", false);
+    let mut filler = start_filler(&lazy);
+    let config: FillConfig =
+        serde_json::from_slice(&std::fs::read(&lazy.config_path).unwrap()).unwrap();
+    let has_hole = |segment: &SegmentConfig| {
+        let file = std::fs::File::open(lazy.pg.pgdata.join(&segment.path)).unwrap();
+        let size = file.metadata().unwrap().len();
+        lazyfill::filler::first_hole(std::os::fd::AsFd::as_fd(&file), 0, size)
+            .unwrap()
+            .is_some()
+    };
+    let (catalogs, user): (Vec<&SegmentConfig>, Vec<&SegmentConfig>) =
+        config.segments.iter().partition(|s| s.rel < 16384);
+    // Not template0 (nobody connects) nor template1 (CREATE DATABASE only).
+    let connectable: Vec<&SegmentConfig> = catalogs
+        .into_iter()
+        .filter(|s| s.db != 4 && s.db != 1)
+        .collect();
+    // pg_proc, pg_attribute and friends span dozens of pages, most of
+    // which a connection never reads: only the prefill fills them whole.
+    assert!(connectable.iter().any(|s| s.blocks > 32));
+    let unfilled: Vec<&str> = connectable
+        .iter()
+        .filter(|s| has_hole(s))
+        .map(|s| s.path.as_str())
+        .collect();
+    assert!(
+        unfilled.is_empty(),
+        "{} catalog segments with holes, e.g. {:?}",
+        unfilled.len(),
+        &unfilled[..unfilled.len().min(5)]
+    );
+    let table = user.iter().max_by_key(|s| s.blocks).unwrap();
+    assert!(table.blocks > 64 && has_hole(table), "{table:?}");
+    assert_eq!(try_psql(&lazy.pg, CHECKSUM).unwrap(), src.checksum);
+    lazy.pg.stop();
+    filler.wait().unwrap();
+}
+
 /// SIGKILLs the filler at a random point of a scan, `rounds` times.
 fn kill_during_scans(rounds: usize) {
     if !fanotify_usable() {

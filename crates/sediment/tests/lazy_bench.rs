@@ -6,7 +6,9 @@
 //!
 //! `LAZY_BENCH_SCALE` (default 70, ~1 GB) and `LAZY_BENCH_SECS` (default
 //! 180) size the pgbench database and its history; `LAZY_BENCH_TPS_SECS`
-//! (default 20) is each pgbench -S run.
+//! (default 20) is each pgbench -S run. `LAZY_BENCH_FULL=0` skips the
+//! `--full` endpoints (each a whole copy of the database: at -s 700 the
+//! disk may not hold them next to the base backup and the PITR copy).
 //!
 //! 1. `pgbench -i -s SCALE` on a writable endpoint; a base backup of it
 //!    (`pg_basebackup -X stream`) and `pg_receivewal` into a WAL archive,
@@ -184,6 +186,7 @@ fn lazy_start_vs_pitr_and_tps() {
     let scale = env_u64("LAZY_BENCH_SCALE", 70);
     let secs = env_u64("LAZY_BENCH_SECS", 180);
     let tps_secs = env_u64("LAZY_BENCH_TPS_SECS", 20);
+    let with_full = env_u64("LAZY_BENCH_FULL", 1) != 0;
     let scratch = common::scratch();
     let (sediment, tenant) = Sediment::running_with_tenant(scratch.path());
     // `--full`: the PITR baseline must not depend on lazy fill.
@@ -236,28 +239,35 @@ fn lazy_start_vs_pitr_and_tps() {
     println!("history: {secs} s of pgbench -c 4; target LSN {lsn}");
 
     let (lazy_secs, lazy_port) = branch_and_start(&sediment, "pitr-lazy", &lsn, &[]);
-    let (full_secs, _) = branch_and_start(&sediment, "pitr-full", &lsn, &["--full"]);
-    let pitr_secs = pitr(
-        &base,
-        &archive,
-        &scratch.path().join("pitr"),
-        &lsn,
-        &password,
-    );
+    let full_secs =
+        with_full.then(|| branch_and_start(&sediment, "pitr-full", &lsn, &["--full"]).0);
+    let pitr_dir = scratch.path().join("pitr");
+    let pitr_secs = pitr(&base, &archive, &pitr_dir, &lsn, &password);
+    // A whole copy of the database: give the disk back before the next runs.
+    let _ = std::fs::remove_dir_all(&pitr_dir);
     let count = "SELECT count(*) FROM pgbench_accounts";
     assert_eq!(psql(lazy_port, count).trim(), (scale * 100_000).to_string());
-    println!(
-        "CLI call to accepting connections at {lsn}: lazy {lazy_secs:.2} s, full {full_secs:.2} s"
-    );
+    let full_text = full_secs.map_or("not run".to_owned(), |s| format!("{s:.2} s"));
+    println!("CLI call to accepting connections at {lsn}: lazy {lazy_secs:.2} s, full {full_text}");
     println!(
         "PostgreSQL PITR of the same point: {pitr_secs:.2} s; PITR / lazy = {:.1}x",
         pitr_secs / lazy_secs
     );
-    for name in ["pitr-lazy", "pitr-full", "main"] {
+    let started = if with_full {
+        &["pitr-lazy", "pitr-full", "main"][..]
+    } else {
+        &["pitr-lazy", "main"][..]
+    };
+    for name in started {
         sediment.json(&["endpoint", "stop", name]);
     }
 
-    for (name, extra) in [("ro-lazy", &[][..]), ("ro-full", &["--full"][..])] {
+    let read_only: &[(&str, &[&str])] = if with_full {
+        &[("ro-lazy", &[]), ("ro-full", &["--full"])]
+    } else {
+        &[("ro-lazy", &[])]
+    };
+    for &(name, extra) in read_only {
         drop_caches();
         let mut args = vec!["--lsn", lsn.as_str()];
         args.extend_from_slice(extra);
