@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::timeline::{CompactionResult, GcResult};
 
 /// Upper bounds (inclusive) of the records-per-reconstruction histogram
-/// buckets; one more bucket counts everything above the last.
-pub const RECORDS_BUCKETS: [u64; 9] = [0, 1, 2, 4, 8, 16, 32, 64, 128];
+/// buckets; one more bucket counts everything above the last. 3 is the
+/// default `image_creation_threshold`, the bound a p99 is judged against,
+/// so it has a bucket of its own.
+pub const RECORDS_BUCKETS: [u64; 10] = [0, 1, 2, 3, 4, 8, 16, 32, 64, 128];
 
 /// Who a page reconstruction is for: the histograms keep them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,11 +178,11 @@ mod tests {
         }
         stats.record_reconstruction(500, ReadPurpose::Background);
         let snap = stats.snapshot();
-        assert_eq!(snap.records_histogram, vec![1, 1, 0, 2, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(snap.records_histogram, vec![1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1]);
         assert_eq!(snap.records_total, 208);
         assert_eq!(
             snap.background_records_histogram,
-            vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+            vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
         );
         assert_eq!(snap.background_records_total, 500);
     }
