@@ -48,6 +48,18 @@ pub trait ReadAt: Send + Sync {
     fn note_access(&self) {}
 }
 
+/// A file opened for appending (an append-only log such as the WAL store's
+/// files). Bytes written with [`AppendFile::append`] are durable only after
+/// [`AppendFile::sync_data`] returned `Ok`; a failed `append` may have
+/// written a prefix of its bytes (a torn write).
+pub trait AppendFile: Send + Sync {
+    /// Writes all of `data` at the end of the file.
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte and the file's length durable
+    /// (`fdatasync`). Never retry a failure: see [`Poison`].
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -77,6 +89,14 @@ pub trait FileIo: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory tree.
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `path`, which must not exist yet, for appending. Its name is
+    /// durable only after [`FileIo::sync_dir`] of its directory.
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// Opens an existing file for appending at its end.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// Cuts `path` to `len` bytes and fsyncs it (recovery dropping a torn
+    /// tail).
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
 }
 
 /// [`FileIo`] on the local file system.
@@ -91,6 +111,17 @@ impl ReadAt for StdReadFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+}
+
+struct StdAppendFile(fs::File);
+
+impl AppendFile for StdAppendFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
     }
 }
 
@@ -132,6 +163,22 @@ impl FileIo for StdFileIo {
     }
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::remove_dir_all(dir)
+    }
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)?;
+        Ok(Box::new(StdAppendFile(file)))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(StdAppendFile(file)))
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
     }
 }
 
