@@ -194,6 +194,7 @@ impl FileIo for FaultyIo {
 }
 
 /// An append handle of a [`FaultyIo`]: torn appends and failed fsyncs.
+#[derive(Debug)]
 struct FaultyAppend {
     inner: Box<dyn AppendFile>,
     faults: Arc<Faults>,
@@ -204,10 +205,7 @@ impl AppendFile for FaultyAppend {
         if self.faults.crashed() {
             return Err(injected("append after crash"));
         }
-        match self
-            .faults
-            .take(|f| matches!(f, Fault::TornWrite { .. }))
-        {
+        match self.faults.take(|f| matches!(f, Fault::TornWrite { .. })) {
             Some(Fault::TornWrite { keep_bytes } | Fault::Crash { keep_bytes }) => {
                 let keep = keep_bytes.min(data.len());
                 self.inner.append(&data[..keep])?;

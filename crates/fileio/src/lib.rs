@@ -52,7 +52,7 @@ pub trait ReadAt: Send + Sync {
 /// files). Bytes written with [`AppendFile::append`] are durable only after
 /// [`AppendFile::sync_data`] returned `Ok`; a failed `append` may have
 /// written a prefix of its bytes (a torn write).
-pub trait AppendFile: Send + Sync {
+pub trait AppendFile: Send + Sync + fmt::Debug {
     /// Writes all of `data` at the end of the file.
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes every appended byte and the file's length durable
@@ -114,6 +114,7 @@ impl ReadAt for StdReadFile {
     }
 }
 
+#[derive(Debug)]
 struct StdAppendFile(fs::File);
 
 impl AppendFile for StdAppendFile {

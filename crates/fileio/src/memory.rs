@@ -110,6 +110,7 @@ pub struct MemoryFileIo {
 }
 
 /// An append handle of a [`MemoryFileIo`] file (by name).
+#[derive(Debug)]
 struct MemoryAppend {
     state: Arc<Mutex<State>>,
     path: PathBuf,
@@ -436,7 +437,10 @@ mod tests {
         io.crash();
         assert_eq!(io.read_file(&path).unwrap(), b"on");
         // A file whose name was never made durable is gone.
-        io.create_append(&dir.join("new")).unwrap().sync_data().unwrap();
+        io.create_append(&dir.join("new"))
+            .unwrap()
+            .sync_data()
+            .unwrap();
         io.crash();
         assert!(io.read_file(&dir.join("new")).is_err());
     }

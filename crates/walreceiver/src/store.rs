@@ -55,6 +55,11 @@
 //! can't damage them. The format has one version; a change gets a new frame
 //! magic.
 //!
+//! Every file operation goes through [`fileio::FileIo`] (appends through its
+//! [`fileio::AppendFile`] handles), so tests run the store on
+//! [`fileio::FaultyIo`] (failed fsyncs, torn writes) and
+//! [`fileio::MemoryFileIo`] (a crash loses whatever was not fsynced).
+//!
 //! [`WalStore::truncate_before`] removes whole files from the oldest one up,
 //! so a crash in the middle leaves a contiguous suffix; the newest file is
 //! never removed, so the store's end stays known.
@@ -63,12 +68,10 @@ mod frame;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fileio::{AppendFile, FileIo, ReadAt, StdFileIo};
 use postgres_wal::Lsn;
 
 use frame::{FrameHeader, FRAME_HEADER_BYTES};
@@ -210,12 +213,13 @@ impl StoreFile {
 /// the on-disk format and the crash rules.
 #[derive(Debug)]
 pub struct WalStore {
+    io: Arc<dyn FileIo>,
     dir: PathBuf,
     file_size_bytes: u64,
     /// Oldest first; contiguous.
     files: Vec<StoreFile>,
     /// Open handle of the newest file, for appending.
-    active: Option<File>,
+    active: Option<Box<dyn AppendFile>>,
     /// Appended bytes not yet written to a file, starting at `pending_lsn`.
     pending: Vec<u8>,
     pending_lsn: Lsn,
@@ -247,8 +251,19 @@ impl WalStore {
     /// Like [`WalStore::open`] with another roll-over size (tests use small
     /// files to exercise roll-over and truncation).
     pub fn open_with_file_size(dir: &Path, file_size_bytes: u64) -> Result<WalStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
-        let mut names = list_files(dir)?;
+        Self::open_with_io(Arc::new(StdFileIo), dir, file_size_bytes)
+    }
+
+    /// Like [`WalStore::open_with_file_size`] on the file system `io` (a
+    /// [`fileio::FaultyIo`] or [`fileio::MemoryFileIo`] in tests).
+    pub fn open_with_io(
+        io: Arc<dyn FileIo>,
+        dir: &Path,
+        file_size_bytes: u64,
+    ) -> Result<WalStore, StoreError> {
+        io.create_dir_all(dir)
+            .map_err(|e| io_error("create directory", dir, e))?;
+        let mut names = list_files(io.as_ref(), dir)?;
         names.sort_by_key(|(start, _)| *start);
         let mut files = Vec::with_capacity(names.len());
         let count = names.len();
@@ -266,16 +281,20 @@ impl WalStore {
                     });
                 }
             }
-            if let Some(file) = recover_file(start, path, newest)? {
+            if let Some(file) = recover_file(io.as_ref(), start, path, newest)? {
                 files.push(file);
             }
         }
         let end = files.last().map(StoreFile::end);
         let active = match files.last() {
-            Some(file) => Some(open_for_append(&file.path)?),
+            Some(file) => Some(
+                io.open_append(&file.path)
+                    .map_err(|e| io_error("open", &file.path, e))?,
+            ),
             None => None,
         };
         Ok(WalStore {
+            io,
             dir: dir.to_owned(),
             file_size_bytes: file_size_bytes.max(1),
             files,
@@ -364,6 +383,7 @@ impl WalStore {
             return Err(self.out_of_range(from));
         }
         read_range(
+            self.io.as_ref(),
             &self.files,
             Some((self.pending_lsn, &self.pending)),
             from,
@@ -379,6 +399,7 @@ impl WalStore {
     /// waits for the owner's appends, fsyncs or deletions.
     pub fn read_view(&self) -> ReadView {
         ReadView {
+            io: self.io.clone(),
             files: self.files.clone(),
         }
     }
@@ -389,8 +410,11 @@ impl WalStore {
         self.check_usable()?;
         while self.files.len() > 1 && self.files[1].start <= lsn {
             let file = self.files.remove(0);
-            self.guard(|_| {
-                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            self.guard(|store| {
+                store
+                    .io
+                    .remove_file(&file.path)
+                    .map_err(|e| io_error("remove", &file.path, e))
             })?;
             self.dir_dirty = true;
         }
@@ -404,8 +428,11 @@ impl WalStore {
         self.check_usable()?;
         self.active = None;
         for file in std::mem::take(&mut self.files) {
-            self.guard(|_| {
-                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            self.guard(|store| {
+                store
+                    .io
+                    .remove_file(&file.path)
+                    .map_err(|e| io_error("remove", &file.path, e))
             })?;
         }
         self.pending.clear();
@@ -476,7 +503,7 @@ impl WalStore {
                 std::io::Error::other("injected fsync failure"),
             ));
         }
-        if let (Some(active), Some(file)) = (&self.active, self.files.last()) {
+        if let (Some(active), Some(file)) = (&mut self.active, self.files.last()) {
             active
                 .sync_data()
                 .map_err(|e| io_error("fdatasync", &file.path, e))?;
@@ -491,10 +518,9 @@ impl WalStore {
             self.sync_active()?;
         }
         let path = self.dir.join(file_name(lsn));
-        let handle = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
+        let handle = self
+            .io
+            .create_append(&path)
             .map_err(|e| io_error("create", &path, e))?;
         self.files.push(StoreFile {
             start: lsn,
@@ -516,7 +542,7 @@ impl WalStore {
         frame.extend_from_slice(&header.encode());
         frame.extend_from_slice(payload);
         active
-            .write_all(&frame)
+            .append(&frame)
             .map_err(|e| io_error("write", &file.path, e))?;
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         file.frames.push(FrameIndex {
@@ -531,8 +557,8 @@ impl WalStore {
     }
 
     fn sync_dir(&mut self) -> Result<(), StoreError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
+        self.io
+            .sync_dir(&self.dir)
             .map_err(|e| io_error("fsync directory", &self.dir, e))?;
         self.dir_dirty = false;
         Ok(())
@@ -542,11 +568,12 @@ impl WalStore {
 /// Appends to `out` some bytes (at most `max`) starting at `at`, from one
 /// file frame or from the pending buffer (if given). `handle` caches the open file.
 fn read_some(
+    io: &dyn FileIo,
     files: &[StoreFile],
     pending: Option<(Lsn, &[u8])>,
     at: Lsn,
     max: usize,
-    handle: &mut Option<(usize, File)>,
+    handle: &mut Option<(usize, Arc<dyn ReadAt>)>,
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let in_files = files.last().is_some_and(|file| at < file.end());
@@ -573,7 +600,9 @@ fn read_some(
     let take = (u64::from(frame.len) - skip).min(max as u64);
     let mut buffer = vec![0u8; usize::try_from(take).unwrap_or(0)];
     if handle.as_ref().map(|(index, _)| *index) != Some(file_index) {
-        let opened = File::open(&file.path).map_err(|e| io_error("open", &file.path, e))?;
+        let opened = io
+            .open_read(&file.path)
+            .map_err(|e| io_error("open", &file.path, e))?;
         *handle = Some((file_index, opened));
     }
     if let Some((_, opened)) = handle {
@@ -596,6 +625,7 @@ fn read_some(
 /// pending buffer. Errors: `Err(Ok(at))` when nothing could be read at `at`
 /// (out of range), `Err(Err(_))` for an I/O or CRC failure.
 fn read_range(
+    io: &dyn FileIo,
     files: &[StoreFile],
     pending: Option<(Lsn, &[u8])>,
     from: Lsn,
@@ -604,11 +634,12 @@ fn read_range(
 ) -> Result<Vec<u8>, Result<Lsn, StoreError>> {
     let wanted = usize::try_from(end - from).unwrap_or(usize::MAX).min(max);
     let mut out = Vec::with_capacity(wanted);
-    let mut handle: Option<(usize, File)> = None;
+    let mut handle: Option<(usize, Arc<dyn ReadAt>)> = None;
     while out.len() < wanted {
         let at = from + out.len() as u64;
         let before = out.len();
         read_some(
+            io,
             files,
             pending,
             at,
@@ -629,9 +660,20 @@ fn read_range(
 /// [`WalStore::read_view`]). Files the owner deletes later stay readable
 /// through handles already open; the owner only deletes files wholly below
 /// what the reader has consumed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReadView {
+    io: Arc<dyn FileIo>,
     files: Vec<StoreFile>,
+}
+
+impl Default for ReadView {
+    /// An empty view.
+    fn default() -> ReadView {
+        ReadView {
+            io: Arc::new(StdFileIo),
+            files: Vec::new(),
+        }
+    }
 }
 
 impl ReadView {
@@ -658,7 +700,7 @@ impl ReadView {
         if from < start || from > end {
             return Err(out_of_range(from));
         }
-        read_range(&self.files, None, from, end, max)
+        read_range(self.io.as_ref(), &self.files, None, from, end, max)
             .map_err(|e| e.map_or_else(|error| error, out_of_range))
     }
 }
@@ -684,39 +726,38 @@ fn parse_file_name(name: &str) -> Option<Lsn> {
 }
 
 /// Store files in `dir` (other names are ignored), unsorted.
-fn list_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, StoreError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+fn list_files(io: &dyn FileIo, dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, StoreError> {
+    let entries = io.list_dir(dir).map_err(|e| io_error("list", dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("list", dir, e))?;
-        let name = entry.file_name();
-        if let Some(start) = name.to_str().and_then(parse_file_name) {
-            files.push((start, entry.path()));
+        if entry.is_dir {
+            continue;
+        }
+        if let Some(start) = parse_file_name(&entry.name) {
+            files.push((start, dir.join(&entry.name)));
         }
     }
     Ok(files)
 }
 
-fn open_for_append(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| io_error("open", path, e))
-}
-
 /// Reads and checks every frame of one file. The newest file is cut at its
 /// first bad frame (removed if none is good: `Ok(None)`); an older file with
 /// a bad frame is corrupt.
-fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreFile>, StoreError> {
-    let handle = File::open(&path).map_err(|e| io_error("open", &path, e))?;
-    let size_bytes = handle
-        .metadata()
-        .map_err(|e| io_error("stat", &path, e))?
-        .len();
+fn recover_file(
+    io: &dyn FileIo,
+    start: Lsn,
+    path: PathBuf,
+    newest: bool,
+) -> Result<Option<StoreFile>, StoreError> {
+    let handle = io
+        .open_read(&path)
+        .map_err(|e| io_error("open", &path, e))?;
+    let size_bytes = handle.len().map_err(|e| io_error("stat", &path, e))?;
     // Older files were complete and synced before their successor existed:
     // walking their headers is enough here, payload CRCs are checked when
     // frames are read. The newest file may hold a torn tail: check it all.
-    let (frames, valid_bytes, problem) = frame::scan(&handle, &path, start, size_bytes, newest)?;
+    let (frames, valid_bytes, problem) =
+        frame::scan(handle.as_ref(), &path, start, size_bytes, newest)?;
     if let Some(reason) = problem {
         if !newest {
             return Err(StoreError::Corrupt {
@@ -734,16 +775,12 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
         );
         drop(handle);
         if frames.is_empty() {
-            std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
-            sync_parent(&path)?;
+            io.remove_file(&path)
+                .map_err(|e| io_error("remove", &path, e))?;
+            sync_parent(io, &path)?;
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
-        file.set_len(valid_bytes)
-            .and_then(|()| file.sync_all())
+        io.truncate(&path, valid_bytes)
             .map_err(|e| io_error("truncate", &path, e))?;
     }
     Ok(Some(StoreFile {
@@ -754,9 +791,8 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
     }))
 }
 
-fn sync_parent(path: &Path) -> Result<(), StoreError> {
+fn sync_parent(io: &dyn FileIo, path: &Path) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    io.sync_dir(dir)
         .map_err(|e| io_error("fsync directory", dir, e))
 }
