@@ -107,7 +107,12 @@ impl Server<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
@@ -283,7 +288,11 @@ fn main() {
     println!(
         "endpoint wal_consistency_checking: {:?} ({})",
         wcc,
-        if wcc.is_empty() { "empty, as vanilla" } else { "NOT empty" }
+        if wcc.is_empty() {
+            "empty, as vanilla"
+        } else {
+            "NOT empty"
+        }
     );
 
     // Part A: pgbench TPC-B, interleaved.
@@ -301,7 +310,9 @@ fn main() {
     }
     let [ep, so, sy] = [mean(&tps[0]), mean(&tps[1]), mean(&tps[2])];
     println!("A: pgbench -c 4 -j 2 -T {secs} scale {scale}, mean of {rounds} interleaved rounds");
-    println!("A: endpoint {ep:.1} tps, vanilla solo {so:.1} tps, vanilla + sync standby {sy:.1} tps");
+    println!(
+        "A: endpoint {ep:.1} tps, vanilla solo {so:.1} tps, vanilla + sync standby {sy:.1} tps"
+    );
     println!(
         "A: endpoint / solo = {:.3} (goal >= 0.9), endpoint / sync standby = {:.3}",
         ep / so,
@@ -320,7 +331,9 @@ fn main() {
             ("sync", &sync, &mut sy_runs),
         ] {
             let (run_tps, wal) = index_run(server, &script, &secs);
-            println!("B round {round} {label:>8}: {run_tps:.1} tps, {wal:.0} WAL bytes/transaction");
+            println!(
+                "B round {round} {label:>8}: {run_tps:.1} tps, {wal:.0} WAL bytes/transaction"
+            );
             runs.push((run_tps, wal));
         }
     }
