@@ -90,13 +90,28 @@ pub trait FileIo: Send + Sync + fmt::Debug {
     /// Removes a directory tree.
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Creates `path`, which must not exist yet, for appending. Its name is
-    /// durable only after [`FileIo::sync_dir`] of its directory.
-    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// durable only after [`FileIo::sync_dir`] of its directory. Backends
+    /// that only serve whole-file writers may leave the append methods
+    /// unsupported (the default).
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        Err(appends_unsupported(path))
+    }
     /// Opens an existing file for appending at its end.
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        Err(appends_unsupported(path))
+    }
     /// Cuts `path` to `len` bytes and fsyncs it (recovery dropping a torn
     /// tail).
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    fn truncate(&self, path: &Path, _len: u64) -> io::Result<()> {
+        Err(appends_unsupported(path))
+    }
+}
+
+fn appends_unsupported(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{}: this file backend does not support appends", path.display()),
+    )
 }
 
 /// [`FileIo`] on the local file system.
