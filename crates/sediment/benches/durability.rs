@@ -14,7 +14,10 @@
 //! Part A: `pgbench -c 4 -j 2` (scale `SEDIMENT_BENCH_SCALE`, default 20) on
 //! each, interleaved (endpoint, solo, sync, endpoint, solo, sync, ...), a
 //! CHECKPOINT before every run; tps of each and the ratios endpoint/solo
-//! and endpoint/sync.
+//! and endpoint/sync. A fourth run per round, the endpoint with
+//! `synchronous_commit = local` sessions (still streaming to the pageserver,
+//! not waiting for it), splits the endpoint's cost into the commit wait and
+//! the rest (walsender, ingest on the same cores).
 //!
 //! Part B, the index workload: a table with a jsonb GIN, a tsvector GIN, a
 //! tsrange GiST, a point SP-GiST and a hash index (20,000 rows), CHECKPOINT,
@@ -74,12 +77,19 @@ const SHOWN: &[&str] = &[
     "max_wal_size",
     "checkpoint_timeout",
     "commit_delay",
+    "data_checksums",
+    "wal_log_hints",
+    "track_commit_timestamp",
+    "wal_writer_delay",
 ];
 
 /// Where pgbench and psql go: everything over TCP to 127.0.0.1 so the client
 /// path is the same for all servers.
 enum Server<'a> {
     Endpoint(u16),
+    /// The endpoint, with sessions that do not wait for the pageserver
+    /// (`synchronous_commit = local`): what streaming costs without the wait.
+    EndpointLocal(u16),
     Vanilla(&'a PgCluster),
 }
 
@@ -87,6 +97,11 @@ impl Server<'_> {
     fn command(&self, tool: &str) -> Command {
         match self {
             Server::Endpoint(port) => common::client(tool, *port),
+            Server::EndpointLocal(port) => {
+                let mut command = common::client(tool, *port);
+                command.env("PGOPTIONS", "-c synchronous_commit=local");
+                command
+            }
             Server::Vanilla(cluster) => {
                 let mut command = cluster.command(tool);
                 command.env("PGHOST", "127.0.0.1");
@@ -278,10 +293,16 @@ fn main() {
     let _standby = sync_standby(&sync_cluster);
     let solo = Server::Vanilla(&solo_cluster);
     let sync = Server::Vanilla(&sync_cluster);
-    let servers = [("endpoint", &endpoint), ("solo", &solo), ("sync", &sync)];
+    let endpoint_local = Server::EndpointLocal(endpoint_port);
+    let servers = [
+        ("endpoint", &endpoint),
+        ("solo", &solo),
+        ("sync", &sync),
+        ("ep-local", &endpoint_local),
+    ];
 
     println!("settings (SHOW on each server):");
-    for (label, server) in servers {
+    for (label, server) in &servers[..3] {
         server.show_settings(label);
     }
     let wcc = endpoint.psql("SHOW wal_consistency_checking");
@@ -296,10 +317,10 @@ fn main() {
     );
 
     // Part A: pgbench TPC-B, interleaved.
-    for (_, server) in servers {
+    for (_, server) in &servers[..3] {
         server.pgbench_init(&scale);
     }
-    let mut tps: [Vec<f64>; 3] = Default::default();
+    let mut tps: [Vec<f64>; 4] = Default::default();
     for round in 1..=rounds {
         for (index, (label, server)) in servers.iter().enumerate() {
             server.psql("CHECKPOINT");
@@ -308,7 +329,7 @@ fn main() {
             tps[index].push(run_tps);
         }
     }
-    let [ep, so, sy] = [mean(&tps[0]), mean(&tps[1]), mean(&tps[2])];
+    let [ep, so, sy, local] = [mean(&tps[0]), mean(&tps[1]), mean(&tps[2]), mean(&tps[3])];
     println!("A: pgbench -c 4 -j 2 -T {secs} scale {scale}, mean of {rounds} interleaved rounds");
     println!(
         "A: endpoint {ep:.1} tps, vanilla solo {so:.1} tps, vanilla + sync standby {sy:.1} tps"
@@ -317,6 +338,11 @@ fn main() {
         "A: endpoint / solo = {:.3} (goal >= 0.9), endpoint / sync standby = {:.3}",
         ep / so,
         ep / sy
+    );
+    println!(
+        "A: endpoint with synchronous_commit = local {local:.1} tps: local / solo = {:.3}, endpoint / local = {:.3}",
+        local / so,
+        ep / local
     );
 
     // Part B: the index workload on the endpoint and the sync primary.
