@@ -223,6 +223,10 @@ impl AppendFile for FaultyAppend {
         }
         self.inner.sync_data()
     }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.faults.check_alive("preallocate")?;
+        self.inner.preallocate(len)
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +253,8 @@ mod tests {
         memory.crash();
         assert_eq!(memory.read_file(&path).unwrap(), b"durable");
 
+        // After the crash, a new process opens the file again.
+        let mut file = io.open_append(&path).unwrap();
         io.arm(1, Fault::TornWrite { keep_bytes: 2 });
         file.append(b"-a").unwrap();
         assert!(file.append(b"-bcd").is_err());

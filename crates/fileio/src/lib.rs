@@ -58,6 +58,13 @@ pub trait AppendFile: Send + Sync + fmt::Debug {
     /// Makes every appended byte and the file's length durable
     /// (`fdatasync`). Never retry a failure: see [`Poison`].
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Writes zeros from the append position up to `len` bytes and makes
+    /// them durable, without moving the append position. Later appends then
+    /// overwrite allocated, durable blocks, so their `sync_data` need not
+    /// commit a change of the file's size or block map (a file-system
+    /// journal commit per sync otherwise); PostgreSQL zero-fills its WAL
+    /// segments for the same reason. Readers of the file see the zeros.
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// One directory entry.
@@ -96,7 +103,7 @@ pub trait FileIo: Send + Sync + fmt::Debug {
     fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         Err(appends_unsupported(path))
     }
-    /// Opens an existing file for appending at its end.
+    /// Opens an existing file for appending at its end (its current size).
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         Err(appends_unsupported(path))
     }
@@ -110,7 +117,10 @@ pub trait FileIo: Send + Sync + fmt::Debug {
 fn appends_unsupported(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        format!("{}: this file backend does not support appends", path.display()),
+        format!(
+            "{}: this file backend does not support appends",
+            path.display()
+        ),
     )
 }
 
@@ -129,15 +139,43 @@ impl ReadAt for StdReadFile {
     }
 }
 
+/// Appends with positioned writes at `end` (not `O_APPEND`), so that a
+/// preallocated tail is overwritten rather than appended after.
 #[derive(Debug)]
-struct StdAppendFile(fs::File);
+struct StdAppendFile {
+    file: fs::File,
+    end: u64,
+}
+
+/// Zeros written per call while preallocating.
+const ZEROS_CHUNK_BYTES: usize = 256 * 1024;
 
 impl AppendFile for StdAppendFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0.write_all(data)
+        self.file.write_all_at(data, self.end)?;
+        self.end += data.len() as u64;
+        Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let size = self.file.metadata()?.len().max(self.end);
+        if len <= size {
+            return Ok(());
+        }
+        // Real zeros, not fallocate: a write into an unwritten extent still
+        // changes the block map and costs a journal commit at fdatasync.
+        let zeros = vec![0u8; ZEROS_CHUNK_BYTES];
+        let mut at = size;
+        while at < len {
+            let n = usize::try_from(len - at)
+                .unwrap_or(usize::MAX)
+                .min(zeros.len());
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_all()
     }
 }
 
@@ -183,13 +221,14 @@ impl FileIo for StdFileIo {
     fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         let file = fs::OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(path)?;
-        Ok(Box::new(StdAppendFile(file)))
+        Ok(Box::new(StdAppendFile { file, end: 0 }))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let file = fs::OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(StdAppendFile(file)))
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        let end = file.metadata()?.len();
+        Ok(Box::new(StdAppendFile { file, end }))
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let file = fs::OpenOptions::new().write(true).open(path)?;

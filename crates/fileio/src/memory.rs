@@ -109,11 +109,12 @@ pub struct MemoryFileIo {
     state: Arc<Mutex<State>>,
 }
 
-/// An append handle of a [`MemoryFileIo`] file (by name).
+/// An append handle of a [`MemoryFileIo`] file (by name), writing at `end`.
 #[derive(Debug)]
 struct MemoryAppend {
     state: Arc<Mutex<State>>,
     path: PathBuf,
+    end: usize,
 }
 
 impl AppendFile for MemoryAppend {
@@ -124,11 +125,30 @@ impl AppendFile for MemoryAppend {
             .files
             .get_mut(&self.path)
             .ok_or_else(|| not_found(&self.path))?;
-        Arc::make_mut(file).extend_from_slice(data);
+        let file = Arc::make_mut(file);
+        let end = self.end + data.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[self.end..end].copy_from_slice(data);
+        self.end = end;
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.state.lock().mark_synced(&self.path)
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let mut state = self.state.lock();
+        let file = state
+            .current
+            .files
+            .get_mut(&self.path)
+            .ok_or_else(|| not_found(&self.path))?;
+        if file.len() < len {
+            Arc::make_mut(file).resize(len, 0);
+        }
+        state.mark_synced(&self.path)
     }
 }
 
@@ -368,16 +388,19 @@ impl FileIo for MemoryFileIo {
         Ok(Box::new(MemoryAppend {
             state: self.state.clone(),
             path: path.to_owned(),
+            end: 0,
         }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        if !self.state.lock().current.files.contains_key(path) {
-            return Err(not_found(path));
-        }
+        let end = match self.state.lock().current.files.get(path) {
+            Some(data) => data.len(),
+            None => return Err(not_found(path)),
+        };
         Ok(Box::new(MemoryAppend {
             state: self.state.clone(),
             path: path.to_owned(),
+            end,
         }))
     }
 
@@ -436,6 +459,13 @@ mod tests {
         io.truncate(&path, 2).unwrap();
         io.crash();
         assert_eq!(io.read_file(&path).unwrap(), b"on");
+        // Preallocated zeros are durable at once and overwritten in place.
+        let mut file = io.open_append(&path).unwrap();
+        file.preallocate(6).unwrap();
+        file.append(b"e").unwrap();
+        assert_eq!(io.read_file(&path).unwrap(), b"one\0\0\0");
+        io.crash();
+        assert_eq!(io.read_file(&path).unwrap(), b"on\0\0\0\0");
         // A file whose name was never made durable is gone.
         io.create_append(&dir.join("new"))
             .unwrap()

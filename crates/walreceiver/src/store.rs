@@ -21,8 +21,13 @@
 //! directory, if a file was created or removed since the last sync); only then
 //! does it return the durable end. A file is rolled over (a new one created)
 //! once it holds [`DEFAULT_FILE_SIZE_BYTES`]; the full file is `fdatasync`ed
-//! *before* its successor is created, so every file but the newest is
-//! complete and durable at all times. Large appends are written out early
+//! and cut to its last frame *before* its successor is created, so every
+//! file but the newest is complete and durable at all times. The newest file
+//! is zero-filled (and fsynced) up to the roll-over size when it is created,
+//! as PostgreSQL does with its WAL segments: a sync then overwrites
+//! allocated blocks and its `fdatasync` commits no size change, which on
+//! ext4 would cost a journal commit per sync — on every commit an endpoint
+//! waits for. Recovery cuts the zeros like any other bad tail. Large appends are written out early
 //! (without fsync) in frames of at most [`MAX_FRAME_PAYLOAD_BYTES`].
 //!
 //! After a failed write or fsync the store refuses all further work
@@ -229,6 +234,8 @@ pub struct WalStore {
     durable_end: Option<Lsn>,
     /// Written but not yet fdatasync'ed bytes exist in the newest file.
     active_dirty: bool,
+    /// The newest file is zero-filled up to the roll-over size.
+    active_preallocated: bool,
     /// A file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
     poisoned: Option<String>,
@@ -304,6 +311,7 @@ impl WalStore {
             end,
             durable_end: end,
             active_dirty: false,
+            active_preallocated: false,
             dir_dirty: false,
             poisoned: None,
             #[cfg(test)]
@@ -471,6 +479,13 @@ impl WalStore {
 
     /// Writes the pending buffer as frames, rolling over to new files.
     fn write_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if !self.active_preallocated {
+            // A file reopened after a restart: recovery cut its zero tail.
+            self.preallocate_active()?;
+        }
         let pending = std::mem::take(&mut self.pending);
         let mut lsn = self.pending_lsn;
         for chunk in pending.chunks(MAX_FRAME_PAYLOAD_BYTES) {
@@ -512,10 +527,18 @@ impl WalStore {
         Ok(())
     }
 
-    /// Makes the newest file durable, then starts a new one at `lsn`.
+    /// Makes the newest file durable and cuts its preallocated tail (every
+    /// file but the newest ends with its last frame), then starts a new,
+    /// zero-filled one at `lsn`.
     fn roll_over(&mut self, lsn: Lsn) -> Result<(), StoreError> {
         if self.active_dirty {
             self.sync_active()?;
+        }
+        if let Some(file) = self.files.last() {
+            self.active = None;
+            self.io
+                .truncate(&file.path, file.size_bytes)
+                .map_err(|e| io_error("truncate", &file.path, e))?;
         }
         let path = self.dir.join(file_name(lsn));
         let handle = self
@@ -529,7 +552,21 @@ impl WalStore {
             size_bytes: 0,
         });
         self.active = Some(handle);
+        self.active_preallocated = false;
         self.dir_dirty = true;
+        self.preallocate_active()
+    }
+
+    /// Zero-fills the newest file up to the roll-over size (see
+    /// [`fileio::AppendFile::preallocate`]): every later fdatasync then
+    /// writes data blocks only, no size change.
+    fn preallocate_active(&mut self) -> Result<(), StoreError> {
+        if let (Some(active), Some(file)) = (&mut self.active, self.files.last()) {
+            active
+                .preallocate(self.file_size_bytes)
+                .map_err(|e| io_error("preallocate", &file.path, e))?;
+        }
+        self.active_preallocated = true;
         Ok(())
     }
 
@@ -766,13 +803,22 @@ fn recover_file(
                 reason,
             });
         }
-        tracing::warn!(
-            path = %path.display(),
-            valid_bytes,
-            size_bytes,
-            %reason,
-            "WAL store: cutting the torn tail of the newest file"
-        );
+        if zero_tail(handle.as_ref(), valid_bytes, size_bytes) {
+            tracing::debug!(
+                path = %path.display(),
+                valid_bytes,
+                size_bytes,
+                "WAL store: cutting the zero-filled tail of the newest file"
+            );
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                valid_bytes,
+                size_bytes,
+                %reason,
+                "WAL store: cutting the torn tail of the newest file"
+            );
+        }
         drop(handle);
         if frames.is_empty() {
             io.remove_file(&path)
@@ -789,6 +835,16 @@ fn recover_file(
         frames: FrameList::from_vec(frames),
         size_bytes: valid_bytes,
     }))
+}
+
+/// Whether the newest file continues with zeros (its preallocation) where
+/// its frames end, rather than with a torn frame.
+fn zero_tail(file: &dyn ReadAt, from: u64, size_bytes: u64) -> bool {
+    let len = size_bytes
+        .saturating_sub(from)
+        .min(FRAME_HEADER_BYTES as u64);
+    let mut head = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut head, from).is_ok() && head.iter().all(|&b| b == 0)
 }
 
 fn sync_parent(io: &dyn FileIo, path: &Path) -> Result<(), StoreError> {

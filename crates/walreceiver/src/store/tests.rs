@@ -518,8 +518,11 @@ fn torn_write_poisons_and_recovery_cuts_at_the_last_complete_frame() {
         .unwrap();
     store.sync().unwrap();
     let path = dir.join(file_name(Lsn(0x100)));
-    let complete = memory.read_file(&path).unwrap();
-    assert_eq!(complete.len(), 2 * FRAME_HEADER_BYTES + 500);
+    // The file is zero-filled to the roll-over size; the frames come first.
+    let written = memory.read_file(&path).unwrap();
+    assert_eq!(written.len() as u64, DEFAULT_FILE_SIZE_BYTES);
+    let complete = written[..2 * FRAME_HEADER_BYTES + 500].to_vec();
+    assert!(written[complete.len()..].iter().all(|&b| b == 0));
     // The third frame reaches the disk only partly: its header and 50
     // bytes of its payload.
     store
@@ -533,10 +536,10 @@ fn torn_write_poisons_and_recovery_cuts_at_the_last_complete_frame() {
     );
     assert!(matches!(store.sync(), Err(StoreError::Io { .. })));
     assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
-    assert_eq!(
-        memory.read_file(&path).unwrap().len(),
-        complete.len() + FRAME_HEADER_BYTES + 50
-    );
+    let torn = memory.read_file(&path).unwrap();
+    let torn_end = complete.len() + FRAME_HEADER_BYTES + 50;
+    assert!(torn[complete.len()..torn_end].iter().any(|&b| b != 0));
+    assert!(torn[torn_end..].iter().all(|&b| b == 0));
     drop(store);
     let mut store = WalStore::open_with_io(faulty.clone(), dir, DEFAULT_FILE_SIZE_BYTES).unwrap();
     assert_eq!(store.end_lsn(), Some(Lsn(0x100 + 500)));
