@@ -380,17 +380,19 @@ proptest! {
         prefix_frames in 0usize..3,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = WalStore::open(dir.path()).unwrap();
+        let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
         for i in 0..prefix_frames as u64 {
             store.append(Lsn(64 + i * 10), &pattern(64 + i * 10, 10)).unwrap();
             store.sync().unwrap();
         }
         let path = dir.path().join(file_name(Lsn(64)));
         drop(store);
+        // The junk right after the frames, in place of the zero-filled tail.
         let mut bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.truncate(prefix_frames * (FRAME_HEADER_BYTES + 10));
         bytes.extend_from_slice(&junk);
         std::fs::write(&path, &bytes).unwrap();
-        if let Ok(store) = WalStore::open(dir.path()) {
+        if let Ok(store) = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES) {
             let end = store.end_lsn().unwrap_or(Lsn(64));
             prop_assert!(end >= Lsn(64 + prefix_frames as u64 * 10));
             if let Some(start) = store.start_lsn() {
