@@ -48,6 +48,25 @@ pub trait ReadAt: Send + Sync {
     fn note_access(&self) {}
 }
 
+/// A file opened for appending (an append-only log such as the WAL store's
+/// files). Bytes written with [`AppendFile::append`] are durable only after
+/// [`AppendFile::sync_data`] returned `Ok`; a failed `append` may have
+/// written a prefix of its bytes (a torn write).
+pub trait AppendFile: Send + Sync + fmt::Debug {
+    /// Writes all of `data` at the end of the file.
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte and the file's length durable
+    /// (`fdatasync`). Never retry a failure: see [`Poison`].
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Writes zeros from the append position up to `len` bytes and makes
+    /// them durable, without moving the append position. Later appends then
+    /// overwrite allocated, durable blocks, so their `sync_data` need not
+    /// commit a change of the file's size or block map (a file-system
+    /// journal commit per sync otherwise); PostgreSQL zero-fills its WAL
+    /// segments for the same reason. Readers of the file see the zeros.
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
+}
+
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -77,6 +96,32 @@ pub trait FileIo: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory tree.
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `path`, which must not exist yet, for appending. Its name is
+    /// durable only after [`FileIo::sync_dir`] of its directory. Backends
+    /// that only serve whole-file writers may leave the append methods
+    /// unsupported (the default).
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        Err(appends_unsupported(path))
+    }
+    /// Opens an existing file for appending at its end (its current size).
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        Err(appends_unsupported(path))
+    }
+    /// Cuts `path` to `len` bytes and fsyncs it (recovery dropping a torn
+    /// tail).
+    fn truncate(&self, path: &Path, _len: u64) -> io::Result<()> {
+        Err(appends_unsupported(path))
+    }
+}
+
+fn appends_unsupported(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "{}: this file backend does not support appends",
+            path.display()
+        ),
+    )
 }
 
 /// [`FileIo`] on the local file system.
@@ -91,6 +136,46 @@ impl ReadAt for StdReadFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+}
+
+/// Appends with positioned writes at `end` (not `O_APPEND`), so that a
+/// preallocated tail is overwritten rather than appended after.
+#[derive(Debug)]
+struct StdAppendFile {
+    file: fs::File,
+    end: u64,
+}
+
+/// Zeros written per call while preallocating.
+const ZEROS_CHUNK_BYTES: usize = 256 * 1024;
+
+impl AppendFile for StdAppendFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.end)?;
+        self.end += data.len() as u64;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let size = self.file.metadata()?.len().max(self.end);
+        if len <= size {
+            return Ok(());
+        }
+        // Real zeros, not fallocate: a write into an unwritten extent still
+        // changes the block map and costs a journal commit at fdatasync.
+        let zeros = vec![0u8; ZEROS_CHUNK_BYTES];
+        let mut at = size;
+        while at < len {
+            let n = usize::try_from(len - at)
+                .unwrap_or(usize::MAX)
+                .min(zeros.len());
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_all()
     }
 }
 
@@ -132,6 +217,23 @@ impl FileIo for StdFileIo {
     }
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::remove_dir_all(dir)
+    }
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)?;
+        Ok(Box::new(StdAppendFile { file, end: 0 }))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        let end = file.metadata()?.len();
+        Ok(Box::new(StdAppendFile { file, end }))
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
     }
 }
 

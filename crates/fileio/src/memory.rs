@@ -7,7 +7,11 @@
 //! directory is fsynced with `sync_dir`. A directory that becomes durable
 //! this way brings its current contents along (the store syncs a directory's
 //! contents before publishing it by rename). `create_dir_all` is durable at
-//! once. [`MemoryFileIo::crash`] throws away everything else.
+//! once. Appended bytes ([`FileIo::create_append`]) are durable once
+//! [`AppendFile::sync_data`] returned, if the file's name is; a name made
+//! durable by `sync_dir` brings the file's last synced contents, not
+//! bytes appended after that. [`MemoryFileIo::crash`] throws away
+//! everything else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -16,11 +20,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::{DirEntry, FileIo, ReadAt};
+use crate::{AppendFile, DirEntry, FileIo, ReadAt};
+
+type Files = BTreeMap<PathBuf, Arc<Vec<u8>>>;
 
 #[derive(Clone, Debug, Default)]
 struct Tree {
-    files: BTreeMap<PathBuf, Arc<Vec<u8>>>,
+    files: Files,
     dirs: BTreeSet<PathBuf>,
 }
 
@@ -48,16 +54,18 @@ impl Tree {
         self.dirs.retain(|d| !d.starts_with(dir));
     }
 
-    /// Copies `dir`'s direct children and their subtrees from `from`.
-    fn copy_children(&mut self, from: &Tree, dir: &Path) {
-        for (path, data) in &from.files {
+    /// Copies `dir`'s direct children and their subtrees from `from`, each
+    /// file with its contents as of its last fsync (`synced`).
+    fn copy_children(&mut self, from: &Tree, synced: &Files, dir: &Path) {
+        for path in from.files.keys() {
             if path.parent() == Some(dir)
                 || from
                     .dirs
                     .iter()
                     .any(|d| d.parent() == Some(dir) && path.starts_with(d))
             {
-                self.files.insert(path.clone(), data.clone());
+                let durable = synced.get(path).cloned().unwrap_or_default();
+                self.files.insert(path.clone(), durable);
             }
         }
         for sub in from.dirs.iter().filter(|d| d.parent() == Some(dir)) {
@@ -72,12 +80,76 @@ impl Tree {
 struct State {
     current: Tree,
     durable: Tree,
+    /// Each current file's contents as of its last fsync (`write_file`,
+    /// `sync_data`, `truncate`), under its current name.
+    synced: Files,
+}
+
+impl State {
+    /// Records `path`'s current contents as fsynced (and durable, if its
+    /// name already is).
+    fn mark_synced(&mut self, path: &Path) -> io::Result<()> {
+        let data = self
+            .current
+            .files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))?;
+        if self.durable.files.contains_key(path) {
+            self.durable.files.insert(path.to_owned(), data.clone());
+        }
+        self.synced.insert(path.to_owned(), data);
+        Ok(())
+    }
 }
 
 /// An in-memory [`FileIo`] that can simulate a crash.
 #[derive(Debug, Default)]
 pub struct MemoryFileIo {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+}
+
+/// An append handle of a [`MemoryFileIo`] file (by name), writing at `end`.
+#[derive(Debug)]
+struct MemoryAppend {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+    end: usize,
+}
+
+impl AppendFile for MemoryAppend {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let file = state
+            .current
+            .files
+            .get_mut(&self.path)
+            .ok_or_else(|| not_found(&self.path))?;
+        let file = Arc::make_mut(file);
+        let end = self.end + data.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[self.end..end].copy_from_slice(data);
+        self.end = end;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.state.lock().mark_synced(&self.path)
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let mut state = self.state.lock();
+        let file = state
+            .current
+            .files
+            .get_mut(&self.path)
+            .ok_or_else(|| not_found(&self.path))?;
+        if file.len() < len {
+            Arc::make_mut(file).resize(len, 0);
+        }
+        state.mark_synced(&self.path)
+    }
 }
 
 struct MemoryFile(Arc<Vec<u8>>);
@@ -116,6 +188,7 @@ impl MemoryFileIo {
     pub fn crash(&self) {
         let mut state = self.state.lock();
         state.current = state.durable.clone();
+        state.synced = state.durable.files.clone();
     }
 
     /// Replaces a file's contents in place (durably), e.g. to flip a byte.
@@ -126,6 +199,7 @@ impl MemoryFileIo {
         }
         let data = Arc::new(data);
         state.current.files.insert(path.to_owned(), data.clone());
+        state.synced.insert(path.to_owned(), data.clone());
         if state.durable.files.contains_key(path) {
             state.durable.files.insert(path.to_owned(), data);
         }
@@ -140,10 +214,9 @@ impl FileIo for MemoryFileIo {
         if !state.current.has_dir(parent) {
             return Err(not_found(parent));
         }
-        state
-            .current
-            .files
-            .insert(path.to_owned(), Arc::new(data.to_vec()));
+        let data = Arc::new(data.to_vec());
+        state.current.files.insert(path.to_owned(), data.clone());
+        state.synced.insert(path.to_owned(), data);
         Ok(())
     }
 
@@ -169,9 +242,15 @@ impl FileIo for MemoryFileIo {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        let current = &mut state.current;
+        let State {
+            current, synced, ..
+        } = &mut *state;
         if let Some(data) = current.files.remove(from) {
             current.files.insert(to.to_owned(), data);
+            match synced.remove(from) {
+                Some(data) => synced.insert(to.to_owned(), data),
+                None => synced.remove(to),
+            };
             return Ok(());
         }
         if !current.has_dir(from) {
@@ -192,6 +271,18 @@ impl FileIo for MemoryFileIo {
             .collect();
         current.remove_tree(from);
         let rebase = |p: &Path| p.strip_prefix(from).map(|rest| to.join(rest));
+        synced.retain(|p, _| !p.starts_with(to));
+        let moved_synced: Vec<_> = synced
+            .iter()
+            .filter(|(p, _)| p.starts_with(from))
+            .map(|(p, d)| (p.clone(), d.clone()))
+            .collect();
+        synced.retain(|p, _| !p.starts_with(from));
+        for (path, data) in moved_synced {
+            if let Ok(new) = rebase(&path) {
+                synced.insert(new, data);
+            }
+        }
         for (path, data) in moved_files {
             if let Ok(new) = rebase(&path) {
                 current.files.insert(new, data);
@@ -210,9 +301,13 @@ impl FileIo for MemoryFileIo {
         if !state.current.has_dir(dir) {
             return Err(not_found(dir));
         }
-        let State { current, durable } = &mut *state;
+        let State {
+            current,
+            durable,
+            synced,
+        } = &mut *state;
         durable.clear_children(dir);
-        durable.copy_children(current, dir);
+        durable.copy_children(current, synced, dir);
         Ok(())
     }
 
@@ -257,6 +352,7 @@ impl FileIo for MemoryFileIo {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
+        state.synced.remove(path);
         state
             .current
             .files
@@ -271,7 +367,53 @@ impl FileIo for MemoryFileIo {
             return Err(not_found(dir));
         }
         state.current.remove_tree(dir);
+        state.synced.retain(|p, _| !p.starts_with(dir));
         Ok(())
+    }
+
+    fn create_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let mut state = self.state.lock();
+        let parent = path.parent().ok_or_else(|| not_found(path))?;
+        if !state.current.has_dir(parent) {
+            return Err(not_found(parent));
+        }
+        if state.current.files.contains_key(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        state.current.files.insert(path.to_owned(), Arc::default());
+        state.synced.insert(path.to_owned(), Arc::default());
+        Ok(Box::new(MemoryAppend {
+            state: self.state.clone(),
+            path: path.to_owned(),
+            end: 0,
+        }))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let end = match self.state.lock().current.files.get(path) {
+            Some(data) => data.len(),
+            None => return Err(not_found(path)),
+        };
+        Ok(Box::new(MemoryAppend {
+            state: self.state.clone(),
+            path: path.to_owned(),
+            end,
+        }))
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let file = state
+            .current
+            .files
+            .get_mut(path)
+            .ok_or_else(|| not_found(path))?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        Arc::make_mut(file).truncate(len);
+        state.mark_synced(path)
     }
 }
 
@@ -291,6 +433,46 @@ mod tests {
         assert_eq!(io.read_file(&dir.join("a")).unwrap(), b"1");
         assert!(io.read_file(&dir.join("b")).is_err());
         assert!(io.read_file(&dir.join("a.___temp")).is_err());
+    }
+
+    #[test]
+    fn appends_survive_a_crash_only_once_synced() {
+        let io = MemoryFileIo::new();
+        let dir = Path::new("/w");
+        io.create_dir_all(dir).unwrap();
+        let path = dir.join("log");
+        let mut file = io.create_append(&path).unwrap();
+        file.append(b"one").unwrap();
+        file.sync_data().unwrap();
+        file.append(b"two").unwrap();
+        // The name becomes durable with the synced contents only.
+        io.sync_dir(dir).unwrap();
+        assert_eq!(io.read_file(&path).unwrap(), b"onetwo");
+        io.crash();
+        assert_eq!(io.read_file(&path).unwrap(), b"one");
+        let mut file = io.open_append(&path).unwrap();
+        file.append(b"three").unwrap();
+        file.sync_data().unwrap();
+        file.append(b"four").unwrap();
+        io.crash();
+        assert_eq!(io.read_file(&path).unwrap(), b"onethree");
+        io.truncate(&path, 2).unwrap();
+        io.crash();
+        assert_eq!(io.read_file(&path).unwrap(), b"on");
+        // Preallocated zeros are durable at once and overwritten in place.
+        let mut file = io.open_append(&path).unwrap();
+        file.preallocate(6).unwrap();
+        file.append(b"e").unwrap();
+        assert_eq!(io.read_file(&path).unwrap(), b"one\0\0\0");
+        io.crash();
+        assert_eq!(io.read_file(&path).unwrap(), b"on\0\0\0\0");
+        // A file whose name was never made durable is gone.
+        io.create_append(&dir.join("new"))
+            .unwrap()
+            .sync_data()
+            .unwrap();
+        io.crash();
+        assert!(io.read_file(&dir.join("new")).is_err());
     }
 
     #[test]

@@ -21,8 +21,13 @@
 //! directory, if a file was created or removed since the last sync); only then
 //! does it return the durable end. A file is rolled over (a new one created)
 //! once it holds [`DEFAULT_FILE_SIZE_BYTES`]; the full file is `fdatasync`ed
-//! *before* its successor is created, so every file but the newest is
-//! complete and durable at all times. Large appends are written out early
+//! and cut to its last frame *before* its successor is created, so every
+//! file but the newest is complete and durable at all times. The newest file
+//! is zero-filled (and fsynced) up to the roll-over size when it is created,
+//! as PostgreSQL does with its WAL segments: a sync then overwrites
+//! allocated blocks and its `fdatasync` commits no size change, which on
+//! ext4 would cost a journal commit per sync — on every commit an endpoint
+//! waits for. Recovery cuts the zeros like any other bad tail. Large appends are written out early
 //! (without fsync) in frames of at most [`MAX_FRAME_PAYLOAD_BYTES`].
 //!
 //! After a failed write or fsync the store refuses all further work
@@ -55,6 +60,11 @@
 //! can't damage them. The format has one version; a change gets a new frame
 //! magic.
 //!
+//! Every file operation goes through [`fileio::FileIo`] (appends through its
+//! [`fileio::AppendFile`] handles), so tests run the store on
+//! [`fileio::FaultyIo`] (failed fsyncs, torn writes) and
+//! [`fileio::MemoryFileIo`] (a crash loses whatever was not fsynced).
+//!
 //! [`WalStore::truncate_before`] removes whole files from the oldest one up,
 //! so a crash in the middle leaves a contiguous suffix; the newest file is
 //! never removed, so the store's end stays known.
@@ -63,12 +73,10 @@ mod frame;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fileio::{AppendFile, FileIo, ReadAt, StdFileIo};
 use postgres_wal::Lsn;
 
 use frame::{FrameHeader, FRAME_HEADER_BYTES};
@@ -210,12 +218,13 @@ impl StoreFile {
 /// the on-disk format and the crash rules.
 #[derive(Debug)]
 pub struct WalStore {
+    io: Arc<dyn FileIo>,
     dir: PathBuf,
     file_size_bytes: u64,
     /// Oldest first; contiguous.
     files: Vec<StoreFile>,
     /// Open handle of the newest file, for appending.
-    active: Option<File>,
+    active: Option<Box<dyn AppendFile>>,
     /// Appended bytes not yet written to a file, starting at `pending_lsn`.
     pending: Vec<u8>,
     pending_lsn: Lsn,
@@ -225,6 +234,8 @@ pub struct WalStore {
     durable_end: Option<Lsn>,
     /// Written but not yet fdatasync'ed bytes exist in the newest file.
     active_dirty: bool,
+    /// The newest file is zero-filled up to the roll-over size.
+    active_preallocated: bool,
     /// A file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
     poisoned: Option<String>,
@@ -247,8 +258,19 @@ impl WalStore {
     /// Like [`WalStore::open`] with another roll-over size (tests use small
     /// files to exercise roll-over and truncation).
     pub fn open_with_file_size(dir: &Path, file_size_bytes: u64) -> Result<WalStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
-        let mut names = list_files(dir)?;
+        Self::open_with_io(Arc::new(StdFileIo), dir, file_size_bytes)
+    }
+
+    /// Like [`WalStore::open_with_file_size`] on the file system `io` (a
+    /// [`fileio::FaultyIo`] or [`fileio::MemoryFileIo`] in tests).
+    pub fn open_with_io(
+        io: Arc<dyn FileIo>,
+        dir: &Path,
+        file_size_bytes: u64,
+    ) -> Result<WalStore, StoreError> {
+        io.create_dir_all(dir)
+            .map_err(|e| io_error("create directory", dir, e))?;
+        let mut names = list_files(io.as_ref(), dir)?;
         names.sort_by_key(|(start, _)| *start);
         let mut files = Vec::with_capacity(names.len());
         let count = names.len();
@@ -266,16 +288,20 @@ impl WalStore {
                     });
                 }
             }
-            if let Some(file) = recover_file(start, path, newest)? {
+            if let Some(file) = recover_file(io.as_ref(), start, path, newest)? {
                 files.push(file);
             }
         }
         let end = files.last().map(StoreFile::end);
         let active = match files.last() {
-            Some(file) => Some(open_for_append(&file.path)?),
+            Some(file) => Some(
+                io.open_append(&file.path)
+                    .map_err(|e| io_error("open", &file.path, e))?,
+            ),
             None => None,
         };
         Ok(WalStore {
+            io,
             dir: dir.to_owned(),
             file_size_bytes: file_size_bytes.max(1),
             files,
@@ -285,6 +311,7 @@ impl WalStore {
             end,
             durable_end: end,
             active_dirty: false,
+            active_preallocated: false,
             dir_dirty: false,
             poisoned: None,
             #[cfg(test)]
@@ -364,6 +391,7 @@ impl WalStore {
             return Err(self.out_of_range(from));
         }
         read_range(
+            self.io.as_ref(),
             &self.files,
             Some((self.pending_lsn, &self.pending)),
             from,
@@ -379,6 +407,7 @@ impl WalStore {
     /// waits for the owner's appends, fsyncs or deletions.
     pub fn read_view(&self) -> ReadView {
         ReadView {
+            io: self.io.clone(),
             files: self.files.clone(),
         }
     }
@@ -389,8 +418,11 @@ impl WalStore {
         self.check_usable()?;
         while self.files.len() > 1 && self.files[1].start <= lsn {
             let file = self.files.remove(0);
-            self.guard(|_| {
-                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            self.guard(|store| {
+                store
+                    .io
+                    .remove_file(&file.path)
+                    .map_err(|e| io_error("remove", &file.path, e))
             })?;
             self.dir_dirty = true;
         }
@@ -404,8 +436,11 @@ impl WalStore {
         self.check_usable()?;
         self.active = None;
         for file in std::mem::take(&mut self.files) {
-            self.guard(|_| {
-                std::fs::remove_file(&file.path).map_err(|e| io_error("remove", &file.path, e))
+            self.guard(|store| {
+                store
+                    .io
+                    .remove_file(&file.path)
+                    .map_err(|e| io_error("remove", &file.path, e))
             })?;
         }
         self.pending.clear();
@@ -444,6 +479,13 @@ impl WalStore {
 
     /// Writes the pending buffer as frames, rolling over to new files.
     fn write_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if !self.active_preallocated {
+            // A file reopened after a restart: recovery cut its zero tail.
+            self.preallocate_active()?;
+        }
         let pending = std::mem::take(&mut self.pending);
         let mut lsn = self.pending_lsn;
         for chunk in pending.chunks(MAX_FRAME_PAYLOAD_BYTES) {
@@ -476,7 +518,7 @@ impl WalStore {
                 std::io::Error::other("injected fsync failure"),
             ));
         }
-        if let (Some(active), Some(file)) = (&self.active, self.files.last()) {
+        if let (Some(active), Some(file)) = (&mut self.active, self.files.last()) {
             active
                 .sync_data()
                 .map_err(|e| io_error("fdatasync", &file.path, e))?;
@@ -485,16 +527,23 @@ impl WalStore {
         Ok(())
     }
 
-    /// Makes the newest file durable, then starts a new one at `lsn`.
+    /// Makes the newest file durable and cuts its preallocated tail (every
+    /// file but the newest ends with its last frame), then starts a new,
+    /// zero-filled one at `lsn`.
     fn roll_over(&mut self, lsn: Lsn) -> Result<(), StoreError> {
         if self.active_dirty {
             self.sync_active()?;
         }
+        if let Some(file) = self.files.last() {
+            self.active = None;
+            self.io
+                .truncate(&file.path, file.size_bytes)
+                .map_err(|e| io_error("truncate", &file.path, e))?;
+        }
         let path = self.dir.join(file_name(lsn));
-        let handle = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
+        let handle = self
+            .io
+            .create_append(&path)
             .map_err(|e| io_error("create", &path, e))?;
         self.files.push(StoreFile {
             start: lsn,
@@ -503,7 +552,21 @@ impl WalStore {
             size_bytes: 0,
         });
         self.active = Some(handle);
+        self.active_preallocated = false;
         self.dir_dirty = true;
+        self.preallocate_active()
+    }
+
+    /// Zero-fills the newest file up to the roll-over size (see
+    /// [`fileio::AppendFile::preallocate`]): every later fdatasync then
+    /// writes data blocks only, no size change.
+    fn preallocate_active(&mut self) -> Result<(), StoreError> {
+        if let (Some(active), Some(file)) = (&mut self.active, self.files.last()) {
+            active
+                .preallocate(self.file_size_bytes)
+                .map_err(|e| io_error("preallocate", &file.path, e))?;
+        }
+        self.active_preallocated = true;
         Ok(())
     }
 
@@ -516,7 +579,7 @@ impl WalStore {
         frame.extend_from_slice(&header.encode());
         frame.extend_from_slice(payload);
         active
-            .write_all(&frame)
+            .append(&frame)
             .map_err(|e| io_error("write", &file.path, e))?;
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         file.frames.push(FrameIndex {
@@ -531,8 +594,8 @@ impl WalStore {
     }
 
     fn sync_dir(&mut self) -> Result<(), StoreError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
+        self.io
+            .sync_dir(&self.dir)
             .map_err(|e| io_error("fsync directory", &self.dir, e))?;
         self.dir_dirty = false;
         Ok(())
@@ -542,11 +605,12 @@ impl WalStore {
 /// Appends to `out` some bytes (at most `max`) starting at `at`, from one
 /// file frame or from the pending buffer (if given). `handle` caches the open file.
 fn read_some(
+    io: &dyn FileIo,
     files: &[StoreFile],
     pending: Option<(Lsn, &[u8])>,
     at: Lsn,
     max: usize,
-    handle: &mut Option<(usize, File)>,
+    handle: &mut Option<(usize, Arc<dyn ReadAt>)>,
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let in_files = files.last().is_some_and(|file| at < file.end());
@@ -573,7 +637,9 @@ fn read_some(
     let take = (u64::from(frame.len) - skip).min(max as u64);
     let mut buffer = vec![0u8; usize::try_from(take).unwrap_or(0)];
     if handle.as_ref().map(|(index, _)| *index) != Some(file_index) {
-        let opened = File::open(&file.path).map_err(|e| io_error("open", &file.path, e))?;
+        let opened = io
+            .open_read(&file.path)
+            .map_err(|e| io_error("open", &file.path, e))?;
         *handle = Some((file_index, opened));
     }
     if let Some((_, opened)) = handle {
@@ -596,6 +662,7 @@ fn read_some(
 /// pending buffer. Errors: `Err(Ok(at))` when nothing could be read at `at`
 /// (out of range), `Err(Err(_))` for an I/O or CRC failure.
 fn read_range(
+    io: &dyn FileIo,
     files: &[StoreFile],
     pending: Option<(Lsn, &[u8])>,
     from: Lsn,
@@ -604,11 +671,12 @@ fn read_range(
 ) -> Result<Vec<u8>, Result<Lsn, StoreError>> {
     let wanted = usize::try_from(end - from).unwrap_or(usize::MAX).min(max);
     let mut out = Vec::with_capacity(wanted);
-    let mut handle: Option<(usize, File)> = None;
+    let mut handle: Option<(usize, Arc<dyn ReadAt>)> = None;
     while out.len() < wanted {
         let at = from + out.len() as u64;
         let before = out.len();
         read_some(
+            io,
             files,
             pending,
             at,
@@ -629,9 +697,20 @@ fn read_range(
 /// [`WalStore::read_view`]). Files the owner deletes later stay readable
 /// through handles already open; the owner only deletes files wholly below
 /// what the reader has consumed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReadView {
+    io: Arc<dyn FileIo>,
     files: Vec<StoreFile>,
+}
+
+impl Default for ReadView {
+    /// An empty view.
+    fn default() -> ReadView {
+        ReadView {
+            io: Arc::new(StdFileIo),
+            files: Vec::new(),
+        }
+    }
 }
 
 impl ReadView {
@@ -658,7 +737,7 @@ impl ReadView {
         if from < start || from > end {
             return Err(out_of_range(from));
         }
-        read_range(&self.files, None, from, end, max)
+        read_range(self.io.as_ref(), &self.files, None, from, end, max)
             .map_err(|e| e.map_or_else(|error| error, out_of_range))
     }
 }
@@ -684,39 +763,38 @@ fn parse_file_name(name: &str) -> Option<Lsn> {
 }
 
 /// Store files in `dir` (other names are ignored), unsorted.
-fn list_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, StoreError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+fn list_files(io: &dyn FileIo, dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, StoreError> {
+    let entries = io.list_dir(dir).map_err(|e| io_error("list", dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("list", dir, e))?;
-        let name = entry.file_name();
-        if let Some(start) = name.to_str().and_then(parse_file_name) {
-            files.push((start, entry.path()));
+        if entry.is_dir {
+            continue;
+        }
+        if let Some(start) = parse_file_name(&entry.name) {
+            files.push((start, dir.join(&entry.name)));
         }
     }
     Ok(files)
 }
 
-fn open_for_append(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| io_error("open", path, e))
-}
-
 /// Reads and checks every frame of one file. The newest file is cut at its
 /// first bad frame (removed if none is good: `Ok(None)`); an older file with
 /// a bad frame is corrupt.
-fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreFile>, StoreError> {
-    let handle = File::open(&path).map_err(|e| io_error("open", &path, e))?;
-    let size_bytes = handle
-        .metadata()
-        .map_err(|e| io_error("stat", &path, e))?
-        .len();
+fn recover_file(
+    io: &dyn FileIo,
+    start: Lsn,
+    path: PathBuf,
+    newest: bool,
+) -> Result<Option<StoreFile>, StoreError> {
+    let handle = io
+        .open_read(&path)
+        .map_err(|e| io_error("open", &path, e))?;
+    let size_bytes = handle.len().map_err(|e| io_error("stat", &path, e))?;
     // Older files were complete and synced before their successor existed:
     // walking their headers is enough here, payload CRCs are checked when
     // frames are read. The newest file may hold a torn tail: check it all.
-    let (frames, valid_bytes, problem) = frame::scan(&handle, &path, start, size_bytes, newest)?;
+    let (frames, valid_bytes, problem) =
+        frame::scan(handle.as_ref(), &path, start, size_bytes, newest)?;
     if let Some(reason) = problem {
         if !newest {
             return Err(StoreError::Corrupt {
@@ -725,25 +803,30 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
                 reason,
             });
         }
-        tracing::warn!(
-            path = %path.display(),
-            valid_bytes,
-            size_bytes,
-            %reason,
-            "WAL store: cutting the torn tail of the newest file"
-        );
+        if zero_tail(handle.as_ref(), valid_bytes, size_bytes) {
+            tracing::debug!(
+                path = %path.display(),
+                valid_bytes,
+                size_bytes,
+                "WAL store: cutting the zero-filled tail of the newest file"
+            );
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                valid_bytes,
+                size_bytes,
+                %reason,
+                "WAL store: cutting the torn tail of the newest file"
+            );
+        }
         drop(handle);
         if frames.is_empty() {
-            std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
-            sync_parent(&path)?;
+            io.remove_file(&path)
+                .map_err(|e| io_error("remove", &path, e))?;
+            sync_parent(io, &path)?;
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
-        file.set_len(valid_bytes)
-            .and_then(|()| file.sync_all())
+        io.truncate(&path, valid_bytes)
             .map_err(|e| io_error("truncate", &path, e))?;
     }
     Ok(Some(StoreFile {
@@ -754,9 +837,18 @@ fn recover_file(start: Lsn, path: PathBuf, newest: bool) -> Result<Option<StoreF
     }))
 }
 
-fn sync_parent(path: &Path) -> Result<(), StoreError> {
+/// Whether the newest file continues with zeros (its preallocation) where
+/// its frames end, rather than with a torn frame.
+fn zero_tail(file: &dyn ReadAt, from: u64, size_bytes: u64) -> bool {
+    let len = size_bytes
+        .saturating_sub(from)
+        .min(FRAME_HEADER_BYTES as u64);
+    let mut head = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut head, from).is_ok() && head.iter().all(|&b| b == 0)
+}
+
+fn sync_parent(io: &dyn FileIo, path: &Path) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    io.sync_dir(dir)
         .map_err(|e| io_error("fsync directory", dir, e))
 }

@@ -13,9 +13,9 @@
 //! The CRC covers the length and LSN, so a header left by a torn write, or
 //! zeros a file system exposes after a crash, never pass as a frame.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use fileio::ReadAt;
 
 use postgres_wal::Lsn;
 
@@ -106,7 +106,7 @@ pub(super) fn payload_matches(frame: &FrameIndex, payload: &[u8]) -> bool {
 /// first LSN `start`) and checks magic, length and LSN continuity, and with
 /// `verify_payloads` also each payload's CRC.
 pub(super) fn scan(
-    file: &File,
+    file: &dyn ReadAt,
     path: &Path,
     start: Lsn,
     size_bytes: u64,

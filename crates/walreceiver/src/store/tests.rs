@@ -2,6 +2,8 @@
 //! syncs, reads, truncations and crashes (with torn or garbage tails past the
 //! durable end) against a model of what must be there.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -378,17 +380,19 @@ proptest! {
         prefix_frames in 0usize..3,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = WalStore::open(dir.path()).unwrap();
+        let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
         for i in 0..prefix_frames as u64 {
             store.append(Lsn(64 + i * 10), &pattern(64 + i * 10, 10)).unwrap();
             store.sync().unwrap();
         }
         let path = dir.path().join(file_name(Lsn(64)));
         drop(store);
+        // The junk right after the frames, in place of the zero-filled tail.
         let mut bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.truncate(prefix_frames * (FRAME_HEADER_BYTES + 10));
         bytes.extend_from_slice(&junk);
         std::fs::write(&path, &bytes).unwrap();
-        if let Ok(store) = WalStore::open(dir.path()) {
+        if let Ok(store) = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES) {
             let end = store.end_lsn().unwrap_or(Lsn(64));
             prop_assert!(end >= Lsn(64 + prefix_frames as u64 * 10));
             if let Some(start) = store.start_lsn() {
@@ -448,4 +452,142 @@ fn read_views_serve_what_was_durable_when_taken() {
             .unwrap()
     );
     assert!(ReadView::default().read(Lsn(start), 1).is_err());
+}
+
+/// A store on a simulated disk ([`fileio::MemoryFileIo`]) behind a fault
+/// injector ([`fileio::FaultyIo`]).
+fn simulated_disk() -> (Arc<fileio::MemoryFileIo>, Arc<fileio::FaultyIo>) {
+    let memory = Arc::new(fileio::MemoryFileIo::new());
+    let faulty = Arc::new(fileio::FaultyIo::new(memory.clone()));
+    (memory, faulty)
+}
+
+#[test]
+fn failed_fsync_refuses_until_reopened_and_reopen_keeps_only_the_durable() {
+    let (memory, faulty) = simulated_disk();
+    let dir = Path::new("/disk/wal");
+    let mut store = WalStore::open_with_io(faulty.clone(), dir, SMALL_FILE_BYTES).unwrap();
+    // Several files: roll-overs fsync the full file and the directory.
+    store.append(Lsn(1000), &pattern(1000, 10_000)).unwrap();
+    assert_eq!(store.sync().unwrap(), Lsn(11_000));
+    store.append(Lsn(11_000), &pattern(11_000, 500)).unwrap();
+    faulty.arm(0, fileio::Fault::FailFsync);
+    assert!(matches!(store.sync(), Err(StoreError::Io { .. })));
+    assert!(faulty.fired());
+    assert_eq!(store.durable_end_lsn(), Some(Lsn(11_000)));
+    // Poisoned: nothing that writes is tried again, not even after the
+    // disk recovered.
+    assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
+    assert!(matches!(
+        store.append(Lsn(11_500), &[1]),
+        Err(StoreError::Poisoned(_))
+    ));
+    assert!(matches!(
+        store.truncate_before(Lsn(5000)),
+        Err(StoreError::Poisoned(_))
+    ));
+    drop(store);
+    // The kernel dropped the pages the failed fsync was about.
+    memory.crash();
+    let mut store = WalStore::open_with_io(faulty.clone(), dir, SMALL_FILE_BYTES).unwrap();
+    assert_eq!(store.start_lsn(), Some(Lsn(1000)));
+    assert_eq!(store.end_lsn(), Some(Lsn(11_000)));
+    assert_eq!(
+        store.read(Lsn(1000), usize::MAX).unwrap(),
+        pattern(1000, 10_000)
+    );
+    // Reopened, it works again from the durable end.
+    store.append(Lsn(11_000), &pattern(11_000, 700)).unwrap();
+    assert_eq!(store.sync().unwrap(), Lsn(11_700));
+    drop(store);
+    memory.crash();
+    let store = WalStore::open_with_io(faulty, dir, SMALL_FILE_BYTES).unwrap();
+    assert_eq!(
+        store.read(Lsn(1000), usize::MAX).unwrap(),
+        pattern(1000, 10_700)
+    );
+}
+
+#[test]
+fn torn_write_poisons_and_recovery_cuts_at_the_last_complete_frame() {
+    let (memory, faulty) = simulated_disk();
+    let dir = Path::new("/disk/wal");
+    let mut store = WalStore::open_with_io(faulty.clone(), dir, DEFAULT_FILE_SIZE_BYTES).unwrap();
+    store.append(Lsn(0x100), &pattern(0x100, 300)).unwrap();
+    store.sync().unwrap();
+    store
+        .append(Lsn(0x100 + 300), &pattern(0x100 + 300, 200))
+        .unwrap();
+    store.sync().unwrap();
+    let path = dir.join(file_name(Lsn(0x100)));
+    // The file is zero-filled to the roll-over size; the frames come first.
+    let written = memory.read_file(&path).unwrap();
+    assert_eq!(written.len() as u64, DEFAULT_FILE_SIZE_BYTES);
+    let complete = written[..2 * FRAME_HEADER_BYTES + 500].to_vec();
+    assert!(written[complete.len()..].iter().all(|&b| b == 0));
+    // The third frame reaches the disk only partly: its header and 50
+    // bytes of its payload.
+    store
+        .append(Lsn(0x100 + 500), &pattern(0x100 + 500, 400))
+        .unwrap();
+    faulty.arm(
+        0,
+        fileio::Fault::TornWrite {
+            keep_bytes: FRAME_HEADER_BYTES + 50,
+        },
+    );
+    assert!(matches!(store.sync(), Err(StoreError::Io { .. })));
+    assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
+    let torn = memory.read_file(&path).unwrap();
+    let torn_end = complete.len() + FRAME_HEADER_BYTES + 50;
+    assert!(torn[complete.len()..torn_end].iter().any(|&b| b != 0));
+    assert!(torn[torn_end..].iter().all(|&b| b == 0));
+    drop(store);
+    let mut store = WalStore::open_with_io(faulty.clone(), dir, DEFAULT_FILE_SIZE_BYTES).unwrap();
+    assert_eq!(store.end_lsn(), Some(Lsn(0x100 + 500)));
+    assert_eq!(memory.read_file(&path).unwrap(), complete);
+    assert_eq!(
+        store.read(Lsn(0x100), usize::MAX).unwrap(),
+        pattern(0x100, 500)
+    );
+    // The cut is durable: a crash now does not bring the torn bytes back.
+    store
+        .append(Lsn(0x100 + 500), &pattern(0x100 + 500, 10))
+        .unwrap();
+    store.sync().unwrap();
+    drop(store);
+    memory.crash();
+    let store = WalStore::open_with_io(faulty, dir, DEFAULT_FILE_SIZE_BYTES).unwrap();
+    assert_eq!(
+        store.read(Lsn(0x100), usize::MAX).unwrap(),
+        pattern(0x100, 510)
+    );
+}
+
+#[test]
+fn a_crash_loses_exactly_the_unsynced_appends() {
+    let (memory, faulty) = simulated_disk();
+    let dir = Path::new("/disk/wal");
+    let mut store = WalStore::open_with_io(faulty.clone(), dir, SMALL_FILE_BYTES).unwrap();
+    let mut end = 5000u64;
+    for len in [100, 5000, 1, 9000] {
+        store.append(Lsn(end), &pattern(end, len)).unwrap();
+        end += len as u64;
+        assert_eq!(store.sync().unwrap(), Lsn(end));
+    }
+    // The read view, taken after the last sync, reads from the disk.
+    let view = store.read_view();
+    // Written out (a big append) and buffered, but not synced.
+    store
+        .append(Lsn(end), &pattern(end, MAX_FRAME_PAYLOAD_BYTES + 10))
+        .unwrap();
+    assert_eq!(view.read(Lsn(5000), usize::MAX).unwrap().len(), 14_101);
+    drop(store);
+    memory.crash();
+    let store = WalStore::open_with_io(faulty, dir, SMALL_FILE_BYTES).unwrap();
+    assert_eq!(store.end_lsn(), Some(Lsn(end)));
+    assert_eq!(
+        store.read(Lsn(5000), usize::MAX).unwrap(),
+        pattern(5000, 14_101)
+    );
 }
