@@ -409,13 +409,24 @@ impl TenantManager {
     }
 
     /// Makes this pageserver a secondary location of `id` (idempotent).
-    fn start_secondary(&self, id: TenantId) -> Result<(), TenantError> {
+    /// The mode is persisted first, so the copy is resumed after a restart.
+    pub(crate) fn start_secondary(&self, id: TenantId) -> Result<(), TenantError> {
         let remote = self.require_remote()?.clone();
+        if self
+            .secondaries
+            .lock()
+            .get(&id)
+            .is_some_and(|task| !task.is_finished())
+        {
+            return Ok(());
+        }
+        let dir = secondary::tenant_dir(&self.secondary_root, id);
+        // A small file, written before the lock is taken again.
+        secondary::persist_mode(&dir)?;
         let mut secondaries = self.secondaries.lock();
         if secondaries.get(&id).is_some_and(|task| !task.is_finished()) {
             return Ok(());
         }
-        let dir = secondary::tenant_dir(&self.secondary_root, id);
         let task = tokio::spawn(secondary::run(remote, id, dir, self.shutdown.child_token()));
         secondaries.insert(id, task);
         tracing::info!(tenant_id = %id, "secondary location started");
