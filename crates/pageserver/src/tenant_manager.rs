@@ -191,7 +191,11 @@ impl TenantManager {
             std::fs::remove_dir_all(&temp_dir)?;
         }
         std::fs::create_dir_all(&temp_dir)?;
-        let file = TenantFile { config, generation };
+        let file = TenantFile {
+            config,
+            generation,
+            attached_stale: false,
+        };
         tenant::write_tenant_file(&temp_dir, &file)?;
         std::fs::rename(&temp_dir, &final_dir)?;
         fileio::sync_dir(&self.tenants_dir)?;

@@ -835,3 +835,74 @@ async fn secondary_survives_a_restart() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `AttachedStale` survives a restart: uploads and deletions stay stopped
+/// (the mode is in `tenant.json`) until `AttachedSingle` with a newer
+/// generation clears it, and uploads then resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_stale_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("remote"));
+    let workdir = dir.path().join("a");
+    let a = store.start(&workdir).await;
+    let (tenant, timeline) = create_with_timeline(&a, 1).await;
+    wait_uploaded(&a, &tenant, &timeline).await;
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedStale", "generation": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+
+    let a = store.start(&workdir).await;
+    let stale = |server: &TestServer| {
+        server
+            .manager()
+            .get(tenant.parse().unwrap())
+            .unwrap()
+            .remote()
+            .expect("remote side")
+            .is_stale()
+    };
+    assert!(stale(&a), "AttachedStale was forgotten by the restart");
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!stale(&a));
+    a.stop().await;
+    let a = store.start(&workdir).await;
+    assert!(
+        !stale(&a),
+        "AttachedSingle did not clear the persisted mode"
+    );
+    // Uploads run again, in generation 2.
+    let storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    tokio::task::spawn_blocking(move || churn(&storage, 2))
+        .await
+        .unwrap();
+    wait_uploaded(&a, &tenant, &timeline).await;
+    assert!(
+        store
+            .objects()
+            .await
+            .keys()
+            .any(|name| name.contains("index_part.json-00000002")),
+        "no generation-2 index after the mode was cleared"
+    );
+    a.stop().await;
+}

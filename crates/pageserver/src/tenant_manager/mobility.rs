@@ -85,6 +85,8 @@ pub fn start_remote(
         }
     }
     remote_tenant.seed(seed);
+    // `AttachedStale` persisted in tenant.json survives a restart.
+    remote_tenant.set_stale(tenant.attached_stale());
     tenant.set_remote(Some(remote_tenant));
     runtime.spawn(upload::upload_task(
         Arc::downgrade(tenant),
@@ -132,6 +134,7 @@ impl TenantManager {
         let file = TenantFile {
             config,
             generation: Some(generation),
+            attached_stale: stale,
         };
         let tenant = Arc::new(Tenant::new(
             id,
@@ -483,6 +486,7 @@ impl TenantManager {
                 tenant.set_remote(Some(Arc::new(fresh)));
             }
         }
+        tenant.set_attached_stale(stale)?;
         if let Some(remote) = tenant.remote() {
             remote.set_stale(stale);
         }
