@@ -114,7 +114,7 @@ pub async fn upload(
         return Ok(round);
     };
     let timeline_id = timeline_id.to_string();
-    let mut replaced_ok = plan.replaces.is_none();
+    let mut replaced_ok = plan.replaces.is_empty();
     for range in plan.upload {
         let reader = Arc::clone(&view);
         let wanted = range.clone();
@@ -153,10 +153,11 @@ pub async fn upload(
         round.chain.push(object);
     }
     if !replaced_ok {
-        if let Some(replaced) = plan.replaces {
-            round.dropped.retain(|object| *object != replaced);
-            round.chain.push(replaced);
-        }
+        // The merge failed: the pieces it was to replace stay.
+        round
+            .dropped
+            .retain(|object| !plan.replaces.contains(object));
+        round.chain.extend(plan.replaces);
     }
     Ok(round)
 }
