@@ -100,29 +100,14 @@ async fn create_with_timeline(server: &TestServer, generation: u32) -> (String, 
 
 /// The `branch_name` a server reports for a timeline.
 async fn branch_name_of(server: &TestServer, tenant: &str, timeline: &str) -> Value {
-    let (status, info) = server
-        .call(
-            "GET",
-            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    info["branch_name"].clone()
+    server.timeline_info(tenant, timeline).await["branch_name"].clone()
 }
 
 /// Waits until the timeline's remote_consistent_lsn reaches its disk_consistent_lsn.
 async fn wait_uploaded(server: &TestServer, tenant: &str, timeline: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, info) = server
-            .call(
-                "GET",
-                &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{info}");
+        let info = server.timeline_info(tenant, timeline).await;
         if !info["remote_consistent_lsn"].is_null()
             && info["remote_consistent_lsn"] == info["disk_consistent_lsn"]
         {
