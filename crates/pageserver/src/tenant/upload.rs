@@ -15,8 +15,9 @@
 //! 3. only then write `index_part.json-<our generation>`, so an index never
 //!    names a missing object;
 //! 4. queue the objects of layers the new index dropped (GC, compaction) for
-//!    deletion ([`super::deletion`]), which runs only after validating that
-//!    no newer generation exists.
+//!    deletion ([`super::deletion`]), which runs only after validating, in
+//!    a listing taken after the index uploads, that no newer generation
+//!    exists.
 //!
 //! WAL objects a round uploaded are remembered ([`Unnamed`]) until an
 //! index of the timeline is uploaded: if the round's index upload failed,
@@ -243,7 +244,12 @@ impl RemoteTenant {
             self.upload_timeline(timeline, &mut validated).await?;
         }
         if !self.deletions.is_empty() {
-            self.ensure_validated(&mut validated).await?;
+            // A fresh validation *after* the round's index uploads, never
+            // the one from its start: an attach lists indexes only after
+            // writing its marker, so either this listing sees that marker
+            // (we are stale: nothing is deleted) or the attach sees the
+            // index just uploaded, which names none of these objects.
+            self.validate_generation().await?;
             self.deletions.run().await?;
         }
         Ok(())

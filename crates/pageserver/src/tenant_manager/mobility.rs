@@ -127,7 +127,9 @@ impl TenantManager {
         let generation = generation.ok_or_else(|| {
             TenantError::BadRequest("generation is required to attach a tenant".into())
         })?;
-        let plan = attach::plan(&remote, id, Generation(generation))
+        // Checked before anything is written (404, 409); the indexes come
+        // from a second listing after our marker (below).
+        attach::plan(&remote, id, Generation(generation))
             .await
             .map_err(attach_error)?;
         let final_dir = self.tenants_dir.join(id.to_string());
@@ -156,6 +158,18 @@ impl TenantManager {
             self.tenants.write().remove(&id);
             return Err(TenantError::Remote(error.to_string()));
         }
+        // The indexes are chosen from a listing taken *after* our marker
+        // is written: a stale pageserver that validates (lists markers)
+        // after its index upload either sees our marker and deletes
+        // nothing, or uploaded that index before this listing, so we load
+        // it (and it names what it did not delete).
+        let plan = match attach::plan(&remote, id, Generation(generation)).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.tenants.write().remove(&id);
+                return Err(attach_error(error));
+            }
+        };
         // A secondary location becomes attached: its warm layers are used.
         let warm = self.stop_secondary(id).await;
         let manager = Arc::clone(self);
