@@ -45,6 +45,11 @@ pub struct TenantFile {
     pub config: TenantConfig,
     /// Attachment generation given at creation, if any.
     pub generation: Option<u32>,
+    /// `location_config` `AttachedStale`: uploads and deletions stay
+    /// stopped across restarts. Written only when set, so a file of an
+    /// attached tenant in any other mode reads as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attached_stale: bool,
 }
 
 /// Lifecycle of a tenant.
@@ -359,6 +364,7 @@ impl Tenant {
         let updated = TenantFile {
             config: file.config.clone(),
             generation,
+            attached_stale: file.attached_stale,
         };
         write_tenant_file(&self.dir, &updated)?;
         *file = updated;
@@ -371,6 +377,28 @@ impl Tenant {
         let updated = TenantFile {
             config,
             generation: file.generation,
+            attached_stale: file.attached_stale,
+        };
+        write_tenant_file(&self.dir, &updated)?;
+        *file = updated;
+        Ok(())
+    }
+
+    /// Whether the location is `AttachedStale` (persisted).
+    pub fn attached_stale(&self) -> bool {
+        self.file.lock().attached_stale
+    }
+
+    /// Persists the `AttachedStale` mode (set or cleared) in `tenant.json`,
+    /// so a restart keeps uploads and deletions stopped.
+    pub fn set_attached_stale(&self, stale: bool) -> std::io::Result<()> {
+        let mut file = self.file.lock();
+        if file.attached_stale == stale {
+            return Ok(());
+        }
+        let updated = TenantFile {
+            attached_stale: stale,
+            ..file.clone()
         };
         write_tenant_file(&self.dir, &updated)?;
         *file = updated;

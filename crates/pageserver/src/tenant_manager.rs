@@ -84,6 +84,8 @@ pub struct TenantManager {
     secondaries: parking_lot::Mutex<HashMap<TenantId, tokio::task::JoinHandle<()>>>,
     /// Where secondary locations keep their copies.
     secondary_root: PathBuf,
+    /// Secondary locations found at load, started with the background tasks.
+    resume_secondaries: parking_lot::Mutex<Vec<TenantId>>,
 }
 
 impl TenantManager {
@@ -96,11 +98,10 @@ impl TenantManager {
     ) -> std::io::Result<TenantManager> {
         let tenants_dir = workdir.join(TENANTS_DIR);
         std::fs::create_dir_all(&tenants_dir)?;
-        // Warm copies are not resumed after a restart (see `secondary`).
+        // Persisted secondary locations resume (see `secondary`) once the
+        // background tasks start; unfinished copies are removed.
         let secondary_root = workdir.join(secondary::SECONDARY_DIR);
-        if secondary_root.exists() {
-            std::fs::remove_dir_all(&secondary_root)?;
-        }
+        let resume_secondaries = secondary::resumable(&secondary_root)?;
         let remote = conf
             .remote_config(workdir)
             .and_then(|config| config.map(|c| c.open()).transpose())
@@ -140,6 +141,7 @@ impl TenantManager {
             background: parking_lot::Mutex::new(None),
             secondaries: parking_lot::Mutex::default(),
             secondary_root,
+            resume_secondaries: parking_lot::Mutex::new(resume_secondaries),
         })
     }
 
@@ -152,6 +154,15 @@ impl TenantManager {
             }
         }
         *self.background.lock() = Some(metrics);
+        let resume = std::mem::take(&mut *self.resume_secondaries.lock());
+        for id in resume {
+            match self.start_secondary(id) {
+                Ok(()) => tracing::info!(tenant_id = %id, "secondary location resumed"),
+                Err(error) => {
+                    tracing::warn!(tenant_id = %id, %error, "cannot resume the secondary location");
+                }
+            }
+        }
     }
 
     /// The pageserver configuration.
@@ -180,7 +191,11 @@ impl TenantManager {
             std::fs::remove_dir_all(&temp_dir)?;
         }
         std::fs::create_dir_all(&temp_dir)?;
-        let file = TenantFile { config, generation };
+        let file = TenantFile {
+            config,
+            generation,
+            attached_stale: false,
+        };
         tenant::write_tenant_file(&temp_dir, &file)?;
         std::fs::rename(&temp_dir, &final_dir)?;
         fileio::sync_dir(&self.tenants_dir)?;

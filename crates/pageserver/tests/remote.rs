@@ -100,29 +100,14 @@ async fn create_with_timeline(server: &TestServer, generation: u32) -> (String, 
 
 /// The `branch_name` a server reports for a timeline.
 async fn branch_name_of(server: &TestServer, tenant: &str, timeline: &str) -> Value {
-    let (status, info) = server
-        .call(
-            "GET",
-            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    info["branch_name"].clone()
+    server.timeline_info(tenant, timeline).await["branch_name"].clone()
 }
 
 /// Waits until the timeline's remote_consistent_lsn reaches its disk_consistent_lsn.
 async fn wait_uploaded(server: &TestServer, tenant: &str, timeline: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, info) = server
-            .call(
-                "GET",
-                &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{info}");
+        let info = server.timeline_info(tenant, timeline).await;
         if !info["remote_consistent_lsn"].is_null()
             && info["remote_consistent_lsn"] == info["disk_consistent_lsn"]
         {
@@ -711,4 +696,198 @@ async fn secondary_keeps_a_warm_copy() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// The layer files of a warm copy with their inode numbers (a download
+/// installs a new file, so an unchanged inode means the file was kept).
+fn warm_files(dir: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().ino(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the warm copy in `dir` holds exactly A's layers.
+async fn wait_warm(dir: &Path, a_storage: &storage::Timeline) -> BTreeMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let wanted: std::collections::BTreeSet<String> = a_storage
+            .layer_files()
+            .iter()
+            .map(storage::LayerDesc::file_name)
+            .collect();
+        let have = warm_files(dir);
+        if have
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            == wanted
+        {
+            return have;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secondary copy {have:?}, A has {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `Secondary` location survives a restart of its pageserver: the warm
+/// layers are kept (same files), the refresh task resumes (layers A adds
+/// afterwards arrive), and promoted with generation 2 it serves exactly
+/// what A served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("remote"));
+    let a = store.start(&dir.path().join("a")).await;
+    let (tenant, timeline) = create_with_timeline(&a, 1).await;
+    wait_uploaded(&a, &tenant, &timeline).await;
+    let b = store.start(&dir.path().join("b")).await;
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "Secondary"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let a_storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    let warm = dir.path().join("b/secondary").join(&tenant).join(&timeline);
+    let before = wait_warm(&warm, &a_storage).await;
+    assert!(!before.is_empty());
+
+    b.stop().await;
+    let b = store.start(&dir.path().join("b")).await;
+    let kept = warm_files(&warm);
+    for (name, ino) in &before {
+        assert_eq!(kept.get(name), Some(ino), "warm layer {name} not kept");
+    }
+    // Still not a tenant B serves, and its copy still follows A.
+    assert_error(
+        b.call("GET", &format!("/v1/tenant/{tenant}"), None).await,
+        404,
+    );
+    let churned = a_storage.clone();
+    tokio::task::spawn_blocking(move || churn(&churned, 3))
+        .await
+        .unwrap();
+    let info = wait_uploaded(&a, &tenant, &timeline).await;
+    let lsn = lsn_of(&info, "last_record_lsn");
+    let expected = contents(&a, &tenant, &timeline, lsn);
+    let after = wait_warm(&warm, &a_storage).await;
+    assert!(
+        after.keys().any(|name| !before.contains_key(name)),
+        "the resumed secondary did not refresh: {after:?}"
+    );
+
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedStale", "generation": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let info = wait_attached(&b, &tenant).await;
+    assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
+    assert_eq!(contents(&b, &tenant, &timeline, lsn), expected);
+    assert!(!warm.exists(), "the secondary copy stayed behind");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `AttachedStale` survives a restart: uploads and deletions stay stopped
+/// (the mode is in `tenant.json`) until `AttachedSingle` with a newer
+/// generation clears it, and uploads then resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_stale_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("remote"));
+    let workdir = dir.path().join("a");
+    let a = store.start(&workdir).await;
+    let (tenant, timeline) = create_with_timeline(&a, 1).await;
+    wait_uploaded(&a, &tenant, &timeline).await;
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedStale", "generation": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+
+    let a = store.start(&workdir).await;
+    let stale = |server: &TestServer| {
+        server
+            .manager()
+            .get(tenant.parse().unwrap())
+            .unwrap()
+            .remote()
+            .expect("remote side")
+            .is_stale()
+    };
+    assert!(stale(&a), "AttachedStale was forgotten by the restart");
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenant/{tenant}/location_config"),
+            Some(json!({"tenant_id": tenant, "mode": "AttachedSingle", "generation": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!stale(&a));
+    a.stop().await;
+    let a = store.start(&workdir).await;
+    assert!(
+        !stale(&a),
+        "AttachedSingle did not clear the persisted mode"
+    );
+    // Uploads run again, in generation 2.
+    let storage = a
+        .manager()
+        .get(tenant.parse().unwrap())
+        .unwrap()
+        .timeline(timeline.parse().unwrap())
+        .unwrap()
+        .storage()
+        .clone();
+    tokio::task::spawn_blocking(move || churn(&storage, 2))
+        .await
+        .unwrap();
+    wait_uploaded(&a, &tenant, &timeline).await;
+    assert!(
+        store
+            .objects()
+            .await
+            .keys()
+            .any(|name| name.contains("index_part.json-00000002")),
+        "no generation-2 index after the mode was cleared"
+    );
+    a.stop().await;
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use common::{test_conf, TestServer};
 use futures::StreamExt;
 use remote_storage::{Remote, RemoteConfig, RemotePath, S3Settings};
-use serde_json::{json, Value};
+use serde_json::json;
 use testkit::s3::SeaweedS3;
 
 const PAGE: usize = 8192;
@@ -78,18 +78,6 @@ fn fill(storage: &storage::Timeline, mb: usize) {
         }
     }
     storage.freeze_and_flush().unwrap();
-}
-
-async fn timeline_info(server: &TestServer, tenant: &str, timeline: &str) -> Value {
-    let (status, info) = server
-        .call(
-            "GET",
-            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    info
 }
 
 async fn location(server: &TestServer, tenant: &str, mode: &str, generation: u32) {
@@ -182,7 +170,7 @@ async fn bench(s3: &SeaweedS3, mb: usize) {
     let started = Instant::now();
     location(&a, &tenant, "AttachedSingle", 1).await;
     loop {
-        let info = timeline_info(&a, &tenant, &timeline).await;
+        let info = a.timeline_info(&tenant, &timeline).await;
         if info["remote_consistent_lsn"] == info["disk_consistent_lsn"] {
             break;
         }

@@ -121,22 +121,10 @@ async fn attach_wal_source(
     assert_eq!(status, 200, "{info}");
 }
 
-async fn timeline_info(server: &TestServer, tenant: &str, timeline: &str) -> Value {
-    let (status, info) = server
-        .call(
-            "GET",
-            &format!("/v1/tenant/{tenant}/timeline/{timeline}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    info
-}
-
 async fn wait_ingested(server: &TestServer, tenant: &str, timeline: &str, lsn: Lsn) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let info = timeline_info(server, tenant, timeline).await;
+        let info = server.timeline_info(tenant, timeline).await;
         if lsn_of(&info["last_record_lsn"]) >= lsn {
             return info;
         }
@@ -389,7 +377,7 @@ async fn endpoint_wal_streams_into_the_timeline_and_resumes_after_restart() {
         summary.as_str().unwrap().starts_with("gc cutoff"),
         "{summary}"
     );
-    let info = timeline_info(&server, &tenant, &timeline).await;
+    let info = server.timeline_info(&tenant, &timeline).await;
     let cutoff = lsn_of(&info["latest_gc_cutoff_lsn"]);
     assert!(cutoff >= third, "{info}");
     let msg = assert_error(
@@ -530,7 +518,7 @@ async fn deleting_a_tenant_while_wal_streams_and_flushes_always_completes() {
             .output();
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = timeline_info(&server, &tenant, &timeline).await;
+    let before = server.timeline_info(&tenant, &timeline).await;
     assert_eq!(before["state"], "Active", "{before}");
     server.stop().await;
     server = TestServer::start(dir.path()).await;

@@ -139,10 +139,19 @@ pub struct WalUploadPlan {
     /// (below the layers, of another stream, or the partial object being
     /// replaced).
     pub drop: Vec<WalObject>,
-    /// The previous partial object that `upload[0]` replaces (same start,
-    /// longer); it stays in the chain if that upload fails.
-    pub replaces: Option<WalObject>,
+    /// The previous objects of the last span that `upload[0]` merges into
+    /// one (same start as the first, longer), once the span holds
+    /// [`MAX_PIECES_PER_SPAN`]; empty otherwise. They stay in the chain if
+    /// that upload fails.
+    pub replaces: Vec<WalObject>,
 }
+
+/// How many objects of one span a chain holds before a round merges them
+/// into one. Each round appends only its new bytes as an object of their
+/// own (so a round uploads what is new, not the whole growing span); the
+/// merge bounds the index's length and the objects a recovery reads, and
+/// re-uploads at most one span per this many rounds.
+pub const MAX_PIECES_PER_SPAN: usize = 32;
 
 /// Plans a round. `previous`: the chain of the last index. `disk_lsn`: the
 /// `disk_consistent_lsn` the new index will carry (everything at or below
@@ -169,7 +178,7 @@ pub fn plan_upload(
         keep,
         upload: Vec::new(),
         drop,
-        replaces: None,
+        replaces: Vec::new(),
     };
     let Some(local) = local else {
         return plan;
@@ -184,17 +193,27 @@ pub fn plan_upload(
         return plan;
     }
     if let Some(last) = plan.keep.last().copied() {
-        if !last.is_complete() && range.start <= last.start_lsn {
-            plan.keep.pop();
-            plan.replaces = Some(last);
-            at = last.start_lsn;
+        // The pieces of the last, still growing span: merged into one when
+        // there are enough of them and the store still holds their start.
+        let span_start = span_end(last.start_lsn) - WAL_OBJECT_SPAN_BYTES;
+        let pieces = plan
+            .keep
+            .iter()
+            .rev()
+            .take_while(|o| o.start_lsn >= span_start)
+            .count();
+        let first = plan.keep.len() - pieces;
+        if !last.is_complete()
+            && pieces >= MAX_PIECES_PER_SPAN
+            && range.start <= plan.keep[first].start_lsn
+        {
+            at = plan.keep[first].start_lsn;
+            plan.replaces = plan.keep.split_off(first);
         }
     }
     if range.start > at {
         // The local store no longer holds where the chain continues.
-        if let Some(replaced) = plan.replaces.take() {
-            plan.keep.push(replaced);
-        }
+        plan.keep.append(&mut plan.replaces);
         return plan;
     }
     while at < range.end {
@@ -202,9 +221,7 @@ pub fn plan_upload(
         plan.upload.push(at..end);
         at = end;
     }
-    if let Some(replaced) = plan.replaces {
-        plan.drop.push(replaced);
-    }
+    plan.drop.extend(plan.replaces.iter().copied());
     plan
 }
 
@@ -264,24 +281,71 @@ mod tests {
             vec![disk..SPAN, SPAN..2 * SPAN, 2 * SPAN..2 * SPAN + 5]
         );
         assert!(plan.keep.is_empty() && plan.drop.is_empty());
-        assert_eq!(plan.replaces, None);
+        assert!(plan.replaces.is_empty());
     }
 
-    /// Complete objects are never uploaded again; the partial one is
-    /// replaced by a longer one with the same start.
+    /// Complete objects are never uploaded again; a partial one is not
+    /// either: the new bytes follow it as an object of their own.
     #[test]
-    fn only_the_partial_object_is_uploaded_again() {
+    fn only_new_bytes_are_uploaded() {
         let disk = 100;
         let previous = [object(100, SPAN, 1), object(SPAN, SPAN + 50, 1)];
         let plan = plan_upload(&previous, disk, Some(&local(0..SPAN + 80, Some(disk))));
-        assert_eq!(plan.keep, vec![previous[0]]);
-        assert_eq!(plan.upload, vec![SPAN..SPAN + 80]);
-        assert_eq!(plan.replaces, Some(previous[1]));
-        assert_eq!(plan.drop, vec![previous[1]]);
+        assert_eq!(plan.keep, previous.to_vec());
+        assert_eq!(plan.upload, vec![SPAN + 50..SPAN + 80]);
+        assert!(plan.replaces.is_empty() && plan.drop.is_empty());
         // Nothing new: nothing uploaded, nothing dropped.
         let plan = plan_upload(&previous, disk, Some(&local(0..SPAN + 50, Some(disk))));
         assert_eq!(plan.keep, previous.to_vec());
         assert!(plan.upload.is_empty() && plan.drop.is_empty());
+    }
+
+    /// A span filled over many rounds: each round uploads its new bytes
+    /// only, except one merge per `MAX_PIECES_PER_SPAN` rounds (at most
+    /// one span); the chain never holds more pieces of a span than that.
+    #[test]
+    fn a_growing_span_uploads_new_bytes_plus_a_bounded_merge() {
+        let step = SPAN / 100;
+        let mut chain: Vec<WalObject> = Vec::new();
+        let mut uploaded_total = 0;
+        let mut end = step;
+        while end <= SPAN {
+            let plan = plan_upload(&chain, 0, Some(&local(0..end, Some(0))));
+            let bytes: u64 = plan.upload.iter().map(|r| r.end - r.start).sum();
+            let new = end - chain_end(&chain, 0);
+            if plan.replaces.is_empty() {
+                assert_eq!(bytes, new, "a round without a merge uploads only new bytes");
+            } else {
+                assert_eq!(plan.replaces.len(), MAX_PIECES_PER_SPAN);
+                assert_eq!(plan.drop, plan.replaces);
+                assert!(bytes <= SPAN);
+            }
+            uploaded_total += bytes;
+            chain = plan.keep.clone();
+            chain.extend(plan.upload.iter().map(|r| object(r.start, r.end, 1)));
+            assert!(validate_chain(&chain, Generation(1)).is_ok());
+            assert!(chain.len() <= MAX_PIECES_PER_SPAN, "{}", chain.len());
+            end += step;
+        }
+        // Replacing the partial object every round would upload ~50 spans.
+        assert!(uploaded_total < 3 * SPAN, "{uploaded_total}");
+    }
+
+    /// Merging needs the store to still hold the span's first piece;
+    /// otherwise the pieces stay and only new bytes go up.
+    #[test]
+    fn no_merge_when_the_store_lost_the_first_piece() {
+        let pieces: Vec<WalObject> = (0..MAX_PIECES_PER_SPAN as u64)
+            .map(|i| object(100 + i * 10, 110 + i * 10, 1))
+            .collect();
+        let end = pieces.last().unwrap().end_lsn;
+        let plan = plan_upload(&pieces, 100, Some(&local(100..end + 5, Some(100))));
+        assert_eq!(plan.upload, vec![100..end + 5]);
+        assert_eq!(plan.replaces, pieces);
+        let plan = plan_upload(&pieces, 100, Some(&local(105..end + 5, Some(100))));
+        assert_eq!(plan.upload, vec![end..end + 5]);
+        assert_eq!(plan.keep, pieces);
+        assert!(plan.replaces.is_empty() && plan.drop.is_empty());
     }
 
     /// Objects wholly below the layers go; one straddling them stays.
@@ -305,7 +369,7 @@ mod tests {
         let plan = plan_upload(&previous, 100, Some(&local(300..900, Some(100))));
         assert_eq!(plan.keep, previous.to_vec());
         assert_eq!(plan.upload, vec![500..900]);
-        assert_eq!(plan.replaces, None);
+        assert!(plan.replaces.is_empty());
         // A gap between the chain and the store: nothing can be uploaded.
         let plan = plan_upload(&previous, 100, Some(&local(600..900, None)));
         assert_eq!(plan.keep, previous.to_vec());
@@ -320,8 +384,8 @@ mod tests {
     fn a_chain_above_the_layers_must_start_at_the_stream_start() {
         let previous = [object(140, 500, 1)];
         let plan = plan_upload(&previous, 100, Some(&local(140..600, Some(140))));
-        assert!(plan.drop.contains(&previous[0]));
-        assert_eq!(plan.upload, vec![140..600]);
+        assert_eq!(plan.keep, previous.to_vec());
+        assert_eq!(plan.upload, vec![500..600]);
         let plan = plan_upload(&previous, 100, Some(&local(100..600, Some(100))));
         assert_eq!(plan.upload, vec![100..600]);
         assert_eq!(plan.drop, previous.to_vec());

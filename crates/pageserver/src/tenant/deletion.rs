@@ -34,6 +34,13 @@ impl DeletionQueue {
         self.pending.lock().push(path);
     }
 
+    /// Drops queued objects that `keep` says are named again (an index
+    /// just uploaded names an object of the same name, e.g. a WAL range
+    /// uploaded again after a failed round): such an object must survive.
+    pub fn forget(&self, keep: impl Fn(&RemotePath) -> bool) {
+        self.pending.lock().retain(|path| !keep(path));
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.pending.lock().is_empty()

@@ -43,6 +43,10 @@ pub struct WalRound {
     pub chain: Vec<WalObject>,
     /// Objects to delete after the index upload.
     pub dropped: Vec<WalObject>,
+    /// Objects this round wrote or tried to write (a failed put may leave
+    /// a torn one): the caller tracks them until an index names them or
+    /// they are found orphaned (`upload::Unnamed`).
+    pub uploaded: Vec<WalObject>,
 }
 
 /// What the local WAL store offers for the chain, from the running
@@ -104,12 +108,13 @@ pub async fn upload(
     let mut round = WalRound {
         chain: plan.keep,
         dropped: plan.drop,
+        uploaded: Vec::new(),
     };
     let Some((view, local)) = local else {
         return Ok(round);
     };
     let timeline_id = timeline_id.to_string();
-    let mut replaced_ok = plan.replaces.is_none();
+    let mut replaced_ok = plan.replaces.is_empty();
     for range in plan.upload {
         let reader = Arc::clone(&view);
         let wanted = range.clone();
@@ -135,6 +140,8 @@ pub async fn upload(
             stream_lsn: local.stream_lsn,
         };
         let path = layout::wal_path(tenant_id, &timeline_id, &object)?;
+        // Listed before the put: a failed (torn) put may leave it behind.
+        round.uploaded.push(object);
         if let Err(error) = remote.put(&path, Bytes::from(bytes)).await {
             if matches!(error, RemoteError::Cancelled) {
                 return Err(error);
@@ -146,10 +153,11 @@ pub async fn upload(
         round.chain.push(object);
     }
     if !replaced_ok {
-        if let Some(replaced) = plan.replaces {
-            round.dropped.retain(|object| *object != replaced);
-            round.chain.push(replaced);
-        }
+        // The merge failed: the pieces it was to replace stay.
+        round
+            .dropped
+            .retain(|object| !plan.replaces.contains(object));
+        round.chain.extend(plan.replaces);
     }
     Ok(round)
 }

@@ -15,15 +15,21 @@
 //! 3. only then write `index_part.json-<our generation>`, so an index never
 //!    names a missing object;
 //! 4. queue the objects of layers the new index dropped (GC, compaction) for
-//!    deletion ([`super::deletion`]), which runs only after validating that
-//!    no newer generation exists.
+//!    deletion ([`super::deletion`]), which runs only after validating, in
+//!    a listing taken after the index uploads, that no newer generation
+//!    exists.
+//!
+//! WAL objects a round uploaded are remembered ([`Unnamed`]) until an
+//! index of the timeline is uploaded: if the round's index upload failed,
+//! the next successful index either names them again or they are
+//! orphans and go through the deletion queue like dropped objects.
 //!
 //! Detecting layers by diffing the layer list with the index works however
 //! the storage crate produces its files (flush, compaction, image layers).
 //! A tenant whose generation turns out to be stale stops uploading and
 //! deleting for good ([`RemoteTenant::is_stale`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,7 +37,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use remote_storage::layout;
-use remote_storage::{Generation, IndexPart, LayerMetadata, Remote, RemoteError};
+use remote_storage::{Generation, IndexPart, LayerMetadata, Remote, RemoteError, RemotePath};
 use storage::metadata::{TimelineMetadata, METADATA_FILE_NAME};
 
 use super::deletion::DeletionQueue;
@@ -82,6 +88,8 @@ pub struct RemoteTenant {
     /// `AttachedStale`: no more uploads or deletions.
     stale: AtomicBool,
     deletions: DeletionQueue,
+    /// WAL objects uploaded that no uploaded index names yet.
+    unnamed: Mutex<Unnamed>,
     /// Serialises upload rounds (the task's and the final one at shutdown).
     round_lock: tokio::sync::Mutex<()>,
 }
@@ -103,6 +111,7 @@ impl RemoteTenant {
             generation,
             uploaded: Mutex::new(HashMap::new()),
             stale: AtomicBool::new(false),
+            unnamed: Mutex::new(Unnamed::default()),
             round_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -235,7 +244,12 @@ impl RemoteTenant {
             self.upload_timeline(timeline, &mut validated).await?;
         }
         if !self.deletions.is_empty() {
-            self.ensure_validated(&mut validated).await?;
+            // A fresh validation *after* the round's index uploads, never
+            // the one from its start: an attach lists indexes only after
+            // writing its marker, so either this listing sees that marker
+            // (we are stale: nothing is deleted) or the attach sees the
+            // index just uploaded, which names none of these objects.
+            self.validate_generation().await?;
             self.deletions.run().await?;
         }
         Ok(())
@@ -309,14 +323,26 @@ impl RemoteTenant {
         }
         let wal =
             remote_wal::upload(&self.remote, &self.tenant_id, self.generation, id, planned).await?;
+        // Remembered before the index upload: if that fails, nothing names
+        // them and a later round's chain may not either.
+        let written = wal
+            .uploaded
+            .iter()
+            .map(|object| layout::wal_path(&self.tenant_id, &id.to_string(), object))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.unnamed.lock().uploaded(id, written);
         let mut index = self.build_index(id, &snapshot, layers, timeline.branch_name());
         index.wal = wal.chain;
-        if previous.as_ref() == Some(&index) {
+        if let Some(previous) = previous.as_ref().filter(|previous| **previous == index) {
+            // Nothing new: the last index stays the newest, so what it does
+            // not name from earlier failed rounds is garbage now.
+            self.settle_unnamed(id, previous)?;
             return Ok(false);
         }
         self.ensure_validated(validated).await?;
         let path = layout::index_path(&self.tenant_id, &id.to_string(), self.generation)?;
         self.remote.put(&path, Bytes::from(index.encode())).await?;
+        self.settle_unnamed(id, &index)?;
         if let Some(previous) = previous {
             for (name, layer) in &previous.layers {
                 if !index.layers.contains_key(name) {
@@ -347,6 +373,21 @@ impl RemoteTenant {
         timeline.set_remote_consistent_lsn(postgres_wal::Lsn(index.remote_consistent_lsn()));
         self.uploaded.lock().insert(id, index);
         Ok(true)
+    }
+
+    /// `index` (of timeline `id`) is uploaded and the newest: queues the
+    /// WAL objects uploaded earlier that it does not name for deletion, and
+    /// unqueues any object it names (the same name uploaded again).
+    fn settle_unnamed(&self, id: TimelineId, index: &IndexPart) -> Result<(), UploadError> {
+        let named = index_objects(&self.tenant_id, id, index)?;
+        let orphans = self.unnamed.lock().settle(id, &named);
+        for orphan in orphans {
+            tracing::debug!(tenant_id = %self.tenant_id, timeline_id = %id, %orphan,
+                "WAL object named by no index: queued for deletion");
+            self.deletions.push(orphan);
+        }
+        self.deletions.forget(|path| named.contains(path));
+        Ok(())
     }
 
     async fn upload_layer(
@@ -443,6 +484,63 @@ impl RemoteTenant {
         }
         Ok(())
     }
+}
+
+/// WAL objects uploaded that no uploaded index names yet, per timeline.
+/// An upload round writes its WAL objects before its index; if the index
+/// upload then fails, nothing names them, and the next round may plan a
+/// different chain (a longer object replacing a partial one, a higher
+/// `disk_consistent_lsn`). The next index that is uploaded (or, if nothing
+/// changed, the last one) decides: what it does not name is an orphan.
+/// Lost on restart and on a generation raise (a new [`RemoteTenant`]):
+/// those orphans stay until the timeline or tenant is deleted.
+#[derive(Debug, Default)]
+struct Unnamed {
+    pending: HashMap<TimelineId, BTreeSet<RemotePath>>,
+}
+
+impl Unnamed {
+    /// Objects just written for timeline `id`.
+    fn uploaded(&mut self, id: TimelineId, paths: impl IntoIterator<Item = RemotePath>) {
+        let mut paths = paths.into_iter().peekable();
+        if paths.peek().is_some() {
+            self.pending.entry(id).or_default().extend(paths);
+        }
+    }
+
+    /// An index of `id` naming `named` is now the newest uploaded one: the
+    /// pending objects it does not name, to delete. Forgets them all.
+    fn settle(&mut self, id: TimelineId, named: &HashSet<RemotePath>) -> Vec<RemotePath> {
+        let Some(pending) = self.pending.remove(&id) else {
+            return Vec::new();
+        };
+        pending
+            .into_iter()
+            .filter(|path| !named.contains(path))
+            .collect()
+    }
+}
+
+/// Every object an index of timeline `id` names (layers and WAL).
+fn index_objects(
+    tenant_id: &str,
+    id: TimelineId,
+    index: &IndexPart,
+) -> Result<HashSet<RemotePath>, RemoteError> {
+    let timeline = id.to_string();
+    let mut named = HashSet::new();
+    for (name, layer) in &index.layers {
+        named.insert(layout::layer_path(
+            tenant_id,
+            &timeline,
+            name,
+            layer.generation,
+        )?);
+    }
+    for object in &index.wal {
+        named.insert(layout::wal_path(tenant_id, &timeline, object)?);
+    }
+    Ok(named)
 }
 
 /// Reads metadata, layers, metadata until the two metadata reads agree.
@@ -577,5 +675,102 @@ pub async fn final_upload_within(tenant: &super::Tenant, limit: std::time::Durat
         Ok(Ok(())) => tracing::info!(tenant_id = %tenant.id(), "final upload done"),
         Ok(Err(error)) => tracing::warn!(tenant_id = %tenant.id(), %error, "final upload failed"),
         Err(_) => tracing::warn!(tenant_id = %tenant.id(), "final upload timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use remote_storage::WalObject;
+
+    const TENANT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn timeline() -> TimelineId {
+        crate::ids::parse_timeline_id("fedcba9876543210fedcba9876543210").expect("valid id")
+    }
+
+    fn object(start: u64, end: u64, generation: u32) -> WalObject {
+        WalObject {
+            start_lsn: start,
+            end_lsn: end,
+            crc32c: 7,
+            generation: Generation(generation),
+            stream_lsn: 0,
+        }
+    }
+
+    fn path(object: &WalObject) -> RemotePath {
+        layout::wal_path(TENANT, &timeline().to_string(), object).expect("valid path")
+    }
+
+    fn index_naming(wal: Vec<WalObject>) -> IndexPart {
+        IndexPart {
+            version: remote_storage::index::INDEX_FORMAT_VERSION,
+            generation: Generation(2),
+            timeline_id: timeline().to_string(),
+            disk_consistent_lsn: 0,
+            prev_record_lsn: 0,
+            ancestor_timeline_id: None,
+            ancestor_lsn: None,
+            gc_cutoff_lsn: 0,
+            initdb_lsn: 0,
+            pg_version: 15,
+            metadata_bytes: String::new(),
+            layers: BTreeMap::from([(
+                "layer".to_owned(),
+                LayerMetadata {
+                    file_size: 1,
+                    crc32c: 1,
+                    generation: Generation(1),
+                },
+            )]),
+            wal,
+            branch_name: None,
+        }
+    }
+
+    /// A round's index upload failed after it wrote `0..200`; the next
+    /// round's plan (still from the old index) writes `0..300` and its
+    /// index names only that: `0..200` is the orphan, `0..300` is not.
+    #[test]
+    fn objects_of_a_round_whose_index_failed_are_orphans_of_the_next_index() {
+        let mut unnamed = Unnamed::default();
+        let failed_round = object(0, 200, 2);
+        unnamed.uploaded(timeline(), [path(&failed_round)]);
+        let next_round = object(0, 300, 2);
+        unnamed.uploaded(timeline(), [path(&next_round)]);
+        let index = index_naming(vec![next_round]);
+        let named = index_objects(TENANT, timeline(), &index).expect("paths");
+        assert_eq!(named.len(), 2, "the layer and the WAL object: {named:?}");
+        assert_eq!(
+            unnamed.settle(timeline(), &named),
+            vec![path(&failed_round)]
+        );
+        // Settled: nothing is reported twice.
+        assert!(unnamed.settle(timeline(), &named).is_empty());
+    }
+
+    /// The same range uploaded again and named by the next index is kept.
+    #[test]
+    fn an_object_the_next_index_names_is_not_an_orphan() {
+        let mut unnamed = Unnamed::default();
+        let again = object(0, 200, 2);
+        unnamed.uploaded(timeline(), [path(&again)]);
+        unnamed.uploaded(timeline(), [path(&again)]);
+        let named = index_objects(TENANT, timeline(), &index_naming(vec![again])).expect("paths");
+        assert!(unnamed.settle(timeline(), &named).is_empty());
+    }
+
+    /// Objects of another timeline are not settled by this one's index.
+    #[test]
+    fn settling_is_per_timeline() {
+        let mut unnamed = Unnamed::default();
+        let other =
+            crate::ids::parse_timeline_id("00000000000000000000000000000001").expect("valid id");
+        let object = object(0, 100, 2);
+        unnamed.uploaded(other, [path(&object)]);
+        let named = index_objects(TENANT, timeline(), &index_naming(vec![])).expect("paths");
+        assert!(unnamed.settle(timeline(), &named).is_empty());
+        assert_eq!(unnamed.settle(other, &HashSet::new()), vec![path(&object)]);
     }
 }

@@ -85,6 +85,8 @@ pub fn start_remote(
         }
     }
     remote_tenant.seed(seed);
+    // `AttachedStale` persisted in tenant.json survives a restart.
+    remote_tenant.set_stale(tenant.attached_stale());
     tenant.set_remote(Some(remote_tenant));
     runtime.spawn(upload::upload_task(
         Arc::downgrade(tenant),
@@ -125,13 +127,16 @@ impl TenantManager {
         let generation = generation.ok_or_else(|| {
             TenantError::BadRequest("generation is required to attach a tenant".into())
         })?;
-        let plan = attach::plan(&remote, id, Generation(generation))
+        // Checked before anything is written (404, 409); the indexes come
+        // from a second listing after our marker (below).
+        attach::plan(&remote, id, Generation(generation))
             .await
             .map_err(attach_error)?;
         let final_dir = self.tenants_dir.join(id.to_string());
         let file = TenantFile {
             config,
             generation: Some(generation),
+            attached_stale: stale,
         };
         let tenant = Arc::new(Tenant::new(
             id,
@@ -153,6 +158,18 @@ impl TenantManager {
             self.tenants.write().remove(&id);
             return Err(TenantError::Remote(error.to_string()));
         }
+        // The indexes are chosen from a listing taken *after* our marker
+        // is written: a stale pageserver that validates (lists markers)
+        // after its index upload either sees our marker and deletes
+        // nothing, or uploaded that index before this listing, so we load
+        // it (and it names what it did not delete).
+        let plan = match attach::plan(&remote, id, Generation(generation)).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.tenants.write().remove(&id);
+                return Err(attach_error(error));
+            }
+        };
         // A secondary location becomes attached: its warm layers are used.
         let warm = self.stop_secondary(id).await;
         let manager = Arc::clone(self);
@@ -409,13 +426,24 @@ impl TenantManager {
     }
 
     /// Makes this pageserver a secondary location of `id` (idempotent).
-    fn start_secondary(&self, id: TenantId) -> Result<(), TenantError> {
+    /// The mode is persisted first, so the copy is resumed after a restart.
+    pub(crate) fn start_secondary(&self, id: TenantId) -> Result<(), TenantError> {
         let remote = self.require_remote()?.clone();
+        if self
+            .secondaries
+            .lock()
+            .get(&id)
+            .is_some_and(|task| !task.is_finished())
+        {
+            return Ok(());
+        }
+        let dir = secondary::tenant_dir(&self.secondary_root, id);
+        // A small file, written before the lock is taken again.
+        secondary::persist_mode(&dir)?;
         let mut secondaries = self.secondaries.lock();
         if secondaries.get(&id).is_some_and(|task| !task.is_finished()) {
             return Ok(());
         }
-        let dir = secondary::tenant_dir(&self.secondary_root, id);
         let task = tokio::spawn(secondary::run(remote, id, dir, self.shutdown.child_token()));
         secondaries.insert(id, task);
         tracing::info!(tenant_id = %id, "secondary location started");
@@ -472,6 +500,7 @@ impl TenantManager {
                 tenant.set_remote(Some(Arc::new(fresh)));
             }
         }
+        tenant.set_attached_stale(stale)?;
         if let Some(remote) = tenant.remote() {
             remote.set_stale(stale);
         }

@@ -9,8 +9,11 @@
 //! generation), the lazy attach moves these files into place instead of
 //! leaving eviction markers, so the first reads need no download.
 //!
-//! The warm copy is not resumed after a restart: leftovers are removed at
-//! startup and the control plane sets the mode again.
+//! The mode is persisted: starting a secondary location writes
+//! [`MODE_FILE`] into its directory (atomically), and a restarted
+//! pageserver resumes the refresh task of every copy that has it, keeping
+//! the warm layers ([`resumable`]); a directory without it (a copy whose
+//! start crashed before the file was written) is removed.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,46 @@ pub const SECONDARY_PERIOD: Duration = Duration::from_secs(1);
 
 /// Directory (under the work directory) holding secondary copies.
 pub const SECONDARY_DIR: &str = "secondary";
+
+/// The file in a warm copy's directory that says the location is
+/// `Secondary` (content: the mode's name).
+pub const MODE_FILE: &str = "location_mode";
+
+/// Records in `dir` (created if absent) that it is a secondary location,
+/// crash-safely: the copy survives restarts from now on.
+pub fn persist_mode(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        fileio::sync_dir(parent)?;
+    }
+    fileio::write_atomic(&fileio::StdFileIo, dir, MODE_FILE, b"Secondary\n")?;
+    Ok(())
+}
+
+/// At startup: the tenants under `root` whose warm copy is a persisted
+/// secondary location (to resume); every other entry is removed.
+pub fn resumable(root: &Path) -> std::io::Result<Vec<TenantId>> {
+    let mut tenants = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(tenants);
+    };
+    for entry in entries {
+        let entry = entry?;
+        let id = entry.file_name().to_string_lossy().parse::<TenantId>().ok();
+        match id {
+            Some(id) if entry.path().join(MODE_FILE).is_file() => tenants.push(id),
+            _ => {
+                tracing::info!(leftover = %entry.path().display(), "removing an unfinished secondary copy");
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
+    }
+    Ok(tenants)
+}
 
 /// The directory of one tenant's warm copy.
 pub fn tenant_dir(secondary_root: &Path, tenant: TenantId) -> PathBuf {

@@ -83,6 +83,14 @@ impl TestServer {
         read(response).await
     }
 
+    /// `GET /v1/tenant/{tenant}/timeline/{timeline}`, asserted `200`.
+    pub async fn timeline_info(&self, tenant: &str, timeline: &str) -> Value {
+        let path = format!("/v1/tenant/{tenant}/timeline/{timeline}");
+        let (status, info) = self.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{info}");
+        info
+    }
+
     pub async fn create_tenant(&self) -> String {
         let (status, body) = self
             .call("POST", "/v1/tenant/", Some(serde_json::json!({})))
