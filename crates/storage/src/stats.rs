@@ -178,7 +178,10 @@ mod tests {
         }
         stats.record_reconstruction(500, ReadPurpose::Background);
         let snap = stats.snapshot();
-        assert_eq!(snap.records_histogram, vec![1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            snap.records_histogram,
+            vec![1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1]
+        );
         assert_eq!(snap.records_total, 208);
         assert_eq!(
             snap.background_records_histogram,
