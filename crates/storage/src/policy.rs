@@ -277,6 +277,41 @@ pub fn partitions_needing_images(
         .collect()
 }
 
+/// Indices of the partitions whose history went quiet below `cutoff`: they
+/// have a full image (so a new one replaces it rather than copying an
+/// ancestor's pages into this timeline), deltas above that image, and
+/// every record of those deltas at or below `cutoff`. Fewer deltas than
+/// the image threshold never trigger an image at the head, so without
+/// this a burst of writes followed by silence would keep its image and
+/// deltas forever; an image at the cutoff lets GC free both. Each quiet
+/// spell gives a partition at most one such image: afterwards no delta
+/// lies above its newest image until it is written again.
+pub fn partitions_quiet_below(
+    partitions: &[Range<Key>],
+    layers: &[LayerInfo],
+    cutoff: Lsn,
+) -> Vec<usize> {
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, part)| {
+            let Some(base) = newest_full_image_lsn(part, layers) else {
+                return false;
+            };
+            if base >= cutoff {
+                return false;
+            }
+            let mut above = layers
+                .iter()
+                .filter(|l| !l.is_image && overlaps(&l.key_range, part))
+                .filter(|l| l.lsn_range.end.0.saturating_sub(1) > base.0)
+                .peekable();
+            above.peek().is_some() && above.all(|l| l.lsn_range.end.0.saturating_sub(1) <= cutoff.0)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Delta files to delete on open after a compaction was interrupted.
 /// Compaction writes L1 files covering LSNs `[a, b)` that tile the key
 /// space, then deletes the L0s inside `[a, b)`. So when deltas nest (one's
@@ -572,6 +607,41 @@ mod tests {
             partitions_needing_images(&parts, &[], 0, Lsn(30)),
             Vec::<usize>::new()
         );
+    }
+
+    #[test]
+    fn a_burst_then_silence_gets_one_image_at_the_cutoff_which_frees_the_rest() {
+        let parts = vec![Key::MIN..k(5), k(5)..Key::MAX];
+        // An image at 10, then two deltas (fewer than a threshold of 3).
+        let mut layers = vec![
+            info(true, Key::MIN..Key::MAX, 10..11),
+            info(false, k(0)..k(9), 11..20),
+            info(false, k(6)..k(7), 20..31),
+        ];
+        assert!(partitions_needing_images(&parts, &layers, 3, Lsn(40)).is_empty());
+        // The cutoff passed the first partition's last record, not the second's.
+        assert_eq!(partitions_quiet_below(&parts, &layers, Lsn(25)), vec![0]);
+        assert!(partitions_quiet_below(&parts, &layers, Lsn(15)).is_empty());
+        // Once every record is at or below the cutoff, both partitions are.
+        assert_eq!(partitions_quiet_below(&parts, &layers, Lsn(30)), vec![0, 1]);
+        // An image at the cutoff lets GC free the old image and both deltas...
+        layers.push(info(true, Key::MIN..Key::MAX, 30..31));
+        let gc: Vec<GcLayer> = layers
+            .iter()
+            .map(|l| GcLayer {
+                is_image: l.is_image,
+                key_range: l.key_range.clone(),
+                lsn_range: l.lsn_range.clone(),
+            })
+            .collect();
+        assert_eq!(gc_garbage(&gc, Lsn(30), Lsn(40), &[]), vec![0, 1]);
+        assert_eq!(gc_garbage(&gc, Lsn(31), Lsn(40), &[]), vec![0, 1, 2]);
+        // ...(the delta ending at the cutoff + 1 waits for the cutoff to pass
+        // it) and the partitions are not quiet again until written again.
+        assert!(partitions_quiet_below(&parts, &layers, Lsn(35)).is_empty());
+        // No image of this timeline: an image would copy the ancestor's pages.
+        let without_image = &layers[1..3];
+        assert!(partitions_quiet_below(&parts, without_image, Lsn(40)).is_empty());
     }
 
     #[test]

@@ -223,6 +223,69 @@ fn compaction_images_and_gc_shrink_the_store_and_keep_every_answer() {
     assert_eq!(main.verify_layers().unwrap(), main.layer_files().len());
 }
 
+/// Issue #11, found from outside: a burst of writes (fewer deltas than the
+/// image threshold above the last image) and then silence. The cutoff
+/// passes the burst, yet without an image at the cutoff GC could free
+/// neither the old image nor the deltas, and the store stayed at ~2.4× the
+/// database for good. Now the next compaction writes one image at the
+/// cutoff, GC frees what it hides, and further passes write nothing.
+#[test]
+fn a_burst_then_silence_is_collected_down_to_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path(), RepositoryConfig::default()).unwrap();
+    let main = repo
+        .create_timeline(TimelineId([3; 16]), 15, Lsn(0x10))
+        .unwrap();
+    let mut flushed = write_history(&main);
+    let policy = CompactionPolicy {
+        compaction_threshold: 100,
+        compaction_target_size: 1 << 30,
+        image_creation_threshold: 4,
+    };
+    // The image an import leaves, then a burst of three rounds.
+    main.create_image_layer(Key::MIN..Key::MAX, *flushed.last().unwrap())
+        .unwrap();
+    for round in ROUNDS + 1..=ROUNDS + 3 {
+        let lsn = Lsn(0x1000 * (round + 1));
+        let mut writer = main.writer();
+        for n in 0..KEYS {
+            let value = Value::Derived(DerivedOp::WriteBytes {
+                offset: 200 + round as u32,
+                bytes: Bytes::from(vec![round as u8; 1]),
+            });
+            writer.put(block(n), lsn, value).unwrap();
+        }
+        writer.finish(lsn).unwrap();
+        main.freeze_and_flush().unwrap();
+        flushed.push(lsn);
+    }
+    let head = *flushed.last().unwrap();
+    assert_eq!(main.compact(&policy).unwrap().images_created, 0);
+
+    // Silence: the cutoff reaches the head. GC alone frees only the history
+    // below the old image.
+    main.set_gc_cutoff(head).unwrap();
+    repo.gc_timeline(main.id()).unwrap();
+    let stuck = main.layer_stats();
+    assert_eq!((stuck.image_count, stuck.l0_count), (1, 3), "{stuck:?}");
+    let stuck_bytes = main.physical_size_bytes();
+
+    let quiet = main.compact(&policy).unwrap();
+    assert_eq!(quiet.images_created, 1, "{quiet:?}");
+    assert_eq!(quiet.layers_created[0].lsn_range.start, head);
+    let gc = repo.gc_timeline(main.id()).unwrap();
+    // The old image and every delta but the one ending just past the
+    // cutoff (it holds the head's own records, which the new image has).
+    assert_eq!(gc.layers_removed.len(), 3, "{gc:?}");
+    let after = main.layer_stats();
+    assert_eq!((after.image_count, after.l0_count), (1, 1), "{after:?}");
+    assert!(main.physical_size_bytes() < stuck_bytes);
+    check_all(&main, &flushed, flushed.len() - 1);
+    // Nothing more to do until the partition is written again.
+    assert_eq!(main.compact(&policy).unwrap().images_created, 0);
+    assert!(repo.gc_timeline(main.id()).unwrap().layers_removed.is_empty());
+}
+
 /// Issue #11: hot keys whose records sit in the open in-memory layer stay
 /// shallow after the background pass even when the materialised cache is
 /// far too small to hold them all (it evicts): the pass leaves the image

@@ -165,7 +165,9 @@ impl Timeline {
         Ok(Arc::new(LayerHandle::new(desc.clone(), path)))
     }
 
-    /// Creates images for the partitions the image policy says are due.
+    /// Creates images at `disk_consistent_lsn` for the partitions the image
+    /// policy says are due, then images at the GC cutoff for partitions
+    /// whose history went quiet below it (so GC can free what they hide).
     fn create_images(
         &self,
         policy: &CompactionPolicy,
@@ -182,8 +184,34 @@ impl Timeline {
         }
         let keys = self.list_keys_unchecked(&(Key::MIN..Key::MAX), lsn)?;
         let partitions = policy::partition_keys(&keys, policy.compaction_target_size);
-        let infos: Vec<LayerInfo> = self
-            .layers
+        let due = policy::partitions_needing_images(
+            &partitions,
+            &self.layer_infos(),
+            policy.image_creation_threshold,
+            lsn,
+        );
+        for part in due.into_iter().map(|i| &partitions[i]) {
+            let first = keys.partition_point(|k| *k < part.start);
+            let end = keys.partition_point(|k| *k < part.end);
+            self.create_partition_image(part, &keys[first..end], lsn, result)?;
+        }
+
+        // An image at the cutoff must survive a crash to replace anything.
+        let cutoff = self.gc_cutoff().min(lsn);
+        if cutoff == Lsn(0) || self.check_readable(cutoff).is_err() {
+            return Ok(());
+        }
+        let quiet = policy::partitions_quiet_below(&partitions, &self.layer_infos(), cutoff);
+        for part in quiet.into_iter().map(|i| &partitions[i]) {
+            let keys = self.list_keys_unchecked(part, cutoff)?;
+            self.create_partition_image(part, &keys, cutoff, result)?;
+        }
+        Ok(())
+    }
+
+    /// What the image policy knows of the current layer map.
+    fn layer_infos(&self) -> Vec<LayerInfo> {
+        self.layers
             .read()
             .files()
             .map(|h| LayerInfo {
@@ -191,32 +219,33 @@ impl Timeline {
                 key_range: h.desc().key_range.clone(),
                 lsn_range: h.desc().lsn_range.clone(),
             })
-            .collect();
-        let due = policy::partitions_needing_images(
-            &partitions,
-            &infos,
-            policy.image_creation_threshold,
-            lsn,
-        );
-        for part in due.into_iter().map(|i| &partitions[i]) {
-            let first = keys.partition_point(|k| *k < part.start);
-            let end = keys.partition_point(|k| *k < part.end);
-            let Some(values) = self.image_values(&keys[first..end], lsn)? else {
-                result.image_partitions_skipped += 1;
-                continue;
-            };
-            let desc = LayerDesc {
-                kind: LayerKind::Image,
-                key_range: part.clone(),
-                lsn_range: lsn..Lsn(lsn.0 + 1),
-            };
-            if self.layers.read().images.iter().any(|i| *i.desc() == desc) {
-                continue;
-            }
-            let handle = self.write_layer(&desc, &values, result)?;
-            self.layers.write().insert_image(handle);
-            result.images_created += 1;
+            .collect()
+    }
+
+    /// Writes and installs the image of `part` (whose keys at `lsn` are
+    /// `keys`) at `lsn`, unless one exists or a key cannot be rebuilt.
+    fn create_partition_image(
+        &self,
+        part: &Range<Key>,
+        keys: &[Key],
+        lsn: Lsn,
+        result: &mut CompactionResult,
+    ) -> Result<(), WriteError> {
+        let desc = LayerDesc {
+            kind: LayerKind::Image,
+            key_range: part.clone(),
+            lsn_range: lsn..Lsn(lsn.0 + 1),
+        };
+        if self.layers.read().images.iter().any(|i| *i.desc() == desc) {
+            return Ok(());
         }
+        let Some(values) = self.image_values(keys, lsn)? else {
+            result.image_partitions_skipped += 1;
+            return Ok(());
+        };
+        let handle = self.write_layer(&desc, &values, result)?;
+        self.layers.write().insert_image(handle);
+        result.images_created += 1;
         Ok(())
     }
 
