@@ -83,7 +83,7 @@ pub enum WalSourceError {
     Conflict {
         /// The timeline.
         timeline: TimelineId,
-        /// Its current source.
+        /// Its current source, without the password.
         connstr: String,
     },
     /// The timeline cannot take WAL (broken, shutting down).
@@ -469,6 +469,64 @@ pub fn spawn_receiver(
     Ok(WalReceiver::spawn(options, store, Box::new(sink)))
 }
 
+/// A connection string without its password, for messages and logs (the
+/// endpoint's replication password travels in it). Handles `key=value`
+/// strings, quoted or not, and `postgres://user:password@host` URIs.
+pub fn redact_password(connstr: &str) -> String {
+    if let Some((scheme, rest)) = connstr.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                format!("{user}@{host}")
+            }
+            None => authority.to_owned(),
+        };
+        let tail = tail
+            .split(['?', '&'])
+            .filter(|part| !part.is_empty() && !part.starts_with("password="))
+            .collect::<Vec<_>>();
+        let (path, params) = match tail.split_first() {
+            Some((first, params)) if first.starts_with('/') => (*first, params),
+            _ => ("", tail.as_slice()),
+        };
+        let query = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        };
+        return format!("{scheme}://{authority}{path}{query}");
+    }
+    let mut kept = Vec::new();
+    let mut rest = connstr.trim_start();
+    while !rest.is_empty() {
+        let (key, after_key) = rest.split_once('=').unwrap_or((rest, ""));
+        let key = key.trim();
+        let after_key = after_key.trim_start();
+        // The value: quoted (with \' and \\ escapes) or up to whitespace.
+        let value_len = if let Some(quoted) = after_key.strip_prefix('\'') {
+            let mut escaped = false;
+            quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let end = !escaped && c == '\'';
+                    escaped = !escaped && c == '\\';
+                    end
+                })
+                .map_or(after_key.len(), |(i, _)| i + 2)
+        } else {
+            after_key.find(char::is_whitespace).unwrap_or(after_key.len())
+        };
+        let (value, after_value) = after_key.split_at(value_len.min(after_key.len()));
+        if key != "password" {
+            kept.push(format!("{key}={value}"));
+        }
+        rest = after_value.trim_start();
+    }
+    kept.join(" ")
+}
+
 /// Attaches `connstr` as the WAL source of `timeline` (a timeline of the
 /// tenant in `tenant_dir`) and starts streaming. Attaching the source the
 /// timeline already streams from is a no-op.
@@ -486,6 +544,7 @@ pub async fn attach(
     resume: bool,
     connect_timeout: Option<Duration>,
 ) -> Result<(), WalSourceError> {
+    let started = std::time::Instant::now();
     let _serial = timeline.wal_source_lock().lock().await;
     if let Some(current) = timeline.wal_source_connstr() {
         if current == connstr {
@@ -493,7 +552,7 @@ pub async fn attach(
         }
         return Err(WalSourceError::Conflict {
             timeline: timeline.id(),
-            connstr: current,
+            connstr: redact_password(&current),
         });
     }
     if let Some(reason) = timeline.storage().broken_reason() {
@@ -505,9 +564,12 @@ pub async fn attach(
     let storage = Arc::clone(timeline.storage());
     let head = storage.last_record_lsn();
     let facts = cluster_facts(&storage, head).map_err(WalSourceError::NotActive)?;
+    let facts_read = started.elapsed();
     let info = walreceiver::probe(connstr, Some(facts.system_id))
         .await
-        .map_err(|error| WalSourceError::BadSource(format!("WAL source {connstr:?}: {error}")))?;
+        .map_err(|error| {
+            WalSourceError::BadSource(format!("WAL source {:?}: {error}", redact_password(connstr)))
+        })?;
     let start_lsn = if resume {
         head
     } else {
@@ -521,6 +583,7 @@ pub async fn attach(
             info.xlogpos
         )));
     }
+    let probed = started.elapsed();
     let paths = SourcePaths::new(tenant_dir, timeline.id());
     let file = WalSourceFile {
         connstr: connstr.to_owned(),
@@ -549,6 +612,7 @@ pub async fn attach(
     })
     .await
     .map_err(|error| WalSourceError::NotActive(format!("attach task failed: {error}")))??;
+    let prepared = started.elapsed();
     let receiver = spawn_receiver(
         &storage,
         &paths,
@@ -557,7 +621,11 @@ pub async fn attach(
         Arc::clone(timeline.commit_times()),
         connect_timeout,
     )?;
-    tracing::info!(timeline_id = %timeline.id(), %connstr, %start_lsn, resume, "WAL source attached");
+    // Cumulative milliseconds after each step: where a slow attach waited.
+    tracing::info!(timeline_id = %timeline.id(), connstr = %redact_password(connstr), %start_lsn, resume,
+        facts_ms = facts_read.as_millis(), probed_ms = probed.as_millis(),
+        prepared_ms = prepared.as_millis(), total_ms = started.elapsed().as_millis(),
+        "WAL source attached");
     timeline.set_wal_source(Some(ActiveSource { file, receiver }));
     Ok(())
 }
@@ -638,7 +706,7 @@ pub fn resume(
             connect_timeout,
         ) {
             Ok(receiver) => {
-                tracing::info!(timeline_id = %timeline.id(), connstr = %file.connstr, "WAL source resumed");
+                tracing::info!(timeline_id = %timeline.id(), connstr = %redact_password(&file.connstr), "WAL source resumed");
                 timeline.set_wal_source(Some(ActiveSource { file, receiver }));
             }
             Err(error) => {
@@ -651,6 +719,20 @@ pub fn resume(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        let cases = [
+            ("host=h port=5 user=u password=s3cret dbname=d", "host=h port=5 user=u dbname=d"),
+            ("password='a b\\' c' host=h", "host=h"),
+            ("host=h password = 'x'", "host=h"),
+            ("postgres://u:s3cret@h:5/d?sslmode=disable&password=s3cret", "postgres://u@h:5/d?sslmode=disable"),
+            ("postgresql://h/d?password=s3cret", "postgresql://h/d"),
+        ];
+        for (connstr, redacted) in cases {
+            assert_eq!(redact_password(connstr), redacted, "{connstr}");
+        }
+    }
+
     use super::*;
 
     #[test]

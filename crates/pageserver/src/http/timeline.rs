@@ -178,7 +178,7 @@ pub async fn delete(
         if let Some(connstr) = timeline.wal_source_connstr() {
             return Err(ApiError::conflict(format!(
                 "timeline {timeline_id} has a running writable endpoint streaming WAL into it ({}); stop the endpoint first",
-                redact_password(&connstr)
+                crate::wal_source::redact_password(&connstr)
             )));
         }
     }
@@ -198,15 +198,6 @@ pub struct WalSourceBody {
     /// [`crate::wal_source::attach`]).
     #[serde(default)]
     resume: bool,
-}
-
-/// A connection string without its password, for messages.
-fn redact_password(connstr: &str) -> String {
-    connstr
-        .split_whitespace()
-        .filter(|part| !part.starts_with("password="))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// `PUT .../wal_source`: starts streaming WAL from the endpoint at `connstr`.

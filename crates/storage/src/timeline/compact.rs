@@ -265,8 +265,13 @@ impl Timeline {
         Ok(Some(values))
     }
 
-    /// Deletes layer files no longer in the layer map. Holds the GC guard
-    /// exclusively so no read that planned with the old map still uses them.
+    /// Deletes layer files no longer in the layer map. Takes the GC guard
+    /// exclusively once, as a fence: every read that planned with the old
+    /// map holds it shared until done, and reads starting after the fence
+    /// see the new map, so no read can still reach these files. The guard
+    /// is released before unlinking: deleting gigabytes of layers after a
+    /// large compaction takes long, and every read of this timeline (and
+    /// of its branches, which read through it) would wait for it.
     pub(super) fn remove_layer_files(
         &self,
         handles: &[Arc<LayerHandle>],
@@ -274,7 +279,7 @@ impl Timeline {
         if handles.is_empty() {
             return Ok(());
         }
-        let _gc = self.gc_guard.write();
+        drop(self.gc_guard.write());
         for handle in handles {
             self.shared
                 .io

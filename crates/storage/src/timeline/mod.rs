@@ -91,7 +91,8 @@ pub struct Timeline {
     /// writer except under back-pressure (see `flush.rs`).
     layer_work: Mutex<()>,
     /// Held (shared) by reads while they read files outside the layer map
-    /// lock, and exclusively by GC while it deletes files.
+    /// lock; taken exclusively (and released at once) before files that
+    /// left the map are deleted, to wait out reads that planned with them.
     gc_guard: RwLock<()>,
     broken: Mutex<Option<String>>,
     /// Number of freezes so far, signalled on `frozen_cv` so a background
