@@ -277,20 +277,35 @@ pub fn partitions_needing_images(
         .collect()
 }
 
-/// Indices of the partitions whose history went quiet below `cutoff`: they
-/// have a full image (so a new one replaces it rather than copying an
-/// ancestor's pages into this timeline), deltas above that image, and
-/// every record of those deltas at or below `cutoff`. Fewer deltas than
-/// the image threshold never trigger an image at the head, so without
-/// this a burst of writes followed by silence would keep its image and
-/// deltas forever; an image at the cutoff lets GC free both. Each quiet
-/// spell gives a partition at most one such image: afterwards no delta
-/// lies above its newest image until it is written again.
+/// Indices of the partitions whose history went quiet at `cutoff` and
+/// would gain from an image there. Fewer deltas than the image threshold
+/// never trigger an image at the head, so without this a burst of writes
+/// followed by silence kept its old image and deltas forever. A partition
+/// qualifies when:
+/// - it has a full image of this timeline below `cutoff` (a partition
+///   that only inherits would have its ancestor's pages copied in);
+/// - no delta overlapping it lies wholly above `cutoff`: it is not being
+///   written (under steady writes the head images do the job, and an
+///   image at a moving cutoff every pass would rewrite it again and again);
+/// - the deltas above its image that GC could then free (every record at
+///   or below `cutoff`) hold at least half as many bytes as its image, so
+///   a trickle of small writes does not rewrite it for little gain.
+///
+/// `sizes[i]` is the size in bytes of `layers[i]`; a layer overlapping
+/// several partitions counts for each in equal shares.
 pub fn partitions_quiet_below(
     partitions: &[Range<Key>],
     layers: &[LayerInfo],
+    sizes: &[u64],
     cutoff: Lsn,
 ) -> Vec<usize> {
+    let share = |layer: &LayerInfo, size: u64| {
+        let overlapped = partitions
+            .iter()
+            .filter(|p| overlaps(&layer.key_range, p))
+            .count();
+        size / (overlapped.max(1) as u64)
+    };
     partitions
         .iter()
         .enumerate()
@@ -301,12 +316,24 @@ pub fn partitions_quiet_below(
             if base >= cutoff {
                 return false;
             }
-            let mut above = layers
-                .iter()
-                .filter(|l| !l.is_image && overlaps(&l.key_range, part))
-                .filter(|l| l.lsn_range.end.0.saturating_sub(1) > base.0)
-                .peekable();
-            above.peek().is_some() && above.all(|l| l.lsn_range.end.0.saturating_sub(1) <= cutoff.0)
+            let mut image_bytes = 0;
+            let mut freeable_bytes = 0;
+            for (layer, &size) in layers.iter().zip(sizes) {
+                if !overlaps(&layer.key_range, part) {
+                    continue;
+                }
+                let last_record = Lsn(layer.lsn_range.end.0.saturating_sub(1));
+                if layer.is_image {
+                    if layer.lsn_range.start == base {
+                        image_bytes += share(layer, size);
+                    }
+                } else if layer.lsn_range.start > cutoff {
+                    return false;
+                } else if last_record > base && layer.lsn_range.end <= cutoff {
+                    freeable_bytes += share(layer, size);
+                }
+            }
+            freeable_bytes > 0 && freeable_bytes * 2 >= image_bytes
         })
         .map(|(i, _)| i)
         .collect()
@@ -612,20 +639,37 @@ mod tests {
     #[test]
     fn a_burst_then_silence_gets_one_image_at_the_cutoff_which_frees_the_rest() {
         let parts = vec![Key::MIN..k(5), k(5)..Key::MAX];
-        // An image at 10, then two deltas (fewer than a threshold of 3).
+        // An image at 10 (100 bytes per partition), then three deltas (fewer
+        // than a threshold of 4), the last still being written at 40.
         let mut layers = vec![
             info(true, Key::MIN..Key::MAX, 10..11),
             info(false, k(0)..k(9), 11..20),
             info(false, k(6)..k(7), 20..31),
+            info(false, k(0)..k(9), 31..41),
         ];
-        assert!(partitions_needing_images(&parts, &layers, 3, Lsn(40)).is_empty());
-        // The cutoff passed the first partition's last record, not the second's.
-        assert_eq!(partitions_quiet_below(&parts, &layers, Lsn(25)), vec![0]);
-        assert!(partitions_quiet_below(&parts, &layers, Lsn(15)).is_empty());
-        // Once every record is at or below the cutoff, both partitions are.
-        assert_eq!(partitions_quiet_below(&parts, &layers, Lsn(30)), vec![0, 1]);
-        // An image at the cutoff lets GC free the old image and both deltas...
-        layers.push(info(true, Key::MIN..Key::MAX, 30..31));
+        let mut sizes = vec![200, 120, 60, 100];
+        assert!(partitions_needing_images(&parts, &layers, 4, Lsn(40)).is_empty());
+        // The last delta lies wholly above 30: both partitions are written.
+        assert!(partitions_quiet_below(&parts, &layers, &sizes, Lsn(30)).is_empty());
+        // Once the cutoff reaches into it, both are quiet; the first frees
+        // 60 bytes of deltas (half the one it shares), the second 60 + 60.
+        assert_eq!(
+            partitions_quiet_below(&parts, &layers, &sizes, Lsn(35)),
+            vec![0, 1]
+        );
+        // A trickle is not worth an image: 10 bytes of deltas per partition.
+        sizes[1] = 20;
+        sizes[2] = 10;
+        assert_eq!(
+            partitions_quiet_below(&parts, &layers, &sizes, Lsn(35)),
+            Vec::<usize>::new()
+        );
+        sizes[1] = 120;
+        sizes[2] = 60;
+        // An image at the cutoff lets GC free the old image and the deltas
+        // below the cutoff, not the one reaching above it.
+        layers.push(info(true, Key::MIN..Key::MAX, 35..36));
+        sizes.push(200);
         let gc: Vec<GcLayer> = layers
             .iter()
             .map(|l| GcLayer {
@@ -634,14 +678,11 @@ mod tests {
                 lsn_range: l.lsn_range.clone(),
             })
             .collect();
-        assert_eq!(gc_garbage(&gc, Lsn(30), Lsn(40), &[]), vec![0, 1]);
-        assert_eq!(gc_garbage(&gc, Lsn(31), Lsn(40), &[]), vec![0, 1, 2]);
-        // ...(the delta ending at the cutoff + 1 waits for the cutoff to pass
-        // it) and the partitions are not quiet again until written again.
-        assert!(partitions_quiet_below(&parts, &layers, Lsn(35)).is_empty());
+        assert_eq!(gc_garbage(&gc, Lsn(35), Lsn(40), &[]), vec![0, 1, 2]);
+        // Afterwards nothing is quiet until written again.
+        assert!(partitions_quiet_below(&parts, &layers, &sizes, Lsn(40)).is_empty());
         // No image of this timeline: an image would copy the ancestor's pages.
-        let without_image = &layers[1..3];
-        assert!(partitions_quiet_below(&parts, without_image, Lsn(40)).is_empty());
+        assert!(partitions_quiet_below(&parts, &layers[1..4], &sizes[1..4], Lsn(45)).is_empty());
     }
 
     #[test]

@@ -242,18 +242,17 @@ fn a_burst_then_silence_is_collected_down_to_one_image() {
         compaction_target_size: 1 << 30,
         image_creation_threshold: 4,
     };
-    // The image an import leaves, then a burst of three rounds.
+    // The image an import leaves, then a burst of three rounds of full
+    // page images (as after a checkpoint): deltas worth freeing.
     main.create_image_layer(Key::MIN..Key::MAX, *flushed.last().unwrap())
         .unwrap();
     for round in ROUNDS + 1..=ROUNDS + 3 {
         let lsn = Lsn(0x1000 * (round + 1));
         let mut writer = main.writer();
         for n in 0..KEYS {
-            let value = Value::Derived(DerivedOp::WriteBytes {
-                offset: 200 + round as u32,
-                bytes: Bytes::from(vec![round as u8; 1]),
-            });
-            writer.put(block(n), lsn, value).unwrap();
+            writer
+                .put(block(n), lsn, Value::Image(expected(n, round)))
+                .unwrap();
         }
         writer.finish(lsn).unwrap();
         main.freeze_and_flush().unwrap();

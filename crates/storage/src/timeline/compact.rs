@@ -201,7 +201,14 @@ impl Timeline {
         if cutoff == Lsn(0) || self.check_readable(cutoff).is_err() {
             return Ok(());
         }
-        let quiet = policy::partitions_quiet_below(&partitions, &self.layer_infos(), cutoff);
+        let (infos, sizes): (Vec<LayerInfo>, Vec<u64>) = {
+            let handles: Vec<Arc<LayerHandle>> = self.layers.read().files().cloned().collect();
+            handles
+                .iter()
+                .map(|h| (layer_info(h), self.file_size(h)))
+                .unzip()
+        };
+        let quiet = policy::partitions_quiet_below(&partitions, &infos, &sizes, cutoff);
         for part in quiet.into_iter().map(|i| &partitions[i]) {
             let keys = self.list_keys_unchecked(part, cutoff)?;
             self.create_partition_image(part, &keys, cutoff, result)?;
@@ -211,15 +218,7 @@ impl Timeline {
 
     /// What the image policy knows of the current layer map.
     fn layer_infos(&self) -> Vec<LayerInfo> {
-        self.layers
-            .read()
-            .files()
-            .map(|h| LayerInfo {
-                is_image: h.desc().kind == LayerKind::Image,
-                key_range: h.desc().key_range.clone(),
-                lsn_range: h.desc().lsn_range.clone(),
-            })
-            .collect()
+        self.layers.read().files().map(|h| layer_info(h)).collect()
     }
 
     /// Writes and installs the image of `part` (whose keys at `lsn` are
@@ -351,6 +350,15 @@ impl Timeline {
             return Ok(None);
         }
         self.create_image_layer(Key::MIN..Key::MAX, lsn)
+    }
+}
+
+/// What the image policy knows about one layer file.
+fn layer_info(handle: &LayerHandle) -> LayerInfo {
+    LayerInfo {
+        is_image: handle.desc().kind == LayerKind::Image,
+        key_range: handle.desc().key_range.clone(),
+        lsn_range: handle.desc().lsn_range.clone(),
     }
 }
 
