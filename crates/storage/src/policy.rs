@@ -283,7 +283,8 @@ pub fn partitions_needing_images(
 /// followed by silence kept its old image and deltas forever. A partition
 /// qualifies when:
 /// - it has a full image of this timeline below `cutoff` (a partition
-///   that only inherits would have its ancestor's pages copied in);
+///   that only inherits would have its ancestor's pages copied in); images
+///   above the cutoff, made at the head during the burst, do not help GC;
 /// - no delta overlapping it lies wholly above `cutoff`: it is not being
 ///   written (under steady writes the head images do the job, and an
 ///   image at a moving cutoff every pass would rewrite it again and again);
@@ -310,7 +311,14 @@ pub fn partitions_quiet_below(
         .iter()
         .enumerate()
         .filter(|(_, part)| {
-            let Some(base) = newest_full_image_lsn(part, layers) else {
+            // Images above the cutoff (at the head) do not count: reads
+            // between the cutoff and them still need what lies below.
+            let at_or_below: Vec<LayerInfo> = layers
+                .iter()
+                .filter(|l| l.is_image && l.lsn_range.start <= cutoff)
+                .cloned()
+                .collect();
+            let Some(base) = newest_full_image_lsn(part, &at_or_below) else {
                 return false;
             };
             if base >= cutoff {
@@ -681,6 +689,14 @@ mod tests {
         assert_eq!(gc_garbage(&gc, Lsn(35), Lsn(40), &[]), vec![0, 1, 2]);
         // Afterwards nothing is quiet until written again.
         assert!(partitions_quiet_below(&parts, &layers, &sizes, Lsn(40)).is_empty());
+        // An image at the head (made during the burst) does not stand in
+        // for one at the cutoff: reads between the two need the history.
+        let mut with_head_image = layers[..4].to_vec();
+        with_head_image.push(info(true, Key::MIN..Key::MAX, 41..42));
+        assert_eq!(
+            partitions_quiet_below(&parts, &with_head_image, &sizes, Lsn(35)),
+            vec![0, 1]
+        );
         // No image of this timeline: an image would copy the ancestor's pages.
         assert!(partitions_quiet_below(&parts, &layers[1..4], &sizes[1..4], Lsn(45)).is_empty());
     }

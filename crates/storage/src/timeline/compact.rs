@@ -201,6 +201,14 @@ impl Timeline {
         if cutoff == Lsn(0) || self.check_readable(cutoff).is_err() {
             return Ok(());
         }
+        // Records in memory lie above the cutoff (it is at most
+        // `disk_consistent_lsn`): the timeline is being written, not quiet.
+        {
+            let map = self.layers.read();
+            if !map.open.is_empty() || !map.frozen.is_empty() {
+                return Ok(());
+            }
+        }
         let (infos, sizes): (Vec<LayerInfo>, Vec<u64>) = {
             let handles: Vec<Arc<LayerHandle>> = self.layers.read().files().cloned().collect();
             handles
