@@ -192,6 +192,13 @@ fn encode_v2_payload(raw: &[u8], out: &mut Vec<u8>, compress: &mut Compress) {
 }
 
 /// The encoded value inside a verified v2 payload.
+thread_local! {
+    /// One zstd decompression context per thread, not one per value:
+    /// creating a context allocates and clears ~100 KB.
+    static ZSTD_CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn decode_v2_payload(payload: Bytes) -> Result<Bytes, ValueFormatError> {
     let (&codec, body) = payload
         .split_first()
@@ -212,8 +219,16 @@ fn decode_v2_payload(payload: Bytes) -> Result<Bytes, ValueFormatError> {
                     limit: MAX_RAW_VALUE_BYTES,
                 });
             }
-            let raw =
-                zstd::bulk::decompress(frame, raw_len).map_err(ValueFormatError::Decompress)?;
+            let raw = ZSTD_CONTEXT
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let context = match &mut *slot {
+                        Some(context) => context,
+                        empty => empty.insert(zstd::bulk::Decompressor::new()?),
+                    };
+                    context.decompress(frame, raw_len)
+                })
+                .map_err(ValueFormatError::Decompress)?;
             if raw.len() != raw_len {
                 return Err(ValueFormatError::DecompressedLength {
                     have: raw.len(),
