@@ -191,7 +191,6 @@ fn encode_v2_payload(raw: &[u8], out: &mut Vec<u8>, compress: &mut Compress) {
     out.extend_from_slice(raw);
 }
 
-/// The encoded value inside a verified v2 payload.
 thread_local! {
     /// One zstd decompression context per thread, not one per value:
     /// creating a context allocates and clears ~100 KB.
@@ -199,6 +198,7 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The encoded value inside a verified v2 payload.
 fn decode_v2_payload(payload: Bytes) -> Result<Bytes, ValueFormatError> {
     let (&codec, body) = payload
         .split_first()
