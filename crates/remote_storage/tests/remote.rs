@@ -89,6 +89,32 @@ async fn exercise(backend: Arc<dyn ObjectStorage>) {
         matches!(wrong, Err(RemoteError::Corrupt { .. })),
         "{wrong:?}"
     );
+
+    // A large object is read in ranges and comes back whole and in order.
+    let large = Bytes::from(
+        (0..(20u32 << 20) + 123)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let large_crc = crc32c::crc32c(&large);
+    remote
+        .put(&path("t/z/large-00000001"), large.clone())
+        .await
+        .unwrap();
+    let got = remote
+        .get_verified(&path("t/z/large-00000001"), large.len() as u64, large_crc)
+        .await
+        .unwrap();
+    assert!(got == large, "ranges reassembled wrongly");
+    // A size that disagrees with the object is refused either way.
+    let short = remote
+        .get_verified(&path("t/z/large-00000001"), 9 << 20, large_crc)
+        .await;
+    assert!(matches!(short, Err(RemoteError::Corrupt { .. })), "{short:?}");
+    let long = remote
+        .get_verified(&path("t/z/large-00000001"), 30 << 20, large_crc)
+        .await;
+    assert!(long.is_err(), "{long:?}");
 }
 
 /// Every kind of fault is retried and the data arrives whole.
