@@ -139,6 +139,22 @@ fn s3_round_trip_after_losing_the_local_disk() {
 
     attach_and_wait(&api, &tenant, 2);
 
+    // A branch first thing after the attach: creating it reads layers that
+    // are only remote yet, from the HTTP handler (that once hung forever:
+    // the download waited in the blocked worker's own queue).
+    let (lsn, balance, history) = &samples[1];
+    sediment.json(&[
+        "timeline",
+        "branch",
+        "--branch-name",
+        "after-attach",
+        "--ancestor-start-lsn",
+        lsn,
+    ]);
+    let port = sediment.endpoint("after-attach", &["--branch-name", "after-attach"]);
+    assert_eq!(values(port), (*balance, *history), "branch at {lsn}");
+    sediment.json(&["endpoint", "stop", "after-attach", "--destroy"]);
+
     let mut failures = Vec::new();
     for (i, (lsn, balance, history)) in samples.iter().enumerate() {
         let port = sediment.endpoint(&format!("ro{i}"), &["--lsn", lsn]);

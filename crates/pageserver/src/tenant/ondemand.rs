@@ -57,8 +57,7 @@ impl LayerDownloader for RemoteLayerDownloader {
             // The reader may have gone away; nothing to do then.
             let _ = tx.send(result);
         });
-        let data = rx
-            .recv()
+        let data = wait_off_the_runtime(|| rx.recv())
             .map_err(|_| std::io::Error::other("the runtime stopped during a layer download"))?
             .map_err(|error| {
                 std::io::Error::other(format!(
@@ -69,5 +68,22 @@ impl LayerDownloader for RemoteLayerDownloader {
         tracing::info!(tenant_id = %self.tenant_id, layer = %path.display(), bytes = data.len(),
             "downloaded evicted layer");
         Ok(data.to_vec())
+    }
+}
+
+/// Runs the blocking `wait` so that it cannot starve the runtime. A read
+/// that needs an evicted layer may come from an async task (an HTTP handler
+/// computing a timeline's logical size); the download it spawned then sits
+/// in that worker's LIFO slot, which no other worker steals, and a plain
+/// blocking wait there never ends (seen: `timeline branch` right after an
+/// attach hung forever). `block_in_place` hands the worker's queue to
+/// another thread first.
+fn wait_off_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    let on_multi_thread_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_multi_thread_worker {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
     }
 }
