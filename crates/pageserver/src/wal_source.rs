@@ -478,7 +478,9 @@ pub fn redact_password(connstr: &str) -> String {
         let (authority, tail) = rest.split_at(authority_end);
         let authority = match authority.rsplit_once('@') {
             Some((user_info, host)) => {
-                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                let user = user_info
+                    .split_once(':')
+                    .map_or(user_info, |(user, _)| user);
                 format!("{user}@{host}")
             }
             None => authority.to_owned(),
@@ -516,7 +518,9 @@ pub fn redact_password(connstr: &str) -> String {
                 })
                 .map_or(after_key.len(), |(i, _)| i + 2)
         } else {
-            after_key.find(char::is_whitespace).unwrap_or(after_key.len())
+            after_key
+                .find(char::is_whitespace)
+                .unwrap_or(after_key.len())
         };
         let (value, after_value) = after_key.split_at(value_len.min(after_key.len()));
         if key != "password" {
@@ -568,7 +572,10 @@ pub async fn attach(
     let info = walreceiver::probe(connstr, Some(facts.system_id))
         .await
         .map_err(|error| {
-            WalSourceError::BadSource(format!("WAL source {:?}: {error}", redact_password(connstr)))
+            WalSourceError::BadSource(format!(
+                "WAL source {:?}: {error}",
+                redact_password(connstr)
+            ))
         })?;
     let start_lsn = if resume {
         head
@@ -722,10 +729,16 @@ mod tests {
     #[test]
     fn passwords_never_reach_messages() {
         let cases = [
-            ("host=h port=5 user=u password=s3cret dbname=d", "host=h port=5 user=u dbname=d"),
+            (
+                "host=h port=5 user=u password=s3cret dbname=d",
+                "host=h port=5 user=u dbname=d",
+            ),
             ("password='a b\\' c' host=h", "host=h"),
             ("host=h password = 'x'", "host=h"),
-            ("postgres://u:s3cret@h:5/d?sslmode=disable&password=s3cret", "postgres://u@h:5/d?sslmode=disable"),
+            (
+                "postgres://u:s3cret@h:5/d?sslmode=disable&password=s3cret",
+                "postgres://u@h:5/d?sslmode=disable",
+            ),
             ("postgresql://h/d?password=s3cret", "postgresql://h/d"),
         ];
         for (connstr, redacted) in cases {

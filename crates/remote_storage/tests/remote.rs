@@ -110,7 +110,10 @@ async fn exercise(backend: Arc<dyn ObjectStorage>) {
     let short = remote
         .get_verified(&path("t/z/large-00000001"), 9 << 20, large_crc)
         .await;
-    assert!(matches!(short, Err(RemoteError::Corrupt { .. })), "{short:?}");
+    assert!(
+        matches!(short, Err(RemoteError::Corrupt { .. })),
+        "{short:?}"
+    );
     let long = remote
         .get_verified(&path("t/z/large-00000001"), 30 << 20, large_crc)
         .await;

@@ -282,7 +282,11 @@ fn a_burst_then_silence_is_collected_down_to_one_image() {
     check_all(&main, &flushed, flushed.len() - 1);
     // Nothing more to do until the partition is written again.
     assert_eq!(main.compact(&policy).unwrap().images_created, 0);
-    assert!(repo.gc_timeline(main.id()).unwrap().layers_removed.is_empty());
+    assert!(repo
+        .gc_timeline(main.id())
+        .unwrap()
+        .layers_removed
+        .is_empty());
 }
 
 /// Issue #11: hot keys whose records sit in the open in-memory layer stay
