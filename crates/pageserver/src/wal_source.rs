@@ -410,7 +410,7 @@ impl WalSink for IngestSink {
                     return Err(self.fail(IngestFailure::Undecodable(error.to_string())));
                 }
             };
-            match self.ingest.ingest_record(&self.timeline, &raw) {
+            match self.ingest.buffer_record(&self.timeline, &raw) {
                 Ok(()) => {
                     self.counters.records.fetch_add(1, Relaxed);
                 }
@@ -420,6 +420,12 @@ impl WalSink for IngestSink {
                     return Err(self.fail(failure));
                 }
             }
+        }
+        // The records of one read off the socket become visible together.
+        if let Err(error) = self.ingest.write_buffered(&self.timeline) {
+            let failure = IngestFailure::from_ingest(self.timeline.last_record_lsn(), error);
+            self.record_commit_times();
+            return Err(self.fail(failure));
         }
         self.record_commit_times();
         let stats = self.ingest.stats();

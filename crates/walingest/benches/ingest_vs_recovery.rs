@@ -16,6 +16,11 @@
 //! time is compared too: Postgres logs its startup process's (user +
 //! system, from `getrusage`, 10 ms resolution), and ours is the ingesting
 //! thread's on-CPU time (`/proc/thread-self/schedstat`).
+//!
+//! To profile only the timed ingest, run the bench under
+//! `perf record --delay=-1 --control=fifo:CTL` with
+//! `INGEST_BENCH_PERF_CTL=CTL`: profiling is enabled around the timed
+//! records of the deferred-flush run only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -104,6 +109,16 @@ fn thread_cpu_secs() -> f64 {
         .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
+/// Writes `command` ("enable" / "disable") to perf's control FIFO named by
+/// `INGEST_BENCH_PERF_CTL`, if set.
+fn perf_control(command: &str) {
+    if let Ok(path) = std::env::var("INGEST_BENCH_PERF_CTL") {
+        if let Err(e) = std::fs::write(&path, format!("{command}\n")) {
+            eprintln!("[perf] {path}: {e}");
+        }
+    }
+}
+
 /// The timed part of the ingest.
 struct Timed {
     records: u64,
@@ -111,12 +126,15 @@ struct Timed {
     secs: f64,
     /// On-CPU time of the ingesting thread during `secs`.
     cpu_secs: f64,
-    /// Of `secs`, the time inside `ingest_record` (the rest is decoding).
-    ingest_secs: f64,
 }
 
 /// Ingests everything; records starting at or after `timed_from` are timed.
-fn ingest(timeline: &Timeline, segments: &[(Lsn, Vec<u8>)], timed_from: Lsn) -> Result<Timed> {
+fn ingest(
+    timeline: &Timeline,
+    segments: &[(Lsn, Vec<u8>)],
+    timed_from: Lsn,
+    profile: bool,
+) -> Result<Timed> {
     let start = timeline.last_record_lsn();
     let mut ingest = WalIngest::new(timeline)?;
     let mut decoder = WalStreamDecoder::new(start, WalConfig::default());
@@ -125,7 +143,6 @@ fn ingest(timeline: &Timeline, segments: &[(Lsn, Vec<u8>)], timed_from: Lsn) -> 
         bytes: 0,
         secs: 0.0,
         cpu_secs: 0.0,
-        ingest_secs: 0.0,
     };
     let mut began: Option<Instant> = None;
     let mut cpu_began = 0.0;
@@ -145,29 +162,34 @@ fn ingest(timeline: &Timeline, segments: &[(Lsn, Vec<u8>)], timed_from: Lsn) -> 
                         let is_timed = raw.start_lsn >= timed_from;
                         if is_timed {
                             if began.is_none() {
+                                if profile {
+                                    perf_control("enable");
+                                }
                                 began = Some(Instant::now());
                                 cpu_began = thread_cpu_secs();
                             }
                             timed.records += 1;
                             timed.bytes += raw.bytes.len() as u64;
                         }
-                        let call = Instant::now();
                         ingest
-                            .ingest_record(timeline, &raw)
+                            .buffer_record(timeline, &raw)
                             .with_context(|| format!("record at {}", raw.start_lsn))?;
-                        if is_timed {
-                            timed.ingest_secs += call.elapsed().as_secs_f64();
-                        }
                     }
                     Ok(None) => break,
                     Err(e) if e.is_end_of_wal() => break 'segments,
                     Err(e) => return Err(e.into()),
                 }
             }
+            // What a WAL receiver does after each read off its socket.
+            ingest.write_buffered(timeline)?;
         }
     }
+    ingest.write_buffered(timeline)?;
     timed.secs = began.map_or(0.0, |t| t.elapsed().as_secs_f64());
     timed.cpu_secs = thread_cpu_secs() - cpu_began;
+    if profile {
+        perf_control("disable");
+    }
     eprintln!("[ingest] {:?}", ingest.stats());
     Ok(timed)
 }
@@ -211,8 +233,9 @@ fn ingest_and_flush(
     timeline: &Timeline,
     segments: &[(Lsn, Vec<u8>)],
     timed_from: Lsn,
+    profile: bool,
 ) -> Result<(Timed, f64, u64)> {
-    let timed = ingest(timeline, segments, timed_from)?;
+    let timed = ingest(timeline, segments, timed_from, profile)?;
     let flush = Instant::now();
     timeline.freeze_and_flush()?;
     let flush_secs = flush.elapsed().as_secs_f64();
@@ -226,11 +249,10 @@ fn report(label: &str, timed: &Timed, recovery: &Recovery) {
     let ours_cpu_rate = timed.records as f64 / timed.cpu_secs.max(1e-6);
     let pg_cpu_rate = timed.records as f64 / recovery.cpu_secs.max(0.01);
     println!(
-        "{label:<44} {:>6.2} s {:>9.0} rec/s {:>7.1} MB/s  ({:.2} s in ingest_record, {:.2}x postgres)",
+        "{label:<44} {:>6.2} s {:>9.0} rec/s {:>7.1} MB/s  ({:.2}x postgres)",
         timed.secs,
         ours_rate,
         wal_mb / timed.secs.max(1e-6),
-        timed.ingest_secs,
         ours_rate / pg_rate
     );
     println!(
@@ -274,7 +296,7 @@ fn main() -> Result<()> {
     cluster.stop()?;
 
     let (default_run, default_flush, stored) =
-        ingest_and_flush(timeline, &segments, recovery.start)?;
+        ingest_and_flush(timeline, &segments, recovery.start, false)?;
     let deferred = storage::RepositoryConfig {
         freeze: storage::FreezePolicy {
             max_open_bytes: u64::MAX,
@@ -290,7 +312,8 @@ fn main() -> Result<()> {
         std::sync::Arc::new(walingest::NativeRedo),
     )?;
     let copied = repo.timeline(timeline.id())?;
-    let (deferred_run, deferred_flush, _) = ingest_and_flush(&copied, &segments, recovery.start)?;
+    let (deferred_run, deferred_flush, _) =
+        ingest_and_flush(&copied, &segments, recovery.start, true)?;
     let wal_mb = default_run.bytes as f64 / 1e6;
     println!(
         "replayed range {}..{}: {} records, {:.1} MB of record bytes",

@@ -14,13 +14,80 @@ use storage::{apply_derived, DerivedOp, GetError, Key, Timeline, Value};
 
 use crate::IngestError;
 
+/// Records ingested but not yet written to the timeline: their values at
+/// their end LSNs, in WAL order. Writing many records as one writer batch
+/// takes the timeline's locks once per batch instead of once per record;
+/// every value still sits at its own record's end LSN, so reads at any
+/// record boundary are unchanged once the batch is written.
+#[derive(Default)]
+pub(crate) struct Pending {
+    puts: Vec<(Key, Lsn, Value)>,
+    /// [`Value::size_bytes`] of `puts`.
+    bytes: usize,
+    /// End of the newest pending record, `None` when there is none.
+    end: Option<Lsn>,
+    /// End of the record before the newest (the timeline's
+    /// `prev_record_lsn` once written).
+    prev_end: Lsn,
+}
+
+/// Pending values beyond which ingest writes them out without waiting for
+/// its caller: bounds the memory of a burst (full-page images) and how
+/// long the timeline's freeze policy goes unconsulted.
+const PENDING_MAX_PUTS: usize = 16_384;
+const PENDING_MAX_BYTES: usize = 8 << 20;
+
+impl Pending {
+    /// End of the newest pending record.
+    pub fn end(&self) -> Option<Lsn> {
+        self.end
+    }
+
+    /// Whether ingest should write the pending records now.
+    pub fn is_full(&self) -> bool {
+        self.puts.len() >= PENDING_MAX_PUTS || self.bytes >= PENDING_MAX_BYTES
+    }
+
+    /// Adds one record's values (draining `puts`), to be put at `end`.
+    /// `written_end` is the timeline's `last_record_lsn`.
+    pub fn add_record(&mut self, puts: &mut Vec<(Key, Value)>, end: Lsn, written_end: Lsn) {
+        self.prev_end = self.end.unwrap_or(written_end);
+        self.end = Some(end);
+        self.puts.reserve(puts.len());
+        for (key, value) in puts.drain(..) {
+            self.bytes += value.size_bytes();
+            self.puts.push((key, end, value));
+        }
+    }
+
+    /// Writes the pending records as one writer batch finished at the
+    /// newest one's end. On error the pending values are dropped (the
+    /// timeline refuses further writes after a failed write anyway).
+    pub fn write(&mut self, timeline: &Timeline) -> Result<(), IngestError> {
+        let Some(end) = self.end.take() else {
+            return Ok(());
+        };
+        self.bytes = 0;
+        let mut writer = timeline.writer();
+        let put = writer.put_all(&mut self.puts);
+        self.puts.clear();
+        put?;
+        writer.set_prev_record_lsn(self.prev_end);
+        writer.finish(end)?;
+        Ok(())
+    }
+}
+
 /// Values derived from one record (the caller puts them at its end LSN).
 pub(crate) struct Batch<'t> {
     pub timeline: &'t Timeline,
-    /// The timeline state the record applies to (`last_record_lsn`).
+    /// The timeline state the record applies to: its `last_record_lsn`
+    /// once `pending` is written (see [`Batch::read`]).
     pub read_lsn: Lsn,
     /// Where the record starts (for error messages).
     pub start_lsn: Lsn,
+    /// Earlier records not yet written: reading the store writes them first.
+    pending: &'t mut Pending,
     puts: Vec<(Key, Value)>,
     /// Where each key is in `puts`, once there are too many for a linear
     /// search (most records put a handful of values; a relation extension
@@ -36,15 +103,16 @@ impl<'t> Batch<'t> {
     /// records so that a record allocates none).
     pub fn new(
         timeline: &'t Timeline,
-        read_lsn: Lsn,
+        pending: &'t mut Pending,
         start_lsn: Lsn,
         mut puts: Vec<(Key, Value)>,
     ) -> Batch<'t> {
         puts.clear();
         Batch {
             timeline,
-            read_lsn,
+            read_lsn: pending.end().unwrap_or_else(|| timeline.last_record_lsn()),
             start_lsn,
+            pending,
             puts,
             index: None,
         }
@@ -86,7 +154,12 @@ impl<'t> Batch<'t> {
     }
 
     /// The stored value of `key` before this record (`None` if it has none).
-    pub fn read(&self, key: Key) -> Result<Option<Bytes>, IngestError> {
+    /// Writes the pending records first: the value may be theirs.
+    pub fn read(&mut self, key: Key) -> Result<Option<Bytes>, IngestError> {
+        if self.pending.end().is_some() {
+            self.pending.write(self.timeline)?;
+            self.read_lsn = self.timeline.last_record_lsn();
+        }
         match self.timeline.get(key, self.read_lsn) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(GetError::KeyNotFound { .. }) => Ok(None),

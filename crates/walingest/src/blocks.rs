@@ -18,6 +18,7 @@
 use bytes::Bytes;
 use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
 use postgres_wal::rmgr::RmgrId;
+use smallvec::SmallVec;
 use storage::{DerivedOp, Key, Value};
 
 use crate::batch::Batch;
@@ -107,7 +108,7 @@ pub(crate) fn ingest_blocks(
 /// PostgreSQL masks it. `None` when there is nothing to compare with (no
 /// previous version) or no native routine for this record type.
 fn native_redo_matches(
-    b: &Batch<'_>,
+    b: &mut Batch<'_>,
     record: &DecodedRecord,
     block: &postgres_wal::record::DecodedBlock,
     image: &[u8],
@@ -135,6 +136,9 @@ pub(crate) fn rmgr_name(rmid: u8) -> String {
     RmgrId::from_u8(rmid).map_or_else(|| format!("rmgr {rmid}"), |id| id.name().to_owned())
 }
 
+/// Blocks of one record, on the stack for the usual handful.
+type RecordBlocks = SmallVec<[(RelFileNode, ForkNumber, u32); 4]>;
+
 /// Grows every fork the record writes past its end (creating forks PostgreSQL
 /// creates without WAL, such as the FSM and VM) and returns the record's own
 /// blocks that lie past the old end.
@@ -142,9 +146,9 @@ fn extend_for_blocks(
     known: &mut Known,
     b: &mut Batch<'_>,
     record: &DecodedRecord,
-) -> Result<Vec<(RelFileNode, ForkNumber, u32)>, IngestError> {
+) -> Result<RecordBlocks, IngestError> {
     // A record has at most 33 blocks: a sorted vector, not a tree per fork.
-    let mut written = Vec::with_capacity(record.blocks.len());
+    let mut written = RecordBlocks::new();
     for block in &record.blocks {
         if block.blkno == INVALID_BLOCK {
             return Err(b.malformed("block reference to InvalidBlockNumber"));
@@ -153,7 +157,7 @@ fn extend_for_blocks(
     }
     written.sort_unstable();
     written.dedup();
-    let mut past_end = Vec::new();
+    let mut past_end = RecordBlocks::new();
     for fork_blocks in written.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
         let (rel, fork, _) = fork_blocks[0];
         known.create_rel(b, rel, fork)?;
@@ -167,7 +171,7 @@ fn extend_for_blocks(
         let own: Vec<u32> = fork_blocks.iter().map(|&(_, _, blkno)| blkno).collect();
         fill_gap(b, rel, fork, old_size, last, &own)?;
         known.set_rel_size(rel, fork, last + 1);
-        past_end.extend(fork_blocks.iter().filter(|w| w.2 >= old_size));
+        past_end.extend(fork_blocks.iter().filter(|w| w.2 >= old_size).copied());
     }
     Ok(past_end)
 }

@@ -11,7 +11,7 @@ use postgres_wal::rmgr::{dbase, relmap, smgr, tblspc};
 use postgres_wal::{Lsn, RawRecord};
 use storage::{Key, SlruKind, Timeline, Value};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Pending};
 use crate::checkpoint::CheckpointState;
 use crate::known::Known;
 use crate::{blocks, catalog, slru, IngestError};
@@ -70,6 +70,8 @@ pub struct WalIngest {
     commits: Vec<CommitPoint>,
     /// The buffer a record's values are collected in, kept between records.
     puts: Vec<(Key, Value)>,
+    /// Records buffered by [`WalIngest::buffer_record`], not yet written.
+    pending: Pending,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -94,6 +96,7 @@ impl WalIngest {
             last_commit: None,
             commits: Vec::new(),
             puts: Vec::new(),
+            pending: Pending::default(),
         })
     }
 
@@ -130,44 +133,73 @@ impl WalIngest {
         self.checkpoint.as_ref().map(|c| &c.value)
     }
 
-    /// Derives every value the record implies, puts them at `raw.end_lsn`
-    /// and finishes the batch at `raw.end_lsn` (one record = one writer
-    /// batch; `last_record_lsn` advances to `raw.end_lsn`). Records ending at
-    /// or below `last_record_lsn` are skipped (Ok), so re-feeding after a
-    /// restart is harmless.
+    /// Derives every value the record implies and writes them at
+    /// `raw.end_lsn`; `last_record_lsn` advances to `raw.end_lsn` before
+    /// this returns. [`WalIngest::buffer_record`] and
+    /// [`WalIngest::write_buffered`] do the same for many records at the
+    /// cost of one write. Records ending at or below `last_record_lsn` are
+    /// skipped (Ok), so re-feeding after a restart is harmless.
     ///
-    /// On error nothing of the record is stored and the caches are dropped
-    /// (they reload from the store on the next record).
+    /// On error nothing of the record is stored (records buffered before it
+    /// are) and the caches are dropped (they reload from the store on the
+    /// next record).
     pub fn ingest_record(
         &mut self,
         timeline: &Timeline,
         raw: &RawRecord<'_>,
     ) -> Result<(), IngestError> {
-        let last_record_lsn = timeline.last_record_lsn();
+        self.buffer_record(timeline, raw)?;
+        self.write_buffered(timeline)
+    }
+
+    /// Like [`WalIngest::ingest_record`], except that the record's values
+    /// may stay buffered until [`WalIngest::write_buffered`] (or until
+    /// enough are buffered, or ingest needs to read the store). Each record's
+    /// values still sit at its own end LSN, so every record boundary stays
+    /// a consistent point to read at once written.
+    pub fn buffer_record(
+        &mut self,
+        timeline: &Timeline,
+        raw: &RawRecord<'_>,
+    ) -> Result<(), IngestError> {
+        let last_record_lsn = self
+            .pending
+            .end()
+            .unwrap_or_else(|| timeline.last_record_lsn());
         if raw.end_lsn <= last_record_lsn {
             self.stats.records_skipped += 1;
             return Ok(());
         }
         let mut stats = self.stats;
-        let result = self.ingest_new(timeline, raw, last_record_lsn, &mut stats);
-        match result {
+        match self.ingest_new(timeline, raw, &mut stats) {
             Ok(()) => {
                 stats.records_ingested += 1;
                 self.stats = stats;
+                if self.pending.is_full() {
+                    self.write_buffered(timeline)?;
+                }
+                Ok(())
             }
-            Err(_) => {
+            Err(error) => {
                 self.known = Known::default();
                 self.checkpoint = None;
+                // The records before this one are whole: keep them.
+                self.write_buffered(timeline)?;
+                Err(error)
             }
         }
-        result
+    }
+
+    /// Writes every buffered record as one batch: afterwards
+    /// `timeline.last_record_lsn()` is the newest one's end.
+    pub fn write_buffered(&mut self, timeline: &Timeline) -> Result<(), IngestError> {
+        self.pending.write(timeline)
     }
 
     fn ingest_new(
         &mut self,
         timeline: &Timeline,
         raw: &RawRecord<'_>,
-        read_lsn: Lsn,
         stats: &mut crate::IngestStats,
     ) -> Result<(), IngestError> {
         let mut record = raw.decode().map_err(|e| IngestError::Malformed {
@@ -176,38 +208,34 @@ impl WalIngest {
         })?;
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
-            None => CheckpointState::new(load_checkpoint(timeline, read_lsn)?),
+            None => {
+                self.pending.write(timeline)?;
+                let lsn = timeline.last_record_lsn();
+                CheckpointState::new(load_checkpoint(timeline, lsn)?)
+            }
         };
         let mut b = Batch::new(
             timeline,
-            read_lsn,
+            &mut self.pending,
             raw.start_lsn,
             std::mem::take(&mut self.puts),
         );
-        blocks::ingest_blocks(
-            &mut self.known,
-            &mut b,
-            &mut record,
-            stats,
-            self.check_native,
-        )?;
-        blocks::ingest_vm_clears(&mut self.known, &mut b, &record)?;
-        let commit_time = self.ingest_body(&mut checkpoint, &mut b, &record)?;
+        let known = &mut self.known;
+        blocks::ingest_blocks(known, &mut b, &mut record, stats, self.check_native)?;
+        blocks::ingest_vm_clears(known, &mut b, &record)?;
+        let commit_time = ingest_body(known, &mut checkpoint, &mut b, &record)?;
         checkpoint.advance_xid(record.xid);
         if let Some(top) = record.toplevel_xid {
             checkpoint.advance_xid(top);
         }
-        self.known.flush(&mut b)?;
+        known.flush(&mut b)?;
         if checkpoint.dirty {
             let bytes = checkpoint.value.serialize().to_vec();
             b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
         }
         let mut puts = b.into_puts();
-        let mut writer = timeline.writer();
-        for (key, value) in puts.drain(..) {
-            writer.put(key, raw.end_lsn, value)?;
-        }
-        writer.finish(raw.end_lsn)?;
+        let written_end = timeline.last_record_lsn();
+        self.pending.add_record(&mut puts, raw.end_lsn, written_end);
         if puts.capacity() <= MAX_KEPT_PUTS {
             self.puts = puts;
         }
@@ -226,66 +254,65 @@ impl WalIngest {
         self.checkpoint = Some(checkpoint);
         Ok(())
     }
+}
 
-    /// What the record's body (not its blocks) changes. Returns the commit
-    /// time (PostgreSQL epoch) of a commit record.
-    fn ingest_body(
-        &mut self,
-        checkpoint: &mut CheckpointState,
-        b: &mut Batch<'_>,
-        record: &DecodedRecord,
-    ) -> Result<Option<i64>, IngestError> {
-        let malformed = |e: postgres_wal::rmgr::cursor::BodyError| b.malformed(e.to_string());
-        let known = &mut self.known;
-        // Only the bodies that change stored state are parsed: a manager
-        // whose records we ignore can never fail ingest.
-        match RmgrId::from_u8(record.rmid) {
-            Some(RmgrId::Xlog) => ingest_xlog(checkpoint, &xlog::parse(record).map_err(malformed)?),
-            Some(RmgrId::Transaction) => {
-                let x = xact::parse(record).map_err(malformed)?;
-                crate::xact::ingest(known, checkpoint, b, record, &x)?;
-                if let XactRecord::Commit(f) | XactRecord::CommitPrepared(f) = &x {
-                    return Ok(Some(f.xact_time));
-                }
-            }
-            Some(RmgrId::Storage) => {
-                let s = smgr::parse(record).map_err(malformed)?;
-                catalog::smgr(known, b, &s)?;
-            }
-            Some(RmgrId::Database) => {
-                let d = dbase::parse(record).map_err(malformed)?;
-                catalog::dbase(known, b, &d)?;
-            }
-            Some(RmgrId::Tablespace) => {
-                let t = tblspc::parse(record).map_err(malformed)?;
-                catalog::tablespace(known, b, &t)?;
-            }
-            Some(RmgrId::RelMap) => {
-                let r = relmap::parse(record).map_err(malformed)?;
-                catalog::relmap(b, &r)?;
-            }
-            Some(RmgrId::Clog) => {
-                let c = clog::parse(record).map_err(malformed)?;
-                ingest_clog(known, b, &c)?;
-            }
-            Some(RmgrId::MultiXact) => {
-                let m = multixact::parse(record).map_err(malformed)?;
-                ingest_multixact(known, checkpoint, b, &m)?;
-            }
-            // Page changes of the access methods come through block
-            // references (handled already); hot standby information, logical
-            // messages and replication origins change no file we serve;
-            // commit timestamps are not stored (see `crate::slru`).
-            Some(_) => {}
-            None => {
-                return Err(b.unsupported(format!(
-                    "custom resource manager {} is not known",
-                    record.rmid
-                )))
+/// What the record's body (not its blocks) changes. Returns the commit
+/// time (PostgreSQL epoch) of a commit record.
+fn ingest_body(
+    known: &mut Known,
+    checkpoint: &mut CheckpointState,
+    b: &mut Batch<'_>,
+    record: &DecodedRecord,
+) -> Result<Option<i64>, IngestError> {
+    let malformed = |e: postgres_wal::rmgr::cursor::BodyError| b.malformed(e.to_string());
+    // Only the bodies that change stored state are parsed: a manager
+    // whose records we ignore can never fail ingest.
+    match RmgrId::from_u8(record.rmid) {
+        Some(RmgrId::Xlog) => ingest_xlog(checkpoint, &xlog::parse(record).map_err(malformed)?),
+        Some(RmgrId::Transaction) => {
+            let x = xact::parse(record).map_err(malformed)?;
+            crate::xact::ingest(known, checkpoint, b, record, &x)?;
+            if let XactRecord::Commit(f) | XactRecord::CommitPrepared(f) = &x {
+                return Ok(Some(f.xact_time));
             }
         }
-        Ok(None)
+        Some(RmgrId::Storage) => {
+            let s = smgr::parse(record).map_err(malformed)?;
+            catalog::smgr(known, b, &s)?;
+        }
+        Some(RmgrId::Database) => {
+            let d = dbase::parse(record).map_err(malformed)?;
+            catalog::dbase(known, b, &d)?;
+        }
+        Some(RmgrId::Tablespace) => {
+            let t = tblspc::parse(record).map_err(malformed)?;
+            catalog::tablespace(known, b, &t)?;
+        }
+        Some(RmgrId::RelMap) => {
+            let r = relmap::parse(record).map_err(malformed)?;
+            catalog::relmap(b, &r)?;
+        }
+        Some(RmgrId::Clog) => {
+            let c = clog::parse(record).map_err(malformed)?;
+            ingest_clog(known, b, &c)?;
+        }
+        Some(RmgrId::MultiXact) => {
+            let m = multixact::parse(record).map_err(malformed)?;
+            ingest_multixact(known, checkpoint, b, &m)?;
+        }
+        // Page changes of the access methods come through block
+        // references (handled already); hot standby information, logical
+        // messages and replication origins change no file we serve;
+        // commit timestamps are not stored (see `crate::slru`).
+        Some(_) => {}
+        None => {
+            return Err(b.unsupported(format!(
+                "custom resource manager {} is not known",
+                record.rmid
+            )))
+        }
     }
+    Ok(None)
 }
 
 fn ingest_xlog(checkpoint: &mut CheckpointState, body: &XlogRecord) {

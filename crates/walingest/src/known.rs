@@ -23,7 +23,9 @@ type RelFork = (RelFileNode, ForkNumber);
 /// store's key maps rather than with SipHash.
 type FastMap<K, V> = HashMap<K, V, storage::key::KeyHashBuilder>;
 
-/// Cached state; see the module docs.
+/// Cached state; see the module docs. `rel_sizes` holds sizes of existing
+/// forks only (every insert follows a creation or an existence check, and
+/// dropping a fork or a database removes its sizes).
 #[derive(Default)]
 pub(crate) struct Known {
     rel_sizes: FastMap<RelFork, u32>,
@@ -50,7 +52,7 @@ impl Known {
 
     fn rel_dir(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         spc: u32,
         db: u32,
     ) -> Result<&mut BTreeSet<(u32, ForkNumber)>, IngestError> {
@@ -69,10 +71,16 @@ impl Known {
     /// Whether the fork is listed in its database's relation directory.
     pub fn rel_exists(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         rel: RelFileNode,
         fork: ForkNumber,
     ) -> Result<bool, IngestError> {
+        // A known size means the fork exists (sizes are only kept for
+        // existing forks and dropped with them): one lookup for the blocks
+        // of every record instead of a directory and a tree.
+        if self.rel_sizes.contains_key(&(rel, fork)) {
+            return Ok(true);
+        }
         Ok(self
             .rel_dir(b, rel.spc_node, rel.db_node)?
             .contains(&(rel.rel_node, fork)))
@@ -81,15 +89,15 @@ impl Known {
     /// Blocks in the fork; 0 for a fork that does not exist.
     pub fn rel_size(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         rel: RelFileNode,
         fork: ForkNumber,
     ) -> Result<u32, IngestError> {
-        if !self.rel_exists(b, rel, fork)? {
-            return Ok(0);
-        }
         if let Some(&size) = self.rel_sizes.get(&(rel, fork)) {
             return Ok(size);
+        }
+        if !self.rel_exists(b, rel, fork)? {
+            return Ok(0);
         }
         let key = Key::rel_size(rel, fork);
         let size = match b.read(key)? {
@@ -111,7 +119,7 @@ impl Known {
     /// an existing fork keeps its contents. Returns whether it was created.
     pub fn create_rel(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         rel: RelFileNode,
         fork: ForkNumber,
     ) -> Result<bool, IngestError> {
@@ -131,7 +139,7 @@ impl Known {
     }
 
     /// Removes every fork of `rel` (`smgrdounlinkall`).
-    pub fn drop_rel(&mut self, b: &Batch<'_>, rel: RelFileNode) -> Result<(), IngestError> {
+    pub fn drop_rel(&mut self, b: &mut Batch<'_>, rel: RelFileNode) -> Result<(), IngestError> {
         let dir = self.rel_dir(b, rel.spc_node, rel.db_node)?;
         let before = dir.len();
         dir.retain(|(rel_node, _)| *rel_node != rel.rel_node);
@@ -148,7 +156,7 @@ impl Known {
     /// The forks of one database.
     pub fn rels_of_db(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         spc: u32,
         db: u32,
     ) -> Result<Vec<(u32, ForkNumber)>, IngestError> {
@@ -173,7 +181,7 @@ impl Known {
 
     // ---- databases -------------------------------------------------------
 
-    fn db_dir(&mut self, b: &Batch<'_>) -> Result<&mut BTreeSet<(u32, u32)>, IngestError> {
+    fn db_dir(&mut self, b: &mut Batch<'_>) -> Result<&mut BTreeSet<(u32, u32)>, IngestError> {
         if self.db_dir.is_none() {
             let key = Key::db_dir();
             let dbs = match b.read(key)? {
@@ -186,14 +194,14 @@ impl Known {
         Ok(self.db_dir.get_or_insert_with(BTreeSet::new))
     }
 
-    pub fn add_db(&mut self, b: &Batch<'_>, spc: u32, db: u32) -> Result<(), IngestError> {
+    pub fn add_db(&mut self, b: &mut Batch<'_>, spc: u32, db: u32) -> Result<(), IngestError> {
         if self.db_dir(b)?.insert((spc, db)) {
             self.dirty.db_dir = true;
         }
         Ok(())
     }
 
-    pub fn remove_db(&mut self, b: &Batch<'_>, spc: u32, db: u32) -> Result<(), IngestError> {
+    pub fn remove_db(&mut self, b: &mut Batch<'_>, spc: u32, db: u32) -> Result<(), IngestError> {
         if self.db_dir(b)?.remove(&(spc, db)) {
             self.dirty.db_dir = true;
         }
@@ -201,7 +209,11 @@ impl Known {
     }
 
     /// Every database stored in tablespace `spc`.
-    pub fn dbs_in_tablespace(&mut self, b: &Batch<'_>, spc: u32) -> Result<Vec<u32>, IngestError> {
+    pub fn dbs_in_tablespace(
+        &mut self,
+        b: &mut Batch<'_>,
+        spc: u32,
+    ) -> Result<Vec<u32>, IngestError> {
         Ok(self
             .db_dir(b)?
             .iter()
@@ -214,7 +226,7 @@ impl Known {
 
     fn slru_dir(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         kind: SlruKind,
     ) -> Result<&mut BTreeSet<u32>, IngestError> {
         if let std::collections::hash_map::Entry::Vacant(entry) = self.slru_dirs.entry(kind) {
@@ -231,7 +243,7 @@ impl Known {
 
     pub fn slru_segments(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         kind: SlruKind,
     ) -> Result<Vec<u32>, IngestError> {
         Ok(self.slru_dir(b, kind)?.iter().copied().collect())
@@ -240,7 +252,7 @@ impl Known {
     /// Pages in an SLRU segment; 0 if the segment does not exist.
     pub fn slru_segment_size(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         kind: SlruKind,
         segno: u32,
     ) -> Result<u32, IngestError> {
@@ -263,7 +275,7 @@ impl Known {
     /// Makes the segment at least `pages` long, creating it if needed.
     pub fn extend_slru_segment(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         kind: SlruKind,
         segno: u32,
         pages: u32,
@@ -282,7 +294,7 @@ impl Known {
     /// Deletes a segment file.
     pub fn remove_slru_segment(
         &mut self,
-        b: &Batch<'_>,
+        b: &mut Batch<'_>,
         kind: SlruKind,
         segno: u32,
     ) -> Result<(), IngestError> {
@@ -296,7 +308,7 @@ impl Known {
 
     // ---- two-phase -------------------------------------------------------
 
-    fn twophase_dir(&mut self, b: &Batch<'_>) -> Result<&mut BTreeSet<u32>, IngestError> {
+    fn twophase_dir(&mut self, b: &mut Batch<'_>) -> Result<&mut BTreeSet<u32>, IngestError> {
         if self.twophase_dir.is_none() {
             let key = Key::twophase_dir();
             let xids = match b.read(key)? {
@@ -309,14 +321,14 @@ impl Known {
         Ok(self.twophase_dir.get_or_insert_with(BTreeSet::new))
     }
 
-    pub fn add_twophase(&mut self, b: &Batch<'_>, xid: u32) -> Result<(), IngestError> {
+    pub fn add_twophase(&mut self, b: &mut Batch<'_>, xid: u32) -> Result<(), IngestError> {
         if self.twophase_dir(b)?.insert(xid) {
             self.dirty.twophase_dir = true;
         }
         Ok(())
     }
 
-    pub fn remove_twophase(&mut self, b: &Batch<'_>, xid: u32) -> Result<(), IngestError> {
+    pub fn remove_twophase(&mut self, b: &mut Batch<'_>, xid: u32) -> Result<(), IngestError> {
         if self.twophase_dir(b)?.remove(&xid) {
             self.dirty.twophase_dir = true;
         }

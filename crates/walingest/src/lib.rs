@@ -12,9 +12,12 @@
 //!   xlog        → checkpoint counters (next xid/oid/multi)    (checkpoint)
 //! ```
 //!
-//! Every record becomes exactly one writer batch finished at its end LSN, so
-//! a base backup (`datadir::Basebackup`) at any record boundary sees a
-//! consistent data directory. Values follow the key layout of
+//! Every value of a record is put at the record's end LSN, so a base backup
+//! (`datadir::Basebackup`) at any record boundary sees a consistent data
+//! directory. A WAL receiver buffers the records of each read off its socket
+//! ([`WalIngest::buffer_record`]) and writes them as one writer batch
+//! ([`WalIngest::write_buffered`]): the timeline's locks are taken once per
+//! batch, not once per record. Values follow the key layout of
 //! `datadir::layout`.
 //!
 //! [`NativeRedo`] is the [`storage::Reconstruct`] to open repositories with:

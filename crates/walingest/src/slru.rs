@@ -46,7 +46,7 @@ pub(crate) fn zero_page_record(
 /// Whether `page` is stored (its segment holds it).
 fn page_exists(
     known: &mut Known,
-    b: &Batch<'_>,
+    b: &mut Batch<'_>,
     kind: SlruKind,
     page: u32,
 ) -> Result<bool, IngestError> {

@@ -32,6 +32,9 @@ struct Fixture {
     timeline: Arc<Timeline>,
     ingest: WalIngest,
     next: Lsn,
+    /// Feed with `buffer_record` (written by `write_buffered`) rather
+    /// than `ingest_record`.
+    buffered: bool,
     _repo: Repository,
     _dir: tempfile::TempDir,
 }
@@ -111,6 +114,7 @@ impl Fixture {
             timeline,
             ingest,
             next: Lsn(0x1000),
+            buffered: false,
             _repo: repo,
             _dir: dir,
         }
@@ -143,7 +147,11 @@ impl Fixture {
             end_lsn: end,
             bytes: &bytes,
         };
-        self.ingest.ingest_record(&self.timeline, &raw)?;
+        if self.buffered {
+            self.ingest.buffer_record(&self.timeline, &raw)?;
+        } else {
+            self.ingest.ingest_record(&self.timeline, &raw)?;
+        }
         self.next = end;
         Ok(end)
     }
@@ -328,6 +336,79 @@ fn vm_truncation_clears_the_bits_of_removed_heap_blocks() {
     assert_eq!(vm[25], 0x0f, "blocks 4, 5 kept, 6, 7 cleared");
     assert!(vm[26..].iter().all(|&b| b == 0));
     assert_eq!(f.size(ForkNumber::VisibilityMap), Some(1));
+}
+
+#[test]
+fn buffered_records_become_visible_together_each_at_its_own_lsn() {
+    let mut f = Fixture::new();
+    f.buffered = true;
+    let before = f.timeline.last_record_lsn();
+    let ends: Vec<Lsn> = (1..=3u8)
+        .map(|fill| {
+            let block = image_block(0, ForkNumber::Main, u32::from(fill), page(fill));
+            f.feed(RmgrId::Xlog, XLOG_FPI, 0, &[block], &[]).unwrap()
+        })
+        .collect();
+    assert_eq!(f.timeline.last_record_lsn(), before, "nothing visible yet");
+    f.ingest.write_buffered(&f.timeline).unwrap();
+    assert_eq!(f.timeline.last_record_lsn(), ends[2]);
+    assert_eq!(f.timeline.prev_record_lsn(), ends[1]);
+    for (i, end) in ends.iter().enumerate() {
+        let size = f
+            .timeline
+            .get_rel_size(REL, ForkNumber::Main, *end)
+            .unwrap();
+        assert_eq!(
+            size,
+            Some(i as u32 + 2),
+            "relation size at the end of record {i}"
+        );
+        let block = Key::rel_block(REL, ForkNumber::Main, i as u32 + 1);
+        assert_eq!(f.timeline.get(block, *end).unwrap()[100], i as u8 + 1);
+    }
+    // Re-fed records are skipped, buffered or not.
+    f.next = before;
+    for fill in 1..=3u8 {
+        let block = image_block(0, ForkNumber::Main, u32::from(fill), page(0xee));
+        f.feed(RmgrId::Xlog, XLOG_FPI, 0, &[block], &[]).unwrap();
+    }
+    f.ingest.write_buffered(&f.timeline).unwrap();
+    assert_eq!(f.ingest.stats().records_skipped, 3);
+    assert_eq!(f.timeline.last_record_lsn(), ends[2]);
+}
+
+#[test]
+fn a_buffered_record_reading_the_store_sees_the_buffered_ones_before_it() {
+    let mut f = Fixture::new();
+    f.buffered = true;
+    let fpi_end = f
+        .feed(
+            RmgrId::Xlog,
+            XLOG_FPI,
+            0,
+            &[image_block(0, ForkNumber::VisibilityMap, 0, page(0xff))],
+            &[],
+        )
+        .unwrap();
+    assert!(f.timeline.last_record_lsn() < fpi_end);
+    // The truncation rewrites the VM page the buffered image wrote.
+    let mut body = 6u32.to_le_bytes().to_vec();
+    for v in [REL.spc_node, REL.db_node, REL.rel_node, 0x2] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let truncate_end = f.feed(RmgrId::Storage, 0x20, 0, &[], &body).unwrap();
+    assert_eq!(
+        f.timeline.last_record_lsn(),
+        fpi_end,
+        "written before the read"
+    );
+    f.ingest.write_buffered(&f.timeline).unwrap();
+    assert_eq!(f.timeline.last_record_lsn(), truncate_end);
+    let vm_key = Key::rel_block(REL, ForkNumber::VisibilityMap, 0);
+    let vm = f.timeline.get(vm_key, truncate_end).unwrap();
+    assert_eq!((vm[24], vm[25]), (0xff, 0x0f));
+    let vm = f.timeline.get(vm_key, fpi_end).unwrap();
+    assert_eq!((vm[24], vm[25]), (0xff, 0xff));
 }
 
 #[test]

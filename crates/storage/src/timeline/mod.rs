@@ -244,6 +244,7 @@ impl Timeline {
             // Only a writer moves it, and this one holds the write lock.
             last_record_lsn: self.last_record_lsn(),
             max_put_lsn: Lsn::INVALID,
+            prev_record_lsn: None,
         }
     }
 
@@ -292,7 +293,12 @@ impl Timeline {
     /// Applies a finished batch and advances `last_record_lsn`. Returns
     /// whether the freeze policy now says to freeze (decided under the
     /// locks taken anyway, rather than taking them again per batch).
-    fn apply_batch(&self, batch: &mut Vec<(Key, Lsn, Value)>, lsn: Lsn) -> bool {
+    fn apply_batch(
+        &self,
+        batch: &mut Vec<(Key, Lsn, Value)>,
+        lsn: Lsn,
+        prev_record_lsn: Option<Lsn>,
+    ) -> bool {
         self.hot
             .lock()
             .note_batch(batch.iter().map(|(key, _, value)| (*key, value)));
@@ -319,7 +325,7 @@ impl Timeline {
         };
         let mut state = self.lsns.lock();
         if lsn > state.last_record {
-            state.prev_record = state.last_record;
+            state.prev_record = prev_record_lsn.unwrap_or(state.last_record);
             state.last_record = lsn;
         }
         let (ready, waiting) = std::mem::take(&mut state.waiters)
@@ -358,6 +364,9 @@ pub struct TimelineWriter<'a> {
     /// write lock.
     last_record_lsn: Lsn,
     max_put_lsn: Lsn,
+    /// Set by [`TimelineWriter::set_prev_record_lsn`] for a batch of
+    /// several records; else the previous `last_record_lsn`.
+    prev_record_lsn: Option<Lsn>,
 }
 
 impl Drop for TimelineWriter<'_> {
@@ -389,6 +398,46 @@ impl TimelineWriter<'_> {
         self.max_put_lsn = self.max_put_lsn.max(lsn);
         self.batch.push((key, lsn, value));
         Ok(())
+    }
+
+    /// Adds every version in `puts` (each as [`TimelineWriter::put`]
+    /// would), leaving `puts` empty with its capacity. Hands the buffer over
+    /// rather than copying when the batch is still empty. On error nothing
+    /// of `puts` is added.
+    pub fn put_all(&mut self, puts: &mut Vec<(Key, Lsn, Value)>) -> Result<(), WriteError> {
+        let timeline = self.timeline;
+        let last_record_lsn = self.last_record_lsn;
+        let mut max_put_lsn = self.max_put_lsn;
+        for &(_, lsn, _) in puts.iter() {
+            if lsn == Lsn::MAX {
+                return Err(WriteError::InvalidLsn {
+                    timeline: timeline.id,
+                    lsn,
+                });
+            }
+            if lsn <= last_record_lsn {
+                return Err(WriteError::LsnNotAdvancing {
+                    timeline: timeline.id,
+                    lsn,
+                    last_record_lsn,
+                });
+            }
+            max_put_lsn = max_put_lsn.max(lsn);
+        }
+        self.max_put_lsn = max_put_lsn;
+        if self.batch.is_empty() {
+            std::mem::swap(&mut *self.batch, puts);
+        } else {
+            self.batch.append(puts);
+        }
+        Ok(())
+    }
+
+    /// For a batch holding several WAL records: where the last of them
+    /// starts its predecessor's end (`prev_record_lsn` after `finish`),
+    /// instead of the `last_record_lsn` the batch started from.
+    pub fn set_prev_record_lsn(&mut self, lsn: Lsn) {
+        self.prev_record_lsn = Some(lsn);
     }
 
     /// Number of versions in the batch.
@@ -433,7 +482,7 @@ impl TimelineWriter<'_> {
                 max_put_lsn: self.max_put_lsn,
             });
         }
-        if timeline.apply_batch(&mut self.batch, lsn) {
+        if timeline.apply_batch(&mut self.batch, lsn, self.prev_record_lsn) {
             timeline.freeze_locked();
             timeline.flush_if_backlogged()?;
         }

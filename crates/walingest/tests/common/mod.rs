@@ -122,17 +122,23 @@ pub fn ingest_wal_dir(
                         ingest.set_check_native(out.records.is_multiple_of(n));
                     }
                     ingest
-                        .ingest_record(timeline, &raw)
+                        .buffer_record(timeline, &raw)
                         .unwrap_or_else(|e| panic!("ingest of record at {}: {e}", raw.start_lsn));
                     out.records += 1;
                     out.bytes += raw.bytes.len() as u64;
                     out.record_ends.push(raw.end_lsn);
                 }
                 Ok(None) => break,
-                Err(e) if e.is_end_of_wal() => return out,
+                Err(e) if e.is_end_of_wal() => {
+                    ingest.write_buffered(timeline).unwrap();
+                    return out;
+                }
                 Err(e) => panic!("decoding WAL: {e}"),
             }
         }
+        // A segment's records written as batches, as a WAL receiver
+        // writes what each read off its socket brought.
+        ingest.write_buffered(timeline).unwrap();
     }
     out
 }
