@@ -31,8 +31,17 @@ const HAS_TOPLEVEL_XID: u8 = 2;
 
 /// Encodes `record` for its block `block_id` (format 2).
 pub fn encode(block_id: u8, record: &DecodedRecord) -> Bytes {
-    let data_len: usize = record.blocks.iter().map(|b| b.data.len() + 27).sum();
-    let mut out = Vec::with_capacity(40 + record.main_data.len() + data_len);
+    // The exact size, so that the buffer becomes `Bytes` without a
+    // reallocation or a separate shared header.
+    let blocks_len: usize = record.blocks.iter().map(|b| 24 + b.data.len()).sum();
+    let len = 25
+        + if record.origin.is_some() { 2 } else { 0 }
+        + if record.toplevel_xid.is_some() { 4 } else { 0 }
+        + 4
+        + record.main_data.len()
+        + 1
+        + blocks_len;
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&[FORMAT_COMPACT, block_id]);
     out.extend_from_slice(&record.start_lsn.0.to_le_bytes());
     out.extend_from_slice(&record.end_lsn.0.to_le_bytes());
@@ -59,6 +68,7 @@ pub fn encode(block_id: u8, record: &DecodedRecord) -> Bytes {
         out.extend_from_slice(&[block.fork_flags, u8::from(block.will_init)]);
         put_bytes(&mut out, &block.data);
     }
+    debug_assert_eq!(out.len(), len);
     Bytes::from(out)
 }
 

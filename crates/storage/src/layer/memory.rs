@@ -1,23 +1,26 @@
 //! In-memory layers: the open layer that receives a timeline's writes, and
 //! frozen layers (no longer written) waiting to become delta files.
 //!
-//! Layout (issue #16: a tree node per record made the layer, and the
-//! allocator, most of ingest's time):
+//! Layout (issue #16: a tree node per record, then a vector per key, made
+//! the layer and the allocator most of ingest's time):
 //!
 //! ```text
-//! values:  [v0 v1 v2 v3 v4 ...]          chunks of VALUE_CHUNK, append-only
-//! index:   key A -> [(lsn 10, 0) (lsn 14, 3)]   sorted by LSN
-//!          key B -> [(lsn 12, 1)]
-//!          key C -> [(lsn 12, 2) (lsn 20, 4)]
+//! arena:  [0: A@10 ·] [1: B@12 ·] [2: C@12 ·] [3: A@14 →0] [4: C@20 →2] ...
+//! index:  key A -> newest 3, oldest LSN 10
+//!         key B -> newest 1, oldest LSN 12
+//!         key C -> newest 4, oldest LSN 12
 //! ```
 //!
-//! A put appends its value to `values` and its (LSN, slot) to the key's
-//! version list: WAL arrives in LSN order, so that is a push onto the end
-//! (an LSN below the newest, which a writer batch may put, is inserted in
-//! place). The only allocations are a value chunk every `VALUE_CHUNK`
-//! puts and a key's list growing (amortised doubling, per key rather than
-//! per record). Key order, which only flushing and key listing need, is
-//! established by sorting the keys then.
+//! Every version is one entry of an append-only arena: its LSN, its value
+//! and the slot of the key's next older version. The index maps a key to
+//! its newest version, so a key's versions form a chain, newest first. WAL
+//! arrives in LSN order, so a put appends an entry and moves the key's head
+//! (an LSN below the newest, which a writer batch may put, is spliced into
+//! the chain in place). The only allocations are an arena chunk every
+//! `VALUE_CHUNK` puts and the index growing. Reads at the head, the usual
+//! case, start at the newest version; a read further back walks the chain.
+//! Key order, which only flushing and key listing need, is established by
+//! sorting the keys then.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -27,29 +30,40 @@ use postgres_wal::Lsn;
 use crate::key::{Key, KeyMap};
 use crate::value::Value;
 
-/// Values per chunk of the value arena: big enough that chunk allocation
-/// is rare (a chunk is about 160 KB).
+/// Versions per chunk of the arena: big enough that chunk allocation is
+/// rare (a chunk is about 240 KB).
 const VALUE_CHUNK: usize = 4096;
 
-/// One version of a key: its LSN and the slot of its value in the arena.
-#[derive(Clone, Copy, Debug)]
-struct Version {
+/// No older version: the end of a chain.
+const NO_SLOT: u32 = u32::MAX;
+
+/// One version of a key.
+struct Entry {
     lsn: Lsn,
-    slot: u32,
+    value: Value,
+    /// Slot of the key's next older version, or [`NO_SLOT`].
+    older: u32,
 }
 
-/// Append-only storage of values, addressed by slot.
+/// A key's versions: its newest entry and the LSN of its oldest.
+#[derive(Clone, Copy, Debug)]
+struct Chain {
+    newest: u32,
+    oldest_lsn: Lsn,
+}
+
+/// Append-only storage of versions, addressed by slot.
 #[derive(Default)]
-struct ValueArena {
-    chunks: Vec<Vec<Value>>,
+struct Arena {
+    chunks: Vec<Vec<Entry>>,
     len: usize,
 }
 
-impl ValueArena {
-    fn push(&mut self, value: Value) -> u32 {
+impl Arena {
+    fn push(&mut self, entry: Entry) -> u32 {
         let slot = self.len;
         match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < VALUE_CHUNK => chunk.push(value),
+            Some(chunk) if chunk.len() < VALUE_CHUNK => chunk.push(entry),
             _ => {
                 // The first chunk grows by doubling, so that the open layer
                 // of an idle timeline (a few values) stays small; later
@@ -59,37 +73,45 @@ impl ValueArena {
                 } else {
                     Vec::with_capacity(VALUE_CHUNK)
                 };
-                chunk.push(value);
+                chunk.push(entry);
                 self.chunks.push(chunk);
             }
         }
         self.len += 1;
-        // More than 4 G versions would need far more memory than any
-        // freeze policy lets an open layer hold.
-        u32::try_from(slot).unwrap_or(u32::MAX)
+        // Slots stay below NO_SLOT: 4 G versions would need far more memory
+        // than any freeze policy lets an open layer hold.
+        u32::try_from(slot).unwrap_or(NO_SLOT - 1)
     }
 
-    fn get(&self, slot: u32) -> &Value {
+    fn get(&self, slot: u32) -> &Entry {
         let slot = slot as usize;
         &self.chunks[slot / VALUE_CHUNK][slot % VALUE_CHUNK]
     }
 
-    fn get_mut(&mut self, slot: u32) -> &mut Value {
+    fn get_mut(&mut self, slot: u32) -> &mut Entry {
         let slot = slot as usize;
         &mut self.chunks[slot / VALUE_CHUNK][slot % VALUE_CHUNK]
     }
+
+    /// The slots of a chain, newest first.
+    fn chain(&self, newest: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(newest), |&slot| {
+            let older = self.get(slot).older;
+            (older != NO_SLOT).then_some(older)
+        })
+    }
 }
 
-/// Versions with LSNs in `start_lsn..end_lsn`: per key, sorted by LSN (see
-/// the module doc for the layout).
+/// Versions with LSNs in `start_lsn..end_lsn`: per key, a chain newest
+/// first (see the module doc for the layout).
 pub struct InMemoryLayer {
     start_lsn: Lsn,
     /// `Lsn::MAX` while open; set when frozen.
     end_lsn: Lsn,
     /// The timeline's `prev_record_lsn` when this layer was frozen.
     prev_record_lsn: Lsn,
-    values: ValueArena,
-    index: KeyMap<Vec<Version>>,
+    arena: Arena,
+    index: KeyMap<Chain>,
     /// Smallest and largest key held.
     key_bounds: Option<(Key, Key)>,
     size_bytes: u64,
@@ -103,7 +125,7 @@ impl InMemoryLayer {
             start_lsn,
             end_lsn: Lsn::MAX,
             prev_record_lsn: Lsn::INVALID,
-            values: ValueArena::default(),
+            arena: Arena::default(),
             index: KeyMap::default(),
             key_bounds: None,
             size_bytes: 0,
@@ -143,27 +165,66 @@ impl InMemoryLayer {
         if self.first_put.is_none() {
             self.first_put = Some(Instant::now());
         }
-        self.size_bytes += value.size_bytes() as u64;
-        let versions = self.index.entry(key).or_default();
-        let position = match versions.last() {
-            // The common case: WAL arrives in LSN order.
-            None => 0,
-            Some(last) if last.lsn < lsn => versions.len(),
-            _ => match versions.binary_search_by_key(&lsn, |v| v.lsn) {
-                Ok(found) => {
-                    let old = std::mem::replace(self.values.get_mut(versions[found].slot), value);
-                    self.size_bytes = self.size_bytes.saturating_sub(old.size_bytes() as u64);
-                    return;
-                }
-                Err(position) => position,
-            },
+        let size = value.size_bytes() as u64;
+        let chain = match self.index.entry(key) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                let slot = self.arena.push(Entry {
+                    lsn,
+                    value,
+                    older: NO_SLOT,
+                });
+                vacant.insert(Chain {
+                    newest: slot,
+                    oldest_lsn: lsn,
+                });
+                self.size_bytes += size;
+                self.key_bounds = Some(match self.key_bounds {
+                    None => (key, key),
+                    Some((first, last)) => (first.min(key), last.max(key)),
+                });
+                return;
+            }
+            std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
         };
-        let slot = self.values.push(value);
-        versions.insert(position, Version { lsn, slot });
-        self.key_bounds = Some(match self.key_bounds {
-            None => (key, key),
-            Some((first, last)) => (first.min(key), last.max(key)),
+        // The common case: WAL arrives in LSN order.
+        if self.arena.get(chain.newest).lsn < lsn {
+            chain.newest = self.arena.push(Entry {
+                lsn,
+                value,
+                older: chain.newest,
+            });
+            self.size_bytes += size;
+            return;
+        }
+        // Find the newest version at or below `lsn` and the one above it.
+        let mut newer = None;
+        let mut at = chain.newest;
+        while at != NO_SLOT {
+            let entry = self.arena.get_mut(at);
+            if entry.lsn == lsn {
+                let old = std::mem::replace(&mut entry.value, value);
+                self.size_bytes = (self.size_bytes + size).saturating_sub(old.size_bytes() as u64);
+                return;
+            }
+            if entry.lsn < lsn {
+                break;
+            }
+            newer = Some(at);
+            at = entry.older;
+        }
+        let slot = self.arena.push(Entry {
+            lsn,
+            value,
+            older: at,
         });
+        self.size_bytes += size;
+        if at == NO_SLOT {
+            chain.oldest_lsn = lsn;
+        }
+        match newer {
+            Some(newer) => self.arena.get_mut(newer).older = slot,
+            None => chain.newest = slot,
+        }
     }
 
     /// Replaces the newest version of `key` at or below `at` with `image`,
@@ -179,14 +240,17 @@ impl InMemoryLayer {
         if at < self.start_lsn {
             return false;
         }
-        let Some(versions) = self.index.get(&key) else {
+        let Some(chain) = self.index.get(&key) else {
             return false;
         };
-        let below = versions.partition_point(|v| v.lsn <= at);
-        let Some(newest) = below.checked_sub(1).map(|i| versions[i]) else {
+        let Some(slot) = self
+            .arena
+            .chain(chain.newest)
+            .find(|&slot| self.arena.get(slot).lsn <= at)
+        else {
             return false;
         };
-        let value = self.values.get_mut(newest.slot);
+        let value = &mut self.arena.get_mut(slot).value;
         if matches!(value, Value::Image(_)) {
             return false;
         }
@@ -202,7 +266,7 @@ impl InMemoryLayer {
         debug_assert!(self
             .index
             .values()
-            .all(|versions| versions.last().is_none_or(|v| v.lsn < end_lsn)));
+            .all(|chain| self.arena.get(chain.newest).lsn < end_lsn));
         self.end_lsn = end_lsn;
         self.prev_record_lsn = prev_record_lsn;
     }
@@ -219,21 +283,19 @@ impl InMemoryLayer {
         if lsns.start >= lsns.end {
             return false;
         }
-        let Some(versions) = self.index.get(&key) else {
+        let Some(chain) = self.index.get(&key) else {
             return false;
         };
-        // Reads at the head, the usual case, start from the newest version.
-        let end = match versions.last() {
-            Some(last) if last.lsn < lsns.end => versions.len(),
-            _ => versions.partition_point(|v| v.lsn < lsns.end),
-        };
-        for version in versions[..end].iter().rev() {
-            if version.lsn < lsns.start {
+        for slot in self.arena.chain(chain.newest) {
+            let entry = self.arena.get(slot);
+            if entry.lsn >= lsns.end {
+                continue;
+            }
+            if entry.lsn < lsns.start {
                 break;
             }
-            let value = self.values.get(version.slot);
-            out.push((version.lsn, value.clone()));
-            if value.will_init() {
+            out.push((entry.lsn, entry.value.clone()));
+            if entry.value.will_init() {
                 return true;
             }
         }
@@ -246,21 +308,29 @@ impl InMemoryLayer {
         if keys.start >= keys.end {
             return;
         }
-        let listed = self.index.iter().filter(|(key, versions)| {
-            keys.contains(key) && versions.first().is_some_and(|v| v.lsn <= max_lsn)
-        });
+        let listed = self
+            .index
+            .iter()
+            .filter(|(key, chain)| keys.contains(key) && chain.oldest_lsn <= max_lsn);
         out.extend(listed.map(|(key, _)| *key));
     }
 
     /// All versions in (key, lsn) order. Sorts the keys first (a frozen
     /// layer is iterated once, when it is flushed).
     pub fn iter(&self) -> impl Iterator<Item = (Key, Lsn, &Value)> {
-        let mut keys: Vec<(&Key, &Vec<Version>)> = self.index.iter().collect();
-        keys.sort_unstable_by_key(|(key, _)| **key);
-        keys.into_iter().flat_map(move |(key, versions)| {
-            versions
-                .iter()
-                .map(move |v| (*key, v.lsn, self.values.get(v.slot)))
+        let mut keys: Vec<(Key, u32)> = self
+            .index
+            .iter()
+            .map(|(key, chain)| (*key, chain.newest))
+            .collect();
+        keys.sort_unstable_by_key(|(key, _)| *key);
+        keys.into_iter().flat_map(move |(key, newest)| {
+            let mut slots: Vec<u32> = self.arena.chain(newest).collect();
+            slots.reverse();
+            slots.into_iter().map(move |slot| {
+                let entry = self.arena.get(slot);
+                (key, entry.lsn, &entry.value)
+            })
         })
     }
 
