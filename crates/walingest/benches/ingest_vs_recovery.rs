@@ -8,9 +8,13 @@
 //! replays from that checkpoint; its log gives the range and the elapsed
 //! redo time. We ingest the WAL before the checkpoint untimed, then time
 //! ingesting the same range into the store twice: with the default freeze
-//! policy (layer files flushed as it decides, fsync included) and with
+//! policy (frozen layers written by a background thread, as the
+//! pageserver's flusher does, fsync included) and with
 //! flushing deferred to after the run (Postgres's figure likewise excludes
 //! writing its dirty buffers).
+//!
+//! Postgres recovers three times from copies of the crashed data directory
+//! and its best figures count.
 //!
 //! On a loaded machine wall time mostly measures the scheduler, so CPU
 //! time is compared too: Postgres logs its startup process's (user +
@@ -85,6 +89,52 @@ fn parse_recovery_log(log: &str) -> Result<Recovery> {
         elapsed_secs: elapsed.parse().context("elapsed")?,
         cpu_secs: cpu("user: ")? + cpu("system: ")?,
     })
+}
+
+/// Crash recovery of the stopped `cluster`, `PG_RUNS` times from copies of
+/// the same crashed data directory: the fastest elapsed and the smallest
+/// CPU time (one run's figure swings by a third with what else the
+/// machine does; the best of several is the fair peer).
+fn best_recovery(cluster: &mut testkit::PgCluster) -> Result<Recovery> {
+    const PG_RUNS: usize = 3;
+    let data = cluster.data_dir().to_path_buf();
+    let crashed = cluster.root_dir().join("crashed");
+    let copy = |from: &Path, to: &Path| -> Result<()> {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()?;
+        anyhow::ensure!(status.success(), "cp -a {} {}", from.display(), to.display());
+        Ok(())
+    };
+    copy(&data, &crashed)?;
+    let mut best: Option<Recovery> = None;
+    for run in 0..PG_RUNS {
+        if run > 0 {
+            std::fs::remove_dir_all(&data)?;
+            copy(&crashed, &data)?;
+        }
+        cluster.start().context("crash recovery")?;
+        let log = std::fs::read_to_string(cluster.log_file())?;
+        let recovery = parse_recovery_log(&log)?;
+        cluster.stop()?;
+        eprintln!(
+            "[postgres] recovery run {}: {:.2} s elapsed, {:.2} s CPU",
+            run + 1,
+            recovery.elapsed_secs,
+            recovery.cpu_secs
+        );
+        best = Some(match best {
+            None => recovery,
+            Some(b) => Recovery {
+                elapsed_secs: b.elapsed_secs.min(recovery.elapsed_secs),
+                cpu_secs: b.cpu_secs.min(recovery.cpu_secs),
+                ..b
+            },
+        });
+    }
+    best.ok_or_else(|| anyhow!("no recovery run"))
 }
 
 /// Every WAL segment of `dir`, in memory, ascending.
@@ -235,7 +285,28 @@ fn ingest_and_flush(
     timed_from: Lsn,
     profile: bool,
 ) -> Result<(Timed, f64, u64)> {
-    let timed = ingest(timeline, segments, timed_from, profile)?;
+    // Frozen layers are written by a background thread, as the
+    // pageserver's flusher does (without one the ingesting thread writes
+    // them itself once `max_frozen_layers` wait).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let timed = std::thread::scope(|scope| {
+        let flusher = scope.spawn(|| -> Result<()> {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if timeline.wait_frozen(std::time::Duration::from_millis(50)) {
+                    timeline.flush_frozen()?;
+                }
+            }
+            Ok(())
+        });
+        let timed = ingest(timeline, segments, timed_from, profile);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let flushed = flusher
+            .join()
+            .map_err(|_| anyhow!("the flusher thread panicked"));
+        let timed = timed?;
+        flushed??;
+        Ok::<_, anyhow::Error>(timed)
+    })?;
     let flush = Instant::now();
     timeline.freeze_and_flush()?;
     let flush_secs = flush.elapsed().as_secs_f64();
@@ -290,10 +361,7 @@ fn main() -> Result<()> {
     workload::pgbench_run(&cluster, secs, 4)?;
     cluster.stop_immediate()?;
     let segments = read_segments(&cluster.wal_dir())?;
-    cluster.start().context("crash recovery")?;
-    let log = std::fs::read_to_string(cluster.log_file())?;
-    let recovery = parse_recovery_log(&log)?;
-    cluster.stop()?;
+    let recovery = best_recovery(&mut cluster)?;
 
     let (default_run, default_flush, stored) =
         ingest_and_flush(timeline, &segments, recovery.start, false)?;
@@ -320,14 +388,14 @@ fn main() -> Result<()> {
         recovery.start, recovery.done, default_run.records, wal_mb
     );
     report(
-        "sediment ingest, default freeze policy",
+        "sediment ingest, default policy + flusher",
         &default_run,
         &recovery,
     );
     report("sediment ingest, flush deferred", &deferred_run, &recovery);
     println!(
         "{:<44} {:>6.2} s {:>9.0} rec/s {:>7.1} MB/s",
-        "postgres crash recovery (its log)",
+        "postgres crash recovery (its log, best of 3)",
         recovery.elapsed_secs,
         default_run.records as f64 / recovery.elapsed_secs.max(0.01),
         wal_mb / recovery.elapsed_secs.max(0.01)

@@ -15,16 +15,20 @@ use storage::{apply_derived, DerivedOp, GetError, Key, Timeline, Value};
 use crate::IngestError;
 
 /// Records ingested but not yet written to the timeline: their values at
-/// their end LSNs, in WAL order. Writing many records as one writer batch
-/// takes the timeline's locks once per batch instead of once per record;
-/// every value still sits at its own record's end LSN, so reads at any
-/// record boundary are unchanged once the batch is written.
+/// their end LSNs, in WAL order, followed by the values of the record being
+/// ingested (from `record_start` on). Writing many records as one writer
+/// batch takes the timeline's locks once per batch instead of once per
+/// record; every value still sits at its own record's end LSN, so reads at
+/// any record boundary are unchanged once the batch is written. A record
+/// collects its values here directly (no buffer of its own to copy from).
 #[derive(Default)]
 pub(crate) struct Pending {
     puts: Vec<(Key, Lsn, Value)>,
-    /// [`Value::size_bytes`] of `puts`.
+    /// Where the values of the record being ingested start in `puts`.
+    record_start: usize,
+    /// [`Value::size_bytes`] of the finished records' values.
     bytes: usize,
-    /// End of the newest pending record, `None` when there is none.
+    /// End of the newest finished record, `None` when there is none.
     end: Option<Lsn>,
     /// End of the record before the newest (the timeline's
     /// `prev_record_lsn` once written).
@@ -38,7 +42,7 @@ const PENDING_MAX_PUTS: usize = 16_384;
 const PENDING_MAX_BYTES: usize = 8 << 20;
 
 impl Pending {
-    /// End of the newest pending record.
+    /// End of the newest finished record.
     pub fn end(&self) -> Option<Lsn> {
         self.end
     }
@@ -48,37 +52,62 @@ impl Pending {
         self.puts.len() >= PENDING_MAX_PUTS || self.bytes >= PENDING_MAX_BYTES
     }
 
-    /// Adds one record's values (draining `puts`), to be put at `end`.
-    /// `written_end` is the timeline's `last_record_lsn`.
-    pub fn add_record(&mut self, puts: &mut Vec<(Key, Value)>, end: Lsn, written_end: Lsn) {
-        self.prev_end = self.end.unwrap_or(written_end);
-        self.end = Some(end);
-        self.puts.reserve(puts.len());
-        for (key, value) in puts.drain(..) {
-            self.bytes += value.size_bytes();
-            self.puts.push((key, end, value));
-        }
+    /// Starts collecting a record's values (dropping those of a record
+    /// neither finished nor abandoned).
+    pub fn begin_record(&mut self) {
+        self.puts.truncate(self.record_start);
     }
 
-    /// Writes the pending records as one writer batch finished at the
-    /// newest one's end. On error the pending values are dropped (the
-    /// timeline refuses further writes after a failed write anyway).
+    /// Ends the current record at `end`; `written_end` is the timeline's
+    /// `last_record_lsn`.
+    pub fn finish_record(&mut self, end: Lsn, written_end: Lsn) {
+        self.bytes += self.puts[self.record_start..]
+            .iter()
+            .map(|(_, _, value)| value.size_bytes())
+            .sum::<usize>();
+        self.record_start = self.puts.len();
+        self.prev_end = self.end.unwrap_or(written_end);
+        self.end = Some(end);
+    }
+
+    /// Drops the current record's values.
+    pub fn abandon_record(&mut self) {
+        self.puts.truncate(self.record_start);
+    }
+
+    /// Writes the finished records as one writer batch finished at the
+    /// newest one's end; the current record's values stay. On error the
+    /// finished records' values are dropped (the timeline refuses further
+    /// writes after a failed write anyway).
     pub fn write(&mut self, timeline: &Timeline) -> Result<(), IngestError> {
         let Some(end) = self.end.take() else {
             return Ok(());
         };
         self.bytes = 0;
+        // Rare: a record that reads the store while earlier ones wait.
+        let current = (self.record_start < self.puts.len())
+            .then(|| self.puts.split_off(self.record_start));
+        self.record_start = 0;
         let mut writer = timeline.writer();
         let put = writer.put_all(&mut self.puts);
         self.puts.clear();
+        if let Some(current) = current {
+            self.puts = current;
+        }
         put?;
         writer.set_prev_record_lsn(self.prev_end);
         writer.finish(end)?;
         Ok(())
     }
+
+    /// The current record's values.
+    fn current(&self) -> &[(Key, Lsn, Value)] {
+        &self.puts[self.record_start..]
+    }
 }
 
-/// Values derived from one record (the caller puts them at its end LSN).
+/// Values derived from one record, collected into [`Pending`] at the
+/// record's end LSN.
 pub(crate) struct Batch<'t> {
     pub timeline: &'t Timeline,
     /// The timeline state the record applies to: its `last_record_lsn`
@@ -86,12 +115,14 @@ pub(crate) struct Batch<'t> {
     pub read_lsn: Lsn,
     /// Where the record starts (for error messages).
     pub start_lsn: Lsn,
-    /// Earlier records not yet written: reading the store writes them first.
+    /// Where it ends: the LSN of its values.
+    end_lsn: Lsn,
+    /// Earlier records not yet written, then this record's values.
     pending: &'t mut Pending,
-    puts: Vec<(Key, Value)>,
-    /// Where each key is in `puts`, once there are too many for a linear
-    /// search (most records put a handful of values; a relation extension
-    /// may put thousands of zero pages).
+    /// Where each key is among this record's values (an offset from the
+    /// record's first), once there are too many for a linear search (most
+    /// records put a handful of values; a relation extension may put
+    /// thousands of zero pages).
     index: Option<KeyMap<usize>>,
 }
 
@@ -99,36 +130,38 @@ pub(crate) struct Batch<'t> {
 const LINEAR_SEARCH_MAX: usize = 16;
 
 impl<'t> Batch<'t> {
-    /// A batch collecting into `puts` (an empty buffer, reused between
-    /// records so that a record allocates none).
+    /// A batch for the record `start_lsn..end_lsn`, collecting into
+    /// `pending` (whose buffer is reused between records, so that a record
+    /// allocates none).
     pub fn new(
         timeline: &'t Timeline,
         pending: &'t mut Pending,
         start_lsn: Lsn,
-        mut puts: Vec<(Key, Value)>,
+        end_lsn: Lsn,
     ) -> Batch<'t> {
-        puts.clear();
+        pending.begin_record();
         Batch {
             timeline,
             read_lsn: pending.end().unwrap_or_else(|| timeline.last_record_lsn()),
             start_lsn,
+            end_lsn,
             pending,
-            puts,
             index: None,
         }
     }
 
-    /// Where `key` is in `puts`.
+    /// Where `key` is among this record's values.
     fn slot(&self, key: Key) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(&key).copied(),
-            None => self.puts.iter().position(|(k, _)| *k == key),
+            None => self.pending.current().iter().position(|(k, _, _)| *k == key),
         }
     }
 
-    /// The values, in the order first put.
-    pub fn into_puts(self) -> Vec<(Key, Value)> {
-        self.puts
+    /// This record's value at `slot`.
+    fn value_mut(&mut self, slot: usize) -> &mut Value {
+        let at = self.pending.record_start + slot;
+        &mut self.pending.puts[at].2
     }
 
     pub fn malformed(&self, reason: impl Into<String>) -> IngestError {
@@ -170,20 +203,22 @@ impl<'t> Batch<'t> {
     /// Adds a version of `key`, merging it with one this record already put.
     pub fn put(&mut self, key: Key, value: Value) -> Result<(), IngestError> {
         let Some(slot) = self.slot(key) else {
+            let next = self.pending.current().len();
             if let Some(index) = &mut self.index {
-                index.insert(key, self.puts.len());
-            } else if self.puts.len() >= LINEAR_SEARCH_MAX {
+                index.insert(key, next);
+            } else if next >= LINEAR_SEARCH_MAX {
                 let mut index = KeyMap::default();
-                index.extend(self.puts.iter().enumerate().map(|(i, (k, _))| (*k, i)));
-                index.insert(key, self.puts.len());
+                let current = self.pending.current().iter();
+                index.extend(current.enumerate().map(|(i, (k, _, _))| (*k, i)));
+                index.insert(key, next);
                 self.index = Some(index);
             }
-            self.puts.push((key, value));
+            self.pending.puts.push((key, self.end_lsn, value));
             return Ok(());
         };
-        let merged = merge(&self.puts[slot].1, value)
+        let merged = merge(self.value_mut(slot), value)
             .map_err(|reason| self.malformed(format!("{key}: {reason}")))?;
-        self.puts[slot].1 = merged;
+        *self.value_mut(slot) = merged;
         Ok(())
     }
 
@@ -195,7 +230,8 @@ impl<'t> Batch<'t> {
         key: Key,
         change: impl FnOnce(&mut [u8]),
     ) -> Result<(), IngestError> {
-        let mut page = match self.slot(key).map(|slot| &self.puts[slot].1) {
+        let own = self.slot(key).map(|slot| &self.pending.current()[slot].2);
+        let mut page = match own {
             Some(Value::Image(bytes)) => bytes.to_vec(),
             Some(_) => return Err(self.malformed(format!("{key}: page rewritten after a record"))),
             None => match self.read(key)? {

@@ -46,10 +46,6 @@ pub struct CommitPoint {
     pub unix_micros: i64,
 }
 
-/// Capacity of the per-record buffer kept between records (a relation
-/// extension can put thousands of values once; that buffer is dropped).
-const MAX_KEPT_PUTS: usize = 1024;
-
 /// Commits [`WalIngest::take_commits`] keeps when nobody takes them (a
 /// caller that only reads [`WalIngest::last_commit`]); the older half is
 /// dropped beyond this.
@@ -68,8 +64,6 @@ pub struct WalIngest {
     last_commit: Option<CommitPoint>,
     /// Commits ingested since [`WalIngest::take_commits`] last ran.
     commits: Vec<CommitPoint>,
-    /// The buffer a record's values are collected in, kept between records.
-    puts: Vec<(Key, Value)>,
     /// Records buffered by [`WalIngest::buffer_record`], not yet written.
     pending: Pending,
 }
@@ -95,7 +89,6 @@ impl WalIngest {
             check_native: false,
             last_commit: None,
             commits: Vec::new(),
-            puts: Vec::new(),
             pending: Pending::default(),
         })
     }
@@ -181,6 +174,7 @@ impl WalIngest {
                 Ok(())
             }
             Err(error) => {
+                self.pending.abandon_record();
                 self.known = Known::default();
                 self.checkpoint = None;
                 // The records before this one are whole: keep them.
@@ -214,12 +208,7 @@ impl WalIngest {
                 CheckpointState::new(load_checkpoint(timeline, lsn)?)
             }
         };
-        let mut b = Batch::new(
-            timeline,
-            &mut self.pending,
-            raw.start_lsn,
-            std::mem::take(&mut self.puts),
-        );
+        let mut b = Batch::new(timeline, &mut self.pending, raw.start_lsn, raw.end_lsn);
         let known = &mut self.known;
         blocks::ingest_blocks(known, &mut b, &mut record, stats, self.check_native)?;
         blocks::ingest_vm_clears(known, &mut b, &record)?;
@@ -233,12 +222,8 @@ impl WalIngest {
             let bytes = checkpoint.value.serialize().to_vec();
             b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
         }
-        let mut puts = b.into_puts();
         let written_end = timeline.last_record_lsn();
-        self.pending.add_record(&mut puts, raw.end_lsn, written_end);
-        if puts.capacity() <= MAX_KEPT_PUTS {
-            self.puts = puts;
-        }
+        self.pending.finish_record(raw.end_lsn, written_end);
         if let Some(micros) = commit_time {
             let commit = CommitPoint {
                 lsn: raw.end_lsn,

@@ -31,20 +31,53 @@ pub(crate) struct Known {
     rel_sizes: FastMap<RelFork, u32>,
     rel_dirs: FastMap<(u32, u32), BTreeSet<(u32, ForkNumber)>>,
     db_dir: Option<BTreeSet<(u32, u32)>>,
-    slru_dirs: HashMap<SlruKind, BTreeSet<u32>>,
-    slru_sizes: HashMap<(SlruKind, u32), u32>,
+    slru_dirs: FastMap<SlruKind, BTreeSet<u32>>,
+    slru_sizes: FastMap<(SlruKind, u32), u32>,
     twophase_dir: Option<BTreeSet<u32>>,
     dirty: Dirty,
 }
 
+/// What changed during the current record: a handful of entries at most,
+/// kept in vectors that keep their capacity from record to record (a set
+/// per kind, taken and dropped per record, was a visible part of ingest).
 #[derive(Default)]
 struct Dirty {
-    rel_sizes: BTreeSet<RelFork>,
-    rel_dirs: BTreeSet<(u32, u32)>,
+    rel_sizes: DirtyList<RelFork>,
+    rel_dirs: DirtyList<(u32, u32)>,
     db_dir: bool,
-    slru_dirs: BTreeSet<SlruKind>,
-    slru_sizes: BTreeSet<(SlruKind, u32)>,
+    slru_dirs: DirtyList<SlruKind>,
+    slru_sizes: DirtyList<(SlruKind, u32)>,
     twophase_dir: bool,
+}
+
+/// A small set with linear membership tests.
+struct DirtyList<T>(Vec<T>);
+
+impl<T> Default for DirtyList<T> {
+    fn default() -> Self {
+        DirtyList(Vec::new())
+    }
+}
+
+impl<T: PartialEq + Copy> DirtyList<T> {
+    fn insert(&mut self, item: T) {
+        if !self.0.contains(&item) {
+            self.0.push(item);
+        }
+    }
+
+    fn remove(&mut self, item: &T) {
+        self.0.retain(|x| x != item);
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        self.0.retain(keep);
+    }
+
+    /// The entries, emptying the list but keeping its buffer.
+    fn drain(&mut self) -> std::vec::Drain<'_, T> {
+        self.0.drain(..)
+    }
 }
 
 impl Known {
@@ -339,25 +372,25 @@ impl Known {
 
     /// Puts every value changed since the last flush into `b`.
     pub fn flush(&mut self, b: &mut Batch<'_>) -> Result<(), IngestError> {
-        let dirty = std::mem::take(&mut self.dirty);
-        for (rel, fork) in dirty.rel_sizes {
+        let dirty = &mut self.dirty;
+        for (rel, fork) in dirty.rel_sizes.drain() {
             if let Some(&size) = self.rel_sizes.get(&(rel, fork)) {
                 b.put(Key::rel_size(rel, fork), Value::rel_size(size))?;
             }
         }
-        for (spc, db) in dirty.rel_dirs {
+        for (spc, db) in dirty.rel_dirs.drain() {
             if let Some(rels) = self.rel_dirs.get(&(spc, db)) {
                 let rels: Vec<_> = rels.iter().copied().collect();
                 b.put(Key::rel_dir(spc, db), image(layout::encode_rel_dir(&rels)))?;
             }
         }
-        if dirty.db_dir {
+        if std::mem::take(&mut dirty.db_dir) {
             if let Some(dbs) = &self.db_dir {
                 let dbs: Vec<_> = dbs.iter().copied().collect();
                 b.put(Key::db_dir(), image(layout::encode_db_dir(&dbs)))?;
             }
         }
-        for kind in dirty.slru_dirs {
+        for kind in dirty.slru_dirs.drain() {
             if let Some(segments) = self.slru_dirs.get(&kind) {
                 let segments: Vec<_> = segments.iter().copied().collect();
                 b.put(
@@ -366,12 +399,12 @@ impl Known {
                 )?;
             }
         }
-        for (kind, segno) in dirty.slru_sizes {
+        for (kind, segno) in dirty.slru_sizes.drain() {
             if let Some(&size) = self.slru_sizes.get(&(kind, segno)) {
                 b.put(Key::slru_segment_size(kind, segno), Value::rel_size(size))?;
             }
         }
-        if dirty.twophase_dir {
+        if std::mem::take(&mut dirty.twophase_dir) {
             if let Some(xids) = &self.twophase_dir {
                 let xids: Vec<_> = xids.iter().copied().collect();
                 b.put(Key::twophase_dir(), image(layout::encode_u32_list(&xids)))?;
