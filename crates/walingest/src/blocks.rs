@@ -23,7 +23,9 @@ use storage::{DerivedOp, Key, Value};
 
 use crate::batch::Batch;
 use crate::known::Known;
+use crate::prepare::Decoded;
 use crate::{images, stored_record, IngestError, IngestStats};
+use redo::vm::VmClear;
 
 /// `InvalidBlockNumber`: never a real block.
 const INVALID_BLOCK: u32 = u32::MAX;
@@ -46,10 +48,11 @@ pub(crate) fn zero_page() -> Value {
 pub(crate) fn ingest_blocks(
     known: &mut Known,
     b: &mut Batch<'_>,
-    record: &mut DecodedRecord,
+    decoded: &mut Decoded,
     stats: &mut IngestStats,
     check_native: bool,
 ) -> Result<(), IngestError> {
+    let Decoded { record, stored, .. } = decoded;
     if record.blocks.is_empty() {
         return Ok(());
     }
@@ -57,6 +60,7 @@ pub(crate) fn ingest_blocks(
     let native = redo::is_native(record.rmid);
     for index in 0..record.blocks.len() {
         let image = record.blocks[index].image.take();
+        let stored = stored.get_mut(index).and_then(Option::take);
         let (record, block) = (&*record, &record.blocks[index]);
         let key = Key::rel_block(block.rel, block.fork, block.blkno);
         let value = if let Some(image) = image {
@@ -81,7 +85,7 @@ pub(crate) fn ingest_blocks(
             Value::WalRecord {
                 will_init: block.will_init
                     || past_end.contains(&(block.rel, block.fork, block.blkno)),
-                rec: stored_record::encode(block.block_id, record),
+                rec: stored.unwrap_or_else(|| stored_record::encode(block.block_id, record)),
             }
         } else {
             return Err(b.unsupported(format!(
@@ -199,16 +203,9 @@ fn fill_gap(
 pub(crate) fn ingest_vm_clears(
     known: &mut Known,
     b: &mut Batch<'_>,
-    record: &DecodedRecord,
+    changes: &[VmClear],
 ) -> Result<(), IngestError> {
-    if !matches!(
-        RmgrId::from_u8(record.rmid),
-        Some(RmgrId::Heap | RmgrId::Heap2)
-    ) {
-        return Ok(());
-    }
-    let changes = redo::vm::vm_changes(record).map_err(|e| b.malformed(e.to_string()))?;
-    for change in changes {
+    for &change in changes {
         let fork = ForkNumber::VisibilityMap;
         let key = Key::rel_block(change.rel, fork, change.vm_block);
         known.create_rel(b, change.rel, fork)?;

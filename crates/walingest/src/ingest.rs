@@ -12,6 +12,7 @@ use postgres_wal::{Lsn, RawRecord};
 use storage::{Key, SlruKind, Timeline, Value};
 
 use crate::batch::{Batch, Pending};
+use crate::prepare::PreparedRecord;
 use crate::checkpoint::CheckpointState;
 use crate::known::Known;
 use crate::{blocks, catalog, slru, IngestError};
@@ -155,16 +156,26 @@ impl WalIngest {
         timeline: &Timeline,
         raw: &RawRecord<'_>,
     ) -> Result<(), IngestError> {
+        self.buffer_prepared(timeline, crate::prepare(raw))
+    }
+
+    /// [`WalIngest::buffer_record`] for a record [`crate::prepare`]d (on
+    /// another thread, say). Records must come in WAL order.
+    pub fn buffer_prepared(
+        &mut self,
+        timeline: &Timeline,
+        prepared: PreparedRecord,
+    ) -> Result<(), IngestError> {
         let last_record_lsn = self
             .pending
             .end()
             .unwrap_or_else(|| timeline.last_record_lsn());
-        if raw.end_lsn <= last_record_lsn {
+        if prepared.end_lsn <= last_record_lsn {
             self.stats.records_skipped += 1;
             return Ok(());
         }
         let mut stats = self.stats;
-        match self.ingest_new(timeline, raw, &mut stats) {
+        match self.ingest_new(timeline, prepared, &mut stats) {
             Ok(()) => {
                 stats.records_ingested += 1;
                 self.stats = stats;
@@ -193,13 +204,11 @@ impl WalIngest {
     fn ingest_new(
         &mut self,
         timeline: &Timeline,
-        raw: &RawRecord<'_>,
+        prepared: PreparedRecord,
         stats: &mut crate::IngestStats,
     ) -> Result<(), IngestError> {
-        let mut record = raw.decode().map_err(|e| IngestError::Malformed {
-            lsn: raw.start_lsn,
-            reason: e.to_string(),
-        })?;
+        let (start_lsn, end_lsn) = (prepared.start_lsn, prepared.end_lsn);
+        let mut decoded = prepared.decoded?;
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
             None => {
@@ -208,11 +217,12 @@ impl WalIngest {
                 CheckpointState::new(load_checkpoint(timeline, lsn)?)
             }
         };
-        let mut b = Batch::new(timeline, &mut self.pending, raw.start_lsn, raw.end_lsn);
+        let mut b = Batch::new(timeline, &mut self.pending, start_lsn, end_lsn);
         let known = &mut self.known;
-        blocks::ingest_blocks(known, &mut b, &mut record, stats, self.check_native)?;
-        blocks::ingest_vm_clears(known, &mut b, &record)?;
-        let commit_time = ingest_body(known, &mut checkpoint, &mut b, &record)?;
+        blocks::ingest_blocks(known, &mut b, &mut decoded, stats, self.check_native)?;
+        let record = &decoded.record;
+        blocks::ingest_vm_clears(known, &mut b, &decoded.vm_clears)?;
+        let commit_time = ingest_body(known, &mut checkpoint, &mut b, record)?;
         checkpoint.advance_xid(record.xid);
         if let Some(top) = record.toplevel_xid {
             checkpoint.advance_xid(top);
@@ -223,10 +233,10 @@ impl WalIngest {
             b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
         }
         let written_end = timeline.last_record_lsn();
-        self.pending.finish_record(raw.end_lsn, written_end);
+        self.pending.finish_record(end_lsn, written_end);
         if let Some(micros) = commit_time {
             let commit = CommitPoint {
-                lsn: raw.end_lsn,
+                lsn: end_lsn,
                 unix_micros: micros.saturating_add(POSTGRES_EPOCH_UNIX_MICROS),
             };
             self.last_commit = Some(commit);
