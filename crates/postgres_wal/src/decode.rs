@@ -12,6 +12,7 @@
 use crate::image::{restore_image, ImageError};
 use crate::record::{BlockImage, DecodedBlock, DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
 use crate::Lsn;
+use smallvec::SmallVec;
 
 /// `SizeOfXLogRecord`.
 pub const SIZE_OF_XLOG_RECORD: usize = 24;
@@ -214,7 +215,8 @@ pub struct BlockRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordLayout {
     pub header: XLogRecordHeader,
-    pub blocks: Vec<BlockRef>,
+    /// Most records reference one or two blocks: those stay on the stack.
+    pub blocks: SmallVec<[BlockRef; 2]>,
     pub origin: Option<u16>,
     pub toplevel_xid: Option<u32>,
     pub main_data_offset: usize,
@@ -263,7 +265,7 @@ impl RecordLayout {
         }
         let mut layout = RecordLayout {
             header,
-            blocks: Vec::new(),
+            blocks: SmallVec::new(),
             origin: None,
             toplevel_xid: None,
             main_data_offset: record.len(),

@@ -105,7 +105,12 @@ fn best_recovery(cluster: &mut testkit::PgCluster) -> Result<Recovery> {
             .arg(from)
             .arg(to)
             .status()?;
-        anyhow::ensure!(status.success(), "cp -a {} {}", from.display(), to.display());
+        anyhow::ensure!(
+            status.success(),
+            "cp -a {} {}",
+            from.display(),
+            to.display()
+        );
         Ok(())
     };
     copy(&data, &crashed)?;

@@ -58,15 +58,14 @@ impl Pending {
         self.puts.truncate(self.record_start);
     }
 
-    /// Ends the current record at `end`; `written_end` is the timeline's
-    /// `last_record_lsn`.
-    pub fn finish_record(&mut self, end: Lsn, written_end: Lsn) {
+    /// Ends the current record at `end`.
+    pub fn finish_record(&mut self, end: Lsn, timeline: &Timeline) {
         self.bytes += self.puts[self.record_start..]
             .iter()
             .map(|(_, _, value)| value.size_bytes())
             .sum::<usize>();
         self.record_start = self.puts.len();
-        self.prev_end = self.end.unwrap_or(written_end);
+        self.prev_end = self.end.unwrap_or_else(|| timeline.last_record_lsn());
         self.end = Some(end);
     }
 
@@ -85,8 +84,8 @@ impl Pending {
         };
         self.bytes = 0;
         // Rare: a record that reads the store while earlier ones wait.
-        let current = (self.record_start < self.puts.len())
-            .then(|| self.puts.split_off(self.record_start));
+        let current =
+            (self.record_start < self.puts.len()).then(|| self.puts.split_off(self.record_start));
         self.record_start = 0;
         let mut writer = timeline.writer();
         let put = writer.put_all(&mut self.puts);
@@ -154,7 +153,11 @@ impl<'t> Batch<'t> {
     fn slot(&self, key: Key) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(&key).copied(),
-            None => self.pending.current().iter().position(|(k, _, _)| *k == key),
+            None => self
+                .pending
+                .current()
+                .iter()
+                .position(|(k, _, _)| *k == key),
         }
     }
 

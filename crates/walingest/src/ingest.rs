@@ -12,9 +12,9 @@ use postgres_wal::{Lsn, RawRecord};
 use storage::{Key, SlruKind, Timeline, Value};
 
 use crate::batch::{Batch, Pending};
-use crate::prepare::PreparedRecord;
 use crate::checkpoint::CheckpointState;
 use crate::known::Known;
+use crate::prepare::PreparedRecord;
 use crate::{blocks, catalog, slru, IngestError};
 
 /// Counters for `/metrics`.
@@ -232,8 +232,7 @@ impl WalIngest {
             let bytes = checkpoint.value.serialize().to_vec();
             b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
         }
-        let written_end = timeline.last_record_lsn();
-        self.pending.finish_record(end_lsn, written_end);
+        self.pending.finish_record(end_lsn, timeline);
         if let Some(micros) = commit_time {
             let commit = CommitPoint {
                 lsn: end_lsn,
