@@ -23,8 +23,9 @@
 //! once it holds [`DEFAULT_FILE_SIZE_BYTES`]; the full file is `fdatasync`ed
 //! and cut to its last frame *before* its successor is created, so every
 //! file but the newest is complete and durable at all times. The newest file
-//! is zero-filled (and fsynced) up to the roll-over size when it is created,
-//! as PostgreSQL does with its WAL segments: a sync then overwrites
+//! is zero-filled (and fsynced) ahead of its appends, a step of
+//! [`PREALLOCATE_STEP_BYTES`] at a time up to the roll-over size, much as
+//! PostgreSQL zero-fills its WAL segments: a sync then overwrites
 //! allocated blocks and its `fdatasync` commits no size change, which on
 //! ext4 would cost a journal commit per sync — on every commit an endpoint
 //! waits for. Recovery cuts the zeros like any other bad tail. Large appends are written out early
@@ -83,6 +84,9 @@ use frame::{FrameHeader, FRAME_HEADER_BYTES};
 
 /// Size at which the newest file is closed and a new one started.
 pub const DEFAULT_FILE_SIZE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How far ahead of its appends the newest file is zero-filled at a time.
+pub const PREALLOCATE_STEP_BYTES: u64 = 1024 * 1024;
 /// Largest payload of one frame; larger appends are split.
 pub const MAX_FRAME_PAYLOAD_BYTES: usize = 1024 * 1024;
 const FILE_SUFFIX: &str = ".wal";
@@ -234,8 +238,8 @@ pub struct WalStore {
     durable_end: Option<Lsn>,
     /// Written but not yet fdatasync'ed bytes exist in the newest file.
     active_dirty: bool,
-    /// The newest file is zero-filled up to the roll-over size.
-    active_preallocated: bool,
+    /// The newest file is zero-filled (durably) up to this many bytes.
+    active_preallocated_to: u64,
     /// A file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
     poisoned: Option<String>,
@@ -311,7 +315,7 @@ impl WalStore {
             end,
             durable_end: end,
             active_dirty: false,
-            active_preallocated: false,
+            active_preallocated_to: 0,
             dir_dirty: false,
             poisoned: None,
             #[cfg(test)]
@@ -482,10 +486,6 @@ impl WalStore {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if !self.active_preallocated {
-            // A file reopened after a restart: recovery cut its zero tail.
-            self.preallocate_active()?;
-        }
         let pending = std::mem::take(&mut self.pending);
         let mut lsn = self.pending_lsn;
         for chunk in pending.chunks(MAX_FRAME_PAYLOAD_BYTES) {
@@ -495,6 +495,13 @@ impl WalStore {
                 .is_none_or(|file| file.size_bytes >= self.file_size_bytes);
             if needs_new_file {
                 self.roll_over(lsn)?;
+            }
+            // (A file reopened after a restart starts with nothing
+            // preallocated: recovery cut its zero tail.)
+            let frame_end = self.files.last().map_or(0, |file| file.size_bytes)
+                + (FRAME_HEADER_BYTES + chunk.len()) as u64;
+            if frame_end > self.active_preallocated_to {
+                self.preallocate_active(frame_end)?;
             }
             self.write_frame(lsn, chunk)?;
             lsn = lsn + chunk.len() as u64;
@@ -552,21 +559,26 @@ impl WalStore {
             size_bytes: 0,
         });
         self.active = Some(handle);
-        self.active_preallocated = false;
+        self.active_preallocated_to = 0;
         self.dir_dirty = true;
-        self.preallocate_active()
+        Ok(())
     }
 
-    /// Zero-fills the newest file up to the roll-over size (see
-    /// [`fileio::AppendFile::preallocate`]): every later fdatasync then
-    /// writes data blocks only, no size change.
-    fn preallocate_active(&mut self) -> Result<(), StoreError> {
+    /// Zero-fills the newest file ahead of its appends (see
+    /// [`fileio::AppendFile::preallocate`]) so that it covers `needed`
+    /// bytes: every later fdatasync then writes data blocks only, no size
+    /// change. It grows by [`PREALLOCATE_STEP_BYTES`] at a time up to the
+    /// roll-over size, not by a whole file at once: a 16 MiB zero-fill and
+    /// its fsync at each roll-over stalled the commits waiting on the
+    /// writer by tens of milliseconds.
+    fn preallocate_active(&mut self, needed: u64) -> Result<(), StoreError> {
+        let target = needed.max((needed + PREALLOCATE_STEP_BYTES).min(self.file_size_bytes));
         if let (Some(active), Some(file)) = (&mut self.active, self.files.last()) {
             active
-                .preallocate(self.file_size_bytes)
+                .preallocate(target)
                 .map_err(|e| io_error("preallocate", &file.path, e))?;
         }
-        self.active_preallocated = true;
+        self.active_preallocated_to = target;
         Ok(())
     }
 

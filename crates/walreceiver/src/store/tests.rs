@@ -520,9 +520,13 @@ fn torn_write_poisons_and_recovery_cuts_at_the_last_complete_frame() {
         .unwrap();
     store.sync().unwrap();
     let path = dir.join(file_name(Lsn(0x100)));
-    // The file is zero-filled to the roll-over size; the frames come first.
+    // The file is zero-filled a step ahead of its first frame; the frames
+    // come first.
     let written = memory.read_file(&path).unwrap();
-    assert_eq!(written.len() as u64, DEFAULT_FILE_SIZE_BYTES);
+    assert_eq!(
+        written.len() as u64,
+        (FRAME_HEADER_BYTES + 300) as u64 + PREALLOCATE_STEP_BYTES
+    );
     let complete = written[..2 * FRAME_HEADER_BYTES + 500].to_vec();
     assert!(written[complete.len()..].iter().all(|&b| b == 0));
     // The third frame reaches the disk only partly: its header and 50
@@ -589,5 +593,48 @@ fn a_crash_loses_exactly_the_unsynced_appends() {
     assert_eq!(
         store.read(Lsn(5000), usize::MAX).unwrap(),
         pattern(5000, 14_101)
+    );
+}
+
+#[test]
+fn the_newest_file_is_zero_filled_a_step_ahead_of_its_appends() {
+    let (memory, faulty) = simulated_disk();
+    let dir = Path::new("/disk/wal");
+    let file_size = 4 * PREALLOCATE_STEP_BYTES;
+    let mut store = WalStore::open_with_io(faulty, dir, file_size).unwrap();
+    let chunk = 64 * 1024;
+    let mut lsn = Lsn(0x1000);
+    let first = dir.join(file_name(lsn));
+    let mut frames_end = 0u64;
+    while frames_end + (FRAME_HEADER_BYTES + chunk) as u64 <= file_size {
+        store.append(lsn, &pattern(lsn.0, chunk)).unwrap();
+        assert_eq!(store.sync().unwrap(), lsn + chunk as u64);
+        lsn = lsn + chunk as u64;
+        frames_end += (FRAME_HEADER_BYTES + chunk) as u64;
+        let len = memory.read_file(&first).unwrap().len() as u64;
+        assert!(
+            len >= frames_end,
+            "{len} bytes hold the frames ({frames_end})"
+        );
+        assert!(
+            len <= (frames_end + PREALLOCATE_STEP_BYTES)
+                .min(file_size)
+                .max(frames_end),
+            "{len} bytes: zero-filled more than a step ahead of {frames_end}"
+        );
+    }
+    // One more frame goes past the roll-over size (never zero-filled past
+    // it); the one after starts a new file, and the full file ends at its
+    // last frame.
+    for _ in 0..2 {
+        store.append(lsn, &pattern(lsn.0, chunk)).unwrap();
+        store.sync().unwrap();
+        lsn = lsn + chunk as u64;
+    }
+    frames_end += (FRAME_HEADER_BYTES + chunk) as u64;
+    assert_eq!(memory.read_file(&first).unwrap().len() as u64, frames_end);
+    assert_eq!(
+        store.read(Lsn(0x1000), usize::MAX).unwrap().len() as u64,
+        lsn.0 - 0x1000
     );
 }
