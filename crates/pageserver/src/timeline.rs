@@ -14,13 +14,26 @@ use crate::wal_source::{ActiveSource, IngestCounters};
 /// The only PostgreSQL major version this pageserver serves.
 pub const PG_VERSION: u32 = 15;
 
+/// How long a logical size computed at an older LSN is served while the
+/// head moves (see `Timeline::logical_size_bytes`).
+const LOGICAL_SIZE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A computed logical size.
+#[derive(Clone, Copy, Debug)]
+struct LogicalSize {
+    lsn: Lsn,
+    bytes: u64,
+    computed: std::time::Instant,
+}
+
 /// A timeline loaded in memory.
 pub struct Timeline {
     tenant_id: TenantId,
     storage: Arc<storage::Timeline>,
     /// Logical size at an LSN, computed on demand and reused while the head
-    /// does not move (computing it walks every relation).
-    logical_size: Mutex<Option<(Lsn, u64)>>,
+    /// does not move or for [`LOGICAL_SIZE_MAX_AGE`] (computing it walks
+    /// every relation).
+    logical_size: Mutex<Option<LogicalSize>>,
     /// The endpoint streaming WAL into this timeline, with its receiver.
     wal_source: Mutex<Option<ActiveSource>>,
     /// Serialises attach and detach of the WAL source (they await I/O).
@@ -172,17 +185,26 @@ impl Timeline {
         Arc::clone(&self.ingest_counters)
     }
 
-    /// Logical size at the head ([`crate::storage_ops::logical_size_bytes`]).
+    /// Logical size at the head ([`crate::storage_ops::logical_size_bytes`]),
+    /// recomputed at most every [`LOGICAL_SIZE_MAX_AGE`] while the head
+    /// moves: the computation reads every relation's size, and under steady
+    /// writes it made each timeline info call cost milliseconds (a client
+    /// polling `last_record_lsn` paid it every time). Exact once the head
+    /// has stood still that long.
     fn logical_size_bytes(&self) -> Option<u64> {
         let head = self.last_record_lsn();
-        if let Some((lsn, size)) = *self.logical_size.lock() {
-            if lsn == head {
-                return Some(size);
+        if let Some(cached) = *self.logical_size.lock() {
+            if cached.lsn == head || cached.computed.elapsed() < LOGICAL_SIZE_MAX_AGE {
+                return Some(cached.bytes);
             }
         }
-        let size = crate::storage_ops::logical_size_bytes(&self.storage, head).ok()?;
-        *self.logical_size.lock() = Some((head, size));
-        Some(size)
+        let bytes = crate::storage_ops::logical_size_bytes(&self.storage, head).ok()?;
+        *self.logical_size.lock() = Some(LogicalSize {
+            lsn: head,
+            bytes,
+            computed: std::time::Instant::now(),
+        });
+        Some(bytes)
     }
 
     /// What the last uploaded (or downloaded) index makes durable in remote

@@ -3,7 +3,9 @@
 //! 1. Ingest lag under `pgbench -c 4`: repeatedly reads the endpoint's WAL
 //!    flush LSN and times how long until the pageserver's `last_record_lsn`
 //!    reaches it (what a branch at "now" has to wait for); also the byte
-//!    distance between the two at each sample. Prints p50/p90/p99/max.
+//!    distance between the two at each sample. Prints p50/p90/p99/max, and
+//!    the time of the probe itself (one timeline info call, which computes
+//!    the logical size at the new head): a lag is known only to within it.
 //! 2. Time to a running endpoint at a past LSN (`sediment endpoint start
 //!    --lsn`: base backup from the pageserver + postmaster start) next to
 //!    `pg_basebackup -X stream -c fast` of the live primary alone (which
@@ -83,6 +85,8 @@ fn main() {
         .spawn()
         .unwrap();
     let (mut lag_ms, mut lag_kib) = (Vec::new(), Vec::new());
+    // The probe's own cost: a lag is known only to within one API call.
+    let (mut call_ms, mut caught_up_at_first_poll) = (Vec::new(), 0usize);
     let mut past_lsn = None;
     let started = Instant::now();
     while bench.try_wait().unwrap().is_none() {
@@ -90,10 +94,13 @@ fn main() {
         let asked = Instant::now();
         let mut first_poll = true;
         loop {
+            let called = Instant::now();
             let info = api.timeline(&tenant, &timeline);
+            call_ms.push(called.elapsed().as_secs_f64() * 1000.0);
             let head = lsn_value(info["last_record_lsn"].as_str().unwrap());
             if first_poll {
                 lag_kib.push(lsn_value(&target).saturating_sub(head) as f64 / 1024.0);
+                caught_up_at_first_poll += usize::from(head >= lsn_value(&target));
                 first_poll = false;
             }
             if head >= lsn_value(&target) {
@@ -120,7 +127,13 @@ fn main() {
         " ms",
         lag_ms,
     );
+    let samples = lag_kib.len();
     summary("ingest distance at sample time", " KiB", lag_kib);
+    println!(
+        "caught up at the first poll: {caught_up_at_first_poll} of {samples} samples \
+         (their lag is the probe's own time)"
+    );
+    summary("probe: one timeline info call", " ms", call_ms);
 
     let past = past_lsn.expect("no mid-run LSN sampled");
     let mut endpoint_secs = Vec::new();
