@@ -6,6 +6,12 @@
 //!    distance between the two at each sample. Prints p50/p90/p99/max, and
 //!    the time of the probe itself (one timeline info call, which computes
 //!    the logical size at the new head): a lag is known only to within it.
+//!    Next to it, PostgreSQL's own measurement: `pg_stat_replication`'s
+//!    `replay_lag` and `flush_lag` for the pageserver's connection, sampled
+//!    every 20 ms by one `psql \watch`. The walsender times each WAL
+//!    position from its local flush to the standby's report that it was
+//!    flushed / applied (the receiver reports `apply` = the timeline's last
+//!    record as soon as it moves), so no probe's latency is in it.
 //! 2. Time to a running endpoint at a past LSN (`sediment endpoint start
 //!    --lsn`: base backup from the pageserver + postmaster start) next to
 //!    `pg_basebackup -X stream -c fast` of the live primary alone (which
@@ -84,6 +90,25 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // PostgreSQL's own lag figures, from one long-lived psql.
+    let mut watch = common::client("psql", main)
+        .args(["-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &main.to_string(), "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = watch.stdin.take().unwrap();
+        stdin
+            .write_all(
+                b"SELECT extract(epoch FROM replay_lag) * 1000, \
+                 extract(epoch FROM flush_lag) * 1000 FROM pg_stat_replication;\n\\watch 0.02\n",
+            )
+            .unwrap();
+    }
     let (mut lag_ms, mut lag_kib) = (Vec::new(), Vec::new());
     // The probe's own cost: a lag is known only to within one API call.
     let (mut call_ms, mut caught_up_at_first_poll) = (Vec::new(), 0usize);
@@ -116,6 +141,18 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let output = bench.wait_with_output().unwrap();
+    watch.kill().unwrap();
+    let watched = watch.wait_with_output().unwrap();
+    let (mut replay_ms, mut flush_ms) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&watched.stdout).lines() {
+        // `replay|flush`; a figure is empty (NULL) until the first reply
+        // that covers a timed position.
+        let mut figures = line.split('|').map(|f| f.parse::<f64>().ok());
+        if let (Some(replay), Some(flush)) = (figures.next(), figures.next()) {
+            replay_ms.extend(replay);
+            flush_ms.extend(flush);
+        }
+    }
     let tps = String::from_utf8_lossy(&output.stdout)
         .lines()
         .find(|l| l.starts_with("tps"))
@@ -134,6 +171,16 @@ fn main() {
          (their lag is the probe's own time)"
     );
     summary("probe: one timeline info call", " ms", call_ms);
+    summary(
+        "ingest lag as PostgreSQL measures it (pg_stat_replication.replay_lag, every 20 ms)",
+        " ms",
+        replay_ms,
+    );
+    summary(
+        "commit wait as PostgreSQL measures it (pg_stat_replication.flush_lag)",
+        " ms",
+        flush_ms,
+    );
 
     let past = past_lsn.expect("no mid-run LSN sampled");
     let mut endpoint_secs = Vec::new();
