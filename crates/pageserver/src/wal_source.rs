@@ -400,30 +400,24 @@ impl WalSink for IngestSink {
 
     fn consume(&mut self, _lsn: Lsn, bytes: &[u8]) -> Result<Lsn, SinkError> {
         use std::sync::atomic::Ordering::Relaxed;
-        self.decoder.feed_bytes(bytes);
         self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
-        loop {
-            let raw = match self.decoder.poll_raw() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => break,
-                Err(error) => {
-                    return Err(self.fail(IngestFailure::Undecodable(error.to_string())));
+        // The records of one read off the socket become visible together;
+        // a long read (replaying the local store after a restart) is
+        // decoded on a second thread and written run by run.
+        let mut ingested = walingest::Ingested::default();
+        let outcome =
+            self.ingest
+                .ingest_bytes(&self.timeline, &mut self.decoder, bytes, &mut ingested);
+        self.counters.records.fetch_add(ingested.records, Relaxed);
+        if let Err(error) = outcome {
+            let failure = match error {
+                walingest::FeedError::Decode(error) => {
+                    IngestFailure::Undecodable(error.to_string())
+                }
+                walingest::FeedError::Ingest { lsn, source } => {
+                    IngestFailure::from_ingest(lsn, source)
                 }
             };
-            match self.ingest.buffer_record(&self.timeline, &raw) {
-                Ok(()) => {
-                    self.counters.records.fetch_add(1, Relaxed);
-                }
-                Err(error) => {
-                    let failure = IngestFailure::from_ingest(raw.start_lsn, error);
-                    self.record_commit_times();
-                    return Err(self.fail(failure));
-                }
-            }
-        }
-        // The records of one read off the socket become visible together.
-        if let Err(error) = self.ingest.write_buffered(&self.timeline) {
-            let failure = IngestFailure::from_ingest(self.timeline.last_record_lsn(), error);
             self.record_commit_times();
             return Err(self.fail(failure));
         }

@@ -16,10 +16,16 @@
 //! Postgres recovers three times from copies of the crashed data directory
 //! and its best figures count.
 //!
+//! The timed part is ingested the way a receiver catching up does
+//! ([`WalIngest::ingest_bytes`] on long stretches: records decoded on a
+//! second thread while this one applies them) and, flush deferred, also
+//! the way a streaming receiver does (128 KiB reads, one thread).
+//!
 //! On a loaded machine wall time mostly measures the scheduler, so CPU
 //! time is compared too: Postgres logs its startup process's (user +
-//! system, from `getrusage`, 10 ms resolution), and ours is the ingesting
-//! thread's on-CPU time (`/proc/thread-self/schedstat`).
+//! system, from `getrusage`, 10 ms resolution), and ours is the whole
+//! process's (`getrusage`, every thread: decoding, applying and, with the
+//! default policy, flushing).
 //!
 //! To profile only the timed ingest, run the bench under
 //! `perf record --delay=-1 --control=fifo:CTL` with
@@ -157,11 +163,18 @@ fn read_segments(dir: &Path) -> Result<Vec<(Lsn, Vec<u8>)>> {
 }
 
 /// On-CPU time of the calling thread, in seconds (Linux).
-fn thread_cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0.0, |ns| ns as f64 / 1e9)
+/// CPU time (user + system) of the whole process, ended threads included.
+#[allow(unsafe_code)]
+fn process_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the whole struct it is given a pointer to.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Writes `command` ("enable" / "disable") to perf's control FIFO named by
@@ -179,16 +192,21 @@ struct Timed {
     records: u64,
     bytes: u64,
     secs: f64,
-    /// On-CPU time of the ingesting thread during `secs`.
+    /// CPU time of the process (all its threads) during `secs`.
     cpu_secs: f64,
 }
 
 /// Ingests everything; records starting at or after `timed_from` are timed.
+/// The untimed part goes record by record; from the first timed record on,
+/// the rest of each segment goes to [`WalIngest::ingest_bytes`] at once
+/// (decoded on a second thread) if `pipelined`, else in chunks the size a
+/// WAL receiver reads off its socket.
 fn ingest(
     timeline: &Timeline,
     segments: &[(Lsn, Vec<u8>)],
     timed_from: Lsn,
     profile: bool,
+    pipelined: bool,
 ) -> Result<Timed> {
     let start = timeline.last_record_lsn();
     let mut ingest = WalIngest::new(timeline)?;
@@ -201,27 +219,31 @@ fn ingest(
     };
     let mut began: Option<Instant> = None;
     let mut cpu_began = 0.0;
+    let mut counted = walingest::Ingested::default();
     'segments: for (segment_start, bytes) in segments {
         if segment_start.0 + DEFAULT_WAL_SEGMENT_SIZE <= start.0 {
             continue;
         }
         let from = start.0.saturating_sub(segment_start.0) as usize;
-        // Fed in chunks the size a WAL receiver reads off its socket, not a
-        // whole 16 MB segment at once (which made the decoder's buffer that
-        // large and copying into it a tenth of the timed work).
-        for chunk in bytes[from..].chunks(FEED_CHUNK_BYTES) {
+        let mut rest = &bytes[from..];
+        // Record by record until the timed part starts. Fed in chunks the
+        // size a WAL receiver reads off its socket, not a whole 16 MB
+        // segment at once (which made the decoder's buffer that large and
+        // copying into it a tenth of the timed work).
+        while began.is_none() && !rest.is_empty() {
+            let (chunk, after) = rest.split_at(rest.len().min(FEED_CHUNK_BYTES));
+            rest = after;
             decoder.feed_bytes(chunk);
             loop {
                 match decoder.poll_raw() {
                     Ok(Some(raw)) => {
-                        let is_timed = raw.start_lsn >= timed_from;
-                        if is_timed {
+                        if raw.start_lsn >= timed_from {
                             if began.is_none() {
                                 if profile {
                                     perf_control("enable");
                                 }
                                 began = Some(Instant::now());
-                                cpu_began = thread_cpu_secs();
+                                cpu_began = process_cpu_secs();
                             }
                             timed.records += 1;
                             timed.bytes += raw.bytes.len() as u64;
@@ -238,10 +260,24 @@ fn ingest(
             // What a WAL receiver does after each read off its socket.
             ingest.write_buffered(timeline)?;
         }
+        let pieces = if pipelined {
+            rest.chunks(rest.len().max(1))
+        } else {
+            rest.chunks(FEED_CHUNK_BYTES)
+        };
+        for piece in pieces {
+            match ingest.ingest_bytes(timeline, &mut decoder, piece, &mut counted) {
+                Ok(()) => {}
+                Err(walingest::FeedError::Decode(e)) if e.is_end_of_wal() => break 'segments,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     ingest.write_buffered(timeline)?;
     timed.secs = began.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    timed.cpu_secs = thread_cpu_secs() - cpu_began;
+    timed.cpu_secs = process_cpu_secs() - cpu_began;
+    timed.records += counted.records;
+    timed.bytes += counted.record_bytes;
     if profile {
         perf_control("disable");
     }
@@ -289,6 +325,7 @@ fn ingest_and_flush(
     segments: &[(Lsn, Vec<u8>)],
     timed_from: Lsn,
     profile: bool,
+    pipelined: bool,
 ) -> Result<(Timed, f64, u64)> {
     // Frozen layers are written by a background thread, as the
     // pageserver's flusher does (without one the ingesting thread writes
@@ -303,7 +340,7 @@ fn ingest_and_flush(
             }
             Ok(())
         });
-        let timed = ingest(timeline, segments, timed_from, profile);
+        let timed = ingest(timeline, segments, timed_from, profile, pipelined);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let flushed = flusher
             .join()
@@ -344,12 +381,17 @@ fn main() -> Result<()> {
     let secs = bench_secs();
     let store = common::bootstrap();
     let timeline = &store.timeline;
-    // A second copy of the bootstrapped repository, for the run with
-    // flushing deferred (the freeze policy is per repository).
-    let copy = tempfile::Builder::new()
-        .prefix("walingest-bench-")
-        .tempdir()?;
-    copy_tree(store.dir.path(), copy.path())?;
+    // Copies of the bootstrapped repository for the runs with flushing
+    // deferred (the freeze policy is per repository).
+    let copies = [(); 2].map(|()| {
+        tempfile::Builder::new()
+            .prefix("walingest-bench-")
+            .tempdir()
+            .expect("temporary directory")
+    });
+    for copy in &copies {
+        copy_tree(store.dir.path(), copy.path())?;
+    }
     let wcc = redo::wal_consistency_checking_value();
     let settings = [
         ("wal_consistency_checking", wcc.as_str()),
@@ -369,7 +411,7 @@ fn main() -> Result<()> {
     let recovery = best_recovery(&mut cluster)?;
 
     let (default_run, default_flush, stored) =
-        ingest_and_flush(timeline, &segments, recovery.start, false)?;
+        ingest_and_flush(timeline, &segments, recovery.start, false, true)?;
     let deferred = storage::RepositoryConfig {
         freeze: storage::FreezePolicy {
             max_open_bytes: u64::MAX,
@@ -378,15 +420,22 @@ fn main() -> Result<()> {
         },
         ..storage::RepositoryConfig::default()
     };
-    let repo = storage::Repository::open_with(
-        copy.path(),
-        deferred,
-        std::sync::Arc::new(storage::io::StdFileIo),
-        std::sync::Arc::new(walingest::NativeRedo),
-    )?;
-    let copied = repo.timeline(timeline.id())?;
+    let deferred_timeline = |copy: &tempfile::TempDir| -> Result<_> {
+        let repo = storage::Repository::open_with(
+            copy.path(),
+            deferred.clone(),
+            std::sync::Arc::new(storage::io::StdFileIo),
+            std::sync::Arc::new(walingest::NativeRedo),
+        )?;
+        let timeline = repo.timeline(timeline.id())?;
+        Ok((repo, timeline))
+    };
+    let (_repo, one_thread) = deferred_timeline(&copies[0])?;
+    let (one_thread_run, _, _) =
+        ingest_and_flush(&one_thread, &segments, recovery.start, false, false)?;
+    let (_repo, pipelined) = deferred_timeline(&copies[1])?;
     let (deferred_run, deferred_flush, _) =
-        ingest_and_flush(&copied, &segments, recovery.start, true)?;
+        ingest_and_flush(&pipelined, &segments, recovery.start, true, true)?;
     let wal_mb = default_run.bytes as f64 / 1e6;
     println!(
         "replayed range {}..{}: {} records, {:.1} MB of record bytes",
@@ -398,6 +447,11 @@ fn main() -> Result<()> {
         &recovery,
     );
     report("sediment ingest, flush deferred", &deferred_run, &recovery);
+    report(
+        "sediment ingest, flush deferred, one thread",
+        &one_thread_run,
+        &recovery,
+    );
     println!(
         "{:<44} {:>6.2} s {:>9.0} rec/s {:>7.1} MB/s",
         "postgres crash recovery (its log, best of 3)",

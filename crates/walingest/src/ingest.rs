@@ -164,7 +164,18 @@ impl WalIngest {
     pub fn buffer_prepared(
         &mut self,
         timeline: &Timeline,
-        prepared: PreparedRecord,
+        mut prepared: PreparedRecord,
+    ) -> Result<(), IngestError> {
+        self.buffer_prepared_in_place(timeline, &mut prepared)
+    }
+
+    /// [`WalIngest::buffer_prepared`] leaving what the record's values do
+    /// not keep (the decoded record's buffers) in `prepared`, for the
+    /// thread that allocated it to free (see [`crate::pipelined`]).
+    pub(crate) fn buffer_prepared_in_place(
+        &mut self,
+        timeline: &Timeline,
+        prepared: &mut PreparedRecord,
     ) -> Result<(), IngestError> {
         let last_record_lsn = self
             .pending
@@ -204,11 +215,23 @@ impl WalIngest {
     fn ingest_new(
         &mut self,
         timeline: &Timeline,
-        prepared: PreparedRecord,
+        prepared: &mut PreparedRecord,
         stats: &mut crate::IngestStats,
     ) -> Result<(), IngestError> {
         let (start_lsn, end_lsn) = (prepared.start_lsn, prepared.end_lsn);
-        let mut decoded = prepared.decoded?;
+        let decoded = match &mut prepared.decoded {
+            Ok(decoded) => decoded,
+            // Reported once: the record is dropped after this.
+            Err(error) => {
+                return Err(std::mem::replace(
+                    error,
+                    IngestError::Malformed {
+                        lsn: start_lsn,
+                        reason: "reported already".to_owned(),
+                    },
+                ))
+            }
+        };
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
             None => {
@@ -219,7 +242,7 @@ impl WalIngest {
         };
         let mut b = Batch::new(timeline, &mut self.pending, start_lsn, end_lsn);
         let known = &mut self.known;
-        blocks::ingest_blocks(known, &mut b, &mut decoded, stats, self.check_native)?;
+        blocks::ingest_blocks(known, &mut b, decoded, stats, self.check_native)?;
         let record = &decoded.record;
         blocks::ingest_vm_clears(known, &mut b, &decoded.vm_clears)?;
         let commit_time = ingest_body(known, &mut checkpoint, &mut b, record)?;

@@ -17,8 +17,9 @@
 //! directory. A WAL receiver buffers the records of each read off its socket
 //! ([`WalIngest::buffer_record`]) and writes them as one writer batch
 //! ([`WalIngest::write_buffered`]): the timeline's locks are taken once per
-//! batch, not once per record. Values follow the key layout of
-//! `datadir::layout`.
+//! batch, not once per record. [`WalIngest::ingest_bytes`] does both for a
+//! stretch of WAL, decoding on a second thread when the stretch is long
+//! ([`pipelined`]). Values follow the key layout of `datadir::layout`.
 //!
 //! [`NativeRedo`] is the [`storage::Reconstruct`] to open repositories with:
 //! it applies stored WAL records with [`redo::apply`] on top of images and
@@ -47,6 +48,7 @@ pub mod images;
 mod ingest;
 mod known;
 mod native;
+pub mod pipelined;
 mod prepare;
 mod slru;
 pub mod stored_record;
@@ -55,4 +57,5 @@ mod xact;
 pub use error::IngestError;
 pub use ingest::{CommitPoint, IngestStats, WalIngest};
 pub use native::NativeRedo;
+pub use pipelined::{FeedError, Ingested};
 pub use prepare::{prepare, PreparedRecord};

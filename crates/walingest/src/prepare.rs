@@ -1,10 +1,9 @@
 //! The part of ingesting a record that depends on the record alone:
 //! decoding it, encoding the stored form of each block natively redone from
-//! it, and the visibility-map bits it clears. [`prepare`] is pure (a
-//! decoding thread could run it ahead of the thread that applies records;
-//! tried, the hand-over and cross-thread frees cost more than they saved);
-//! [`crate::WalIngest::buffer_prepared`] does the rest, which needs the
-//! timeline's state.
+//! it, and the visibility-map bits it clears. [`prepare`] is pure, so a
+//! decoding thread can run it ahead of the thread that applies records
+//! ([`crate::pipelined`]); [`crate::WalIngest::buffer_prepared`] does the
+//! rest, which needs the timeline's state.
 
 use bytes::Bytes;
 use postgres_wal::record::DecodedRecord;

@@ -840,3 +840,106 @@ proptest! {
         let _ = f.timeline.get(Key::rel_block(REL, ForkNumber::Main, blkno), f.timeline.last_record_lsn());
     }
 }
+
+/// A stretch of WAL long enough for `ingest_bytes` to decode it on a second
+/// thread leaves the same state as its records fed one by one, at every
+/// record boundary; a corrupt record stops it after the records before it,
+/// which are written.
+#[test]
+fn a_long_stretch_ingested_on_two_threads_matches_one_by_one_and_stops_at_a_bad_record() {
+    use postgres_wal::testwal::WalWriter;
+    use postgres_wal::{WalConfig, WalStreamDecoder};
+    use walingest::pipelined::PIPELINE_MIN_BYTES;
+    use walingest::{FeedError, Ingested};
+
+    const SEG: u64 = 16 * 1024 * 1024;
+    let mut wal = WalWriter::new(Lsn(SEG), SEG, 7);
+    let mut ends = vec![
+        wal.append(
+            RmgrId::Storage as u8,
+            0x10,
+            0,
+            &[],
+            &smgr_create(ForkNumber::Main),
+        )
+        .end,
+    ];
+    for i in 0..150u32 {
+        let blkno = i % 40;
+        let image = image_block(0, ForkNumber::Main, blkno, page(i as u8));
+        ends.push(
+            wal.append(RmgrId::Xlog as u8, XLOG_FPI, 0, &[image], &[])
+                .end,
+        );
+        if i % 3 == 0 {
+            let (info, body) = commit_body(&[], &[]);
+            ends.push(
+                wal.append(RmgrId::Transaction as u8, info, 1000 + i, &[], &body)
+                    .end,
+            );
+        }
+    }
+    assert!(wal.bytes().len() > 2 * PIPELINE_MIN_BYTES);
+
+    let one_by_one = Fixture::new();
+    let mut ingest = WalIngest::new(&one_by_one.timeline).unwrap();
+    let mut decoder = WalStreamDecoder::new(Lsn(SEG), WalConfig::default());
+    decoder.feed_bytes(wal.bytes());
+    while let Some(raw) = decoder.poll_raw().unwrap() {
+        ingest.ingest_record(&one_by_one.timeline, &raw).unwrap();
+    }
+
+    let mut two_threads = Fixture::new();
+    let mut decoder = WalStreamDecoder::new(Lsn(SEG), WalConfig::default());
+    let mut ingested = Ingested::default();
+    two_threads
+        .ingest
+        .ingest_bytes(
+            &two_threads.timeline,
+            &mut decoder,
+            wal.bytes(),
+            &mut ingested,
+        )
+        .unwrap();
+    assert_eq!(ingested.records, ends.len() as u64);
+    let head = *ends.last().unwrap();
+    assert_eq!(one_by_one.timeline.last_record_lsn(), head);
+    assert_eq!(two_threads.timeline.last_record_lsn(), head);
+    let state_at = |f: &Fixture, lsn: Lsn| -> Vec<Option<Bytes>> {
+        let mut keys: Vec<Key> = (0..40)
+            .map(|blkno| Key::rel_block(REL, ForkNumber::Main, blkno))
+            .collect();
+        keys.extend([Key::checkpoint(), Key::slru_block(SlruKind::Clog, 0, 0)]);
+        keys.into_iter()
+            .map(|key| match f.timeline.get(key, lsn) {
+                Ok(value) => Some(value),
+                Err(storage::GetError::KeyNotFound { .. }) => None,
+                Err(e) => panic!("{key} at {lsn}: {e}"),
+            })
+            .collect()
+    };
+    for &lsn in ends.iter().skip(1).step_by(17).chain([&head]) {
+        assert!(
+            state_at(&one_by_one, lsn) == state_at(&two_threads, lsn),
+            "state differs at {lsn}"
+        );
+    }
+
+    // Corrupt the middle of the 120th record: it no longer decodes.
+    let bad = 120;
+    let middle = (ends[bad - 1].0 + ends[bad].0) / 2 - SEG;
+    let mut corrupt = wal.bytes().to_vec();
+    corrupt[middle as usize] ^= 0xff;
+    let mut stopped = Fixture::new();
+    let mut decoder = WalStreamDecoder::new(Lsn(SEG), WalConfig::default());
+    let mut ingested = Ingested::default();
+    let outcome =
+        stopped
+            .ingest
+            .ingest_bytes(&stopped.timeline, &mut decoder, &corrupt, &mut ingested);
+    assert!(matches!(outcome, Err(FeedError::Decode(_))), "{outcome:?}");
+    assert_eq!(ingested.records, bad as u64);
+    let before = ends[bad - 1];
+    assert_eq!(stopped.timeline.last_record_lsn(), before);
+    assert!(state_at(&one_by_one, before) == state_at(&stopped, before));
+}
