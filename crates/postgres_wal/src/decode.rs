@@ -437,9 +437,36 @@ pub fn decode_record(
     start_lsn: Lsn,
     end_lsn: Lsn,
 ) -> Result<DecodedRecord, RecordError> {
+    let mut decoded = DecodedRecord {
+        start_lsn,
+        end_lsn,
+        total_len: 0,
+        xid: 0,
+        prev: Lsn::INVALID,
+        info: 0,
+        rmid: 0,
+        origin: None,
+        toplevel_xid: None,
+        blocks: Vec::new(),
+        main_data: Vec::new(),
+    };
+    decode_record_into(record, start_lsn, end_lsn, &mut decoded)?;
+    Ok(decoded)
+}
+
+/// [`decode_record`] into `out`, reusing its buffers (the block list and
+/// each block's and the main data's vectors) instead of allocating: a
+/// decoder that recycles its records allocates only for images. On error
+/// `out` holds a mix of old and new fields and must not be used.
+pub fn decode_record_into(
+    record: &[u8],
+    start_lsn: Lsn,
+    end_lsn: Lsn,
+    out: &mut DecodedRecord,
+) -> Result<(), RecordError> {
     let layout = RecordLayout::parse(record)?;
-    let mut blocks = Vec::with_capacity(layout.blocks.len());
-    for b in &layout.blocks {
+    out.blocks.truncate(layout.blocks.len());
+    for (index, b) in layout.blocks.iter().enumerate() {
         let image = match b.image {
             Some(h) => {
                 let stored = &record[b.image_offset..b.image_offset + usize::from(h.stored_len)];
@@ -457,7 +484,8 @@ pub fn decode_record(
             }
             None => None,
         };
-        blocks.push(DecodedBlock {
+        let data = &record[b.data_offset..b.data_offset + usize::from(b.data_len)];
+        let fields = |data: Vec<u8>| DecodedBlock {
             block_id: b.block_id,
             rel: b.rel,
             fork: b.fork,
@@ -465,24 +493,33 @@ pub fn decode_record(
             fork_flags: b.fork_flags,
             will_init: b.fork_flags & BKPBLOCK_WILL_INIT != 0,
             image,
-            data: record[b.data_offset..b.data_offset + usize::from(b.data_len)].to_vec(),
-        });
+            data,
+        };
+        match out.blocks.get_mut(index) {
+            Some(block) => {
+                let mut buffer = std::mem::take(&mut block.data);
+                buffer.clear();
+                buffer.extend_from_slice(data);
+                *block = fields(buffer);
+            }
+            None => out.blocks.push(fields(data.to_vec())),
+        }
     }
     let main_start = layout.main_data_offset;
     let main_end = main_start + layout.main_data_len as usize;
-    Ok(DecodedRecord {
-        start_lsn,
-        end_lsn,
-        total_len: layout.header.total_len,
-        xid: layout.header.xid,
-        prev: layout.header.prev,
-        info: layout.header.info,
-        rmid: layout.header.rmid,
-        origin: layout.origin,
-        toplevel_xid: layout.toplevel_xid,
-        blocks,
-        main_data: record[main_start..main_end].to_vec(),
-    })
+    out.main_data.clear();
+    out.main_data
+        .extend_from_slice(&record[main_start..main_end]);
+    out.start_lsn = start_lsn;
+    out.end_lsn = end_lsn;
+    out.total_len = layout.header.total_len;
+    out.xid = layout.header.xid;
+    out.prev = layout.header.prev;
+    out.info = layout.header.info;
+    out.rmid = layout.header.rmid;
+    out.origin = layout.origin;
+    out.toplevel_xid = layout.toplevel_xid;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -537,6 +574,53 @@ mod tests {
         let layout = RecordLayout::parse(&raw).unwrap();
         assert_eq!(layout.fpi_len(), BLCKSZ as u32);
         assert_eq!(r.rmgr_info(), 0x20);
+    }
+
+    /// Decoding into a record that held another one gives exactly what a
+    /// fresh decode gives: more blocks, fewer, an image where there was
+    /// none and back, shorter and longer data.
+    #[test]
+    fn decoding_into_a_used_record_equals_a_fresh_decode() {
+        let page: Vec<u8> = (0..BLCKSZ).map(|i| (i % 11) as u8).collect();
+        let mut with_image = block(1, 16390);
+        with_image.image = Some((page, 0, 0));
+        let mut long_data = block(0, 16391);
+        long_data.data = vec![4; 500];
+        let records = [
+            encode_record(
+                10,
+                0x20,
+                5,
+                Lsn(8),
+                &[block(0, 1), with_image.clone()],
+                Some(3),
+                Some(77),
+                &[1; 40],
+            ),
+            encode_record(11, 0x10, 6, Lsn(16), &[long_data], None, None, b""),
+            encode_record(
+                10,
+                0,
+                7,
+                Lsn(24),
+                &[block(0, 2), block(1, 2), block(2, 3)],
+                None,
+                Some(9),
+                &[2; 300],
+            ),
+            encode_record(9, 0x30, 8, Lsn(32), &[], None, None, b"xyz"),
+            encode_record(10, 0x20, 9, Lsn(40), &[with_image], None, None, &[3; 7]),
+        ];
+        let mut reused = decode_record(&records[0], Lsn(0x28), Lsn(0x100)).unwrap();
+        for (i, raw) in records.iter().cycle().take(12).enumerate() {
+            let (start, end) = (Lsn(0x100 * (i as u64 + 1)), Lsn(0x100 * (i as u64 + 2)));
+            decode_record_into(raw, start, end, &mut reused).unwrap();
+            assert_eq!(
+                reused,
+                decode_record(raw, start, end).unwrap(),
+                "record {i}"
+            );
+        }
     }
 
     #[test]

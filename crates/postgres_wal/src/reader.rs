@@ -129,6 +129,17 @@ impl RawRecord<'_> {
             source,
         })
     }
+
+    /// [`RawRecord::decode`] into `out`, reusing its buffers
+    /// ([`crate::decode::decode_record_into`]).
+    pub fn decode_into(&self, out: &mut DecodedRecord) -> Result<(), WalError> {
+        crate::decode::decode_record_into(self.bytes, self.start_lsn, self.end_lsn, out).map_err(
+            |source| WalError::Record {
+                lsn: self.start_lsn,
+                source,
+            },
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

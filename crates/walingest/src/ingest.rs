@@ -67,6 +67,9 @@ pub struct WalIngest {
     commits: Vec<CommitPoint>,
     /// Records buffered by [`WalIngest::buffer_record`], not yet written.
     pending: Pending,
+    /// The last record ingested, whose buffers the next one is decoded
+    /// into (no allocation per record for its block list and data).
+    spare: Option<PreparedRecord>,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -91,6 +94,7 @@ impl WalIngest {
             last_commit: None,
             commits: Vec::new(),
             pending: Pending::default(),
+            spare: None,
         })
     }
 
@@ -156,7 +160,10 @@ impl WalIngest {
         timeline: &Timeline,
         raw: &RawRecord<'_>,
     ) -> Result<(), IngestError> {
-        self.buffer_prepared(timeline, crate::prepare(raw))
+        let mut prepared = crate::prepare::decode_reusing(raw, self.spare.take());
+        self.buffer_prepared_in_place(timeline, &mut prepared)?;
+        self.spare = Some(prepared);
+        Ok(())
     }
 
     /// [`WalIngest::buffer_record`] for a record [`crate::prepare`]d (on
@@ -232,6 +239,7 @@ impl WalIngest {
                 ))
             }
         };
+        crate::prepare::derive(decoded, start_lsn)?;
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
             None => {

@@ -1,25 +1,29 @@
 //! Ingesting a long stretch of WAL on two threads: a decoding thread reads
-//! records off the decoder and [`prepare`]s them (decode, CRC already done
-//! by the reader, stored forms, VM clears: about half of ingest's CPU, and
-//! it depends on each record alone) while the calling thread applies them
-//! in WAL order. This is for catching up (a WAL receiver replaying its
-//! store after a restart, a bulk import, the bench), where the rate
-//! matters; small reads of a streaming receiver are ingested inline, where
-//! a hop to another thread would only add latency.
+//! records off the decoder (CRC included) and decodes them (block headers,
+//! data, full-page images) while the calling thread derives what ingest
+//! stores and applies the records in WAL order. The split is where the two
+//! threads' work comes out about even (deriving the stored forms and VM
+//! clears on the decoding thread left it the busier one). This is for
+//! catching up (a WAL receiver replaying its store after a restart, a bulk
+//! import, the bench), where the rate matters; small reads of a streaming
+//! receiver are ingested inline, where a hop to another thread would only
+//! add latency.
 //!
 //! Records are handed over in runs (one piece of `PIECE_BYTES` of WAL), not
 //! one by one: a hand-over per record costs as much as ingesting it (runs
 //! of 64 records were slower than one thread). Spent runs go back to the
-//! decoding thread and are freed there, so the buffers each thread
-//! allocates are freed by that thread (a glibc free of another thread's
-//! memory takes that arena's lock, against the allocating thread).
+//! decoding thread, which decodes the next records into them: their block
+//! lists and data vectors are reused, not freed by one thread and
+//! allocated by the other (a glibc free of another thread's memory takes
+//! that arena's lock, against the allocating thread).
 
 use std::sync::{mpsc, Mutex};
 
 use postgres_wal::{Lsn, WalError, WalStreamDecoder};
 use storage::Timeline;
 
-use crate::{prepare, IngestError, PreparedRecord, WalIngest};
+use crate::prepare::decode_reusing;
+use crate::{IngestError, PreparedRecord, WalIngest};
 
 /// Inputs shorter than this are ingested on the calling thread alone.
 pub const PIPELINE_MIN_BYTES: usize = 256 * 1024;
@@ -27,6 +31,9 @@ pub const PIPELINE_MIN_BYTES: usize = 256 * 1024;
 const PIECE_BYTES: usize = 64 * 1024;
 /// Runs the decoding thread may be ahead of the applying one.
 const RUNS_AHEAD: usize = 4;
+/// Spent records the decoding thread keeps to decode into (about a run's
+/// worth more than are in flight); the rest are freed.
+const MAX_POOLED_RECORDS: usize = 4096;
 
 /// Records [`WalIngest::ingest_bytes`] buffered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +96,13 @@ impl WalIngest {
     ) -> Result<(), FeedError> {
         loop {
             match decoder.poll_raw() {
-                Ok(Some(raw)) => self.buffer_counted(timeline, &mut prepare(&raw), ingested)?,
+                Ok(Some(raw)) => {
+                    let (lsn, len) = (raw.start_lsn, raw.bytes.len() as u64);
+                    self.buffer_record(timeline, &raw)
+                        .map_err(|source| FeedError::Ingest { lsn, source })?;
+                    ingested.records += 1;
+                    ingested.record_bytes += len;
+                }
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(FeedError::Decode(error)),
             }
@@ -196,16 +209,20 @@ fn decode_runs(
     spent: &mpsc::Receiver<Vec<PreparedRecord>>,
 ) {
     let mut pieces = bytes.chunks(PIECE_BYTES);
+    // Spent records, decoded into again: their block lists and data
+    // vectors are reused instead of freed and allocated anew.
+    let mut pool: Vec<PreparedRecord> = Vec::new();
     loop {
-        // Reuse a spent run's vector; free the records it still holds here.
         let mut run = Vec::new();
         while let Ok(mut old) = spent.try_recv() {
+            let room = MAX_POOLED_RECORDS.saturating_sub(pool.len());
+            pool.extend(old.drain(..).take(room));
             old.clear();
             run = old;
         }
         let failure = loop {
             match decoder.poll_raw() {
-                Ok(Some(raw)) => run.push(prepare(&raw)),
+                Ok(Some(raw)) => run.push(decode_reusing(&raw, pool.pop())),
                 Ok(None) => break None,
                 Err(error) => break Some(error),
             }

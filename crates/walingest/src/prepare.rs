@@ -35,6 +35,8 @@ pub(crate) struct Decoded {
     pub stored: SmallVec<[Option<Bytes>; 2]>,
     /// The VM bits a heap record clears on pages it does not register.
     pub vm_clears: Vec<VmClear>,
+    /// Whether `stored` and `vm_clears` are filled in ([`derive`]).
+    pub derived: bool,
 }
 
 impl PreparedRecord {
@@ -61,36 +63,30 @@ impl PreparedRecord {
 
 /// Decodes `raw` and derives what depends on it alone.
 pub fn prepare(raw: &RawRecord<'_>) -> PreparedRecord {
-    let malformed = |reason: String| IngestError::Malformed {
-        lsn: raw.start_lsn,
-        reason,
-    };
+    let mut prepared = decode_only(raw);
+    if let Ok(decoded) = &mut prepared.decoded {
+        if let Err(error) = derive(decoded, raw.start_lsn) {
+            prepared.decoded = Err(error);
+        }
+    }
+    prepared
+}
+
+/// [`prepare`] without the derived parts, which
+/// [`crate::WalIngest::buffer_prepared`] then derives on its own thread: a
+/// decoding thread ([`crate::pipelined`]) is the busier of the two.
+pub(crate) fn decode_only(raw: &RawRecord<'_>) -> PreparedRecord {
     let decoded = raw
         .decode()
-        .map_err(|e| malformed(e.to_string()))
-        .and_then(|record| {
-            let native = redo::is_native(record.rmid);
-            let stored = record
-                .blocks
-                .iter()
-                .map(|block| {
-                    (native && block.image.is_none())
-                        .then(|| stored_record::encode(block.block_id, &record))
-                })
-                .collect();
-            let vm_clears = if matches!(
-                RmgrId::from_u8(record.rmid),
-                Some(RmgrId::Heap | RmgrId::Heap2)
-            ) {
-                redo::vm::vm_changes(&record).map_err(|e| malformed(e.to_string()))?
-            } else {
-                Vec::new()
-            };
-            Ok(Decoded {
-                record,
-                stored,
-                vm_clears,
-            })
+        .map_err(|e| IngestError::Malformed {
+            lsn: raw.start_lsn,
+            reason: e.to_string(),
+        })
+        .map(|record| Decoded {
+            record,
+            stored: SmallVec::new(),
+            vm_clears: Vec::new(),
+            derived: false,
         });
     PreparedRecord {
         start_lsn: raw.start_lsn,
@@ -98,4 +94,61 @@ pub fn prepare(raw: &RawRecord<'_>) -> PreparedRecord {
         len: raw.bytes.len(),
         decoded,
     }
+}
+
+/// [`decode_only`] into the buffers of `spare`, a record already ingested
+/// (its images and stored forms were handed to the store; its block list
+/// and data vectors are reused).
+pub(crate) fn decode_reusing(raw: &RawRecord<'_>, spare: Option<PreparedRecord>) -> PreparedRecord {
+    let Some(PreparedRecord {
+        decoded: Ok(mut decoded),
+        ..
+    }) = spare
+    else {
+        return decode_only(raw);
+    };
+    decoded.stored.clear();
+    decoded.vm_clears.clear();
+    decoded.derived = false;
+    let decoded = match raw.decode_into(&mut decoded.record) {
+        Ok(()) => Ok(decoded),
+        Err(e) => Err(IngestError::Malformed {
+            lsn: raw.start_lsn,
+            reason: e.to_string(),
+        }),
+    };
+    PreparedRecord {
+        start_lsn: raw.start_lsn,
+        end_lsn: raw.end_lsn,
+        len: raw.bytes.len(),
+        decoded,
+    }
+}
+
+/// Fills in the stored forms and VM clears of a record decoded by
+/// [`decode_only`] (that starts at `lsn`), once.
+pub(crate) fn derive(decoded: &mut Decoded, lsn: Lsn) -> Result<(), IngestError> {
+    if decoded.derived {
+        return Ok(());
+    }
+    let record = &decoded.record;
+    let native = redo::is_native(record.rmid);
+    decoded.stored.clear();
+    for block in &record.blocks {
+        decoded.stored.push(
+            (native && block.image.is_none())
+                .then(|| stored_record::encode(block.block_id, record)),
+        );
+    }
+    if matches!(
+        RmgrId::from_u8(record.rmid),
+        Some(RmgrId::Heap | RmgrId::Heap2)
+    ) {
+        decoded.vm_clears = redo::vm::vm_changes(record).map_err(|e| IngestError::Malformed {
+            lsn,
+            reason: e.to_string(),
+        })?;
+    }
+    decoded.derived = true;
+    Ok(())
 }
