@@ -69,7 +69,7 @@ pub struct WalIngest {
     pending: Pending,
     /// The last record ingested, whose buffers the next one is decoded
     /// into (no allocation per record for its block list and data).
-    spare: Option<PreparedRecord>,
+    pub(crate) spare: Option<PreparedRecord>,
 }
 
 impl std::fmt::Debug for WalIngest {

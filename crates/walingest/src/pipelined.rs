@@ -97,11 +97,9 @@ impl WalIngest {
         loop {
             match decoder.poll_raw() {
                 Ok(Some(raw)) => {
-                    let (lsn, len) = (raw.start_lsn, raw.bytes.len() as u64);
-                    self.buffer_record(timeline, &raw)
-                        .map_err(|source| FeedError::Ingest { lsn, source })?;
-                    ingested.records += 1;
-                    ingested.record_bytes += len;
+                    let mut prepared = decode_reusing(&raw, self.spare.take());
+                    self.buffer_counted(timeline, &mut prepared, ingested)?;
+                    self.spare = Some(prepared);
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(FeedError::Decode(error)),
