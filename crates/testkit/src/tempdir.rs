@@ -79,15 +79,43 @@ impl Drop for PgTempDir {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. Someone may take it
-/// before we use it, so callers that bind later must retry on conflict
-/// (the cluster start does).
+/// Ports [`free_port`] hands out: below Linux's default ephemeral range
+/// (32768–60999), so an outgoing connection of this or another test, which
+/// takes its local port from that range, can never occupy a port a test has
+/// been given but not yet bound (that race made servers fail with "Address
+/// already in use" when ports came from binding port 0).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port that was free on every address a moment ago. Ports are handed
+/// out in turn from [`TEST_PORTS`], starting at a place derived from the
+/// process id so concurrently running test binaries start far apart; a port
+/// is never handed out twice by one process. Someone may still take it before
+/// we use it, so callers that bind later must retry on conflict (the cluster
+/// start does).
 pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("bind", "127.0.0.1:0", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| Error::io("query address of", "127.0.0.1:0", e))?
-        .port();
-    Ok(port)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // First call: seed from the pid (a multiplier spreads neighbouring pids).
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        // `offset < span`, which fits in u16.
+        let port = TEST_PORTS.start + offset as u16;
+        // Binding the wildcard address fails if anyone listens on the port
+        // at any address, or holds it in a live connection.
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::io(
+        "find a free port in",
+        format!("{}..{}", TEST_PORTS.start, TEST_PORTS.end),
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
 }
