@@ -15,7 +15,8 @@
 //! Both publish their progress in [`Progress`]; the streaming task turns it
 //! into standby status updates. A failure of either is recorded there too
 //! and stops the receiver. Both run a few nice steps above the process
-//! when the OS allows it (see [`raise_thread_priority`]).
+//! when the OS allows it (see [`raise_thread_priority`]), as does the
+//! streaming thread that talks to the walsender.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -330,23 +331,27 @@ fn run_sink(
 const PRIORITY_STEPS: i32 = 5;
 
 /// Raises the calling thread's scheduling priority [`PRIORITY_STEPS`] above
-/// the process's. The writer's sync is what an endpoint's commits wait on
-/// and the sink's apply is what a branch at "now" waits on; both do little
-/// work, but on a host shared with Postgres they otherwise queue behind its
-/// busy backends for a scheduler slice (the p99 of `replay_lag` was ~17 ms
-/// with a p50 of 0.6 ms). Needs `CAP_SYS_NICE`; without it the thread
-/// keeps the process's priority.
+/// the process's (its main thread's, so a thread started by an already
+/// raised thread ends at the same level). The streaming thread's replies,
+/// the writer's sync and the sink's apply are what an endpoint's commits
+/// and a branch at "now" wait on; all do little work, but on a host shared
+/// with Postgres they otherwise queue behind its busy backends for a
+/// scheduler slice (the p99 of `replay_lag` was ~17 ms with a p50 of
+/// 0.6 ms). Needs `CAP_SYS_NICE`; without it the thread keeps its priority.
 #[allow(unsafe_code)]
-fn raise_thread_priority() {
-    let Some((tid, current)) = thread_nice() else {
+pub(crate) fn raise_thread_priority() {
+    let Some((tid, _)) = thread_nice() else {
         return;
     };
-    let wanted = (current - PRIORITY_STEPS).max(-20);
+    // SAFETY: a plain system call; for a process id it reads the nice value
+    // of the thread whose id is the process id, the main thread.
+    let process = unsafe { libc::getpriority(libc::PRIO_PROCESS, std::process::id()) };
+    let wanted = (process - PRIORITY_STEPS).max(-20);
     // SAFETY: a plain system call on the calling thread's id.
     let refused = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, wanted) } != 0;
     if refused {
         tracing::debug!(
-            "WAL thread keeps the process's priority: {}",
+            "WAL thread keeps its priority: {}",
             std::io::Error::last_os_error()
         );
     }
@@ -381,10 +386,19 @@ mod tests {
     #[test]
     #[allow(unsafe_code)]
     fn wal_threads_run_above_the_process_priority_when_allowed() {
-        let (before, after) = std::thread::spawn(|| {
+        let (before, once, twice) = std::thread::spawn(|| {
             let before = thread_nice().unwrap().1;
             raise_thread_priority();
-            (before, thread_nice().unwrap().1)
+            let once = thread_nice().unwrap().1;
+            // A thread started by a raised thread inherits its level;
+            // raising again must not go further.
+            let twice = std::thread::spawn(|| {
+                raise_thread_priority();
+                thread_nice().unwrap().1
+            })
+            .join()
+            .unwrap();
+            (before, once, twice)
         })
         .join()
         .unwrap();
@@ -392,13 +406,11 @@ mod tests {
         // SAFETY: `geteuid` has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         if root {
-            assert_eq!(after, raised, "nice {before} -> {after}");
+            assert_eq!(once, raised, "nice {before} -> {once}");
         } else {
-            assert!(
-                after == raised || after == before,
-                "nice {before} -> {after}"
-            );
+            assert!(once == raised || once == before, "nice {before} -> {once}");
         }
+        assert_eq!(twice, once);
         // Only the WAL thread: the test's own thread keeps its priority.
         assert_eq!(thread_nice().unwrap().1, before);
     }

@@ -5,14 +5,20 @@
 //! The async task owns only the connection; the store and the sink live on
 //! the blocking threads of `pipeline`. The flush position reported
 //! to the server is what the writer thread has synced, never more.
+//!
+//! The task runs on its own thread (`wal-stream`, a current-thread tokio
+//! runtime) raised above the process's priority like the pipeline's
+//! threads: every commit of an endpoint waits for it twice (to take the WAL
+//! off the socket and to send the flush position back), and on the shared
+//! runtime's workers it queued behind whatever else they ran.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use postgres_wal::Lsn;
+use tokio::sync::oneshot;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::Connection;
@@ -122,7 +128,8 @@ pub struct WalReceiver {
     view: Arc<Mutex<Option<SharedView>>>,
     truncate_before: Arc<Mutex<Option<Lsn>>>,
     cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    /// Resolves when the loop has ended (sent or dropped by its thread).
+    done: Option<oneshot::Receiver<()>>,
 }
 
 impl std::fmt::Debug for WalReceiver {
@@ -140,7 +147,8 @@ impl Drop for WalReceiver {
 }
 
 impl WalReceiver {
-    /// Starts the loop on the current tokio runtime (call from within one):
+    /// Starts the loop on a thread of its own (call from within a tokio
+    /// runtime, which it falls back to if no thread can be started):
     /// first feeds the sink what the store holds from `sink.resume_lsn()` to
     /// the store's end (replay after a restart), then connects and streams
     /// from the store's end (or `resume_lsn()` if the store is empty),
@@ -168,14 +176,14 @@ impl WalReceiver {
             truncate_before: truncate_before.clone(),
             cancel: cancel.clone(),
         };
-        let task = tokio::spawn(state.run(store, sink));
+        let done = run_on_own_thread(state, store, sink);
         WalReceiver {
             status,
             progress,
             view,
             truncate_before,
             cancel,
-            task: Some(task),
+            done: Some(done),
         }
     }
 
@@ -212,10 +220,50 @@ impl WalReceiver {
     /// finish what was already received, returns when the loop has ended.
     pub async fn stop(mut self) {
         self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
         }
     }
+}
+
+/// Runs the loop on a `wal-stream` thread of its own (see the module doc);
+/// if the OS refuses the thread or its runtime, on the calling runtime.
+fn run_on_own_thread(
+    state: LoopState,
+    store: WalStore,
+    sink: Box<dyn WalSink>,
+) -> oneshot::Receiver<()> {
+    let (done_tx, done) = oneshot::channel();
+    // Taken back if the thread cannot start.
+    let work = Arc::new(Mutex::new(Some((state, store, sink, done_tx))));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let started = runtime.map_err(|e| e.to_string()).and_then(|runtime| {
+        let thread_work = work.clone();
+        std::thread::Builder::new()
+            .name("wal-stream".to_owned())
+            .spawn(move || {
+                pipeline::raise_thread_priority();
+                let taken = thread_work.lock().take();
+                if let Some((state, store, sink, done_tx)) = taken {
+                    runtime.block_on(state.run(store, sink));
+                    let _ = done_tx.send(());
+                }
+            })
+            .map_err(|e| e.to_string())
+    });
+    if let Err(error) = started {
+        tracing::warn!("WAL receiver runs on the shared runtime: no thread of its own: {error}");
+        let taken = work.lock().take();
+        if let Some((state, store, sink, done_tx)) = taken {
+            tokio::spawn(async move {
+                state.run(store, sink).await;
+                let _ = done_tx.send(());
+            });
+        }
+    }
+    done
 }
 
 /// Connects once, checks the version (and the system id if given), and
