@@ -29,6 +29,9 @@
 //! pageserver). `SEDIMENT_BENCH_SECS` (default 30) is each run's duration,
 //! `SEDIMENT_BENCH_ROUNDS` (default 2) the number of interleaved rounds. On a
 //! loaded machine (or under `nice`) only the ratios are indicative.
+//! `SEDIMENT_BENCH_SKIP_B=1` runs part A only. `SEDIMENT_BENCH_CPU=1` also prints, for every run of part A, where the
+//! machine's CPU went: per Postgres process kind (backend, walsender,
+//! walwriter, ...), per pageserver thread, and pgbench.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -222,6 +225,123 @@ fn wait_sync(server: &Server<'_>, name: &str) {
     }
 }
 
+/// CPU ticks (user + system, all threads) per kind of process on the
+/// machine: Postgres processes by their title's kind (`postgres: walsender`),
+/// pageserver threads by thread name, anything else by command name.
+fn cpu_by_kind() -> std::collections::BTreeMap<String, u64> {
+    let mut ticks = std::collections::BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in procs.flatten() {
+        let dir = entry.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim().to_owned();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // Children that exited (a session's backend, pgbench) count in
+        // their parent's cutime/cstime.
+        if let Some(children) = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|stat| stat_ticks(&stat, 13..15))
+            .filter(|t| *t > 0)
+        {
+            let parent = if title.starts_with("postgres: ") || comm != "postgres" {
+                comm.clone()
+            } else {
+                "postgres: postmaster".to_owned()
+            };
+            *ticks
+                .entry(format!("{parent} (exited children)"))
+                .or_insert(0) += children;
+        }
+        let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let Some(used) = stat_ticks(&stat, 11..13) else {
+                continue;
+            };
+            let Some((name_part, _)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let thread = name_part.split_once('(').map_or("", |(_, n)| n);
+            let kind = if comm == "pageserver" {
+                format!("pageserver/{thread}")
+            } else if let Some(rest) = title.strip_prefix("postgres: ") {
+                // "postgres: walsender postgres 127.0.0.1(1234) streaming 0/1"
+                // and "postgres: postgres postgres 127.0.0.1(1234) idle": the
+                // kind is the first word unless that is the user (a backend).
+                let word = rest.split_whitespace().next().unwrap_or("");
+                let kinds = [
+                    "walsender",
+                    "walwriter",
+                    "checkpointer",
+                    "background",
+                    "autovacuum",
+                    "startup",
+                    "walreceiver",
+                    "logger",
+                    "archiver",
+                    "stats",
+                    "logical",
+                ];
+                if kinds.contains(&word) {
+                    format!("postgres: {word}")
+                } else {
+                    "postgres: backend".to_owned()
+                }
+            } else {
+                comm.clone()
+            };
+            *ticks.entry(kind).or_insert(0) += used;
+        }
+    }
+    ticks
+}
+
+/// The sum of the given fields of a `/proc/.../stat` line, counted from the
+/// field after the parenthesised name (state = 0, utime = 11, stime = 12,
+/// cutime = 13, cstime = 14).
+fn stat_ticks(stat: &str, fields: std::ops::Range<usize>) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    values
+        .get(fields)?
+        .iter()
+        .map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Prints what each kind used between two [`cpu_by_kind`] snapshots, as a
+/// share of one core, largest first.
+fn print_cpu(before: &std::collections::BTreeMap<String, u64>, elapsed: Duration) {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let after = cpu_by_kind();
+    let mut used: Vec<(f64, &String)> = after
+        .iter()
+        .map(|(kind, t)| {
+            let spent = t.saturating_sub(before.get(kind).copied().unwrap_or(0));
+            (spent as f64 / hz / elapsed.as_secs_f64() * 100.0, kind)
+        })
+        .filter(|(share, _)| *share >= 0.5)
+        .collect();
+    used.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = used.iter().map(|u| u.0).sum();
+    let line: Vec<String> = used.iter().map(|(s, k)| format!("{k} {s:.1}%")).collect();
+    println!(
+        "    cpu (% of one core, total {total:.0}%): {}",
+        line.join(", ")
+    );
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
@@ -283,6 +403,7 @@ fn main() {
     let scale = env_u64("SEDIMENT_BENCH_SCALE", 20).to_string();
     let secs = env_u64("SEDIMENT_BENCH_SECS", 30).to_string();
     let rounds = env_u64("SEDIMENT_BENCH_ROUNDS", 2).max(1);
+    let show_cpu = env_u64("SEDIMENT_BENCH_CPU", 0) == 1;
     let scratch = common::scratch();
     let (sediment, _tenant) = Sediment::running_with_tenant(scratch.path());
     let endpoint_port = sediment.endpoint("main", &[]);
@@ -324,8 +445,13 @@ fn main() {
     for round in 1..=rounds {
         for (index, (label, server)) in servers.iter().enumerate() {
             server.psql("CHECKPOINT");
+            let cpu_before = show_cpu.then(cpu_by_kind);
+            let started = Instant::now();
             let (run_tps, _) = server.pgbench(&["-c", "4", "-j", "2", "-T", &secs]);
             println!("A round {round} {label:>8}: {run_tps:.1} tps");
+            if let Some(before) = &cpu_before {
+                print_cpu(before, started.elapsed());
+            }
             tps[index].push(run_tps);
         }
     }
@@ -345,6 +471,10 @@ fn main() {
         ep / local
     );
 
+    if env_u64("SEDIMENT_BENCH_SKIP_B", 0) == 1 {
+        sediment.shutdown();
+        return;
+    }
     // Part B: the index workload on the endpoint and the sync primary.
     let script = script_file(scratch.path());
     for server in [&endpoint, &sync] {
