@@ -19,7 +19,7 @@ use postgres_wal::Lsn;
 use super::Timeline;
 use crate::error::{GetError, WriteError};
 use crate::key::Key;
-use crate::layer::file::{encode_layer, LayerFile};
+use crate::layer::file::{encode_delta_layer_from_stored, encode_layer, LayerFile};
 use crate::layer::{LayerDesc, LayerHandle, LayerKind};
 use crate::policy::{self, CompactionPolicy, LayerInfo};
 use crate::stats::ReadPurpose;
@@ -120,14 +120,19 @@ impl Timeline {
             };
             let first = sources.partition_point(|s| s.key < keys.start);
             let end = sources.partition_point(|s| s.key < keys.end);
-            let mut values = Vec::with_capacity(end - first);
+            // Payloads are copied as stored: no decompression and
+            // recompression of every version (#16's profile of a
+            // pageserver under pgbench had zstd at the top).
+            let mut payloads = Vec::with_capacity(end - first);
             for s in &sources[first..end] {
-                let value = files[s.file]
-                    .read_value(s.position, None)
+                let stored = files[s.file]
+                    .read_stored(s.position)
                     .map_err(GetError::from)?;
-                values.push((s.key, s.lsn, value));
+                payloads.push((s.key, s.lsn, stored));
             }
-            created.push(self.write_layer(&desc, &values, result)?);
+            let encoded =
+                encode_delta_layer_from_stored(&desc, payloads.iter().map(|(k, l, p)| (*k, *l, p)));
+            created.push(self.commit_layer(&desc, encoded, result)?);
         }
         {
             let mut map = self.layers.write();
@@ -151,13 +156,24 @@ impl Timeline {
         values: &[(Key, Lsn, Value)],
         result: &mut CompactionResult,
     ) -> Result<Arc<LayerHandle>, WriteError> {
-        let bytes =
-            encode_layer(desc, values.iter().map(|(k, l, v)| (*k, *l, v))).map_err(|reason| {
-                self.fail(
-                    self.dir.join(desc.file_name()),
-                    std::io::Error::other(reason),
-                )
-            })?;
+        let encoded = encode_layer(desc, values.iter().map(|(k, l, v)| (*k, *l, v)));
+        self.commit_layer(desc, encoded, result)
+    }
+
+    /// Commits one encoded layer file (an encoding error is a bug in the
+    /// caller, reported as a failure of that file); records it in `result`.
+    fn commit_layer(
+        &self,
+        desc: &LayerDesc,
+        encoded: Result<Vec<u8>, String>,
+        result: &mut CompactionResult,
+    ) -> Result<Arc<LayerHandle>, WriteError> {
+        let bytes = encoded.map_err(|reason| {
+            self.fail(
+                self.dir.join(desc.file_name()),
+                std::io::Error::other(reason),
+            )
+        })?;
         let path = self.write_file(&desc.file_name(), &bytes)?;
         self.note_file_size(&desc.file_name(), bytes.len() as u64);
         result.bytes_written += bytes.len() as u64;
