@@ -14,7 +14,8 @@ use storage::{Key, SlruKind, Timeline, Value};
 use crate::batch::{Batch, Pending};
 use crate::checkpoint::CheckpointState;
 use crate::known::Known;
-use crate::prepare::PreparedRecord;
+use crate::prepare::{decode_in_place, decode_only, derive, PreparedRecord};
+use crate::value_slab::ValueSlab;
 use crate::{blocks, catalog, slru, IngestError};
 
 /// Counters for `/metrics`.
@@ -70,6 +71,8 @@ pub struct WalIngest {
     /// The last record ingested, whose buffers the next one is decoded
     /// into (no allocation per record for its block list and data).
     pub(crate) spare: Option<PreparedRecord>,
+    /// Where the stored records and checkpoint values are allocated.
+    slab: ValueSlab,
 }
 
 impl std::fmt::Debug for WalIngest {
@@ -95,6 +98,7 @@ impl WalIngest {
             commits: Vec::new(),
             pending: Pending::default(),
             spare: None,
+            slab: ValueSlab::default(),
         })
     }
 
@@ -160,25 +164,28 @@ impl WalIngest {
         timeline: &Timeline,
         raw: &RawRecord<'_>,
     ) -> Result<(), IngestError> {
-        let mut prepared = crate::prepare::decode_reusing(raw, self.spare.take());
-        self.buffer_prepared_in_place(timeline, &mut prepared)?;
+        let mut prepared = self.decode_spare(raw);
+        let buffered = self.buffer_prepared_in_place(timeline, &mut prepared);
         self.spare = Some(prepared);
-        Ok(())
+        buffered
     }
 
-    /// [`WalIngest::buffer_record`] for a record [`crate::prepare`]d (on
-    /// another thread, say). Records must come in WAL order.
-    pub fn buffer_prepared(
-        &mut self,
-        timeline: &Timeline,
-        mut prepared: PreparedRecord,
-    ) -> Result<(), IngestError> {
-        self.buffer_prepared_in_place(timeline, &mut prepared)
+    /// `raw` decoded into the buffers of the previous record.
+    pub(crate) fn decode_spare(&mut self, raw: &RawRecord<'_>) -> PreparedRecord {
+        match self.spare.take() {
+            Some(mut spare) => {
+                decode_in_place(raw, &mut spare);
+                spare
+            }
+            None => decode_only(raw),
+        }
     }
 
-    /// [`WalIngest::buffer_prepared`] leaving what the record's values do
-    /// not keep (the decoded record's buffers) in `prepared`, for the
-    /// thread that allocated it to free (see [`crate::pipelined`]).
+    /// [`WalIngest::buffer_record`] for a decoded record, leaving what the
+    /// record's values do not keep (the decoded record's buffers) in
+    /// `prepared`, to decode the next record into (by the thread that
+    /// allocated them, see [`crate::pipelined`]). Records must come in WAL
+    /// order.
     pub(crate) fn buffer_prepared_in_place(
         &mut self,
         timeline: &Timeline,
@@ -239,7 +246,7 @@ impl WalIngest {
                 ))
             }
         };
-        crate::prepare::derive(decoded, start_lsn)?;
+        derive(decoded, start_lsn, &mut self.slab)?;
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
             None => {
@@ -260,8 +267,8 @@ impl WalIngest {
         }
         known.flush(&mut b)?;
         if checkpoint.dirty {
-            let bytes = checkpoint.value.serialize().to_vec();
-            b.put(Key::checkpoint(), Value::Image(bytes.into()))?;
+            let bytes = self.slab.copy(&checkpoint.value.serialize());
+            b.put(Key::checkpoint(), Value::Image(bytes))?;
         }
         self.pending.finish_record(end_lsn, timeline);
         if let Some(micros) = commit_time {

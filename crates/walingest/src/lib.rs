@@ -52,10 +52,11 @@ pub mod pipelined;
 mod prepare;
 mod slru;
 pub mod stored_record;
+mod value_slab;
 mod xact;
 
 pub use error::IngestError;
 pub use ingest::{CommitPoint, IngestStats, WalIngest};
 pub use native::NativeRedo;
 pub use pipelined::{FeedError, Ingested};
-pub use prepare::{prepare, PreparedRecord};
+pub use value_slab::ValueSlab;

@@ -12,18 +12,21 @@
 //! Records are handed over in runs (one piece of `PIECE_BYTES` of WAL), not
 //! one by one: a hand-over per record costs as much as ingesting it (runs
 //! of 64 records were slower than one thread). Spent runs go back to the
-//! decoding thread, which decodes the next records into them: their block
-//! lists and data vectors are reused, not freed by one thread and
-//! allocated by the other (a glibc free of another thread's memory takes
-//! that arena's lock, against the allocating thread).
+//! decoding thread, which decodes the next records into them where they
+//! lie: their block lists and data vectors are reused, not freed by one
+//! thread and allocated by the other (a glibc free of another thread's
+//! memory takes that arena's lock, against the allocating thread), and the
+//! records are not moved (moving them between vectors cost as much as
+//! decoding them).
 
 use std::sync::{mpsc, Mutex};
 
 use postgres_wal::{Lsn, WalError, WalStreamDecoder};
 use storage::Timeline;
 
-use crate::prepare::decode_reusing;
-use crate::{IngestError, PreparedRecord, WalIngest};
+use crate::prepare::PreparedRecord;
+use crate::prepare::{decode_in_place, decode_only};
+use crate::{IngestError, WalIngest};
 
 /// Inputs shorter than this are ingested on the calling thread alone.
 pub const PIPELINE_MIN_BYTES: usize = 256 * 1024;
@@ -31,9 +34,6 @@ pub const PIPELINE_MIN_BYTES: usize = 256 * 1024;
 const PIECE_BYTES: usize = 64 * 1024;
 /// Runs the decoding thread may be ahead of the applying one.
 const RUNS_AHEAD: usize = 4;
-/// Spent records the decoding thread keeps to decode into (about a run's
-/// worth more than are in flight); the rest are freed.
-const MAX_POOLED_RECORDS: usize = 4096;
 
 /// Records [`WalIngest::ingest_bytes`] buffered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +61,12 @@ pub enum FeedError {
     },
 }
 
-/// A run handed from the decoding thread to the applying one.
-type Run = Result<Vec<PreparedRecord>, WalError>;
+/// A run handed from the decoding thread to the applying one: the first
+/// `len` of `records` (the rest are spare, kept to decode into later).
+struct Run {
+    records: Vec<PreparedRecord>,
+    len: usize,
+}
 
 impl WalIngest {
     /// Feeds `bytes` to `decoder` and ingests every complete record it
@@ -97,9 +101,10 @@ impl WalIngest {
         loop {
             match decoder.poll_raw() {
                 Ok(Some(raw)) => {
-                    let mut prepared = decode_reusing(&raw, self.spare.take());
-                    self.buffer_counted(timeline, &mut prepared, ingested)?;
+                    let mut prepared = self.decode_spare(&raw);
+                    let buffered = self.buffer_counted(timeline, &mut prepared, ingested);
                     self.spare = Some(prepared);
+                    buffered?;
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(FeedError::Decode(error)),
@@ -119,7 +124,7 @@ impl WalIngest {
         let handoff = Mutex::new(Some(decoder));
         let handoff = &handoff;
         std::thread::scope(|scope| {
-            let (run_sender, runs) = mpsc::sync_channel::<Run>(RUNS_AHEAD);
+            let (run_sender, runs) = mpsc::sync_channel::<Result<Run, WalError>>(RUNS_AHEAD);
             let (spent_sender, spent) = mpsc::channel::<Vec<PreparedRecord>>();
             let decoding = std::thread::Builder::new()
                 .name("wal-decode".to_owned())
@@ -144,13 +149,13 @@ impl WalIngest {
                         break;
                     }
                 };
-                let applied = run
+                let applied = run.records[..run.len]
                     .iter_mut()
                     .try_for_each(|prepared| self.buffer_counted(timeline, prepared, ingested))
                     .and_then(|()| self.write_or_fail(timeline));
-                // Freed by the thread that allocated it; if that thread is
-                // gone, here.
-                let _ = spent_sender.send(std::mem::take(&mut run));
+                // Decoded into again (or freed) by the thread that
+                // allocated it; if that thread is gone, freed here.
+                let _ = spent_sender.send(std::mem::take(&mut run.records));
                 if let Err(error) = applied {
                     outcome = Err(error);
                     break;
@@ -203,29 +208,28 @@ fn take<'a>(handoff: &Mutex<Option<&'a mut WalStreamDecoder>>) -> Option<&'a mut
 fn decode_runs(
     decoder: &mut WalStreamDecoder,
     bytes: &[u8],
-    runs: &mpsc::SyncSender<Run>,
+    runs: &mpsc::SyncSender<Result<Run, WalError>>,
     spent: &mpsc::Receiver<Vec<PreparedRecord>>,
 ) {
     let mut pieces = bytes.chunks(PIECE_BYTES);
-    // Spent records, decoded into again: their block lists and data
-    // vectors are reused instead of freed and allocated anew.
-    let mut pool: Vec<PreparedRecord> = Vec::new();
     loop {
-        let mut run = Vec::new();
-        while let Ok(mut old) = spent.try_recv() {
-            let room = MAX_POOLED_RECORDS.saturating_sub(pool.len());
-            pool.extend(old.drain(..).take(room));
-            old.clear();
-            run = old;
-        }
+        // A spent run if one is back (at most RUNS_AHEAD + 2 ever exist).
+        let mut records = spent.try_recv().unwrap_or_default();
+        let mut len = 0;
         let failure = loop {
             match decoder.poll_raw() {
-                Ok(Some(raw)) => run.push(decode_reusing(&raw, pool.pop())),
+                Ok(Some(raw)) => {
+                    match records.get_mut(len) {
+                        Some(slot) => decode_in_place(&raw, slot),
+                        None => records.push(decode_only(&raw)),
+                    }
+                    len += 1;
+                }
                 Ok(None) => break None,
                 Err(error) => break Some(error),
             }
         };
-        if !run.is_empty() && runs.send(Ok(run)).is_err() {
+        if len > 0 && runs.send(Ok(Run { records, len })).is_err() {
             return;
         }
         if let Some(error) = failure {

@@ -1,8 +1,9 @@
 //! The part of ingesting a record that depends on the record alone:
-//! decoding it, encoding the stored form of each block natively redone from
-//! it, and the visibility-map bits it clears. [`prepare`] is pure, so a
-//! decoding thread can run it ahead of the thread that applies records
-//! ([`crate::pipelined`]); [`crate::WalIngest::buffer_prepared`] does the
+//! decoding it ([`decode_only`], [`decode_in_place`], which a decoding
+//! thread runs ahead of the thread that applies records, see
+//! [`crate::pipelined`]), then encoding the stored form of each block
+//! natively redone from it and the visibility-map bits it clears
+//! ([`derive`], on the applying thread). [`crate::WalIngest`] does the
 //! rest, which needs the timeline's state.
 
 use bytes::Bytes;
@@ -12,11 +13,12 @@ use postgres_wal::{Lsn, RawRecord};
 use redo::vm::VmClear;
 use smallvec::SmallVec;
 
+use crate::value_slab::ValueSlab;
 use crate::{stored_record, IngestError};
 
-/// A record made ready for [`crate::WalIngest::buffer_prepared`].
+/// A record decoded for [`crate::WalIngest`] to ingest.
 #[derive(Debug)]
-pub struct PreparedRecord {
+pub(crate) struct PreparedRecord {
     pub(crate) start_lsn: Lsn,
     pub(crate) end_lsn: Lsn,
     /// Bytes of the record in the WAL (page headers excluded).
@@ -45,36 +47,13 @@ impl PreparedRecord {
         self.start_lsn
     }
 
-    /// Where the record ends (where the next one starts).
-    pub fn end_lsn(&self) -> Lsn {
-        self.end_lsn
-    }
-
     /// Bytes of the record in the WAL.
     pub fn len(&self) -> usize {
         self.len
     }
-
-    /// Whether the record has no bytes (never, for a record read off WAL).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
-/// Decodes `raw` and derives what depends on it alone.
-pub fn prepare(raw: &RawRecord<'_>) -> PreparedRecord {
-    let mut prepared = decode_only(raw);
-    if let Ok(decoded) = &mut prepared.decoded {
-        if let Err(error) = derive(decoded, raw.start_lsn) {
-            prepared.decoded = Err(error);
-        }
-    }
-    prepared
-}
-
-/// [`prepare`] without the derived parts, which
-/// [`crate::WalIngest::buffer_prepared`] then derives on its own thread: a
-/// decoding thread ([`crate::pipelined`]) is the busier of the two.
+/// Decodes `raw` (the derived parts are left to [`derive`]).
 pub(crate) fn decode_only(raw: &RawRecord<'_>) -> PreparedRecord {
     let decoded = raw
         .decode()
@@ -96,38 +75,36 @@ pub(crate) fn decode_only(raw: &RawRecord<'_>) -> PreparedRecord {
     }
 }
 
-/// [`decode_only`] into the buffers of `spare`, a record already ingested
-/// (its images and stored forms were handed to the store; its block list
-/// and data vectors are reused).
-pub(crate) fn decode_reusing(raw: &RawRecord<'_>, spare: Option<PreparedRecord>) -> PreparedRecord {
-    let Some(PreparedRecord {
-        decoded: Ok(mut decoded),
-        ..
-    }) = spare
-    else {
-        return decode_only(raw);
+/// [`decode_only`] into `slot`, a record already ingested (its images and
+/// stored forms were handed to the store): its block list and data vectors
+/// are reused, and the record is not moved (at a few hundred bytes, moving
+/// records between buffers cost as much as decoding them).
+pub(crate) fn decode_in_place(raw: &RawRecord<'_>, slot: &mut PreparedRecord) {
+    slot.start_lsn = raw.start_lsn;
+    slot.end_lsn = raw.end_lsn;
+    slot.len = raw.bytes.len();
+    let Ok(decoded) = &mut slot.decoded else {
+        *slot = decode_only(raw);
+        return;
     };
     decoded.stored.clear();
     decoded.vm_clears.clear();
     decoded.derived = false;
-    let decoded = match raw.decode_into(&mut decoded.record) {
-        Ok(()) => Ok(decoded),
-        Err(e) => Err(IngestError::Malformed {
+    if let Err(e) = raw.decode_into(&mut decoded.record) {
+        slot.decoded = Err(IngestError::Malformed {
             lsn: raw.start_lsn,
             reason: e.to_string(),
-        }),
-    };
-    PreparedRecord {
-        start_lsn: raw.start_lsn,
-        end_lsn: raw.end_lsn,
-        len: raw.bytes.len(),
-        decoded,
+        });
     }
 }
 
-/// Fills in the stored forms and VM clears of a record decoded by
-/// [`decode_only`] (that starts at `lsn`), once.
-pub(crate) fn derive(decoded: &mut Decoded, lsn: Lsn) -> Result<(), IngestError> {
+/// Fills in the stored forms (cut from `slab`) and VM clears of a record
+/// decoded by [`decode_only`] (that starts at `lsn`), once.
+pub(crate) fn derive(
+    decoded: &mut Decoded,
+    lsn: Lsn,
+    slab: &mut ValueSlab,
+) -> Result<(), IngestError> {
     if decoded.derived {
         return Ok(());
     }
@@ -137,7 +114,7 @@ pub(crate) fn derive(decoded: &mut Decoded, lsn: Lsn) -> Result<(), IngestError>
     for block in &record.blocks {
         decoded.stored.push(
             (native && block.image.is_none())
-                .then(|| stored_record::encode(block.block_id, record)),
+                .then(|| stored_record::encode_in(block.block_id, record, slab)),
         );
     }
     if matches!(

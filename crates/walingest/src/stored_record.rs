@@ -20,9 +20,11 @@
 //! Format 1 (`format u8 = 1 | block_id u8 | start_lsn u64 | end_lsn u64 |
 //! the record's bytes as in the WAL`) is still decoded.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use postgres_wal::record::{DecodedBlock, DecodedRecord, ForkNumber, RelFileNode};
 use postgres_wal::{decode_record, Lsn};
+
+use crate::value_slab::ValueSlab;
 
 const FORMAT_RAW: u8 = 1;
 const FORMAT_COMPACT: u8 = 2;
@@ -33,15 +35,32 @@ const HAS_TOPLEVEL_XID: u8 = 2;
 pub fn encode(block_id: u8, record: &DecodedRecord) -> Bytes {
     // The exact size, so that the buffer becomes `Bytes` without a
     // reallocation or a separate shared header.
+    let mut out = BytesMut::with_capacity(encoded_len(record));
+    write(block_id, record, &mut out);
+    out.freeze()
+}
+
+/// [`encode`] into memory taken from `slab` (see [`ValueSlab`]).
+pub fn encode_in(block_id: u8, record: &DecodedRecord, slab: &mut ValueSlab) -> Bytes {
+    let out = slab.room(encoded_len(record));
+    write(block_id, record, out);
+    slab.take()
+}
+
+/// Bytes [`write`] appends for `record`.
+fn encoded_len(record: &DecodedRecord) -> usize {
     let blocks_len: usize = record.blocks.iter().map(|b| 24 + b.data.len()).sum();
-    let len = 25
-        + if record.origin.is_some() { 2 } else { 0 }
+    25 + if record.origin.is_some() { 2 } else { 0 }
         + if record.toplevel_xid.is_some() { 4 } else { 0 }
         + 4
         + record.main_data.len()
         + 1
-        + blocks_len;
-    let mut out = Vec::with_capacity(len);
+        + blocks_len
+}
+
+/// Appends the format 2 form of `record` for `block_id` to `out`.
+fn write(block_id: u8, record: &DecodedRecord, out: &mut BytesMut) {
+    let start = out.len();
     out.extend_from_slice(&[FORMAT_COMPACT, block_id]);
     out.extend_from_slice(&record.start_lsn.0.to_le_bytes());
     out.extend_from_slice(&record.end_lsn.0.to_le_bytes());
@@ -55,21 +74,20 @@ pub fn encode(block_id: u8, record: &DecodedRecord) -> Bytes {
     if let Some(xid) = record.toplevel_xid {
         out.extend_from_slice(&xid.to_le_bytes());
     }
-    put_bytes(&mut out, &record.main_data);
+    put_bytes(out, &record.main_data);
     // A record has at most XLR_MAX_BLOCK_ID + 1 = 33 block references.
-    out.push(record.blocks.len() as u8);
+    out.extend_from_slice(&[record.blocks.len() as u8]);
     for block in &record.blocks {
-        out.push(block.block_id);
+        out.extend_from_slice(&[block.block_id]);
         for v in [block.rel.spc_node, block.rel.db_node, block.rel.rel_node] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.push(block.fork as u8);
+        out.extend_from_slice(&[block.fork as u8]);
         out.extend_from_slice(&block.blkno.to_le_bytes());
         out.extend_from_slice(&[block.fork_flags, u8::from(block.will_init)]);
-        put_bytes(&mut out, &block.data);
+        put_bytes(out, &block.data);
     }
-    debug_assert_eq!(out.len(), len);
-    Bytes::from(out)
+    debug_assert_eq!(out.len() - start, encoded_len(record));
 }
 
 /// Encodes a record in format 1 (its WAL bytes as they are). Kept for tests
@@ -83,7 +101,7 @@ pub fn encode_raw(block_id: u8, start_lsn: Lsn, end_lsn: Lsn, record_bytes: &[u8
     Bytes::from(out)
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(bytes);
 }
