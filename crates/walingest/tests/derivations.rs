@@ -442,7 +442,7 @@ fn commit_sets_clog_bits_for_subxacts_on_every_page_and_drops_relations() {
         f.rel_dir().is_empty(),
         "the committed drop removes the relation"
     );
-    assert_eq!(f.checkpoint().next_xid, u64::from(subxacts[1]) + 1);
+    assert_eq!(f.checkpoint().next_xid, reserved_past(subxacts[1]));
 
     // An abort marks its xids aborted.
     let (_, body) = commit_body(&[], &[]);
@@ -452,12 +452,18 @@ fn commit_sets_clog_bits_for_subxacts_on_every_page_and_drops_relations() {
     assert_eq!(clog_status(&page0, 2000), Some(2));
 }
 
+/// The next xid ingest stores once `xid` is used: past it, rounded up to
+/// the xid reserve.
+fn reserved_past(xid: u32) -> u64 {
+    (u64::from(xid) + 1).next_multiple_of(walingest::checkpoint::XID_RESERVE)
+}
+
 #[test]
 fn checkpoint_counters_follow_xids_oids_and_multixacts() {
     let mut f = Fixture::new();
     // Any record's xid counts as used (here an XLOG NOOP).
     f.feed(RmgrId::Xlog, 0x20, 5000, &[], &[]).unwrap();
-    assert_eq!(f.checkpoint().next_xid, 5001);
+    assert_eq!(f.checkpoint().next_xid, reserved_past(5000));
     f.feed(RmgrId::Xlog, 0x30, 0, &[], &77777u32.to_le_bytes())
         .unwrap();
     assert_eq!(f.checkpoint().next_oid, 77777);
@@ -469,7 +475,7 @@ fn checkpoint_counters_follow_xids_oids_and_multixacts() {
     f.feed(RmgrId::MultiXact, 0x20, 0, &[], &body).unwrap();
     let c = f.checkpoint();
     assert_eq!((c.next_multi, c.next_multi_offset), (2, 3));
-    assert_eq!(c.next_xid, 6004, "member xids count as used");
+    assert_eq!(c.next_xid, reserved_past(6003), "member xids count as used");
     let offsets = f
         .get(Key::slru_block(SlruKind::MultiXactOffsets, 0, 0))
         .unwrap();
@@ -487,7 +493,10 @@ fn checkpoint_counters_follow_xids_oids_and_multixacts() {
     f.feed(RmgrId::Xlog, 0x10, 0, &[], &online.serialize())
         .unwrap();
     let c = f.checkpoint();
-    assert_eq!((c.next_xid, c.next_oid, c.oldest_xid), (6004, 77777, 500));
+    assert_eq!(
+        (c.next_xid, c.next_oid, c.oldest_xid),
+        (reserved_past(6003), 77777, 500)
+    );
 }
 
 #[test]
@@ -796,7 +805,7 @@ fn restart_and_refeed_gives_the_same_state() {
         assert_eq!(clog_status(&clog, xid), Some(1), "xid {xid}");
     }
     let checkpoint = CheckPoint::parse(&timeline.get(Key::checkpoint(), at).unwrap()).unwrap();
-    assert_eq!(checkpoint.next_xid, 1301);
+    assert_eq!(checkpoint.next_xid, reserved_past(1300));
 }
 
 proptest! {
