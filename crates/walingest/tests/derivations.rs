@@ -873,7 +873,9 @@ fn a_long_stretch_ingested_on_two_threads_matches_one_by_one_and_stops_at_a_bad_
         )
         .end,
     ];
-    for i in 0..150u32 {
+    // Enough runs of the decoding thread that spent ones come back to be
+    // decoded into again.
+    for i in 0..600u32 {
         let blkno = i % 40;
         let image = image_block(0, ForkNumber::Main, blkno, page(i as u8));
         ends.push(
