@@ -45,10 +45,13 @@ struct Entry {
     older: u32,
 }
 
-/// A key's versions: its newest entry and the LSN of its oldest.
+/// A key's versions: its newest entry, that entry's LSN (kept here so that
+/// appending a version, the common case, does not read an old entry, long
+/// out of cache, from the arena) and the LSN of its oldest.
 #[derive(Clone, Copy, Debug)]
 struct Chain {
     newest: u32,
+    newest_lsn: Lsn,
     oldest_lsn: Lsn,
 }
 
@@ -175,6 +178,7 @@ impl InMemoryLayer {
                 });
                 vacant.insert(Chain {
                     newest: slot,
+                    newest_lsn: lsn,
                     oldest_lsn: lsn,
                 });
                 self.size_bytes += size;
@@ -187,12 +191,13 @@ impl InMemoryLayer {
             std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
         };
         // The common case: WAL arrives in LSN order.
-        if self.arena.get(chain.newest).lsn < lsn {
+        if chain.newest_lsn < lsn {
             chain.newest = self.arena.push(Entry {
                 lsn,
                 value,
                 older: chain.newest,
             });
+            chain.newest_lsn = lsn;
             self.size_bytes += size;
             return;
         }
@@ -223,7 +228,10 @@ impl InMemoryLayer {
         }
         match newer {
             Some(newer) => self.arena.get_mut(newer).older = slot,
-            None => chain.newest = slot,
+            None => {
+                chain.newest = slot;
+                chain.newest_lsn = lsn;
+            }
         }
     }
 
