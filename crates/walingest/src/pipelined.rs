@@ -14,21 +14,21 @@
 //! of 64 records were slower than one thread), and each run ends in a write
 //! of its records to the timeline. On the ingest bench, 256 KiB pieces
 //! (some 2,000 records) took 15% less CPU per record than 64 KiB ones;
-//! 1 MiB ones took more again. Spent runs go back to the
-//! decoding thread, which decodes the next records into them where they
-//! lie: their block lists and data vectors are reused, not freed by one
-//! thread and allocated by the other (a glibc free of another thread's
-//! memory takes that arena's lock, against the allocating thread), and the
-//! records are not moved (moving them between vectors cost as much as
-//! decoding them).
+//! 1 MiB ones took more again.
+//!
+//! Spent runs go back to the decoding thread, which decodes the next
+//! records into them where they lie: their block lists and data vectors
+//! are reused, not freed by one thread and allocated by the other (a glibc
+//! free of another thread's memory takes that arena's lock, against the
+//! allocating thread), and the records are not moved (moving them between
+//! vectors cost as much as decoding them).
 
 use std::sync::{mpsc, Mutex};
 
 use postgres_wal::{Lsn, WalError, WalStreamDecoder};
 use storage::Timeline;
 
-use crate::prepare::PreparedRecord;
-use crate::prepare::{decode_in_place, decode_only};
+use crate::prepare::{decode_in_place, decode_only, PreparedRecord};
 use crate::{IngestError, WalIngest};
 
 /// Inputs shorter than this are ingested on the calling thread alone.
@@ -152,8 +152,10 @@ impl WalIngest {
                         break;
                     }
                 };
-                let applied = run.records[..run.len]
+                let applied = run
+                    .records
                     .iter_mut()
+                    .take(run.len)
                     .try_for_each(|prepared| self.buffer_counted(timeline, prepared, ingested))
                     .and_then(|()| self.write_or_fail(timeline));
                 // Decoded into again (or freed) by the thread that
