@@ -1,12 +1,15 @@
 //! What durability on the pageserver costs a writer, measured against stock
 //! PostgreSQL 15 on the same machine in the same run.
 //!
-//! Three servers with the same settings that matter (fsync on,
-//! `synchronous_commit = on`, `wal_level = replica`, `wal_compression = zstd`,
-//! `shared_buffers = 128MB`, no `wal_consistency_checking`; printed at start):
+//! Three servers with the same settings that matter (`synchronous_commit =
+//! on`, `wal_level = replica`, `wal_compression = zstd`, `shared_buffers =
+//! 128MB`, no `wal_consistency_checking`; printed at start). Each makes a
+//! commit durable with one fsync on its critical path:
 //!
 //! - **endpoint**: a writable sediment endpoint; its commits wait until the
-//!   pageserver (its synchronous standby) reports the commit record fsynced;
+//!   pageserver (its synchronous standby) reports the commit record fsynced.
+//!   It runs with `fsync = off` as every endpoint does: its data directory
+//!   is disposable, rebuilt from the pageserver on every start;
 //! - **solo**: a vanilla primary with no standby at all;
 //! - **sync**: a vanilla primary with a stock synchronous standby
 //!   (`pg_basebackup`'d, streaming, named in `synchronous_standby_names`).
@@ -52,7 +55,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// The settings of a writable endpoint that decide what a commit costs, set
-/// the same on the vanilla servers (testkit defaults to `fsync = off`).
+/// the same on the vanilla servers, except `fsync`: on for them, whose data
+/// directory is all they have (testkit defaults to `fsync = off`).
 const VANILLA_SETTINGS: &[(&str, &str)] = &[
     ("fsync", "on"),
     ("synchronous_commit", "on"),

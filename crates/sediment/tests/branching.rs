@@ -413,6 +413,105 @@ fn pageserver_killed_mid_pgbench_loses_no_acknowledged_commit() {
     sediment.shutdown();
 }
 
+/// A writable endpoint runs with `fsync = off`: its data directory is
+/// disposable, every acknowledged commit is on the pageserver's disk. Here
+/// its host "crashes" mid-pgbench (every process of the server killed at
+/// once) and its data directory is lost with everything in it; `endpoint
+/// stop` and `endpoint start` bring it back from the pageserver with every
+/// acknowledged transaction, each whole.
+#[test]
+fn endpoint_losing_its_data_directory_mid_pgbench_loses_no_acknowledged_commit() {
+    let _serial = common::serial();
+    let scratch = common::scratch();
+    let (sediment, _tenant) = Sediment::running_with_tenant(scratch.path());
+    let main = sediment.endpoint("main", &[]);
+    assert_eq!(psql(main, "SHOW fsync"), "off");
+    let init = pgbench_command(main, &["-i", "-q", "-s", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let bench = spawn_pgbench(main, &["--no-vacuum", "-c", "4", "-j", "2", "-t", "5000"]);
+    let waiting_since = Instant::now();
+    while values(main).1 < 300 && waiting_since.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let pgdata = sediment.workdir.join("endpoints/main/pgdata");
+    let postmaster: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The whole server at once, children first-found so none outlives the
+    // postmaster long enough to send anything more.
+    let mut server = children_of(postmaster);
+    server.push(postmaster);
+    for pid in &server {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let output = bench.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let committed = processed(&stdout);
+    assert!(
+        committed < 20_000,
+        "pgbench finished before the kill: {stdout}"
+    );
+    std::fs::remove_dir_all(&pgdata).unwrap();
+
+    let stopped = sediment
+        .cmd(&["endpoint", "stop", "main"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stopped.status.success(), "{stderr}");
+    assert!(stderr.contains("did not shut down cleanly"), "{stderr}");
+    let main = sediment.endpoint("main", &[]);
+    let row = psql(
+        main,
+        "SELECT (SELECT count(*) FROM pgbench_history),
+                (SELECT sum(abalance) FROM pgbench_accounts),
+                (SELECT sum(bbalance) FROM pgbench_branches),
+                (SELECT sum(tbalance) FROM pgbench_tellers),
+                (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+    );
+    let fields: Vec<i64> = row.split('|').map(|f| f.parse().unwrap()).collect();
+    assert!(
+        u64::try_from(fields[0]).unwrap() >= committed,
+        "{} history rows after the crash, pgbench had {committed} acknowledged",
+        fields[0]
+    );
+    // Every transaction is there whole or not at all.
+    assert!(fields[1..].iter().all(|&sum| sum == fields[1]), "{row}");
+    sediment.shutdown();
+}
+
+/// Processes whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, not ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
 /// The settings a writable endpoint gets, for a testkit cluster that plays
 /// one (see `endpoint/config.rs`).
 fn writable_settings(wcc: &str) -> Vec<(&'static str, String)> {

@@ -34,6 +34,15 @@ pub fn postgresql_conf(name: &str, port: u16, socket_dir: &Path, mode: &Mode) ->
         // server with 0 here refuses to start on such a data directory.
         ("max_prepared_transactions", "10".into()),
         ("shared_buffers", "128MB".into()),
+        // The data directory is disposable: every start builds a fresh one
+        // from the pageserver, never recovers from this one after a crash of
+        // the host (a crash of the server alone loses nothing: unsynced
+        // writes sit in the page cache). What a writable endpoint's commit
+        // must survive, the pageserver has fsynced before it acknowledges
+        // (`synchronous_commit = on` below), so a local fsync on top would
+        // only put a second one in series in every commit. Neon's computes
+        // run with `fsync = off` for the same reason.
+        ("fsync", "off".into()),
     ];
     match mode {
         Mode::ReadOnly => settings.push(("default_transaction_read_only", "on".into())),
@@ -113,6 +122,8 @@ mod tests {
             "synchronous_standby_names = 'pageserver'",
             "wal_consistency_checking = 'hash,gin'",
             "wal_compression = 'zstd'",
+            "synchronous_commit = 'on'",
+            "fsync = 'off'",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -628,18 +628,27 @@ fn detach_after_catch_up(
     state: &EndpointState,
 ) -> anyhow::Result<Option<Lsn>> {
     let client = ApiClient::for_workdir(workdir)?;
-    let control = pg::control_data(workdir, pg, &state.pgdata)?;
-    let ingested = if control.is_shut_down() {
-        Some(catch_up(workdir, pg, &client, state, control.checkpoint)?)
-    } else {
+    // The data directory may be gone or torn (its host crashed: it runs
+    // with fsync off); nothing in it is needed then, see below.
+    let control = pg::control_data(workdir, pg, &state.pgdata);
+    let ingested = match control {
+        Ok(control) if control.is_shut_down() => {
+            Some(catch_up(workdir, pg, &client, state, control.checkpoint)?)
+        }
         // Killed or crashed: there is no final checkpoint to wait for. Every
         // acknowledged commit is in the pageserver already (synchronous
         // standby); what was never acknowledged may be lost.
-        eprintln!(
-            "warning: endpoint {} did not shut down cleanly (cluster state {:?}); only acknowledged commits are guaranteed to be in branch {}",
-            state.name, control.state, state.branch
-        );
-        None
+        unclean => {
+            let how = match unclean {
+                Ok(control) => format!("cluster state {:?}", control.state),
+                Err(error) => format!("its pg_control is unreadable: {error:#}"),
+            };
+            eprintln!(
+                "warning: endpoint {} did not shut down cleanly ({how}); only acknowledged commits are guaranteed to be in branch {}",
+                state.name, state.branch
+            );
+            None
+        }
     };
     wal_source::detach(&client, &state.tenant_id, &state.timeline_id)?;
     Ok(ingested)
