@@ -133,7 +133,7 @@ impl WalIngest {
                 .name("wal-decode".to_owned())
                 .spawn_scoped(scope, move || {
                     if let Some(decoder) = take(handoff) {
-                        decode_runs(decoder, bytes, &run_sender, &spent);
+                        decode_runs(decoder, bytes, run_sender, &spent);
                     }
                 });
             let Ok(decoding) = decoding else {
@@ -213,7 +213,7 @@ fn take<'a>(handoff: &Mutex<Option<&'a mut WalStreamDecoder>>) -> Option<&'a mut
 fn decode_runs(
     decoder: &mut WalStreamDecoder,
     bytes: &[u8],
-    runs: &mpsc::SyncSender<Result<Run, WalError>>,
+    runs: mpsc::SyncSender<Result<Run, WalError>>,
     spent: &mpsc::Receiver<Vec<PreparedRecord>>,
 ) {
     let mut pieces = bytes.chunks(PIECE_BYTES);
@@ -243,7 +243,14 @@ fn decode_runs(
         }
         match pieces.next() {
             Some(piece) => decoder.feed_bytes(piece),
-            None => return,
+            None => break,
         }
+    }
+    // The runs still being applied come back spent: freed here (where they
+    // were allocated) while the applying thread works on, not by it after.
+    // Hanging up first ends the applying thread's loop after the last run.
+    drop(runs);
+    for spent in spent.iter() {
+        drop(spent);
     }
 }

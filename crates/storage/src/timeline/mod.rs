@@ -110,8 +110,11 @@ pub struct Timeline {
     hot: Mutex<HotKeys>,
 }
 
-/// Capacity (versions) of the writer's batch buffer kept between batches.
-const MAX_KEPT_BATCH: usize = 1024;
+/// Capacity (versions) of the writer's batch buffer kept between batches:
+/// enough for a run of pipelined ingest (256 KiB of WAL, some 2,500
+/// versions), which otherwise regrows its buffer every run; a rare bigger
+/// batch gives the excess back.
+const MAX_KEPT_BATCH: usize = 4096;
 
 static NEXT_TIMELINE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
