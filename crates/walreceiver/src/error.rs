@@ -106,15 +106,12 @@ pub enum ReceiverError {
     /// The consumer failed; the receiver stops.
     #[error(transparent)]
     Sink(#[from] SinkError),
-    /// The receiver is stopping.
-    #[error("the WAL receiver is shutting down")]
-    ShuttingDown,
 }
 
 impl ReceiverError {
     /// Whether the receiver should stop (rather than reconnect) after this.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Sink(_) | Self::ShuttingDown)
+        matches!(self, Self::Store(_) | Self::Sink(_))
     }
 }
 

@@ -1,6 +1,14 @@
-//! The blocking half of the receiver: a *writer* thread that appends received
-//! WAL to the [`WalStore`] and syncs it, and a *sink* thread that reads the
-//! durable bytes back from the store and feeds them to the [`WalSink`].
+//! The blocking half of the receiver: the [`Writer`] that appends received
+//! WAL to the [`WalStore`] and syncs it (driven by the streaming thread), and
+//! a *sink* thread that reads the durable bytes back from the store and
+//! feeds them to the [`WalSink`].
+//!
+//! The writer runs on the streaming thread itself, as PostgreSQL's own
+//! walreceiver writes and flushes between reads: every commit of an endpoint
+//! waits for the fsync, and a hand-over to a thread of its own cost two
+//! wake-ups on that path (there, and back to send the flush position).
+//! Batching is not lost: whatever arrives during an fsync is read, appended
+//! and synced together next.
 //!
 //! The sink reads from the store rather than from a queue so that a slow
 //! consumer never delays the fsync that commits on the endpoint are waiting
@@ -14,27 +22,24 @@
 //!
 //! Both publish their progress in [`Progress`]; the streaming task turns it
 //! into standby status updates. A failure of either is recorded there too
-//! and stops the receiver. Both run a few nice steps above the process
-//! when the OS allows it (see [`raise_thread_priority`]), as does the
-//! streaming thread that talks to the walsender.
+//! and stops the receiver. The sink thread runs a few nice steps above the
+//! process when the OS allows it (see [`raise_thread_priority`]), as does
+//! the streaming thread that talks to the walsender and writes.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use postgres_wal::Lsn;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::error::{ReceiverError, SinkError};
 use crate::store::{ReadView, WalStore};
 use crate::WalSink;
 
-/// Received WAL messages queued for the writer.
-const WRITER_QUEUE_MESSAGES: usize = 1024;
 /// The writer syncs at least this often while WAL keeps arriving.
-const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
 /// The sink (and replay) read the store in pieces of at most this size.
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// How often an idle sink thread looks at the stop flag.
@@ -90,7 +95,7 @@ impl Progress {
         })
     }
 
-    fn fail(&self, outcome: Result<(), ReceiverError>) {
+    pub(crate) fn fail(&self, outcome: Result<(), ReceiverError>) {
         let mut failure = self.failure.lock();
         if failure.is_none() {
             *failure = Some(outcome);
@@ -98,10 +103,10 @@ impl Progress {
         self.failed.cancel();
     }
 
-    fn publish_flush(&self, flush: Lsn) {
+    /// Lets the sink thread read up to `flush`.
+    fn release_to_sink(&self, flush: Lsn) {
         self.durable.lock().flush = flush;
         self.durable_changed.notify_all();
-        self.positions.send_modify(|p| p.flush = flush);
     }
 
     /// Blocks until WAL past `at` is durable (returns the durable end) or
@@ -174,19 +179,21 @@ pub(crate) fn prepare(
     })
 }
 
-/// Handles of the two threads; dropping the sender ends the writer.
+/// The sink thread and the view of the store it reads.
 pub(crate) struct Pipeline {
-    pub(crate) sender: mpsc::Sender<(Lsn, Bytes)>,
     /// The newest durable view of the store (for [`crate::WalReceiver::durable_view`]).
     pub(crate) view: SharedView,
-    writer: JoinHandle<()>,
     sink: JoinHandle<()>,
 }
 
 impl Pipeline {
-    /// Starts both threads; the sink starts reading the store at
-    /// `sink_from`, the writer appends at `stream_from`.
-    pub(crate) fn start(prepared: Prepared, progress: Arc<Progress>) -> std::io::Result<Pipeline> {
+    /// Starts the sink thread, which starts reading the store at
+    /// `sink_from`; returns it with the [`Writer`] that appends at
+    /// `stream_from`.
+    pub(crate) fn start(
+        prepared: Prepared,
+        progress: Arc<Progress>,
+    ) -> std::io::Result<(Pipeline, Writer)> {
         let Prepared {
             store,
             sink,
@@ -194,37 +201,28 @@ impl Pipeline {
             ..
         } = prepared;
         let view: SharedView = Arc::new(Mutex::new(Arc::new(store.read_view())));
-        let (sender, received) = mpsc::channel(WRITER_QUEUE_MESSAGES);
-        let writer_progress = progress.clone();
-        let writer_view = view.clone();
-        let shared_view = view.clone();
-        let writer = std::thread::Builder::new()
-            .name("wal-writer".to_owned())
-            .spawn(move || {
-                raise_thread_priority();
-                run_writer(store, &writer_view, received, &writer_progress)
-            })?;
+        let sink_view = view.clone();
+        let sink_progress = progress.clone();
         let sink = std::thread::Builder::new()
             .name("wal-sink".to_owned())
             .spawn(move || {
                 raise_thread_priority();
-                run_sink(sink, &view, sink_from, &progress)
+                run_sink(sink, &sink_view, sink_from, &sink_progress)
             })?;
-        Ok(Pipeline {
-            sender,
-            view: shared_view,
-            writer,
-            sink,
-        })
+        let writer = Writer {
+            store,
+            view: view.clone(),
+            progress,
+            unsynced_bytes: 0,
+        };
+        Ok((Pipeline { view, sink }, writer))
     }
 
-    /// Tells both threads to stop after their current step, closes the queue
-    /// and waits for them (blocking: call from a blocking context).
+    /// Tells the sink thread to stop after its current step and waits for
+    /// it (blocking: call from a blocking context).
     pub(crate) fn finish(self, progress: &Progress) {
         progress.stopping.cancel();
         progress.durable_changed.notify_all();
-        drop(self.sender);
-        let _ = self.writer.join();
         let _ = self.sink.join();
     }
 }
@@ -232,56 +230,70 @@ impl Pipeline {
 /// The newest [`ReadView`]; the lock is held only to clone or swap the `Arc`.
 pub(crate) type SharedView = Arc<Mutex<Arc<ReadView>>>;
 
-fn run_writer(
-    mut store: WalStore,
-    view: &Mutex<Arc<ReadView>>,
-    mut received: mpsc::Receiver<(Lsn, Bytes)>,
-    progress: &Progress,
-) {
-    while let Some(first) = received.blocking_recv() {
-        if progress.stopping.is_cancelled() {
-            return;
-        }
-        let mut batch = vec![first];
-        let mut batch_bytes = batch[0].1.len();
-        while batch_bytes < MAX_BATCH_BYTES {
-            match received.try_recv() {
-                Ok(more) => {
-                    batch_bytes += more.1.len();
-                    batch.push(more);
-                }
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = write_batch(&mut store, view, &batch, progress) {
-            progress.fail(Err(error.into()));
-            return;
-        }
-    }
+/// Appends received WAL to the store and makes it durable. Its calls block
+/// on disk I/O: the streaming thread, which owns it, does nothing else
+/// meanwhile (see the module doc).
+pub(crate) struct Writer {
+    store: WalStore,
+    view: SharedView,
+    progress: Arc<Progress>,
+    unsynced_bytes: usize,
 }
 
-fn write_batch(
-    store: &mut WalStore,
-    view: &Mutex<Arc<ReadView>>,
-    batch: &[(Lsn, Bytes)],
-    progress: &Progress,
-) -> Result<(), crate::StoreError> {
-    for (lsn, bytes) in batch {
-        store.append(*lsn, bytes)?;
+impl Writer {
+    /// Appends `bytes` at `lsn` (the store's end); durable after [`Writer::sync`].
+    pub(crate) fn append(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<(), crate::StoreError> {
+        self.store.append(lsn, bytes)?;
+        self.unsynced_bytes += bytes.len();
+        Ok(())
     }
-    let flush = store.sync()?;
-    // The view first: a sink that sees the new durable end must find it in
-    // the view it reads next.
-    let fresh = Arc::new(store.read_view());
-    *view.lock() = fresh;
-    progress.publish_flush(flush);
-    // Kept, not taken: files below it may only be complete after later
-    // syncs. Never past what the sink has read.
-    let requested = *progress.truncate_before.lock();
-    if let Some(lsn) = requested {
-        store.truncate_before(lsn.min(progress.consumed()))?;
+
+    /// Whether appended bytes wait for a sync.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.unsynced_bytes > 0
     }
-    Ok(())
+
+    /// Whether enough waits that it must be synced before reading on, so
+    /// the flush position keeps moving while WAL arrives without a pause.
+    pub(crate) fn must_sync(&self) -> bool {
+        self.unsynced_bytes >= MAX_UNSYNCED_BYTES
+    }
+
+    /// Syncs what was appended and publishes the new durable end in the
+    /// positions; the sink sees it only after [`Writer::release`] (called
+    /// once the flush position is on its way to the walsender: woken first,
+    /// the sink could take the CPU the reply waits for).
+    pub(crate) fn sync(&mut self) -> Result<(), crate::StoreError> {
+        let flush = self.store.sync()?;
+        self.unsynced_bytes = 0;
+        // The view first: a sink that sees the new durable end must find it
+        // in the view it reads next.
+        let fresh = Arc::new(self.store.read_view());
+        *self.view.lock() = fresh;
+        self.progress.positions.send_modify(|p| p.flush = flush);
+        Ok(())
+    }
+
+    /// Lets the sink read what the last [`Writer::sync`] made durable, then
+    /// drops the files asked for by `truncate_before`.
+    pub(crate) fn release(&mut self) -> Result<(), crate::StoreError> {
+        let flush = self.progress.positions.borrow().flush;
+        self.progress.release_to_sink(flush);
+        // Kept, not taken: files below it may only be complete after later
+        // syncs. Never past what the sink has read.
+        let requested = *self.progress.truncate_before.lock();
+        if let Some(lsn) = requested {
+            self.store
+                .truncate_before(lsn.min(self.progress.consumed()))?;
+        }
+        Ok(())
+    }
+
+    /// [`Writer::sync`] and [`Writer::release`] at once.
+    pub(crate) fn sync_and_release(&mut self) -> Result<(), crate::StoreError> {
+        self.sync()?;
+        self.release()
+    }
 }
 
 fn run_sink(
@@ -463,11 +475,9 @@ mod tests {
 
         // The sink thread replays the stored tail, then takes new WAL.
         let progress = Progress::new(prepared.positions, prepared.sink_from, Arc::default());
-        let pipeline = Pipeline::start(prepared, progress.clone()).unwrap();
-        pipeline
-            .sender
-            .blocking_send((Lsn(4000), Bytes::from_static(b"new")))
-            .unwrap();
+        let (pipeline, mut writer) = Pipeline::start(prepared, progress.clone()).unwrap();
+        writer.append(Lsn(4000), b"new").unwrap();
+        writer.sync_and_release().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while progress.positions.borrow().apply < Lsn(4003) {
             assert!(
@@ -525,11 +535,9 @@ mod tests {
         });
         let prepared = prepare(store, sink).unwrap();
         let progress = Progress::new(prepared.positions, prepared.sink_from, Arc::default());
-        let pipeline = Pipeline::start(prepared, progress.clone()).unwrap();
-        pipeline
-            .sender
-            .blocking_send((end, Bytes::from_static(b"new")))
-            .unwrap();
+        let (pipeline, mut writer) = Pipeline::start(prepared, progress.clone()).unwrap();
+        writer.append(end, b"new").unwrap();
+        let syncing = std::thread::spawn(move || writer.sync_and_release());
         entered
             .recv_timeout(Duration::from_secs(60))
             .expect("the writer reaches its fsync");
@@ -548,6 +556,7 @@ mod tests {
         assert!(progress.positions.borrow().flush <= end);
         release.send(()).unwrap();
         assert!(caught_up, "the sink waited for the writer's fsync");
+        syncing.join().unwrap().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while progress.positions.borrow().apply < end + 3 {
             assert!(std::time::Instant::now() < deadline, "sink did not finish");

@@ -1,19 +1,24 @@
 //! The receiver loop: replay the store into the sink, then connect, stream,
-//! hand WAL to the writer thread, report positions, and reconnect with
-//! exponential backoff until stopped.
+//! write and sync WAL, report positions, and reconnect with exponential
+//! backoff until stopped.
 //!
-//! The async task owns only the connection; the store and the sink live on
-//! the blocking threads of `pipeline`. The flush position reported
-//! to the server is what the writer thread has synced, never more.
+//! The task owns the connection and the store's [`Writer`]: it reads every
+//! message already received, appends their WAL, syncs once and reports the
+//! new flush position, as PostgreSQL's walreceiver does. The flush position
+//! reported to the server is what was synced, never more. The sink lives on
+//! a blocking thread of `pipeline`.
 //!
 //! The task runs on its own thread (`wal-stream`, a current-thread tokio
-//! runtime) raised above the process's priority like the pipeline's
-//! threads: every commit of an endpoint waits for it twice (to take the WAL
-//! off the socket and to send the flush position back), and on the shared
-//! runtime's workers it queued behind whatever else they ran.
+//! runtime, so its blocking writes and fsyncs delay nothing else) raised
+//! above the process's priority like the sink thread: every commit of an
+//! endpoint waits for it (to take the WAL off the socket, sync it and send
+//! the flush position back), and on the shared runtime's workers it queued
+//! behind whatever else they ran.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
 
 use parking_lot::Mutex;
 use postgres_wal::Lsn;
@@ -24,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::Connection;
 use crate::connstr::ConnectionConfig;
 use crate::error::{ReceiverError, SinkError};
-use crate::pipeline::{self, Pipeline, Positions, Progress, SharedView};
+use crate::pipeline::{self, Pipeline, Positions, Progress, SharedView, Writer};
 use crate::protocol::{self, ReplicationMessage, StandbyPositions};
 use crate::store::{ReadView, WalStore};
 
@@ -105,7 +110,7 @@ pub struct ReceiverStatus {
     pub last_received_msg_lsn: Option<Lsn>,
     /// When that message arrived, in microseconds since the Unix epoch.
     pub last_received_msg_ts: Option<u64>,
-    /// Received and queued for the store (not yet durable; the server is
+    /// Received and appended to the store (not yet durable; the server is
     /// told only `flush_lsn`, as both its write and flush position).
     pub write_lsn: Lsn,
     /// Durable in the store: what is reported as the standby's flush LSN.
@@ -226,8 +231,9 @@ impl WalReceiver {
     }
 }
 
-/// Runs the loop on a `wal-stream` thread of its own (see the module doc);
-/// if the OS refuses the thread or its runtime, on the calling runtime.
+/// Runs the loop on a `wal-stream` thread of its own (see the module doc).
+/// If the OS refuses the thread or its runtime, the receiver stops with
+/// that error: its writes block, so it cannot share a runtime's workers.
 fn run_on_own_thread(
     state: LoopState,
     store: WalStore,
@@ -254,13 +260,10 @@ fn run_on_own_thread(
             .map_err(|e| e.to_string())
     });
     if let Err(error) = started {
-        tracing::warn!("WAL receiver runs on the shared runtime: no thread of its own: {error}");
         let taken = work.lock().take();
-        if let Some((state, store, sink, done_tx)) = taken {
-            tokio::spawn(async move {
-                state.run(store, sink).await;
-                let _ = done_tx.send(());
-            });
+        if let Some((state, _, _, done_tx)) = taken {
+            state.finish(Some(format!("cannot start the WAL streaming thread: {error}")));
+            let _ = done_tx.send(());
         }
     }
     done
@@ -361,13 +364,20 @@ impl LoopState {
             self.truncate_before.clone(),
         );
         *self.progress_slot.lock() = Some(progress.clone());
-        let pipeline = match Pipeline::start(prepared, progress.clone()) {
-            Ok(pipeline) => pipeline,
+        let (pipeline, mut writer) = match Pipeline::start(prepared, progress.clone()) {
+            Ok(started) => started,
             Err(error) => return self.finish(Some(format!("cannot start WAL threads: {error}"))),
         };
         *self.view_slot.lock() = Some(pipeline.view.clone());
-        self.stream_until_stopped(&pipeline, &progress, stream_from)
+        self.stream_until_stopped(&mut writer, &progress, stream_from)
             .await;
+        // What was received last becomes durable too (the walsender may
+        // resend it, but need not on a source that went away).
+        if writer.has_unsynced() {
+            if let Err(error) = writer.sync_and_release() {
+                progress.fail(Err(error.into()));
+            }
+        }
         self.status.lock().connected = false;
         let finishing = progress.clone();
         let _ = tokio::task::spawn_blocking(move || pipeline.finish(&finishing)).await;
@@ -396,7 +406,7 @@ impl LoopState {
 
     async fn stream_until_stopped(
         &self,
-        pipeline: &Pipeline,
+        writer: &mut Writer,
         progress: &Arc<Progress>,
         start: Lsn,
     ) {
@@ -405,12 +415,15 @@ impl LoopState {
         let mut backoff = self.opts.backoff_min;
         loop {
             let before = next_lsn;
-            let outcome = self.session(pipeline, progress, &mut next_lsn).await;
+            let outcome = self.session(writer, progress, &mut next_lsn).await;
             self.status.lock().connected = false;
             let reason = match outcome {
                 Ok(SessionEnd::Stopped) => return,
                 Ok(SessionEnd::ServerEnded) => "the server ended the stream".to_owned(),
-                Err(error) if error.is_fatal() => return,
+                Err(error) if error.is_fatal() => {
+                    progress.fail(Err(error));
+                    return;
+                }
                 Err(error) => error.to_string(),
             };
             if next_lsn > before {
@@ -436,7 +449,7 @@ impl LoopState {
     /// One connection: identify, slot, START_REPLICATION, then stream.
     async fn session(
         &self,
-        pipeline: &Pipeline,
+        writer: &mut Writer,
         progress: &Arc<Progress>,
         next_lsn: &mut Lsn,
     ) -> Result<SessionEnd, ReceiverError> {
@@ -470,7 +483,7 @@ impl LoopState {
         let mut stream = Streaming {
             state: self,
             connection,
-            pipeline,
+            writer,
             progress,
             next_lsn,
             last_message: Instant::now(),
@@ -485,7 +498,7 @@ impl LoopState {
 struct Streaming<'a> {
     state: &'a LoopState,
     connection: Connection,
-    pipeline: &'a Pipeline,
+    writer: &'a mut Writer,
     progress: &'a Arc<Progress>,
     next_lsn: &'a mut Lsn,
     last_message: Instant,
@@ -531,12 +544,61 @@ impl Streaming<'_> {
                     self.send_status(false).await?;
                 }
                 Event::Tick => self.on_tick().await?,
-                Event::Message(message) => match message? {
-                    Some(payload) => self.on_message(payload).await?,
-                    None => return Ok(SessionEnd::ServerEnded),
-                },
+                Event::Message(message) => {
+                    let ended = self.on_messages(message, &mut positions).await?;
+                    if ended {
+                        return Ok(SessionEnd::ServerEnded);
+                    }
+                }
             }
         }
+    }
+
+    /// Handles `first` and every message already received after it, then
+    /// syncs what they carried once and reports the new flush position.
+    /// Returns whether the server ended the stream.
+    async fn on_messages(
+        &mut self,
+        first: Result<Option<bytes::Bytes>, ReceiverError>,
+        positions: &mut watch::Receiver<Positions>,
+    ) -> Result<bool, ReceiverError> {
+        let mut next = Some(first);
+        let mut ended = false;
+        while let Some(message) = next.take() {
+            match message? {
+                Some(payload) => self.on_message(payload).await?,
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+            if self.writer.must_sync() {
+                self.sync_and_report(positions).await?;
+            }
+            if self.state.cancel.is_cancelled() || self.progress.failed.is_cancelled() {
+                break;
+            }
+            // Not waiting: `None` when nothing more is buffered or readable.
+            next = self.connection.read_copy_data().now_or_never();
+        }
+        if self.writer.has_unsynced() {
+            self.sync_and_report(positions).await?;
+        }
+        Ok(ended)
+    }
+
+    /// Syncs the appended WAL, sends the new flush position right away
+    /// (marking the change seen, so it is not sent twice), then lets the
+    /// sink read it.
+    async fn sync_and_report(
+        &mut self,
+        positions: &mut watch::Receiver<Positions>,
+    ) -> Result<(), ReceiverError> {
+        self.writer.sync()?;
+        positions.borrow_and_update();
+        let sent = self.send_status(false).await;
+        self.writer.release()?;
+        sent
     }
 
     async fn on_tick(&mut self) -> Result<(), ReceiverError> {
@@ -558,7 +620,7 @@ impl Streaming<'_> {
         self.last_message = Instant::now();
         match message {
             ReplicationMessage::XLogData { start, data, .. } => {
-                self.on_wal(start, data).await?;
+                self.on_wal(start, data)?;
             }
             ReplicationMessage::Keepalive {
                 wal_end,
@@ -573,7 +635,7 @@ impl Streaming<'_> {
         Ok(())
     }
 
-    async fn on_wal(&mut self, start: Lsn, mut data: bytes::Bytes) -> Result<(), ReceiverError> {
+    fn on_wal(&mut self, start: Lsn, mut data: bytes::Bytes) -> Result<(), ReceiverError> {
         let expected = *self.next_lsn;
         if start > expected {
             return Err(ReceiverError::Discontinuity {
@@ -589,12 +651,7 @@ impl Streaming<'_> {
         }
         let _ = data.split_to(overlap);
         let end = expected + data.len() as u64;
-        // The writer queue is bounded; waiting for room must not outlast a stop.
-        let permit = tokio::select! {
-            permit = self.pipeline.sender.reserve() => permit.map_err(|_| ReceiverError::ShuttingDown)?,
-            _ = self.state.cancel.cancelled() => return Err(ReceiverError::ShuttingDown),
-        };
-        permit.send((expected, data));
+        self.writer.append(expected, &data)?;
         *self.next_lsn = end;
         self.note_received(end);
         self.state.status.lock().write_lsn = end;
