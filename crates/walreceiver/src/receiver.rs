@@ -262,7 +262,9 @@ fn run_on_own_thread(
     if let Err(error) = started {
         let taken = work.lock().take();
         if let Some((state, _, _, done_tx)) = taken {
-            state.finish(Some(format!("cannot start the WAL streaming thread: {error}")));
+            state.finish(Some(format!(
+                "cannot start the WAL streaming thread: {error}"
+            )));
             let _ = done_tx.send(());
         }
     }
