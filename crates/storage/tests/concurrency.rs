@@ -89,7 +89,8 @@ fn readers_see_consistent_values_during_flushes() {
     assert!(total > 100, "readers made only {total} reads");
 }
 
-/// A file system whose file writes take `delay` (a slow disk).
+/// A file system whose file writes and opens take `delay` (a slow disk, or
+/// layer files that must be downloaded first).
 #[derive(Debug)]
 struct SlowIo {
     inner: storage::io::StdFileIo,
@@ -102,9 +103,11 @@ impl storage::io::FileIo for SlowIo {
         self.inner.write_file(path, data)
     }
     fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        std::thread::sleep(self.delay);
         self.inner.read_file(path)
     }
     fn open_read(&self, path: &std::path::Path) -> std::io::Result<Arc<dyn storage::io::ReadAt>> {
+        std::thread::sleep(self.delay);
         self.inner.open_read(path)
     }
     fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
@@ -128,9 +131,10 @@ impl storage::io::FileIo for SlowIo {
 }
 
 /// A writer keeps writing (and freezing by policy) while flushes,
-/// compaction, image creation and GC run in other threads on a disk whose
-/// every file write takes 100 ms: no batch waits for a file write, and
-/// readers see exactly what was written.
+/// compaction, image creation (which lists every key of every layer) and GC
+/// run in other threads on a disk whose every file write and open takes
+/// 100 ms: no batch waits for a file, and readers see exactly what was
+/// written.
 #[test]
 fn writers_never_wait_for_layer_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,4 +242,54 @@ fn writers_never_wait_for_layer_files() {
         latencies.len()
     );
     assert!(max < delay, "max batch latency {max:?}");
+}
+
+/// Listing keys (image creation lists every key of every layer) opens
+/// layer files, which may be slow; it must not hold the layer map
+/// meanwhile, or the WAL writer's next batch waits for the disk (#16: a
+/// listing under the map lock held ingest up for ~100 ms).
+#[test]
+fn listing_keys_never_holds_up_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = Duration::from_millis(300);
+    let io = Arc::new(SlowIo {
+        inner: storage::io::StdFileIo,
+        delay,
+    });
+    let repo = Repository::open_with(
+        dir.path(),
+        RepositoryConfig::default(),
+        io,
+        Arc::new(storage::BuiltinRedo),
+    )
+    .unwrap();
+    let timeline = repo
+        .create_timeline(TimelineId([2; 16]), 15, Lsn(1))
+        .unwrap();
+    let put = |k: u32, lsn: u64| {
+        let mut writer = timeline.writer();
+        let value = Value::Image(Bytes::copy_from_slice(&lsn.to_le_bytes()));
+        writer.put(Key::twophase_file(k), Lsn(lsn), value).unwrap();
+        writer.finish(Lsn(lsn)).unwrap();
+    };
+    // Three layer files, none opened yet.
+    for lsn in 1..=3 {
+        put(lsn as u32, lsn);
+        timeline.freeze_and_flush().unwrap();
+    }
+    let lister = {
+        let timeline = timeline.clone();
+        std::thread::spawn(move || timeline.list_keys(Key::MIN..Key::MAX, Lsn(3)).unwrap())
+    };
+    // The lister is inside its first open by now.
+    std::thread::sleep(delay / 3);
+    let started = std::time::Instant::now();
+    put(9, 4);
+    let waited = started.elapsed();
+    let keys = lister.join().unwrap();
+    assert_eq!(keys, (1..=3).map(Key::twophase_file).collect::<Vec<_>>());
+    assert!(
+        waited < delay / 3,
+        "a batch waited {waited:?} for a listing's file opens"
+    );
 }

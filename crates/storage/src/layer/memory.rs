@@ -323,6 +323,28 @@ impl InMemoryLayer {
         out.extend(listed.map(|(key, _)| *key));
     }
 
+    /// Every version of a key in `keys` with an LSN in `lsns`, in no
+    /// particular order: no sort, and chains of other keys are not walked
+    /// (cheap enough to run under the layer map lock on the open layer).
+    pub fn for_each_version_in(
+        &self,
+        keys: &Range<Key>,
+        lsns: &Range<Lsn>,
+        mut visit: impl FnMut(Key, Lsn, &Value),
+    ) {
+        for (key, chain) in self.index.iter().filter(|(key, _)| keys.contains(key)) {
+            for slot in self.arena.chain(chain.newest) {
+                let entry = self.arena.get(slot);
+                if entry.lsn < lsns.start {
+                    break;
+                }
+                if entry.lsn < lsns.end {
+                    visit(*key, entry.lsn, &entry.value);
+                }
+            }
+        }
+    }
+
     /// All versions in (key, lsn) order. Sorts the keys first (a frozen
     /// layer is iterated once, when it is flushed).
     pub fn iter(&self) -> impl Iterator<Item = (Key, Lsn, &Value)> {

@@ -15,6 +15,7 @@ use postgres_wal::Lsn;
 use super::Timeline;
 use crate::error::GetError;
 use crate::key::Key;
+use crate::layer::memory::InMemoryLayer;
 use crate::layer::LayerHandle;
 
 /// One stored version of a key: where and how big it is.
@@ -68,8 +69,10 @@ impl Timeline {
             .collect())
     }
 
-    /// This timeline's own versions: in-memory layers under the map lock
-    /// (memory only), files after it is released (the GC guard keeps them).
+    /// This timeline's own versions: the open layer under the map lock (it
+    /// changes under writers; walked without sorting), frozen layers and
+    /// files after it is released (the GC guard keeps the files), so a long
+    /// history never holds up the WAL writer.
     fn own_versions(
         &self,
         keys: &Range<Key>,
@@ -77,17 +80,15 @@ impl Timeline {
         found: &mut BTreeMap<(Key, Lsn), u64>,
     ) -> Result<(), GetError> {
         let _gc = self.gc_guard.read();
-        let files: Vec<Arc<LayerHandle>> = {
+        let mut note = |key: Key, lsn: Lsn, value: &crate::value::Value| {
+            found.insert((key, lsn), value.size_bytes() as u64);
+        };
+        let (frozen, files) = {
             let map = self.layers.read();
-            let memory = std::iter::once(&map.open).chain(map.frozen.iter().map(|f| f.as_ref()));
-            for layer in memory {
-                for (key, lsn, value) in layer.iter() {
-                    if keys.contains(&key) && lsns.contains(&lsn) {
-                        found.insert((key, lsn), value.size_bytes() as u64);
-                    }
-                }
-            }
-            map.deltas
+            map.open.for_each_version_in(keys, &lsns, &mut note);
+            let frozen: Vec<Arc<InMemoryLayer>> = map.frozen.clone();
+            let files: Vec<Arc<LayerHandle>> = map
+                .deltas
                 .iter()
                 .filter(|d| {
                     let desc = d.desc();
@@ -97,8 +98,12 @@ impl Timeline {
                         && keys.start < desc.key_range.end
                 })
                 .cloned()
-                .collect()
+                .collect();
+            (frozen, files)
         };
+        for layer in &frozen {
+            layer.for_each_version_in(keys, &lsns, &mut note);
+        }
         for handle in files {
             let file = handle.load(self.shared.io.as_ref())?;
             let index = file.index();

@@ -20,6 +20,7 @@ use postgres_wal::Lsn;
 use super::Timeline;
 use crate::error::GetError;
 use crate::key::Key;
+use crate::layer::memory::InMemoryLayer;
 use crate::layer::LayerHandle;
 use crate::layer_map::{DeltaSource, LayerMap};
 use crate::policy;
@@ -432,27 +433,40 @@ impl Timeline {
         }
     }
 
+    /// This timeline's keys. Only the open layer is scanned under the map
+    /// lock (it changes under writers); frozen layers and files are scanned
+    /// after it is released (the GC guard keeps the files), because a full
+    /// listing (image creation lists every key) walks every index entry of
+    /// every file: under the lock it held up the WAL writer for ~100 ms.
     fn own_keys(
         &self,
         keys: &Range<Key>,
         max_lsn: Lsn,
         found: &mut BTreeSet<Key>,
     ) -> Result<(), GetError> {
-        let map = self.layers.read();
+        let _gc = self.gc_guard.read();
         let mut from_memory = Vec::new();
-        map.open.keys_at(keys, max_lsn, &mut from_memory);
-        for frozen in &map.frozen {
-            frozen.keys_at(keys, max_lsn, &mut from_memory);
+        let (frozen, files) = {
+            let map = self.layers.read();
+            map.open.keys_at(keys, max_lsn, &mut from_memory);
+            let frozen: Vec<Arc<InMemoryLayer>> = map.frozen.clone();
+            let files: Vec<Arc<LayerHandle>> = map
+                .files()
+                .filter(|handle| {
+                    let desc = handle.desc();
+                    desc.lsn_range.start <= max_lsn
+                        && desc.key_range.end > keys.start
+                        && desc.key_range.start < keys.end
+                })
+                .cloned()
+                .collect();
+            (frozen, files)
+        };
+        for layer in &frozen {
+            layer.keys_at(keys, max_lsn, &mut from_memory);
         }
         found.extend(from_memory);
-        for handle in map.files() {
-            let desc = handle.desc();
-            if desc.lsn_range.start > max_lsn
-                || desc.key_range.end <= keys.start
-                || desc.key_range.start >= keys.end
-            {
-                continue;
-            }
+        for handle in files {
             let file = handle.load(self.shared.io.as_ref())?;
             let index = file.index();
             let first = index.partition_point(|e| e.key < keys.start);
