@@ -7,8 +7,8 @@
 //!
 //! - [`store`]: the durable local WAL (format, crash rules).
 //! - [`receiver`]: [`WalReceiver`] (the loop, status, stop) and [`probe`].
-//! - `pipeline`: the writer and sink threads (store and sink never run on
-//!   the async runtime).
+//! - `pipeline`: the store's writer (run by the streaming thread) and the
+//!   sink thread (neither runs on the shared async runtime).
 //! - `connection`, `protocol`, [`connstr`]: the replication connection, the
 //!   CopyBoth sub-protocol, connection strings.
 //!
