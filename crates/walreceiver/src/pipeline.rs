@@ -39,7 +39,7 @@ use crate::store::{ReadView, WalStore};
 use crate::WalSink;
 
 /// The writer syncs at least this often while WAL keeps arriving.
-const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
+const MAX_UNSYNCED_BYTES: u64 = 8 * 1024 * 1024;
 /// The sink (and replay) read the store in pieces of at most this size.
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// How often an idle sink thread looks at the stop flag.
@@ -213,7 +213,6 @@ impl Pipeline {
             store,
             view: view.clone(),
             progress,
-            unsynced_bytes: 0,
         };
         Ok((Pipeline { view, sink }, writer))
     }
@@ -237,26 +236,23 @@ pub(crate) struct Writer {
     store: WalStore,
     view: SharedView,
     progress: Arc<Progress>,
-    unsynced_bytes: usize,
 }
 
 impl Writer {
     /// Appends `bytes` at `lsn` (the store's end); durable after [`Writer::sync`].
     pub(crate) fn append(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<(), crate::StoreError> {
-        self.store.append(lsn, bytes)?;
-        self.unsynced_bytes += bytes.len();
-        Ok(())
+        self.store.append(lsn, bytes)
     }
 
     /// Whether appended bytes wait for a sync.
     pub(crate) fn has_unsynced(&self) -> bool {
-        self.unsynced_bytes > 0
+        self.store.unsynced_bytes() > 0
     }
 
     /// Whether enough waits that it must be synced before reading on, so
     /// the flush position keeps moving while WAL arrives without a pause.
     pub(crate) fn must_sync(&self) -> bool {
-        self.unsynced_bytes >= MAX_UNSYNCED_BYTES
+        self.store.unsynced_bytes() >= MAX_UNSYNCED_BYTES
     }
 
     /// Syncs what was appended and publishes the new durable end in the
@@ -265,7 +261,6 @@ impl Writer {
     /// the sink could take the CPU the reply waits for).
     pub(crate) fn sync(&mut self) -> Result<(), crate::StoreError> {
         let flush = self.store.sync()?;
-        self.unsynced_bytes = 0;
         // The view first: a sink that sees the new durable end must find it
         // in the view it reads next.
         let fresh = Arc::new(self.store.read_view());

@@ -348,6 +348,14 @@ impl WalStore {
         self.durable_end
     }
 
+    /// Bytes appended since the last `sync` (or `open`).
+    pub fn unsynced_bytes(&self) -> u64 {
+        match (self.end, self.durable_end.or(self.start_lsn())) {
+            (Some(end), Some(durable)) => end - durable,
+            _ => 0,
+        }
+    }
+
     /// Appends `bytes` at `lsn`: anywhere in an empty store, else exactly at
     /// [`WalStore::end_lsn`]. Not durable until [`WalStore::sync`].
     pub fn append(&mut self, lsn: Lsn, bytes: &[u8]) -> Result<(), StoreError> {

@@ -638,3 +638,23 @@ fn the_newest_file_is_zero_filled_a_step_ahead_of_its_appends() {
         lsn.0 - 0x1000
     );
 }
+
+#[test]
+fn unsynced_bytes_count_what_the_next_sync_makes_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert_eq!(store.unsynced_bytes(), 0);
+    let start = Lsn(0x0100_0000);
+    store.append(start, &pattern(start.0, 100)).unwrap();
+    assert_eq!(store.unsynced_bytes(), 100);
+    store.sync().unwrap();
+    assert_eq!(store.unsynced_bytes(), 0);
+    // Across a file boundary.
+    let next = start + 100;
+    store.append(next, &pattern(next.0, 5000)).unwrap();
+    assert_eq!(store.unsynced_bytes(), 5000);
+    drop(store);
+    // Reopening keeps only what was synced: nothing waits.
+    let store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert_eq!(store.unsynced_bytes(), 0);
+}
