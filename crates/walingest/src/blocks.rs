@@ -7,6 +7,10 @@
 //!   [`Value::WalRecord`] ([`crate::stored_record`]); a block past the end
 //!   of its relation starts from a zero page, as in PostgreSQL's redo, so it
 //!   is stored as will-init.
+//! - A block of an `XLOG_FPI_FOR_HINT` record without an image changes
+//!   nothing and stores nothing, as PostgreSQL's redo skips it: such records
+//!   come from a server with checksums or `wal_log_hints` and
+//!   `full_page_writes = off` (endpoints run with it off).
 //! - Any other block without an image cannot be reproduced: the record is
 //!   refused with [`crate::IngestError::Unsupported`].
 //!
@@ -17,6 +21,7 @@
 
 use bytes::Bytes;
 use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
+use postgres_wal::rmgr::xlog::XLOG_FPI_FOR_HINT;
 use postgres_wal::rmgr::RmgrId;
 use smallvec::SmallVec;
 use storage::{DerivedOp, Key, Value};
@@ -58,6 +63,7 @@ pub(crate) fn ingest_blocks(
     }
     let past_end = extend_for_blocks(known, b, record)?;
     let native = redo::is_native(record.rmid);
+    let hint_record = record.rmid == RmgrId::Xlog as u8 && record.rmgr_info() == XLOG_FPI_FOR_HINT;
     for index in 0..record.blocks.len() {
         let image = record.blocks[index].image.take();
         let stored = stored.get_mut(index).and_then(Option::take);
@@ -80,6 +86,9 @@ pub(crate) fn ingest_blocks(
                 images::page_after_redo(record, block, image.page).map_err(|e| b.malformed(e))?;
             stats.images_stored += 1;
             Value::Image(Bytes::from(page))
+        } else if hint_record {
+            // Only hint bits changed, which redo never reproduces.
+            continue;
         } else if native {
             stats.native_records_stored += 1;
             Value::WalRecord {

@@ -203,6 +203,7 @@ fn image_block(block_id: u8, fork: ForkNumber, blkno: u32, image: Vec<u8>) -> Te
 }
 
 const XLOG_FPI: u8 = 0xB0;
+const XLOG_FPI_FOR_HINT: u8 = 0xA0;
 
 fn smgr_create(fork: ForkNumber) -> Vec<u8> {
     let mut body = Vec::new();
@@ -567,6 +568,43 @@ fn non_native_blocks_without_images_are_refused_and_nothing_is_stored() {
     // The same block of a natively redone manager is stored as a record.
     f.feed(RmgrId::Heap, 0x00, 1500, &[block], &[0; 3]).unwrap();
     assert_eq!(f.ingest.stats().native_records_stored, 1);
+}
+
+/// With checksums or `wal_log_hints` on and `full_page_writes` off (as
+/// endpoints run), a hint-bit change is logged as an `XLOG_FPI_FOR_HINT`
+/// record whose block has no image; PostgreSQL's redo skips it, and so must
+/// ingest, leaving the page as it was.
+#[test]
+fn hint_records_without_an_image_leave_the_page_as_it_was() {
+    let mut f = Fixture::new();
+    f.feed(
+        RmgrId::Xlog,
+        XLOG_FPI,
+        0,
+        &[image_block(0, ForkNumber::Main, 0, page(7))],
+        &[],
+    )
+    .unwrap();
+    let before = f.get(Key::rel_block(REL, ForkNumber::Main, 0)).unwrap();
+    let hint = TestBlock {
+        block_id: 0,
+        rel: REL,
+        fork: ForkNumber::Main as u8,
+        blkno: 0,
+        will_init: false,
+        data: Vec::new(),
+        image: None,
+    };
+    let end = f
+        .feed(RmgrId::Xlog, XLOG_FPI_FOR_HINT, 0, &[hint], &[])
+        .unwrap();
+    assert_eq!(f.timeline.last_record_lsn(), end);
+    assert_eq!(
+        f.get(Key::rel_block(REL, ForkNumber::Main, 0)).unwrap(),
+        before
+    );
+    assert_eq!(f.ingest.stats().native_records_stored, 0);
+    assert_eq!(f.size(ForkNumber::Main), Some(1));
 }
 
 #[test]
