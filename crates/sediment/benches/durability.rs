@@ -8,8 +8,11 @@
 //!
 //! - **endpoint**: a writable sediment endpoint; its commits wait until the
 //!   pageserver (its synchronous standby) reports the commit record fsynced.
-//!   It runs with `fsync = off` as every endpoint does: its data directory
-//!   is disposable, rebuilt from the pageserver on every start;
+//!   It runs with `fsync = off` and `full_page_writes = off` as every
+//!   endpoint does: its data directory is disposable, rebuilt from the
+//!   pageserver on every start, and the pageserver redoes every page change
+//!   natively, so neither a local fsync nor torn-page images protect
+//!   anything;
 //! - **solo**: a vanilla primary with no standby at all;
 //! - **sync**: a vanilla primary with a stock synchronous standby
 //!   (`pg_basebackup`'d, streaming, named in `synchronous_standby_names`).
@@ -55,8 +58,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// The settings of a writable endpoint that decide what a commit costs, set
-/// the same on the vanilla servers, except `fsync`: on for them, whose data
-/// directory is all they have (testkit defaults to `fsync = off`).
+/// the same on the vanilla servers, except `fsync` and `full_page_writes`:
+/// on for them, whose data directory is all they have (testkit defaults to
+/// `fsync = off`).
 const VANILLA_SETTINGS: &[(&str, &str)] = &[
     ("fsync", "on"),
     ("synchronous_commit", "on"),

@@ -5,8 +5,10 @@
 //! and must never hand out an xid or oid the source already used.
 //!
 //! Two cases: the endpoint configuration Sediment uses
-//! (`wal_consistency_checking` = the managers without native redo), and
-//! `all` (every page change carries its after-image).
+//! (`wal_consistency_checking` = the managers without native redo, and
+//! `full_page_writes = off`, so every page change is redone natively), and
+//! `all` (every page change carries its after-image; full-page writes on,
+//! as on a stock server attached as a WAL source).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -149,10 +151,11 @@ fn index_kinds(cluster: &PgCluster) {
         .unwrap();
 }
 
-fn settings(wcc: &str) -> Vec<(&str, &str)> {
+fn settings<'a>(wcc: &'a str, full_page_writes: &'a str) -> Vec<(&'a str, &'a str)> {
     let mut settings = vec![
         ("wal_level", "replica"),
         ("wal_consistency_checking", wcc),
+        ("full_page_writes", full_page_writes),
         ("max_prepared_transactions", "10"),
         ("max_wal_size", "4GB"),
         ("checkpoint_timeout", "1h"),
@@ -202,12 +205,12 @@ fn leave_prepared(cluster: &PgCluster) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs the source, ingests its WAL, checks every point.
-fn replay_case(wcc: &str, full: bool) {
+fn replay_case(wcc: &str, full_page_writes: &str, full: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let began = std::time::Instant::now();
     let store = common::bootstrap();
     let timeline = &store.timeline;
-    let settings = settings(wcc);
+    let settings = settings(wcc, full_page_writes);
     let mut source = common::cluster_at(timeline, store.initdb_lsn, &settings);
     source.start().unwrap();
 
@@ -345,10 +348,10 @@ fn check_end_state(restored: &PgCluster, source_schema: &str, last_xid: u64, max
 
 #[test]
 fn replay_with_native_redo_matches_postgres() {
-    replay_case(&redo::wal_consistency_checking_value(), true);
+    replay_case(&redo::wal_consistency_checking_value(), "off", true);
 }
 
 #[test]
 fn replay_with_all_after_images_matches_postgres() {
-    replay_case("all", false);
+    replay_case("all", "on", false);
 }
