@@ -8,7 +8,8 @@
 //! for each timeline, and every `gc_period` garbage collection with the
 //! tenant's `gc_horizon` / `pitr_interval`. The heavy passes run on a
 //! blocking thread while the task keeps ticking, so flushes never wait for a
-//! compaction; a pass never starts while the previous one runs.
+//! compaction; a pass never starts while the previous one runs. All of it
+//! runs on [`crate::background_pool`]'s low-priority threads.
 //!
 //! Every tick, too, a materialising pass (its own blocking thread, one at a
 //! time) rebuilds at the head the pages writers made hot
@@ -216,7 +217,7 @@ async fn flush_tick(
         let due = flush_due(&settings.freeze, bytes, disk, last, dirty_for);
         let times = Arc::clone(timeline.commit_times());
         let flush_metrics = metrics.clone();
-        let flushed = tokio::task::spawn_blocking(move || {
+        let flushed = crate::background_pool::spawn_blocking(move || {
             if due {
                 let started = Instant::now();
                 let result = storage.freeze_and_flush();
@@ -273,14 +274,14 @@ fn start_pass_if_due(
         state.next_compaction = Some(now + settings.compaction_period);
         let policy = settings.compaction.clone();
         let guard = tenant.background_pass();
-        state.pass = Some(tokio::task::spawn_blocking(move || {
+        state.pass = Some(crate::background_pool::spawn_blocking(move || {
             let _running = guard;
             compaction_pass(&tenant, &policy, &metrics);
         }));
     } else if gc_due {
         state.next_gc = Some(now + settings.gc_period);
         let guard = tenant.background_pass();
-        state.pass = Some(tokio::task::spawn_blocking(move || {
+        state.pass = Some(crate::background_pool::spawn_blocking(move || {
             let _running = guard;
             gc_pass(&tenant, &metrics);
         }));
@@ -309,7 +310,7 @@ fn start_materialize(
     }
     let tenant = Arc::clone(tenant);
     let metrics = metrics.clone();
-    state.materialize = Some(tokio::task::spawn_blocking(move || {
+    state.materialize = Some(crate::background_pool::spawn_blocking(move || {
         materialize_pass(&tenant, threshold, &metrics);
     }));
 }

@@ -30,6 +30,7 @@
 //! The `pageserver` binary is a thin shell over [`server::start`].
 
 pub mod background;
+pub mod background_pool;
 pub mod branch_names;
 pub mod commit_times;
 pub mod config;

@@ -1,0 +1,108 @@
+//! The threads the layer lifecycle's heavy work runs on — flushes,
+//! compaction and image creation, GC, materialising hot pages — at a lower
+//! CPU priority than everything on a commit's path.
+//!
+//! A writable endpoint's commit waits for the WAL receiver's thread to
+//! receive, write, fdatasync and acknowledge its WAL; on a machine whose
+//! cores the endpoint's backends keep busy, every slice of CPU the layer
+//! work takes at equal priority is taken from them or from that thread.
+//! The layer work can wait: nothing waits for it but memory, and writers
+//! already stop at `max_frozen_layers` frozen layers until a flush catches
+//! up. So its threads run at nice [`BACKGROUND_NICE`]: the scheduler gives
+//! them what the commit path leaves, and about a tenth of a contended core
+//! (nice 10 weighs ~110 against 1024 at nice 0), never nothing.
+//!
+//! The pool is a tokio runtime of its own whose threads lower their own
+//! priority when they start (on Linux the nice value is per thread), so the
+//! work gets ordinary [`JoinHandle`]s. Where the runtime cannot be built
+//! the work runs on the calling runtime's blocking pool at normal priority.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// Nice value of the pool's threads (0 is normal, 19 the lowest priority).
+pub const BACKGROUND_NICE: i32 = 10;
+/// Most threads the pool runs blocking work on at once: a flush, a
+/// compaction or GC pass and a materialising pass per tenant at a time.
+const MAX_THREADS: usize = 32;
+
+/// Runs `work` on a low-priority thread.
+pub fn spawn_blocking<F, R>(work: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match pool() {
+        Some(runtime) => runtime.spawn_blocking(work),
+        None => tokio::task::spawn_blocking(work),
+    }
+}
+
+/// The pool, built on first use; `None` if the OS refused its threads.
+fn pool() -> Option<&'static Runtime> {
+    static POOL: OnceLock<Option<Runtime>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(MAX_THREADS)
+            .thread_name("layer-work")
+            .on_thread_start(lower_own_priority)
+            .enable_time()
+            .build()
+            .inspect_err(|error| {
+                tracing::warn!(%error, "no low-priority pool for layer work; it runs at normal priority");
+            })
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Raises the calling thread's nice value to [`BACKGROUND_NICE`] (or leaves
+/// it where it is if the whole process already runs nicer). Failure (a
+/// seccomp filter, say) leaves it at normal priority, which is only slower
+/// for commits.
+fn lower_own_priority() {
+    let target = own_nice().max(BACKGROUND_NICE);
+    // SAFETY: setpriority takes plain integers and touches no memory of
+    // ours; with PRIO_PROCESS and 0 Linux applies it to the calling thread.
+    #[allow(unsafe_code)]
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a layer-work thread's priority");
+    }
+}
+
+/// The calling thread's nice value (0 if it cannot be read).
+fn own_nice() -> i32 {
+    // getpriority returns the nice value, and -1 both for nice -1 and for an
+    // error; /proc says which without that ambiguity.
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| {
+            let (_, fields) = stat.rsplit_once(") ")?;
+            // Field 19 of the line, the 17th after the name.
+            fields.split_whitespace().nth(16)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn layer_work_runs_at_background_priority_and_the_caller_does_not() {
+        let caller = own_nice();
+        let (nice, name) = spawn_blocking(|| {
+            let name = std::thread::current().name().map(str::to_owned);
+            (own_nice(), name)
+        })
+        .await
+        .unwrap();
+        assert_eq!(nice, caller.max(BACKGROUND_NICE));
+        assert_eq!(name.as_deref(), Some("layer-work"));
+        assert_eq!(own_nice(), caller);
+    }
+}
