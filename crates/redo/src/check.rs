@@ -233,3 +233,90 @@ pub fn masked_diffs(
         .take(8)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use postgres_wal::record::BlockImage;
+    use postgres_wal::Lsn;
+
+    use super::*;
+    use crate::xlog::{XLOG_FPI, XLOG_FPI_FOR_HINT};
+
+    /// A record of `rmid` changing block 3 of one relation.
+    fn record(rmid: RmgrId, info: u8, at: u64, image: Option<BlockImage>) -> DecodedRecord {
+        DecodedRecord {
+            start_lsn: Lsn(at),
+            end_lsn: Lsn(at + 0x40),
+            total_len: 0x40,
+            xid: 0,
+            prev: Lsn(0),
+            info,
+            rmid: rmid as u8,
+            origin: None,
+            toplevel_xid: None,
+            blocks: vec![DecodedBlock {
+                block_id: 0,
+                rel: RelFileNode {
+                    spc_node: 1663,
+                    db_node: 5,
+                    rel_node: 16384,
+                },
+                fork: ForkNumber::Main,
+                blkno: 3,
+                fork_flags: 0,
+                will_init: false,
+                image,
+                data: Vec::new(),
+            }],
+            main_data: Vec::new(),
+        }
+    }
+
+    fn image(page: &[u8], apply: bool) -> BlockImage {
+        BlockImage {
+            page: page.to_vec(),
+            apply,
+            info: 0,
+            hole_offset: 0,
+            hole_length: 0,
+        }
+    }
+
+    /// A hint-bit record without its image (full_page_writes off) changes
+    /// nothing, in PostgreSQL's redo and ours: the block's known version
+    /// stays, so the next checked record on the block is compared with it
+    /// rather than counted as having no base.
+    #[test]
+    fn an_imageless_hint_record_keeps_the_block_version() {
+        let mut page = vec![0u8; BLCKSZ];
+        Page::new(&mut page).unwrap().init(0);
+        let mut checker = Checker::new();
+        checker.feed(&record(
+            RmgrId::Xlog,
+            XLOG_FPI,
+            0x1000,
+            Some(image(&page, true)),
+        ));
+        let hint = record(RmgrId::Xlog, XLOG_FPI_FOR_HINT, 0x2000, None);
+        let mut redone = page.clone();
+        apply(&mut redone, &hint, 0).unwrap();
+        assert_eq!(redone, page, "not even the LSN changes");
+        checker.feed(&hint);
+        // A generic record with an empty delta and its check image.
+        checker.feed(&record(
+            RmgrId::Generic,
+            0,
+            0x3000,
+            Some(image(&page, false)),
+        ));
+        let stats = checker.stats()[&(RmgrId::Generic as u8)];
+        assert_eq!(
+            (stats.no_base, stats.checked, stats.matched),
+            (0, 1, 1),
+            "{stats:?}"
+        );
+        // An XLOG_FPI block without its image is refused, as PostgreSQL does.
+        let fpi = record(RmgrId::Xlog, XLOG_FPI, 0x4000, None);
+        assert!(apply(&mut redone, &fpi, 0).is_err());
+    }
+}

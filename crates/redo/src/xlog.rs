@@ -1,7 +1,10 @@
 //! Redo of the XLOG records that carry pages: `XLOG_FPI` and
 //! `XLOG_FPI_FOR_HINT`. Their images are always marked for apply, and
-//! [`crate::apply`] restores those before dispatching here; reaching this
-//! module means a block of such a record came without its image.
+//! [`crate::apply`] restores those before dispatching here. A hint record
+//! written with `full_page_writes = off` has no image and changes nothing
+//! ([`crate::apply`] returns before dispatching); an `XLOG_FPI` block
+//! reaching this module came without its image, which PostgreSQL refuses
+//! too.
 
 use postgres_wal::rmgr::RmgrId;
 
@@ -16,7 +19,7 @@ pub const XLOG_FPI: u8 = 0xB0;
 /// Applies an XLOG record to the block in `context`.
 pub fn redo(_page: &mut Page<'_>, context: &RedoContext<'_>) -> Result<(), RedoError> {
     match context.record.rmgr_info() {
-        XLOG_FPI | XLOG_FPI_FOR_HINT => Err(RedoError::Inconsistent(
+        XLOG_FPI => Err(RedoError::Inconsistent(
             "full-page-image record block has no image to restore",
         )),
         info => Err(RedoError::Unsupported {

@@ -15,8 +15,10 @@
 //! for, and never makes the receiver stop answering the walsender: ingest
 //! may lag behind by as much WAL as the disk holds, in bounded memory.
 //!
-//! The writer owns the store: appends, fsyncs and deletions run without any
-//! lock, and after each sync it publishes a [`ReadView`] of the files (under
+//! The writer owns the store: appends and fsyncs run without any lock; old
+//! files it only detaches, for a *trim* thread to delete (a deletion took
+//! ~3 ms on a loaded disk, and the next fsync would wait for it). After
+//! each sync it publishes a [`ReadView`] of the files (under
 //! a lock held only to swap an `Arc`) before the new durable end. The sink
 //! reads that view, so it never waits on the writer's fsync (#16).
 //!
@@ -35,7 +37,7 @@ use postgres_wal::Lsn;
 use tokio::sync::watch;
 
 use crate::error::{ReceiverError, SinkError};
-use crate::store::{ReadView, WalStore};
+use crate::store::{DetachedFiles, ReadView, WalStore};
 use crate::WalSink;
 
 /// The writer syncs at least this often while WAL keeps arriving.
@@ -179,11 +181,13 @@ pub(crate) fn prepare(
     })
 }
 
-/// The sink thread and the view of the store it reads.
+/// The sink thread and the view of the store it reads, and the thread that
+/// deletes the store files the writer detached.
 pub(crate) struct Pipeline {
     /// The newest durable view of the store (for [`crate::WalReceiver::durable_view`]).
     pub(crate) view: SharedView,
     sink: JoinHandle<()>,
+    trim: JoinHandle<()>,
 }
 
 impl Pipeline {
@@ -209,19 +213,28 @@ impl Pipeline {
                 raise_thread_priority();
                 run_sink(sink, &sink_view, sink_from, &sink_progress)
             })?;
+        let (trim_queue, trimmed) = std::sync::mpsc::channel();
+        let trim = std::thread::Builder::new()
+            .name("wal-trim".to_owned())
+            .spawn(move || run_trim(&trimmed))?;
         let writer = Writer {
             store,
             view: view.clone(),
             progress,
+            trim_queue,
         };
-        Ok((Pipeline { view, sink }, writer))
+        Ok((Pipeline { view, sink, trim }, writer))
     }
 
-    /// Tells the sink thread to stop after its current step and waits for
-    /// it (blocking: call from a blocking context).
-    pub(crate) fn finish(self, progress: &Progress) {
+    /// Tells the sink thread to stop after its current step, lets the trim
+    /// thread delete what `writer` detached, and waits for both (blocking:
+    /// call from a blocking context).
+    pub(crate) fn finish(self, writer: Writer, progress: &Progress) {
         progress.stopping.cancel();
         progress.durable_changed.notify_all();
+        // Closes the trim queue: the thread ends after the files queued.
+        drop(writer);
+        let _ = self.trim.join();
         let _ = self.sink.join();
     }
 }
@@ -236,6 +249,8 @@ pub(crate) struct Writer {
     store: WalStore,
     view: SharedView,
     progress: Arc<Progress>,
+    /// Files detached from the store, for the trim thread to delete.
+    trim_queue: std::sync::mpsc::Sender<DetachedFiles>,
 }
 
 impl Writer {
@@ -270,7 +285,8 @@ impl Writer {
     }
 
     /// Lets the sink read what the last [`Writer::sync`] made durable, then
-    /// drops the files asked for by `truncate_before`.
+    /// detaches the files asked for by `truncate_before` and hands them to
+    /// the trim thread: deleting them here would hold up the next sync.
     pub(crate) fn release(&mut self) -> Result<(), crate::StoreError> {
         let flush = self.progress.positions.borrow().flush;
         self.progress.release_to_sink(flush);
@@ -278,8 +294,15 @@ impl Writer {
         // syncs. Never past what the sink has read.
         let requested = *self.progress.truncate_before.lock();
         if let Some(lsn) = requested {
-            self.store
-                .truncate_before(lsn.min(self.progress.consumed()))?;
+            let detached = self
+                .store
+                .detach_before(lsn.min(self.progress.consumed()))?;
+            if !detached.is_empty() {
+                // Refused only if the trim thread died: delete them here.
+                if let Err(std::sync::mpsc::SendError(detached)) = self.trim_queue.send(detached) {
+                    detached.remove()?;
+                }
+            }
         }
         Ok(())
     }
@@ -288,6 +311,17 @@ impl Writer {
     pub(crate) fn sync_and_release(&mut self) -> Result<(), crate::StoreError> {
         self.sync()?;
         self.release()
+    }
+}
+
+/// Deletes detached store files, batch by batch in the order they were
+/// detached (oldest first), until the writer is gone. A failure leaves the
+/// files for the next open of the store, which takes them as its oldest.
+fn run_trim(queue: &std::sync::mpsc::Receiver<DetachedFiles>) {
+    for detached in queue {
+        if let Err(error) = detached.remove() {
+            tracing::warn!(%error, "cannot delete WAL store files the consumer no longer needs");
+        }
     }
 }
 
@@ -481,7 +515,7 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        pipeline.finish(&progress);
+        pipeline.finish(writer, &progress);
         let calls = got.lock();
         assert_eq!(calls[0].0, Lsn(1500));
         let replayed: Vec<u8> = calls.iter().flat_map(|(_, b)| b.clone()).collect();
@@ -532,7 +566,10 @@ mod tests {
         let progress = Progress::new(prepared.positions, prepared.sink_from, Arc::default());
         let (pipeline, mut writer) = Pipeline::start(prepared, progress.clone()).unwrap();
         writer.append(end, b"new").unwrap();
-        let syncing = std::thread::spawn(move || writer.sync_and_release());
+        let syncing = std::thread::spawn(move || {
+            let synced = writer.sync_and_release();
+            (writer, synced)
+        });
         entered
             .recv_timeout(Duration::from_secs(60))
             .expect("the writer reaches its fsync");
@@ -551,13 +588,134 @@ mod tests {
         assert!(progress.positions.borrow().flush <= end);
         release.send(()).unwrap();
         assert!(caught_up, "the sink waited for the writer's fsync");
-        syncing.join().unwrap().unwrap();
+        let (writer, synced) = syncing.join().unwrap();
+        synced.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while progress.positions.borrow().apply < end + 3 {
             assert!(std::time::Instant::now() < deadline, "sink did not finish");
             std::thread::sleep(Duration::from_millis(10));
         }
-        pipeline.finish(&progress);
+        pipeline.finish(writer, &progress);
+    }
+
+    /// The local file system, except that the first file removal says so on
+    /// `entered` and then waits for `release` (a loaded disk).
+    #[derive(Debug)]
+    struct SlowFirstRemoval {
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl fileio::FileIo for SlowFirstRemoval {
+        fn write_file(&self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+            fileio::StdFileIo.write_file(path, data)
+        }
+        fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+            fileio::StdFileIo.read_file(path)
+        }
+        fn open_read(&self, path: &std::path::Path) -> std::io::Result<Arc<dyn fileio::ReadAt>> {
+            fileio::StdFileIo.open_read(path)
+        }
+        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+            fileio::StdFileIo.rename(from, to)
+        }
+        fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            fileio::StdFileIo.sync_dir(dir)
+        }
+        fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            fileio::StdFileIo.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<fileio::DirEntry>> {
+            fileio::StdFileIo.list_dir(dir)
+        }
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            if let Some(entered) = self.entered.lock().take() {
+                let _ = entered.send(());
+                let _ = self.release.lock().recv();
+            }
+            fileio::StdFileIo.remove_file(path)
+        }
+        fn remove_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            fileio::StdFileIo.remove_dir_all(dir)
+        }
+        fn create_append(
+            &self,
+            path: &std::path::Path,
+        ) -> std::io::Result<Box<dyn fileio::AppendFile>> {
+            fileio::StdFileIo.create_append(path)
+        }
+        fn open_append(
+            &self,
+            path: &std::path::Path,
+        ) -> std::io::Result<Box<dyn fileio::AppendFile>> {
+            fileio::StdFileIo.open_append(path)
+        }
+        fn truncate(&self, path: &std::path::Path, len: u64) -> std::io::Result<()> {
+            fileio::StdFileIo.truncate(path, len)
+        }
+    }
+
+    /// Deleting a store file took ~3 ms on a loaded disk, on the thread
+    /// whose next fsync the endpoint's commits wait for. The writer only
+    /// detaches files; the trim thread deletes them. With the deletion in
+    /// `release`, the writer below stays inside the stuck removal and the
+    /// test fails at its deadline.
+    #[test]
+    fn a_slow_file_deletion_never_holds_up_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let io = Arc::new(SlowFirstRemoval {
+            entered: Mutex::new(Some(entered_tx)),
+            release: Mutex::new(release_rx),
+        });
+        let mut store = WalStore::open_with_io(io, dir.path(), 64 * 1024).unwrap();
+        let data = vec![5u8; 256 * 1024];
+        store.append(Lsn(1000), &data).unwrap();
+        store.sync().unwrap();
+        let end = Lsn(1000) + data.len() as u64;
+        let sink = Box::new(VecSink {
+            resume: Lsn(1000),
+            got: Arc::default(),
+        });
+        let prepared = prepare(store, sink).unwrap();
+        let truncate_before = Arc::new(Mutex::new(None));
+        let progress = Progress::new(
+            prepared.positions,
+            prepared.sink_from,
+            truncate_before.clone(),
+        );
+        let (pipeline, mut writer) = Pipeline::start(prepared, progress.clone()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while progress.consumed() < end {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sink did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        *truncate_before.lock() = Some(end);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writing = std::thread::spawn(move || {
+            let mut at = end;
+            for _ in 0..3 {
+                writer.append(at, b"more").unwrap();
+                writer.sync_and_release().unwrap();
+                at = at + 4;
+            }
+            let _ = done_tx.send(());
+            writer
+        });
+        entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a store file is being deleted");
+        let finished = done.recv_timeout(Duration::from_secs(10));
+        release.send(()).unwrap();
+        assert!(finished.is_ok(), "the writer waited for a file deletion");
+        let writer = writing.join().unwrap();
+        pipeline.finish(writer, &progress);
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 1, "every file wholly below the request is deleted");
     }
 
     #[test]

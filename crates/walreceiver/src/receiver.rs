@@ -382,7 +382,7 @@ impl LoopState {
         }
         self.status.lock().connected = false;
         let finishing = progress.clone();
-        let _ = tokio::task::spawn_blocking(move || pipeline.finish(&finishing)).await;
+        let _ = tokio::task::spawn_blocking(move || pipeline.finish(writer, &finishing)).await;
         let failure = progress.failure.lock().take();
         let error = match failure {
             Some(Err(error)) => Some(error.to_string()),

@@ -123,6 +123,39 @@ fn truncate_before_removes_whole_files_only_and_keeps_the_newest() {
     assert_eq!(store.end_lsn(), Some(lsn));
 }
 
+/// Detached files leave the store at once but the disk only when removed;
+/// until then (a crash, a failed removal) they are valid older files, and
+/// the next open starts from the oldest again.
+#[test]
+fn detached_files_stay_valid_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    let mut lsn = Lsn(0);
+    let mut data = Vec::new();
+    for _ in 0..10 {
+        let bytes = pattern(lsn.0, 3000);
+        store.append(lsn, &bytes).unwrap();
+        store.sync().unwrap();
+        data.extend_from_slice(&bytes);
+        lsn = lsn + 3000;
+    }
+    let starts: Vec<Lsn> = store.files.iter().map(|f| f.start).collect();
+    assert!(starts.len() >= 3);
+    let detached = store.detach_before(Lsn(u64::MAX)).unwrap();
+    assert!(!detached.is_empty());
+    assert_eq!(store.start_lsn(), starts.last().copied());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), starts.len());
+    drop(store);
+    let reopened = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert_eq!(reopened.start_lsn(), Some(starts[0]));
+    assert_eq!(reopened.read(Lsn(0), usize::MAX).unwrap(), data);
+    drop(reopened);
+    detached.remove().unwrap();
+    let reopened = WalStore::open_with_file_size(dir.path(), SMALL_FILE_BYTES).unwrap();
+    assert_eq!(reopened.start_lsn(), starts.last().copied());
+    assert_eq!(reopened.end_lsn(), Some(lsn));
+}
+
 #[test]
 fn damage_in_an_older_file_is_an_error_not_a_silent_cut() {
     let dir = tempfile::tempdir().unwrap();
