@@ -6,9 +6,9 @@
 //! receive, write, fdatasync and acknowledge its WAL; on a machine whose
 //! cores the endpoint's backends keep busy, every slice of CPU the layer
 //! work takes at equal priority is taken from them or from that thread.
-//! The layer work can wait: nothing waits for it but memory, and writers
-//! already stop at `max_frozen_layers` frozen layers until a flush catches
-//! up. So its threads run at nice [`BACKGROUND_NICE`]: the scheduler gives
+//! The layer work can wait: no commit waits for it, and writers already
+//! stop at `max_frozen_layers` frozen layers until a flush catches up (so
+//! memory stays bounded however far it falls behind). So its threads run at nice [`BACKGROUND_NICE`]: the scheduler gives
 //! them what the commit path leaves, and about a tenth of a contended core
 //! (nice 10 weighs ~110 against 1024 at nice 0), never nothing.
 //!
@@ -24,9 +24,11 @@ use tokio::task::JoinHandle;
 
 /// Nice value of the pool's threads (0 is normal, 19 the lowest priority).
 pub const BACKGROUND_NICE: i32 = 10;
-/// Most threads the pool runs blocking work on at once: a flush, a
-/// compaction or GC pass and a materialising pass per tenant at a time.
-const MAX_THREADS: usize = 32;
+/// Most threads the pool runs blocking work on at once (tokio's default):
+/// each tenant runs a flush, a compaction or GC pass and a materialising
+/// pass at a time, and a tenant's flush must never queue behind other
+/// tenants' long compactions. Idle threads exit after a few seconds.
+const MAX_THREADS: usize = 512;
 
 /// Runs `work` on a low-priority thread.
 pub fn spawn_blocking<F, R>(work: F) -> JoinHandle<R>
@@ -49,7 +51,6 @@ fn pool() -> Option<&'static Runtime> {
             .max_blocking_threads(MAX_THREADS)
             .thread_name("layer-work")
             .on_thread_start(lower_own_priority)
-            .enable_time()
             .build()
             .inspect_err(|error| {
                 tracing::warn!(%error, "no low-priority pool for layer work; it runs at normal priority");
