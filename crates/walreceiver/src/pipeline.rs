@@ -204,6 +204,12 @@ impl Pipeline {
             sink_from,
             ..
         } = prepared;
+        // The trim thread first: should the sink's fail to start, dropping
+        // the queue's sender ends it again.
+        let (trim_queue, trimmed) = std::sync::mpsc::channel();
+        let trim = std::thread::Builder::new()
+            .name("wal-trim".to_owned())
+            .spawn(move || run_trim(&trimmed))?;
         let view: SharedView = Arc::new(Mutex::new(Arc::new(store.read_view())));
         let sink_view = view.clone();
         let sink_progress = progress.clone();
@@ -213,10 +219,6 @@ impl Pipeline {
                 raise_thread_priority();
                 run_sink(sink, &sink_view, sink_from, &sink_progress)
             })?;
-        let (trim_queue, trimmed) = std::sync::mpsc::channel();
-        let trim = std::thread::Builder::new()
-            .name("wal-trim".to_owned())
-            .spawn(move || run_trim(&trimmed))?;
         let writer = Writer {
             store,
             view: view.clone(),
