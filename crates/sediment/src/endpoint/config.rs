@@ -51,10 +51,11 @@ pub fn postgresql_conf(name: &str, port: u16, socket_dir: &Path, mode: &Mode) ->
         // by a crash of the host, for crash recovery to start from; this
         // one is never recovered from. The pageserver rebuilds every page
         // by native redo from its previous version, so the images only
-        // cost: on pgbench, half the WAL, and zstd for every first change
-        // of a page after a checkpoint on the commit path. Neon found the
-        // same (neondatabase/neon#1226). Consequence: a stock standby that
-        // streams from an endpoint gets no full-page images either.
+        // cost: on pgbench after a checkpoint, up to half the WAL, and
+        // zstd for every first change of a page on the commit path. Neon
+        // found the same (neondatabase/neon#1226). Consequence: a stock
+        // standby that streams from an endpoint gets no full-page images
+        // either.
         ("full_page_writes", "off".into()),
     ];
     match mode {
