@@ -145,10 +145,8 @@ pub fn apply(page: &mut [u8], record: &DecodedRecord, block_id: u8) -> Result<()
         }
         return Ok(());
     }
-    if record.rmid == RmgrId::Xlog as u8 && record.rmgr_info() == xlog::XLOG_FPI_FOR_HINT {
-        // Without its image (written with full_page_writes off) a hint-bit
-        // record changes nothing: PostgreSQL's redo skips the block and
-        // leaves even its LSN alone.
+    if xlog::is_hint_record(record) {
+        // Without its image: nothing changes, not even the LSN.
         return Ok(());
     }
     let context = RedoContext { record, block };

@@ -21,7 +21,6 @@
 
 use bytes::Bytes;
 use postgres_wal::record::{DecodedRecord, ForkNumber, RelFileNode, BLCKSZ};
-use postgres_wal::rmgr::xlog::XLOG_FPI_FOR_HINT;
 use postgres_wal::rmgr::RmgrId;
 use smallvec::SmallVec;
 use storage::{DerivedOp, Key, Value};
@@ -63,7 +62,7 @@ pub(crate) fn ingest_blocks(
     }
     let past_end = extend_for_blocks(known, b, record)?;
     let native = redo::is_native(record.rmid);
-    let hint_record = record.rmid == RmgrId::Xlog as u8 && record.rmgr_info() == XLOG_FPI_FOR_HINT;
+    let hint_record = redo::xlog::is_hint_record(record);
     for index in 0..record.blocks.len() {
         let image = record.blocks[index].image.take();
         let stored = stored.get_mut(index).and_then(Option::take);

@@ -202,6 +202,19 @@ fn image_block(block_id: u8, fork: ForkNumber, blkno: u32, image: Vec<u8>) -> Te
     }
 }
 
+/// Block `blkno` of the main fork of [`REL`] (block id 0), without an image.
+fn data_block(blkno: u32, data: Vec<u8>) -> TestBlock {
+    TestBlock {
+        block_id: 0,
+        rel: REL,
+        fork: ForkNumber::Main as u8,
+        blkno,
+        will_init: false,
+        data,
+        image: None,
+    }
+}
+
 const XLOG_FPI: u8 = 0xB0;
 const XLOG_FPI_FOR_HINT: u8 = 0xA0;
 
@@ -543,15 +556,7 @@ fn prepare_writes_the_state_file_and_commit_prepared_removes_it() {
 fn non_native_blocks_without_images_are_refused_and_nothing_is_stored() {
     let mut f = Fixture::new();
     let before = f.timeline.last_record_lsn();
-    let block = TestBlock {
-        block_id: 0,
-        rel: REL,
-        fork: 0,
-        blkno: 0,
-        will_init: false,
-        data: vec![1, 2, 3],
-        image: None,
-    };
+    let block = data_block(0, vec![1, 2, 3]);
     let err = f
         .feed(
             RmgrId::ReplicationOrigin,
@@ -586,15 +591,7 @@ fn hint_records_without_an_image_leave_the_page_as_it_was() {
     )
     .unwrap();
     let before = f.get(Key::rel_block(REL, ForkNumber::Main, 0)).unwrap();
-    let hint = TestBlock {
-        block_id: 0,
-        rel: REL,
-        fork: ForkNumber::Main as u8,
-        blkno: 0,
-        will_init: false,
-        data: Vec::new(),
-        image: None,
-    };
+    let hint = data_block(0, Vec::new());
     let end = f
         .feed(RmgrId::Xlog, XLOG_FPI_FOR_HINT, 0, &[hint], &[])
         .unwrap();

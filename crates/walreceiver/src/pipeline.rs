@@ -296,10 +296,8 @@ impl Writer {
         // syncs. Never past what the sink has read.
         let requested = *self.progress.truncate_before.lock();
         if let Some(lsn) = requested {
-            let detached = self
-                .store
-                .detach_before(lsn.min(self.progress.consumed()))?;
-            if !detached.is_empty() {
+            let consumed = self.progress.consumed();
+            if let Some(detached) = self.store.detach_before(lsn.min(consumed))? {
                 // Refused only if the trim thread died: delete them here.
                 if let Err(std::sync::mpsc::SendError(detached)) = self.trim_queue.send(detached) {
                     detached.remove()?;

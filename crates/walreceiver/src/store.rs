@@ -253,10 +253,11 @@ pub struct WalStore {
     pub(crate) sync_gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
-/// Files [`WalStore::detach_before`] took out of a store: no longer part of
-/// it, still on disk until [`DetachedFiles::remove`] deletes them. Until
-/// then they stay valid files older than the store's, so a crash or a failed
-/// removal only leaves the next open a few more old files to start from.
+/// Files (at least one) [`WalStore::detach_before`] took out of a store:
+/// no longer part of it, still on disk until [`DetachedFiles::remove`]
+/// deletes them. Until then they stay valid files older than the store's,
+/// so a crash or a failed removal only leaves the next open a few more old
+/// files to start from.
 #[must_use = "detached files stay on disk until removed"]
 pub struct DetachedFiles {
     io: Arc<dyn FileIo>,
@@ -266,11 +267,6 @@ pub struct DetachedFiles {
 }
 
 impl DetachedFiles {
-    /// Whether there is nothing to remove.
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
-    }
-
     /// Deletes the files, oldest first (a crash in between leaves a
     /// contiguous run of the newer ones in front of the store), then fsyncs
     /// the directory. Stops at the first failure.
@@ -280,12 +276,9 @@ impl DetachedFiles {
                 .remove_file(path)
                 .map_err(|e| io_error("remove", path, e))?;
         }
-        if !self.paths.is_empty() {
-            self.io
-                .sync_dir(&self.dir)
-                .map_err(|e| io_error("fsync directory", &self.dir, e))?;
-        }
-        Ok(())
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(|e| io_error("fsync directory", &self.dir, e))
     }
 }
 
@@ -465,26 +458,36 @@ impl WalStore {
     /// then [`DetachedFiles::remove`] on the caller's thread). The newest
     /// file is always kept, so the store's end stays known.
     pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), StoreError> {
-        let detached = self.detach_before(lsn)?;
-        self.guard(|_| detached.remove())
+        match self.detach_before(lsn)? {
+            Some(detached) => self.guard(|_| detached.remove()),
+            None => Ok(()),
+        }
     }
 
     /// Takes every file that lies wholly below `lsn` out of the store
     /// without touching the disk, for [`DetachedFiles::remove`] to delete
     /// elsewhere: deleting a 16 MiB file took ~3 ms on a loaded ext4 disk,
     /// a stall for every commit waiting on the writer's next sync. The
-    /// newest file is always kept, so the store's end stays known.
-    pub fn detach_before(&mut self, lsn: Lsn) -> Result<DetachedFiles, StoreError> {
+    /// newest file is always kept, so the store's end stays known. `None`
+    /// (and no allocation: the writer asks after every sync) when no file
+    /// lies wholly below `lsn`.
+    pub fn detach_before(&mut self, lsn: Lsn) -> Result<Option<DetachedFiles>, StoreError> {
         self.check_usable()?;
-        let mut paths = Vec::new();
-        while self.files.len() > 1 && self.files[1].start <= lsn {
-            paths.push(self.files.remove(0).path);
+        let whole = self
+            .files
+            .iter()
+            .skip(1)
+            .take_while(|next| next.start <= lsn)
+            .count();
+        if whole == 0 {
+            return Ok(None);
         }
-        Ok(DetachedFiles {
+        let paths = self.files.drain(..whole).map(|file| file.path).collect();
+        Ok(Some(DetachedFiles {
             io: self.io.clone(),
             dir: self.dir.clone(),
             paths,
-        })
+        }))
     }
 
     /// Deletes every file: the store becomes empty, and the next append may
