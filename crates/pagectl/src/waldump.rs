@@ -99,7 +99,32 @@ pub fn collect_segment_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> 
     if files.is_empty() {
         bail!("no WAL segment files found in {paths:?}");
     }
-    Ok(files)
+    // A segment named twice (a directory and a file in it): read it once.
+    // Two different files of one name are two copies of one segment, and
+    // which to trust is the caller's call.
+    let mut unique: Vec<PathBuf> = Vec::with_capacity(files.len());
+    for file in files {
+        if let Some(previous) = unique.last() {
+            if previous.file_name() == file.file_name() {
+                if same_file(previous, &file) {
+                    continue;
+                }
+                bail!(
+                    "WAL segment {} is given twice, as {previous:?} and {file:?}; pass one of them",
+                    file.file_name().unwrap_or_default().to_string_lossy()
+                );
+            }
+        }
+        unique.push(file);
+    }
+    Ok(unique)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn is_segment_name(name: &str) -> bool {
@@ -355,4 +380,27 @@ pub fn write_stats_table(out: &mut impl std::io::Write, stats: &WalStats) -> std
         total,
         "[100%]"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_named_twice_is_read_once_and_two_copies_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "000000010000000000000001";
+        let segment = dir.path().join(name);
+        std::fs::write(&segment, b"x").unwrap();
+        let files = collect_segment_files(&[dir.path().to_owned(), segment.clone()]).unwrap();
+        assert_eq!(files, vec![segment.clone()]);
+
+        let other = tempfile::tempdir().unwrap();
+        let copy = other.path().join(name);
+        std::fs::write(&copy, b"x").unwrap();
+        let error = collect_segment_files(&[dir.path().to_owned(), copy])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is given twice"), "{error}");
+    }
 }

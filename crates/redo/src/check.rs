@@ -240,7 +240,7 @@ mod tests {
     use postgres_wal::Lsn;
 
     use super::*;
-    use crate::xlog::{XLOG_FPI, XLOG_FPI_FOR_HINT};
+    use postgres_wal::rmgr::xlog::{XLOG_FPI, XLOG_FPI_FOR_HINT};
 
     /// A record of `rmid` changing block 3 of one relation.
     fn record(rmid: RmgrId, info: u8, at: u64, image: Option<BlockImage>) -> DecodedRecord {

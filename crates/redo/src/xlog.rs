@@ -7,15 +7,11 @@
 //! PostgreSQL refuses too.
 
 use postgres_wal::record::DecodedRecord;
+use postgres_wal::rmgr::xlog::{XLOG_FPI, XLOG_FPI_FOR_HINT};
 use postgres_wal::rmgr::RmgrId;
 
 use crate::page::Page;
 use crate::{RedoContext, RedoError};
-
-/// `XLOG_FPI_FOR_HINT`.
-pub const XLOG_FPI_FOR_HINT: u8 = 0xA0;
-/// `XLOG_FPI`.
-pub const XLOG_FPI: u8 = 0xB0;
 
 /// Whether `record` is an `XLOG_FPI_FOR_HINT`. A block of it without an
 /// image (written with `full_page_writes = off`) changes nothing:

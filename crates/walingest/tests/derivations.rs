@@ -9,6 +9,7 @@ use bytes::Bytes;
 use datadir::layout;
 use postgres_wal::control::CheckPoint;
 use postgres_wal::record::{ForkNumber, RelFileNode, BLCKSZ};
+use postgres_wal::rmgr::xlog::{XLOG_FPI, XLOG_FPI_FOR_HINT};
 use postgres_wal::rmgr::RmgrId;
 use postgres_wal::slru::{clog_status, CLOG_XACTS_PER_PAGE};
 use postgres_wal::testwal::{encode_record, TestBlock};
@@ -214,9 +215,6 @@ fn data_block(blkno: u32, data: Vec<u8>) -> TestBlock {
         image: None,
     }
 }
-
-const XLOG_FPI: u8 = 0xB0;
-const XLOG_FPI_FOR_HINT: u8 = 0xA0;
 
 fn smgr_create(fork: ForkNumber) -> Vec<u8> {
     let mut body = Vec::new();
