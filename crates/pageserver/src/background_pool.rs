@@ -8,9 +8,10 @@
 //! work takes at equal priority is taken from them or from that thread.
 //! The layer work can wait: no commit waits for it, and writers already
 //! stop at `max_frozen_layers` frozen layers until a flush catches up (so
-//! memory stays bounded however far it falls behind). So its threads run at nice [`BACKGROUND_NICE`]: the scheduler gives
-//! them what the commit path leaves, and about a tenth of a contended core
-//! (nice 10 weighs ~110 against 1024 at nice 0), never nothing.
+//! memory stays bounded however far it falls behind). So its threads run
+//! at nice [`BACKGROUND_NICE`]: the scheduler gives them what the commit
+//! path leaves, and about a tenth of a contended core (nice 10 weighs ~110
+//! against 1024 at nice 0), never nothing.
 //!
 //! The pool is a tokio runtime of its own whose threads lower their own
 //! priority when they start (on Linux the nice value is per thread), so the
