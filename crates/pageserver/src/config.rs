@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use walreceiver::Placement;
+
 use crate::tenant_config::TenantConfig;
 
 /// Name of the config file inside the work directory.
@@ -126,6 +128,12 @@ pub struct PageServerConf {
     /// TLS private key (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_key_file: Option<PathBuf>,
+    /// Which CPUs the WAL streaming threads run on (they fsync the WAL that
+    /// endpoints' commits wait for): `auto`, the CPUs that take the
+    /// completion interrupts of the disk holding the WAL, when those are
+    /// fewer than all (a single-queue virtio disk); `any`; or a CPU list
+    /// such as `1` or `0-3,6`. See `walreceiver::placement`.
+    pub wal_stream_cpus: String,
 }
 
 impl Default for PageServerConf {
@@ -144,6 +152,7 @@ impl Default for PageServerConf {
             pg_auth_type: AuthType::None,
             ssl_cert_file: None,
             ssl_key_file: None,
+            wal_stream_cpus: Placement::default().to_string(),
         }
     }
 }
@@ -225,7 +234,16 @@ impl PageServerConf {
         if let Some(eviction) = &conf.disk_usage_based_eviction {
             eviction.validate().map_err(ConfigError::Invalid)?;
         }
+        conf.wal_stream_cpus
+            .parse::<Placement>()
+            .map_err(|error| ConfigError::Invalid(format!("wal_stream_cpus: {error}")))?;
         Ok(conf)
+    }
+
+    /// `wal_stream_cpus` (checked when the settings were loaded; the default
+    /// if it was changed to something invalid since).
+    pub fn wal_stream_placement(&self) -> Placement {
+        self.wal_stream_cpus.parse().unwrap_or_default()
     }
 
     /// The settings as TOML text (what `sediment init` writes).
@@ -325,6 +343,27 @@ mod tests {
         }
         // Wrong type for a known key.
         assert!(PageServerConf::load(dir.path(), &["id=abc".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn wal_stream_cpus_is_auto_any_or_a_cpu_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let load =
+            |value: &str| PageServerConf::load(dir.path(), &[format!("wal_stream_cpus={value}")]);
+        assert_eq!(
+            PageServerConf::default().wal_stream_placement(),
+            Placement::NearDiskInterrupts
+        );
+        assert_eq!(
+            load("any").unwrap().wal_stream_placement(),
+            Placement::Anywhere
+        );
+        assert_eq!(
+            load("0-1,3").unwrap().wal_stream_placement(),
+            Placement::Cpus([0, 1, 3].into())
+        );
+        let error = load("everywhere").unwrap_err();
+        assert!(error.to_string().contains("wal_stream_cpus"), "{error}");
     }
 
     #[test]

@@ -494,17 +494,25 @@ impl Tenant {
     /// left persisted: the next restart tries again.
     pub fn resume_wal_sources(&self) {
         for timeline in self.timelines() {
-            let connect_timeout = self.effective_config().connect_timeout();
             let resumed = crate::wal_source::resume(
                 &self.dir,
                 &timeline,
                 self.cancel.clone(),
-                connect_timeout,
+                self.receiver_settings(),
             );
             if let Err(error) = resumed {
                 tracing::error!(tenant_id = %self.id, timeline_id = %timeline.id(), %error,
                     "cannot resume the WAL source");
             }
+        }
+    }
+
+    /// How this tenant's WAL receivers connect and where their streaming
+    /// threads run.
+    pub fn receiver_settings(&self) -> crate::wal_source::ReceiverSettings {
+        crate::wal_source::ReceiverSettings {
+            connect_timeout: self.effective_config().connect_timeout(),
+            placement: self.conf.wal_stream_placement(),
         }
     }
 

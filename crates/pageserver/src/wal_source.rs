@@ -41,7 +41,7 @@ use postgres_wal::Lsn;
 use serde::{Deserialize, Serialize};
 use storage::Key;
 use walingest::{IngestError, WalIngest};
-use walreceiver::{ReceiverOptions, SinkError, WalReceiver, WalSink, WalStore};
+use walreceiver::{Placement, ReceiverOptions, SinkError, WalReceiver, WalSink, WalStore};
 
 use crate::commit_times::CommitTimes;
 use crate::ids::TimelineId;
@@ -230,21 +230,31 @@ pub fn with_connect_timeout(connstr: &str, timeout: Option<Duration>) -> String 
     }
 }
 
+/// What the tenant's and the pageserver's settings say about a receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReceiverSettings {
+    /// The tenant's `walreceiver_connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// The pageserver's `wal_stream_cpus`.
+    pub placement: Placement,
+}
+
 /// Receiver settings for a source.
 pub fn receiver_options(
     connstr: &str,
     timeline: TimelineId,
     system_id: u64,
-    connect_timeout: Option<Duration>,
+    settings: &ReceiverSettings,
 ) -> ReceiverOptions {
     ReceiverOptions {
-        connstr: with_connect_timeout(connstr, connect_timeout),
+        connstr: with_connect_timeout(connstr, settings.connect_timeout),
         slot_name: slot_name(timeline),
         application_name: APPLICATION_NAME.to_owned(),
         expected_system_id: Some(system_id),
         status_interval: Duration::from_secs(1),
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_secs(5),
+        placement: settings.placement.clone(),
     }
 }
 
@@ -445,7 +455,7 @@ pub fn spawn_receiver(
     file: &WalSourceFile,
     counters: Arc<IngestCounters>,
     commit_times: Arc<CommitTimes>,
-    connect_timeout: Option<Duration>,
+    settings: &ReceiverSettings,
 ) -> Result<WalReceiver, WalSourceError> {
     let head = timeline.last_record_lsn();
     let facts = cluster_facts(timeline, head).map_err(WalSourceError::NotActive)?;
@@ -460,12 +470,7 @@ pub fn spawn_receiver(
     let resume = head.max(stream_start);
     let sink = IngestSink::new(Arc::clone(timeline), resume, facts, counters, commit_times)
         .map_err(|error| WalSourceError::NotActive(format!("cannot start ingest: {error}")))?;
-    let options = receiver_options(
-        &file.connstr,
-        timeline.id(),
-        facts.system_id,
-        connect_timeout,
-    );
+    let options = receiver_options(&file.connstr, timeline.id(), facts.system_id, settings);
     Ok(WalReceiver::spawn(options, store, Box::new(sink)))
 }
 
@@ -546,7 +551,7 @@ pub async fn attach(
     timeline: &crate::timeline::Timeline,
     connstr: &str,
     resume: bool,
-    connect_timeout: Option<Duration>,
+    settings: &ReceiverSettings,
 ) -> Result<(), WalSourceError> {
     let started = std::time::Instant::now();
     let _serial = timeline.wal_source_lock().lock().await;
@@ -626,7 +631,7 @@ pub async fn attach(
         &file,
         timeline.ingest_counters(),
         Arc::clone(timeline.commit_times()),
-        connect_timeout,
+        settings,
     )?;
     // Cumulative milliseconds after each step: where a slow attach waited.
     tracing::info!(timeline_id = %timeline.id(), connstr = %redact_password(connstr), %start_lsn, resume,
@@ -675,7 +680,7 @@ pub fn resume(
     tenant_dir: &Path,
     timeline: &Arc<crate::timeline::Timeline>,
     cancel: tokio_util::sync::CancellationToken,
-    connect_timeout: Option<Duration>,
+    settings: ReceiverSettings,
 ) -> Result<(), WalSourceError> {
     let paths = SourcePaths::new(tenant_dir, timeline.id());
     let file = match paths.read() {
@@ -710,7 +715,7 @@ pub fn resume(
             &file,
             timeline.ingest_counters(),
             Arc::clone(timeline.commit_times()),
-            connect_timeout,
+            &settings,
         ) {
             Ok(receiver) => {
                 tracing::info!(timeline_id = %timeline.id(), connstr = %redact_password(&file.connstr), "WAL source resumed");

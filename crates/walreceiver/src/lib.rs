@@ -9,6 +9,8 @@
 //! - [`receiver`]: [`WalReceiver`] (the loop, status, stop) and [`probe`].
 //! - `pipeline`: the store's writer (run by the streaming thread) and the
 //!   sink thread (neither runs on the shared async runtime).
+//! - [`placement`]: which CPUs the streaming thread runs on (near the
+//!   store's disk's completion interrupts by default).
 //! - `connection`, `protocol`, [`connstr`]: the replication connection, the
 //!   CopyBoth sub-protocol, connection strings.
 //!
@@ -30,11 +32,13 @@ mod connection;
 pub mod connstr;
 mod error;
 mod pipeline;
+pub mod placement;
 mod protocol;
 pub mod receiver;
 pub mod store;
 
 pub use error::{ReceiverError, SinkError};
+pub use placement::Placement;
 pub use postgres_wal::Lsn;
 pub use receiver::{probe, ReceiverOptions, ReceiverStatus, SourceInfo, WalReceiver, WalSink};
 pub use store::{ReadView, StoreError, WalStore};

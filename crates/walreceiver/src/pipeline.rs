@@ -41,6 +41,7 @@ use postgres_wal::Lsn;
 use tokio::sync::watch;
 
 use crate::error::{ReceiverError, SinkError};
+use crate::placement;
 use crate::store::{DetachedFiles, ReadView, WalStore};
 use crate::WalSink;
 
@@ -213,7 +214,10 @@ impl Pipeline {
         let (trim_queue, trimmed) = std::sync::mpsc::channel();
         let trim = std::thread::Builder::new()
             .name("wal-trim".to_owned())
-            .spawn(move || run_trim(&trimmed))?;
+            .spawn(move || {
+                placement::unpin_current_thread();
+                run_trim(&trimmed)
+            })?;
         let view: SharedView = Arc::new(Mutex::new(Arc::new(store.read_view())));
         let sink_view = view.clone();
         let sink_progress = progress.clone();
@@ -221,6 +225,7 @@ impl Pipeline {
             .name("wal-sink".to_owned())
             .spawn(move || {
                 raise_thread_priority();
+                placement::unpin_current_thread();
                 run_sink(sink, &sink_view, sink_from, &sink_progress)
             })?;
         let writer = Writer {

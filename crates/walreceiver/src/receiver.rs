@@ -13,7 +13,8 @@
 //! above the process's priority like the sink thread: every commit of an
 //! endpoint waits for it (to take the WAL off the socket, sync it and send
 //! the flush position back), and on the shared runtime's workers it queued
-//! behind whatever else they ran.
+//! behind whatever else they ran. By default it runs on the CPUs that take
+//! the store's disk's completion interrupts ([`crate::placement`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +31,7 @@ use crate::connection::Connection;
 use crate::connstr::ConnectionConfig;
 use crate::error::{ReceiverError, SinkError};
 use crate::pipeline::{self, Pipeline, Positions, Progress, SharedView, Writer};
+use crate::placement::{self, Placement};
 use crate::protocol::{self, ReplicationMessage, StandbyPositions};
 use crate::store::{ReadView, WalStore};
 
@@ -81,6 +83,9 @@ pub struct ReceiverOptions {
     pub backoff_min: Duration,
     /// Largest reconnect delay.
     pub backoff_max: Duration,
+    /// Which CPUs the streaming thread (whose fsyncs commits wait for) runs
+    /// on; see [`crate::placement`].
+    pub placement: Placement,
 }
 
 impl ReceiverOptions {
@@ -95,6 +100,7 @@ impl ReceiverOptions {
             status_interval: Duration::from_secs(1),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
+            placement: Placement::default(),
         }
     }
 }
@@ -253,6 +259,7 @@ fn run_on_own_thread(
                 pipeline::raise_thread_priority();
                 let taken = thread_work.lock().take();
                 if let Some((state, store, sink, done_tx)) = taken {
+                    placement::place_streaming_thread(&state.opts.placement, store.dir());
                     runtime.block_on(state.run(store, sink));
                     let _ = done_tx.send(());
                 }

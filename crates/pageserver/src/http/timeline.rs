@@ -212,13 +212,12 @@ pub async fn attach_wal_source(
     if body.connstr.trim().is_empty() {
         return Err(ApiError::bad_request("connstr must not be empty"));
     }
-    let connect_timeout = tenant.effective_config().connect_timeout();
     crate::wal_source::attach(
         tenant.dir(),
         &timeline,
         &body.connstr,
         body.resume,
-        connect_timeout,
+        &tenant.receiver_settings(),
     )
     .await?;
     Ok(Json(timeline.info()))

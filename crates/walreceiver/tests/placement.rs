@@ -1,0 +1,68 @@
+//! Where the receiver's threads run, against a real PostgreSQL 15 primary:
+//! the streaming thread, whose fsyncs every commit waits for, on the CPUs
+//! it was given; the sink and trim threads it starts on every CPU. A binary
+//! of its own, so no other test's receiver threads are in the process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use walreceiver::placement::{current_thread_cpus, format_cpu_list, CpuSet};
+use walreceiver::{Placement, WalReceiver, WalStore};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The `Cpus_allowed_list` of every thread of this process named `name`.
+fn threads_cpus(name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        if let Some(list) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        {
+            found.push(list.trim().to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn the_streaming_thread_runs_on_its_cpus_and_the_sink_everywhere() {
+    let cluster = sync_cluster();
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = current_thread_cpus().unwrap();
+    let last = *allowed.iter().next_back().unwrap();
+    let start = cluster.current_wal_lsn().unwrap();
+    let (sink, recorded) = RecordingSink::new(start);
+    let store = WalStore::open(&store_dir(dir.path())).unwrap();
+    let mut opts = options(&cluster);
+    opts.placement = Placement::Cpus(CpuSet::from([last]));
+    let receiver = WalReceiver::spawn(opts, store, sink);
+    wait_until("connection", WAIT, || receiver.status().connected);
+    // Commits still return: the pinned thread streams and syncs.
+    cluster
+        .psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i")
+        .unwrap();
+    let end = cluster.switch_wal().unwrap();
+    wait_until("WAL up to the switch", WAIT, || {
+        recorded.lock().end() >= end
+    });
+
+    assert_eq!(threads_cpus("wal-stream"), [last.to_string()]);
+    let everywhere = format_cpu_list(&allowed);
+    for name in ["wal-sink", "wal-trim"] {
+        assert_eq!(threads_cpus(name), [everywhere.as_str()], "{name}");
+    }
+    runtime.block_on(receiver.stop());
+}
