@@ -21,8 +21,10 @@
 //! of its nearest ancestor that has them), keeps those that carry its
 //! traffic (at least 1/16 of the busiest one's count in `/proc/interrupts`,
 //! which drops configuration and admin vectors) and returns their effective
-//! affinity. The parsing and the decision ([`choose`]) are pure functions;
-//! only [`interrupt_cpus`] and [`pin_current_thread`] touch the system.
+//! affinity. The thread is placed again at the start of every connection,
+//! so an interrupt moved since (by irqbalance, say) is followed at the next
+//! reconnect. The parsing and the decision ([`choose`]) are pure functions;
+//! [`interrupt_cpus`] reads the system, [`pin_current_thread`] changes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -424,8 +426,9 @@ pub fn pin_current_thread(cpus: &CpuSet) -> std::io::Result<()> {
 }
 
 /// Lets the calling thread run wherever the process may: threads started by
-/// the pinned streaming thread inherit its CPUs, and the sink's ingest work
-/// belongs on all of them, not on the one the commits wait for.
+/// the pinned streaming thread (the sink, the trim thread, the blocking
+/// pool of its runtime) inherit its CPUs, and their work belongs on all of
+/// them, not on the one the commits wait for.
 pub(crate) fn unpin_current_thread() {
     let unpinned = process_cpus().and_then(|cpus| pin_current_thread(&cpus));
     if let Err(error) = unpinned {
@@ -433,42 +436,63 @@ pub(crate) fn unpin_current_thread() {
     }
 }
 
-/// Applies `placement` to the calling thread (the streaming thread of the
-/// store in `store_dir`) and logs what was decided. Never fails: a thread
-/// that cannot be placed runs anywhere.
-pub(crate) fn place_streaming_thread(placement: &Placement, store_dir: &Path) {
-    let allowed = match current_thread_cpus() {
+/// Where [`place_streaming_thread`] put the calling thread, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The CPUs it may run on now; `None`: every CPU the process may use.
+    pub(crate) cpus: Option<CpuSet>,
+    /// Why, for the log.
+    pub(crate) reason: String,
+}
+
+/// Places the calling thread (the streaming thread of the store in
+/// `store_dir`) as `placement` says. Called at the start of every
+/// connection, so an interrupt moved since (by irqbalance, say) is followed
+/// at the next reconnect. Never fails: a thread that cannot be placed runs
+/// where it ran.
+pub(crate) fn place_streaming_thread(placement: &Placement, store_dir: &Path) -> Placed {
+    let anywhere = |reason: String| Placed { cpus: None, reason };
+    if *placement == Placement::Anywhere {
+        return anywhere("wal_stream_cpus = any".to_owned());
+    }
+    let allowed = match process_cpus() {
         Ok(allowed) => allowed,
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the CPUs the WAL streaming thread may use");
-            return;
-        }
+        Err(error) => return anywhere(format!("cannot read the process's CPUs: {error}")),
     };
-    let target = match placement {
-        Placement::Anywhere => return,
-        Placement::Cpus(cpus) => Some(cpus.intersection(&allowed).copied().collect::<CpuSet>())
-            .filter(|cpus| !cpus.is_empty()),
-        Placement::NearDiskInterrupts => match interrupt_cpus(store_dir, &KernelViews::default()) {
+    let (target, reason) = match placement {
+        Placement::Cpus(cpus) => {
+            let usable: CpuSet = cpus.intersection(&allowed).copied().collect();
+            let reason = format!("wal_stream_cpus = {}", format_cpu_list(cpus));
+            ((!usable.is_empty()).then_some(usable), reason)
+        }
+        _ => match interrupt_cpus(store_dir, &KernelViews::default()) {
             Ok(found) => {
                 let near = choose(&found.interrupts, &allowed);
-                tracing::info!(disks = ?found.disks, interrupts = ?found.interrupts,
-                        near = ?near.as_ref().map(format_cpu_list),
-                        "where the WAL store's disk completes its I/O");
-                near
+                let irqs: Vec<String> = found
+                    .interrupts
+                    .iter()
+                    .map(|irq| {
+                        let cpus = format_cpu_list(&irq.cpus);
+                        format!("IRQ {} on CPU {cpus}, {} times", irq.number, irq.count)
+                    })
+                    .collect();
+                let reason = format!(
+                    "completion interrupts of disk {}: {}",
+                    found.disks.join(","),
+                    irqs.join("; ")
+                );
+                (near, reason)
             }
-            Err(error) => {
-                tracing::info!(%error, "WAL streaming thread left unpinned");
-                None
-            }
+            Err(error) => (None, error.to_string()),
         },
     };
-    let Some(target) = target else {
-        return;
-    };
-    match pin_current_thread(&target) {
-        Ok(()) => tracing::info!(cpus = %format_cpu_list(&target), store = %store_dir.display(),
-            "WAL streaming thread pinned"),
-        Err(error) => tracing::warn!(%error, "cannot pin the WAL streaming thread"),
+    let pinned = pin_current_thread(target.as_ref().unwrap_or(&allowed));
+    match pinned {
+        Ok(()) => Placed {
+            cpus: target,
+            reason,
+        },
+        Err(error) => anywhere(format!("cannot set the thread's CPUs: {error}")),
     }
 }
 

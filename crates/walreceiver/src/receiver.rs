@@ -259,7 +259,6 @@ fn run_on_own_thread(
                 pipeline::raise_thread_priority();
                 let taken = thread_work.lock().take();
                 if let Some((state, store, sink, done_tx)) = taken {
-                    placement::place_streaming_thread(&state.opts.placement, store.dir());
                     runtime.block_on(state.run(store, sink));
                     let _ = done_tx.send(());
                 }
@@ -367,6 +366,7 @@ impl LoopState {
                 Err(join) => return self.finish(Some(format!("replay panicked: {join}"))),
             };
         let stream_from = prepared.stream_from;
+        let store_dir = prepared.store.dir().to_owned();
         let progress = Progress::new(
             prepared.positions,
             prepared.sink_from,
@@ -378,7 +378,7 @@ impl LoopState {
             Err(error) => return self.finish(Some(format!("cannot start WAL threads: {error}"))),
         };
         *self.view_slot.lock() = Some(pipeline.view.clone());
-        self.stream_until_stopped(&mut writer, &progress, stream_from)
+        self.stream_until_stopped(&mut writer, &progress, stream_from, &store_dir)
             .await;
         // What was received last becomes durable too (the walsender may
         // resend it, but need not on a source that went away).
@@ -418,11 +418,22 @@ impl LoopState {
         writer: &mut Writer,
         progress: &Arc<Progress>,
         start: Lsn,
+        store_dir: &std::path::Path,
     ) {
         let mut next_lsn = start;
         self.status.lock().write_lsn = start;
         let mut backoff = self.opts.backoff_min;
+        let mut placed = None;
         loop {
+            let now = placement::place_streaming_thread(&self.opts.placement, store_dir);
+            if placed.as_ref() != Some(&now) {
+                let cpus = now.cpus.as_ref().map_or("every CPU".to_owned(), |cpus| {
+                    format!("CPU {}", placement::format_cpu_list(cpus))
+                });
+                tracing::info!(store = %store_dir.display(), reason = %now.reason,
+                    "WAL streaming thread runs on {cpus}");
+                placed = Some(now);
+            }
             let before = next_lsn;
             let outcome = self.session(writer, progress, &mut next_lsn).await;
             self.status.lock().connected = false;

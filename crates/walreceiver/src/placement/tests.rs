@@ -235,20 +235,33 @@ fn a_thread_is_pinned_to_the_cpus_it_is_given() {
     std::thread::spawn(move || {
         let allowed = current_thread_cpus().unwrap();
         let last = *allowed.iter().next_back().unwrap();
-        place_streaming_thread(&Placement::Cpus(cpus(&[last, MAX_CPU])), &dir);
+        let placed = place_streaming_thread(&Placement::Cpus(cpus(&[last, MAX_CPU])), &dir);
+        assert_eq!(placed.cpus, Some(cpus(&[last])));
         assert_eq!(current_thread_cpus().unwrap(), cpus(&[last]));
-        // `any` leaves the thread as it is; `auto` pins at most within
-        // what the thread may use.
-        place_streaming_thread(&Placement::Anywhere, &dir);
+        // `any` leaves the thread as it is.
+        let placed = place_streaming_thread(&Placement::Anywhere, &dir);
+        assert_eq!(placed.cpus, None);
         assert_eq!(current_thread_cpus().unwrap(), cpus(&[last]));
         // A thread it starts inherits the pin until it lets go of it.
+        let all = allowed.clone();
         std::thread::spawn(move || {
             assert_eq!(current_thread_cpus().unwrap(), cpus(&[last]));
             unpin_current_thread();
-            assert_eq!(current_thread_cpus().unwrap(), allowed);
+            assert_eq!(current_thread_cpus().unwrap(), all);
         })
         .join()
         .unwrap();
+        // `auto` decides from all the process's CPUs, not the pinned one,
+        // and lets go of the pin when the interrupts give no reason for it.
+        let placed = place_streaming_thread(&Placement::NearDiskInterrupts, &dir);
+        let expected = placed.cpus.unwrap_or_else(|| allowed.clone());
+        assert_eq!(
+            current_thread_cpus().unwrap(),
+            expected,
+            "{}",
+            placed.reason
+        );
+        assert!(expected.is_subset(&allowed));
     })
     .join()
     .unwrap();
