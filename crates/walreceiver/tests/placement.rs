@@ -1,6 +1,7 @@
 //! Where the receiver's threads run, against a real PostgreSQL 15 primary:
 //! the streaming thread, whose fsyncs every commit waits for, on the CPUs
-//! it was given; the sink and trim threads it starts on every CPU. A binary
+//! it was given, in the real-time class; the sink and trim threads it
+//! starts on every CPU, in the normal class. A binary
 //! of its own, so no other test's receiver threads are in the process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,6 +15,31 @@ use walreceiver::placement::{current_thread_cpus, format_cpu_list, CpuSet};
 use walreceiver::{Placement, WalReceiver, WalStore};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The scheduling policy of every thread of this process named `name`
+/// (field 41 of its `stat`: 0 normal, 1 `SCHED_FIFO`).
+fn threads_policy(name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at 3.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        found.push(
+            after_name
+                .split_whitespace()
+                .nth(41 - 3)
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    found
+}
 
 /// The `Cpus_allowed_list` of every thread of this process named `name`.
 fn threads_cpus(name: &str) -> Vec<String> {
@@ -63,6 +89,14 @@ fn the_streaming_thread_runs_on_its_cpus_and_the_sink_everywhere() {
     let everywhere = format_cpu_list(&allowed);
     for name in ["wal-sink", "wal-trim"] {
         assert_eq!(threads_cpus(name), [everywhere.as_str()], "{name}");
+        assert_eq!(threads_policy(name), [0], "{name}");
+    }
+    // Pinned, it preempts instead of waiting (where the process may).
+    // SAFETY: no preconditions.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        assert_eq!(threads_policy("wal-stream"), [1]);
     }
     runtime.block_on(receiver.stop());
 }
