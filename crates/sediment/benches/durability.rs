@@ -37,7 +37,8 @@
 //! loaded machine (or under `nice`) only the ratios are indicative.
 //! `SEDIMENT_BENCH_SKIP_B=1` runs part A only. It first prints what an
 //! fdatasync costs this disk back to back and after a short idle (see
-//! `main`). `SEDIMENT_BENCH_CPU=1` also prints, for every run of part A, where the
+//! `main`), and after a short idle on the CPU that takes the disk's
+//! completion interrupts and on another one. `SEDIMENT_BENCH_CPU=1` also prints, for every run of part A, where the
 //! machine's CPU went: per Postgres process kind (backend, walsender,
 //! walwriter, ...), per pageserver thread, and pgbench.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -375,6 +376,39 @@ fn append_sync_micros(dir: &Path, count: u32, idle: Duration) -> f64 {
     total.as_secs_f64() * 1e6 / f64::from(count)
 }
 
+/// Where the disk's completion interrupts land, and what an fdatasync after
+/// 0.3 ms idle costs on a thread there and on one elsewhere: why the
+/// pageserver pins its WAL streaming thread (`walreceiver::placement`).
+fn print_interrupt_cpu_effect(dir: &Path) {
+    use walreceiver::placement::{self, format_cpu_list, KernelViews};
+    let allowed = placement::current_thread_cpus().unwrap();
+    let near = placement::interrupt_cpus(dir, &KernelViews::default())
+        .ok()
+        .and_then(|found| placement::choose(&found.interrupts, &allowed));
+    let Some(near) = near else {
+        println!("disk: its completion interrupts reach every CPU; the WAL streaming thread is not pinned");
+        return;
+    };
+    let far = allowed.difference(&near).next().copied();
+    let on = |cpus: placement::CpuSet| {
+        let dir = dir.to_owned();
+        std::thread::spawn(move || {
+            placement::pin_current_thread(&cpus).unwrap();
+            append_sync_micros(&dir, 300, Duration::from_micros(300))
+        })
+        .join()
+        .unwrap()
+    };
+    let near_micros = on(near.clone());
+    let far_micros = far.map(|cpu| on([cpu].into()));
+    println!(
+        "disk: completion interrupts on CPU {}: fdatasync after 0.3 ms idle {near_micros:.0} µs there, {} µs on CPU {}",
+        format_cpu_list(&near),
+        far_micros.map_or("-".to_owned(), |micros| format!("{micros:.0}")),
+        far.map_or("-".to_owned(), |cpu| cpu.to_string()),
+    );
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
@@ -481,6 +515,7 @@ fn main() {
         append_sync_micros(scratch.path(), 2000, Duration::ZERO),
         append_sync_micros(scratch.path(), 300, Duration::from_micros(300)),
     );
+    print_interrupt_cpu_effect(scratch.path());
 
     // Part A: pgbench TPC-B, interleaved.
     for (_, server) in &servers[..3] {
