@@ -16,49 +16,50 @@ use walreceiver::{Placement, WalReceiver, WalStore};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The `/proc` directories of this process's threads named `name`.
+fn threads_named(name: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .map(|task| task.unwrap().path())
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            comm.trim() == name
+        })
+        .collect()
+}
+
 /// The scheduling policy of every thread of this process named `name`
 /// (field 41 of its `stat`: 0 normal, 1 `SCHED_FIFO`).
 fn threads_policy(name: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at 3.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        found.push(
+    threads_named(name)
+        .iter()
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // Fields after the command name (which may hold spaces) start at 3.
+            let after_name = stat.rsplit_once(')').unwrap().1;
             after_name
                 .split_whitespace()
                 .nth(41 - 3)
                 .unwrap()
                 .parse()
-                .unwrap(),
-        );
-    }
-    found
+                .unwrap()
+        })
+        .collect()
 }
 
 /// The `Cpus_allowed_list` of every thread of this process named `name`.
 fn threads_cpus(name: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
-        if let Some(list) = status
-            .lines()
-            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-        {
-            found.push(list.trim().to_owned());
-        }
-    }
-    found
+    threads_named(name)
+        .iter()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.join("status")).unwrap();
+            let list = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+                .unwrap();
+            list.trim().to_owned()
+        })
+        .collect()
 }
 
 #[test]
