@@ -132,7 +132,8 @@ pub struct PageServerConf {
     /// endpoints' commits wait for): `auto`, the CPUs that take the
     /// completion interrupts of the disk holding the WAL, when those are
     /// fewer than all (a single-queue virtio disk); `any`; or a CPU list
-    /// such as `1` or `0-3,6`. See `walreceiver::placement`.
+    /// such as `1` or `0-3,6`. A pinned thread runs in `SCHED_FIFO` where
+    /// the process may. See `walreceiver::placement`.
     pub wal_stream_cpus: String,
 }
 
