@@ -78,6 +78,8 @@ pub fn start(workdir: &Workdir) -> anyhow::Result<u32> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // What this start writes to the (appended) log begins here.
+    let log_start = log.metadata().map_or(0, |metadata| metadata.len());
     let log_err = log
         .try_clone()
         .context("cannot duplicate the log file handle")?;
@@ -88,9 +90,13 @@ pub fn start(workdir: &Workdir) -> anyhow::Result<u32> {
     while started.elapsed() < START_TIMEOUT {
         if let Some(status) = child.try_wait().context("cannot watch the pageserver")? {
             let _ = std::fs::remove_file(dir.join(PID_FILE));
+            let written = std::fs::read(&log_path)
+                .ok()
+                .and_then(|bytes| bytes.get(log_start as usize..).map(<[u8]>::to_vec))
+                .unwrap_or_default();
             bail!(
-                "the pageserver exited at startup ({status}); last log lines:\n{}",
-                log_tail(&log_path)
+                "the pageserver exited at startup ({status}): {}",
+                startup_failure(&String::from_utf8_lossy(&written))
             );
         }
         if client.is_up() {
@@ -148,8 +154,51 @@ pub fn stop(workdir: &Workdir) -> anyhow::Result<Option<Pid>> {
     )
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
+/// What a pageserver that exited at startup wrote about why: the error it
+/// returned (`Error: ...` and its `Caused by:` chain, without the stack
+/// backtrace `RUST_BACKTRACE` adds), else the last lines of its log.
+fn startup_failure(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(first) = lines.iter().rposition(|line| line.starts_with("Error: ")) {
+        return lines[first..]
+            .iter()
+            .take_while(|line| !line.starts_with("Stack backtrace:"))
+            .map(|line| line.trim())
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    format!(
+        "last log lines:\n{}",
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_failure;
+
+    #[test]
+    fn a_startup_error_is_reported_without_its_backtrace() {
+        let log = "\
+INFO pageserver: starting
+Error: invalid pageserver configuration: wal_stream_cpus: \"x\" is not a CPU placement
+
+Caused by:
+    0: bad value
+
+Stack backtrace:
+   0: anyhow::error::<impl core::convert::From<E> for anyhow::Error>::from
+   1: pageserver::main
+";
+        assert_eq!(
+            startup_failure(log),
+            "Error: invalid pageserver configuration: wal_stream_cpus: \"x\" is not a CPU placement Caused by: 0: bad value"
+        );
+        let panicked = "line 1\nthread 'main' panicked at src/main.rs:1:1:\nboom\n";
+        assert_eq!(
+            startup_failure(panicked),
+            format!("last log lines:\n{}", panicked.trim_end())
+        );
+    }
 }
