@@ -166,7 +166,9 @@ fn startup_failure(log: &str) -> String {
             .map(|line| line.trim())
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" ")
+            .trim_start_matches("Error: ")
+            .to_owned();
     }
     format!(
         "last log lines:\n{}",
@@ -193,7 +195,7 @@ Stack backtrace:
 ";
         assert_eq!(
             startup_failure(log),
-            "Error: invalid pageserver configuration: wal_stream_cpus: \"x\" is not a CPU placement Caused by: 0: bad value"
+            "invalid pageserver configuration: wal_stream_cpus: \"x\" is not a CPU placement Caused by: 0: bad value"
         );
         let panicked = "line 1\nthread 'main' panicked at src/main.rs:1:1:\nboom\n";
         assert_eq!(
