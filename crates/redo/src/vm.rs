@@ -58,6 +58,22 @@ pub struct VmClear {
 /// The VM bit clears `record` implies (empty for records that imply none).
 pub fn vm_changes(record: &DecodedRecord) -> Result<Vec<VmClear>, RedoError> {
     let mut out = Vec::new();
+    vm_changes_into(record, &mut out)?;
+    Ok(out)
+}
+
+/// [`vm_changes`] into `out` (cleared first), reusing its allocation; on
+/// error `out` is left empty.
+pub fn vm_changes_into(record: &DecodedRecord, out: &mut Vec<VmClear>) -> Result<(), RedoError> {
+    out.clear();
+    let found = vm_changes_to(record, out);
+    if found.is_err() {
+        out.clear();
+    }
+    found
+}
+
+fn vm_changes_to(record: &DecodedRecord, out: &mut Vec<VmClear>) -> Result<(), RedoError> {
     let mut push = |block_id: u8, bits: u8| -> Result<(), RedoError> {
         let block = record.block(block_id).ok_or(RedoError::NoBlock(block_id))?;
         out.push(VmClear {
@@ -101,7 +117,7 @@ pub fn vm_changes(record: &DecodedRecord) -> Result<Vec<VmClear>, RedoError> {
         },
         _ => {}
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Applies a [`VmClear`] to its VM page (`visibilitymap_clear`; a page never
@@ -206,7 +222,19 @@ mod record_tests {
                 clear_bits: VALID_BITS
             }]
         );
+        // Into a reused vector: the earlier record's clears are gone.
+        let mut reused = changes.clone();
+        vm_changes_into(&record, &mut reused).unwrap();
+        assert_eq!(reused, changes);
         record.main_data[7] = 0;
         assert!(vm_changes(&record).unwrap().is_empty());
+        vm_changes_into(&record, &mut reused).unwrap();
+        assert!(reused.is_empty());
+        // A record naming no block 0: an error, and nothing left behind.
+        record.main_data[7] = XLH_DELETE_ALL_VISIBLE_CLEARED;
+        record.blocks[0].block_id = 1;
+        let mut reused = changes;
+        assert!(vm_changes_into(&record, &mut reused).is_err());
+        assert!(reused.is_empty());
     }
 }

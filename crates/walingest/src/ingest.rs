@@ -246,7 +246,7 @@ impl WalIngest {
                 ))
             }
         };
-        derive(decoded, start_lsn, &mut self.slab)?;
+        derive(decoded, &mut self.slab);
         let mut checkpoint = match self.checkpoint.take() {
             Some(state) => state,
             None => {

@@ -1,10 +1,11 @@
 //! The part of ingesting a record that depends on the record alone:
-//! decoding it ([`decode_only`], [`decode_in_place`], which a decoding
-//! thread runs ahead of the thread that applies records, see
-//! [`crate::pipelined`]), then encoding the stored form of each block
-//! natively redone from it and the visibility-map bits it clears
-//! ([`derive`], on the applying thread). [`crate::WalIngest`] does the
-//! rest, which needs the timeline's state.
+//! decoding it and finding the visibility-map bits it clears
+//! ([`decode_only`], [`decode_in_place`], which a decoding thread runs
+//! ahead of the thread that applies records, see [`crate::pipelined`]),
+//! then encoding the stored form of each block natively redone from it
+//! ([`derive`], on the applying thread, which owns the slab the stored
+//! forms are cut from). [`crate::WalIngest`] does the rest, which needs
+//! the timeline's state.
 
 use bytes::Bytes;
 use postgres_wal::record::DecodedRecord;
@@ -35,9 +36,10 @@ pub(crate) struct Decoded {
     /// record for that block, for blocks of a natively redone manager
     /// without an image; `None` for the others.
     pub stored: SmallVec<[Option<Bytes>; 2]>,
-    /// The VM bits a heap record clears on pages it does not register.
+    /// The VM bits a heap record clears on pages it does not register
+    /// (found when the record is decoded).
     pub vm_clears: Vec<VmClear>,
-    /// Whether `stored` and `vm_clears` are filled in ([`derive`]).
+    /// Whether `stored` is filled in ([`derive`]).
     pub derived: bool,
 }
 
@@ -53,7 +55,7 @@ impl PreparedRecord {
     }
 }
 
-/// Decodes `raw` (the derived parts are left to [`derive`]).
+/// Decodes `raw` (the stored forms are left to [`derive`]).
 pub(crate) fn decode_only(raw: &RawRecord<'_>) -> PreparedRecord {
     let decoded = raw
         .decode()
@@ -61,11 +63,15 @@ pub(crate) fn decode_only(raw: &RawRecord<'_>) -> PreparedRecord {
             lsn: raw.start_lsn,
             reason: e.to_string(),
         })
-        .map(|record| Decoded {
-            record,
-            stored: SmallVec::new(),
-            vm_clears: Vec::new(),
-            derived: false,
+        .and_then(|record| {
+            let mut decoded = Decoded {
+                record,
+                stored: SmallVec::new(),
+                vm_clears: Vec::new(),
+                derived: false,
+            };
+            find_vm_clears(&mut decoded, raw.start_lsn)?;
+            Ok(decoded)
         });
     PreparedRecord {
         start_lsn: raw.start_lsn,
@@ -90,23 +96,42 @@ pub(crate) fn decode_in_place(raw: &RawRecord<'_>, slot: &mut PreparedRecord) {
     decoded.stored.clear();
     decoded.vm_clears.clear();
     decoded.derived = false;
-    if let Err(e) = raw.decode_into(&mut decoded.record) {
-        slot.decoded = Err(IngestError::Malformed {
+    let outcome = raw
+        .decode_into(&mut decoded.record)
+        .map_err(|e| IngestError::Malformed {
             lsn: raw.start_lsn,
             reason: e.to_string(),
-        });
+        })
+        .and_then(|()| find_vm_clears(decoded, raw.start_lsn));
+    if let Err(error) = outcome {
+        slot.decoded = Err(error);
     }
 }
 
-/// Fills in the stored forms (cut from `slab`) and VM clears of a record
-/// decoded by [`decode_only`] (that starts at `lsn`), once.
-pub(crate) fn derive(
-    decoded: &mut Decoded,
-    lsn: Lsn,
-    slab: &mut ValueSlab,
-) -> Result<(), IngestError> {
+/// Fills in `decoded.vm_clears` (of a record that starts at `lsn`). On the
+/// decoding thread rather than in [`derive`]: it needs the record alone,
+/// and the applying thread is the busier one.
+fn find_vm_clears(decoded: &mut Decoded, lsn: Lsn) -> Result<(), IngestError> {
+    let record = &decoded.record;
+    if matches!(
+        RmgrId::from_u8(record.rmid),
+        Some(RmgrId::Heap | RmgrId::Heap2)
+    ) {
+        redo::vm::vm_changes_into(record, &mut decoded.vm_clears).map_err(|e| {
+            IngestError::Malformed {
+                lsn,
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Fills in the stored forms (cut from `slab`) of a record decoded by
+/// [`decode_only`], once.
+pub(crate) fn derive(decoded: &mut Decoded, slab: &mut ValueSlab) {
     if decoded.derived {
-        return Ok(());
+        return;
     }
     let record = &decoded.record;
     let native = redo::is_native(record.rmid);
@@ -117,15 +142,5 @@ pub(crate) fn derive(
                 .then(|| stored_record::encode_in(block.block_id, record, slab)),
         );
     }
-    if matches!(
-        RmgrId::from_u8(record.rmid),
-        Some(RmgrId::Heap | RmgrId::Heap2)
-    ) {
-        decoded.vm_clears = redo::vm::vm_changes(record).map_err(|e| IngestError::Malformed {
-            lsn,
-            reason: e.to_string(),
-        })?;
-    }
     decoded.derived = true;
-    Ok(())
 }
