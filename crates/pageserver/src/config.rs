@@ -134,7 +134,8 @@ pub struct PageServerConf {
     /// fewer than all (a single-queue virtio disk); `any`; or a CPU list
     /// such as `1` or `0-3,6`. A pinned thread runs in `SCHED_FIFO` where
     /// the process may. See `walreceiver::placement`.
-    pub wal_stream_cpus: String,
+    #[serde(with = "placement_setting")]
+    pub wal_stream_cpus: Placement,
 }
 
 impl Default for PageServerConf {
@@ -153,7 +154,7 @@ impl Default for PageServerConf {
             pg_auth_type: AuthType::None,
             ssl_cert_file: None,
             ssl_key_file: None,
-            wal_stream_cpus: Placement::default().to_string(),
+            wal_stream_cpus: Placement::default(),
         }
     }
 }
@@ -235,16 +236,7 @@ impl PageServerConf {
         if let Some(eviction) = &conf.disk_usage_based_eviction {
             eviction.validate().map_err(ConfigError::Invalid)?;
         }
-        conf.wal_stream_cpus
-            .parse::<Placement>()
-            .map_err(|error| ConfigError::Invalid(format!("wal_stream_cpus: {error}")))?;
         Ok(conf)
-    }
-
-    /// `wal_stream_cpus` (checked when the settings were loaded; the default
-    /// if it was changed to something invalid since).
-    pub fn wal_stream_placement(&self) -> Placement {
-        self.wal_stream_cpus.parse().unwrap_or_default()
     }
 
     /// The settings as TOML text (what `sediment init` writes).
@@ -276,6 +268,48 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError
     }
     current.insert(last.to_owned(), value);
     Ok(())
+}
+
+/// `wal_stream_cpus` in TOML: its text (`"auto"`, `"any"`, `"0-3,6"`), or
+/// one CPU's number as an integer (`wal_stream_cpus = 1`, which is also what
+/// the override `-c wal_stream_cpus=1` reads as).
+mod placement_setting {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use walreceiver::Placement;
+
+    pub fn serialize<S: Serializer>(placement: &Placement, to: S) -> Result<S::Ok, S::Error> {
+        to.collect_str(placement)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Placement, D::Error> {
+        from.deserialize_any(PlacementVisitor)
+    }
+
+    struct PlacementVisitor;
+
+    impl Visitor<'_> for PlacementVisitor {
+        type Value = Placement;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "wal_stream_cpus: \"auto\", \"any\" or a CPU list such as \"1\" or \"0-3,6\"",
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Placement, E> {
+            text.parse()
+                .map_err(|error| E::custom(format!("wal_stream_cpus: {error}")))
+        }
+
+        fn visit_i64<E: de::Error>(self, cpu: i64) -> Result<Placement, E> {
+            self.visit_str(&cpu.to_string())
+        }
+
+        fn visit_u64<E: de::Error>(self, cpu: u64) -> Result<Placement, E> {
+            self.visit_str(&cpu.to_string())
+        }
+    }
 }
 
 /// A value in TOML syntax (`5`, `true`, `"x"`), else the text itself as a
@@ -352,19 +386,37 @@ mod tests {
         let load =
             |value: &str| PageServerConf::load(dir.path(), &[format!("wal_stream_cpus={value}")]);
         assert_eq!(
-            PageServerConf::default().wal_stream_placement(),
+            PageServerConf::default().wal_stream_cpus,
             Placement::NearDiskInterrupts
         );
+        assert_eq!(load("any").unwrap().wal_stream_cpus, Placement::Anywhere);
         assert_eq!(
-            load("any").unwrap().wal_stream_placement(),
-            Placement::Anywhere
-        );
-        assert_eq!(
-            load("0-1,3").unwrap().wal_stream_placement(),
+            load("0-1,3").unwrap().wal_stream_cpus,
             Placement::Cpus([0, 1, 3].into())
         );
-        let error = load("everywhere").unwrap_err();
-        assert!(error.to_string().contains("wal_stream_cpus"), "{error}");
+        // One CPU reads as a TOML integer, in an override as in the file.
+        assert_eq!(
+            load("1").unwrap().wal_stream_cpus,
+            Placement::Cpus([1].into())
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE_NAME), "wal_stream_cpus = 0\n").unwrap();
+        let from_file = PageServerConf::load(dir.path(), &[]).unwrap();
+        assert_eq!(from_file.wal_stream_cpus, Placement::Cpus([0].into()));
+        // What `sediment init` writes reads back the same.
+        let written = PageServerConf {
+            wal_stream_cpus: Placement::Cpus([0, 2, 3].into()),
+            ..PageServerConf::default()
+        };
+        std::fs::write(dir.path().join(CONFIG_FILE_NAME), written.to_toml()).unwrap();
+        assert_eq!(PageServerConf::load(dir.path(), &[]).unwrap(), written);
+        std::fs::remove_file(dir.path().join(CONFIG_FILE_NAME)).unwrap();
+        for bad in ["everywhere", "-1", "true", "1.5"] {
+            let error = load(bad).unwrap_err();
+            assert!(
+                error.to_string().contains("wal_stream_cpus"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -512,7 +512,7 @@ impl Tenant {
     pub fn receiver_settings(&self) -> crate::wal_source::ReceiverSettings {
         crate::wal_source::ReceiverSettings {
             connect_timeout: self.effective_config().connect_timeout(),
-            placement: self.conf.wal_stream_placement(),
+            placement: self.conf.wal_stream_cpus.clone(),
         }
     }
 

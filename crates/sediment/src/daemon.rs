@@ -90,13 +90,9 @@ pub fn start(workdir: &Workdir) -> anyhow::Result<u32> {
     while started.elapsed() < START_TIMEOUT {
         if let Some(status) = child.try_wait().context("cannot watch the pageserver")? {
             let _ = std::fs::remove_file(dir.join(PID_FILE));
-            let written = std::fs::read(&log_path)
-                .ok()
-                .and_then(|bytes| bytes.get(log_start as usize..).map(<[u8]>::to_vec))
-                .unwrap_or_default();
             bail!(
                 "the pageserver exited at startup ({status}): {}",
-                startup_failure(&String::from_utf8_lossy(&written))
+                startup_failure(&read_from(&log_path, log_start))
             );
         }
         if client.is_up() {
@@ -157,6 +153,21 @@ pub fn stop(workdir: &Workdir) -> anyhow::Result<Option<Pid>> {
 /// What a pageserver that exited at startup wrote about why: the error it
 /// returned (`Error: ...` and its `Caused by:` chain, without the stack
 /// backtrace `RUST_BACKTRACE` adds), else the last lines of its log.
+/// What `path` holds from byte `start` on (empty if it cannot be read): the
+/// log lines of this start, not those of every earlier one.
+fn read_from(path: &Path, start: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(start))?;
+        file.read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
 fn startup_failure(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     if let Some(first) = lines.iter().rposition(|line| line.starts_with("Error: ")) {
@@ -178,7 +189,17 @@ fn startup_failure(log: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::startup_failure;
+    use super::{read_from, startup_failure};
+
+    #[test]
+    fn only_what_this_start_wrote_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("pageserver.log");
+        std::fs::write(&log, "Error: an earlier start\nError: this start\n").unwrap();
+        assert_eq!(read_from(&log, 24), "Error: this start\n");
+        assert_eq!(read_from(&log, 1000), "");
+        assert_eq!(read_from(&dir.path().join("missing"), 0), "");
+    }
 
     #[test]
     fn a_startup_error_is_reported_without_its_backtrace() {
