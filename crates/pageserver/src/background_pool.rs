@@ -66,28 +66,9 @@ fn pool() -> Option<&'static Runtime> {
 /// seccomp filter, say) leaves it at normal priority, which is only slower
 /// for commits.
 fn lower_own_priority() {
-    let target = own_nice().max(BACKGROUND_NICE);
-    // SAFETY: setpriority takes plain integers and touches no memory of
-    // ours; with PRIO_PROCESS and 0 Linux applies it to the calling thread.
-    #[allow(unsafe_code)]
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) };
-    if result != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a layer-work thread's priority");
+    if let Err(error) = threadsched::lower_to(BACKGROUND_NICE) {
+        tracing::debug!(%error, "cannot lower a layer-work thread's priority");
     }
-}
-
-/// The calling thread's nice value (0 if it cannot be read).
-fn own_nice() -> i32 {
-    // getpriority returns the nice value, and -1 both for nice -1 and for an
-    // error; /proc says which without that ambiguity.
-    std::fs::read_to_string("/proc/thread-self/stat")
-        .ok()
-        .and_then(|stat| {
-            let (_, fields) = stat.rsplit_once(") ")?;
-            // Field 19 of the line, the 17th after the name.
-            fields.split_whitespace().nth(16)?.parse().ok()
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -96,15 +77,15 @@ mod tests {
 
     #[tokio::test]
     async fn layer_work_runs_at_background_priority_and_the_caller_does_not() {
-        let caller = own_nice();
+        let caller = threadsched::current_nice().unwrap();
         let (nice, name) = spawn_blocking(|| {
             let name = std::thread::current().name().map(str::to_owned);
-            (own_nice(), name)
+            (threadsched::current_nice().unwrap(), name)
         })
         .await
         .unwrap();
         assert_eq!(nice, caller.max(BACKGROUND_NICE));
         assert_eq!(name.as_deref(), Some("layer-work"));
-        assert_eq!(own_nice(), caller);
+        assert_eq!(threadsched::current_nice().unwrap(), caller);
     }
 }

@@ -38,9 +38,10 @@
 //! `SEDIMENT_BENCH_SKIP_B=1` runs part A only. It first prints what an
 //! fdatasync costs this disk back to back and after a short idle (see
 //! `main`), and after a short idle on the CPU that takes the disk's
-//! completion interrupts and on another one. `SEDIMENT_BENCH_CPU=1` also prints, for every run of part A, where the
-//! machine's CPU went: per Postgres process kind (backend, walsender,
-//! walwriter, ...), per pageserver thread, and pgbench.
+//! completion interrupts and on another one. `SEDIMENT_BENCH_CPU=1` also
+//! prints, for every run of part A, where the machine's CPU went: per
+//! Postgres process kind (backend, walsender, walwriter, ...), per
+//! pageserver thread, and pgbench.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -380,8 +381,9 @@ fn append_sync_micros(dir: &Path, count: u32, idle: Duration) -> f64 {
 /// 0.3 ms idle costs on a thread there and on one elsewhere: why the
 /// pageserver pins its WAL streaming thread (`walreceiver::placement`).
 fn print_interrupt_cpu_effect(dir: &Path) {
-    use walreceiver::placement::{self, format_cpu_list, KernelViews};
-    let allowed = placement::current_thread_cpus().unwrap();
+    use threadsched::{format_cpu_list, CpuSet};
+    use walreceiver::placement::{self, KernelViews};
+    let allowed = threadsched::current_thread_cpus().unwrap();
     let near = placement::interrupt_cpus(dir, &KernelViews::default())
         .ok()
         .and_then(|found| placement::choose(&found.interrupts, &allowed));
@@ -390,10 +392,10 @@ fn print_interrupt_cpu_effect(dir: &Path) {
         return;
     };
     let far = allowed.difference(&near).next().copied();
-    let on = |cpus: placement::CpuSet| {
+    let on = |cpus: CpuSet| {
         let dir = dir.to_owned();
         std::thread::spawn(move || {
-            placement::pin_current_thread(&cpus).unwrap();
+            threadsched::pin_current_thread(&cpus).unwrap();
             append_sync_micros(&dir, 300, Duration::from_micros(300))
         })
         .join()

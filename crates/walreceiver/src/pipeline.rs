@@ -388,35 +388,10 @@ const PRIORITY_STEPS: i32 = 5;
 /// with Postgres they otherwise queue behind its busy backends for a
 /// scheduler slice (the p99 of `replay_lag` was ~17 ms with a p50 of
 /// 0.6 ms). Needs `CAP_SYS_NICE`; without it the thread keeps its priority.
-#[allow(unsafe_code)]
 pub(crate) fn raise_thread_priority() {
-    let Some((tid, _)) = thread_nice() else {
-        return;
-    };
-    // SAFETY: a plain system call; for a process id it reads the nice value
-    // of the thread whose id is the process id, the main thread.
-    let process = unsafe { libc::getpriority(libc::PRIO_PROCESS, std::process::id()) };
-    let wanted = (process - PRIORITY_STEPS).max(-20);
-    // SAFETY: a plain system call on the calling thread's id.
-    let refused = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, wanted) } != 0;
-    if refused {
-        tracing::debug!(
-            "WAL thread keeps its priority: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(error) = threadsched::raise_above_process(PRIORITY_STEPS) {
+        tracing::debug!(%error, "WAL thread keeps its priority");
     }
-}
-
-/// The calling thread's id and nice value.
-#[allow(unsafe_code)]
-fn thread_nice() -> Option<(libc::id_t, i32)> {
-    // SAFETY: `gettid` has no preconditions.
-    let tid = libc::id_t::try_from(unsafe { libc::gettid() }).ok()?;
-    // getpriority returns -1 both for nice -1 and for an error; a thread
-    // always has a priority, so -1 is taken as nice -1.
-    // SAFETY: a plain system call on the calling thread's id.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
-    Some((tid, nice))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -432,38 +407,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn wal_threads_run_above_the_process_priority_when_allowed() {
-        let (before, once, twice) = std::thread::spawn(|| {
-            let before = thread_nice().unwrap().1;
-            raise_thread_priority();
-            let once = thread_nice().unwrap().1;
-            // A thread started by a raised thread inherits its level;
-            // raising again must not go further.
-            let twice = std::thread::spawn(|| {
-                raise_thread_priority();
-                thread_nice().unwrap().1
-            })
-            .join()
-            .unwrap();
-            (before, once, twice)
-        })
-        .join()
-        .unwrap();
-        let raised = (before - PRIORITY_STEPS).max(-20);
-        // SAFETY: `geteuid` has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root {
-            assert_eq!(once, raised, "nice {before} -> {once}");
-        } else {
-            assert!(once == raised || once == before, "nice {before} -> {once}");
-        }
-        assert_eq!(twice, once);
-        // Only the WAL thread: the test's own thread keeps its priority.
-        assert_eq!(thread_nice().unwrap().1, before);
-    }
 
     /// Every consume call's LSN and bytes.
     type Calls = Arc<Mutex<Vec<(Lsn, Vec<u8>)>>>;

@@ -24,22 +24,21 @@
 //! affinity. The thread is placed again at the start of every connection,
 //! so an interrupt moved since (by irqbalance, say) is followed at the next
 //! reconnect. The parsing and the decision ([`choose`]) are pure functions;
-//! [`interrupt_cpus`] reads the system, [`pin_current_thread`] changes it.
+//! [`interrupt_cpus`] reads the system, [`place_streaming_thread`] changes
+//! it (through `threadsched`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// A set of CPU numbers.
-pub type CpuSet = BTreeSet<usize>;
+pub use threadsched::CpuSet;
+use threadsched::{format_cpu_list, parse_cpu_list};
 
 /// Interrupts below this fraction of the device's busiest one are not its
 /// completion queues (virtio `config`, NVMe admin queue).
 const QUIET_INTERRUPT_DIVISOR: u64 = 16;
 /// Device-mapper/md stacks deeper than this are not followed.
 const MAX_STACK_DEPTH: usize = 8;
-/// CPU numbers above this are refused (a typo, not a machine).
-const MAX_CPU: usize = 4095;
 
 /// Where the streaming thread may run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -82,51 +81,6 @@ impl std::fmt::Display for Placement {
             Placement::Cpus(cpus) => f.write_str(&format_cpu_list(cpus)),
         }
     }
-}
-
-/// Parses a kernel CPU list (`0-3,6`, as in `effective_affinity_list`).
-/// `None` on anything else; an empty (or all-blank) list is the empty set.
-pub fn parse_cpu_list(text: &str) -> Option<CpuSet> {
-    let mut cpus = CpuSet::new();
-    let text = text.trim();
-    if text.is_empty() {
-        return Some(cpus);
-    }
-    for part in text.split(',') {
-        let (first, last): (usize, usize) = match part.trim().split_once('-') {
-            Some((first, last)) => (first.trim().parse().ok()?, last.trim().parse().ok()?),
-            None => {
-                let cpu: usize = part.trim().parse().ok()?;
-                (cpu, cpu)
-            }
-        };
-        if first > last || last > MAX_CPU {
-            return None;
-        }
-        cpus.extend(first..=last);
-    }
-    Some(cpus)
-}
-
-/// Writes `cpus` as a kernel CPU list, ranges folded (`0-3,6`).
-pub fn format_cpu_list(cpus: &CpuSet) -> String {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &cpu in cpus {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == cpu => *last = cpu,
-            _ => runs.push((cpu, cpu)),
-        }
-    }
-    runs.iter()
-        .map(|&(first, last)| {
-            if first == last {
-                first.to_string()
-            } else {
-                format!("{first}-{last}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Total count per interrupt number from `/proc/interrupts` text (named
@@ -371,67 +325,12 @@ fn file_name(path: &Path) -> &str {
         .unwrap_or("?")
 }
 
-/// The CPUs the calling thread may run on.
-pub fn current_thread_cpus() -> std::io::Result<CpuSet> {
-    thread_cpus(0)
-}
-
-/// The CPUs the process's main thread may run on: what every thread may
-/// use unless pinned.
-fn process_cpus() -> std::io::Result<CpuSet> {
-    let pid = libc::pid_t::try_from(std::process::id()).map_err(std::io::Error::other)?;
-    thread_cpus(pid)
-}
-
-/// The CPUs thread `tid` (0: the calling one) may run on.
-#[allow(unsafe_code)]
-fn thread_cpus(tid: libc::pid_t) -> std::io::Result<CpuSet> {
-    // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the size passed is that of `set`, which the call fills.
-    let failed =
-        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
-            != 0;
-    if failed {
-        return Err(std::io::Error::last_os_error());
-    }
-    let slots = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    let mut cpus = CpuSet::new();
-    for cpu in 0..slots {
-        // SAFETY: `cpu` is below the set's capacity in bits.
-        if unsafe { libc::CPU_ISSET(cpu, &set) } {
-            cpus.insert(cpu);
-        }
-    }
-    Ok(cpus)
-}
-
-/// Restricts the calling thread to `cpus`.
-#[allow(unsafe_code)]
-pub fn pin_current_thread(cpus: &CpuSet) -> std::io::Result<()> {
-    // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let slots = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    for &cpu in cpus.iter().filter(|&&cpu| cpu < slots) {
-        // SAFETY: `cpu` is below the set's capacity in bits.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: the size passed is that of `set`; pid 0 is the calling thread.
-    let failed =
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0;
-    if failed {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Lets the calling thread run wherever the process may: threads started by
 /// the pinned streaming thread (the sink, the trim thread, the blocking
 /// pool of its runtime) inherit its CPUs, and their work belongs on all of
 /// them, not on the one the commits wait for.
 pub(crate) fn unpin_current_thread() {
-    let unpinned = process_cpus().and_then(|cpus| pin_current_thread(&cpus));
-    if let Err(error) = unpinned {
+    if let Err(error) = threadsched::unpin_current_thread() {
         tracing::warn!(%error, "cannot let a WAL thread run on every CPU");
     }
 }
@@ -455,7 +354,7 @@ pub(crate) fn place_streaming_thread(placement: &Placement, store_dir: &Path) ->
     if *placement == Placement::Anywhere {
         return anywhere("wal_stream_cpus = any".to_owned());
     }
-    let allowed = match process_cpus() {
+    let allowed = match threadsched::process_cpus() {
         Ok(allowed) => allowed,
         Err(error) => return anywhere(format!("cannot read the process's CPUs: {error}")),
     };
@@ -486,10 +385,17 @@ pub(crate) fn place_streaming_thread(placement: &Placement, store_dir: &Path) ->
             Err(error) => (None, error.to_string()),
         },
     };
-    if let Err(error) = pin_current_thread(target.as_ref().unwrap_or(&allowed)) {
+    if let Err(error) = threadsched::pin_current_thread(target.as_ref().unwrap_or(&allowed)) {
         return anywhere(format!("cannot set the thread's CPUs: {error}"));
     }
-    let realtime = set_realtime(target.is_some());
+    // A pinned thread cannot move to an idle CPU when its own is busy; in
+    // the real-time class it preempts what runs there instead of waiting
+    // for its turn (on the 2-vCPU VM, pinned without it, the slowest 0.1%
+    // of pgbench transactions took 9–12 ms against 5–9 ms unpinned; with
+    // it, 5–9 ms). It blocks on the socket and on fsync between short
+    // appends, so it never holds a CPU for long. Refused (no
+    // `CAP_SYS_NICE`), the thread keeps its raised nice value.
+    let realtime = threadsched::set_realtime(target.is_some());
     let reason = match (&target, realtime) {
         (Some(_), Ok(())) => format!("{reason}; SCHED_FIFO"),
         (Some(_), Err(error)) => format!("{reason}; not SCHED_FIFO: {error}"),
@@ -499,36 +405,6 @@ pub(crate) fn place_streaming_thread(placement: &Placement, store_dir: &Path) ->
         cpus: target,
         reason,
     }
-}
-
-/// Puts the calling thread in `SCHED_FIFO` at the lowest real-time
-/// priority, or back in the normal class. A pinned thread cannot move to an
-/// idle CPU when its own is busy; in the real-time class it preempts what
-/// runs there instead of waiting for its turn (on the 2-vCPU VM, pinned
-/// without it, the slowest 0.1% of pgbench transactions took 9–12 ms
-/// against 5–9 ms unpinned; with it, 5–9 ms). It blocks on the socket and
-/// on fsync between short appends, so it never holds a CPU for long; the
-/// kernel's real-time throttling bounds it regardless. Threads it starts
-/// begin in the normal class (`SCHED_RESET_ON_FORK`). Needs
-/// `CAP_SYS_NICE` (or an `RLIMIT_RTPRIO`); without it the thread keeps its
-/// raised nice value.
-#[allow(unsafe_code)]
-fn set_realtime(on: bool) -> std::io::Result<()> {
-    let (policy, priority) = if on {
-        (libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, 1)
-    } else {
-        (libc::SCHED_OTHER, 0)
-    };
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: a plain system call on the calling thread (pid 0) with a
-    // parameter that lives across the call.
-    let failed = unsafe { libc::sched_setscheduler(0, policy, &param) } != 0;
-    if failed {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -428,7 +428,7 @@ impl LoopState {
             let now = placement::place_streaming_thread(&self.opts.placement, store_dir);
             if placed.as_ref() != Some(&now) {
                 let cpus = now.cpus.as_ref().map_or("every CPU".to_owned(), |cpus| {
-                    format!("CPU {}", placement::format_cpu_list(cpus))
+                    format!("CPU {}", threadsched::format_cpu_list(cpus))
                 });
                 tracing::info!(store = %store_dir.display(), reason = %now.reason,
                     "WAL streaming thread runs on {cpus}");

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use walreceiver::placement::{current_thread_cpus, format_cpu_list, CpuSet};
+use threadsched::{current_thread_cpus, format_cpu_list, CpuSet};
 use walreceiver::{Placement, WalReceiver, WalStore};
 
 const WAIT: Duration = Duration::from_secs(60);
