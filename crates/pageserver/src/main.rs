@@ -2,6 +2,7 @@
 //! does lives in the library; this file parses arguments, sets up logging,
 //! and turns SIGTERM/SIGINT into the shutdown signal.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -62,8 +63,11 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: `sediment start` sends the log to
+    // a file, where they would be noise for every reader and grep.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
