@@ -17,10 +17,12 @@
 //! arrives in LSN order, so a put appends an entry and moves the key's head
 //! (an LSN below the newest, which a writer batch may put, is spliced into
 //! the chain in place). The only allocations are an arena chunk every
-//! `VALUE_CHUNK` puts and the index growing. Reads at the head, the usual
-//! case, start at the newest version; a read further back walks the chain.
-//! Key order, which only flushing and key listing need, is established by
-//! sorting the keys then.
+//! `VALUE_CHUNK` puts and the index (and list of keys) growing. Reads at the
+//! head, the usual case, start at the newest version; a read further back
+//! walks the chain.
+//! Key order, which only flushing and key listing need, is established
+//! then: flushing sorts the keys and places every entry by its key's rank in
+//! one pass over the arena (each entry carries its key's number).
 
 use std::ops::Range;
 use std::time::Instant;
@@ -43,6 +45,10 @@ struct Entry {
     value: Value,
     /// Slot of the key's next older version, or [`NO_SLOT`].
     older: u32,
+    /// The key's number: its place in [`InMemoryLayer::keys`]. Lets
+    /// [`InMemoryLayer::iter`] order the versions from one pass over the
+    /// arena instead of walking every chain (it fits in padding).
+    key_no: u32,
 }
 
 /// A key's versions: its newest entry, that entry's LSN (kept here so that
@@ -51,6 +57,9 @@ struct Entry {
 #[derive(Clone, Copy, Debug)]
 struct Chain {
     newest: u32,
+    /// The key's number (see [`Entry::key_no`]), here for the same reason
+    /// as `newest_lsn`.
+    key_no: u32,
     newest_lsn: Lsn,
     oldest_lsn: Lsn,
 }
@@ -86,6 +95,11 @@ impl Arena {
         u32::try_from(slot).unwrap_or(NO_SLOT - 1)
     }
 
+    /// Every entry, in slot order.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten()
+    }
+
     fn get(&self, slot: u32) -> &Entry {
         let slot = slot as usize;
         &self.chunks[slot / VALUE_CHUNK][slot % VALUE_CHUNK]
@@ -115,6 +129,12 @@ pub struct InMemoryLayer {
     prev_record_lsn: Lsn,
     arena: Arena,
     index: KeyMap<Chain>,
+    /// Every key held, in the order they first arrived (numbered so).
+    keys: Vec<Key>,
+    /// Whether some version arrived below its key's newest and was spliced
+    /// into the chain: the key's versions are then not in LSN order in the
+    /// arena.
+    spliced: bool,
     /// Smallest and largest key held.
     key_bounds: Option<(Key, Key)>,
     size_bytes: u64,
@@ -130,6 +150,8 @@ impl InMemoryLayer {
             prev_record_lsn: Lsn::INVALID,
             arena: Arena::default(),
             index: KeyMap::default(),
+            keys: Vec::new(),
+            spliced: false,
             key_bounds: None,
             size_bytes: 0,
             first_put: None,
@@ -171,13 +193,18 @@ impl InMemoryLayer {
         let size = value.size_bytes() as u64;
         let chain = match self.index.entry(key) {
             std::collections::hash_map::Entry::Vacant(vacant) => {
+                // Below NO_SLOT for the same reason as the slots.
+                let key_no = u32::try_from(self.keys.len()).unwrap_or(NO_SLOT - 1);
+                self.keys.push(key);
                 let slot = self.arena.push(Entry {
                     lsn,
                     value,
                     older: NO_SLOT,
+                    key_no,
                 });
                 vacant.insert(Chain {
                     newest: slot,
+                    key_no,
                     newest_lsn: lsn,
                     oldest_lsn: lsn,
                 });
@@ -190,12 +217,14 @@ impl InMemoryLayer {
             }
             std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
         };
+        let key_no = chain.key_no;
         // The common case: WAL arrives in LSN order.
         if chain.newest_lsn < lsn {
             chain.newest = self.arena.push(Entry {
                 lsn,
                 value,
                 older: chain.newest,
+                key_no,
             });
             chain.newest_lsn = lsn;
             self.size_bytes += size;
@@ -221,7 +250,9 @@ impl InMemoryLayer {
             lsn,
             value,
             older: at,
+            key_no,
         });
+        self.spliced = true;
         self.size_bytes += size;
         if at == NO_SLOT {
             chain.oldest_lsn = lsn;
@@ -345,24 +376,44 @@ impl InMemoryLayer {
         }
     }
 
-    /// All versions in (key, lsn) order. Sorts the keys first (a frozen
-    /// layer is iterated once, when it is flushed).
+    /// All versions in (key, lsn) order (a frozen layer is iterated once,
+    /// when it is flushed).
+    ///
+    /// The order comes from one pass over the arena: the keys are sorted,
+    /// then each entry's slot is placed by its key's rank (a counting sort,
+    /// stable, so a key's versions stay in arena order, which is LSN order
+    /// unless one was spliced in). Walking each key's chain instead cost a
+    /// dependent cache miss per version, a quarter of a flush's encoding
+    /// time; these loads are independent of each other.
     pub fn iter(&self) -> impl Iterator<Item = (Key, Lsn, &Value)> {
-        let mut keys: Vec<(Key, u32)> = self
-            .index
-            .iter()
-            .map(|(key, chain)| (*key, chain.newest))
-            .collect();
-        keys.sort_unstable_by_key(|(key, _)| *key);
-        keys.into_iter().flat_map(move |(key, newest)| {
-            // Inline for the usual short chain: an allocation per key was
-            // a twentieth of a flush's CPU.
-            let mut slots: smallvec::SmallVec<[u32; 8]> = self.arena.chain(newest).collect();
-            slots.reverse();
-            slots.into_iter().map(move |slot| {
-                let entry = self.arena.get(slot);
-                (key, entry.lsn, &entry.value)
-            })
+        let mut by_key: Vec<(Key, u32)> = (self.keys.iter().copied()).zip(0..).collect();
+        by_key.sort_unstable_by_key(|&(key, _)| key);
+        let mut rank = vec![0u32; self.keys.len()];
+        for (place, &(_, no)) in (0..).zip(&by_key) {
+            rank[no as usize] = place;
+        }
+        // Where each rank's run of slots starts, then fill them in.
+        let mut next = vec![0u32; self.keys.len() + 1];
+        for entry in self.arena.entries() {
+            next[rank[entry.key_no as usize] as usize + 1] += 1;
+        }
+        for place in 1..next.len() {
+            next[place] += next[place - 1];
+        }
+        let mut ordered = vec![(0u32, 0u32); self.arena.len];
+        for (slot, entry) in self.arena.entries().enumerate() {
+            let at = &mut next[rank[entry.key_no as usize] as usize];
+            ordered[*at as usize] = (entry.key_no, slot as u32);
+            *at += 1;
+        }
+        if self.spliced {
+            for run in ordered.chunk_by_mut(|a, b| a.0 == b.0) {
+                run.sort_unstable_by_key(|&(_, slot)| self.arena.get(slot).lsn);
+            }
+        }
+        ordered.into_iter().map(move |(key_no, slot)| {
+            let entry = self.arena.get(slot);
+            (self.keys[key_no as usize], entry.lsn, &entry.value)
         })
     }
 
