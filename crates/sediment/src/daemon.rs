@@ -150,9 +150,6 @@ pub fn stop(workdir: &Workdir) -> anyhow::Result<Option<Pid>> {
     )
 }
 
-/// What a pageserver that exited at startup wrote about why: the error it
-/// returned (`Error: ...` and its `Caused by:` chain, without the stack
-/// backtrace `RUST_BACKTRACE` adds), else the last lines of its log.
 /// What `path` holds from byte `start` on (empty if it cannot be read): the
 /// log lines of this start, not those of every earlier one.
 fn read_from(path: &Path, start: u64) -> String {
@@ -168,6 +165,9 @@ fn read_from(path: &Path, start: u64) -> String {
     }
 }
 
+/// What a pageserver that exited at startup wrote about why: the error it
+/// returned (`Error: ...` and its `Caused by:` chain, without the stack
+/// backtrace `RUST_BACKTRACE` adds), else the last lines of its log.
 fn startup_failure(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     if let Some(first) = lines.iter().rposition(|line| line.starts_with("Error: ")) {
